@@ -1,0 +1,533 @@
+//! The HTTP API as plain functions: a parsed request and a transaction in, a reply out.
+//! No sockets here; `http` moves bytes, this module decides what they mean.
+
+use crate::model::{EnrolledFacts, NodeRecord, NodeView};
+use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX};
+use crate::store::{self, Txn};
+use hearth_wire::{EnrollRequest, EnrollResponse, ErrorBody, Heartbeat, HeartbeatAck, WireError};
+use heed::RwTxn;
+use miniserde::{json, Serialize};
+
+/// The largest request body the collector reads, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Other,
+}
+
+/// A request, read off the wire and not yet interpreted.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// The path without its query string.
+    pub path: String,
+    /// The credential from `Authorization: Bearer …` or `X-Host-Token: …`.
+    pub bearer: Option<String>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+/// What to send back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    /// Methods for the `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl Reply {
+    fn json<T: Serialize>(status: u16, value: &T) -> Reply {
+        Reply {
+            status,
+            body: json::to_string(value),
+            allow: None,
+        }
+    }
+}
+
+/// The settings and the moment a batch of requests is handled with.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// Unix milliseconds by the collector's clock.
+    pub now_ms: i64,
+    pub allow_anonymous: bool,
+}
+
+/// An error answer: status, stable code, and a sentence a person can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    pub fn body_too_large() -> ApiError {
+        ApiError::new(
+            413,
+            "body_too_large",
+            format!("the request body is larger than {MAX_BODY} bytes"),
+        )
+    }
+
+    pub fn storage(e: &store::Error) -> ApiError {
+        match e {
+            store::Error::Full => ApiError::new(
+                507,
+                "storage_full",
+                "the collector's database is full; nothing was saved. Free disk space or raise --max-db-mb",
+            ),
+            other => {
+                log::error!("{other}");
+                ApiError::new(500, "internal", "the collector could not use its database; nothing was saved")
+            }
+        }
+    }
+
+    fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(401, "unauthorized", message)
+    }
+
+    fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "forbidden", message)
+    }
+
+    pub fn into_reply(self) -> Reply {
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            error: self.message,
+        };
+        Reply {
+            allow: self.allow,
+            ..Reply::json(self.status, &body)
+        }
+    }
+}
+
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> ApiError {
+        ApiError::new(400, e.code(), e.to_string())
+    }
+}
+
+/// Why a handler stopped: an answer for this request, or a store failure that ends the whole batch.
+enum Failure {
+    Api(ApiError),
+    Store(store::Error),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Failure {
+        Failure::Api(e)
+    }
+}
+
+impl From<WireError> for Failure {
+    fn from(e: WireError) -> Failure {
+        Failure::Api(e.into())
+    }
+}
+
+impl From<store::Error> for Failure {
+    fn from(e: store::Error) -> Failure {
+        match e {
+            // A damaged record fails this request only; the transaction itself is fine.
+            store::Error::Corrupt(_) => Failure::Api(ApiError::storage(&e)),
+            other => Failure::Store(other),
+        }
+    }
+}
+
+type Handled = Result<Reply, Failure>;
+
+/// Answers one request inside the batch's transaction.
+///
+/// An `Err` means the transaction must be abandoned (the map is full, or LMDB failed);
+/// every other outcome, error answers included, is an `Ok(Reply)`.
+pub fn handle(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Result<Reply, store::Error> {
+    let result = match route(req) {
+        Ok(route) => dispatch(route, req, txn, ctx),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(reply) => Ok(reply),
+        Err(Failure::Api(e)) => Ok(e.into_reply()),
+        Err(Failure::Store(e)) => Err(e),
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Route<'a> {
+    Health,
+    Heartbeat,
+    Enroll,
+    Nodes,
+    Node(&'a str),
+}
+
+fn route(req: &Request) -> Result<Route<'_>, ApiError> {
+    let path = req.path.trim_end_matches('/');
+    let (route, allow) = match path {
+        "/healthz" => (Route::Health, "GET, HEAD"),
+        "/api/agent/heartbeat" | "/agent/heartbeat" => (Route::Heartbeat, "POST"),
+        "/api/agents/enroll" => (Route::Enroll, "POST"),
+        "/api/nodes" => (Route::Nodes, "GET, HEAD"),
+        _ => match path.strip_prefix("/api/nodes/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => (Route::Node(id), "GET, HEAD"),
+            _ => {
+                return Err(ApiError::new(
+                    404,
+                    "not_found",
+                    format!("there is nothing at {}", req.path),
+                ))
+            }
+        },
+    };
+    let allowed = match req.method {
+        Method::Get | Method::Head => allow.starts_with("GET"),
+        Method::Post => allow == "POST",
+        _ => false,
+    };
+    if !allowed {
+        let message = format!("{} accepts only {allow}", req.path);
+        return Err(ApiError {
+            allow: Some(allow),
+            ..ApiError::new(405, "method_not_allowed", message)
+        });
+    }
+    if req.method == Method::Post {
+        let is_json = req.content_type.as_deref().is_none_or(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+        if !is_json {
+            let message = "send the body as JSON with Content-Type: application/json";
+            return Err(ApiError::new(415, "unsupported_media_type", message));
+        }
+    }
+    Ok(route)
+}
+
+fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+    match route {
+        Route::Health => Ok(Reply::json(
+            200,
+            &Health {
+                status: "ok",
+                nodes: txn.node_count()?,
+            },
+        )),
+        Route::Heartbeat => heartbeat(req, txn, ctx),
+        Route::Enroll => enroll(req, txn, ctx),
+        Route::Nodes => {
+            require_api_key(req, txn)?;
+            let nodes = txn.nodes()?.iter().map(|n| n.view(ctx.now_ms)).collect();
+            Ok(Reply::json(200, &NodeList { nodes }))
+        }
+        Route::Node(id) => {
+            require_api_key(req, txn)?;
+            match txn.node(&id.to_ascii_lowercase())? {
+                Some(node) => Ok(Reply::json(200, &node.view(ctx.now_ms))),
+                None => {
+                    Err(ApiError::new(404, "not_found", format!("no node has the id {id}")).into())
+                }
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    nodes: u64,
+}
+
+#[derive(Serialize)]
+struct NodeList {
+    nodes: Vec<NodeView>,
+}
+
+const HOW_TO_ENROL: &str =
+    "enrol this node first: mint a token with `hearth-collector token create` \
+     and run `hearth-agent enroll --token TOKEN` on the node";
+
+fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+    // Authenticate before looking at the body, so strangers learn nothing from validation errors.
+    let token_node = match &req.bearer {
+        Some(token) => match txn.agent_token_node(&secret::hash(token))? {
+            Some(node_id) => Some(node_id),
+            None => {
+                let message = format!("the agent token is not valid (revoked, or from another collector); {HOW_TO_ENROL}");
+                return Err(ApiError::unauthorized(message).into());
+            }
+        },
+        None if ctx.allow_anonymous => None,
+        None => {
+            return Err(ApiError::unauthorized(format!(
+                "heartbeats need an agent token; {HOW_TO_ENROL}"
+            ))
+            .into())
+        }
+    };
+    let hb = Heartbeat::from_json(&req.body)?;
+    let existing = txn.node(&hb.node_id)?;
+    match (&token_node, &existing) {
+        (Some(owner), _) if *owner != hb.node_id => {
+            let message = format!(
+                "this agent token belongs to node {owner}, not {}",
+                hb.node_id
+            );
+            return Err(ApiError::forbidden(message).into());
+        }
+        (None, Some(node)) if node.token_hash.is_some() => {
+            let message = format!(
+                "node {} is enrolled, so its heartbeats must carry its agent token",
+                hb.node_id
+            );
+            return Err(ApiError::unauthorized(message).into());
+        }
+        _ => {}
+    }
+    let mut node = existing.unwrap_or_else(|| {
+        log::info!(
+            "node {} ({}) registered by its first anonymous heartbeat",
+            hb.node_id,
+            hb.hostname
+        );
+        NodeRecord {
+            node_id: hb.node_id.clone(),
+            name: hb.hostname.clone(),
+            enrolled_at: ctx.now_ms,
+            ..NodeRecord::default()
+        }
+    });
+    let ack = HeartbeatAck {
+        status: "ok".into(),
+        node_id: hb.node_id.clone(),
+        device_id: hb.node_id.clone(),
+    };
+    node.record_heartbeat(hb, ctx.now_ms);
+    txn.put_node(&node)?;
+    Ok(Reply::json(200, &ack))
+}
+
+fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+    let body = EnrollRequest::from_json(&req.body)?;
+    let token_hash = secret::hash(&body.token);
+    let Some(mut token) = txn.enroll_token(&token_hash)? else {
+        let message =
+            "the enrolment token is not recognised; mint one with `hearth-collector token create`";
+        return Err(ApiError::unauthorized(message).into());
+    };
+    if let Some(by) = &token.used_by {
+        let message =
+            format!("this enrolment token was already used (by node {by}); mint a fresh one");
+        return Err(ApiError::new(410, "token_used", message).into());
+    }
+    if token.expires_at <= ctx.now_ms {
+        let message = "this enrolment token has expired; mint a fresh one";
+        return Err(ApiError::new(410, "token_expired", message).into());
+    }
+    let node_id = match (&token.node_id, &body.node_id) {
+        (Some(bound), _) => bound.clone(),
+        (None, Some(id)) => id.clone(),
+        (None, None) => secret::new_node_id().map_err(internal)?,
+    };
+    let existing = txn.node(&node_id)?;
+    if existing.as_ref().is_some_and(|n| n.token_hash.is_some()) && token.node_id.is_none() {
+        let message = format!(
+            "node {node_id} is already enrolled; to enrol it again, mint a token bound to it \
+             (`hearth-collector token create --node {node_id}`), or enrol without a node id"
+        );
+        return Err(ApiError::new(409, "node_exists", message).into());
+    }
+    let agent_token = secret::new_secret(AGENT_PREFIX).map_err(internal)?;
+    let agent_hash = secret::hash(&agent_token);
+    let mut node = existing.unwrap_or_default();
+    if let Some(old) = node.token_hash.as_deref().and_then(unhex32) {
+        txn.delete_agent_token(&old)?;
+    }
+    let mut tags = token.tags.clone();
+    tags.extend(
+        body.tags
+            .iter()
+            .flatten()
+            .filter(|t| !token.tags.contains(t))
+            .cloned(),
+    );
+    node = NodeRecord {
+        node_id: node_id.clone(),
+        name: body
+            .name
+            .or(token.name.clone())
+            .unwrap_or_else(|| body.hostname.clone()),
+        hostname: body.hostname,
+        tags,
+        enrolled_at: ctx.now_ms,
+        token_hash: Some(secret::hex(&agent_hash)),
+        enrolled_with: EnrolledFacts {
+            os: body.os,
+            arch: body.arch,
+            agent_version: body.agent_version,
+            cpu_cores: body.cpu_cores,
+            memory_mb: body.memory_mb,
+            disk_gb: body.disk_gb,
+        },
+        ..node
+    };
+    txn.put_agent_token(&agent_hash, &node_id)?;
+    txn.put_node(&node)?;
+    token.used_at = Some(ctx.now_ms);
+    token.used_by = Some(node_id.clone());
+    txn.put_enroll_token(&token_hash, &token)?;
+    log::info!(
+        "node {node_id} ({}) enrolled with token {}",
+        node.hostname,
+        token.id
+    );
+    Ok(Reply::json(
+        200,
+        &EnrollResponse {
+            host_id: node_id.clone(),
+            node_id,
+            agent_token,
+        },
+    ))
+}
+
+fn require_api_key(req: &Request, txn: &Txn<RwTxn>) -> Result<(), Failure> {
+    let Some(key) = &req.bearer else {
+        let message = "this needs an API key: send `Authorization: Bearer hk_…` (mint one with `hearth-collector apikey create`)";
+        return Err(ApiError::unauthorized(message).into());
+    };
+    if key.starts_with(API_KEY_PREFIX) && txn.api_key(&secret::hash(key))?.is_some() {
+        return Ok(());
+    }
+    if key.starts_with(AGENT_PREFIX) && txn.agent_token_node(&secret::hash(key))?.is_some() {
+        return Err(
+            ApiError::forbidden("an agent token may only send heartbeats; use an API key").into(),
+        );
+    }
+    Err(ApiError::unauthorized(
+        "the API key is not valid; mint one with `hearth-collector apikey create`",
+    )
+    .into())
+}
+
+fn internal(e: getrandom::Error) -> Failure {
+    log::error!("cannot get random bytes: {e}");
+    ApiError::new(
+        500,
+        "internal",
+        "the collector could not generate a secret; try again",
+    )
+    .into()
+}
+
+fn unhex32(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: Method, path: &str, content_type: Option<&str>) -> Request {
+        Request {
+            method,
+            path: path.into(),
+            bearer: None,
+            content_type: content_type.map(Into::into),
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn routing() {
+        type Case<'a> = (Method, &'a str, Option<&'a str>, Result<Route<'a>, u16>);
+        let cases: &[Case] = &[
+            (Method::Get, "/healthz", None, Ok(Route::Health)),
+            (Method::Head, "/healthz", None, Ok(Route::Health)),
+            (
+                Method::Post,
+                "/api/agent/heartbeat",
+                Some("application/json"),
+                Ok(Route::Heartbeat),
+            ),
+            (
+                Method::Post,
+                "/agent/heartbeat",
+                Some("application/json; charset=utf-8"),
+                Ok(Route::Heartbeat),
+            ),
+            (Method::Post, "/agent/heartbeat", None, Ok(Route::Heartbeat)),
+            (
+                Method::Post,
+                "/agent/heartbeat",
+                Some("text/plain"),
+                Err(415),
+            ),
+            (Method::Get, "/agent/heartbeat", None, Err(405)),
+            (
+                Method::Post,
+                "/api/agents/enroll",
+                Some("application/json"),
+                Ok(Route::Enroll),
+            ),
+            (Method::Get, "/api/nodes/", None, Ok(Route::Nodes)),
+            (Method::Get, "/api/nodes/abc", None, Ok(Route::Node("abc"))),
+            (Method::Delete, "/api/nodes/abc", None, Err(405)),
+            (Method::Get, "/api/nodes/abc/x", None, Err(404)),
+            (Method::Get, "/nope", None, Err(404)),
+            (Method::Other, "/healthz", None, Err(405)),
+        ];
+        for (method, path, ct, expected) in cases {
+            let request = req(*method, path, *ct);
+            let got = route(&request).map_err(|e| e.status);
+            assert_eq!(&got, expected, "{method:?} {path} {ct:?}");
+        }
+    }
+
+    #[test]
+    fn errors_are_json_with_code_and_sentence() {
+        let reply = ApiError::body_too_large().into_reply();
+        assert_eq!(reply.status, 413);
+        let body: ErrorBody = json::from_str(&reply.body).unwrap();
+        assert_eq!(body.code, "body_too_large");
+        assert!(body.error.contains("65536"));
+    }
+
+    #[test]
+    fn unhex_round_trips() {
+        let h = secret::hash("x");
+        assert_eq!(unhex32(&secret::hex(&h)), Some(h));
+        assert_eq!(unhex32("zz"), None);
+    }
+}

@@ -1,0 +1,229 @@
+//! Command-line parsing: flags, then environment, then defaults.
+
+use lexopt::prelude::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const HELP: &str = "\
+hearth-collector: knows which of your nodes are alive, and since when
+
+Usage:
+  hearth-collector serve [--listen ADDR] [--data-dir DIR] [--allow-anonymous]
+                         [--max-db-mb N] [--max-batch N]
+  hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
+  hearth-collector apikey create [--name N]
+  hearth-collector nodes [--json]
+
+Commands:
+  serve          answer heartbeats, enrolments and the API
+  token create   mint a one-time enrolment token and print it, alone, on stdout
+  apikey create  mint an API key for GET /api/nodes and print it, alone, on stdout
+  nodes          print the node table (--json: as the API returns it)
+
+Options:
+  --listen ADDR      address to listen on [env HEARTH_LISTEN; default 127.0.0.1:8088];
+                     port 0 picks a free port, and the line `listening on http://ADDR`
+                     on stdout says which
+  --data-dir DIR     where the LMDB store lives [env HEARTH_DATA_DIR;
+                     default /var/lib/hearth-collector]
+  --allow-anonymous  also accept heartbeats without a token, registering unknown nodes
+                     on their first heartbeat (V1 behaviour; trusted networks only)
+  --max-db-mb N      the store never grows past N MiB; past it, writes get 507
+  --max-batch N      the most requests one commit carries [default 256; 1 = no group commit]
+  --ttl DURATION     how long an enrolment token stays valid: 90s, 15m, 1h, 2d [default 1h]
+  --node ID          bind the token to an enrolled node, to enrol it again
+  -h, --help         print this help
+  -V, --version      print the version
+
+Administration commands are safe to run while `serve` runs on the same data directory.
+
+Exit status: 0 success, 1 failure (the message says what failed), 2 bad usage.
+";
+
+#[derive(Debug)]
+pub enum Command {
+    Serve(Serve),
+    TokenCreate {
+        data_dir: PathBuf,
+        ttl: Duration,
+        name: Option<String>,
+        tags: Vec<String>,
+        node: Option<String>,
+    },
+    ApiKeyCreate {
+        data_dir: PathBuf,
+        name: Option<String>,
+    },
+    Nodes {
+        data_dir: PathBuf,
+        json: bool,
+    },
+    Help,
+    Version,
+}
+
+#[derive(Debug)]
+pub struct Serve {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub allow_anonymous: bool,
+    pub max_db_mb: Option<usize>,
+    pub max_batch: usize,
+}
+
+/// A usage error, already worded for the person at the terminal.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl From<lexopt::Error> for UsageError {
+    fn from(e: lexopt::Error) -> UsageError {
+        UsageError(e.to_string())
+    }
+}
+
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Command, UsageError> {
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut words: Vec<String> = Vec::new();
+    let mut listen = std::env::var("HEARTH_LISTEN").unwrap_or_else(|_| "127.0.0.1:8088".into());
+    let mut data_dir: PathBuf = std::env::var_os("HEARTH_DATA_DIR")
+        .map_or_else(|| "/var/lib/hearth-collector".into(), Into::into);
+    let (mut allow_anonymous, mut json) = (false, false);
+    let (mut max_db_mb, mut max_batch) = (None, 256);
+    let (mut ttl, mut name, mut tags, mut node) =
+        (Duration::from_secs(3600), None, Vec::new(), None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long("listen") => listen = parser.value()?.string()?,
+            Long("data-dir") => data_dir = parser.value()?.into(),
+            Long("allow-anonymous") => allow_anonymous = true,
+            Long("json") => json = true,
+            Long("max-db-mb") => max_db_mb = Some(number(&mut parser, "--max-db-mb")?),
+            Long("max-batch") => max_batch = number(&mut parser, "--max-batch")?,
+            Long("ttl") => ttl = parse_duration(&parser.value()?.string()?)?,
+            Long("name") => name = Some(parser.value()?.string()?),
+            Long("tags") => {
+                tags = parser
+                    .value()?
+                    .string()?
+                    .split(',')
+                    .map(|t| t.trim().to_owned())
+                    .collect()
+            }
+            Long("node") => node = Some(parser.value()?.string()?.to_ascii_lowercase()),
+            Value(word) => words.push(word.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    tags.retain(|t: &String| !t.is_empty());
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    Ok(match words.as_slice() {
+        ["serve"] => Command::Serve(Serve {
+            listen,
+            data_dir,
+            allow_anonymous,
+            max_db_mb,
+            max_batch,
+        }),
+        ["token", "create"] => Command::TokenCreate {
+            data_dir,
+            ttl,
+            name,
+            tags,
+            node,
+        },
+        ["apikey", "create"] => Command::ApiKeyCreate { data_dir, name },
+        ["nodes"] => Command::Nodes { data_dir, json },
+        [] => {
+            return Err(UsageError(
+                "no command given; try `hearth-collector serve` or --help".into(),
+            ))
+        }
+        other => {
+            return Err(UsageError(format!(
+                "unknown command `{}`; see --help",
+                other.join(" ")
+            )))
+        }
+    })
+}
+
+fn number(parser: &mut lexopt::Parser, flag: &str) -> Result<usize, UsageError> {
+    let text = parser.value()?.string()?;
+    match text.parse() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(UsageError(format!(
+            "{flag} takes a whole number above 0, not `{text}`"
+        ))),
+    }
+}
+
+/// Parses `90s`, `15m`, `1h`, `2d`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match digits.parse::<u64>() {
+        Ok(n) if n > 0 && scale > 0 => Ok(Duration::from_secs(n.saturating_mul(scale))),
+        _ => Err(UsageError(format!(
+            "`{text}` is not a duration; write it like 90s, 15m, 1h or 2d"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (text, secs) in [
+            ("90", 90),
+            ("90s", 90),
+            ("15m", 900),
+            ("1h", 3600),
+            ("2d", 172_800),
+        ] {
+            assert_eq!(parse_duration(text).unwrap().as_secs(), secs, "{text}");
+        }
+        for bad in ["", "h", "1w", "-1h", "0", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn commands() {
+        let parse = |line: &str| parse(line.split_whitespace().map(Into::into));
+        assert!(matches!(
+            parse("serve --listen 127.0.0.1:0 --allow-anonymous"),
+            Ok(Command::Serve(Serve {
+                allow_anonymous: true,
+                ..
+            }))
+        ));
+        assert!(matches!(parse("token create --ttl 2h --tags a,,b"),
+            Ok(Command::TokenCreate { tags, .. }) if tags == ["a", "b"]));
+        assert!(matches!(
+            parse("nodes --json"),
+            Ok(Command::Nodes { json: true, .. })
+        ));
+        for bad in [
+            "",
+            "serve --bogus",
+            "frobnicate",
+            "token create --ttl soon",
+            "serve --max-batch 0",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The server loop: tiny_http in, group commit, replies out. The only module that touches tiny_http.
+//!
+//! One thread handles every request. It takes the request that arrived and every one
+//! already waiting, applies them all in one LMDB write transaction, commits (fsync),
+//! and only then answers them: an acknowledged write is on disk, and a burst pays
+//! one fsync rather than one per request.
+//!
+//! Every response closes its connection. tiny_http gives each connection a pool
+//! thread for its whole life and queues new connections behind busy ones, so a client
+//! holding keep-alive connections (cloudflared does) could starve the others.
+
+use crate::api::{self, ApiError, Context, Method, Reply, MAX_BODY};
+use crate::store::Store;
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub allow_anonymous: bool,
+    /// The most requests one commit may carry; 1 turns group commit off.
+    pub max_batch: usize,
+    /// How long a client may take to send its request or read its answer.
+    pub io_timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> ServeConfig {
+        ServeConfig {
+            allow_anonymous: false,
+            max_batch: 256,
+            io_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves requests until the process ends.
+pub fn serve(listener: TcpListener, store: &Store, config: &ServeConfig) -> io::Result<()> {
+    // Accepted sockets inherit these, so a client that stalls mid-request is cut off.
+    set_socket_timeout(&listener, libc::SO_RCVTIMEO, config.io_timeout)?;
+    set_socket_timeout(&listener, libc::SO_SNDTIMEO, config.io_timeout)?;
+    let server = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
+    loop {
+        let first = server.recv()?;
+        let mut batch = vec![first];
+        while batch.len() < config.max_batch.max(1) {
+            match server.try_recv() {
+                Ok(Some(request)) => batch.push(request),
+                _ => break,
+            }
+        }
+        handle_batch(batch, store, config);
+    }
+}
+
+fn handle_batch(mut batch: Vec<tiny_http::Request>, store: &Store, config: &ServeConfig) {
+    let requests: Vec<Result<api::Request, Reply>> = batch.iter_mut().map(read_request).collect();
+    let context = Context {
+        now_ms: now_ms(),
+        allow_anonymous: config.allow_anonymous,
+    };
+    let outcome = store.write(|txn| {
+        requests
+            .iter()
+            .map(|request| match request {
+                Ok(request) => api::handle(request, txn, &context),
+                Err(reply) => Ok(reply.clone()),
+            })
+            .collect::<Result<Vec<Reply>, _>>()
+    });
+    let replies = outcome.unwrap_or_else(|e| vec![ApiError::storage(&e).into_reply(); batch.len()]);
+    log::debug!("answered a batch of {}", batch.len());
+    for (request, reply) in batch.into_iter().zip(&replies) {
+        respond(request, reply);
+    }
+}
+
+/// Reads what the API needs from a request: method, path, credentials and a capped body.
+fn read_request(request: &mut tiny_http::Request) -> Result<api::Request, Reply> {
+    let method = match request.method() {
+        tiny_http::Method::Get => Method::Get,
+        tiny_http::Method::Head => Method::Head,
+        tiny_http::Method::Post => Method::Post,
+        tiny_http::Method::Put => Method::Put,
+        tiny_http::Method::Delete => Method::Delete,
+        _ => Method::Other,
+    };
+    let path = request.url().split('?').next().unwrap_or("").to_owned();
+    let header = |name: &'static str| {
+        let found = request.headers().iter().find(|h| h.field.equiv(name));
+        found.map(|h| h.value.as_str().trim().to_owned())
+    };
+    let bearer = header("Authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_owned()))
+        .or_else(|| header("X-Host-Token"))
+        .filter(|t| !t.is_empty());
+    let content_type = header("Content-Type");
+    if request.body_length().is_some_and(|len| len > MAX_BODY) {
+        return Err(ApiError::body_too_large().into_reply());
+    }
+    let mut body = Vec::new();
+    let read = request
+        .as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body);
+    if let Err(e) = read {
+        let (status, code) = match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => (408, "request_timeout"),
+            _ => (400, "invalid_body"),
+        };
+        return Err(ApiError::new(
+            status,
+            code,
+            format!("could not read the request body: {e}"),
+        )
+        .into_reply());
+    }
+    if body.len() > MAX_BODY {
+        return Err(ApiError::body_too_large().into_reply());
+    }
+    let body = String::from_utf8(body).map_err(|_| {
+        ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply()
+    })?;
+    Ok(api::Request {
+        method,
+        path,
+        bearer,
+        content_type,
+        body,
+    })
+}
+
+fn respond(request: tiny_http::Request, reply: &Reply) {
+    let head_only = *request.method() == tiny_http::Method::Head;
+    let mut out = Vec::with_capacity(160 + reply.body.len());
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n",
+        reply.status,
+        reason(reply.status),
+        reply.body.len()
+    );
+    if let Some(allow) = reply.allow {
+        let _ = write!(out, "Allow: {allow}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(reply.body.as_bytes());
+    }
+    let mut writer = request.into_writer();
+    if let Err(e) = writer.write_all(&out).and_then(|()| writer.flush()) {
+        log::debug!("client left before its answer was written: {e}");
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        507 => "Insufficient Storage",
+        _ => "Internal Server Error",
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn set_socket_timeout(
+    listener: &TcpListener,
+    option: libc::c_int,
+    timeout: Duration,
+) -> io::Result<()> {
+    let value = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: the descriptor is a live socket owned by `listener`, and `value` is a timeval
+    // whose size is passed alongside it, as setsockopt(2) requires for these options.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,265 @@
+//! What the collector stores about nodes and credentials, and the status rule.
+//! Pure data and pure functions: no I/O here.
+
+use hearth_wire::{format_rfc3339, Check, Heartbeat};
+use miniserde::{Deserialize, Serialize};
+
+/// The interval assumed for a node that has not announced its own.
+pub const DEFAULT_INTERVAL_SECS: u64 = 30;
+
+/// Everything stored about one node. Times are Unix milliseconds by the collector's clock.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub name: String,
+    pub hostname: String,
+    pub tags: Vec<String>,
+    pub enrolled_at: i64,
+    /// When the last heartbeat arrived; `None` until the first one.
+    pub last_seen: Option<i64>,
+    /// The agent's clock minus the collector's, at the last heartbeat, in seconds.
+    pub clock_skew_secs: Option<i64>,
+    /// SHA-256 (hex) of the node's agent token; `None` for a node that registered anonymously.
+    pub token_hash: Option<String>,
+    /// Facts the agent gave when it enrolled, until its first heartbeat brings fresher ones.
+    pub enrolled_with: EnrolledFacts,
+    pub heartbeat: Option<Heartbeat>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct EnrolledFacts {
+    pub os: Option<String>,
+    pub arch: Option<String>,
+    pub agent_version: Option<String>,
+    pub cpu_cores: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub disk_gb: Option<u64>,
+}
+
+/// A one-time enrolment token, stored under the SHA-256 of its raw value.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct EnrollTokenRecord {
+    /// A short public id for listing and revoking; not the token.
+    pub id: String,
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+    /// If set, the token re-enrols this existing node rather than adding a new one.
+    pub node_id: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub used_by: Option<String>,
+}
+
+/// An API key for reading the fleet, stored under the SHA-256 of its raw value.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+}
+
+/// Where a node stands, by the collector's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Enrolled, never heard from.
+    Pending,
+    /// Heard from within 1.5 × its interval.
+    Online,
+    /// Silent for up to 3 × its interval.
+    Late,
+    /// Silent for longer.
+    Offline,
+    /// Its last heartbeat said it was shutting down cleanly.
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Online => "online",
+            Status::Late => "late",
+            Status::Offline => "offline",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl NodeRecord {
+    pub fn interval_secs(&self) -> u64 {
+        self.heartbeat
+            .as_ref()
+            .and_then(|hb| hb.interval_secs)
+            .unwrap_or(DEFAULT_INTERVAL_SECS)
+    }
+
+    pub fn status(&self, now_ms: i64) -> Status {
+        let Some(seen) = self.last_seen else {
+            return Status::Pending;
+        };
+        if self.heartbeat.as_ref().is_some_and(Heartbeat::is_stopping) {
+            return Status::Stopped;
+        }
+        let silent_ms = now_ms.saturating_sub(seen).max(0) as u64;
+        let interval_ms = self.interval_secs() * 1000;
+        if silent_ms * 2 <= interval_ms * 3 {
+            Status::Online
+        } else if silent_ms <= interval_ms * 3 {
+            Status::Late
+        } else {
+            Status::Offline
+        }
+    }
+
+    /// Takes in a heartbeat that arrived at `now_ms`.
+    pub fn record_heartbeat(&mut self, heartbeat: Heartbeat, now_ms: i64) {
+        let sent_ms = hearth_wire::parse_rfc3339(&heartbeat.timestamp).unwrap_or(now_ms);
+        self.clock_skew_secs = Some((sent_ms - now_ms) / 1000);
+        self.last_seen = Some(now_ms);
+        self.hostname.clone_from(&heartbeat.hostname);
+        if let Some(name) = heartbeat.name.as_ref().filter(|n| !n.is_empty()) {
+            self.name.clone_from(name);
+        }
+        if let Some(tags) = &heartbeat.tags {
+            self.tags.clone_from(tags);
+        }
+        self.heartbeat = Some(heartbeat);
+    }
+
+    /// The node as `GET /api/nodes` shows it.
+    pub fn view(&self, now_ms: i64) -> NodeView {
+        let hb = self.heartbeat.clone().unwrap_or_default();
+        let facts = &self.enrolled_with;
+        let heard = self.heartbeat.is_some();
+        NodeView {
+            node_id: self.node_id.clone(),
+            name: self.name.clone(),
+            hostname: self.hostname.clone(),
+            status: self.status(now_ms).as_str(),
+            last_seen: self.last_seen.map(format_rfc3339),
+            clock_skew_secs: self.clock_skew_secs,
+            enrolled_at: format_rfc3339(self.enrolled_at),
+            tags: self.tags.clone(),
+            interval_secs: self.interval_secs(),
+            authenticated: self.token_hash.is_some(),
+            os_profile: heard.then_some(hb.os_profile),
+            cloudflare_ok: heard.then_some(hb.cloudflare_ok),
+            services_ok: heard.then_some(hb.services_ok),
+            vaultmesh_root: heard.then_some(hb.vaultmesh_root),
+            timestamp: heard.then_some(hb.timestamp),
+            agent_version: hb.agent_version.or_else(|| facts.agent_version.clone()),
+            os: hb.os.or_else(|| facts.os.clone()),
+            arch: hb.arch.or_else(|| facts.arch.clone()),
+            kernel: hb.kernel,
+            ip_address: hb.ip_address,
+            ip_addresses: hb.ip_addresses,
+            cpu_cores: hb.cpu_cores.or(facts.cpu_cores),
+            memory_mb: hb.memory_mb.or(facts.memory_mb),
+            disk_gb: hb.disk_gb.or(facts.disk_gb),
+            mem_available_mb: hb.mem_available_mb,
+            disk_free_gb: hb.disk_free_gb,
+            load: hb.load,
+            uptime_secs: hb.uptime_secs,
+            boot_id: hb.boot_id,
+            seq: hb.seq,
+            checks: hb.checks,
+            state: hb.state.map(|s| {
+                if s == hearth_wire::State::Stopping {
+                    "stopping"
+                } else {
+                    "running"
+                }
+            }),
+        }
+    }
+}
+
+/// One node in the API: its identity and status, then its latest heartbeat's fields.
+#[derive(Serialize, Debug)]
+pub struct NodeView {
+    pub node_id: String,
+    pub name: String,
+    pub hostname: String,
+    pub status: &'static str,
+    pub last_seen: Option<String>,
+    pub clock_skew_secs: Option<i64>,
+    pub enrolled_at: String,
+    pub tags: Vec<String>,
+    pub interval_secs: u64,
+    /// Whether the node enrolled and authenticates with its own token.
+    pub authenticated: bool,
+    pub os_profile: Option<String>,
+    pub cloudflare_ok: Option<bool>,
+    pub services_ok: Option<bool>,
+    pub vaultmesh_root: Option<String>,
+    pub timestamp: Option<String>,
+    pub agent_version: Option<String>,
+    pub os: Option<String>,
+    pub arch: Option<String>,
+    pub kernel: Option<String>,
+    pub ip_address: Option<String>,
+    pub ip_addresses: Option<Vec<String>>,
+    pub cpu_cores: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub disk_gb: Option<u64>,
+    pub mem_available_mb: Option<u64>,
+    pub disk_free_gb: Option<u64>,
+    pub load: Option<Vec<f64>>,
+    pub uptime_secs: Option<u64>,
+    pub boot_id: Option<String>,
+    pub seq: Option<u64>,
+    pub checks: Option<Vec<Check>>,
+    pub state: Option<&'static str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(at: i64, interval: Option<u64>, stopping: bool) -> NodeRecord {
+        let state = stopping.then_some(hearth_wire::State::Stopping);
+        let heartbeat = Heartbeat {
+            interval_secs: interval,
+            state,
+            ..Default::default()
+        };
+        NodeRecord {
+            last_seen: Some(at),
+            heartbeat: Some(heartbeat),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_follows_the_interval() {
+        let cases = [
+            (Default::default(), 1_000_000, Status::Pending),
+            (seen(0, Some(10), false), 0, Status::Online),
+            (seen(0, Some(10), false), 15_000, Status::Online),
+            (seen(0, Some(10), false), 15_001, Status::Late),
+            (seen(0, Some(10), false), 30_000, Status::Late),
+            (seen(0, Some(10), false), 30_001, Status::Offline),
+            (seen(0, None, false), 45_000, Status::Online), // the default interval is 30 s
+            (seen(0, None, false), 90_001, Status::Offline),
+            (seen(0, Some(10), true), 1, Status::Stopped),
+            (seen(0, Some(10), true), 1_000_000, Status::Stopped),
+            (seen(10_000, Some(10), false), 0, Status::Online), // a clock that went backwards
+        ];
+        for (node, now, expected) in cases {
+            assert_eq!(node.status(now), expected, "now={now} node={node:?}");
+        }
+    }
+
+    #[test]
+    fn skew_is_agent_minus_collector() {
+        let mut node: NodeRecord = Default::default();
+        let hb = Heartbeat {
+            timestamp: "1970-01-01T00:01:40Z".into(),
+            ..Default::default()
+        };
+        node.record_heartbeat(hb, 40_000);
+        assert_eq!(node.clock_skew_secs, Some(60));
+        assert_eq!(node.last_seen, Some(40_000));
+    }
+}

@@ -1,0 +1,399 @@
+//! The node store: one LMDB environment, and the only module that touches it.
+//!
+//! Every change happens inside [`Store::write`], one write transaction that is
+//! committed (and so fsync'd) before the caller answers anyone.
+//! When the memory map fills, the transaction is thrown away, the map grows,
+//! and the same work runs again from the start.
+
+use crate::model::{ApiKeyRecord, EnrollTokenRecord, NodeRecord};
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
+use miniserde::{json, Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+    /// The map size to start with, in bytes; LMDB keeps a larger one if the file already needs it.
+    pub initial_map: usize,
+    /// The map never grows past this many bytes; past it, writes fail with [`Error::Full`].
+    pub max_map: usize,
+}
+
+impl StoreConfig {
+    pub fn new(dir: impl Into<PathBuf>, max_map: usize) -> StoreConfig {
+        StoreConfig {
+            dir: dir.into(),
+            initial_map: max_map.min(8 << 20),
+            max_map,
+        }
+    }
+}
+
+/// The largest map a store may grow to by default: plenty on 64-bit, within reach on 32-bit.
+pub const DEFAULT_MAX_MAP: usize = if usize::BITS >= 64 { 64 << 30 } else { 1 << 30 };
+
+#[derive(Debug)]
+pub enum Error {
+    /// The map is at its maximum size and the write does not fit.
+    Full,
+    /// A stored record could not be read back: a bug or a damaged file.
+    Corrupt(String),
+    Lmdb(heed::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Full => {
+                f.write_str("the database is full and may not grow further (see --max-db-mb)")
+            }
+            Error::Corrupt(what) => write!(f, "a stored record is damaged: {what}"),
+            Error::Lmdb(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<heed::Error> for Error {
+    fn from(e: heed::Error) -> Error {
+        Error::Lmdb(e)
+    }
+}
+
+type Database = heed::Database<'static, Bytes, Bytes>;
+
+struct Dbs {
+    /// node id → [`NodeRecord`]
+    nodes: Database,
+    /// SHA-256 of an agent token → node id
+    agent_tokens: Database,
+    /// SHA-256 of an enrolment token → [`EnrollTokenRecord`]
+    enroll_tokens: Database,
+    /// SHA-256 of an API key → [`ApiKeyRecord`]
+    api_keys: Database,
+}
+
+pub struct Store {
+    env: Env<WithoutTls>,
+    dbs: Dbs,
+    max_map: usize,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `config.dir`.
+    pub fn open(config: &StoreConfig) -> Result<Store, Error> {
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options
+            .map_size(round_to_page(config.initial_map))
+            .max_dbs(8);
+        // SAFETY: the environment is opened once per process, only through this module,
+        // and its file is changed only by LMDB (in this process or another).
+        let env = unsafe { options.open(&config.dir)? };
+        let txn = env.write_txn()?;
+        let created =
+            env.create_databases_and_commit(txn, |opener, txn| -> Result<_, heed::Error> {
+                let mut create = |name| opener.create_database::<Bytes, Bytes>(txn, Some(name));
+                let all = (
+                    create("nodes")?,
+                    create("agent_tokens")?,
+                    create("enroll_tokens")?,
+                    create("api_keys")?,
+                );
+                Ok(CommitOrAbort::<_, ()>::Commit(all))
+            })?;
+        let Some((nodes, agent_tokens, enroll_tokens, api_keys)) = created.commit() else {
+            unreachable!("the closure above always commits")
+        };
+        let dbs = Dbs {
+            nodes,
+            agent_tokens,
+            enroll_tokens,
+            api_keys,
+        };
+        Ok(Store {
+            env,
+            dbs,
+            max_map: round_to_page(config.max_map),
+        })
+    }
+
+    /// Runs `work` in one write transaction and commits it if `work` wrote anything.
+    ///
+    /// `work` may run more than once: after the map grows, it starts again on a fresh
+    /// transaction, so it must not have effects outside the transaction until this returns.
+    pub fn write<R>(
+        &self,
+        mut work: impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        loop {
+            let outcome = self.try_write(&mut work);
+            match outcome {
+                Err(Error::Lmdb(heed::Error::Mdb(MdbError::MapFull))) => self.grow()?,
+                Err(Error::Lmdb(heed::Error::Mdb(MdbError::MapResized))) => self.adopt_size()?,
+                other => return other,
+            }
+        }
+    }
+
+    fn try_write<R>(
+        &self,
+        work: &mut impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let mut txn = Txn {
+            raw: self.env.write_txn()?,
+            dbs: &self.dbs,
+            wrote: false,
+        };
+        let result = work(&mut txn)?;
+        if txn.wrote {
+            txn.raw.commit()?;
+        }
+        Ok(result)
+    }
+
+    /// Runs `work` on a read-only snapshot.
+    pub fn read<R>(
+        &self,
+        mut work: impl FnMut(&Txn<RoTxn<WithoutTls>>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        loop {
+            match self.env.read_txn() {
+                Err(heed::Error::Mdb(MdbError::MapResized)) => self.adopt_size()?,
+                Err(e) => return Err(e.into()),
+                Ok(raw) => {
+                    return work(&Txn {
+                        raw,
+                        dbs: &self.dbs,
+                        wrote: false,
+                    })
+                }
+            }
+        }
+    }
+
+    fn grow(&self) -> Result<(), Error> {
+        let current = self.env.info().map_size;
+        if current >= self.max_map {
+            return Err(Error::Full);
+        }
+        let next = (current * 2).min(self.max_map);
+        log::info!(
+            "database map is full at {} MiB; growing it to {} MiB",
+            current >> 20,
+            next >> 20
+        );
+        // SAFETY: no transaction is open: `write` and `read` close theirs before returning,
+        // and the store is used from one thread.
+        unsafe { self.env.resize(next)? };
+        Ok(())
+    }
+
+    /// Another process grew the map; take its size.
+    fn adopt_size(&self) -> Result<(), Error> {
+        // SAFETY: as in `grow`; size 0 means "the size the file now has".
+        unsafe { self.env.resize(0)? };
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        self.env.path()
+    }
+}
+
+fn round_to_page(bytes: usize) -> usize {
+    // 64 KiB is a multiple of every page size Linux uses (4, 16 and 64 KiB).
+    const STEP: usize = 64 << 10;
+    bytes.div_ceil(STEP).max(1) * STEP
+}
+
+/// A transaction over the store: read-only (`RoTxn`) or read-write (`RwTxn`).
+pub struct Txn<'e, T> {
+    raw: T,
+    dbs: &'e Dbs,
+    wrote: bool,
+}
+
+/// What both kinds of transaction can read through.
+pub trait ReadTxn {
+    fn ro(&self) -> &RoTxn<'_, WithoutTls>;
+}
+
+impl ReadTxn for RoTxn<'_, WithoutTls> {
+    fn ro(&self) -> &RoTxn<'_, WithoutTls> {
+        self
+    }
+}
+
+impl ReadTxn for RwTxn<'_> {
+    fn ro(&self) -> &RoTxn<'_, WithoutTls> {
+        self
+    }
+}
+
+impl<T: ReadTxn> Txn<'_, T> {
+    pub fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, Error> {
+        self.get(self.dbs.nodes, node_id.as_bytes())
+    }
+
+    /// Every node, ordered by node id.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, Error> {
+        let mut out = Vec::new();
+        for entry in self.dbs.nodes.iter(self.raw.ro())? {
+            let (_, value) = entry?;
+            out.push(decode(value)?);
+        }
+        Ok(out)
+    }
+
+    pub fn node_count(&self) -> Result<u64, Error> {
+        Ok(self.dbs.nodes.len(self.raw.ro())?)
+    }
+
+    /// The node an agent token belongs to.
+    pub fn agent_token_node(&self, token_hash: &[u8; 32]) -> Result<Option<String>, Error> {
+        let found = self.dbs.agent_tokens.get(self.raw.ro(), token_hash)?;
+        found
+            .map(|id| {
+                String::from_utf8(id.to_vec())
+                    .map_err(|_| Error::Corrupt("agent token index".into()))
+            })
+            .transpose()
+    }
+
+    pub fn enroll_token(&self, token_hash: &[u8; 32]) -> Result<Option<EnrollTokenRecord>, Error> {
+        self.get(self.dbs.enroll_tokens, token_hash)
+    }
+
+    pub fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, Error> {
+        self.get(self.dbs.api_keys, key_hash)
+    }
+
+    fn get<V: Deserialize>(&self, db: Database, key: &[u8]) -> Result<Option<V>, Error> {
+        db.get(self.raw.ro(), key)?.map(decode).transpose()
+    }
+}
+
+impl Txn<'_, RwTxn<'_>> {
+    pub fn put_node(&mut self, node: &NodeRecord) -> Result<(), Error> {
+        self.put(self.dbs.nodes, node.node_id.as_bytes(), node)
+    }
+
+    pub fn put_agent_token(&mut self, token_hash: &[u8; 32], node_id: &str) -> Result<(), Error> {
+        self.wrote = true;
+        Ok(self
+            .dbs
+            .agent_tokens
+            .put(&mut self.raw, token_hash, node_id.as_bytes())?)
+    }
+
+    pub fn delete_agent_token(&mut self, token_hash: &[u8; 32]) -> Result<(), Error> {
+        self.wrote = true;
+        self.dbs.agent_tokens.delete(&mut self.raw, token_hash)?;
+        Ok(())
+    }
+
+    pub fn put_enroll_token(
+        &mut self,
+        token_hash: &[u8; 32],
+        record: &EnrollTokenRecord,
+    ) -> Result<(), Error> {
+        self.put(self.dbs.enroll_tokens, token_hash, record)
+    }
+
+    pub fn put_api_key(&mut self, key_hash: &[u8; 32], record: &ApiKeyRecord) -> Result<(), Error> {
+        self.put(self.dbs.api_keys, key_hash, record)
+    }
+
+    fn put<V: Serialize>(&mut self, db: Database, key: &[u8], value: &V) -> Result<(), Error> {
+        self.wrote = true;
+        Ok(db.put(&mut self.raw, key, json::to_string(value).as_bytes())?)
+    }
+}
+
+fn decode<V: Deserialize>(bytes: &[u8]) -> Result<V, Error> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| json::from_str(text).ok())
+        .ok_or_else(|| Error::Corrupt(format!("cannot decode a {}-byte record", bytes.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: usize, padding: usize) -> NodeRecord {
+        NodeRecord {
+            node_id: format!("node-{id:06}"),
+            hostname: "h".repeat(padding),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_map_grows_when_full_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            dir: dir.path().into(),
+            initial_map: 256 << 10,
+            max_map: 64 << 20,
+        };
+        let store = Store::open(&config).unwrap();
+        for batch in 0..40 {
+            store
+                .write(|txn| {
+                    for i in 0..50 {
+                        txn.put_node(&node(batch * 50 + i, 2000))?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert!(
+            store.env.info().map_size > 256 << 10,
+            "the map should have grown"
+        );
+        assert_eq!(store.read(|txn| txn.node_count()).unwrap(), 2000);
+    }
+
+    #[test]
+    fn a_full_map_at_its_limit_fails_cleanly_and_keeps_what_was_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            dir: dir.path().into(),
+            initial_map: 256 << 10,
+            max_map: 256 << 10,
+        };
+        let store = Store::open(&config).unwrap();
+        let mut committed = 0;
+        let err = loop {
+            match store.write(|txn| txn.put_node(&node(committed, 2000))) {
+                Ok(()) => committed += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, Error::Full), "{err}");
+        assert_eq!(
+            store.read(|txn| txn.node_count()).unwrap(),
+            committed as u64
+        );
+        drop(store);
+        let reopened = Store::open(&config).unwrap();
+        assert_eq!(
+            reopened.read(|txn| txn.node_count()).unwrap(),
+            committed as u64
+        );
+    }
+
+    #[test]
+    fn work_that_writes_nothing_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let before = store.env.info().last_txn_id;
+        store.write(|txn| txn.node("nobody")).unwrap();
+        assert_eq!(store.env.info().last_txn_id, before);
+    }
+}

@@ -1,0 +1,60 @@
+//! Node identifiers: random UUID v4, in lower-case hyphenated form.
+
+/// Formats 16 random bytes as a UUID v4, setting the version and variant bits.
+pub fn uuid_v4_from_bytes(mut bytes: [u8; 16]) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut out = String::with_capacity(36);
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// Whether `s` is a UUID v4 in hyphenated form (either case).
+pub fn is_uuid_v4(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+        && b[14] == b'4'
+        && matches!(b[19].to_ascii_lowercase(), b'8' | b'9' | b'a' | b'b')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_v4() {
+        for seed in [[0u8; 16], [0xff; 16], [0x5a; 16]] {
+            let id = uuid_v4_from_bytes(seed);
+            assert!(is_uuid_v4(&id), "{id}");
+        }
+        assert_eq!(
+            uuid_v4_from_bytes([0; 16]),
+            "00000000-0000-4000-8000-000000000000"
+        );
+    }
+
+    #[test]
+    fn validation() {
+        let cases = [
+            ("550e8400-e29b-41d4-a716-446655440000", true),
+            ("550E8400-E29B-41D4-A716-446655440000", true),
+            ("550e8400-e29b-11d4-a716-446655440000", false), // version 1
+            ("550e8400-e29b-41d4-c716-446655440000", false), // wrong variant
+            ("550e8400e29b41d4a716446655440000", false),
+            ("550e8400-e29b-41d4-a716-44665544000g", false),
+            ("", false),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(is_uuid_v4(input), expected, "{input}");
+        }
+    }
+}

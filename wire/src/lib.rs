@@ -1,0 +1,29 @@
+//! The JSON messages that `hearth-agent` and `hearth-collector` exchange.
+//!
+//! These structs are the wire contract described in `docs/protocol.md`:
+//! fields are added, never renamed or removed.
+//! Parsing goes through [`fields::Fields`] rather than miniserde's derive,
+//! because a client that sends a bad field deserves to be told which one.
+
+mod enroll;
+pub mod fields;
+mod heartbeat;
+mod id;
+mod timestamp;
+
+pub use enroll::{EnrollRequest, EnrollResponse};
+pub use fields::WireError;
+pub use heartbeat::{Check, Heartbeat, HeartbeatAck, State};
+pub use id::{is_uuid_v4, uuid_v4_from_bytes};
+pub use timestamp::{format_rfc3339, parse_rfc3339};
+
+use miniserde::{Deserialize, Serialize};
+
+/// The body of every HTTP error the collector returns.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ErrorBody {
+    /// A stable snake_case identifier, for programs.
+    pub code: String,
+    /// A sentence a person can act on.
+    pub error: String,
+}
