@@ -13,7 +13,7 @@ mod timestamp;
 
 pub use enroll::{EnrollRequest, EnrollResponse};
 pub use fields::WireError;
-pub use heartbeat::{Check, Heartbeat, HeartbeatAck, State};
+pub use heartbeat::{Check, Heartbeat, HeartbeatAck, State, MAX_INTERVAL_SECS};
 pub use id::{is_uuid_v4, uuid_v4_from_bytes};
 pub use timestamp::{format_rfc3339, parse_rfc3339};
 

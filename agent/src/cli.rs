@@ -1,0 +1,118 @@
+//! Command-line parsing. Flags are collected by the environment name they override.
+
+use crate::config::Flags;
+use lexopt::prelude::*;
+
+pub const HELP: &str = "\
+hearth-agent: tells your Hearth collector, every interval, that this node is alive
+
+Usage:
+  hearth-agent init [--name N] [--collector URL]   create this node's id; no network
+  hearth-agent enroll --token T [--collector URL]  trade a one-time token for an agent token
+  hearth-agent run                                 send a heartbeat every interval (the daemon)
+  hearth-agent once                                send one heartbeat now
+  hearth-agent check                               print the heartbeat it would send; send nothing
+  hearth-agent config show                         print paths, name, collector, node id
+  hearth-agent logout                              forget the token and stop reporting
+
+Options (each overrides the environment variable named after it):
+  --collector URL        HEARTH_COLLECTOR_URL (V1: VAULTMESH_CC_URL) [default http://127.0.0.1:8088]
+  --name NAME            HEARTH_NAME [default: the hostname]
+  --token TOKEN          HEARTH_TOKEN, the enrolment token for `enroll`
+  --interval SECS        HEARTH_INTERVAL_SECS (V1: VAULTMESH_HEARTBEAT_SECS) [default 30]
+  --state-dir DIR        HEARTH_STATE_DIR [default /var/lib/hearth-agent, or ~/.hearth when not root]
+  --config FILE          HEARTH_CONFIG, an env file [default /etc/hearth/agent.env,
+                         else /etc/vaultmesh/agent.env]
+  --allow-insecure-http  HEARTH_ALLOW_INSECURE_HTTP: allow http:// to public addresses
+  -h, --help             print this help
+  -V, --version          print the version
+
+Other settings, from the environment or the env file: HEARTH_OS_PROFILE, HEARTH_ROOT,
+HEARTH_CHECK_SERVICES [default cloudflared], HEARTH_CHECK_PATHS, HEARTH_TAGS, HEARTH_NODE_ID,
+RUST_LOG, and the V1 names VAULTMESH_NODE_ID, VAULTMESH_OS_PROFILE, VAULTMESH_ROOT.
+Precedence: flags > environment > env file > settings saved by init/enroll > defaults.
+
+Exit status: 0 success; 1 failure (the message says what failed); 2 bad usage or configuration.
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Init,
+    Enroll,
+    Run,
+    Once,
+    Check,
+    ConfigShow,
+    Logout,
+    Help,
+    Version,
+}
+
+pub fn parse(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<(Command, Flags), String> {
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut flags = Flags::new();
+    let mut words = Vec::new();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let key = match arg {
+            Short('h') | Long("help") => return Ok((Command::Help, flags)),
+            Short('V') | Long("version") => return Ok((Command::Version, flags)),
+            Long("allow-insecure-http") => {
+                flags.insert("HEARTH_ALLOW_INSECURE_HTTP", "true".into());
+                continue;
+            }
+            Value(word) => {
+                words.push(word.string().map_err(|e| e.to_string())?);
+                continue;
+            }
+            Long("collector") => "HEARTH_COLLECTOR_URL",
+            Long("name") => "HEARTH_NAME",
+            Long("token") => "HEARTH_TOKEN",
+            Long("interval") => "HEARTH_INTERVAL_SECS",
+            Long("state-dir") => "HEARTH_STATE_DIR",
+            Long("config") => "HEARTH_CONFIG",
+            _ => return Err(arg.unexpected().to_string()),
+        };
+        let value = parser
+            .value()
+            .and_then(|v| v.string())
+            .map_err(|e| e.to_string())?;
+        flags.insert(key, value);
+    }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let command = match words.as_slice() {
+        ["init"] => Command::Init,
+        ["enroll" | "enrol"] => Command::Enroll,
+        ["run"] => Command::Run,
+        ["once"] => Command::Once,
+        ["check"] => Command::Check,
+        ["config", "show"] | ["config"] => Command::ConfigShow,
+        ["logout"] => Command::Logout,
+        [] => return Err("no command given; try `hearth-agent run`, or --help".into()),
+        other => return Err(format!("unknown command `{}`; see --help", other.join(" "))),
+    };
+    Ok((command, flags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_flags() {
+        let parse = |line: &str| parse(line.split_whitespace().map(Into::into));
+        let (command, flags) = parse("enroll --token hen_x --collector=https://c").unwrap();
+        assert_eq!(command, Command::Enroll);
+        assert_eq!(flags["HEARTH_TOKEN"], "hen_x");
+        assert_eq!(flags["HEARTH_COLLECTOR_URL"], "https://c");
+        assert_eq!(parse("config show").unwrap().0, Command::ConfigShow);
+        assert_eq!(
+            parse("run --allow-insecure-http").unwrap().1["HEARTH_ALLOW_INSECURE_HTTP"],
+            "true"
+        );
+        for bad in ["", "fly", "run --bogus", "enroll --token"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

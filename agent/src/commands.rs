@@ -1,0 +1,244 @@
+//! What each agent command does.
+
+use crate::beat::{self, AGENT_VERSION};
+use crate::cli::Command;
+use crate::config::{Config, Flags};
+use crate::daemon::Daemon;
+use crate::facts;
+use crate::state::State;
+use crate::transport::{Collector, SendError};
+use hearth_wire::{EnrollRequest, EnrollResponse};
+
+/// A failed command: the exit code and what to tell the person.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { code: 1, message }
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+pub fn run(command: Command, flags: &Flags, config: Config) -> Result<(), Failure> {
+    let state = State::new(&config.state_dir);
+    let collector =
+        Collector::parse(&config.collector_url, config.allow_insecure_http).map_err(usage)?;
+    match command {
+        Command::Init => init(&config, flags, &state),
+        Command::Enroll => enroll(&config, flags, &state, &collector),
+        Command::Run => {
+            if state.logged_out() {
+                log::info!("reporting is off since `hearth-agent logout`; run `hearth-agent enroll` to report again");
+                return Ok(());
+            }
+            if let Err(SendError::Refused(reason)) = collector.check_transport() {
+                return Err(usage(reason));
+            }
+            let daemon = daemon(config, &state, collector)?;
+            smol::block_on(daemon.run()).map_err(Failure::from)
+        }
+        Command::Once => {
+            if state.logged_out() {
+                return Err(usage(
+                    "reporting is off since `hearth-agent logout`; run `hearth-agent enroll` first",
+                ));
+            }
+            let daemon = daemon(config, &state, collector)?;
+            let heartbeat = smol::block_on(beat::build(
+                &daemon.config,
+                &daemon.collector,
+                &daemon.node_id,
+                1,
+                hearth_wire::State::Running,
+            ));
+            daemon
+                .send(&heartbeat, 15)
+                .map_err(|e| Failure::from(format!("the heartbeat was not delivered: {e}")))?;
+            println!(
+                "heartbeat delivered to {} for node {}",
+                daemon.collector.base, daemon.node_id
+            );
+            Ok(())
+        }
+        Command::Check => {
+            let node_id = match &config.node_id {
+                Some(id) => id.clone(),
+                None => state
+                    .node_id()?
+                    .unwrap_or_else(|| "00000000-0000-4000-8000-000000000000".into()),
+            };
+            let heartbeat = smol::block_on(beat::build(
+                &config,
+                &collector,
+                &node_id,
+                1,
+                hearth_wire::State::Running,
+            ));
+            println!("{}", miniserde::json::to_string(&heartbeat));
+            Ok(())
+        }
+        Command::ConfigShow => {
+            let node_id = config.node_id.clone().or(state.node_id()?);
+            let token = if state.logged_out() {
+                "no (logged out)"
+            } else if state.token()?.is_some() {
+                "yes"
+            } else {
+                "no"
+            };
+            println!(
+                "config file:    {}",
+                config
+                    .config_file
+                    .as_ref()
+                    .map_or("(none)".into(), |p| p.display().to_string())
+            );
+            println!("state dir:      {}", config.state_dir.display());
+            println!("collector:      {}", collector.base);
+            println!(
+                "name:           {}",
+                config.name.as_deref().unwrap_or("(the hostname)")
+            );
+            println!(
+                "node id:        {}",
+                node_id
+                    .as_deref()
+                    .unwrap_or("(none yet; run `hearth-agent init`)")
+            );
+            println!("token stored:   {token}");
+            println!("interval:       {} s", config.interval_secs);
+            println!("root path:      {}", config.root);
+            println!("services:       {}", config.check_services.join(", "));
+            println!("paths:          {}", config.check_paths.join(", "));
+            Ok(())
+        }
+        Command::Logout => {
+            state.logout()?;
+            println!(
+                "token forgotten; this node will not report until `hearth-agent enroll` runs again"
+            );
+            Ok(())
+        }
+        Command::Help | Command::Version => Ok(()),
+    }
+}
+
+fn init(config: &Config, flags: &Flags, state: &State) -> Result<(), Failure> {
+    state.create_dir()?;
+    let (node_id, created) = match &config.node_id {
+        Some(id) => {
+            state.set_node_id(id)?;
+            (id.clone(), true)
+        }
+        None => state.node_id_or_create()?,
+    };
+    let remembered: Vec<(&str, &str)> = ["HEARTH_NAME", "HEARTH_COLLECTOR_URL"]
+        .into_iter()
+        .filter_map(|key| flags.get(key).map(|value| (key, value.as_str())))
+        .collect();
+    if !remembered.is_empty() {
+        state.save_settings(&remembered)?;
+    }
+    let verb = if created { "created" } else { "kept" };
+    println!("node id {node_id} ({verb}) in {}", state.dir().display());
+    Ok(())
+}
+
+fn enroll(
+    config: &Config,
+    flags: &Flags,
+    state: &State,
+    collector: &Collector,
+) -> Result<(), Failure> {
+    let token = flags
+        .get("HEARTH_TOKEN")
+        .cloned()
+        .or_else(|| std::env::var("HEARTH_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| usage("enroll needs a token: hearth-agent enroll --token TOKEN (mint one on the collector)"))?;
+    state.create_dir()?;
+    let node_id = match &config.node_id {
+        Some(id) => id.clone(),
+        None => state.node_id_or_create()?.0,
+    };
+    let facts = facts::gather("/");
+    let request = EnrollRequest {
+        token: token.trim().to_owned(),
+        hostname: facts.hostname.clone(),
+        os: Some(std::env::consts::OS.into()),
+        arch: Some(facts.arch),
+        agent_version: Some(AGENT_VERSION.into()),
+        node_id: Some(node_id),
+        name: config.name.clone(),
+        tags: Some(config.tags.clone()),
+        cpu_cores: facts.cpu_cores,
+        memory_mb: facts.memory_mb,
+        disk_gb: facts.disk_gb,
+    };
+    let body = miniserde::json::to_string(&request);
+    let answer = collector
+        .post("/api/agents/enroll", &body, None, 30)
+        .map_err(|e| {
+            let hint = match &e {
+                SendError::Rejected { status: 401, .. } => {
+                    "; check the token was copied whole and minted on this collector"
+                }
+                SendError::Network(_) => {
+                    "; check the collector URL and that the collector is running"
+                }
+                _ => "",
+            };
+            Failure::from(format!("enrolment failed: {e}{hint}"))
+        })?;
+    let enrolled: EnrollResponse = miniserde::json::from_str(&answer).map_err(|_| {
+        Failure::from(format!(
+            "enrolment answer from {} is not what Hearth sends",
+            collector.base
+        ))
+    })?;
+    if !hearth_wire::is_uuid_v4(&enrolled.node_id) || enrolled.agent_token.is_empty() {
+        return Err(Failure::from(
+            "enrolment answer holds no usable node id or token".to_owned(),
+        ));
+    }
+    state.set_node_id(&enrolled.node_id)?;
+    state.set_token(&enrolled.agent_token)?;
+    if let Some(url) = flags.get("HEARTH_COLLECTOR_URL") {
+        state.save_settings(&[("HEARTH_COLLECTOR_URL", url)])?;
+    }
+    println!(
+        "enrolled with {} as node {}",
+        collector.base, enrolled.node_id
+    );
+    Ok(())
+}
+
+fn daemon(config: Config, state: &State, collector: Collector) -> Result<Daemon, Failure> {
+    let node_id = match &config.node_id {
+        Some(id) => id.clone(),
+        None => {
+            let (id, created) = state.node_id_or_create()?;
+            if created {
+                log::info!("created node id {id} in {}", state.dir().display());
+            }
+            id
+        }
+    };
+    let token = state.token()?;
+    Ok(Daemon {
+        config,
+        collector,
+        node_id,
+        token,
+    })
+}
