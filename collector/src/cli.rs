@@ -9,7 +9,7 @@ hearth-collector: knows which of your nodes are alive, and since when
 
 Usage:
   hearth-collector serve [--listen ADDR] [--data-dir DIR] [--allow-anonymous]
-                         [--max-db-mb N] [--max-batch N]
+                         [--max-db-mb N] [--max-batch N] [--io-timeout SECS]
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
   hearth-collector apikey create [--name N]
   hearth-collector nodes [--json]
@@ -30,6 +30,8 @@ Options:
                      on their first heartbeat (V1 behaviour; trusted networks only)
   --max-db-mb N      the store never grows past N MiB; past it, writes get 507
   --max-batch N      the most requests one commit carries [default 256; 1 = no group commit]
+  --io-timeout SECS  how long a client may take to send its request or read the answer
+                     [default 10]
   --ttl DURATION     how long an enrolment token stays valid: 90s, 15m, 1h, 2d [default 1h]
   --node ID          bind the token to an enrolled node, to enrol it again
   -h, --help         print this help
@@ -69,6 +71,7 @@ pub struct Serve {
     pub allow_anonymous: bool,
     pub max_db_mb: Option<usize>,
     pub max_batch: usize,
+    pub io_timeout: Duration,
 }
 
 /// A usage error, already worded for the person at the terminal.
@@ -88,7 +91,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut data_dir: PathBuf = std::env::var_os("HEARTH_DATA_DIR")
         .map_or_else(|| "/var/lib/hearth-collector".into(), Into::into);
     let (mut allow_anonymous, mut json) = (false, false);
-    let (mut max_db_mb, mut max_batch) = (None, 256);
+    let (mut max_db_mb, mut max_batch, mut io_timeout) = (None, 256, Duration::from_secs(10));
     let (mut ttl, mut name, mut tags, mut node) =
         (Duration::from_secs(3600), None, Vec::new(), None);
     while let Some(arg) = parser.next()? {
@@ -101,6 +104,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("json") => json = true,
             Long("max-db-mb") => max_db_mb = Some(number(&mut parser, "--max-db-mb")?),
             Long("max-batch") => max_batch = number(&mut parser, "--max-batch")?,
+            Long("io-timeout") => {
+                io_timeout = Duration::from_secs(number(&mut parser, "--io-timeout")? as u64)
+            }
             Long("ttl") => ttl = parse_duration(&parser.value()?.string()?)?,
             Long("name") => name = Some(parser.value()?.string()?),
             Long("tags") => {
@@ -125,6 +131,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             allow_anonymous,
             max_db_mb,
             max_batch,
+            io_timeout,
         }),
         ["token", "create"] => Command::TokenCreate {
             data_dir,

@@ -127,7 +127,7 @@ fn run_serve(serve: &Serve) -> Result<(), Failure> {
     let config = ServeConfig {
         allow_anonymous: serve.allow_anonymous,
         max_batch: serve.max_batch,
-        ..ServeConfig::default()
+        io_timeout: serve.io_timeout,
     };
     http::serve(listener, &store, &config).map_err(|e| format!("the server stopped: {e}"))
 }

@@ -1,0 +1,195 @@
+//! Acknowledged writes survive restarts and kill -9; a full store answers 507 and stays up.
+
+use crate::support::*;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[test]
+fn a_restart_keeps_nodes_tokens_and_keys() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("db");
+    let mut collector = Collector::start_in(&dir, &[]);
+    let (node, token) = collector.enroll();
+    let key = collector.api_key();
+    let unused = collector.enroll_token();
+    let auth = format!("Bearer {token}");
+    assert_eq!(
+        collector
+            .post(
+                "/api/agent/heartbeat",
+                &[("Authorization", &auth)],
+                &heartbeat(&node, 5, "running")
+            )
+            .status,
+        200
+    );
+    collector.kill9();
+
+    let collector = Collector::start_in(&dir, &[]);
+    let view = collector.get(&format!("/api/nodes/{node}"), &key);
+    assert_eq!(view.status, 200, "{}", view.body);
+    assert!(view.body.contains("\"seq\":5"), "{}", view.body);
+    assert_eq!(
+        collector
+            .post(
+                "/api/agent/heartbeat",
+                &[("Authorization", &auth)],
+                &heartbeat(&node, 6, "running")
+            )
+            .status,
+        200
+    );
+    let r = collector.post(
+        "/api/agents/enroll",
+        &[],
+        &format!(r#"{{"token":"{unused}","hostname":"h"}}"#),
+    );
+    assert_eq!(
+        r.status, 200,
+        "an unused enrolment token must survive a restart: {}",
+        r.body
+    );
+}
+
+/// Clients hammer the collector with heartbeats (rising `seq`) and enrolments, noting
+/// every 2xx. The collector is killed with SIGKILL mid-stream, five times over.
+/// After each restart, everything acknowledged must be there.
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_write() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("db");
+    let mut collector = Collector::start_in(&dir, &["--allow-anonymous"]);
+    let key = collector.api_key();
+    let tokens: Vec<String> = (0..40).map(|_| collector.enroll_token()).collect();
+    let tokens = Arc::new(Mutex::new(tokens));
+    let nodes: Vec<String> = (0..8).map(|_| new_node_id()).collect();
+    // node id → highest seq acknowledged; enrolled node id → its agent token
+    let acked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let enrolled: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut next_seq = 1;
+
+    for round in 0..5 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let addr = collector.addr;
+        let mut workers = Vec::new();
+        for node in &nodes {
+            let (node, stop, acked) = (node.clone(), stop.clone(), acked.clone());
+            let first = next_seq;
+            workers.push(std::thread::spawn(move || {
+                let mut seq = first;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(status) = try_send(
+                        addr,
+                        "/api/agent/heartbeat",
+                        &heartbeat(&node, seq, "running"),
+                    ) {
+                        assert!(status == 200, "unexpected status {status}");
+                        acked.lock().unwrap().insert(node.clone(), seq);
+                    }
+                    seq += 1;
+                }
+                seq
+            }));
+        }
+        let (stop2, tokens2, enrolled2) = (stop.clone(), tokens.clone(), enrolled.clone());
+        let enroller = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Some(token) = tokens2.lock().unwrap().pop() else {
+                    break;
+                };
+                let body = format!(r#"{{"token":"{token}","hostname":"e"}}"#);
+                let Some((200, r)) = try_send_full(addr, "/api/agents/enroll", &body) else {
+                    continue;
+                };
+                enrolled2
+                    .lock()
+                    .unwrap()
+                    .push((r.field("node_id"), r.field("agent_token")));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(150 + 70 * round));
+        collector.kill9();
+        stop.store(true, Ordering::Relaxed);
+        next_seq = workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .max()
+            .unwrap()
+            + 1;
+        enroller.join().unwrap();
+
+        collector = Collector::start_in(&dir, &["--allow-anonymous"]);
+        let acked = acked.lock().unwrap().clone();
+        assert!(
+            !acked.is_empty(),
+            "round {round}: nothing was acknowledged; the test proves nothing"
+        );
+        for (node, seq) in &acked {
+            let view = collector.get(&format!("/api/nodes/{node}"), &key);
+            let stored = match view.json().get("seq") {
+                Some(miniserde::json::Value::Number(miniserde::json::Number::U64(n))) => *n,
+                other => panic!("round {round}: node {node} lost ({other:?}): {}", view.body),
+            };
+            assert!(
+                stored >= *seq,
+                "round {round}: node {node} acknowledged seq {seq} but stored {stored}"
+            );
+        }
+        for (node, token) in enrolled.lock().unwrap().iter() {
+            let auth = format!("Bearer {token}");
+            let r = collector.post(
+                "/api/agent/heartbeat",
+                &[("Authorization", &auth)],
+                &heartbeat(node, 1, "running"),
+            );
+            assert_eq!(
+                r.status, 200,
+                "round {round}: acknowledged enrolment of {node} was lost: {}",
+                r.body
+            );
+        }
+    }
+    assert!(
+        !enrolled.lock().unwrap().is_empty(),
+        "no enrolment was acknowledged; the test proves nothing"
+    );
+}
+
+fn try_send(addr: std::net::SocketAddr, path: &str, body: &str) -> Option<u16> {
+    try_send_full(addr, path, body).map(|(status, _)| status)
+}
+
+/// Like `send`, but a refused or cut connection (the collector is being killed) is `None`.
+fn try_send_full(addr: std::net::SocketAddr, path: &str, body: &str) -> Option<(u16, Response)> {
+    use std::io::{BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body.as_bytes()).ok()?;
+    let r = read_response(&mut BufReader::new(stream))?;
+    Some((r.status, r))
+}
+
+#[test]
+fn a_full_store_answers_507_and_the_collector_stays_up() {
+    let collector = Collector::start(&["--allow-anonymous", "--max-db-mb", "1"]);
+    let key = collector.api_key();
+    let padding = "x".repeat(4000);
+    let mut full = None;
+    for i in 0..2000 {
+        let body =
+            v1_heartbeat(&new_node_id()).replace("/var/lib/vaultmesh", &format!("/{padding}{i}"));
+        let r = collector.post("/api/agent/heartbeat", &[], &body);
+        if r.status != 200 {
+            full = Some(r);
+            break;
+        }
+    }
+    let r = full.expect("1 MiB never filled up");
+    r.assert_error(507, "storage_full", "--max-db-mb");
+    let health = send(collector.addr, "GET", "/healthz", &[], b"");
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(collector.get("/api/nodes", &key).status, 200);
+}

@@ -1,0 +1,169 @@
+//! Enrolment tokens and agent tokens: one use, expiry, binding to one node.
+
+use crate::support::*;
+use std::sync::{Arc, Barrier};
+
+#[test]
+fn an_enrolled_node_heartbeats_with_its_token_and_only_its_own() {
+    let collector = Collector::start(&[]);
+    let (node, token) = collector.enroll();
+    let (other_node, _) = collector.enroll();
+    let auth = format!("Bearer {token}");
+    let r = collector.post(
+        "/api/agent/heartbeat",
+        &[("Authorization", &auth)],
+        &heartbeat(&node, 1, "running"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = collector.post(
+        "/api/agent/heartbeat",
+        &[("Authorization", &auth)],
+        &heartbeat(&other_node, 1, "running"),
+    );
+    r.assert_error(403, "forbidden", "belongs to node");
+    let r = collector.post(
+        "/api/agent/heartbeat",
+        &[("Authorization", "Bearer hag_wrong")],
+        &heartbeat(&node, 1, "running"),
+    );
+    r.assert_error(401, "unauthorized", "enroll");
+    // An enrolled node cannot be spoofed anonymously, even where anonymous heartbeats are allowed.
+    drop(collector);
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let (node, _) = collector.enroll();
+    collector
+        .post("/api/agent/heartbeat", &[], &heartbeat(&node, 1, "running"))
+        .assert_error(401, "unauthorized", "must carry its agent token");
+}
+
+#[test]
+fn without_allow_anonymous_a_heartbeat_needs_a_token_and_is_told_how_to_enrol() {
+    let collector = Collector::start(&[]);
+    let r = collector.post("/api/agent/heartbeat", &[], &v1_heartbeat(&new_node_id()));
+    r.assert_error(401, "unauthorized", "hearth-collector token create");
+}
+
+#[test]
+fn enrolment_tokens_are_single_use_expire_and_must_exist() {
+    let collector = Collector::start(&[]);
+    let token = collector.enroll_token();
+    let body = format!(
+        r#"{{"token":"{token}","hostname":"h","os":"linux","arch":"aarch64","agent_version":"0.1.0","cpu_cores":4,"memory_mb":4096,"disk_gb":32}}"#
+    );
+    let first = collector.post("/api/agents/enroll", &[], &body);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.field("host_id"), first.field("node_id"));
+    assert!(first.field("agent_token").len() >= 32);
+    collector
+        .post("/api/agents/enroll", &[], &body)
+        .assert_error(410, "token_used", "already used");
+
+    let short = collector.admin(&["token", "create", "--ttl", "1s"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let body = format!(r#"{{"token":"{short}","hostname":"h"}}"#);
+    collector
+        .post("/api/agents/enroll", &[], &body)
+        .assert_error(410, "token_expired", "expired");
+
+    let body = r#"{"token":"hen_never_minted","hostname":"h"}"#;
+    collector
+        .post("/api/agents/enroll", &[], body)
+        .assert_error(401, "unauthorized", "not recognised");
+}
+
+#[test]
+fn fifty_concurrent_enrolments_with_one_token_give_exactly_one_success() {
+    let collector = Collector::start(&[]);
+    let token = collector.enroll_token();
+    let barrier = Arc::new(Barrier::new(50));
+    let addr = collector.addr;
+    let threads: Vec<_> = (0..50)
+        .map(|_| {
+            let (barrier, body) = (
+                barrier.clone(),
+                format!(r#"{{"token":"{token}","hostname":"h"}}"#),
+            );
+            std::thread::spawn(move || {
+                barrier.wait();
+                send(
+                    addr,
+                    "POST",
+                    "/api/agents/enroll",
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 410).count(),
+        49,
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn a_token_bound_to_a_node_re_enrols_it_and_revokes_the_old_agent_token() {
+    let collector = Collector::start(&[]);
+    let (node, old_token) = collector.enroll();
+    // Enrolling an enrolled node id with an unbound token is refused: it would hijack the node.
+    let body = format!(
+        r#"{{"token":"{}","hostname":"h","node_id":"{node}"}}"#,
+        collector.enroll_token()
+    );
+    collector
+        .post("/api/agents/enroll", &[], &body)
+        .assert_error(409, "node_exists", "--node");
+    let bound = collector.admin(&["token", "create", "--node", &node]);
+    let r = collector.post(
+        "/api/agents/enroll",
+        &[],
+        &format!(r#"{{"token":"{bound}","hostname":"h"}}"#),
+    );
+    assert_eq!(r.field("node_id"), node);
+    let new_auth = format!("Bearer {}", r.field("agent_token"));
+    assert_eq!(
+        collector
+            .post(
+                "/api/agent/heartbeat",
+                &[("Authorization", &new_auth)],
+                &heartbeat(&node, 1, "running")
+            )
+            .status,
+        200
+    );
+    let old_auth = format!("Bearer {old_token}");
+    collector
+        .post(
+            "/api/agent/heartbeat",
+            &[("Authorization", &old_auth)],
+            &heartbeat(&node, 2, "running"),
+        )
+        .assert_error(401, "unauthorized", "not valid");
+}
+
+#[test]
+fn the_api_needs_an_api_key_not_an_agent_token() {
+    let collector = Collector::start(&[]);
+    let (_, agent_token) = collector.enroll();
+    collector
+        .get("/api/nodes", "hk_wrong")
+        .assert_error(401, "unauthorized", "apikey create");
+    collector
+        .get("/api/nodes", &agent_token)
+        .assert_error(403, "forbidden", "API key");
+    let r = send(collector.addr, "GET", "/api/nodes", &[], b"");
+    r.assert_error(401, "unauthorized", "Authorization: Bearer hk_");
+    let key = collector.api_key();
+    assert_eq!(collector.get("/api/nodes", &key).status, 200);
+    collector
+        .get(&format!("/api/nodes/{}", new_node_id()), &key)
+        .assert_error(404, "not_found", "no node");
+}

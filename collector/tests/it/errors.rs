@@ -1,0 +1,161 @@
+//! Every error is JSON `{"code","error"}` with the right status, on every route.
+
+use crate::support::*;
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+
+#[test]
+fn bad_bodies_name_what_is_wrong() {
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let hb = "/api/agent/heartbeat";
+    collector
+        .post(hb, &[], "{not json")
+        .assert_error(400, "invalid_json", "not valid JSON");
+    collector
+        .post(hb, &[], "[1,2]")
+        .assert_error(400, "invalid_json", "JSON object");
+    let missing = v1_heartbeat(&new_node_id()).replace(r#""services_ok":true,"#, "");
+    collector.post(hb, &[], &missing).assert_error(
+        400,
+        "invalid_field",
+        "`services_ok` is required",
+    );
+    let wrong_type =
+        v1_heartbeat(&new_node_id()).replace(r#""cloudflare_ok":true"#, r#""cloudflare_ok":"yes""#);
+    collector.post(hb, &[], &wrong_type).assert_error(
+        400,
+        "invalid_field",
+        "`cloudflare_ok` must be true or false",
+    );
+    let bad_id = v1_heartbeat("node-7");
+    collector.post(hb, &[], &bad_id).assert_error(
+        400,
+        "invalid_field",
+        "`node_id` must be a UUID v4",
+    );
+    let bad_time = v1_heartbeat(&new_node_id()).replace("2026-01-01T00:00:00Z", "last tuesday");
+    collector.post(hb, &[], &bad_time).assert_error(
+        400,
+        "invalid_field",
+        "`timestamp` must be an RFC 3339 time",
+    );
+    collector
+        .post("/api/agents/enroll", &[], r#"{"hostname":"h"}"#)
+        .assert_error(400, "invalid_field", "`token` is required");
+    let not_utf8 = send(
+        collector.addr,
+        "POST",
+        hb,
+        &[("Content-Type", "application/json")],
+        &[0xff, 0xfe, b'{'],
+    );
+    not_utf8.assert_error(400, "invalid_json", "UTF-8");
+}
+
+#[test]
+fn routes_methods_and_media_types() {
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let r = send(collector.addr, "GET", "/api/agent/heartbeat", &[], b"");
+    r.assert_error(405, "method_not_allowed", "POST");
+    assert!(r.head.contains("Allow: POST"), "{}", r.head);
+    send(collector.addr, "DELETE", "/healthz", &[], b"").assert_error(
+        405,
+        "method_not_allowed",
+        "GET",
+    );
+    send(collector.addr, "GET", "/no/such/thing", &[], b"").assert_error(
+        404,
+        "not_found",
+        "/no/such/thing",
+    );
+    let form = send(
+        collector.addr,
+        "POST",
+        "/api/agent/heartbeat",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"a=1",
+    );
+    form.assert_error(415, "unsupported_media_type", "application/json");
+    let health = send(collector.addr, "GET", "/healthz", &[], b"");
+    assert_eq!(
+        (health.status, health.field("status")),
+        (200, "ok".to_owned())
+    );
+    let head = send(collector.addr, "HEAD", "/healthz", &[], b"");
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+}
+
+#[test]
+fn bodies_over_64_kib_are_refused_before_they_are_read() {
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let big = vec![b' '; 64 * 1024 + 1];
+    let r = send(
+        collector.addr,
+        "POST",
+        "/api/agent/heartbeat",
+        &[("Content-Type", "application/json")],
+        &big,
+    );
+    r.assert_error(413, "body_too_large", "65536");
+
+    // Announced as 100 MiB but never sent: the answer must come from the header alone.
+    let mut stream = TcpStream::connect(collector.addr).unwrap();
+    let head = "POST /api/agent/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    read_response(&mut BufReader::new(stream))
+        .unwrap()
+        .assert_error(413, "body_too_large", "larger");
+
+    // Chunked, so no length is announced: the cap applies while reading.
+    let mut stream = TcpStream::connect(collector.addr).unwrap();
+    let head = "POST /api/agent/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 70_000, " ".repeat(70_000));
+    let _ = stream.write_all(chunk.as_bytes());
+    read_response(&mut BufReader::new(stream))
+        .unwrap()
+        .assert_error(413, "body_too_large", "larger");
+}
+
+#[test]
+fn garbage_on_the_wire_does_not_hurt_the_collector() {
+    let collector = Collector::start(&["--allow-anonymous"]);
+    for junk in [
+        &b"\x00\x01\x02garbage\r\n\r\n"[..],
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"POST /api/agent/heartbeat HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    ] {
+        let mut stream = TcpStream::connect(collector.addr).unwrap();
+        let _ = stream.write_all(junk);
+        drop(stream);
+    }
+    let r = collector.post("/api/agent/heartbeat", &[], &v1_heartbeat(&new_node_id()));
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Sockets carry a read timeout (set on the listener, inherited on accept). An idle
+/// listener must keep accepting after it, and a client that stalls mid-body is cut off.
+#[test]
+fn idle_periods_and_stalled_clients_do_not_stop_the_collector() {
+    let collector = Collector::start(&["--allow-anonymous", "--io-timeout", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let r = collector.post("/api/agent/heartbeat", &[], &v1_heartbeat(&new_node_id()));
+    assert_eq!(r.status, 200, "after an idle spell: {}", r.body);
+
+    // tiny_http reads bodies up to 1 KiB in the connection's own thread: a stall there
+    // just ends that connection. Larger bodies are read by the request thread, which
+    // gives up after --io-timeout and answers 408.
+    for (announced, sent, answered) in [(500, 10, false), (5000, 2000, true)] {
+        let mut stalled = TcpStream::connect(collector.addr).unwrap();
+        let head = format!("POST /api/agent/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {announced}\r\n\r\n");
+        stalled.write_all(head.as_bytes()).unwrap();
+        stalled.write_all(" ".repeat(sent).as_bytes()).unwrap();
+        let answer = read_response(&mut BufReader::new(stalled));
+        match answer {
+            Some(r) if answered => r.assert_error(408, "request_timeout", "could not read"),
+            other => assert_eq!(other.is_some(), answered, "{other:?}"),
+        }
+    }
+    let r = collector.post("/api/agent/heartbeat", &[], &v1_heartbeat(&new_node_id()));
+    assert_eq!(r.status, 200, "after a stalled client: {}", r.body);
+}

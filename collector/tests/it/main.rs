@@ -1,0 +1,8 @@
+//! Integration tests: the real `hearth-collector` binary on 127.0.0.1 port 0.
+
+mod contract;
+mod durability;
+mod enrolment;
+mod errors;
+mod fairness;
+mod support;

@@ -1,0 +1,253 @@
+//! Helpers: start the real collector on 127.0.0.1 port 0, run its CLI, speak raw HTTP/1.1.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hearth-collector");
+
+/// A running collector; killed when dropped.
+pub struct Collector {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Collector {
+    /// Starts a collector on a fresh data directory.
+    pub fn start(args: &[&str]) -> Collector {
+        let temp = tempfile::tempdir().unwrap();
+        let mut collector = Collector::start_in(&temp.path().join("db"), args);
+        collector._temp = Some(temp);
+        collector
+    }
+
+    /// Starts a collector on `data_dir`, which may hold an earlier run's store.
+    pub fn start_in(data_dir: &Path, args: &[&str]) -> Collector {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("expected `listening on http://ADDR`, got {line:?}"))
+            .parse()
+            .unwrap();
+        Collector {
+            child,
+            addr,
+            data_dir: data_dir.to_owned(),
+            _temp: None,
+        }
+    }
+
+    /// Runs an administration command on this collector's data directory and returns its stdout.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn api_key(&self) -> String {
+        self.admin(&["apikey", "create"])
+    }
+
+    pub fn enroll_token(&self) -> String {
+        self.admin(&["token", "create"])
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn get(&self, path: &str, bearer: &str) -> Response {
+        send(
+            self.addr,
+            "GET",
+            path,
+            &[("Authorization", &format!("Bearer {bearer}"))],
+            b"",
+        )
+    }
+
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        let mut all = vec![("Content-Type", "application/json")];
+        all.extend_from_slice(headers);
+        send(self.addr, "POST", path, &all, body.as_bytes())
+    }
+
+    /// Enrols a new node and returns (node id, agent token).
+    pub fn enroll(&self) -> (String, String) {
+        let token = self.enroll_token();
+        let r = self.post(
+            "/api/agents/enroll",
+            &[],
+            &format!(r#"{{"token":"{token}","hostname":"h"}}"#),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        (r.field("node_id"), r.field("agent_token"))
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Response {
+    /// A top-level string field of a JSON object body.
+    pub fn field(&self, name: &str) -> String {
+        match self.json().get(name) {
+            Some(miniserde::json::Value::String(s)) => s.clone(),
+            other => panic!("no string field {name} in {} ({other:?})", self.body),
+        }
+    }
+
+    pub fn json(&self) -> miniserde::json::Object {
+        miniserde::json::from_str(&self.body)
+            .unwrap_or_else(|_| panic!("not a JSON object: {}", self.body))
+    }
+
+    /// Asserts an error answer: status, code, and that the sentence mentions `hint`.
+    pub fn assert_error(&self, status: u16, code: &str, hint: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.field("code"), code, "body: {}", self.body);
+        let error = self.field("error");
+        assert!(
+            error.contains(hint),
+            "expected {hint:?} in the error {error:?}"
+        );
+        assert!(
+            self.head
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{}",
+            self.head
+        );
+    }
+}
+
+/// Sends one HTTP/1.1 request on a new connection and reads the whole answer.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let _ = stream.write_all(body); // the server may answer (413) and close before it has read everything
+    let mut reader = BufReader::new(stream);
+    let answer = if method == "HEAD" {
+        read_head(&mut reader)
+    } else {
+        read_response(&mut reader)
+    };
+    answer.expect("the collector sent no answer")
+}
+
+/// Reads one response, by Content-Length; `None` if the connection closed first.
+pub fn read_response(reader: &mut impl BufRead) -> Option<Response> {
+    let mut response = read_head(reader)?;
+    let length: usize = response
+        .head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    response.body = String::from_utf8(body).unwrap();
+    Some(response)
+}
+
+/// Reads a status line and headers, and no body (the answer to HEAD).
+fn read_head(reader: &mut impl BufRead) -> Option<Response> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Response {
+        status,
+        head,
+        body: String::new(),
+    })
+}
+
+/// A complete V1 heartbeat (exactly the seven V1 fields).
+pub fn v1_heartbeat(node_id: &str) -> String {
+    format!(
+        r#"{{"node_id":"{node_id}","hostname":"pi-zero","os_profile":"DebianVault","cloudflare_ok":true,"services_ok":true,"vaultmesh_root":"/var/lib/vaultmesh","timestamp":"2026-01-01T00:00:00Z"}}"#
+    )
+}
+
+/// A heartbeat with Hearth's extensions: `seq` counts, `state` says running or stopping.
+pub fn heartbeat(node_id: &str, seq: u64, state: &str) -> String {
+    let v1 = v1_heartbeat(node_id);
+    let extras = format!(
+        r#","seq":{seq},"state":"{state}","interval_secs":30,"arch":"armv6l","load":[0.1,0.2,0.3]}}"#
+    );
+    format!("{}{extras}", &v1[..v1.len() - 1])
+}
+
+/// A fresh random UUID v4.
+pub fn new_node_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).unwrap();
+    hearth_wire::uuid_v4_from_bytes(bytes)
+}
