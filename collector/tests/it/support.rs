@@ -1,4 +1,5 @@
 //! Helpers: start the real collector on 127.0.0.1 port 0, run its CLI, speak raw HTTP/1.1.
+//! The agent's tests use this file too (`#[path]`), so it finds the collector binary itself.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -6,7 +7,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_hearth-collector");
+/// The collector binary: Cargo names it for this package's tests; other packages' tests
+/// find it beside their own test binary (`cargo test --workspace` builds it).
+pub fn collector_bin() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_hearth-collector") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("hearth-collector");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace`, or `cargo build -p hearth-collector` first",
+        bin.display()
+    );
+    bin
+}
 
 /// A running collector; killed when dropped.
 pub struct Collector {
@@ -27,8 +46,13 @@ impl Collector {
 
     /// Starts a collector on `data_dir`, which may hold an earlier run's store.
     pub fn start_in(data_dir: &Path, args: &[&str]) -> Collector {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        Collector::start_on("127.0.0.1:0", data_dir, args)
+    }
+
+    /// Starts a collector listening on `listen`.
+    pub fn start_on(listen: &str, data_dir: &Path, args: &[&str]) -> Collector {
+        let mut child = Command::new(collector_bin())
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "warn")
@@ -55,7 +79,7 @@ impl Collector {
 
     /// Runs an administration command on this collector's data directory and returns its stdout.
     pub fn admin(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
+        let out = Command::new(collector_bin())
             .args(args)
             .arg("--data-dir")
             .arg(&self.data_dir)

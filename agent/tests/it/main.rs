@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `hearth-agent` against the real `hearth-collector`, on loopback.
+
+#[path = "../../../collector/tests/it/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+mod agent;
+mod daemon;
+mod tls;
