@@ -155,6 +155,7 @@ pub fn node_table(nodes: &[NodeRecord], now: i64) -> String {
         "NAME",
         "STATUS",
         "LAST SEEN",
+        "SEQ",
         "HOSTNAME",
         "ARCH",
         "VERSION",
@@ -170,13 +171,14 @@ pub fn node_table(nodes: &[NodeRecord], now: i64) -> String {
             view.name,
             view.status.to_owned(),
             last_seen,
+            view.seq.map_or_else(|| "-".into(), |s| s.to_string()),
             view.hostname,
             view.arch.unwrap_or_else(|| "-".into()),
             view.agent_version.unwrap_or_else(|| "-".into()),
             view.node_id,
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..8)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

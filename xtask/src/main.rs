@@ -1,1 +1,42 @@
-fn main() {}
+//! `cargo xtask TASK`: Hearth's chores, written in Rust so they run wherever cargo does.
+
+mod bench;
+mod demo;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask TASK
+
+Tasks:
+  demo [--seconds N]   build both binaries, start a collector on loopback (its LMDB under
+                       target/demo), mint a token, enrol a local agent, run it, and print
+                       the node table as it changes. Ctrl-C stops it all; --seconds N stops
+                       by itself after N seconds.
+  bench [ingest|footprint]
+                       ingest: heartbeats/s and latency with group commit and without, side
+                       by side, on release builds. footprint: the agent's binary size and
+                       peak RSS across one heartbeat. Both by default.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["demo", rest @ ..] => demo::run(rest),
+        ["bench", rest @ ..] => bench::run(rest),
+        [] | ["help" | "--help" | "-h"] => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown task `{}`\n\n{HELP}", other.join(" "))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -259,6 +259,11 @@ impl Iterator for ClientConnection {
                 _ => (),
             };
 
+            // Hearth patch: one request per connection. The connection thread ends here, and
+            // the socket closes as soon as the response is written, so no client can hold a
+            // pool thread between requests (keep-alive starved other clients in bursts).
+            self.no_more_requests = true;
+
             // returning the request
             return Some(rq);
         }
