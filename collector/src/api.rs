@@ -525,6 +525,24 @@ mod tests {
     }
 
     #[test]
+    fn store_failures_become_507_or_500() {
+        let full = ApiError::storage(&store::Error::Full);
+        assert_eq!((full.status, full.code), (507, "storage_full"));
+        let broken =
+            ApiError::storage(&store::Error::Lmdb(heed::Error::Mdb(heed::MdbError::Panic)));
+        assert_eq!((broken.status, broken.code), (500, "internal"));
+        // A damaged record fails only the request that read it, not the whole batch.
+        match Failure::from(store::Error::Corrupt("x".into())) {
+            Failure::Api(e) => assert_eq!(e.status, 500),
+            Failure::Store(_) => panic!("a damaged record must not abort the batch"),
+        }
+        assert!(matches!(
+            Failure::from(store::Error::Full),
+            Failure::Store(_)
+        ));
+    }
+
+    #[test]
     fn unhex_round_trips() {
         let h = secret::hash("x");
         assert_eq!(unhex32(&secret::hex(&h)), Some(h));

@@ -114,3 +114,68 @@ fn a_certificate_from_an_unknown_ca_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
 }
+
+/// A CONNECT proxy on loopback; returns its address and a count of tunnels it opened.
+fn connect_proxy() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tunnels = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = tunnels.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+                let target = line
+                    .strip_prefix("CONNECT ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap()
+                    .to_owned();
+                loop {
+                    let mut header = String::new();
+                    std::io::BufRead::read_line(&mut reader, &mut header).unwrap();
+                    if header == "\r\n" {
+                        break;
+                    }
+                }
+                let upstream =
+                    TcpStream::connect(target.replace("localhost", "127.0.0.1")).unwrap();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut client_out = client.try_clone().unwrap();
+                client_out
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let (mut up_in, mut up_out) = (upstream.try_clone().unwrap(), upstream);
+                let to_client =
+                    std::thread::spawn(move || std::io::copy(&mut up_in, &mut client_out));
+                let _ = std::io::copy(&mut reader, &mut up_out);
+                let _ = up_out.shutdown(std::net::Shutdown::Write);
+                let _ = to_client.join();
+            });
+        }
+    });
+    (addr, tunnels)
+}
+
+#[test]
+fn https_proxy_is_honoured_in_upper_case_too() {
+    let collector = Collector::start(&[]);
+    let edge = tls_terminator(collector.addr);
+    let (proxy, tunnels) = connect_proxy();
+    let agent = Agent::new(&format!("https://localhost:{}", edge.port()));
+    let out = agent
+        .command(&["enroll", "--token", &collector.enroll_token()])
+        .env("SSL_CERT_FILE", format!("{FIXTURES}/ca.pem"))
+        .env_remove("https_proxy")
+        .env("HTTPS_PROXY", format!("http://{proxy}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        tunnels.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the enrolment did not go through the proxy"
+    );
+}
