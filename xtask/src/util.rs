@@ -27,6 +27,45 @@ pub fn build(extra: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Builds a release agent for `target` (a musl target needs `musl-gcc` for ring's C code)
+/// and returns the binary's path.
+pub fn build_agent_for(target: &str) -> Result<PathBuf, String> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !installed.lines().any(|t| t == target) {
+        return Err(format!(
+            "the target is not installed (rustup target add {target})"
+        ));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(root()).args([
+        "build",
+        "--release",
+        "-p",
+        "hearth-agent",
+        "--target",
+        target,
+    ]);
+    if target.ends_with("-musl") {
+        let cc = format!("CC_{}", target.replace('-', "_"));
+        if std::env::var_os(&cc).is_none() {
+            if !Command::new("musl-gcc")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                return Err("musl-gcc is missing (apt-get install musl-tools)".into());
+            }
+            command.env(cc, "musl-gcc");
+        }
+    }
+    output(&mut command)?;
+    Ok(root()
+        .join("target")
+        .join(target)
+        .join("release/hearth-agent"))
+}
+
 /// A collector started by a task; killed when dropped.
 pub struct Collector {
     pub child: Child,
