@@ -8,6 +8,7 @@ use crate::store::{Store, StoreConfig, DEFAULT_MAX_MAP};
 use hearth_wire::format_rfc3339;
 use std::io::Write;
 use std::net::{TcpListener, ToSocketAddrs};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 /// A failure, worded for the operator: what failed and, where it helps, what to do.
@@ -146,8 +147,6 @@ fn open_store(dir: &Path, max_db_mb: Option<usize>) -> Result<Store, Failure> {
         )
     })
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 /// The node table for a terminal.
 pub fn node_table(nodes: &[NodeRecord], now: i64) -> String {
