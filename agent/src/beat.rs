@@ -10,31 +10,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Builds the heartbeat numbered `seq` for `node_id`.
-pub async fn build(
-    config: &Config,
-    collector: &Collector,
-    node_id: &str,
-    seq: u64,
-    state: State,
-) -> Heartbeat {
+pub async fn build(config: &Config, collector: &Collector, node_id: &str, seq: u64, state: State) -> Heartbeat {
     let facts = facts::gather("/");
     let outcome = checks::run(&config.root, &config.check_services, &config.check_paths).await;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let ip_address = facts::primary_ip(&collector.host, collector.port);
-    let name = config
-        .name
-        .clone()
-        .unwrap_or_else(|| facts.hostname.clone());
+    let name = config.name.clone().unwrap_or_else(|| facts.hostname.clone());
     Heartbeat {
         node_id: node_id.to_owned(),
         hostname: facts.hostname,
-        os_profile: config
-            .os_profile
-            .clone()
-            .or(facts.os_id)
-            .unwrap_or_else(|| "linux".into()),
+        os_profile: config.os_profile.clone().or(facts.os_id).unwrap_or_else(|| "linux".into()),
         cloudflare_ok: outcome.cloudflare_ok,
         services_ok: outcome.services_ok,
         vaultmesh_root: config.root.clone(),

@@ -27,19 +27,12 @@ pub async fn run(root: &str, services: &[String], paths: &[String]) -> Outcome {
         checks.push(service_check(service, systemd).await);
     }
     checks.extend(paths.iter().map(|p| path_check(p)));
-    let cloudflare_ok = match checks
-        .iter()
-        .find(|c| services.contains(&c.name) && c.name == CLOUDFLARED)
-    {
+    let cloudflare_ok = match checks.iter().find(|c| services.contains(&c.name) && c.name == CLOUDFLARED) {
         Some(check) => check.ok,
         None => service_check(CLOUDFLARED, systemd).await.ok,
     };
     let services_ok = checks.iter().all(|c| c.ok);
-    Outcome {
-        checks,
-        cloudflare_ok,
-        services_ok,
-    }
+    Outcome { checks, cloudflare_ok, services_ok }
 }
 
 fn path_check(path: &str) -> Check {
@@ -48,46 +41,28 @@ fn path_check(path: &str) -> Check {
         Ok(_) => (false, "exists but is not a directory".to_owned()),
         Err(e) => (false, e.to_string()),
     };
-    Check {
-        name: path.to_owned(),
-        ok,
-        detail,
-    }
+    Check { name: path.to_owned(), ok, detail }
 }
 
 async fn service_check(name: &str, systemd: bool) -> Check {
     let (ok, detail) = if !systemd {
-        (
-            false,
-            "systemd is not running on this host, so this service cannot be checked".to_owned(),
-        )
+        (false, "systemd is not running on this host, so this service cannot be checked".to_owned())
     } else {
         let mut command = Command::new("systemctl");
         command.args(["is-active", "--quiet", name]);
         match run_with_timeout(command, SERVICE_TIMEOUT).await {
             Ok(status) if status.success() => (true, "active".to_owned()),
-            Ok(status) => (
-                false,
-                format!(
-                    "not active (systemctl is-active exited with {})",
-                    status.code().unwrap_or(-1)
-                ),
-            ),
+            Ok(status) => {
+                (false, format!("not active (systemctl is-active exited with {})", status.code().unwrap_or(-1)))
+            }
             Err(reason) => (false, reason),
         }
     };
-    Check {
-        name: name.to_owned(),
-        ok,
-        detail,
-    }
+    Check { name: name.to_owned(), ok, detail }
 }
 
 /// Runs `command`, killing it if it has not finished within `timeout`.
-pub async fn run_with_timeout(
-    mut command: Command,
-    timeout: Duration,
-) -> Result<ExitStatus, String> {
+pub async fn run_with_timeout(mut command: Command, timeout: Duration) -> Result<ExitStatus, String> {
     let program = command.get_program().to_string_lossy().into_owned();
     let mut child = command
         .stdin(Stdio::null())
@@ -105,10 +80,7 @@ pub async fn run_with_timeout(
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "{program} did not answer within {} s",
-                    timeout.as_secs_f32()
-                ));
+                return Err(format!("{program} did not answer within {} s", timeout.as_secs_f32()));
             }
             Err(e) => return Err(format!("cannot wait for {program}: {e}")),
         }
@@ -126,33 +98,21 @@ mod tests {
         let started = Instant::now();
         let result = smol::block_on(run_with_timeout(command, Duration::from_millis(200)));
         assert_eq!(result, Err("sleep did not answer within 0.2 s".to_owned()));
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the child was not killed"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "the child was not killed");
     }
 
     #[test]
     fn missing_programs_and_exit_codes() {
-        let err = smol::block_on(run_with_timeout(
-            Command::new("/nonexistent/systemctl"),
-            SERVICE_TIMEOUT,
-        ));
-        assert!(err
-            .unwrap_err()
-            .starts_with("cannot run /nonexistent/systemctl"));
-        let status =
-            smol::block_on(run_with_timeout(Command::new("false"), SERVICE_TIMEOUT)).unwrap();
+        let err = smol::block_on(run_with_timeout(Command::new("/nonexistent/systemctl"), SERVICE_TIMEOUT));
+        assert!(err.unwrap_err().starts_with("cannot run /nonexistent/systemctl"));
+        let status = smol::block_on(run_with_timeout(Command::new("false"), SERVICE_TIMEOUT)).unwrap();
         assert!(!status.success());
     }
 
     #[test]
     fn without_systemd_the_detail_says_so() {
         let check = smol::block_on(service_check("cloudflared", false));
-        assert!(
-            !check.ok && check.detail.contains("systemd is not running"),
-            "{check:?}"
-        );
+        assert!(!check.ok && check.detail.contains("systemd is not running"), "{check:?}");
     }
 
     #[test]
@@ -166,8 +126,6 @@ mod tests {
         let file = dir.path().join("f");
         std::fs::write(&file, "").unwrap();
         let not_dir = smol::block_on(run(root, &[], &[file.display().to_string()]));
-        assert!(
-            !not_dir.services_ok && not_dir.checks[1].detail == "exists but is not a directory"
-        );
+        assert!(!not_dir.services_ok && not_dir.checks[1].detail == "exists but is not a directory");
     }
 }

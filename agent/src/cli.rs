@@ -48,9 +48,7 @@ pub enum Command {
     Version,
 }
 
-pub fn parse(
-    args: impl IntoIterator<Item = std::ffi::OsString>,
-) -> Result<(Command, Flags), String> {
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(Command, Flags), String> {
     let mut parser = lexopt::Parser::from_args(args);
     let mut flags = Flags::new();
     let mut words = Vec::new();
@@ -74,10 +72,7 @@ pub fn parse(
             Long("config") => "HEARTH_CONFIG",
             _ => return Err(arg.unexpected().to_string()),
         };
-        let value = parser
-            .value()
-            .and_then(|v| v.string())
-            .map_err(|e| e.to_string())?;
+        let value = parser.value().and_then(|v| v.string()).map_err(|e| e.to_string())?;
         flags.insert(key, value);
     }
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
@@ -107,10 +102,7 @@ mod tests {
         assert_eq!(flags["HEARTH_TOKEN"], "hen_x");
         assert_eq!(flags["HEARTH_COLLECTOR_URL"], "https://c");
         assert_eq!(parse("config show").unwrap().0, Command::ConfigShow);
-        assert_eq!(
-            parse("run --allow-insecure-http").unwrap().1["HEARTH_ALLOW_INSECURE_HTTP"],
-            "true"
-        );
+        assert_eq!(parse("run --allow-insecure-http").unwrap().1["HEARTH_ALLOW_INSECURE_HTTP"], "true");
         for bad in ["", "fly", "run --bogus", "enroll --token"] {
             assert!(parse(bad).is_err(), "{bad}");
         }

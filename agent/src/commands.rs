@@ -23,16 +23,12 @@ impl From<String> for Failure {
 }
 
 fn usage(message: impl Into<String>) -> Failure {
-    Failure {
-        code: 2,
-        message: message.into(),
-    }
+    Failure { code: 2, message: message.into() }
 }
 
 pub fn run(command: Command, flags: &Flags, config: Config) -> Result<(), Failure> {
     let state = State::new(&config.state_dir);
-    let collector =
-        Collector::parse(&config.collector_url, config.allow_insecure_http).map_err(usage)?;
+    let collector = Collector::parse(&config.collector_url, config.allow_insecure_http).map_err(usage)?;
     match command {
         Command::Init => init(&config, flags, &state),
         Command::Enroll => enroll(&config, flags, &state, &collector),
@@ -49,9 +45,7 @@ pub fn run(command: Command, flags: &Flags, config: Config) -> Result<(), Failur
         }
         Command::Once => {
             if state.logged_out() {
-                return Err(usage(
-                    "reporting is off since `hearth-agent logout`; run `hearth-agent enroll` first",
-                ));
+                return Err(usage("reporting is off since `hearth-agent logout`; run `hearth-agent enroll` first"));
             }
             let daemon = daemon(config, &state, collector)?;
             let heartbeat = smol::block_on(beat::build(
@@ -61,29 +55,16 @@ pub fn run(command: Command, flags: &Flags, config: Config) -> Result<(), Failur
                 1,
                 hearth_wire::State::Running,
             ));
-            daemon
-                .send(&heartbeat, 15)
-                .map_err(|e| Failure::from(format!("the heartbeat was not delivered: {e}")))?;
-            println!(
-                "heartbeat delivered to {} for node {}",
-                daemon.collector.base, daemon.node_id
-            );
+            daemon.send(&heartbeat, 15).map_err(|e| Failure::from(format!("the heartbeat was not delivered: {e}")))?;
+            println!("heartbeat delivered to {} for node {}", daemon.collector.base, daemon.node_id);
             Ok(())
         }
         Command::Check => {
             let node_id = match &config.node_id {
                 Some(id) => id.clone(),
-                None => state
-                    .node_id()?
-                    .unwrap_or_else(|| "00000000-0000-4000-8000-000000000000".into()),
+                None => state.node_id()?.unwrap_or_else(|| "00000000-0000-4000-8000-000000000000".into()),
             };
-            let heartbeat = smol::block_on(beat::build(
-                &config,
-                &collector,
-                &node_id,
-                1,
-                hearth_wire::State::Running,
-            ));
+            let heartbeat = smol::block_on(beat::build(&config, &collector, &node_id, 1, hearth_wire::State::Running));
             println!("{}", miniserde::json::to_string(&heartbeat));
             Ok(())
         }
@@ -98,23 +79,12 @@ pub fn run(command: Command, flags: &Flags, config: Config) -> Result<(), Failur
             };
             println!(
                 "config file:    {}",
-                config
-                    .config_file
-                    .as_ref()
-                    .map_or("(none)".into(), |p| p.display().to_string())
+                config.config_file.as_ref().map_or("(none)".into(), |p| p.display().to_string())
             );
             println!("state dir:      {}", config.state_dir.display());
             println!("collector:      {}", collector.base);
-            println!(
-                "name:           {}",
-                config.name.as_deref().unwrap_or("(the hostname)")
-            );
-            println!(
-                "node id:        {}",
-                node_id
-                    .as_deref()
-                    .unwrap_or("(none yet; run `hearth-agent init`)")
-            );
+            println!("name:           {}", config.name.as_deref().unwrap_or("(the hostname)"));
+            println!("node id:        {}", node_id.as_deref().unwrap_or("(none yet; run `hearth-agent init`)"));
             println!("token stored:   {token}");
             println!("interval:       {} s", config.interval_secs);
             println!("root path:      {}", config.root);
@@ -124,9 +94,7 @@ pub fn run(command: Command, flags: &Flags, config: Config) -> Result<(), Failur
         }
         Command::Logout => {
             state.logout()?;
-            println!(
-                "token forgotten; this node will not report until `hearth-agent enroll` runs again"
-            );
+            println!("token forgotten; this node will not report until `hearth-agent enroll` runs again");
             Ok(())
         }
         Command::Help | Command::Version => Ok(()),
@@ -154,12 +122,7 @@ fn init(config: &Config, flags: &Flags, state: &State) -> Result<(), Failure> {
     Ok(())
 }
 
-fn enroll(
-    config: &Config,
-    flags: &Flags,
-    state: &State,
-    collector: &Collector,
-) -> Result<(), Failure> {
+fn enroll(config: &Config, flags: &Flags, state: &State, collector: &Collector) -> Result<(), Failure> {
     let token = flags
         .get("HEARTH_TOKEN")
         .cloned()
@@ -186,40 +149,27 @@ fn enroll(
         disk_gb: facts.disk_gb,
     };
     let body = miniserde::json::to_string(&request);
-    let answer = collector
-        .post("/api/agents/enroll", &body, None, 30)
-        .map_err(|e| {
-            let hint = match &e {
-                SendError::Rejected { status: 401, .. } => {
-                    "; check the token was copied whole and minted on this collector"
-                }
-                SendError::Network(_) => {
-                    "; check the collector URL and that the collector is running"
-                }
-                _ => "",
-            };
-            Failure::from(format!("enrolment failed: {e}{hint}"))
-        })?;
-    let enrolled: EnrollResponse = miniserde::json::from_str(&answer).map_err(|_| {
-        Failure::from(format!(
-            "enrolment answer from {} is not what Hearth sends",
-            collector.base
-        ))
+    let answer = collector.post("/api/agents/enroll", &body, None, 30).map_err(|e| {
+        let hint = match &e {
+            SendError::Rejected { status: 401, .. } => {
+                "; check the token was copied whole and minted on this collector"
+            }
+            SendError::Network(_) => "; check the collector URL and that the collector is running",
+            _ => "",
+        };
+        Failure::from(format!("enrolment failed: {e}{hint}"))
     })?;
+    let enrolled: EnrollResponse = miniserde::json::from_str(&answer)
+        .map_err(|_| Failure::from(format!("enrolment answer from {} is not what Hearth sends", collector.base)))?;
     if !hearth_wire::is_uuid_v4(&enrolled.node_id) || enrolled.agent_token.is_empty() {
-        return Err(Failure::from(
-            "enrolment answer holds no usable node id or token".to_owned(),
-        ));
+        return Err(Failure::from("enrolment answer holds no usable node id or token".to_owned()));
     }
     state.set_node_id(&enrolled.node_id)?;
     state.set_token(&enrolled.agent_token)?;
     if let Some(url) = flags.get("HEARTH_COLLECTOR_URL") {
         state.save_settings(&[("HEARTH_COLLECTOR_URL", url)])?;
     }
-    println!(
-        "enrolled with {} as node {}",
-        collector.base, enrolled.node_id
-    );
+    println!("enrolled with {} as node {}", collector.base, enrolled.node_id);
     Ok(())
 }
 
@@ -235,10 +185,5 @@ fn daemon(config: Config, state: &State, collector: Collector) -> Result<Daemon,
         }
     };
     let token = state.token()?;
-    Ok(Daemon {
-        config,
-        collector,
-        node_id,
-        token,
-    })
+    Ok(Daemon { config, collector, node_id, token })
 }

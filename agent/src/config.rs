@@ -60,63 +60,35 @@ impl Layers<'_> {
         let in_list = |list: &[(String, String)], source: &str| {
             names.iter().flatten().find_map(|name| {
                 let hit = list.iter().rev().find(|(k, _)| k == name);
-                hit.map(|(_, v)| Found {
-                    value: v.clone(),
-                    source: format!("{name} in {source}"),
-                })
+                hit.map(|(_, v)| Found { value: v.clone(), source: format!("{name} in {source}") })
             })
         };
         if let Some(value) = self.flags.get(key) {
-            return Some(Found {
-                value: value.clone(),
-                source: "the command line".into(),
-            });
+            return Some(Found { value: value.clone(), source: "the command line".into() });
         }
         let from_env = names.iter().flatten().find_map(|name| {
-            (self.env)(name).map(|value| Found {
-                value,
-                source: format!("{name} in the environment"),
-            })
+            (self.env)(name).map(|value| Found { value, source: format!("{name} in the environment") })
         });
-        from_env
-            .or_else(|| in_list(&self.file, &self.file_name))
-            .or_else(|| in_list(&self.saved, &self.saved_name))
+        from_env.or_else(|| in_list(&self.file, &self.file_name)).or_else(|| in_list(&self.saved, &self.saved_name))
     }
 
     fn string(&self, key: &'static str, alias: Option<&'static str>) -> Option<String> {
-        self.get(key, alias)
-            .map(|f| f.value)
-            .filter(|v| !v.is_empty())
+        self.get(key, alias).map(|f| f.value).filter(|v| !v.is_empty())
     }
 
     fn list(&self, key: &'static str) -> Option<Vec<String>> {
         let found = self.get(key, None)?;
-        Some(
-            found
-                .value
-                .split([',', ' '])
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        )
+        Some(found.value.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
     }
 }
 
 /// Loads the configuration. `env` looks up process environment variables.
 pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
-    let explicit = flags
-        .get("HEARTH_CONFIG")
-        .cloned()
-        .or_else(|| env("HEARTH_CONFIG"));
+    let explicit = flags.get("HEARTH_CONFIG").cloned().or_else(|| env("HEARTH_CONFIG"));
     let (file, config_file) = match explicit {
         Some(path) => match read_env_file(Path::new(&path))? {
             Some(pairs) => (pairs, Some(PathBuf::from(path))),
-            None => {
-                return Err(format!(
-                    "the config file {path} does not exist; create it or leave out --config"
-                ))
-            }
+            None => return Err(format!("the config file {path} does not exist; create it or leave out --config")),
         },
         None => {
             let mut found = (Vec::new(), None);
@@ -133,15 +105,11 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         flags,
         env,
         file,
-        file_name: config_file
-            .as_ref()
-            .map_or_else(String::new, |p| p.display().to_string()),
+        file_name: config_file.as_ref().map_or_else(String::new, |p| p.display().to_string()),
         saved: Vec::new(),
         saved_name: String::new(),
     };
-    let state_dir = layers
-        .string("HEARTH_STATE_DIR", None)
-        .map_or_else(|| default_state_dir(env), PathBuf::from);
+    let state_dir = layers.string("HEARTH_STATE_DIR", None).map_or_else(|| default_state_dir(env), PathBuf::from);
     let saved_path = state_dir.join(SAVED_SETTINGS);
     layers.saved = read_env_file(&saved_path)?.unwrap_or_default();
     layers.saved_name = saved_path.display().to_string();
@@ -163,23 +131,13 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         Some(found) => match found.value.trim() {
             "1" | "true" | "yes" => true,
             "0" | "false" | "no" | "" => false,
-            other => {
-                return Err(format!(
-                    "`{other}` (from {}) should be true or false",
-                    found.source
-                ))
-            }
+            other => return Err(format!("`{other}` (from {}) should be true or false", found.source)),
         },
     };
-    let node_id = layers
-        .get("HEARTH_NODE_ID", Some("VAULTMESH_NODE_ID"))
-        .filter(|f| !f.value.is_empty());
+    let node_id = layers.get("HEARTH_NODE_ID", Some("VAULTMESH_NODE_ID")).filter(|f| !f.value.is_empty());
     if let Some(found) = &node_id {
         if !hearth_wire::is_uuid_v4(&found.value) {
-            return Err(format!(
-                "the node id `{}` (from {}) is not a UUID v4",
-                found.value, found.source
-            ));
+            return Err(format!("the node id `{}` (from {}) is not a UUID v4", found.value, found.source));
         }
     }
     Ok(Config {
@@ -190,12 +148,8 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         state_dir,
         interval_secs,
         os_profile: layers.string("HEARTH_OS_PROFILE", Some("VAULTMESH_OS_PROFILE")),
-        root: layers
-            .string("HEARTH_ROOT", Some("VAULTMESH_ROOT"))
-            .unwrap_or_else(|| "/".into()),
-        check_services: layers
-            .list("HEARTH_CHECK_SERVICES")
-            .unwrap_or_else(|| vec!["cloudflared".into()]),
+        root: layers.string("HEARTH_ROOT", Some("VAULTMESH_ROOT")).unwrap_or_else(|| "/".into()),
+        check_services: layers.list("HEARTH_CHECK_SERVICES").unwrap_or_else(|| vec!["cloudflared".into()]),
         check_paths: layers.list("HEARTH_CHECK_PATHS").unwrap_or_default(),
         tags: layers.list("HEARTH_TAGS").unwrap_or_default(),
         node_id: node_id.map(|f| f.value.to_ascii_lowercase()),
@@ -208,9 +162,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
 /// Reads an env file; `Ok(None)` if it does not exist.
 pub fn read_env_file(path: &Path) -> Result<Option<Vec<(String, String)>>, String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => envfile::parse(&text)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display())),
+        Ok(text) => envfile::parse(&text).map(Some).map_err(|e| format!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
@@ -229,39 +181,23 @@ fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn load_with(
-        flags: &[(&'static str, &str)],
-        env: &[(&str, &str)],
-        file: Option<&str>,
-    ) -> Result<Config, String> {
+    fn load_with(flags: &[(&'static str, &str)], env: &[(&str, &str)], file: Option<&str>) -> Result<Config, String> {
         let dir = tempfile::tempdir().unwrap();
         let mut flags: Flags = flags.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        flags
-            .entry("HEARTH_STATE_DIR")
-            .or_insert_with(|| dir.path().join("state").display().to_string());
+        flags.entry("HEARTH_STATE_DIR").or_insert_with(|| dir.path().join("state").display().to_string());
         let path = dir.path().join("agent.env");
         std::fs::write(&path, file.unwrap_or("")).unwrap();
-        flags
-            .entry("HEARTH_CONFIG")
-            .or_insert_with(|| path.display().to_string());
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        flags.entry("HEARTH_CONFIG").or_insert_with(|| path.display().to_string());
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         load(&flags, &|k| env.get(k).cloned())
     }
 
     #[test]
     fn flags_beat_environment_beat_file() {
-        let file = Some(
-            "HEARTH_COLLECTOR_URL=https://file\nHEARTH_NAME=from-file\nHEARTH_INTERVAL_SECS=10",
-        );
+        let file = Some("HEARTH_COLLECTOR_URL=https://file\nHEARTH_NAME=from-file\nHEARTH_INTERVAL_SECS=10");
         let c = load_with(
             &[("HEARTH_COLLECTOR_URL", "https://flag")],
-            &[
-                ("HEARTH_COLLECTOR_URL", "https://env"),
-                ("HEARTH_NAME", "from-env"),
-            ],
+            &[("HEARTH_COLLECTOR_URL", "https://env"), ("HEARTH_NAME", "from-env")],
             file,
         )
         .unwrap();
@@ -285,73 +221,39 @@ mod tests {
         let v1 = "VAULTMESH_NODE_ID=550E8400-E29B-41D4-A716-446655440000\nVAULTMESH_CC_URL=https://cc.example\n\
                   VAULTMESH_OS_PROFILE=DebianVault\nVAULTMESH_ROOT=/var/lib/vaultmesh\nVAULTMESH_HEARTBEAT_SECS=15\n";
         let c = load_with(&[], &[], Some(v1)).unwrap();
-        assert_eq!(
-            c.node_id.as_deref(),
-            Some("550e8400-e29b-41d4-a716-446655440000")
-        );
+        assert_eq!(c.node_id.as_deref(), Some("550e8400-e29b-41d4-a716-446655440000"));
         assert_eq!(c.collector_url, "https://cc.example");
         assert_eq!(c.os_profile.as_deref(), Some("DebianVault"));
         assert_eq!(c.root, "/var/lib/vaultmesh");
         assert_eq!(c.interval_secs, 15);
-        let c = load_with(
-            &[],
-            &[("VAULTMESH_HEARTBEAT_SECS", "20")],
-            Some("HEARTH_INTERVAL_SECS=5"),
-        )
-        .unwrap();
-        assert_eq!(
-            c.interval_secs, 20,
-            "the environment outranks the file, whatever the name"
-        );
-        let c = load_with(
-            &[],
-            &[
-                ("VAULTMESH_HEARTBEAT_SECS", "20"),
-                ("HEARTH_INTERVAL_SECS", "7"),
-            ],
-            None,
-        )
-        .unwrap();
+        let c = load_with(&[], &[("VAULTMESH_HEARTBEAT_SECS", "20")], Some("HEARTH_INTERVAL_SECS=5")).unwrap();
+        assert_eq!(c.interval_secs, 20, "the environment outranks the file, whatever the name");
+        let c = load_with(&[], &[("VAULTMESH_HEARTBEAT_SECS", "20"), ("HEARTH_INTERVAL_SECS", "7")], None).unwrap();
         assert_eq!(c.interval_secs, 7);
     }
 
     #[test]
     fn errors_name_the_source() {
         let err = load_with(&[], &[], Some("HEARTH_INTERVAL_SECS=soon")).unwrap_err();
-        assert!(
-            err.contains("HEARTH_INTERVAL_SECS in") && err.contains("agent.env"),
-            "{err}"
-        );
+        assert!(err.contains("HEARTH_INTERVAL_SECS in") && err.contains("agent.env"), "{err}");
         let err = load_with(&[], &[("VAULTMESH_NODE_ID", "node-1")], None).unwrap_err();
-        assert!(
-            err.contains("VAULTMESH_NODE_ID in the environment"),
-            "{err}"
-        );
+        assert!(err.contains("VAULTMESH_NODE_ID in the environment"), "{err}");
         let err = load_with(&[], &[], Some("A=1\nbroken line")).unwrap_err();
         assert!(err.contains("agent.env: line 2"), "{err}");
         let err = load_with(&[("HEARTH_CONFIG", "/nonexistent/agent.env")], &[], None).unwrap_err();
-        assert!(
-            err.contains("/nonexistent/agent.env does not exist"),
-            "{err}"
-        );
+        assert!(err.contains("/nonexistent/agent.env does not exist"), "{err}");
     }
 
     #[test]
     fn lists_split_on_commas_and_spaces() {
         let c = load_with(
             &[],
-            &[
-                ("HEARTH_CHECK_SERVICES", "cloudflared, nginx sshd"),
-                ("HEARTH_CHECK_SERVICES_X", ""),
-            ],
+            &[("HEARTH_CHECK_SERVICES", "cloudflared, nginx sshd"), ("HEARTH_CHECK_SERVICES_X", "")],
             None,
         )
         .unwrap();
         assert_eq!(c.check_services, ["cloudflared", "nginx", "sshd"]);
         let c = load_with(&[], &[("HEARTH_CHECK_SERVICES", "")], None).unwrap();
-        assert!(
-            c.check_services.is_empty(),
-            "an empty value turns the default off"
-        );
+        assert!(c.check_services.is_empty(), "an empty value turns the default off");
     }
 }

@@ -34,8 +34,8 @@ enum Wake {
 
 impl Daemon {
     pub async fn run(self) -> Result<(), String> {
-        let mut signals = Signals::new([Signal::Term, Signal::Int])
-            .map_err(|e| format!("cannot watch for signals: {e}"))?;
+        let mut signals =
+            Signals::new([Signal::Term, Signal::Int]).map_err(|e| format!("cannot watch for signals: {e}"))?;
         let mut rng = seeded_rng()?;
         let interval_ms = self.config.interval_secs * 1000;
         let mut delay_ms = rng.generate_range(0..interval_ms.max(1));
@@ -46,11 +46,7 @@ impl Daemon {
             self.node_id,
             self.collector.base,
             self.config.interval_secs,
-            if self.token.is_some() {
-                ""
-            } else {
-                " without a token (anonymous)"
-            }
+            if self.token.is_some() { "" } else { " without a token (anonymous)" }
         );
         loop {
             let tick = async {
@@ -65,14 +61,7 @@ impl Daemon {
                 break;
             }
             seq += 1;
-            let heartbeat = beat::build(
-                &self.config,
-                &self.collector,
-                &self.node_id,
-                seq,
-                State::Running,
-            )
-            .await;
+            let heartbeat = beat::build(&self.config, &self.collector, &self.node_id, seq, State::Running).await;
             match self.send(&heartbeat, SEND_TIMEOUT_SECS) {
                 Ok(()) => {
                     if failures > 0 {
@@ -87,24 +76,14 @@ impl Daemon {
                     if e.is_auth() {
                         log::error!("heartbeat {seq} refused: {e}; re-enrol with `hearth-agent enroll --token TOKEN`");
                     } else {
-                        log::warn!(
-                            "heartbeat {seq} failed: {e}; retrying in {:.1} s",
-                            delay_ms as f64 / 1000.0
-                        );
+                        log::warn!("heartbeat {seq} failed: {e}; retrying in {:.1} s", delay_ms as f64 / 1000.0);
                     }
                 }
             }
         }
         seq += 1;
         log::info!("stopping; telling the collector");
-        let heartbeat = beat::build(
-            &self.config,
-            &self.collector,
-            &self.node_id,
-            seq,
-            State::Stopping,
-        )
-        .await;
+        let heartbeat = beat::build(&self.config, &self.collector, &self.node_id, seq, State::Stopping).await;
         if let Err(e) = self.send(&heartbeat, STOP_TIMEOUT_SECS) {
             log::warn!("could not send the stopping heartbeat: {e}");
         }
@@ -114,9 +93,7 @@ impl Daemon {
     /// Sends one heartbeat.
     pub fn send(&self, heartbeat: &Heartbeat, timeout_secs: u64) -> Result<(), SendError> {
         let body = miniserde::json::to_string(heartbeat);
-        self.collector
-            .post(HEARTBEAT_PATH, &body, self.token.as_deref(), timeout_secs)
-            .map(drop)
+        self.collector.post(HEARTBEAT_PATH, &body, self.token.as_deref(), timeout_secs).map(drop)
     }
 }
 
@@ -136,9 +113,7 @@ fn jitter(rng: &mut WyRand, interval_ms: u64) -> u64 {
 
 /// 1 s, 2 s, 4 s… capped at the interval, each drawn from its upper half so retries spread out.
 fn backoff(rng: &mut WyRand, failures: u32, interval_ms: u64) -> u64 {
-    let ceiling = 1000u64
-        .saturating_mul(1 << failures.clamp(1, 20).saturating_sub(1))
-        .min(interval_ms);
+    let ceiling = 1000u64.saturating_mul(1 << failures.clamp(1, 20).saturating_sub(1)).min(interval_ms);
     ceiling / 2 + rng.generate_range(0..=ceiling / 2)
 }
 
@@ -151,22 +126,15 @@ mod tests {
         let mut rng = WyRand::new_seed(7);
         let draws: Vec<u64> = (0..1000).map(|_| jitter(&mut rng, 30_000)).collect();
         assert!(draws.iter().all(|d| (27_000..=33_000).contains(d)));
-        assert!(
-            draws.iter().any(|d| *d < 29_000) && draws.iter().any(|d| *d > 31_000),
-            "no spread"
-        );
+        assert!(draws.iter().any(|d| *d < 29_000) && draws.iter().any(|d| *d > 31_000), "no spread");
     }
 
     #[test]
     fn backoff_doubles_up_to_the_interval() {
         let mut rng = WyRand::new_seed(7);
-        for (failures, low, high) in [
-            (1, 500, 1000),
-            (2, 1000, 2000),
-            (3, 2000, 4000),
-            (6, 15_000, 30_000),
-            (40, 15_000, 30_000),
-        ] {
+        for (failures, low, high) in
+            [(1, 500, 1000), (2, 1000, 2000), (3, 2000, 4000), (6, 15_000, 30_000), (40, 15_000, 30_000)]
+        {
             for _ in 0..100 {
                 let d = backoff(&mut rng, failures, 30_000);
                 assert!((low..=high).contains(&d), "failures={failures}: {d}");

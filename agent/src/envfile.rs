@@ -33,25 +33,15 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, ParseError> {
         if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
             continue;
         }
-        let fail = |reason: String| ParseError {
-            line: line_no,
-            reason,
-        };
+        let fail = |reason: String| ParseError { line: line_no, reason };
         let Some((key, raw)) = trimmed.split_once('=') else {
             return Err(fail(format!("expected KEY=value, found `{trimmed}`")));
         };
         let key = key.trim();
-        let valid_key = key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid_key = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_key {
-            let hint = if key.starts_with("export ") {
-                " (remove `export`)"
-            } else {
-                ""
-            };
+            let hint = if key.starts_with("export ") { " (remove `export`)" } else { "" };
             return Err(fail(format!("`{key}` is not a variable name{hint}")));
         }
         pairs.push((key.to_owned(), value(raw.trim()).map_err(fail)?));
@@ -83,10 +73,7 @@ fn value(raw: &str) -> Result<String, String> {
     if rest.trim().is_empty() {
         Ok(out)
     } else {
-        Err(format!(
-            "unexpected `{}` after the closing quote",
-            rest.trim()
-        ))
+        Err(format!("unexpected `{}` after the closing quote", rest.trim()))
     }
 }
 
@@ -96,10 +83,7 @@ mod tests {
 
     fn check(text: &str, expected: &[(&str, &str)]) {
         let got = parse(text).unwrap();
-        let expected: Vec<(String, String)> = expected
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let expected: Vec<(String, String)> = expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         assert_eq!(got, expected, "input: {text:?}");
     }
 
@@ -108,10 +92,7 @@ mod tests {
         check("", &[]);
         check("# comment\n; also\n\nA=1\n", &[("A", "1")]);
         check("  A = spaced value  ", &[("A", "spaced value")]);
-        check(
-            "A=\"quoted # not a comment\"",
-            &[("A", "quoted # not a comment")],
-        );
+        check("A=\"quoted # not a comment\"", &[("A", "quoted # not a comment")]);
         check("A='single $literal \\n'", &[("A", "single $literal \\n")]);
         check("A=\"esc \\\" \\\\ \\n\"", &[("A", "esc \" \\ \n")]);
         check("A=one \\\ntwo", &[("A", "one two")]);

@@ -32,25 +32,15 @@ pub fn gather(disk_path: &str) -> Facts {
         kernel,
         arch,
         // SAFETY: sysconf has no preconditions; it returns -1 when the value is unknown.
-        cpu_cores: u64::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) })
-            .ok()
-            .filter(|n| *n > 0),
+        cpu_cores: u64::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).ok().filter(|n| *n > 0),
         memory_mb: meminfo_kib(&meminfo, "MemTotal").map(|kib| kib / 1024),
         mem_available_mb: meminfo_kib(&meminfo, "MemAvailable").map(|kib| kib / 1024),
         disk_gb,
         disk_free_gb,
-        load: std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|text| parse_loadavg(&text)),
-        uptime_secs: std::fs::read_to_string("/proc/uptime")
-            .ok()
-            .and_then(|text| parse_uptime(&text)),
-        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .ok()
-            .map(|s| s.trim().to_owned()),
-        os_id: std::fs::read_to_string("/etc/os-release")
-            .ok()
-            .and_then(|text| os_release_id(&text)),
+        load: std::fs::read_to_string("/proc/loadavg").ok().and_then(|text| parse_loadavg(&text)),
+        uptime_secs: std::fs::read_to_string("/proc/uptime").ok().and_then(|text| parse_uptime(&text)),
+        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_owned()),
+        os_id: std::fs::read_to_string("/etc/os-release").ok().and_then(|text| os_release_id(&text)),
         ip_addresses: interface_addresses(),
     }
 }
@@ -62,16 +52,8 @@ fn uname() -> (String, Option<String>, String) {
         return ("localhost".into(), None, std::env::consts::ARCH.into());
     }
     // SAFETY: each field is NUL-terminated within its array after a successful uname.
-    let field = |raw: &[libc::c_char]| {
-        unsafe { CStr::from_ptr(raw.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
-    };
-    (
-        field(&uts.nodename),
-        Some(field(&uts.release)),
-        field(&uts.machine),
-    )
+    let field = |raw: &[libc::c_char]| unsafe { CStr::from_ptr(raw.as_ptr()) }.to_string_lossy().into_owned();
+    (field(&uts.nodename), Some(field(&uts.release)), field(&uts.machine))
 }
 
 fn disk(path: &str) -> Option<(u64, u64)> {
@@ -93,41 +75,23 @@ fn meminfo_kib(text: &str, key: &str) -> Option<u64> {
 }
 
 fn parse_loadavg(text: &str) -> Option<Vec<f64>> {
-    let load: Vec<f64> = text
-        .split_whitespace()
-        .take(3)
-        .filter_map(|n| n.parse().ok())
-        .collect();
+    let load: Vec<f64> = text.split_whitespace().take(3).filter_map(|n| n.parse().ok()).collect();
     (load.len() == 3).then_some(load)
 }
 
 fn parse_uptime(text: &str) -> Option<u64> {
-    text.split_whitespace()
-        .next()?
-        .parse::<f64>()
-        .ok()
-        .map(|secs| secs as u64)
+    text.split_whitespace().next()?.parse::<f64>().ok().map(|secs| secs as u64)
 }
 
 fn os_release_id(text: &str) -> Option<String> {
     let pairs = crate::envfile::parse(text).ok()?;
-    pairs
-        .into_iter()
-        .find(|(k, _)| k == "ID")
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
+    pairs.into_iter().find(|(k, _)| k == "ID").map(|(_, v)| v).filter(|v| !v.is_empty())
 }
 
 /// The local address the kernel would use to reach `host:port`; no packet is sent.
 pub fn primary_ip(host: &str, port: u16) -> Option<String> {
-    let target = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .ok()?
-        .next()?;
-    let any: IpAddr = if target.is_ipv4() {
-        Ipv4Addr::UNSPECIFIED.into()
-    } else {
-        Ipv6Addr::UNSPECIFIED.into()
-    };
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).ok()?.next()?;
+    let any: IpAddr = if target.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
     let socket = UdpSocket::bind((any, 0)).ok()?;
     socket.connect(target).ok()?;
     Some(socket.local_addr().ok()?.ip().to_string())
@@ -186,16 +150,10 @@ mod tests {
         assert_eq!(meminfo_kib(meminfo, "MemTotal"), Some(8_000_000));
         assert_eq!(meminfo_kib(meminfo, "MemAvailable"), Some(4_096_000));
         assert_eq!(meminfo_kib(meminfo, "Swap"), None);
-        assert_eq!(
-            parse_loadavg("0.52 0.58 0.59 1/467 12345\n"),
-            Some(vec![0.52, 0.58, 0.59])
-        );
+        assert_eq!(parse_loadavg("0.52 0.58 0.59 1/467 12345\n"), Some(vec![0.52, 0.58, 0.59]));
         assert_eq!(parse_loadavg("garbage"), None);
         assert_eq!(parse_uptime("350735.47 234388.90\n"), Some(350_735));
-        assert_eq!(
-            os_release_id("NAME=\"Debian GNU/Linux\"\nID=debian\n"),
-            Some("debian".into())
-        );
+        assert_eq!(os_release_id("NAME=\"Debian GNU/Linux\"\nID=debian\n"), Some("debian".into()));
         assert_eq!(os_release_id("ID=\"raspbian\"\n"), Some("raspbian".into()));
     }
 

@@ -31,12 +31,7 @@ impl State {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-            .map_err(|e| {
-                format!(
-                    "cannot create the state directory {}: {e}",
-                    self.dir.display()
-                )
-            })
+            .map_err(|e| format!("cannot create the state directory {}: {e}", self.dir.display()))
     }
 
     /// The stored node id, creating one (UUID v4 from getrandom) if there is none.
@@ -45,8 +40,7 @@ impl State {
             return Ok((id, false));
         }
         let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| format!("cannot get random bytes for a node id: {e}"))?;
+        getrandom::fill(&mut bytes).map_err(|e| format!("cannot get random bytes for a node id: {e}"))?;
         let id = hearth_wire::uuid_v4_from_bytes(bytes);
         self.create_dir()?;
         self.write(NODE_ID, &format!("{id}\n"))?;
@@ -61,10 +55,7 @@ impl State {
         if hearth_wire::is_uuid_v4(&id) {
             Ok(Some(id))
         } else {
-            Err(format!(
-                "{} does not hold a UUID v4; delete it to make a new node id",
-                self.path(NODE_ID).display()
-            ))
+            Err(format!("{} does not hold a UUID v4; delete it to make a new node id", self.path(NODE_ID).display()))
         }
     }
 
@@ -73,10 +64,7 @@ impl State {
     }
 
     pub fn token(&self) -> Result<Option<String>, String> {
-        Ok(self
-            .read(TOKEN)?
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty()))
+        Ok(self.read(TOKEN)?.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
     }
 
     /// Stores the agent token and clears a previous `logout`.
@@ -104,7 +92,9 @@ impl State {
             pairs.retain(|(k, _)| k != key);
             pairs.push(((*key).to_owned(), (*value).to_owned()));
         }
-        let mut text = String::from("# Written by hearth-agent init/enroll. Flags, the environment and the config file take precedence.\n");
+        let mut text = String::from(
+            "# Written by hearth-agent init/enroll. Flags, the environment and the config file take precedence.\n",
+        );
         for (key, value) in pairs {
             let quoted = value.replace('\\', "\\\\").replace('"', "\\\"");
             text.push_str(&format!("{key}=\"{quoted}\"\n"));
@@ -130,16 +120,9 @@ impl State {
         let path = self.path(name);
         let temp = self.path(&format!(".{name}.tmp"));
         let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(fail)?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(fail)?;
+        let mut file =
+            OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp).map_err(fail)?;
+        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(fail)?;
         fs::rename(&temp, &path).map_err(fail)
     }
 
@@ -168,11 +151,7 @@ mod tests {
         state.set_token("hag_secret").unwrap();
         assert_eq!(state.token().unwrap().as_deref(), Some("hag_secret"));
         for (path, mode) in [("s", 0o700), ("s/node_id", 0o600), ("s/token", 0o600)] {
-            let got = fs::metadata(dir.path().join(path))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777;
+            let got = fs::metadata(dir.path().join(path)).unwrap().permissions().mode() & 0o777;
             assert_eq!(got, mode, "{path}");
         }
         state.logout().unwrap();
@@ -185,18 +164,9 @@ mod tests {
     fn saved_settings_merge_and_quote() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::new(dir.path());
-        state
-            .save_settings(&[
-                ("HEARTH_NAME", "a \"quoted\" name"),
-                ("HEARTH_COLLECTOR_URL", "https://x"),
-            ])
-            .unwrap();
-        state
-            .save_settings(&[("HEARTH_COLLECTOR_URL", "https://y")])
-            .unwrap();
-        let pairs = crate::config::read_env_file(&dir.path().join(SAVED_SETTINGS))
-            .unwrap()
-            .unwrap();
+        state.save_settings(&[("HEARTH_NAME", "a \"quoted\" name"), ("HEARTH_COLLECTOR_URL", "https://x")]).unwrap();
+        state.save_settings(&[("HEARTH_COLLECTOR_URL", "https://y")]).unwrap();
+        let pairs = crate::config::read_env_file(&dir.path().join(SAVED_SETTINGS)).unwrap().unwrap();
         assert_eq!(
             pairs,
             [

@@ -24,11 +24,7 @@ pub enum SendError {
     /// The collector could not be reached, or answered something that is not Hearth.
     Network(String),
     /// The collector answered with an error.
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Rejected { status: u16, code: String, message: String },
     /// This configuration must not send (plain HTTP to a public address).
     Refused(String),
 }
@@ -36,13 +32,7 @@ pub enum SendError {
 impl SendError {
     /// Whether the agent's credentials were refused, so it must enrol again.
     pub fn is_auth(&self) -> bool {
-        matches!(
-            self,
-            SendError::Rejected {
-                status: 401 | 403,
-                ..
-            }
-        )
+        matches!(self, SendError::Rejected { status: 401 | 403, .. })
     }
 }
 
@@ -50,20 +40,16 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::Network(reason) | SendError::Refused(reason) => f.write_str(reason),
-            SendError::Rejected {
-                status,
-                code,
-                message,
-            } => write!(f, "the collector answered {status} {code}: {message}"),
+            SendError::Rejected { status, code, message } => {
+                write!(f, "the collector answered {status} {code}: {message}")
+            }
         }
     }
 }
 
 impl Collector {
     pub fn parse(url: &str, allow_insecure_http: bool) -> Result<Collector, String> {
-        let bad = |why: &str| {
-            format!("the collector URL `{url}` {why}; write it like https://hearth.example.com")
-        };
+        let bad = |why: &str| format!("the collector URL `{url}` {why}; write it like https://hearth.example.com");
         let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
             (true, rest)
         } else if let Some(rest) = url.strip_prefix("http://") {
@@ -74,9 +60,7 @@ impl Collector {
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         let (host, port) = match authority.strip_prefix('[') {
             Some(bracketed) => {
-                let (host, after) = bracketed
-                    .split_once(']')
-                    .ok_or_else(|| bad("has an unclosed ["))?;
+                let (host, after) = bracketed.split_once(']').ok_or_else(|| bad("has an unclosed ["))?;
                 (host, after.strip_prefix(':'))
             }
             None => match authority.split_once(':') {
@@ -84,21 +68,13 @@ impl Collector {
                 None => (authority, None),
             },
         };
-        let port = port
-            .map(|p| p.parse::<u16>().map_err(|_| bad("has a bad port")))
-            .transpose()?;
+        let port = port.map(|p| p.parse::<u16>().map_err(|_| bad("has a bad port"))).transpose()?;
         if host.is_empty() || authority.contains('@') {
             return Err(bad("has no host"));
         }
         let port = port.unwrap_or(if https { 443 } else { 80 });
         let base = url.trim_end_matches('/').to_owned();
-        Ok(Collector {
-            base,
-            host: host.to_owned(),
-            port,
-            https,
-            allow_insecure_http,
-        })
+        Ok(Collector { base, host: host.to_owned(), port, https, allow_insecure_http })
     }
 
     /// Refuses plain HTTP to anything but loopback and private addresses, because the token
@@ -109,12 +85,7 @@ impl Collector {
         }
         let addrs: Vec<IpAddr> = match (self.host.as_str(), self.port).to_socket_addrs() {
             Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-            Err(e) => {
-                return Err(SendError::Network(format!(
-                    "cannot resolve {}: {e}",
-                    self.host
-                )))
-            }
+            Err(e) => return Err(SendError::Network(format!("cannot resolve {}: {e}", self.host))),
         };
         if !addrs.is_empty() && addrs.iter().all(is_local) {
             return Ok(());
@@ -127,21 +98,12 @@ impl Collector {
     }
 
     /// POSTs a JSON body and returns the answer's body if the status is 2xx.
-    pub fn post(
-        &self,
-        path: &str,
-        body: &str,
-        token: Option<&str>,
-        timeout_secs: u64,
-    ) -> Result<String, SendError> {
+    pub fn post(&self, path: &str, body: &str, token: Option<&str>, timeout_secs: u64) -> Result<String, SendError> {
         self.check_transport()?;
         let url = format!("{}{path}", self.base);
         let mut request = minreq::post(&url)
             .with_header("Content-Type", "application/json")
-            .with_header(
-                "User-Agent",
-                concat!("hearth-agent/", env!("CARGO_PKG_VERSION")),
-            )
+            .with_header("User-Agent", concat!("hearth-agent/", env!("CARGO_PKG_VERSION")))
             .with_body(body)
             .with_timeout(timeout_secs)
             .with_max_headers_size(16 * 1024);
@@ -151,27 +113,20 @@ impl Collector {
         if let Some(proxy) = self.proxy()? {
             request = request.with_proxy(proxy);
         }
-        let response = request
-            .send_lazy()
-            .map_err(|e| SendError::Network(format!("cannot reach {}: {e}", self.base)))?;
+        let response =
+            request.send_lazy().map_err(|e| SendError::Network(format!("cannot reach {}: {e}", self.base)))?;
         let status = u16::try_from(response.status_code).unwrap_or(0);
         let text = response
             .take(MAX_RESPONSE)
             .map(|byte| byte.map(|(b, _)| b))
             .collect::<Result<Vec<u8>, _>>()
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .map_err(|e| {
-                SendError::Network(format!("the answer from {} was cut off: {e}", self.base))
-            })?;
+            .map_err(|e| SendError::Network(format!("the answer from {} was cut off: {e}", self.base)))?;
         if (200..300).contains(&status) {
             return Ok(text);
         }
         Err(match miniserde::json::from_str::<ErrorBody>(&text) {
-            Ok(err) => SendError::Rejected {
-                status,
-                code: err.code,
-                message: err.error,
-            },
+            Ok(err) => SendError::Rejected { status, code: err.code, message: err.error },
             Err(_) => SendError::Rejected {
                 status,
                 code: "unexpected".into(),
@@ -189,10 +144,7 @@ impl Collector {
         if !self.https {
             return Ok(None);
         }
-        let Some(proxy) = ["HTTPS_PROXY", "https_proxy"]
-            .iter()
-            .find_map(|name| std::env::var(name).ok())
-        else {
+        let Some(proxy) = ["HTTPS_PROXY", "https_proxy"].iter().find_map(|name| std::env::var(name).ok()) else {
             return Ok(None);
         };
         minreq::Proxy::new(proxy.as_str())
@@ -206,10 +158,7 @@ fn is_local(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || (a == 100 && (64..128).contains(&b))
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || (a == 100 && (64..128).contains(&b))
         }
         IpAddr::V6(v6) => {
             let first = v6.segments()[0];
@@ -225,14 +174,8 @@ mod tests {
     #[test]
     fn urls() {
         let cases = [
-            (
-                "https://hearth.example.com",
-                Some(("hearth.example.com", 443, true)),
-            ),
-            (
-                "https://hearth.example.com:8443/base/",
-                Some(("hearth.example.com", 8443, true)),
-            ),
+            ("https://hearth.example.com", Some(("hearth.example.com", 443, true))),
+            ("https://hearth.example.com:8443/base/", Some(("hearth.example.com", 8443, true))),
             ("http://127.0.0.1:8088", Some(("127.0.0.1", 8088, false))),
             ("http://[::1]:8088", Some(("::1", 8088, false))),
             ("http://[fd00::1]", Some(("fd00::1", 80, false))),
@@ -242,15 +185,10 @@ mod tests {
             ("https://user@host", None),
         ];
         for (url, expected) in cases {
-            let got = Collector::parse(url, false)
-                .ok()
-                .map(|c| (c.host.clone(), c.port, c.https));
+            let got = Collector::parse(url, false).ok().map(|c| (c.host.clone(), c.port, c.https));
             assert_eq!(got, expected.map(|(h, p, s)| (h.to_owned(), p, s)), "{url}");
         }
-        assert_eq!(
-            Collector::parse("https://x/base/", false).unwrap().base,
-            "https://x/base"
-        );
+        assert_eq!(Collector::parse("https://x/base/", false).unwrap().base, "https://x/base");
     }
 
     #[test]
@@ -263,37 +201,14 @@ mod tests {
             "http://[fd12::1]",
             "http://localhost:8088",
         ] {
-            assert_eq!(
-                Collector::parse(url, false).unwrap().check_transport(),
-                Ok(()),
-                "{url}"
-            );
+            assert_eq!(Collector::parse(url, false).unwrap().check_transport(), Ok(()), "{url}");
         }
-        for url in [
-            "http://8.8.8.8",
-            "http://[2001:db8::1]",
-            "http://100.128.0.1",
-        ] {
-            let err = Collector::parse(url, false)
-                .unwrap()
-                .check_transport()
-                .unwrap_err();
-            assert!(
-                matches!(&err, SendError::Refused(m) if m.contains("--allow-insecure-http")),
-                "{url}: {err:?}"
-            );
-            assert_eq!(
-                Collector::parse(url, true).unwrap().check_transport(),
-                Ok(()),
-                "{url}"
-            );
+        for url in ["http://8.8.8.8", "http://[2001:db8::1]", "http://100.128.0.1"] {
+            let err = Collector::parse(url, false).unwrap().check_transport().unwrap_err();
+            assert!(matches!(&err, SendError::Refused(m) if m.contains("--allow-insecure-http")), "{url}: {err:?}");
+            assert_eq!(Collector::parse(url, true).unwrap().check_transport(), Ok(()), "{url}");
         }
-        assert_eq!(
-            Collector::parse("https://8.8.8.8", false)
-                .unwrap()
-                .check_transport(),
-            Ok(())
-        );
+        assert_eq!(Collector::parse("https://8.8.8.8", false).unwrap().check_transport(), Ok(()));
     }
 
     #[test]

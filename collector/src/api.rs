@@ -1,7 +1,9 @@
 //! The HTTP API as plain functions: a parsed request and a transaction in, a reply out.
 //! No sockets here; `http` moves bytes, this module decides what they mean.
 
-use crate::model::{EnrolledFacts, NodeRecord, NodeView};
+use crate::alerts::{self, config::Channels};
+use crate::liveness::{self, Policy};
+use crate::model::{AlertRecord, EnrolledFacts, EventRecord, NodeRecord, NodeView};
 use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX};
 use crate::store::{self, Txn};
 use hearth_wire::{EnrollRequest, EnrollResponse, ErrorBody, Heartbeat, HeartbeatAck, WireError};
@@ -27,6 +29,8 @@ pub struct Request {
     pub method: Method,
     /// The path without its query string.
     pub path: String,
+    /// What followed `?` in the URL, if anything.
+    pub query: String,
     /// The credential from `Authorization: Bearer …` or `X-Host-Token: …`.
     pub bearer: Option<String>,
     pub content_type: Option<String>,
@@ -44,20 +48,18 @@ pub struct Reply {
 
 impl Reply {
     fn json<T: Serialize>(status: u16, value: &T) -> Reply {
-        Reply {
-            status,
-            body: json::to_string(value),
-            allow: None,
-        }
+        Reply { status, body: json::to_string(value), allow: None }
     }
 }
 
 /// The settings and the moment a batch of requests is handled with.
 #[derive(Debug, Clone, Copy)]
-pub struct Context {
+pub struct Context<'a> {
     /// Unix milliseconds by the collector's clock.
     pub now_ms: i64,
     pub allow_anonymous: bool,
+    pub policy: &'a Policy,
+    pub channels: &'a Channels,
 }
 
 /// An error answer: status, stable code, and a sentence a person can act on.
@@ -71,20 +73,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            allow: None,
-        }
+        ApiError { status, code, message: message.into(), allow: None }
     }
 
     pub fn body_too_large() -> ApiError {
-        ApiError::new(
-            413,
-            "body_too_large",
-            format!("the request body is larger than {MAX_BODY} bytes"),
-        )
+        ApiError::new(413, "body_too_large", format!("the request body is larger than {MAX_BODY} bytes"))
     }
 
     pub fn storage(e: &store::Error) -> ApiError {
@@ -110,14 +103,8 @@ impl ApiError {
     }
 
     pub fn into_reply(self) -> Reply {
-        let body = ErrorBody {
-            code: self.code.to_owned(),
-            error: self.message,
-        };
-        Reply {
-            allow: self.allow,
-            ..Reply::json(self.status, &body)
-        }
+        let body = ErrorBody { code: self.code.to_owned(), error: self.message };
+        Reply { allow: self.allow, ..Reply::json(self.status, &body) }
     }
 }
 
@@ -180,6 +167,8 @@ enum Route<'a> {
     Enroll,
     Nodes,
     Node(&'a str),
+    Events,
+    Alerts,
 }
 
 fn route(req: &Request) -> Result<Route<'_>, ApiError> {
@@ -189,15 +178,11 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/api/agent/heartbeat" | "/agent/heartbeat" => (Route::Heartbeat, "POST"),
         "/api/agents/enroll" => (Route::Enroll, "POST"),
         "/api/nodes" => (Route::Nodes, "GET, HEAD"),
+        "/api/events" => (Route::Events, "GET, HEAD"),
+        "/api/alerts" => (Route::Alerts, "GET, HEAD"),
         _ => match path.strip_prefix("/api/nodes/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::Node(id), "GET, HEAD"),
-            _ => {
-                return Err(ApiError::new(
-                    404,
-                    "not_found",
-                    format!("there is nothing at {}", req.path),
-                ))
-            }
+            _ => return Err(ApiError::new(404, "not_found", format!("there is nothing at {}", req.path))),
         },
     };
     let allowed = match req.method {
@@ -207,19 +192,13 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
     };
     if !allowed {
         let message = format!("{} accepts only {allow}", req.path);
-        return Err(ApiError {
-            allow: Some(allow),
-            ..ApiError::new(405, "method_not_allowed", message)
-        });
+        return Err(ApiError { allow: Some(allow), ..ApiError::new(405, "method_not_allowed", message) });
     }
     if req.method == Method::Post {
-        let is_json = req.content_type.as_deref().is_none_or(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-        });
+        let is_json = req
+            .content_type
+            .as_deref()
+            .is_none_or(|ct| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
         if !is_json {
             let message = "send the body as JSON with Content-Type: application/json";
             return Err(ApiError::new(415, "unsupported_media_type", message));
@@ -230,27 +209,41 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
 
 fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     match route {
-        Route::Health => Ok(Reply::json(
-            200,
-            &Health {
-                status: "ok",
-                nodes: txn.node_count()?,
-            },
-        )),
+        Route::Health => Ok(Reply::json(200, &Health { status: "ok", nodes: txn.node_count()? })),
         Route::Heartbeat => heartbeat(req, txn, ctx),
         Route::Enroll => enroll(req, txn, ctx),
         Route::Nodes => {
             require_api_key(req, txn)?;
-            let nodes = txn.nodes()?.iter().map(|n| n.view(ctx.now_ms)).collect();
+            let nodes = txn.nodes()?.iter().map(|n| n.view(ctx.now_ms, ctx.policy.grace_ms(n))).collect();
             Ok(Reply::json(200, &NodeList { nodes }))
+        }
+        Route::Events => {
+            require_api_key(req, txn)?;
+            let node = query_param(&req.query, "node").map(|n| n.to_ascii_lowercase());
+            let since = match query_param(&req.query, "since") {
+                None => i64::MIN,
+                Some(text) => hearth_wire::parse_rfc3339(&text).ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "invalid_query",
+                        format!("since={text} is not an RFC 3339 time, such as 2026-11-22T10:00:00Z"),
+                    )
+                })?,
+            };
+            let limit = limit_param(&req.query)?;
+            let events = txn.events(node.as_deref(), since, limit)?.iter().map(EventView::from).collect();
+            Ok(Reply::json(200, &EventList { events }))
+        }
+        Route::Alerts => {
+            require_api_key(req, txn)?;
+            let alerts = txn.alerts(limit_param(&req.query)?)?.iter().map(AlertView::from).collect();
+            Ok(Reply::json(200, &AlertList { alerts }))
         }
         Route::Node(id) => {
             require_api_key(req, txn)?;
             match txn.node(&id.to_ascii_lowercase())? {
-                Some(node) => Ok(Reply::json(200, &node.view(ctx.now_ms))),
-                None => {
-                    Err(ApiError::new(404, "not_found", format!("no node has the id {id}")).into())
-                }
+                Some(node) => Ok(Reply::json(200, &node.view(ctx.now_ms, ctx.policy.grace_ms(&node)))),
+                None => Err(ApiError::new(404, "not_found", format!("no node has the id {id}")).into()),
             }
         }
     }
@@ -267,8 +260,105 @@ struct NodeList {
     nodes: Vec<NodeView>,
 }
 
-const HOW_TO_ENROL: &str =
-    "enrol this node first: mint a token with `hearth-collector token create` \
+#[derive(Serialize)]
+struct EventList {
+    events: Vec<EventView>,
+}
+
+#[derive(Serialize)]
+struct EventView {
+    id: u64,
+    node_id: String,
+    at: String,
+    kind: String,
+    check: Option<String>,
+    detail: String,
+}
+
+impl From<&EventRecord> for EventView {
+    fn from(e: &EventRecord) -> EventView {
+        let (id, node_id, at) = (e.id, e.node_id.clone(), hearth_wire::format_rfc3339(e.at));
+        EventView { id, node_id, at, kind: e.kind.clone(), check: e.check.clone(), detail: e.detail.clone() }
+    }
+}
+
+#[derive(Serialize)]
+struct AlertList {
+    alerts: Vec<AlertView>,
+}
+
+#[derive(Serialize)]
+struct AlertView {
+    id: u64,
+    kind: String,
+    node_id: String,
+    name: String,
+    check: Option<String>,
+    detail: String,
+    at: String,
+    deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Serialize)]
+struct DeliveryView {
+    channel: String,
+    state: String,
+    attempts: u64,
+    last_error: Option<String>,
+    delivered_at: Option<String>,
+    next_attempt: Option<String>,
+}
+
+impl From<&AlertRecord> for AlertView {
+    fn from(a: &AlertRecord) -> AlertView {
+        let deliveries = a
+            .deliveries
+            .iter()
+            .map(|d| DeliveryView {
+                channel: d.channel.clone(),
+                state: d.state.clone(),
+                attempts: d.attempts,
+                last_error: d.last_error.clone(),
+                delivered_at: d.delivered_at.map(hearth_wire::format_rfc3339),
+                next_attempt: (d.state == "pending").then(|| hearth_wire::format_rfc3339(d.next_attempt)),
+            })
+            .collect();
+        AlertView {
+            id: a.id,
+            kind: a.kind.clone(),
+            node_id: a.node_id.clone(),
+            name: a.name.clone(),
+            check: a.check.clone(),
+            detail: a.detail.clone(),
+            at: hearth_wire::format_rfc3339(a.at),
+            deliveries,
+        }
+    }
+}
+
+/// The value of `name` in a query string (no percent-decoding: ids and times need none
+/// but `+`, which stands for itself in an RFC 3339 offset here).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| v.replace("%3A", ":").replace("%2B", "+"))
+}
+
+/// `limit=N`, 1 to 1000, default 100.
+fn limit_param(query: &str) -> Result<usize, ApiError> {
+    match query_param(query, "limit") {
+        None => Ok(100),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => {
+                Err(ApiError::new(400, "invalid_query", format!("limit={text} must be a whole number from 1 to 1000")))
+            }
+        },
+    }
+}
+
+const HOW_TO_ENROL: &str = "enrol this node first: mint a token with `hearth-collector token create` \
      and run `hearth-agent enroll --token TOKEN` on the node";
 
 fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
@@ -277,43 +367,29 @@ fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
         Some(token) => match txn.agent_token_node(&secret::hash(token))? {
             Some(node_id) => Some(node_id),
             None => {
-                let message = format!("the agent token is not valid (revoked, or from another collector); {HOW_TO_ENROL}");
+                let message =
+                    format!("the agent token is not valid (revoked, or from another collector); {HOW_TO_ENROL}");
                 return Err(ApiError::unauthorized(message).into());
             }
         },
         None if ctx.allow_anonymous => None,
-        None => {
-            return Err(ApiError::unauthorized(format!(
-                "heartbeats need an agent token; {HOW_TO_ENROL}"
-            ))
-            .into())
-        }
+        None => return Err(ApiError::unauthorized(format!("heartbeats need an agent token; {HOW_TO_ENROL}")).into()),
     };
     let hb = Heartbeat::from_json(&req.body)?;
     let existing = txn.node(&hb.node_id)?;
     match (&token_node, &existing) {
         (Some(owner), _) if *owner != hb.node_id => {
-            let message = format!(
-                "this agent token belongs to node {owner}, not {}",
-                hb.node_id
-            );
+            let message = format!("this agent token belongs to node {owner}, not {}", hb.node_id);
             return Err(ApiError::forbidden(message).into());
         }
         (None, Some(node)) if node.token_hash.is_some() => {
-            let message = format!(
-                "node {} is enrolled, so its heartbeats must carry its agent token",
-                hb.node_id
-            );
+            let message = format!("node {} is enrolled, so its heartbeats must carry its agent token", hb.node_id);
             return Err(ApiError::unauthorized(message).into());
         }
         _ => {}
     }
     let mut node = existing.unwrap_or_else(|| {
-        log::info!(
-            "node {} ({}) registered by its first anonymous heartbeat",
-            hb.node_id,
-            hb.hostname
-        );
+        log::info!("node {} ({}) registered by its first anonymous heartbeat", hb.node_id, hb.hostname);
         NodeRecord {
             node_id: hb.node_id.clone(),
             name: hb.hostname.clone(),
@@ -321,13 +397,11 @@ fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
             ..NodeRecord::default()
         }
     });
-    let ack = HeartbeatAck {
-        status: "ok".into(),
-        node_id: hb.node_id.clone(),
-        device_id: hb.node_id.clone(),
-    };
-    node.record_heartbeat(hb, ctx.now_ms);
-    txn.put_node(&node)?;
+    let ack = HeartbeatAck { status: "ok".into(), node_id: hb.node_id.clone(), device_id: hb.node_id.clone() };
+    let previous = node.deadline;
+    let changes = liveness::on_heartbeat(&mut node, hb, ctx.now_ms, ctx.policy);
+    alerts::record(txn, &node, &changes, ctx.now_ms, ctx.channels)?;
+    txn.save_node(&node, previous)?;
     Ok(Reply::json(200, &ack))
 }
 
@@ -335,13 +409,11 @@ fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     let body = EnrollRequest::from_json(&req.body)?;
     let token_hash = secret::hash(&body.token);
     let Some(mut token) = txn.enroll_token(&token_hash)? else {
-        let message =
-            "the enrolment token is not recognised; mint one with `hearth-collector token create`";
+        let message = "the enrolment token is not recognised; mint one with `hearth-collector token create`";
         return Err(ApiError::unauthorized(message).into());
     };
     if let Some(by) = &token.used_by {
-        let message =
-            format!("this enrolment token was already used (by node {by}); mint a fresh one");
+        let message = format!("this enrolment token was already used (by node {by}); mint a fresh one");
         return Err(ApiError::new(410, "token_used", message).into());
     }
     if token.expires_at <= ctx.now_ms {
@@ -368,19 +440,10 @@ fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
         txn.delete_agent_token(&old)?;
     }
     let mut tags = token.tags.clone();
-    tags.extend(
-        body.tags
-            .iter()
-            .flatten()
-            .filter(|t| !token.tags.contains(t))
-            .cloned(),
-    );
+    tags.extend(body.tags.iter().flatten().filter(|t| !token.tags.contains(t)).cloned());
     node = NodeRecord {
         node_id: node_id.clone(),
-        name: body
-            .name
-            .or(token.name.clone())
-            .unwrap_or_else(|| body.hostname.clone()),
+        name: body.name.or(token.name.clone()).unwrap_or_else(|| body.hostname.clone()),
         hostname: body.hostname,
         tags,
         enrolled_at: ctx.now_ms,
@@ -400,48 +463,28 @@ fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     token.used_at = Some(ctx.now_ms);
     token.used_by = Some(node_id.clone());
     txn.put_enroll_token(&token_hash, &token)?;
-    log::info!(
-        "node {node_id} ({}) enrolled with token {}",
-        node.hostname,
-        token.id
-    );
-    Ok(Reply::json(
-        200,
-        &EnrollResponse {
-            host_id: node_id.clone(),
-            node_id,
-            agent_token,
-        },
-    ))
+    log::info!("node {node_id} ({}) enrolled with token {}", node.hostname, token.id);
+    Ok(Reply::json(200, &EnrollResponse { host_id: node_id.clone(), node_id, agent_token }))
 }
 
 fn require_api_key(req: &Request, txn: &Txn<RwTxn>) -> Result<(), Failure> {
     let Some(key) = &req.bearer else {
-        let message = "this needs an API key: send `Authorization: Bearer hk_…` (mint one with `hearth-collector apikey create`)";
+        let message =
+            "this needs an API key: send `Authorization: Bearer hk_…` (mint one with `hearth-collector apikey create`)";
         return Err(ApiError::unauthorized(message).into());
     };
     if key.starts_with(API_KEY_PREFIX) && txn.api_key(&secret::hash(key))?.is_some() {
         return Ok(());
     }
     if key.starts_with(AGENT_PREFIX) && txn.agent_token_node(&secret::hash(key))?.is_some() {
-        return Err(
-            ApiError::forbidden("an agent token may only send heartbeats; use an API key").into(),
-        );
+        return Err(ApiError::forbidden("an agent token may only send heartbeats; use an API key").into());
     }
-    Err(ApiError::unauthorized(
-        "the API key is not valid; mint one with `hearth-collector apikey create`",
-    )
-    .into())
+    Err(ApiError::unauthorized("the API key is not valid; mint one with `hearth-collector apikey create`").into())
 }
 
 fn internal(e: getrandom::Error) -> Failure {
     log::error!("cannot get random bytes: {e}");
-    ApiError::new(
-        500,
-        "internal",
-        "the collector could not generate a secret; try again",
-    )
-    .into()
+    ApiError::new(500, "internal", "the collector could not generate a secret; try again").into()
 }
 
 fn unhex32(hex: &str) -> Option<[u8; 32]> {
@@ -463,6 +506,7 @@ mod tests {
         Request {
             method,
             path: path.into(),
+            query: String::new(),
             bearer: None,
             content_type: content_type.map(Into::into),
             body: String::new(),
@@ -475,32 +519,12 @@ mod tests {
         let cases: &[Case] = &[
             (Method::Get, "/healthz", None, Ok(Route::Health)),
             (Method::Head, "/healthz", None, Ok(Route::Health)),
-            (
-                Method::Post,
-                "/api/agent/heartbeat",
-                Some("application/json"),
-                Ok(Route::Heartbeat),
-            ),
-            (
-                Method::Post,
-                "/agent/heartbeat",
-                Some("application/json; charset=utf-8"),
-                Ok(Route::Heartbeat),
-            ),
+            (Method::Post, "/api/agent/heartbeat", Some("application/json"), Ok(Route::Heartbeat)),
+            (Method::Post, "/agent/heartbeat", Some("application/json; charset=utf-8"), Ok(Route::Heartbeat)),
             (Method::Post, "/agent/heartbeat", None, Ok(Route::Heartbeat)),
-            (
-                Method::Post,
-                "/agent/heartbeat",
-                Some("text/plain"),
-                Err(415),
-            ),
+            (Method::Post, "/agent/heartbeat", Some("text/plain"), Err(415)),
             (Method::Get, "/agent/heartbeat", None, Err(405)),
-            (
-                Method::Post,
-                "/api/agents/enroll",
-                Some("application/json"),
-                Ok(Route::Enroll),
-            ),
+            (Method::Post, "/api/agents/enroll", Some("application/json"), Ok(Route::Enroll)),
             (Method::Get, "/api/nodes/", None, Ok(Route::Nodes)),
             (Method::Get, "/api/nodes/abc", None, Ok(Route::Node("abc"))),
             (Method::Delete, "/api/nodes/abc", None, Err(405)),
@@ -528,18 +552,14 @@ mod tests {
     fn store_failures_become_507_or_500() {
         let full = ApiError::storage(&store::Error::Full);
         assert_eq!((full.status, full.code), (507, "storage_full"));
-        let broken =
-            ApiError::storage(&store::Error::Lmdb(heed::Error::Mdb(heed::MdbError::Panic)));
+        let broken = ApiError::storage(&store::Error::Lmdb(heed::Error::Mdb(heed::MdbError::Panic)));
         assert_eq!((broken.status, broken.code), (500, "internal"));
         // A damaged record fails only the request that read it, not the whole batch.
         match Failure::from(store::Error::Corrupt("x".into())) {
             Failure::Api(e) => assert_eq!(e.status, 500),
             Failure::Store(_) => panic!("a damaged record must not abort the batch"),
         }
-        assert!(matches!(
-            Failure::from(store::Error::Full),
-            Failure::Store(_)
-        ));
+        assert!(matches!(Failure::from(store::Error::Full), Failure::Store(_)));
     }
 
     #[test]

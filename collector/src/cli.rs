@@ -9,16 +9,19 @@ hearth-collector: knows which of your nodes are alive, and since when
 
 Usage:
   hearth-collector serve [--listen ADDR] [--data-dir DIR] [--allow-anonymous]
+                         [--alerts FILE] [--grace-secs N] [--min-down-secs N] [--remind-hours N]
                          [--max-db-mb N] [--max-batch N] [--io-timeout SECS]
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
   hearth-collector apikey create [--name N]
   hearth-collector nodes [--json]
+  hearth-collector alert test [--channel NAME] [--alerts FILE]
 
 Commands:
   serve          answer heartbeats, enrolments and the API
   token create   mint a one-time enrolment token and print it, alone, on stdout
   apikey create  mint an API key for GET /api/nodes and print it, alone, on stdout
   nodes          print the node table (--json: as the API returns it)
+  alert test     send a test notification to each channel (or one) and print its answer
 
 Options:
   --listen ADDR      address to listen on [env HEARTH_LISTEN; default 127.0.0.1:8088];
@@ -28,6 +31,11 @@ Options:
                      default /var/lib/hearth-collector]
   --allow-anonymous  also accept heartbeats without a token, registering unknown nodes
                      on their first heartbeat (V1 behaviour; trusted networks only)
+  --alerts FILE      the alert channels file [env HEARTH_ALERTS; default
+                     /etc/hearth/alerts.conf, if it exists]; see README
+  --grace-secs N     silence allowed before a node is late→offline [default 3 × its interval]
+  --min-down-secs N  how long past grace before the offline alert [default one interval]
+  --remind-hours N   remind every N hours while a node stays down [default 6; 0 = never]
   --max-db-mb N      the store never grows past N MiB; past it, writes get 507
   --max-batch N      the most requests one commit carries [default 256; 1 = no group commit]
   --io-timeout SECS  how long a client may take to send its request or read the answer
@@ -45,21 +53,10 @@ Exit status: 0 success, 1 failure (the message says what failed), 2 bad usage.
 #[derive(Debug)]
 pub enum Command {
     Serve(Serve),
-    TokenCreate {
-        data_dir: PathBuf,
-        ttl: Duration,
-        name: Option<String>,
-        tags: Vec<String>,
-        node: Option<String>,
-    },
-    ApiKeyCreate {
-        data_dir: PathBuf,
-        name: Option<String>,
-    },
-    Nodes {
-        data_dir: PathBuf,
-        json: bool,
-    },
+    TokenCreate { data_dir: PathBuf, ttl: Duration, name: Option<String>, tags: Vec<String>, node: Option<String> },
+    ApiKeyCreate { data_dir: PathBuf, name: Option<String> },
+    Nodes { data_dir: PathBuf, json: bool },
+    AlertTest { alerts: Option<PathBuf>, channel: Option<String> },
     Help,
     Version,
 }
@@ -72,6 +69,12 @@ pub struct Serve {
     pub max_db_mb: Option<usize>,
     pub max_batch: usize,
     pub io_timeout: Duration,
+    /// The channels file named on the command line or in HEARTH_ALERTS.
+    pub alerts: Option<PathBuf>,
+    pub grace_secs: Option<u64>,
+    pub min_down_secs: Option<u64>,
+    /// `None` turns reminders off.
+    pub remind_hours: Option<u64>,
 }
 
 /// A usage error, already worded for the person at the terminal.
@@ -88,12 +91,13 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut parser = lexopt::Parser::from_args(args);
     let mut words: Vec<String> = Vec::new();
     let mut listen = std::env::var("HEARTH_LISTEN").unwrap_or_else(|_| "127.0.0.1:8088".into());
-    let mut data_dir: PathBuf = std::env::var_os("HEARTH_DATA_DIR")
-        .map_or_else(|| "/var/lib/hearth-collector".into(), Into::into);
+    let mut data_dir: PathBuf =
+        std::env::var_os("HEARTH_DATA_DIR").map_or_else(|| "/var/lib/hearth-collector".into(), Into::into);
     let (mut allow_anonymous, mut json) = (false, false);
     let (mut max_db_mb, mut max_batch, mut io_timeout) = (None, 256, Duration::from_secs(10));
-    let (mut ttl, mut name, mut tags, mut node) =
-        (Duration::from_secs(3600), None, Vec::new(), None);
+    let (mut ttl, mut name, mut tags, mut node) = (Duration::from_secs(3600), None, Vec::new(), None);
+    let mut alerts: Option<PathBuf> = std::env::var_os("HEARTH_ALERTS").map(Into::into);
+    let (mut grace_secs, mut min_down_secs, mut remind_hours, mut channel) = (None, None, Some(6), None);
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -104,20 +108,16 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("json") => json = true,
             Long("max-db-mb") => max_db_mb = Some(number(&mut parser, "--max-db-mb")?),
             Long("max-batch") => max_batch = number(&mut parser, "--max-batch")?,
-            Long("io-timeout") => {
-                io_timeout = Duration::from_secs(number(&mut parser, "--io-timeout")? as u64)
-            }
+            Long("io-timeout") => io_timeout = Duration::from_secs(number(&mut parser, "--io-timeout")? as u64),
             Long("ttl") => ttl = parse_duration(&parser.value()?.string()?)?,
             Long("name") => name = Some(parser.value()?.string()?),
-            Long("tags") => {
-                tags = parser
-                    .value()?
-                    .string()?
-                    .split(',')
-                    .map(|t| t.trim().to_owned())
-                    .collect()
-            }
+            Long("tags") => tags = parser.value()?.string()?.split(',').map(|t| t.trim().to_owned()).collect(),
             Long("node") => node = Some(parser.value()?.string()?.to_ascii_lowercase()),
+            Long("alerts") => alerts = Some(parser.value()?.into()),
+            Long("channel") => channel = Some(parser.value()?.string()?),
+            Long("grace-secs") => grace_secs = Some(number(&mut parser, "--grace-secs")? as u64),
+            Long("min-down-secs") => min_down_secs = Some(whole(&mut parser, "--min-down-secs")?),
+            Long("remind-hours") => remind_hours = Some(whole(&mut parser, "--remind-hours")?).filter(|h| *h > 0),
             Value(word) => words.push(word.string()?),
             _ => return Err(arg.unexpected().into()),
         }
@@ -132,27 +132,17 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             max_db_mb,
             max_batch,
             io_timeout,
+            alerts,
+            grace_secs,
+            min_down_secs,
+            remind_hours,
         }),
-        ["token", "create"] => Command::TokenCreate {
-            data_dir,
-            ttl,
-            name,
-            tags,
-            node,
-        },
+        ["token", "create"] => Command::TokenCreate { data_dir, ttl, name, tags, node },
         ["apikey", "create"] => Command::ApiKeyCreate { data_dir, name },
         ["nodes"] => Command::Nodes { data_dir, json },
-        [] => {
-            return Err(UsageError(
-                "no command given; try `hearth-collector serve` or --help".into(),
-            ))
-        }
-        other => {
-            return Err(UsageError(format!(
-                "unknown command `{}`; see --help",
-                other.join(" ")
-            )))
-        }
+        ["alert", "test"] => Command::AlertTest { alerts, channel },
+        [] => return Err(UsageError("no command given; try `hearth-collector serve` or --help".into())),
+        other => return Err(UsageError(format!("unknown command `{}`; see --help", other.join(" ")))),
     })
 }
 
@@ -160,18 +150,18 @@ fn number(parser: &mut lexopt::Parser, flag: &str) -> Result<usize, UsageError> 
     let text = parser.value()?.string()?;
     match text.parse() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(UsageError(format!(
-            "{flag} takes a whole number above 0, not `{text}`"
-        ))),
+        _ => Err(UsageError(format!("{flag} takes a whole number above 0, not `{text}`"))),
     }
+}
+
+fn whole(parser: &mut lexopt::Parser, flag: &str) -> Result<u64, UsageError> {
+    let text = parser.value()?.string()?;
+    text.parse().map_err(|_| UsageError(format!("{flag} takes a whole number, not `{text}`")))
 }
 
 /// Parses `90s`, `15m`, `1h`, `2d`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
-    let (digits, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let scale = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -181,9 +171,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
     };
     match digits.parse::<u64>() {
         Ok(n) if n > 0 && scale > 0 => Ok(Duration::from_secs(n.saturating_mul(scale))),
-        _ => Err(UsageError(format!(
-            "`{text}` is not a duration; write it like 90s, 15m, 1h or 2d"
-        ))),
+        _ => Err(UsageError(format!("`{text}` is not a duration; write it like 90s, 15m, 1h or 2d"))),
     }
 }
 
@@ -193,13 +181,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (text, secs) in [
-            ("90", 90),
-            ("90s", 90),
-            ("15m", 900),
-            ("1h", 3600),
-            ("2d", 172_800),
-        ] {
+        for (text, secs) in [("90", 90), ("90s", 90), ("15m", 900), ("1h", 3600), ("2d", 172_800)] {
             assert_eq!(parse_duration(text).unwrap().as_secs(), secs, "{text}");
         }
         for bad in ["", "h", "1w", "-1h", "0", "1.5h"] {
@@ -212,24 +194,12 @@ mod tests {
         let parse = |line: &str| parse(line.split_whitespace().map(Into::into));
         assert!(matches!(
             parse("serve --listen 127.0.0.1:0 --allow-anonymous"),
-            Ok(Command::Serve(Serve {
-                allow_anonymous: true,
-                ..
-            }))
+            Ok(Command::Serve(Serve { allow_anonymous: true, .. }))
         ));
         assert!(matches!(parse("token create --ttl 2h --tags a,,b"),
             Ok(Command::TokenCreate { tags, .. }) if tags == ["a", "b"]));
-        assert!(matches!(
-            parse("nodes --json"),
-            Ok(Command::Nodes { json: true, .. })
-        ));
-        for bad in [
-            "",
-            "serve --bogus",
-            "frobnicate",
-            "token create --ttl soon",
-            "serve --max-batch 0",
-        ] {
+        assert!(matches!(parse("nodes --json"), Ok(Command::Nodes { json: true, .. })));
+        for bad in ["", "serve --bogus", "frobnicate", "token create --ttl soon", "serve --max-batch 0"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

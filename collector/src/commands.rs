@@ -1,8 +1,12 @@
 //! What each command does: `serve`, and the administration commands that share its data directory.
 
+use crate::alerts::config::{self as alert_config, Channels};
+use crate::alerts::{channel, worker};
 use crate::cli::{Command, Serve, HELP};
-use crate::http::{self, now_ms, ServeConfig};
-use crate::model::{ApiKeyRecord, EnrollTokenRecord, NodeRecord};
+use crate::clock::Clock;
+use crate::http::{self, ServeConfig};
+use crate::liveness::Policy;
+use crate::model::{AlertRecord, ApiKeyRecord, EnrollTokenRecord, NodeRecord};
 use crate::secret::{self, API_KEY_PREFIX, ENROLL_PREFIX};
 use crate::store::{Store, StoreConfig, DEFAULT_MAX_MAP};
 use hearth_wire::format_rfc3339;
@@ -10,6 +14,11 @@ use std::io::Write;
 use std::net::{TcpListener, ToSocketAddrs};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
+use std::sync::Arc;
+
+fn now_ms() -> i64 {
+    Clock::System.now_ms()
+}
 
 /// A failure, worded for the operator: what failed and, where it helps, what to do.
 pub type Failure = String;
@@ -19,16 +28,9 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::Help => print!("{HELP}"),
         Command::Version => println!("hearth-collector {}", env!("CARGO_PKG_VERSION")),
         Command::Serve(serve) => return run_serve(&serve),
-        Command::TokenCreate {
-            data_dir,
-            ttl,
-            name,
-            tags,
-            node,
-        } => {
+        Command::TokenCreate { data_dir, ttl, name, tags, node } => {
             let store = open_store(&data_dir, None)?;
-            let token = secret::new_secret(ENROLL_PREFIX)
-                .map_err(|e| format!("cannot get random bytes: {e}"))?;
+            let token = secret::new_secret(ENROLL_PREFIX).map_err(|e| format!("cannot get random bytes: {e}"))?;
             let now = now_ms();
             let record = EnrollTokenRecord {
                 id: secret::new_id().map_err(|e| format!("cannot get random bytes: {e}"))?,
@@ -44,9 +46,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 .write(|txn| {
                     if let Some(id) = &node {
                         if txn.node(id)?.is_none() {
-                            return Ok(Err(format!(
-                                "no node has the id {id}; see `hearth-collector nodes`"
-                            )));
+                            return Ok(Err(format!("no node has the id {id}; see `hearth-collector nodes`")));
                         }
                     }
                     txn.put_enroll_token(&secret::hash(&token), &record).map(Ok)
@@ -61,27 +61,22 @@ pub fn run(command: Command) -> Result<(), Failure> {
         }
         Command::ApiKeyCreate { data_dir, name } => {
             let store = open_store(&data_dir, None)?;
-            let key = secret::new_secret(API_KEY_PREFIX)
-                .map_err(|e| format!("cannot get random bytes: {e}"))?;
+            let key = secret::new_secret(API_KEY_PREFIX).map_err(|e| format!("cannot get random bytes: {e}"))?;
             let id = secret::new_id().map_err(|e| format!("cannot get random bytes: {e}"))?;
-            let record = ApiKeyRecord {
-                id,
-                name,
-                created_at: now_ms(),
-            };
-            store
-                .write(|txn| txn.put_api_key(&secret::hash(&key), &record))
-                .map_err(|e| e.to_string())?;
+            let record = ApiKeyRecord { id, name, created_at: now_ms() };
+            store.write(|txn| txn.put_api_key(&secret::hash(&key), &record)).map_err(|e| e.to_string())?;
             println!("{key}");
             eprintln!("API key {} created; it is shown only now", record.id);
         }
+        Command::AlertTest { alerts, channel } => return alert_test(alerts.as_deref(), channel.as_deref()),
         Command::Nodes { data_dir, json } => {
             let store = open_store(&data_dir, None)?;
             let nodes = store.read(|txn| txn.nodes()).map_err(|e| e.to_string())?;
             let mut out = std::io::stdout().lock();
+            let policy = Policy::default();
             let printed = if json {
                 let now = now_ms();
-                let views: Vec<_> = nodes.iter().map(|n| n.view(now)).collect();
+                let views: Vec<_> = nodes.iter().map(|n| n.view(now, policy.grace_ms(n))).collect();
                 writeln!(out, "{}", miniserde::json::to_string(&views))
             } else {
                 out.write_all(node_table(&nodes, now_ms()).as_bytes())
@@ -98,39 +93,108 @@ pub fn run(command: Command) -> Result<(), Failure> {
 }
 
 fn run_serve(serve: &Serve) -> Result<(), Failure> {
-    let store = open_store(&serve.data_dir, serve.max_db_mb)?;
+    let channels = Arc::new(load_channels(serve.alerts.as_deref())?);
+    let store = Arc::new(open_store(&serve.data_dir, serve.max_db_mb)?);
     let addr = serve
         .listen
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| {
-            format!(
-                "--listen {} is not an address; write it like 127.0.0.1:8088",
-                serve.listen
-            )
-        })?;
+        .ok_or_else(|| format!("--listen {} is not an address; write it like 127.0.0.1:8088", serve.listen))?;
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
     println!("listening on http://{bound}");
     let _ = std::io::stdout().flush();
     log::info!(
         "serving {} ({}anonymous heartbeats)",
         store.path().display(),
-        if serve.allow_anonymous {
-            "accepting "
-        } else {
-            "refusing "
-        }
+        if serve.allow_anonymous { "accepting " } else { "refusing " }
     );
+    let clock = Clock::from_env();
+    let (wake, woken) = std::sync::mpsc::sync_channel(1);
+    let worker = worker::Worker {
+        store: store.clone(),
+        channels: channels.clone(),
+        clock: clock.clone(),
+        stats: Arc::default(),
+    };
+    std::thread::Builder::new()
+        .name("alerts".into())
+        .spawn(move || worker.run(woken))
+        .map_err(|e| format!("cannot start the alert worker: {e}"))?;
     let config = ServeConfig {
         allow_anonymous: serve.allow_anonymous,
         max_batch: serve.max_batch,
         io_timeout: serve.io_timeout,
+        policy: Policy {
+            grace_secs: serve.grace_secs,
+            min_down_secs: serve.min_down_secs,
+            remind_every_secs: serve.remind_hours.map(|h| h * 3600),
+        },
+        channels,
+        clock,
     };
-    http::serve(listener, &store, &config).map_err(|e| format!("the server stopped: {e}"))
+    http::serve(listener, &store, &config, &wake).map_err(|e| format!("the server stopped: {e}"))
+}
+
+/// Reads the channels file; without one named, /etc/hearth/alerts.conf if it exists.
+fn load_channels(path: Option<&Path>) -> Result<Channels, Failure> {
+    let (path, explicit) = match path {
+        Some(path) => (path, true),
+        None => (Path::new(DEFAULT_ALERTS), false),
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            log::info!("no alert channels ({} does not exist): events are recorded, nobody is told", path.display());
+            return Ok(Channels::default());
+        }
+        Err(e) => return Err(format!("cannot read the alert channels file {}: {e}", path.display())),
+    };
+    let channels = alert_config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    log::info!("{} alert channel(s) from {}", channels.list.len(), path.display());
+    Ok(channels)
+}
+
+const DEFAULT_ALERTS: &str = "/etc/hearth/alerts.conf";
+
+/// Sends a test notification to each channel and prints what it answered.
+fn alert_test(path: Option<&Path>, only: Option<&str>) -> Result<(), Failure> {
+    let channels = load_channels(path)?;
+    let chosen: Vec<_> = channels.list.iter().filter(|c| only.is_none_or(|name| c.name == name)).collect();
+    if chosen.is_empty() {
+        return Err(match only {
+            Some(name) => format!("no channel is named `{name}`"),
+            None => "no channels are configured; see the README's \"Alerts\" section".into(),
+        });
+    }
+    let alert = AlertRecord {
+        id: 0,
+        kind: "test".into(),
+        node_id: "00000000-0000-4000-8000-000000000000".into(),
+        name: "hearth-collector".into(),
+        hostname: "hearth-collector".into(),
+        tags: Vec::new(),
+        check: None,
+        detail: "this is a test notification from `hearth-collector alert test`".into(),
+        at: now_ms(),
+        down_since: None,
+        deliveries: Vec::new(),
+    };
+    let mut failed = 0;
+    for c in chosen {
+        match worker::send(&channel::build(c, &alert)) {
+            Ok(answer) => println!("{}: {answer}", c.name),
+            Err(error) => {
+                println!("{}: FAILED: {error}", c.name);
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} channel(s) did not accept the test notification"));
+    }
+    Ok(())
 }
 
 fn open_store(dir: &Path, max_db_mb: Option<usize>) -> Result<Store, Failure> {
@@ -141,31 +205,17 @@ fn open_store(dir: &Path, max_db_mb: Option<usize>) -> Result<Store, Failure> {
         .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
     let max_map = max_db_mb.map_or(DEFAULT_MAX_MAP, |mb| mb.saturating_mul(1 << 20));
     Store::open(&StoreConfig::new(dir, max_map)).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e} (is the directory writable by this user?)",
-            dir.display()
-        )
+        format!("cannot open the store in {}: {e} (is the directory writable by this user?)", dir.display())
     })
 }
 
 /// The node table for a terminal.
 pub fn node_table(nodes: &[NodeRecord], now: i64) -> String {
-    let mut rows = vec![[
-        "NAME",
-        "STATUS",
-        "LAST SEEN",
-        "SEQ",
-        "HOSTNAME",
-        "ARCH",
-        "VERSION",
-        "NODE ID",
-    ]
-    .map(String::from)];
+    let mut rows =
+        vec![["NAME", "STATUS", "LAST SEEN", "SEQ", "HOSTNAME", "ARCH", "VERSION", "NODE ID"].map(String::from)];
     for node in nodes {
-        let view = node.view(now);
-        let last_seen = node
-            .last_seen
-            .map_or_else(|| "never".to_owned(), |seen| ago(now - seen));
+        let view = node.view(now, Policy::default().grace_ms(node));
+        let last_seen = node.last_seen.map_or_else(|| "never".to_owned(), |seen| ago(now - seen));
         rows.push([
             view.name,
             view.status.to_owned(),
@@ -177,16 +227,10 @@ pub fn node_table(nodes: &[NodeRecord], now: i64) -> String {
             view.node_id,
         ]);
     }
-    let widths: Vec<usize> = (0..8)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..8).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
@@ -210,13 +254,9 @@ mod tests {
 
     #[test]
     fn ages() {
-        for (ms, text) in [
-            (0, "0s ago"),
-            (59_999, "59s ago"),
-            (60_000, "1m ago"),
-            (7_200_000, "2h ago"),
-            (-5, "0s ago"),
-        ] {
+        for (ms, text) in
+            [(0, "0s ago"), (59_999, "59s ago"), (60_000, "1m ago"), (7_200_000, "2h ago"), (-5, "0s ago")]
+        {
             assert_eq!(ago(ms), text);
         }
     }

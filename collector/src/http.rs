@@ -9,12 +9,17 @@
 //! thread for its whole life and queues new connections behind busy ones, so a client
 //! holding keep-alive connections (cloudflared does) could starve the others.
 
+use crate::alerts::{self, config::Channels};
 use crate::api::{self, ApiError, Context, Method, Reply, MAX_BODY};
+use crate::clock::Clock;
+use crate::liveness::Policy;
 use crate::store::Store;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+use std::time::Instant;
 
 /// How the server behaves.
 #[derive(Debug, Clone)]
@@ -24,57 +29,87 @@ pub struct ServeConfig {
     pub max_batch: usize,
     /// How long a client may take to send its request or read its answer.
     pub io_timeout: Duration,
+    pub policy: Policy,
+    pub channels: std::sync::Arc<Channels>,
+    pub clock: Clock,
 }
 
-impl Default for ServeConfig {
-    fn default() -> ServeConfig {
-        ServeConfig {
-            allow_anonymous: false,
-            max_batch: 256,
-            io_timeout: Duration::from_secs(10),
-        }
-    }
-}
+/// How often the loop looks for nodes past their deadline.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often old events are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Serves requests until the process ends.
-pub fn serve(listener: TcpListener, store: &Store, config: &ServeConfig) -> io::Result<()> {
+/// Serves requests until the process ends. `wake` tells the alert worker that the
+/// outbox has something new.
+pub fn serve(listener: TcpListener, store: &Store, config: &ServeConfig, wake: &SyncSender<()>) -> io::Result<()> {
     // Accepted sockets inherit these, so a client that stalls mid-request is cut off.
     set_socket_timeout(&listener, libc::SO_RCVTIMEO, config.io_timeout)?;
     set_socket_timeout(&listener, libc::SO_SNDTIMEO, config.io_timeout)?;
     let server = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
+    let (mut last_sweep, mut last_prune) = (Instant::now() - SWEEP_EVERY, Instant::now() - PRUNE_EVERY);
     loop {
-        let first = server.recv()?;
-        let mut batch = vec![first];
-        while batch.len() < config.max_batch.max(1) {
-            match server.try_recv() {
-                Ok(Some(request)) => batch.push(request),
-                _ => break,
+        if let Some(first) = server.recv_timeout(SWEEP_EVERY)? {
+            let mut batch = vec![first];
+            while batch.len() < config.max_batch.max(1) {
+                match server.try_recv() {
+                    Ok(Some(request)) => batch.push(request),
+                    _ => break,
+                }
+            }
+            if handle_batch(batch, store, config) > 0 {
+                let _ = wake.try_send(());
             }
         }
-        handle_batch(batch, store, config);
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = Instant::now();
+            let now = config.clock.now_ms();
+            match store.write(|txn| alerts::sweep(txn, now, &config.policy, &config.channels)) {
+                Ok(0) => {}
+                Ok(_) => {
+                    let _ = wake.try_send(());
+                }
+                Err(e) => log::error!("sweep: {e}"),
+            }
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            let cutoff = config.clock.now_ms() - alerts::EVENT_MAX_AGE_MS;
+            match store.write(|txn| txn.prune_events(cutoff)) {
+                Ok(0) => {}
+                Ok(n) => log::info!("dropped {n} events older than 30 days"),
+                Err(e) => log::error!("pruning events: {e}"),
+            }
+        }
     }
 }
 
-fn handle_batch(mut batch: Vec<tiny_http::Request>, store: &Store, config: &ServeConfig) {
+/// Answers a batch after committing it; returns how many alerts it raised.
+fn handle_batch(mut batch: Vec<tiny_http::Request>, store: &Store, config: &ServeConfig) -> usize {
     let requests: Vec<Result<api::Request, Reply>> = batch.iter_mut().map(read_request).collect();
     let context = Context {
-        now_ms: now_ms(),
+        now_ms: config.clock.now_ms(),
         allow_anonymous: config.allow_anonymous,
+        policy: &config.policy,
+        channels: &config.channels,
     };
+    let mut alerts = 0;
     let outcome = store.write(|txn| {
-        requests
+        let replies = requests
             .iter()
             .map(|request| match request {
                 Ok(request) => api::handle(request, txn, &context),
                 Err(reply) => Ok(reply.clone()),
             })
-            .collect::<Result<Vec<Reply>, _>>()
+            .collect::<Result<Vec<Reply>, _>>();
+        alerts = txn.alerts_written();
+        replies
     });
     let replies = outcome.unwrap_or_else(|e| vec![ApiError::storage(&e).into_reply(); batch.len()]);
     log::debug!("answered a batch of {}", batch.len());
     for (request, reply) in batch.into_iter().zip(&replies) {
         respond(request, reply);
     }
+    alerts
 }
 
 /// Reads what the API needs from a request: method, path, credentials and a capped body.
@@ -87,7 +122,8 @@ fn read_request(request: &mut tiny_http::Request) -> Result<api::Request, Reply>
         tiny_http::Method::Delete => Method::Delete,
         _ => Method::Other,
     };
-    let path = request.url().split('?').next().unwrap_or("").to_owned();
+    let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
+    let (path, query) = (path.to_owned(), query.to_owned());
     let header = |name: &'static str| {
         let found = request.headers().iter().find(|h| h.field.equiv(name));
         found.map(|h| h.value.as_str().trim().to_owned())
@@ -101,35 +137,20 @@ fn read_request(request: &mut tiny_http::Request) -> Result<api::Request, Reply>
         return Err(ApiError::body_too_large().into_reply());
     }
     let mut body = Vec::new();
-    let read = request
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body);
+    let read = request.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body);
     if let Err(e) = read {
         let (status, code) = match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => (408, "request_timeout"),
             _ => (400, "invalid_body"),
         };
-        return Err(ApiError::new(
-            status,
-            code,
-            format!("could not read the request body: {e}"),
-        )
-        .into_reply());
+        return Err(ApiError::new(status, code, format!("could not read the request body: {e}")).into_reply());
     }
     if body.len() > MAX_BODY {
         return Err(ApiError::body_too_large().into_reply());
     }
-    let body = String::from_utf8(body).map_err(|_| {
-        ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply()
-    })?;
-    Ok(api::Request {
-        method,
-        path,
-        bearer,
-        content_type,
-        body,
-    })
+    let body = String::from_utf8(body)
+        .map_err(|_| ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply())?;
+    Ok(api::Request { method, path, query, bearer, content_type, body })
 }
 
 fn respond(request: tiny_http::Request, reply: &Reply) {
@@ -174,17 +195,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn set_socket_timeout(
-    listener: &TcpListener,
-    option: libc::c_int,
-    timeout: Duration,
-) -> io::Result<()> {
+fn set_socket_timeout(listener: &TcpListener, option: libc::c_int, timeout: Duration) -> io::Result<()> {
     let value = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: timeout.subsec_micros() as libc::suseconds_t,

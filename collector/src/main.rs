@@ -1,9 +1,12 @@
 //! `hearth-collector`: parse the command line, run the command, turn failure into an exit code.
 
+mod alerts;
 mod api;
 mod cli;
+mod clock;
 mod commands;
 mod http;
+mod liveness;
 mod model;
 mod secret;
 mod store;
@@ -11,8 +14,7 @@ mod store;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut logger =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         logger.format_timestamp(None); // journald stamps each line itself
     }

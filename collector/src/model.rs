@@ -24,6 +24,14 @@ pub struct NodeRecord {
     /// Facts the agent gave when it enrolled, until its first heartbeat brings fresher ones.
     pub enrolled_with: EnrolledFacts,
     pub heartbeat: Option<Heartbeat>,
+    /// Grace for this node, overriding the global setting and 3 × its interval.
+    pub grace_secs: Option<u64>,
+    /// When the offline alert went out; `None` while the node is up.
+    pub down_since: Option<i64>,
+    /// When the last reminder went out, while down.
+    pub reminded_at: Option<i64>,
+    /// When the sweep next looks at this node (its key in the deadline index).
+    pub deadline: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -59,6 +67,54 @@ pub struct ApiKeyRecord {
     pub created_at: i64,
 }
 
+/// Something that happened to a node, kept for `GET /api/events`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub id: u64,
+    pub node_id: String,
+    pub at: i64,
+    /// `offline`, `recovered`, `stopped`, `reboot`, `check_failed`, `check_recovered`,
+    /// `services_failed`, `clock_skew` or `reminder`.
+    pub kind: String,
+    pub check: Option<String>,
+    pub detail: String,
+}
+
+/// An alert and where it must go. It stays in the outbox until every channel has it or gave up.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    pub id: u64,
+    pub kind: String,
+    pub node_id: String,
+    pub name: String,
+    pub hostname: String,
+    pub tags: Vec<String>,
+    pub check: Option<String>,
+    pub detail: String,
+    pub at: i64,
+    /// When the node was declared offline; what Alertmanager calls `startsAt`.
+    pub down_since: Option<i64>,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// One channel's delivery of one alert.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub channel: String,
+    /// `pending`, `delivered` or `failed` (gave up).
+    pub state: String,
+    pub attempts: u64,
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<i64>,
+}
+
+impl AlertRecord {
+    pub fn is_settled(&self) -> bool {
+        self.deliveries.iter().all(|d| d.state != "pending")
+    }
+}
+
 /// Where a node stands, by the collector's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -88,32 +144,35 @@ impl Status {
 
 impl NodeRecord {
     pub fn interval_secs(&self) -> u64 {
-        self.heartbeat
-            .as_ref()
-            .and_then(|hb| hb.interval_secs)
-            .unwrap_or(DEFAULT_INTERVAL_SECS)
+        self.heartbeat.as_ref().and_then(|hb| hb.interval_secs).unwrap_or(DEFAULT_INTERVAL_SECS)
     }
 
-    pub fn status(&self, now_ms: i64) -> Status {
+    /// Whether the last heartbeat said the agent was shutting down cleanly.
+    pub fn is_stopped(&self) -> bool {
+        self.heartbeat.as_ref().is_some_and(Heartbeat::is_stopping)
+    }
+
+    /// The node's status; `grace_ms` is how long it may be silent before it counts as offline.
+    pub fn status(&self, now_ms: i64, grace_ms: u64) -> Status {
         let Some(seen) = self.last_seen else {
             return Status::Pending;
         };
-        if self.heartbeat.as_ref().is_some_and(Heartbeat::is_stopping) {
+        if self.is_stopped() {
             return Status::Stopped;
         }
         let silent_ms = now_ms.saturating_sub(seen).max(0) as u64;
         let interval_ms = self.interval_secs() * 1000;
         if silent_ms * 2 <= interval_ms * 3 {
             Status::Online
-        } else if silent_ms <= interval_ms * 3 {
+        } else if silent_ms <= grace_ms {
             Status::Late
         } else {
             Status::Offline
         }
     }
 
-    /// Takes in a heartbeat that arrived at `now_ms`.
-    pub fn record_heartbeat(&mut self, heartbeat: Heartbeat, now_ms: i64) {
+    /// Takes in a heartbeat that arrived at `now_ms`; returns the one it replaces.
+    pub fn record_heartbeat(&mut self, heartbeat: Heartbeat, now_ms: i64) -> Option<Heartbeat> {
         let sent_ms = hearth_wire::parse_rfc3339(&heartbeat.timestamp).unwrap_or(now_ms);
         self.clock_skew_secs = Some((sent_ms - now_ms) / 1000);
         self.last_seen = Some(now_ms);
@@ -124,11 +183,11 @@ impl NodeRecord {
         if let Some(tags) = &heartbeat.tags {
             self.tags.clone_from(tags);
         }
-        self.heartbeat = Some(heartbeat);
+        self.heartbeat.replace(heartbeat)
     }
 
     /// The node as `GET /api/nodes` shows it.
-    pub fn view(&self, now_ms: i64) -> NodeView {
+    pub fn view(&self, now_ms: i64, grace_ms: u64) -> NodeView {
         let hb = self.heartbeat.clone().unwrap_or_default();
         let facts = &self.enrolled_with;
         let heard = self.heartbeat.is_some();
@@ -136,7 +195,8 @@ impl NodeRecord {
             node_id: self.node_id.clone(),
             name: self.name.clone(),
             hostname: self.hostname.clone(),
-            status: self.status(now_ms).as_str(),
+            status: self.status(now_ms, grace_ms).as_str(),
+            down_since: self.down_since.map(format_rfc3339),
             last_seen: self.last_seen.map(format_rfc3339),
             clock_skew_secs: self.clock_skew_secs,
             enrolled_at: format_rfc3339(self.enrolled_at),
@@ -164,13 +224,7 @@ impl NodeRecord {
             boot_id: hb.boot_id,
             seq: hb.seq,
             checks: hb.checks,
-            state: hb.state.map(|s| {
-                if s == hearth_wire::State::Stopping {
-                    "stopping"
-                } else {
-                    "running"
-                }
-            }),
+            state: hb.state.map(|s| if s == hearth_wire::State::Stopping { "stopping" } else { "running" }),
         }
     }
 }
@@ -182,6 +236,8 @@ pub struct NodeView {
     pub name: String,
     pub hostname: String,
     pub status: &'static str,
+    /// When the node was declared offline (its offline alert), while it is.
+    pub down_since: Option<String>,
     pub last_seen: Option<String>,
     pub clock_skew_secs: Option<i64>,
     pub enrolled_at: String,
@@ -219,16 +275,8 @@ mod tests {
 
     fn seen(at: i64, interval: Option<u64>, stopping: bool) -> NodeRecord {
         let state = stopping.then_some(hearth_wire::State::Stopping);
-        let heartbeat = Heartbeat {
-            interval_secs: interval,
-            state,
-            ..Default::default()
-        };
-        NodeRecord {
-            last_seen: Some(at),
-            heartbeat: Some(heartbeat),
-            ..Default::default()
-        }
+        let heartbeat = Heartbeat { interval_secs: interval, state, ..Default::default() };
+        NodeRecord { last_seen: Some(at), heartbeat: Some(heartbeat), ..Default::default() }
     }
 
     #[test]
@@ -247,17 +295,15 @@ mod tests {
             (seen(10_000, Some(10), false), 0, Status::Online), // a clock that went backwards
         ];
         for (node, now, expected) in cases {
-            assert_eq!(node.status(now), expected, "now={now} node={node:?}");
+            let grace_ms = node.interval_secs() * 3000;
+            assert_eq!(node.status(now, grace_ms), expected, "now={now} node={node:?}");
         }
     }
 
     #[test]
     fn skew_is_agent_minus_collector() {
         let mut node: NodeRecord = Default::default();
-        let hb = Heartbeat {
-            timestamp: "1970-01-01T00:01:40Z".into(),
-            ..Default::default()
-        };
+        let hb = Heartbeat { timestamp: "1970-01-01T00:01:40Z".into(), ..Default::default() };
         node.record_heartbeat(hb, 40_000);
         assert_eq!(node.clock_skew_secs, Some(60));
         assert_eq!(node.last_seen, Some(40_000));

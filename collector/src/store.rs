@@ -5,12 +5,13 @@
 //! When the memory map fills, the transaction is thrown away, the map grows,
 //! and the same work runs again from the start.
 
-use crate::model::{ApiKeyRecord, EnrollTokenRecord, NodeRecord};
+use crate::model::{AlertRecord, ApiKeyRecord, EnrollTokenRecord, EventRecord, NodeRecord};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
 use miniserde::{json, Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
@@ -24,11 +25,7 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     pub fn new(dir: impl Into<PathBuf>, max_map: usize) -> StoreConfig {
-        StoreConfig {
-            dir: dir.into(),
-            initial_map: max_map.min(8 << 20),
-            max_map,
-        }
+        StoreConfig { dir: dir.into(), initial_map: max_map.min(8 << 20), max_map }
     }
 }
 
@@ -47,9 +44,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Full => {
-                f.write_str("the database is full and may not grow further (see --max-db-mb)")
-            }
+            Error::Full => f.write_str("the database is full and may not grow further (see --max-db-mb)"),
             Error::Corrupt(what) => write!(f, "a stored record is damaged: {what}"),
             Error::Lmdb(e) => write!(f, "database error: {e}"),
         }
@@ -75,60 +70,64 @@ struct Dbs {
     enroll_tokens: Database,
     /// SHA-256 of an API key → [`ApiKeyRecord`]
     api_keys: Database,
+    /// node id ++ event id (u64 BE) → [`EventRecord`]
+    events: Database,
+    /// alert id (u64 BE) → [`AlertRecord`], delivered or not, for `GET /api/alerts`
+    alerts: Database,
+    /// alert id (u64 BE) → nothing: the alerts not yet settled
+    outbox: Database,
+    /// deadline (i64 BE, Unix ms) ++ node id → nothing: when the sweep looks at each node
+    deadlines: Database,
+    /// `next_id` → u64 BE, the last id handed out to an event or alert
+    meta: Database,
 }
+
+/// Events kept per node; older ones are dropped as new ones come.
+pub const EVENTS_PER_NODE: usize = 500;
+/// Alerts kept for `GET /api/alerts` once settled.
+pub const ALERTS_KEPT: usize = 5000;
 
 pub struct Store {
     env: Env<WithoutTls>,
     dbs: Dbs,
     max_map: usize,
+    /// Held shared by every transaction and exclusively by a resize, which LMDB allows
+    /// only while this process has no transaction open (the request thread and the
+    /// alert worker share the store).
+    resizing: RwLock<()>,
 }
 
 impl Store {
     /// Opens (creating if needed) the store in `config.dir`.
     pub fn open(config: &StoreConfig) -> Result<Store, Error> {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options
-            .map_size(round_to_page(config.initial_map))
-            .max_dbs(8);
+        options.map_size(round_to_page(config.initial_map)).max_dbs(16);
         // SAFETY: the environment is opened once per process, only through this module,
         // and its file is changed only by LMDB (in this process or another).
         let env = unsafe { options.open(&config.dir)? };
         let txn = env.write_txn()?;
-        let created =
-            env.create_databases_and_commit(txn, |opener, txn| -> Result<_, heed::Error> {
-                let mut create = |name| opener.create_database::<Bytes, Bytes>(txn, Some(name));
-                let all = (
-                    create("nodes")?,
-                    create("agent_tokens")?,
-                    create("enroll_tokens")?,
-                    create("api_keys")?,
-                );
-                Ok(CommitOrAbort::<_, ()>::Commit(all))
-            })?;
-        let Some((nodes, agent_tokens, enroll_tokens, api_keys)) = created.commit() else {
+        let created = env.create_databases_and_commit(txn, |opener, txn| -> Result<_, heed::Error> {
+            let mut create = |name| opener.create_database::<Bytes, Bytes>(txn, Some(name));
+            let all = (
+                [create("nodes")?, create("agent_tokens")?, create("enroll_tokens")?, create("api_keys")?],
+                [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
+            );
+            Ok(CommitOrAbort::<_, ()>::Commit(all))
+        })?;
+        let Some(([nodes, agent_tokens, enroll_tokens, api_keys], [events, alerts, outbox, deadlines, meta])) =
+            created.commit()
+        else {
             unreachable!("the closure above always commits")
         };
-        let dbs = Dbs {
-            nodes,
-            agent_tokens,
-            enroll_tokens,
-            api_keys,
-        };
-        Ok(Store {
-            env,
-            dbs,
-            max_map: round_to_page(config.max_map),
-        })
+        let dbs = Dbs { nodes, agent_tokens, enroll_tokens, api_keys, events, alerts, outbox, deadlines, meta };
+        Ok(Store { env, dbs, max_map: round_to_page(config.max_map), resizing: RwLock::new(()) })
     }
 
     /// Runs `work` in one write transaction and commits it if `work` wrote anything.
     ///
     /// `work` may run more than once: after the map grows, it starts again on a fresh
     /// transaction, so it must not have effects outside the transaction until this returns.
-    pub fn write<R>(
-        &self,
-        mut work: impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+    pub fn write<R>(&self, mut work: impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>) -> Result<R, Error> {
         loop {
             let outcome = self.try_write(&mut work);
             match outcome {
@@ -139,15 +138,9 @@ impl Store {
         }
     }
 
-    fn try_write<R>(
-        &self,
-        work: &mut impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>,
-    ) -> Result<R, Error> {
-        let mut txn = Txn {
-            raw: self.env.write_txn()?,
-            dbs: &self.dbs,
-            wrote: false,
-        };
+    fn try_write<R>(&self, work: &mut impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>) -> Result<R, Error> {
+        let _shared = self.resizing.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut txn = Txn { raw: self.env.write_txn()?, dbs: &self.dbs, wrote: false, alerts_written: 0 };
         let result = work(&mut txn)?;
         if txn.wrote {
             txn.raw.commit()?;
@@ -156,22 +149,15 @@ impl Store {
     }
 
     /// Runs `work` on a read-only snapshot.
-    pub fn read<R>(
-        &self,
-        mut work: impl FnMut(&Txn<RoTxn<WithoutTls>>) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+    pub fn read<R>(&self, mut work: impl FnMut(&Txn<RoTxn<WithoutTls>>) -> Result<R, Error>) -> Result<R, Error> {
         loop {
+            let shared = self.resizing.read().unwrap_or_else(|poisoned| poisoned.into_inner());
             match self.env.read_txn() {
-                Err(heed::Error::Mdb(MdbError::MapResized)) => self.adopt_size()?,
+                Err(heed::Error::Mdb(MdbError::MapResized)) => drop(shared),
                 Err(e) => return Err(e.into()),
-                Ok(raw) => {
-                    return work(&Txn {
-                        raw,
-                        dbs: &self.dbs,
-                        wrote: false,
-                    })
-                }
+                Ok(raw) => return work(&Txn { raw, dbs: &self.dbs, wrote: false, alerts_written: 0 }),
             }
+            self.adopt_size()?;
         }
     }
 
@@ -181,19 +167,16 @@ impl Store {
             return Err(Error::Full);
         }
         let next = (current * 2).min(self.max_map);
-        log::info!(
-            "database map is full at {} MiB; growing it to {} MiB",
-            current >> 20,
-            next >> 20
-        );
-        // SAFETY: no transaction is open: `write` and `read` close theirs before returning,
-        // and the store is used from one thread.
+        log::info!("database map is full at {} MiB; growing it to {} MiB", current >> 20, next >> 20);
+        let _exclusive = self.resizing.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // SAFETY: no transaction of this process is open: each holds `resizing` shared.
         unsafe { self.env.resize(next)? };
         Ok(())
     }
 
     /// Another process grew the map; take its size.
     fn adopt_size(&self) -> Result<(), Error> {
+        let _exclusive = self.resizing.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         // SAFETY: as in `grow`; size 0 means "the size the file now has".
         unsafe { self.env.resize(0)? };
         Ok(())
@@ -202,6 +185,12 @@ impl Store {
     pub fn path(&self) -> &Path {
         self.env.path()
     }
+}
+
+fn deadline_key(when: i64, node_id: &str) -> Vec<u8> {
+    let mut key = when.to_be_bytes().to_vec();
+    key.extend_from_slice(node_id.as_bytes());
+    key
 }
 
 fn round_to_page(bytes: usize) -> usize {
@@ -215,6 +204,7 @@ pub struct Txn<'e, T> {
     raw: T,
     dbs: &'e Dbs,
     wrote: bool,
+    alerts_written: usize,
 }
 
 /// What both kinds of transaction can read through.
@@ -257,10 +247,7 @@ impl<T: ReadTxn> Txn<'_, T> {
     pub fn agent_token_node(&self, token_hash: &[u8; 32]) -> Result<Option<String>, Error> {
         let found = self.dbs.agent_tokens.get(self.raw.ro(), token_hash)?;
         found
-            .map(|id| {
-                String::from_utf8(id.to_vec())
-                    .map_err(|_| Error::Corrupt("agent token index".into()))
-            })
+            .map(|id| String::from_utf8(id.to_vec()).map_err(|_| Error::Corrupt("agent token index".into())))
             .transpose()
     }
 
@@ -270,6 +257,72 @@ impl<T: ReadTxn> Txn<'_, T> {
 
     pub fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, Error> {
         self.get(self.dbs.api_keys, key_hash)
+    }
+
+    /// Events after `since` (Unix ms), oldest first, for one node or all, at most `limit`.
+    pub fn events(&self, node_id: Option<&str>, since: i64, limit: usize) -> Result<Vec<EventRecord>, Error> {
+        let txn = self.raw.ro();
+        let mut out: Vec<EventRecord> = Vec::new();
+        let mut take = |value: &[u8]| -> Result<(), Error> {
+            let event: EventRecord = decode(value)?;
+            if event.at > since {
+                out.push(event);
+            }
+            Ok(())
+        };
+        match node_id {
+            Some(id) => {
+                for entry in self.dbs.events.prefix_iter(txn, id.as_bytes())? {
+                    take(entry?.1)?;
+                }
+            }
+            None => {
+                for entry in self.dbs.events.iter(txn)? {
+                    take(entry?.1)?;
+                }
+            }
+        }
+        out.sort_by_key(|e| (e.at, e.id));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The newest alerts first, at most `limit`.
+    pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, Error> {
+        let mut out = Vec::new();
+        for entry in self.dbs.alerts.rev_iter(self.raw.ro())?.take(limit) {
+            out.push(decode(entry?.1)?);
+        }
+        Ok(out)
+    }
+
+    pub fn alert(&self, id: u64) -> Result<Option<AlertRecord>, Error> {
+        self.get(self.dbs.alerts, &id.to_be_bytes())
+    }
+
+    /// The ids of alerts not yet settled, oldest first.
+    pub fn outbox(&self) -> Result<Vec<u64>, Error> {
+        let mut out = Vec::new();
+        for entry in self.dbs.outbox.iter(self.raw.ro())? {
+            let key = entry?.0;
+            out.push(u64::from_be_bytes(key.try_into().map_err(|_| Error::Corrupt("outbox key".into()))?));
+        }
+        Ok(out)
+    }
+
+    /// Nodes whose deadline is at or before `now`, earliest first.
+    pub fn due_nodes(&self, now: i64) -> Result<Vec<(i64, String)>, Error> {
+        let mut out = Vec::new();
+        for entry in self.dbs.deadlines.iter(self.raw.ro())? {
+            let key = entry?.0;
+            let (when, id) = key.split_at_checked(8).ok_or_else(|| Error::Corrupt("deadline key".into()))?;
+            let when = i64::from_be_bytes(when.try_into().expect("8 bytes"));
+            if when > now {
+                break;
+            }
+            out.push((when, String::from_utf8_lossy(id).into_owned()));
+        }
+        Ok(out)
     }
 
     fn get<V: Deserialize>(&self, db: Database, key: &[u8]) -> Result<Option<V>, Error> {
@@ -282,12 +335,101 @@ impl Txn<'_, RwTxn<'_>> {
         self.put(self.dbs.nodes, node.node_id.as_bytes(), node)
     }
 
+    /// Saves a node whose deadline was `previous`, moving it in the deadline index if it changed.
+    pub fn save_node(&mut self, node: &NodeRecord, previous: Option<i64>) -> Result<(), Error> {
+        if previous != node.deadline {
+            if let Some(old) = previous {
+                self.dbs.deadlines.delete(&mut self.raw, &deadline_key(old, &node.node_id))?;
+            }
+            if let Some(new) = node.deadline {
+                self.dbs.deadlines.put(&mut self.raw, &deadline_key(new, &node.node_id), &[])?;
+            }
+        }
+        self.put_node(node)
+    }
+
+    /// How many unsettled alerts this transaction put in the outbox.
+    pub fn alerts_written(&self) -> usize {
+        self.alerts_written
+    }
+
+    /// A fresh id for an event or alert, increasing across restarts.
+    pub fn next_id(&mut self) -> Result<u64, Error> {
+        let last = match self.dbs.meta.get(&self.raw, b"next_id")? {
+            Some(bytes) => u64::from_be_bytes(bytes.try_into().map_err(|_| Error::Corrupt("next_id".into()))?),
+            None => 0,
+        };
+        self.dbs.meta.put(&mut self.raw, b"next_id", &(last + 1).to_be_bytes())?;
+        self.wrote = true;
+        Ok(last + 1)
+    }
+
+    /// Stores an event, dropping the node's oldest beyond [`EVENTS_PER_NODE`].
+    pub fn put_event(&mut self, event: &EventRecord) -> Result<(), Error> {
+        let mut key = event.node_id.clone().into_bytes();
+        key.extend_from_slice(&event.id.to_be_bytes());
+        self.put(self.dbs.events, &key, event)?;
+        let count = self.dbs.events.prefix_iter(&self.raw, event.node_id.as_bytes())?.count();
+        if count > EVENTS_PER_NODE {
+            let mut doomed = Vec::new();
+            for entry in self.dbs.events.prefix_iter(&self.raw, event.node_id.as_bytes())?.take(count - EVENTS_PER_NODE)
+            {
+                doomed.push(entry?.0.to_vec());
+            }
+            for key in doomed {
+                self.dbs.events.delete(&mut self.raw, &key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops events that happened before `cutoff` (Unix ms); returns how many.
+    pub fn prune_events(&mut self, cutoff: i64) -> Result<usize, Error> {
+        let mut doomed = Vec::new();
+        for entry in self.dbs.events.iter(&self.raw)? {
+            let (key, value) = entry?;
+            let event: EventRecord = decode(value)?;
+            if event.at < cutoff {
+                doomed.push(key.to_vec());
+            }
+        }
+        for key in &doomed {
+            self.dbs.events.delete(&mut self.raw, key)?;
+        }
+        self.wrote |= !doomed.is_empty();
+        Ok(doomed.len())
+    }
+
+    /// Stores an alert; an unsettled one goes into the outbox, a settled one leaves it.
+    pub fn put_alert(&mut self, alert: &AlertRecord) -> Result<(), Error> {
+        let key = alert.id.to_be_bytes();
+        self.put(self.dbs.alerts, &key, alert)?;
+        if alert.is_settled() {
+            self.dbs.outbox.delete(&mut self.raw, &key)?;
+        } else {
+            self.dbs.outbox.put(&mut self.raw, &key, &[])?;
+            self.alerts_written += 1;
+        }
+        // Keep the history bounded: drop the oldest settled alerts.
+        let total = self.dbs.alerts.len(&self.raw)? as usize;
+        if total > ALERTS_KEPT {
+            let mut doomed = Vec::new();
+            for entry in self.dbs.alerts.iter(&self.raw)?.take(total - ALERTS_KEPT) {
+                let (key, _) = entry?;
+                if self.dbs.outbox.get(&self.raw, key)?.is_none() {
+                    doomed.push(key.to_vec());
+                }
+            }
+            for key in doomed {
+                self.dbs.alerts.delete(&mut self.raw, &key)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn put_agent_token(&mut self, token_hash: &[u8; 32], node_id: &str) -> Result<(), Error> {
         self.wrote = true;
-        Ok(self
-            .dbs
-            .agent_tokens
-            .put(&mut self.raw, token_hash, node_id.as_bytes())?)
+        Ok(self.dbs.agent_tokens.put(&mut self.raw, token_hash, node_id.as_bytes())?)
     }
 
     pub fn delete_agent_token(&mut self, token_hash: &[u8; 32]) -> Result<(), Error> {
@@ -296,11 +438,7 @@ impl Txn<'_, RwTxn<'_>> {
         Ok(())
     }
 
-    pub fn put_enroll_token(
-        &mut self,
-        token_hash: &[u8; 32],
-        record: &EnrollTokenRecord,
-    ) -> Result<(), Error> {
+    pub fn put_enroll_token(&mut self, token_hash: &[u8; 32], record: &EnrollTokenRecord) -> Result<(), Error> {
         self.put(self.dbs.enroll_tokens, token_hash, record)
     }
 
@@ -326,21 +464,13 @@ mod tests {
     use super::*;
 
     fn node(id: usize, padding: usize) -> NodeRecord {
-        NodeRecord {
-            node_id: format!("node-{id:06}"),
-            hostname: "h".repeat(padding),
-            ..Default::default()
-        }
+        NodeRecord { node_id: format!("node-{id:06}"), hostname: "h".repeat(padding), ..Default::default() }
     }
 
     #[test]
     fn the_map_grows_when_full_and_nothing_is_lost() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            dir: dir.path().into(),
-            initial_map: 256 << 10,
-            max_map: 64 << 20,
-        };
+        let config = StoreConfig { dir: dir.path().into(), initial_map: 256 << 10, max_map: 64 << 20 };
         let store = Store::open(&config).unwrap();
         for batch in 0..40 {
             store
@@ -352,21 +482,14 @@ mod tests {
                 })
                 .unwrap();
         }
-        assert!(
-            store.env.info().map_size > 256 << 10,
-            "the map should have grown"
-        );
+        assert!(store.env.info().map_size > 256 << 10, "the map should have grown");
         assert_eq!(store.read(|txn| txn.node_count()).unwrap(), 2000);
     }
 
     #[test]
     fn a_full_map_at_its_limit_fails_cleanly_and_keeps_what_was_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            dir: dir.path().into(),
-            initial_map: 256 << 10,
-            max_map: 256 << 10,
-        };
+        let config = StoreConfig { dir: dir.path().into(), initial_map: 256 << 10, max_map: 256 << 10 };
         let store = Store::open(&config).unwrap();
         let mut committed = 0;
         let err = loop {
@@ -376,16 +499,10 @@ mod tests {
             }
         };
         assert!(matches!(err, Error::Full), "{err}");
-        assert_eq!(
-            store.read(|txn| txn.node_count()).unwrap(),
-            committed as u64
-        );
+        assert_eq!(store.read(|txn| txn.node_count()).unwrap(), committed as u64);
         drop(store);
         let reopened = Store::open(&config).unwrap();
-        assert_eq!(
-            reopened.read(|txn| txn.node_count()).unwrap(),
-            committed as u64
-        );
+        assert_eq!(reopened.read(|txn| txn.node_count()).unwrap(), committed as u64);
     }
 
     #[test]

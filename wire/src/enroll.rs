@@ -37,10 +37,7 @@ impl EnrollRequest {
         let f = Fields::parse(body)?;
         let node_id = f.opt_str("node_id", 36)?;
         if node_id.as_deref().is_some_and(|id| !is_uuid_v4(id)) {
-            return Err(WireError::field(
-                "node_id",
-                "must be a UUID v4, or left out",
-            ));
+            return Err(WireError::field("node_id", "must be a UUID v4, or left out"));
         }
         Ok(EnrollRequest {
             token: f.str("token", 256)?,
@@ -68,8 +65,7 @@ mod tests {
         assert_eq!(req.node_id, None);
         let err = EnrollRequest::from_json(r#"{"hostname":"h"}"#).unwrap_err();
         assert_eq!(err.to_string(), "field `token` is required");
-        let err =
-            EnrollRequest::from_json(r#"{"token":"t","hostname":"h","node_id":"x"}"#).unwrap_err();
+        let err = EnrollRequest::from_json(r#"{"token":"t","hostname":"h","node_id":"x"}"#).unwrap_err();
         assert!(err.to_string().starts_with("field `node_id`"));
     }
 }

@@ -12,10 +12,7 @@ pub enum WireError {
 
 impl WireError {
     pub fn field(field: &str, reason: impl Into<String>) -> WireError {
-        WireError::InvalidField {
-            field: field.to_owned(),
-            reason: reason.into(),
-        }
+        WireError::InvalidField { field: field.to_owned(), reason: reason.into() }
     }
 
     /// The snake_case code an HTTP error carries for this failure.
@@ -55,8 +52,7 @@ impl Fields {
             Ok(Value::Object(object)) => Ok(Fields { object }),
             Ok(_) => Err(WireError::InvalidJson("the body must be a JSON object".into())),
             Err(_) => Err(WireError::InvalidJson(
-                "the body is not valid JSON; send a JSON object with Content-Type: application/json"
-                    .into(),
+                "the body is not valid JSON; send a JSON object with Content-Type: application/json".into(),
             )),
         }
     }
@@ -74,9 +70,7 @@ impl Fields {
     }
 
     pub fn opt_str(&self, name: &str, max_len: usize) -> Result<Option<String>, WireError> {
-        self.get(name)
-            .map(|value| string(name, value, max_len))
-            .transpose()
+        self.get(name).map(|value| string(name, value, max_len)).transpose()
     }
 
     pub fn str(&self, name: &str, max_len: usize) -> Result<String, WireError> {
@@ -110,10 +104,7 @@ impl Fields {
             return Ok(None);
         };
         if items.len() != len {
-            return Err(WireError::field(
-                name,
-                format!("must hold exactly {len} numbers"),
-            ));
+            return Err(WireError::field(name, format!("must hold exactly {len} numbers")));
         }
         items
             .iter()
@@ -127,11 +118,7 @@ impl Fields {
             .map(Some)
     }
 
-    pub fn opt_str_list(
-        &self,
-        name: &str,
-        max_len: usize,
-    ) -> Result<Option<Vec<String>>, WireError> {
+    pub fn opt_str_list(&self, name: &str, max_len: usize) -> Result<Option<Vec<String>>, WireError> {
         let Some(items) = self.opt_list(name, MAX_ITEMS)? else {
             return Ok(None);
         };
@@ -153,9 +140,7 @@ impl Fields {
         items
             .iter()
             .map(|item| match item {
-                Value::Object(object) => Ok(Fields {
-                    object: object.clone(),
-                }),
+                Value::Object(object) => Ok(Fields { object: object.clone() }),
                 _ => Err(WireError::field(name, "must hold only JSON objects")),
             })
             .collect::<Result<_, _>>()
@@ -166,10 +151,7 @@ impl Fields {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Array(items)) if items.len() <= max_items => Ok(Some(items)),
-            Some(Value::Array(_)) => Err(WireError::field(
-                name,
-                format!("may hold at most {max_items} items"),
-            )),
+            Some(Value::Array(_)) => Err(WireError::field(name, format!("may hold at most {max_items} items"))),
             Some(_) => Err(WireError::field(name, "must be a JSON array")),
         }
     }
@@ -178,10 +160,7 @@ impl Fields {
 fn string(name: &str, value: &Value, max_len: usize) -> Result<String, WireError> {
     match value {
         Value::String(s) if s.len() <= max_len => Ok(s.clone()),
-        Value::String(_) => Err(WireError::field(
-            name,
-            format!("is longer than {max_len} bytes"),
-        )),
+        Value::String(_) => Err(WireError::field(name, format!("is longer than {max_len} bytes"))),
         _ => Err(WireError::field(name, "must be a string")),
     }
 }
@@ -191,60 +170,21 @@ mod tests {
     use super::*;
 
     fn check_err(body: &str, read: impl Fn(&Fields) -> Result<(), WireError>, expected: &str) {
-        let got = Fields::parse(body)
-            .and_then(|fields| read(&fields))
-            .unwrap_err()
-            .to_string();
+        let got = Fields::parse(body).and_then(|fields| read(&fields)).unwrap_err().to_string();
         assert_eq!(got, expected, "body: {body}");
     }
 
     #[test]
     fn errors_name_the_field() {
-        check_err(
-            r#"{}"#,
-            |f| f.str("hostname", 10).map(drop),
-            "field `hostname` is required",
-        );
-        check_err(
-            r#"{"a":null}"#,
-            |f| f.bool("a").map(drop),
-            "field `a` is required",
-        );
-        check_err(
-            r#"{"a":"yes"}"#,
-            |f| f.bool("a").map(drop),
-            "field `a` must be true or false",
-        );
-        check_err(
-            r#"{"a":-1}"#,
-            |f| f.opt_u64("a").map(drop),
-            "field `a` must be a whole number, 0 or more",
-        );
-        check_err(
-            r#"{"a":1.5}"#,
-            |f| f.opt_u64("a").map(drop),
-            "field `a` must be a whole number, 0 or more",
-        );
-        check_err(
-            r#"{"a":"xxxx"}"#,
-            |f| f.str("a", 3).map(drop),
-            "field `a` is longer than 3 bytes",
-        );
-        check_err(
-            r#"{"a":[1,2]}"#,
-            |f| f.opt_f64_list("a", 3).map(drop),
-            "field `a` must hold exactly 3 numbers",
-        );
-        check_err(
-            r#"{"a":[1]}"#,
-            |f| f.opt_str_list("a", 9).map(drop),
-            "field `a` must hold only strings",
-        );
-        check_err(
-            r#"{"a":{}}"#,
-            |f| f.opt_str_list("a", 9).map(drop),
-            "field `a` must be a JSON array",
-        );
+        check_err(r#"{}"#, |f| f.str("hostname", 10).map(drop), "field `hostname` is required");
+        check_err(r#"{"a":null}"#, |f| f.bool("a").map(drop), "field `a` is required");
+        check_err(r#"{"a":"yes"}"#, |f| f.bool("a").map(drop), "field `a` must be true or false");
+        check_err(r#"{"a":-1}"#, |f| f.opt_u64("a").map(drop), "field `a` must be a whole number, 0 or more");
+        check_err(r#"{"a":1.5}"#, |f| f.opt_u64("a").map(drop), "field `a` must be a whole number, 0 or more");
+        check_err(r#"{"a":"xxxx"}"#, |f| f.str("a", 3).map(drop), "field `a` is longer than 3 bytes");
+        check_err(r#"{"a":[1,2]}"#, |f| f.opt_f64_list("a", 3).map(drop), "field `a` must hold exactly 3 numbers");
+        check_err(r#"{"a":[1]}"#, |f| f.opt_str_list("a", 9).map(drop), "field `a` must hold only strings");
+        check_err(r#"{"a":{}}"#, |f| f.opt_str_list("a", 9).map(drop), "field `a` must be a JSON array");
     }
 
     #[test]

@@ -80,43 +80,25 @@ impl Heartbeat {
         let f = Fields::parse(body)?;
         let node_id = f.str("node_id", 36)?;
         if !is_uuid_v4(&node_id) {
-            return Err(WireError::field(
-                "node_id",
-                "must be a UUID v4, such as 550e8400-e29b-41d4-a716-446655440000",
-            ));
+            return Err(WireError::field("node_id", "must be a UUID v4, such as 550e8400-e29b-41d4-a716-446655440000"));
         }
         let timestamp = f.str("timestamp", 64)?;
         if parse_rfc3339(&timestamp).is_none() {
-            return Err(WireError::field(
-                "timestamp",
-                "must be an RFC 3339 time, such as 2026-11-22T10:00:00Z",
-            ));
+            return Err(WireError::field("timestamp", "must be an RFC 3339 time, such as 2026-11-22T10:00:00Z"));
         }
         let interval_secs = f.opt_u64("interval_secs")?;
         if interval_secs.is_some_and(|s| s == 0 || s > MAX_INTERVAL_SECS) {
-            return Err(WireError::field(
-                "interval_secs",
-                format!("must be between 1 and {MAX_INTERVAL_SECS}"),
-            ));
+            return Err(WireError::field("interval_secs", format!("must be between 1 and {MAX_INTERVAL_SECS}")));
         }
         let state = match f.opt_str("state", 16)?.as_deref() {
             None => None,
             Some("running") => Some(State::Running),
             Some("stopping") => Some(State::Stopping),
-            Some(_) => {
-                return Err(WireError::field(
-                    "state",
-                    "must be \"running\" or \"stopping\"",
-                ))
-            }
+            Some(_) => return Err(WireError::field("state", "must be \"running\" or \"stopping\"")),
         };
         let checks = f
             .opt_object_list("checks")?
-            .map(|list| {
-                list.iter()
-                    .map(Check::from_fields)
-                    .collect::<Result<Vec<_>, _>>()
-            })
+            .map(|list| list.iter().map(Check::from_fields).collect::<Result<Vec<_>, _>>())
             .transpose()?;
         Ok(Heartbeat {
             node_id: node_id.to_ascii_lowercase(),
@@ -135,11 +117,7 @@ impl Heartbeat {
             ip_address: ip("ip_address", f.opt_str("ip_address", 64)?)?,
             ip_addresses: f
                 .opt_str_list("ip_addresses", 64)?
-                .map(|list| {
-                    list.into_iter()
-                        .map(|a| ip("ip_addresses", Some(a)).map(Option::unwrap))
-                        .collect()
-                })
+                .map(|list| list.into_iter().map(|a| ip("ip_addresses", Some(a)).map(Option::unwrap)).collect())
                 .transpose()?,
             cpu_cores: f.opt_u64("cpu_cores")?,
             memory_mb: f.opt_u64("memory_mb")?,
@@ -165,28 +143,22 @@ impl Heartbeat {
 impl Check {
     fn from_fields(f: &Fields) -> Result<Check, WireError> {
         let in_checks = |e: WireError| match e {
-            WireError::InvalidField { field, reason } => {
-                WireError::field(&format!("checks[].{field}"), reason)
-            }
+            WireError::InvalidField { field, reason } => WireError::field(&format!("checks[].{field}"), reason),
             other => other,
         };
         Ok(Check {
             name: f.str("name", 128).map_err(in_checks)?,
             ok: f.bool("ok").map_err(in_checks)?,
-            detail: f
-                .opt_str("detail", MAX_STRING * 2)
-                .map_err(in_checks)?
-                .unwrap_or_default(),
+            detail: f.opt_str("detail", MAX_STRING * 2).map_err(in_checks)?.unwrap_or_default(),
         })
     }
 }
 
 fn ip(field: &str, value: Option<String>) -> Result<Option<String>, WireError> {
     match value {
-        Some(a) if a.parse::<IpAddr>().is_err() => Err(WireError::field(
-            field,
-            format!("holds {a:?}, which is not an IP address"),
-        )),
+        Some(a) if a.parse::<IpAddr>().is_err() => {
+            Err(WireError::field(field, format!("holds {a:?}, which is not an IP address")))
+        }
         other => Ok(other),
     }
 }
@@ -209,15 +181,9 @@ mod tests {
 
     #[test]
     fn each_missing_v1_field_is_named() {
-        for field in [
-            "node_id",
-            "hostname",
-            "os_profile",
-            "cloudflare_ok",
-            "services_ok",
-            "vaultmesh_root",
-            "timestamp",
-        ] {
+        for field in
+            ["node_id", "hostname", "os_profile", "cloudflare_ok", "services_ok", "vaultmesh_root", "timestamp"]
+        {
             let mut value: miniserde::json::Value = miniserde::json::from_str(V1).unwrap();
             if let miniserde::json::Value::Object(o) = &mut value {
                 o.remove(field);
@@ -230,46 +196,14 @@ mod tests {
     #[test]
     fn malformed_fields_are_named() {
         let cases = [
-            (
-                r#""node_id":"550e8400-e29b-41d4-a716-446655440000""#,
-                r#""node_id":"node-1""#,
-                "node_id",
-            ),
-            (
-                r#""timestamp":"2026-11-22T10:00:00Z""#,
-                r#""timestamp":"yesterday""#,
-                "timestamp",
-            ),
-            (
-                r#""cloudflare_ok":true"#,
-                r#""cloudflare_ok":"true""#,
-                "cloudflare_ok",
-            ),
-            (
-                r#""hostname":"pi""#,
-                r#""hostname":"pi","load":[1,2]"#,
-                "load",
-            ),
-            (
-                r#""hostname":"pi""#,
-                r#""hostname":"pi","state":"gone""#,
-                "state",
-            ),
-            (
-                r#""hostname":"pi""#,
-                r#""hostname":"pi","ip_address":"not-an-ip""#,
-                "ip_address",
-            ),
-            (
-                r#""hostname":"pi""#,
-                r#""hostname":"pi","checks":[{"name":"x"}]"#,
-                "checks[].ok",
-            ),
-            (
-                r#""hostname":"pi""#,
-                r#""hostname":"pi","interval_secs":0"#,
-                "interval_secs",
-            ),
+            (r#""node_id":"550e8400-e29b-41d4-a716-446655440000""#, r#""node_id":"node-1""#, "node_id"),
+            (r#""timestamp":"2026-11-22T10:00:00Z""#, r#""timestamp":"yesterday""#, "timestamp"),
+            (r#""cloudflare_ok":true"#, r#""cloudflare_ok":"true""#, "cloudflare_ok"),
+            (r#""hostname":"pi""#, r#""hostname":"pi","load":[1,2]"#, "load"),
+            (r#""hostname":"pi""#, r#""hostname":"pi","state":"gone""#, "state"),
+            (r#""hostname":"pi""#, r#""hostname":"pi","ip_address":"not-an-ip""#, "ip_address"),
+            (r#""hostname":"pi""#, r#""hostname":"pi","checks":[{"name":"x"}]"#, "checks[].ok"),
+            (r#""hostname":"pi""#, r#""hostname":"pi","interval_secs":0"#, "interval_secs"),
         ];
         for (from, to, field) in cases {
             let body = V1.replace(from, to);

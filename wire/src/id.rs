@@ -36,10 +36,7 @@ mod tests {
             let id = uuid_v4_from_bytes(seed);
             assert!(is_uuid_v4(&id), "{id}");
         }
-        assert_eq!(
-            uuid_v4_from_bytes([0; 16]),
-            "00000000-0000-4000-8000-000000000000"
-        );
+        assert_eq!(uuid_v4_from_bytes([0; 16]), "00000000-0000-4000-8000-000000000000");
     }
 
     #[test]

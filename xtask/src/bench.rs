@@ -28,11 +28,7 @@ pub fn run(args: &[&str]) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     let mut report = String::from("# Hearth benchmark report\n\n");
-    let _ = writeln!(
-        report,
-        "Machine: {} cores; figures from one run, side by side.\n",
-        cores()
-    );
+    let _ = writeln!(report, "Machine: {} cores; figures from one run, side by side.\n", cores());
     if ingest {
         report.push_str(&ingest_report(&out)?);
     }
@@ -59,25 +55,17 @@ impl Load {
 
     fn percentile_ms(&self, p: f64) -> f64 {
         let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us
-            .get(i)
-            .map_or(0.0, |us| *us as f64 / 1000.0)
+        self.latencies_us.get(i).map_or(0.0, |us| *us as f64 / 1000.0)
     }
 }
 
 fn ingest_report(out: &Path) -> Result<String, String> {
     let bin = util::root().join("target/release/hearth-collector");
-    let modes = [
-        ("group commit (--max-batch 256)", "256"),
-        ("one commit per request (--max-batch 1)", "1"),
-    ];
+    let modes = [("group commit (--max-batch 256)", "256"), ("one commit per request (--max-batch 1)", "1")];
     let mut loads = Vec::new();
     for (i, (_, batch)) in modes.iter().enumerate() {
-        let collector = Collector::start(
-            &bin,
-            &out.join(format!("ingest-{i}")),
-            &["--allow-anonymous", "--max-batch", batch],
-        )?;
+        let collector =
+            Collector::start(&bin, &out.join(format!("ingest-{i}")), &["--allow-anonymous", "--max-batch", batch])?;
         load(collector.addr(), Duration::from_secs(1)); // warm up: node records created, caches hot
         loads.push(load(collector.addr(), RUN));
     }
@@ -112,8 +100,7 @@ fn load(addr: SocketAddr, duration: Duration) -> Load {
     let workers: Vec<_> = (0..CLIENTS)
         .map(|client| {
             std::thread::spawn(move || {
-                let nodes: Vec<String> =
-                    (0..NODES_PER_CLIENT).map(|n| node_id(client, n)).collect();
+                let nodes: Vec<String> = (0..NODES_PER_CLIENT).map(|n| node_id(client, n)).collect();
                 let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
                 let mut i = 0;
                 while started.elapsed() < duration {
@@ -131,12 +118,7 @@ fn load(addr: SocketAddr, duration: Duration) -> Load {
             })
         })
         .collect();
-    let mut total = Load {
-        ok: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-    };
+    let mut total = Load { ok: 0, failed: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
     for worker in workers {
         let (ok, failed, latencies) = worker.join().unwrap();
         total.ok += ok;
@@ -175,15 +157,9 @@ fn heartbeat(node_id: &str) -> String {
 
 fn footprint_report(out: &Path) -> Result<String, String> {
     let root = util::root();
-    let collector = Collector::start(
-        &root.join("target/release/hearth-collector"),
-        &out.join("footprint"),
-        &[],
-    )?;
-    let mut builds = vec![(
-        format!("{} (host, dynamic)", std::env::consts::ARCH),
-        root.join("target/release/hearth-agent"),
-    )];
+    let collector = Collector::start(&root.join("target/release/hearth-collector"), &out.join("footprint"), &[])?;
+    let mut builds =
+        vec![(format!("{} (host, dynamic)", std::env::consts::ARCH), root.join("target/release/hearth-agent"))];
     let musl = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
     match util::build_agent_for(&musl) {
         Ok(bin) => builds.push((format!("{musl} (static)"), bin)),
@@ -195,13 +171,10 @@ fn footprint_report(out: &Path) -> Result<String, String> {
          | build | binary size | peak RSS | CPU time |\n|---|---:|---:|---:|\n",
     );
     for (i, (name, agent)) in builds.iter().enumerate() {
-        let size = std::fs::metadata(agent)
-            .map_err(|e| format!("{}: {e}", agent.display()))?
-            .len();
+        let size = std::fs::metadata(agent).map_err(|e| format!("{}: {e}", agent.display()))?.len();
         let state = out.join(format!("footprint-agent-{i}"));
         let config = out.join("footprint-agent.env");
-        std::fs::write(&config, "HEARTH_CHECK_SERVICES=cloudflared\n")
-            .map_err(|e| e.to_string())?;
+        std::fs::write(&config, "HEARTH_CHECK_SERVICES=cloudflared\n").map_err(|e| e.to_string())?;
         let token = collector.admin(&["token", "create"])?;
         let agent_command = |args: &[&str]| {
             let mut command = Command::new(agent);
@@ -246,9 +219,7 @@ fn measure(mut command: Command) -> Result<(u64, Duration), String> {
             _ => Ok(()),
         });
     }
-    let child = command
-        .spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
+    let child = command.spawn().map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
     let pid = child.id() as libc::pid_t;
     let mut peak_kib = None;
     let mut status = 0;
@@ -263,10 +234,7 @@ fn measure(mut command: Command) -> Result<(u64, Duration), String> {
     loop {
         // SAFETY: as above.
         if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } < 0 {
-            return Err(format!(
-                "lost the measured process: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(format!("lost the measured process: {}", std::io::Error::last_os_error()));
         }
         if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
             break;
@@ -282,13 +250,9 @@ fn measure(mut command: Command) -> Result<(u64, Duration), String> {
         unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, signal) };
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!(
-            "the measured command failed (wait status {status})"
-        ));
+        return Err(format!("the measured command failed (wait status {status})"));
     }
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
+    let time = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
     let peak = peak_kib.ok_or("could not read the measured process's VmHWM")?;
     Ok((peak, time(usage.ru_utime) + time(usage.ru_stime)))
 }

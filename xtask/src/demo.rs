@@ -14,10 +14,7 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 pub fn run(args: &[&str]) -> Result<(), String> {
     let seconds = match args {
         [] => None,
-        ["--seconds", n] => Some(
-            n.parse::<u64>()
-                .map_err(|_| format!("--seconds takes a number, not `{n}`"))?,
-        ),
+        ["--seconds", n] => Some(n.parse::<u64>().map_err(|_| format!("--seconds takes a number, not `{n}`"))?),
         _ => return Err("usage: cargo xtask demo [--seconds N]".into()),
     };
     util::build(&[])?;
@@ -28,51 +25,24 @@ pub fn run(args: &[&str]) -> Result<(), String> {
     std::fs::create_dir_all(&demo).map_err(|e| format!("cannot create {}: {e}", demo.display()))?;
 
     let collector = Collector::start(&bin.join("hearth-collector"), &demo.join("collector"), &[])?;
-    println!(
-        "collector: {} (data in {})",
-        collector.url,
-        demo.join("collector").display()
-    );
+    println!("collector: {} (data in {})", collector.url, demo.join("collector").display());
     let token = collector.admin(&["token", "create", "--name", "demo"])?;
     let agent_env = demo.join("agent.env");
-    std::fs::write(
-        &agent_env,
-        "# The demo agent's settings.\nHEARTH_CHECK_SERVICES=\n",
-    )
-    .map_err(|e| e.to_string())?;
+    std::fs::write(&agent_env, "# The demo agent's settings.\nHEARTH_CHECK_SERVICES=\n").map_err(|e| e.to_string())?;
     let agent = |args: &[&str]| {
         let mut command = Command::new(bin.join("hearth-agent"));
         command
-            .args([
-                "--state-dir",
-                demo.join("agent").to_str().unwrap(),
-                "--config",
-                agent_env.to_str().unwrap(),
-            ])
+            .args(["--state-dir", demo.join("agent").to_str().unwrap(), "--config", agent_env.to_str().unwrap()])
             .args(["--collector", &collector.url])
             .args(args);
         command
     };
-    print!(
-        "{}",
-        output(agent(&["init", "--name", "demo-node"]).env("RUST_LOG", "warn"))?
-    );
-    print!(
-        "{}",
-        output(agent(&["enroll", "--token", token.trim()]).env("RUST_LOG", "warn"))?
-    );
+    print!("{}", output(agent(&["init", "--name", "demo-node"]).env("RUST_LOG", "warn"))?);
+    print!("{}", output(agent(&["enroll", "--token", token.trim()]).env("RUST_LOG", "warn"))?);
 
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_interrupt as *const () as libc::sighandler_t,
-        )
-    };
-    let mut child = agent(&["run", "--interval", "5"])
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    unsafe { libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t) };
+    let mut child = agent(&["run", "--interval", "5"]).stdout(Stdio::null()).spawn().map_err(|e| e.to_string())?;
     println!("agent running every 5 s; Ctrl-C stops it all\n");
 
     let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
@@ -93,19 +63,9 @@ pub fn run(args: &[&str]) -> Result<(), String> {
 /// Prints the node table when a node's status or latest heartbeat changed; returns the new state.
 fn show_changes(collector: &Collector, last: &str) -> Result<String, String> {
     let json = collector.admin(&["nodes", "--json"])?;
-    let nodes: Vec<miniserde::json::Object> =
-        miniserde::json::from_str(json.trim()).map_err(|_| "bad node list")?;
-    let state: String = nodes
-        .iter()
-        .map(|n| {
-            format!(
-                "{:?}{:?}{:?};",
-                n.get("status"),
-                n.get("seq"),
-                n.get("state")
-            )
-        })
-        .collect();
+    let nodes: Vec<miniserde::json::Object> = miniserde::json::from_str(json.trim()).map_err(|_| "bad node list")?;
+    let state: String =
+        nodes.iter().map(|n| format!("{:?}{:?}{:?};", n.get("status"), n.get("seq"), n.get("state"))).collect();
     if state != last {
         println!("{}", collector.admin(&["nodes"])?);
     }

@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
 /// Builds both binaries with `cargo build` and the given extra arguments.
@@ -32,38 +29,22 @@ pub fn build(extra: &[&str]) -> Result<(), String> {
 pub fn build_agent_for(target: &str) -> Result<PathBuf, String> {
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
     if !installed.lines().any(|t| t == target) {
-        return Err(format!(
-            "the target is not installed (rustup target add {target})"
-        ));
+        return Err(format!("the target is not installed (rustup target add {target})"));
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    command.current_dir(root()).args([
-        "build",
-        "--release",
-        "-p",
-        "hearth-agent",
-        "--target",
-        target,
-    ]);
+    command.current_dir(root()).args(["build", "--release", "-p", "hearth-agent", "--target", target]);
     if target.ends_with("-musl") {
         let cc = format!("CC_{}", target.replace('-', "_"));
         if std::env::var_os(&cc).is_none() {
-            if !Command::new("musl-gcc")
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-            {
+            if !Command::new("musl-gcc").arg("--version").output().is_ok_and(|o| o.status.success()) {
                 return Err("musl-gcc is missing (apt-get install musl-tools)".into());
             }
             command.env(cc, "musl-gcc");
         }
     }
     output(&mut command)?;
-    Ok(root()
-        .join("target")
-        .join(target)
-        .join("release/hearth-agent"))
+    Ok(root().join("target").join(target).join("release/hearth-agent"))
 }
 
 /// A collector started by a task; killed when dropped.
@@ -89,20 +70,13 @@ impl Collector {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).map_err(|e| e.to_string())?;
         let url = line
             .trim()
             .strip_prefix("listening on ")
             .ok_or_else(|| format!("the collector did not start (it said {line:?})"))?
             .to_owned();
-        Ok(Collector {
-            child,
-            url,
-            bin: bin.to_owned(),
-            data_dir: data_dir.to_owned(),
-        })
+        Ok(Collector { child, url, bin: bin.to_owned(), data_dir: data_dir.to_owned() })
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -118,11 +92,7 @@ impl Collector {
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
-            return Err(format!(
-                "hearth-collector {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            ));
+            return Err(format!("hearth-collector {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -137,15 +107,9 @@ impl Drop for Collector {
 
 /// Runs a command to completion; its stdout, or an error naming it.
 pub fn output(command: &mut Command) -> Result<String, String> {
-    let out = command
-        .output()
-        .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
+    let out = command.output().map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
     if !out.status.success() {
-        return Err(format!(
-            "{:?} failed: {}",
-            command.get_program(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("{:?} failed: {}", command.get_program(), String::from_utf8_lossy(&out.stderr)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

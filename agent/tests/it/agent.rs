@@ -14,21 +14,13 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(collector_url: &str) -> Agent {
-        Agent {
-            state: tempfile::tempdir().unwrap(),
-            collector_url: collector_url.to_owned(),
-        }
+        Agent { state: tempfile::tempdir().unwrap(), collector_url: collector_url.to_owned() }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(AGENT);
         command
-            .args([
-                "--state-dir",
-                self.state.path().to_str().unwrap(),
-                "--collector",
-                &self.collector_url,
-            ])
+            .args(["--state-dir", self.state.path().to_str().unwrap(), "--collector", &self.collector_url])
             .args(["--config", self.empty_config().to_str().unwrap()])
             .args(args)
             .env_remove("RUST_LOG")
@@ -43,32 +35,20 @@ impl Agent {
     /// Runs a command that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }
 
     fn empty_config(&self) -> PathBuf {
         let path = self.state.path().join("test-agent.env");
         if !path.exists() {
-            std::fs::write(
-                &path,
-                "# empty: the host's /etc/hearth/agent.env must not leak into tests\n",
-            )
-            .unwrap();
+            std::fs::write(&path, "# empty: the host's /etc/hearth/agent.env must not leak into tests\n").unwrap();
         }
         path
     }
 
     pub fn node_id(&self) -> String {
-        std::fs::read_to_string(self.state.path().join("node_id"))
-            .unwrap()
-            .trim()
-            .to_owned()
+        std::fs::read_to_string(self.state.path().join("node_id")).unwrap().trim().to_owned()
     }
 }
 
@@ -90,36 +70,19 @@ fn init_enroll_once_reports_the_node_with_its_facts() {
     let out = agent.ok(&["enroll", "--token", &token]);
     assert!(out.contains(&agent.node_id()), "{out}");
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(agent.state.path().join("token"))
-            .unwrap()
-            .permissions(),
+        &std::fs::metadata(agent.state.path().join("token")).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    assert_eq!(
-        node_view(&collector, &agent.node_id()).field("status"),
-        "pending"
-    );
+    assert_eq!(node_view(&collector, &agent.node_id()).field("status"), "pending");
 
     agent.ok(&["once"]);
     let view = node_view(&collector, &agent.node_id());
     assert_eq!(view.field("status"), "online");
     assert_eq!(view.field("name"), "garage-pi");
     assert_eq!(view.field("arch"), std::env::consts::ARCH);
-    for fact in [
-        "cpu_cores",
-        "memory_mb",
-        "disk_gb",
-        "load",
-        "uptime_secs",
-        "boot_id",
-        "checks",
-        "kernel",
-    ] {
+    for fact in ["cpu_cores", "memory_mb", "disk_gb", "load", "uptime_secs", "boot_id", "checks", "kernel"] {
         assert!(
-            !matches!(
-                view.json().get(fact),
-                None | Some(miniserde::json::Value::Null)
-            ),
+            !matches!(view.json().get(fact), None | Some(miniserde::json::Value::Null)),
             "{fact} missing: {}",
             view.body
         );
@@ -149,14 +112,8 @@ fn config_show_says_whether_a_token_is_stored_but_never_shows_it() {
     agent.ok(&["enroll", "--token", &collector.enroll_token()]);
     let token = std::fs::read_to_string(agent.state.path().join("token")).unwrap();
     let shown = agent.ok(&["config", "show"]);
-    assert!(
-        shown.contains("token stored:   yes") && shown.contains(&agent.node_id()),
-        "{shown}"
-    );
-    assert!(
-        !shown.contains(token.trim()),
-        "the token leaked into config show"
-    );
+    assert!(shown.contains("token stored:   yes") && shown.contains(&agent.node_id()), "{shown}");
+    assert!(!shown.contains(token.trim()), "the token leaked into config show");
 }
 
 #[test]
@@ -167,16 +124,8 @@ fn logout_stops_reporting_until_the_next_enrolment() {
     agent.ok(&["logout"]);
     assert!(!agent.state.path().join("token").exists());
     let run = agent.run(&["run"]);
-    assert!(
-        run.status.success(),
-        "run after logout should exit quietly: {}",
-        stderr(&run)
-    );
-    assert!(
-        stderr(&run).contains("reporting is off"),
-        "{}",
-        stderr(&run)
-    );
+    assert!(run.status.success(), "run after logout should exit quietly: {}", stderr(&run));
+    assert!(stderr(&run).contains("reporting is off"), "{}", stderr(&run));
     assert_eq!(agent.run(&["once"]).status.code(), Some(2));
     // The node keeps its id, so enrolling it again takes a token bound to it.
     let rebind = collector.admin(&["token", "create", "--node", &agent.node_id()]);
@@ -201,13 +150,7 @@ fn an_existing_v1_env_file_works_unchanged() {
     )
     .unwrap();
     let out = Command::new(AGENT)
-        .args([
-            "once",
-            "--config",
-            env_file.to_str().unwrap(),
-            "--state-dir",
-            agent.state.path().to_str().unwrap(),
-        ])
+        .args(["once", "--config", env_file.to_str().unwrap(), "--state-dir", agent.state.path().to_str().unwrap()])
         .env("HEARTH_CHECK_SERVICES", "")
         .output()
         .unwrap();
@@ -215,15 +158,8 @@ fn an_existing_v1_env_file_works_unchanged() {
     let view = node_view(&collector, &node);
     assert_eq!(view.status, 200, "{}", view.body);
     assert_eq!(view.field("os_profile"), "ArchVault");
-    assert_eq!(
-        view.field("vaultmesh_root"),
-        root.path().display().to_string()
-    );
-    assert!(
-        view.body.contains("\"services_ok\":true") && view.body.contains("\"interval_secs\":15"),
-        "{}",
-        view.body
-    );
+    assert_eq!(view.field("vaultmesh_root"), root.path().display().to_string());
+    assert!(view.body.contains("\"services_ok\":true") && view.body.contains("\"interval_secs\":15"), "{}", view.body);
 }
 
 #[test]
@@ -231,10 +167,7 @@ fn mistakes_are_named_with_how_to_fix_them() {
     let agent = Agent::new("http://127.0.0.1:9");
     let bad = agent.state.path().join("bad.env");
     std::fs::write(&bad, "HEARTH_NAME=ok\nthis is not a setting\n").unwrap();
-    let out = Command::new(AGENT)
-        .args(["check", "--config", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = Command::new(AGENT).args(["check", "--config", bad.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("bad.env: line 2"), "{}", stderr(&out));
 
@@ -244,16 +177,9 @@ fn mistakes_are_named_with_how_to_fix_them() {
 
     let out = agent.run(&["enroll", "--token", "hen_x"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("check the collector URL"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("check the collector URL"), "{}", stderr(&out));
 
-    let out = Command::new(AGENT)
-        .args(["run", "--interval", "0"])
-        .output()
-        .unwrap();
+    let out = Command::new(AGENT).args(["run", "--interval", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("from 1 to"), "{}", stderr(&out));
 

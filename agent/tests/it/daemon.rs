@@ -6,12 +6,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn spawn_run(agent: &Agent) -> Child {
-    agent
-        .command(&["run", "--interval", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    agent.command(&["run", "--interval", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 /// Polls `probe` every 100 ms for up to 20 s.
@@ -33,10 +28,7 @@ fn terminate(child: &mut Child) -> (std::process::ExitStatus, String) {
             std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
             return (status, err);
         }
-        assert!(
-            Instant::now() < deadline,
-            "the agent did not stop within 15 s of SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "the agent did not stop within 15 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -66,36 +58,20 @@ fn run_reports_every_interval_and_sigterm_sends_stopping() {
 
 #[test]
 fn the_agent_outlives_a_missing_collector_and_reports_when_it_returns() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let agent = Agent::new(&format!("http://127.0.0.1:{port}"));
     agent.ok(&["init"]);
     let mut child = spawn_run(&agent);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the agent exited while the collector was away"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "the agent exited while the collector was away");
 
     let temp = tempfile::tempdir().unwrap();
-    let collector = Collector::start_on(
-        &format!("127.0.0.1:{port}"),
-        &temp.path().join("db"),
-        &["--allow-anonymous"],
-    );
+    let collector = Collector::start_on(&format!("127.0.0.1:{port}"), &temp.path().join("db"), &["--allow-anonymous"]);
     let node = agent.node_id();
-    wait_for("the first heartbeat after the collector returned", || {
-        node_view(&collector, &node).status == 200
-    });
+    wait_for("the first heartbeat after the collector returned", || node_view(&collector, &node).status == 200);
     let (status, log) = terminate(&mut child);
     assert!(status.success(), "{log}");
-    assert!(
-        log.contains("failed") && log.contains("retrying in"),
-        "each failure should be logged: {log}"
-    );
+    assert!(log.contains("failed") && log.contains("retrying in"), "each failure should be logged: {log}");
 }
 
 #[test]
@@ -106,15 +82,9 @@ fn a_refused_token_is_logged_with_how_to_re_enrol_and_the_agent_keeps_going() {
     std::fs::write(state_path(&agent, "token"), "hag_revoked\n").unwrap();
     let mut child = spawn_run(&agent);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the agent exited on a 401"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "the agent exited on a 401");
     let (status, log) = terminate(&mut child);
     assert!(status.success());
     assert!(log.contains("re-enrol with `hearth-agent enroll"), "{log}");
-    assert!(
-        !log.contains("hag_revoked"),
-        "the token leaked into the log: {log}"
-    );
+    assert!(!log.contains("hag_revoked"), "the token leaked into the log: {log}");
 }

@@ -13,16 +13,8 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures")
 fn tls_terminator(backend: SocketAddr) -> SocketAddr {
     let cert = std::fs::read(format!("{FIXTURES}/server.pem")).unwrap();
     let key = std::fs::read(format!("{FIXTURES}/server.key")).unwrap();
-    let certs = rustls_pemfile::certs(&mut &cert[..])
-        .unwrap()
-        .into_iter()
-        .map(rustls::Certificate)
-        .collect();
-    let key = rustls::PrivateKey(
-        rustls_pemfile::pkcs8_private_keys(&mut &key[..])
-            .unwrap()
-            .remove(0),
-    );
+    let certs = rustls_pemfile::certs(&mut &cert[..]).unwrap().into_iter().map(rustls::Certificate).collect();
+    let key = rustls::PrivateKey(rustls_pemfile::pkcs8_private_keys(&mut &key[..]).unwrap().remove(0));
     let config = rustls::ServerConfig::builder()
         .with_safe_defaults()
         .with_no_client_auth()
@@ -56,9 +48,7 @@ fn forward(config: Arc<rustls::ServerConfig>, stream: TcpStream, backend: Socket
             let length = text[..end]
                 .lines()
                 .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
                 })
                 .unwrap_or(0);
             if request.len() >= end + 4 + length {
@@ -93,10 +83,7 @@ fn enrolment_and_heartbeats_travel_over_https_with_a_trusted_ca() {
     };
     with_ca(&["enroll", "--token", &collector.enroll_token()]);
     with_ca(&["once"]);
-    assert_eq!(
-        node_view(&collector, &agent.node_id()).field("status"),
-        "online"
-    );
+    assert_eq!(node_view(&collector, &agent.node_id()).field("status"), "online");
 }
 
 #[test]
@@ -128,11 +115,8 @@ fn connect_proxy() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
                 let mut reader = std::io::BufReader::new(client.try_clone().unwrap());
                 let mut line = String::new();
                 std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-                let target = line
-                    .strip_prefix("CONNECT ")
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .unwrap()
-                    .to_owned();
+                let target =
+                    line.strip_prefix("CONNECT ").and_then(|rest| rest.split_whitespace().next()).unwrap().to_owned();
                 loop {
                     let mut header = String::new();
                     std::io::BufRead::read_line(&mut reader, &mut header).unwrap();
@@ -140,16 +124,12 @@ fn connect_proxy() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
                         break;
                     }
                 }
-                let upstream =
-                    TcpStream::connect(target.replace("localhost", "127.0.0.1")).unwrap();
+                let upstream = TcpStream::connect(target.replace("localhost", "127.0.0.1")).unwrap();
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let mut client_out = client.try_clone().unwrap();
-                client_out
-                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    .unwrap();
+                client_out.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").unwrap();
                 let (mut up_in, mut up_out) = (upstream.try_clone().unwrap(), upstream);
-                let to_client =
-                    std::thread::spawn(move || std::io::copy(&mut up_in, &mut client_out));
+                let to_client = std::thread::spawn(move || std::io::copy(&mut up_in, &mut client_out));
                 let _ = std::io::copy(&mut reader, &mut up_out);
                 let _ = up_out.shutdown(std::net::Shutdown::Write);
                 let _ = to_client.join();
@@ -173,9 +153,5 @@ fn https_proxy_is_honoured_in_upper_case_too() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        tunnels.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "the enrolment did not go through the proxy"
-    );
+    assert_eq!(tunnels.load(std::sync::atomic::Ordering::SeqCst), 1, "the enrolment did not go through the proxy");
 }

@@ -19,21 +19,10 @@ fn a_v1_heartbeat_with_exactly_the_seven_fields_registers_the_node_in_anonymous_
     assert_eq!(view.field("hostname"), "pi-zero");
     assert_eq!(view.field("os_profile"), "DebianVault");
     assert_eq!(view.field("vaultmesh_root"), "/var/lib/vaultmesh");
-    assert!(matches!(
-        view.json().get("cloudflare_ok"),
-        Some(Value::Bool(true))
-    ));
+    assert!(matches!(view.json().get("cloudflare_ok"), Some(Value::Bool(true))));
     // last_seen is the collector's receive time, not the agent's 2026-01-01 timestamp.
-    assert!(
-        view.field("last_seen").as_str() > "2026-01-02",
-        "{}",
-        view.body
-    );
-    assert!(
-        matches!(view.json().get("clock_skew_secs"), Some(Value::Number(_))),
-        "{}",
-        view.body
-    );
+    assert!(view.field("last_seen").as_str() > "2026-01-02", "{}", view.body);
+    assert!(matches!(view.json().get("clock_skew_secs"), Some(Value::Number(_))), "{}", view.body);
 }
 
 #[test]
@@ -56,30 +45,14 @@ fn status_reports_stopped_after_a_stopping_heartbeat_and_online_after_the_next()
     let (node, token) = collector.enroll();
     let key = collector.api_key();
     let auth = format!("Bearer {token}");
-    let status = || {
-        collector
-            .get(&format!("/api/nodes/{node}"), &key)
-            .field("status")
-    };
+    let status = || collector.get(&format!("/api/nodes/{node}"), &key).field("status");
     assert_eq!(status(), "pending");
-    collector.post(
-        "/api/agent/heartbeat",
-        &[("Authorization", &auth)],
-        &heartbeat(&node, 1, "stopping"),
-    );
+    collector.post("/api/agent/heartbeat", &[("Authorization", &auth)], &heartbeat(&node, 1, "stopping"));
     assert_eq!(status(), "stopped");
-    collector.post(
-        "/api/agent/heartbeat",
-        &[("Authorization", &auth)],
-        &heartbeat(&node, 1, "running"),
-    );
+    collector.post("/api/agent/heartbeat", &[("Authorization", &auth)], &heartbeat(&node, 1, "running"));
     assert_eq!(status(), "online");
     let list = collector.get("/api/nodes", &key);
-    assert!(
-        list.body.contains(&node) && list.body.contains("\"arch\":\"armv6l\""),
-        "{}",
-        list.body
-    );
+    assert!(list.body.contains(&node) && list.body.contains("\"arch\":\"armv6l\""), "{}", list.body);
 }
 
 /// Every fenced block in docs/protocol.md whose info string reads
@@ -87,8 +60,7 @@ fn status_reports_stopped_after_a_stopping_heartbeat_and_online_after_the_next()
 /// Placeholders `NODE_ID`, `ENROLL_TOKEN` and `AGENT_TOKEN` are filled in first.
 #[test]
 fn the_examples_in_the_protocol_document_hold() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
-        .unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md")).unwrap();
     let collector = Collector::start(&["--allow-anonymous"]);
     let (enrolled_node, agent_token) = collector.enroll();
     let mut checked = 0;
@@ -98,13 +70,8 @@ fn the_examples_in_the_protocol_document_hold() {
             continue;
         };
         let words: Vec<&str> = info.split_whitespace().collect();
-        let [method, path, status] = words[..] else {
-            panic!("bad example header: {line}")
-        };
-        let body: Vec<&str> = lines
-            .by_ref()
-            .take_while(|l| !l.starts_with("```"))
-            .collect();
+        let [method, path, status] = words[..] else { panic!("bad example header: {line}") };
+        let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
         let fresh_node = new_node_id();
         let body = body
             .join("\n")
@@ -112,26 +79,12 @@ fn the_examples_in_the_protocol_document_hold() {
             .replace("NODE_ID", &fresh_node)
             .replace("ENROLL_TOKEN", &collector.enroll_token());
         let auth = format!("Bearer {agent_token}");
-        let headers: &[(&str, &str)] = if body.contains(&enrolled_node) {
-            &[("Authorization", &auth)]
-        } else {
-            &[]
-        };
-        let all: Vec<(&str, &str)> = [("Content-Type", "application/json")]
-            .into_iter()
-            .chain(headers.iter().copied())
-            .collect();
+        let headers: &[(&str, &str)] = if body.contains(&enrolled_node) { &[("Authorization", &auth)] } else { &[] };
+        let all: Vec<(&str, &str)> =
+            [("Content-Type", "application/json")].into_iter().chain(headers.iter().copied()).collect();
         let r = send(collector.addr, method, path, &all, body.as_bytes());
-        assert_eq!(
-            r.status.to_string(),
-            status,
-            "example {info}: {}\n{body}",
-            r.body
-        );
+        assert_eq!(r.status.to_string(), status, "example {info}: {}\n{body}", r.body);
         checked += 1;
     }
-    assert!(
-        checked >= 4,
-        "only {checked} examples found in docs/protocol.md"
-    );
+    assert!(checked >= 4, "only {checked} examples found in docs/protocol.md");
 }

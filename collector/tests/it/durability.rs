@@ -16,13 +16,7 @@ fn a_restart_keeps_nodes_tokens_and_keys() {
     let unused = collector.enroll_token();
     let auth = format!("Bearer {token}");
     assert_eq!(
-        collector
-            .post(
-                "/api/agent/heartbeat",
-                &[("Authorization", &auth)],
-                &heartbeat(&node, 5, "running")
-            )
-            .status,
+        collector.post("/api/agent/heartbeat", &[("Authorization", &auth)], &heartbeat(&node, 5, "running")).status,
         200
     );
     collector.kill9();
@@ -32,25 +26,11 @@ fn a_restart_keeps_nodes_tokens_and_keys() {
     assert_eq!(view.status, 200, "{}", view.body);
     assert!(view.body.contains("\"seq\":5"), "{}", view.body);
     assert_eq!(
-        collector
-            .post(
-                "/api/agent/heartbeat",
-                &[("Authorization", &auth)],
-                &heartbeat(&node, 6, "running")
-            )
-            .status,
+        collector.post("/api/agent/heartbeat", &[("Authorization", &auth)], &heartbeat(&node, 6, "running")).status,
         200
     );
-    let r = collector.post(
-        "/api/agents/enroll",
-        &[],
-        &format!(r#"{{"token":"{unused}","hostname":"h"}}"#),
-    );
-    assert_eq!(
-        r.status, 200,
-        "an unused enrolment token must survive a restart: {}",
-        r.body
-    );
+    let r = collector.post("/api/agents/enroll", &[], &format!(r#"{{"token":"{unused}","hostname":"h"}}"#));
+    assert_eq!(r.status, 200, "an unused enrolment token must survive a restart: {}", r.body);
 }
 
 /// Clients hammer the collector with heartbeats (rising `seq`) and enrolments, noting
@@ -80,11 +60,7 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
             workers.push(std::thread::spawn(move || {
                 let mut seq = first;
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(status) = try_send(
-                        addr,
-                        "/api/agent/heartbeat",
-                        &heartbeat(&node, seq, "running"),
-                    ) {
+                    if let Some(status) = try_send(addr, "/api/agent/heartbeat", &heartbeat(&node, seq, "running")) {
                         assert!(status == 200, "unexpected status {status}");
                         acked.lock().unwrap().insert(node.clone(), seq);
                     }
@@ -103,58 +79,33 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
                 let Some((200, r)) = try_send_full(addr, "/api/agents/enroll", &body) else {
                     continue;
                 };
-                enrolled2
-                    .lock()
-                    .unwrap()
-                    .push((r.field("node_id"), r.field("agent_token")));
+                enrolled2.lock().unwrap().push((r.field("node_id"), r.field("agent_token")));
             }
         });
         std::thread::sleep(Duration::from_millis(150 + 70 * round));
         collector.kill9();
         stop.store(true, Ordering::Relaxed);
-        next_seq = workers
-            .into_iter()
-            .map(|w| w.join().unwrap())
-            .max()
-            .unwrap()
-            + 1;
+        next_seq = workers.into_iter().map(|w| w.join().unwrap()).max().unwrap() + 1;
         enroller.join().unwrap();
 
         collector = Collector::start_in(&dir, &["--allow-anonymous"]);
         let acked = acked.lock().unwrap().clone();
-        assert!(
-            !acked.is_empty(),
-            "round {round}: nothing was acknowledged; the test proves nothing"
-        );
+        assert!(!acked.is_empty(), "round {round}: nothing was acknowledged; the test proves nothing");
         for (node, seq) in &acked {
             let view = collector.get(&format!("/api/nodes/{node}"), &key);
             let stored = match view.json().get("seq") {
                 Some(miniserde::json::Value::Number(miniserde::json::Number::U64(n))) => *n,
                 other => panic!("round {round}: node {node} lost ({other:?}): {}", view.body),
             };
-            assert!(
-                stored >= *seq,
-                "round {round}: node {node} acknowledged seq {seq} but stored {stored}"
-            );
+            assert!(stored >= *seq, "round {round}: node {node} acknowledged seq {seq} but stored {stored}");
         }
         for (node, token) in enrolled.lock().unwrap().iter() {
             let auth = format!("Bearer {token}");
-            let r = collector.post(
-                "/api/agent/heartbeat",
-                &[("Authorization", &auth)],
-                &heartbeat(node, 1, "running"),
-            );
-            assert_eq!(
-                r.status, 200,
-                "round {round}: acknowledged enrolment of {node} was lost: {}",
-                r.body
-            );
+            let r = collector.post("/api/agent/heartbeat", &[("Authorization", &auth)], &heartbeat(node, 1, "running"));
+            assert_eq!(r.status, 200, "round {round}: acknowledged enrolment of {node} was lost: {}", r.body);
         }
     }
-    assert!(
-        !enrolled.lock().unwrap().is_empty(),
-        "no enrolment was acknowledged; the test proves nothing"
-    );
+    assert!(!enrolled.lock().unwrap().is_empty(), "no enrolment was acknowledged; the test proves nothing");
 }
 
 fn try_send(addr: std::net::SocketAddr, path: &str, body: &str) -> Option<u16> {
@@ -165,7 +116,10 @@ fn try_send(addr: std::net::SocketAddr, path: &str, body: &str) -> Option<u16> {
 fn try_send_full(addr: std::net::SocketAddr, path: &str, body: &str) -> Option<(u16, Response)> {
     use std::io::{BufReader, Write};
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     stream.write_all(head.as_bytes()).ok()?;
     stream.write_all(body.as_bytes()).ok()?;
     let r = read_response(&mut BufReader::new(stream))?;
@@ -179,8 +133,7 @@ fn a_full_store_answers_507_and_the_collector_stays_up() {
     let padding = "x".repeat(4000);
     let mut full = None;
     for i in 0..2000 {
-        let body =
-            v1_heartbeat(&new_node_id()).replace("/var/lib/vaultmesh", &format!("/{padding}{i}"));
+        let body = v1_heartbeat(&new_node_id()).replace("/var/lib/vaultmesh", &format!("/{padding}{i}"));
         let r = collector.post("/api/agent/heartbeat", &[], &body);
         if r.status != 200 {
             full = Some(r);

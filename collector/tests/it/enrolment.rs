@@ -9,17 +9,9 @@ fn an_enrolled_node_heartbeats_with_its_token_and_only_its_own() {
     let (node, token) = collector.enroll();
     let (other_node, _) = collector.enroll();
     let auth = format!("Bearer {token}");
-    let r = collector.post(
-        "/api/agent/heartbeat",
-        &[("Authorization", &auth)],
-        &heartbeat(&node, 1, "running"),
-    );
+    let r = collector.post("/api/agent/heartbeat", &[("Authorization", &auth)], &heartbeat(&node, 1, "running"));
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = collector.post(
-        "/api/agent/heartbeat",
-        &[("Authorization", &auth)],
-        &heartbeat(&other_node, 1, "running"),
-    );
+    let r = collector.post("/api/agent/heartbeat", &[("Authorization", &auth)], &heartbeat(&other_node, 1, "running"));
     r.assert_error(403, "forbidden", "belongs to node");
     let r = collector.post(
         "/api/agent/heartbeat",
@@ -31,9 +23,11 @@ fn an_enrolled_node_heartbeats_with_its_token_and_only_its_own() {
     drop(collector);
     let collector = Collector::start(&["--allow-anonymous"]);
     let (node, _) = collector.enroll();
-    collector
-        .post("/api/agent/heartbeat", &[], &heartbeat(&node, 1, "running"))
-        .assert_error(401, "unauthorized", "must carry its agent token");
+    collector.post("/api/agent/heartbeat", &[], &heartbeat(&node, 1, "running")).assert_error(
+        401,
+        "unauthorized",
+        "must carry its agent token",
+    );
 }
 
 #[test]
@@ -54,21 +48,15 @@ fn enrolment_tokens_are_single_use_expire_and_must_exist() {
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(first.field("host_id"), first.field("node_id"));
     assert!(first.field("agent_token").len() >= 32);
-    collector
-        .post("/api/agents/enroll", &[], &body)
-        .assert_error(410, "token_used", "already used");
+    collector.post("/api/agents/enroll", &[], &body).assert_error(410, "token_used", "already used");
 
     let short = collector.admin(&["token", "create", "--ttl", "1s"]);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let body = format!(r#"{{"token":"{short}","hostname":"h"}}"#);
-    collector
-        .post("/api/agents/enroll", &[], &body)
-        .assert_error(410, "token_expired", "expired");
+    collector.post("/api/agents/enroll", &[], &body).assert_error(410, "token_expired", "expired");
 
     let body = r#"{"token":"hen_never_minted","hostname":"h"}"#;
-    collector
-        .post("/api/agents/enroll", &[], body)
-        .assert_error(401, "unauthorized", "not recognised");
+    collector.post("/api/agents/enroll", &[], body).assert_error(401, "unauthorized", "not recognised");
 }
 
 #[test]
@@ -79,34 +67,17 @@ fn fifty_concurrent_enrolments_with_one_token_give_exactly_one_success() {
     let addr = collector.addr;
     let threads: Vec<_> = (0..50)
         .map(|_| {
-            let (barrier, body) = (
-                barrier.clone(),
-                format!(r#"{{"token":"{token}","hostname":"h"}}"#),
-            );
+            let (barrier, body) = (barrier.clone(), format!(r#"{{"token":"{token}","hostname":"h"}}"#));
             std::thread::spawn(move || {
                 barrier.wait();
-                send(
-                    addr,
-                    "POST",
-                    "/api/agents/enroll",
-                    &[("Content-Type", "application/json")],
-                    body.as_bytes(),
-                )
-                .status
+                send(addr, "POST", "/api/agents/enroll", &[("Content-Type", "application/json")], body.as_bytes())
+                    .status
             })
         })
         .collect();
     let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 410).count(),
-        49,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 410).count(), 49, "{statuses:?}");
 }
 
 #[test]
@@ -114,38 +85,19 @@ fn a_token_bound_to_a_node_re_enrols_it_and_revokes_the_old_agent_token() {
     let collector = Collector::start(&[]);
     let (node, old_token) = collector.enroll();
     // Enrolling an enrolled node id with an unbound token is refused: it would hijack the node.
-    let body = format!(
-        r#"{{"token":"{}","hostname":"h","node_id":"{node}"}}"#,
-        collector.enroll_token()
-    );
-    collector
-        .post("/api/agents/enroll", &[], &body)
-        .assert_error(409, "node_exists", "--node");
+    let body = format!(r#"{{"token":"{}","hostname":"h","node_id":"{node}"}}"#, collector.enroll_token());
+    collector.post("/api/agents/enroll", &[], &body).assert_error(409, "node_exists", "--node");
     let bound = collector.admin(&["token", "create", "--node", &node]);
-    let r = collector.post(
-        "/api/agents/enroll",
-        &[],
-        &format!(r#"{{"token":"{bound}","hostname":"h"}}"#),
-    );
+    let r = collector.post("/api/agents/enroll", &[], &format!(r#"{{"token":"{bound}","hostname":"h"}}"#));
     assert_eq!(r.field("node_id"), node);
     let new_auth = format!("Bearer {}", r.field("agent_token"));
     assert_eq!(
-        collector
-            .post(
-                "/api/agent/heartbeat",
-                &[("Authorization", &new_auth)],
-                &heartbeat(&node, 1, "running")
-            )
-            .status,
+        collector.post("/api/agent/heartbeat", &[("Authorization", &new_auth)], &heartbeat(&node, 1, "running")).status,
         200
     );
     let old_auth = format!("Bearer {old_token}");
     collector
-        .post(
-            "/api/agent/heartbeat",
-            &[("Authorization", &old_auth)],
-            &heartbeat(&node, 2, "running"),
-        )
+        .post("/api/agent/heartbeat", &[("Authorization", &old_auth)], &heartbeat(&node, 2, "running"))
         .assert_error(401, "unauthorized", "not valid");
 }
 
@@ -153,17 +105,11 @@ fn a_token_bound_to_a_node_re_enrols_it_and_revokes_the_old_agent_token() {
 fn the_api_needs_an_api_key_not_an_agent_token() {
     let collector = Collector::start(&[]);
     let (_, agent_token) = collector.enroll();
-    collector
-        .get("/api/nodes", "hk_wrong")
-        .assert_error(401, "unauthorized", "apikey create");
-    collector
-        .get("/api/nodes", &agent_token)
-        .assert_error(403, "forbidden", "API key");
+    collector.get("/api/nodes", "hk_wrong").assert_error(401, "unauthorized", "apikey create");
+    collector.get("/api/nodes", &agent_token).assert_error(403, "forbidden", "API key");
     let r = send(collector.addr, "GET", "/api/nodes", &[], b"");
     r.assert_error(401, "unauthorized", "Authorization: Bearer hk_");
     let key = collector.api_key();
     assert_eq!(collector.get("/api/nodes", &key).status, 200);
-    collector
-        .get(&format!("/api/nodes/{}", new_node_id()), &key)
-        .assert_error(404, "not_found", "no node");
+    collector.get(&format!("/api/nodes/{}", new_node_id()), &key).assert_error(404, "not_found", "no node");
 }

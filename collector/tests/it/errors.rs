@@ -8,47 +8,22 @@ use std::net::TcpStream;
 fn bad_bodies_name_what_is_wrong() {
     let collector = Collector::start(&["--allow-anonymous"]);
     let hb = "/api/agent/heartbeat";
-    collector
-        .post(hb, &[], "{not json")
-        .assert_error(400, "invalid_json", "not valid JSON");
-    collector
-        .post(hb, &[], "[1,2]")
-        .assert_error(400, "invalid_json", "JSON object");
+    collector.post(hb, &[], "{not json").assert_error(400, "invalid_json", "not valid JSON");
+    collector.post(hb, &[], "[1,2]").assert_error(400, "invalid_json", "JSON object");
     let missing = v1_heartbeat(&new_node_id()).replace(r#""services_ok":true,"#, "");
-    collector.post(hb, &[], &missing).assert_error(
-        400,
-        "invalid_field",
-        "`services_ok` is required",
-    );
-    let wrong_type =
-        v1_heartbeat(&new_node_id()).replace(r#""cloudflare_ok":true"#, r#""cloudflare_ok":"yes""#);
-    collector.post(hb, &[], &wrong_type).assert_error(
-        400,
-        "invalid_field",
-        "`cloudflare_ok` must be true or false",
-    );
+    collector.post(hb, &[], &missing).assert_error(400, "invalid_field", "`services_ok` is required");
+    let wrong_type = v1_heartbeat(&new_node_id()).replace(r#""cloudflare_ok":true"#, r#""cloudflare_ok":"yes""#);
+    collector.post(hb, &[], &wrong_type).assert_error(400, "invalid_field", "`cloudflare_ok` must be true or false");
     let bad_id = v1_heartbeat("node-7");
-    collector.post(hb, &[], &bad_id).assert_error(
-        400,
-        "invalid_field",
-        "`node_id` must be a UUID v4",
-    );
+    collector.post(hb, &[], &bad_id).assert_error(400, "invalid_field", "`node_id` must be a UUID v4");
     let bad_time = v1_heartbeat(&new_node_id()).replace("2026-01-01T00:00:00Z", "last tuesday");
-    collector.post(hb, &[], &bad_time).assert_error(
+    collector.post(hb, &[], &bad_time).assert_error(400, "invalid_field", "`timestamp` must be an RFC 3339 time");
+    collector.post("/api/agents/enroll", &[], r#"{"hostname":"h"}"#).assert_error(
         400,
         "invalid_field",
-        "`timestamp` must be an RFC 3339 time",
+        "`token` is required",
     );
-    collector
-        .post("/api/agents/enroll", &[], r#"{"hostname":"h"}"#)
-        .assert_error(400, "invalid_field", "`token` is required");
-    let not_utf8 = send(
-        collector.addr,
-        "POST",
-        hb,
-        &[("Content-Type", "application/json")],
-        &[0xff, 0xfe, b'{'],
-    );
+    let not_utf8 = send(collector.addr, "POST", hb, &[("Content-Type", "application/json")], &[0xff, 0xfe, b'{']);
     not_utf8.assert_error(400, "invalid_json", "UTF-8");
 }
 
@@ -58,16 +33,8 @@ fn routes_methods_and_media_types() {
     let r = send(collector.addr, "GET", "/api/agent/heartbeat", &[], b"");
     r.assert_error(405, "method_not_allowed", "POST");
     assert!(r.head.contains("Allow: POST"), "{}", r.head);
-    send(collector.addr, "DELETE", "/healthz", &[], b"").assert_error(
-        405,
-        "method_not_allowed",
-        "GET",
-    );
-    send(collector.addr, "GET", "/no/such/thing", &[], b"").assert_error(
-        404,
-        "not_found",
-        "/no/such/thing",
-    );
+    send(collector.addr, "DELETE", "/healthz", &[], b"").assert_error(405, "method_not_allowed", "GET");
+    send(collector.addr, "GET", "/no/such/thing", &[], b"").assert_error(404, "not_found", "/no/such/thing");
     let form = send(
         collector.addr,
         "POST",
@@ -77,10 +44,7 @@ fn routes_methods_and_media_types() {
     );
     form.assert_error(415, "unsupported_media_type", "application/json");
     let health = send(collector.addr, "GET", "/healthz", &[], b"");
-    assert_eq!(
-        (health.status, health.field("status")),
-        (200, "ok".to_owned())
-    );
+    assert_eq!((health.status, health.field("status")), (200, "ok".to_owned()));
     let head = send(collector.addr, "HEAD", "/healthz", &[], b"");
     assert_eq!((head.status, head.body.as_str()), (200, ""));
 }
@@ -89,22 +53,14 @@ fn routes_methods_and_media_types() {
 fn bodies_over_64_kib_are_refused_before_they_are_read() {
     let collector = Collector::start(&["--allow-anonymous"]);
     let big = vec![b' '; 64 * 1024 + 1];
-    let r = send(
-        collector.addr,
-        "POST",
-        "/api/agent/heartbeat",
-        &[("Content-Type", "application/json")],
-        &big,
-    );
+    let r = send(collector.addr, "POST", "/api/agent/heartbeat", &[("Content-Type", "application/json")], &big);
     r.assert_error(413, "body_too_large", "65536");
 
     // Announced as 100 MiB but never sent: the answer must come from the header alone.
     let mut stream = TcpStream::connect(collector.addr).unwrap();
     let head = "POST /api/agent/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n";
     stream.write_all(head.as_bytes()).unwrap();
-    read_response(&mut BufReader::new(stream))
-        .unwrap()
-        .assert_error(413, "body_too_large", "larger");
+    read_response(&mut BufReader::new(stream)).unwrap().assert_error(413, "body_too_large", "larger");
 
     // Chunked, so no length is announced: the cap applies while reading.
     let mut stream = TcpStream::connect(collector.addr).unwrap();
@@ -112,9 +68,7 @@ fn bodies_over_64_kib_are_refused_before_they_are_read() {
     stream.write_all(head.as_bytes()).unwrap();
     let chunk = format!("{:x}\r\n{}\r\n", 70_000, " ".repeat(70_000));
     let _ = stream.write_all(chunk.as_bytes());
-    read_response(&mut BufReader::new(stream))
-        .unwrap()
-        .assert_error(413, "body_too_large", "larger");
+    read_response(&mut BufReader::new(stream)).unwrap().assert_error(413, "body_too_large", "larger");
 }
 
 #[test]

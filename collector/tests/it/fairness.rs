@@ -56,8 +56,5 @@ fn sixty_four_keep_alive_clients_all_get_every_answer() {
         .collect();
     let answered: Vec<u64> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     let starved = answered.iter().filter(|n| **n < BEATS).count();
-    assert_eq!(
-        starved, 0,
-        "{starved} of {CLIENTS} clients were not answered; answers per client: {answered:?}"
-    );
+    assert_eq!(starved, 0, "{starved} of {CLIENTS} clients were not answered; answers per client: {answered:?}");
 }

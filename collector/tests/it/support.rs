@@ -14,11 +14,7 @@ pub fn collector_bin() -> PathBuf {
         return bin.into();
     }
     let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("hearth-collector");
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("hearth-collector");
     assert!(
         bin.exists(),
         "{} is missing: run `cargo test --workspace`, or `cargo build -p hearth-collector` first",
@@ -60,36 +56,20 @@ impl Collector {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
             .unwrap_or_else(|| panic!("expected `listening on http://ADDR`, got {line:?}"))
             .parse()
             .unwrap();
-        Collector {
-            child,
-            addr,
-            data_dir: data_dir.to_owned(),
-            _temp: None,
-        }
+        Collector { child, addr, data_dir: data_dir.to_owned(), _temp: None }
     }
 
     /// Runs an administration command on this collector's data directory and returns its stdout.
     pub fn admin(&self, args: &[&str]) -> String {
-        let out = Command::new(collector_bin())
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new(collector_bin()).args(args).arg("--data-dir").arg(&self.data_dir).output().unwrap();
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
@@ -108,13 +88,7 @@ impl Collector {
     }
 
     pub fn get(&self, path: &str, bearer: &str) -> Response {
-        send(
-            self.addr,
-            "GET",
-            path,
-            &[("Authorization", &format!("Bearer {bearer}"))],
-            b"",
-        )
+        send(self.addr, "GET", path, &[("Authorization", &format!("Bearer {bearer}"))], b"")
     }
 
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
@@ -126,11 +100,7 @@ impl Collector {
     /// Enrols a new node and returns (node id, agent token).
     pub fn enroll(&self) -> (String, String) {
         let token = self.enroll_token();
-        let r = self.post(
-            "/api/agents/enroll",
-            &[],
-            &format!(r#"{{"token":"{token}","hostname":"h"}}"#),
-        );
+        let r = self.post("/api/agents/enroll", &[], &format!(r#"{{"token":"{token}","hostname":"h"}}"#));
         assert_eq!(r.status, 200, "{}", r.body);
         (r.field("node_id"), r.field("agent_token"))
     }
@@ -160,8 +130,7 @@ impl Response {
     }
 
     pub fn json(&self) -> miniserde::json::Object {
-        miniserde::json::from_str(&self.body)
-            .unwrap_or_else(|_| panic!("not a JSON object: {}", self.body))
+        miniserde::json::from_str(&self.body).unwrap_or_else(|_| panic!("not a JSON object: {}", self.body))
     }
 
     /// Asserts an error answer: status, code, and that the sentence mentions `hint`.
@@ -169,36 +138,16 @@ impl Response {
         assert_eq!(self.status, status, "body: {}", self.body);
         assert_eq!(self.field("code"), code, "body: {}", self.body);
         let error = self.field("error");
-        assert!(
-            error.contains(hint),
-            "expected {hint:?} in the error {error:?}"
-        );
-        assert!(
-            self.head
-                .to_ascii_lowercase()
-                .contains("content-type: application/json"),
-            "{}",
-            self.head
-        );
+        assert!(error.contains(hint), "expected {hint:?} in the error {error:?}");
+        assert!(self.head.to_ascii_lowercase().contains("content-type: application/json"), "{}", self.head);
     }
 }
 
 /// Sends one HTTP/1.1 request on a new connection and reads the whole answer.
-pub fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
+pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -206,11 +155,7 @@ pub fn send(
     stream.write_all(request.as_bytes()).unwrap();
     let _ = stream.write_all(body); // the server may answer (413) and close before it has read everything
     let mut reader = BufReader::new(stream);
-    let answer = if method == "HEAD" {
-        read_head(&mut reader)
-    } else {
-        read_response(&mut reader)
-    };
+    let answer = if method == "HEAD" { read_head(&mut reader) } else { read_response(&mut reader) };
     answer.expect("the collector sent no answer")
 }
 
@@ -220,11 +165,7 @@ pub fn read_response(reader: &mut impl BufRead) -> Option<Response> {
     let length: usize = response
         .head
         .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
         .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
@@ -246,11 +187,7 @@ fn read_head(reader: &mut impl BufRead) -> Option<Response> {
         head.push_str(&line);
     }
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some(Response {
-        status,
-        head,
-        body: String::new(),
-    })
+    Some(Response { status, head, body: String::new() })
 }
 
 /// A complete V1 heartbeat (exactly the seven V1 fields).
@@ -263,9 +200,7 @@ pub fn v1_heartbeat(node_id: &str) -> String {
 /// A heartbeat with Hearth's extensions: `seq` counts, `state` says running or stopping.
 pub fn heartbeat(node_id: &str, seq: u64, state: &str) -> String {
     let v1 = v1_heartbeat(node_id);
-    let extras = format!(
-        r#","seq":{seq},"state":"{state}","interval_secs":30,"arch":"armv6l","load":[0.1,0.2,0.3]}}"#
-    );
+    let extras = format!(r#","seq":{seq},"state":"{state}","interval_secs":30,"arch":"armv6l","load":[0.1,0.2,0.3]}}"#);
     format!("{}{extras}", &v1[..v1.len() - 1])
 }
 

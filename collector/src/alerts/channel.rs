@@ -1,0 +1,197 @@
+//! What each kind of channel is sent for an alert: URL, headers and body. Pure.
+
+use super::config::{Channel, Kind};
+use crate::model::AlertRecord;
+use hearth_wire::format_rfc3339;
+use miniserde::json::{self, Array, Number, Object, Value};
+
+/// An HTTP POST to make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// One line a person reads: "garage-pi is offline: no heartbeat for 125 s".
+pub fn summary(alert: &AlertRecord) -> String {
+    let what = match alert.kind.as_str() {
+        "offline" => "is offline",
+        "recovered" => "is back online",
+        "reminder" => "is still offline",
+        "check_failed" => "has a failing check",
+        "check_recovered" => "has a check passing again",
+        "reboot" => "rebooted",
+        "test" => "sent a test notification",
+        _ => "changed",
+    };
+    format!("{} {what}: {}", alert.name, alert.detail)
+}
+
+/// Whether the alert reports trouble (as opposed to trouble ending, or news).
+fn is_trouble(alert: &AlertRecord) -> bool {
+    matches!(alert.kind.as_str(), "offline" | "reminder" | "check_failed")
+}
+
+pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
+    let text = summary(alert);
+    let title = format!("Hearth: {} {}", alert.name, alert.kind.replace('_', " "));
+    let json_headers = || vec![("Content-Type", "application/json".to_owned())];
+    match channel.kind {
+        Kind::Webhook => {
+            Outgoing { url: channel.url.clone(), headers: json_headers(), body: json::to_string(&webhook_body(alert)) }
+        }
+        Kind::Ntfy => {
+            let (priority, tag) = match alert.kind.as_str() {
+                "offline" | "reminder" => ("5", "red_circle"),
+                "check_failed" => ("4", "warning"),
+                "recovered" | "check_recovered" => ("3", "green_circle"),
+                _ => ("3", "information_source"),
+            };
+            let mut headers = vec![("Title", title), ("Priority", priority.into()), ("Tags", tag.into())];
+            if let Some(token) = &channel.token {
+                headers.push(("Authorization", format!("Bearer {token}")));
+            }
+            Outgoing { url: channel.url.clone(), headers, body: text }
+        }
+        Kind::Discord => Outgoing {
+            url: channel.url.clone(),
+            headers: json_headers(),
+            body: json::to_string(&object([("username", string("Hearth")), ("content", string(&text))])),
+        },
+        Kind::Slack => Outgoing {
+            url: channel.url.clone(),
+            headers: json_headers(),
+            body: json::to_string(&object([("text", string(&text))])),
+        },
+        Kind::Gotify => {
+            let priority = if is_trouble(alert) { 8 } else { 4 };
+            let body = object([("title", string(&title)), ("message", string(&text)), ("priority", number(priority))]);
+            let mut headers = json_headers();
+            headers.push(("X-Gotify-Key", channel.token.clone().unwrap_or_default()));
+            Outgoing { url: format!("{}/message", channel.url), headers, body: json::to_string(&body) }
+        }
+        Kind::Alertmanager => Outgoing {
+            url: format!("{}/api/v2/alerts", channel.url),
+            headers: json_headers(),
+            body: json::to_string(&Value::Array(Array::from_iter([alertmanager_alert(alert, &text)]))),
+        },
+    }
+}
+
+/// The generic webhook's body, documented in the README.
+pub fn webhook_body(alert: &AlertRecord) -> Value {
+    object([
+        ("id", number(alert.id)),
+        ("kind", string(&alert.kind)),
+        ("summary", string(&summary(alert))),
+        ("node_id", string(&alert.node_id)),
+        ("name", string(&alert.name)),
+        ("hostname", string(&alert.hostname)),
+        ("tags", Value::Array(alert.tags.iter().map(|t| string(t)).collect())),
+        ("check", alert.check.as_deref().map_or(Value::Null, string)),
+        ("detail", string(&alert.detail)),
+        ("at", string(&format_rfc3339(alert.at))),
+        ("down_since", alert.down_since.map_or(Value::Null, |t| string(&format_rfc3339(t)))),
+    ])
+}
+
+/// An alert in Alertmanager's v2 form. An ongoing problem is posted with an `endsAt` a week
+/// out (reminders re-post it); its end is posted with `endsAt` now, which resolves it.
+fn alertmanager_alert(alert: &AlertRecord, text: &str) -> Value {
+    let (alertname, severity) = match alert.kind.as_str() {
+        "offline" | "recovered" | "reminder" => ("HearthNodeOffline", "critical"),
+        "check_failed" | "check_recovered" => ("HearthCheckFailing", "warning"),
+        "reboot" => ("HearthNodeRebooted", "info"),
+        _ => ("HearthTest", "info"),
+    };
+    let mut labels = vec![
+        ("alertname", string(alertname)),
+        ("severity", string(severity)),
+        ("node_id", string(&alert.node_id)),
+        ("node", string(&alert.name)),
+        ("hostname", string(&alert.hostname)),
+    ];
+    if let Some(check) = &alert.check {
+        labels.push(("check", string(check)));
+    }
+    let resolves = matches!(alert.kind.as_str(), "recovered" | "check_recovered" | "reboot" | "test");
+    let starts = alert.down_since.unwrap_or(alert.at);
+    let ends = if resolves { alert.at } else { alert.at + 7 * 86_400_000 };
+    object([
+        ("labels", object(labels)),
+        ("annotations", object([("summary", string(text)), ("description", string(&alert.detail))])),
+        ("startsAt", string(&format_rfc3339(starts))),
+        ("endsAt", string(&format_rfc3339(ends))),
+    ])
+}
+
+fn object<'a>(fields: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+    let mut object = Object::new();
+    for (key, value) in fields {
+        object.insert(key.to_owned(), value);
+    }
+    Value::Object(object)
+}
+
+fn string(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+fn number(n: u64) -> Value {
+    Value::Number(Number::U64(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(kind: &str) -> AlertRecord {
+        AlertRecord {
+            id: 7,
+            kind: kind.into(),
+            node_id: "550e8400-e29b-41d4-a716-446655440000".into(),
+            name: "garage-pi".into(),
+            hostname: "pi".into(),
+            tags: vec!["garage".into()],
+            check: None,
+            detail: "no heartbeat for 125 s".into(),
+            at: 1_700_000_000_000,
+            down_since: Some(1_700_000_000_000),
+            deliveries: Vec::new(),
+        }
+    }
+
+    fn channel(kind: Kind, url: &str, token: Option<&str>) -> Channel {
+        Channel { name: "c".into(), kind, url: url.into(), token: token.map(Into::into), tags: vec![], reboot: false }
+    }
+
+    #[test]
+    fn every_kind_of_channel() {
+        let offline = alert("offline");
+        let out = build(&channel(Kind::Slack, "https://hooks.slack.com/x", None), &offline);
+        assert_eq!(out.body, r#"{"text":"garage-pi is offline: no heartbeat for 125 s"}"#);
+        let out = build(&channel(Kind::Discord, "https://discord.com/api/webhooks/1/x", None), &offline);
+        assert_eq!(out.body, r#"{"content":"garage-pi is offline: no heartbeat for 125 s","username":"Hearth"}"#);
+        let out = build(&channel(Kind::Ntfy, "https://ntfy.sh/t", Some("tk")), &offline);
+        assert_eq!(out.body, "garage-pi is offline: no heartbeat for 125 s");
+        assert!(
+            out.headers.contains(&("Priority", "5".into()))
+                && out.headers.contains(&("Authorization", "Bearer tk".into()))
+        );
+        let out = build(&channel(Kind::Gotify, "https://gotify.lan", Some("app")), &offline);
+        assert_eq!(out.url, "https://gotify.lan/message");
+        assert!(out.headers.contains(&("X-Gotify-Key", "app".into())) && out.body.contains(r#""priority":8"#));
+        let out = build(&channel(Kind::Alertmanager, "http://am:9093", None), &offline);
+        assert_eq!(out.url, "http://am:9093/api/v2/alerts");
+        assert!(out.body.starts_with(r#"[{"annotations":"#), "{}", out.body);
+        assert!(
+            out.body.contains(r#""alertname":"HearthNodeOffline""#)
+                && out.body.contains(r#""endsAt":"2023-11-21T22:13:20Z""#)
+        );
+        let resolved = build(&channel(Kind::Alertmanager, "http://am:9093", None), &alert("recovered"));
+        assert!(resolved.body.contains(r#""endsAt":"2023-11-14T22:13:20Z""#), "{}", resolved.body);
+        let out = build(&channel(Kind::Webhook, "https://example.com/hook", None), &offline);
+        assert!(out.body.contains(r#""kind":"offline""#) && out.body.contains(r#""id":7"#));
+    }
+}

@@ -1,0 +1,141 @@
+//! The delivery worker: a thread that sends outbox alerts to their channels.
+
+use super::channel;
+use super::config::Channels;
+use crate::clock::Clock;
+use crate::model::AlertRecord;
+use crate::store::{self, Store};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Attempts per channel before an alert is marked failed for it (about a day, at the cap).
+pub const MAX_ATTEMPTS: u64 = 300;
+/// The longest wait between two attempts.
+const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
+
+/// Counts for /metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub sent: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    pub given_up: AtomicU64,
+}
+
+pub struct Worker {
+    pub store: Arc<Store>,
+    pub channels: Arc<Channels>,
+    pub clock: Clock,
+    pub stats: Arc<Stats>,
+}
+
+impl Worker {
+    /// Delivers what is due whenever woken, and at least twice a second.
+    pub fn run(self, wake: Receiver<()>) {
+        loop {
+            match wake.recv_timeout(Duration::from_millis(500)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                _ => {
+                    if let Err(e) = self.deliver_due() {
+                        log::error!("alert delivery: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pass over the outbox.
+    pub fn deliver_due(&self) -> Result<(), store::Error> {
+        for id in self.store.read(|txn| txn.outbox())? {
+            let Some(mut alert) = self.store.read(|txn| txn.alert(id))? else { continue };
+            let now = self.clock.now_ms();
+            let due: Vec<usize> = (0..alert.deliveries.len())
+                .filter(|i| alert.deliveries[*i].state == "pending" && alert.deliveries[*i].next_attempt <= now)
+                .collect();
+            if due.is_empty() {
+                continue;
+            }
+            let outcomes: Vec<Result<String, String>> =
+                due.iter().map(|i| self.attempt(&alert, &alert.deliveries[*i].channel)).collect();
+            let now = self.clock.now_ms();
+            for (i, outcome) in due.into_iter().zip(outcomes) {
+                let delivery = &mut alert.deliveries[i];
+                delivery.attempts += 1;
+                match outcome {
+                    Ok(_) => {
+                        delivery.state = "delivered".into();
+                        delivery.delivered_at = Some(now);
+                        delivery.last_error = None;
+                        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        log::warn!(
+                            "alert {} to channel {} failed (attempt {}): {error}",
+                            alert.id,
+                            delivery.channel,
+                            delivery.attempts
+                        );
+                        self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                        delivery.last_error = Some(error);
+                        if delivery.attempts >= MAX_ATTEMPTS {
+                            delivery.state = "failed".into();
+                            self.stats.given_up.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            delivery.next_attempt = now + backoff_ms(delivery.attempts) as i64;
+                        }
+                    }
+                }
+            }
+            self.store.write(|txn| txn.put_alert(&alert))?;
+        }
+        Ok(())
+    }
+
+    fn attempt(&self, alert: &AlertRecord, channel_name: &str) -> Result<String, String> {
+        let channel = self.channels.get(channel_name).ok_or("the channel is no longer configured")?;
+        send(&channel::build(channel, alert))
+    }
+}
+
+/// Sends one request; the answer's status line, or why it failed.
+pub fn send(out: &channel::Outgoing) -> Result<String, String> {
+    let mut request = minreq::post(&out.url).with_body(out.body.as_str()).with_timeout(10);
+    for (name, value) in &out.headers {
+        request = request.with_header(*name, value);
+    }
+    let response = request.send().map_err(|e| format!("cannot reach {}: {e}", out.url))?;
+    let status = format!("{} {}", response.status_code, response.reason_phrase);
+    if (200..300).contains(&response.status_code) {
+        Ok(status)
+    } else {
+        let body: String = response.as_str().unwrap_or("").chars().take(200).collect();
+        Err(format!("{status}: {body}"))
+    }
+}
+
+/// 1 s, 2 s, 4 s… up to 5 min, each ±20 % so that retries after an outage spread out.
+fn backoff_ms(attempts: u64) -> u64 {
+    let base = 1000u64.saturating_mul(1 << attempts.clamp(1, 20).saturating_sub(1)).min(MAX_BACKOFF_MS);
+    let mut byte = [0u8; 2];
+    let spread = match getrandom::fill(&mut byte) {
+        Ok(()) => u64::from(u16::from_le_bytes(byte)) % (base * 2 / 5 + 1),
+        Err(_) => base / 5,
+    };
+    base - base / 5 + spread
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_cap_with_jitter() {
+        for (attempts, low, high) in [(1, 800, 1200), (2, 1600, 2400), (10, 240_000, 360_000), (60, 240_000, 360_000)] {
+            for _ in 0..50 {
+                let d = backoff_ms(attempts);
+                assert!((low..=high).contains(&d), "attempt {attempts}: {d}");
+            }
+        }
+    }
+}
