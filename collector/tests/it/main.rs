@@ -1,5 +1,6 @@
 //! Integration tests: the real `hearth-collector` binary on 127.0.0.1 port 0.
 
+mod alerts;
 mod contract;
 mod durability;
 mod enrolment;

@@ -47,11 +47,17 @@ impl Collector {
 
     /// Starts a collector listening on `listen`.
     pub fn start_on(listen: &str, data_dir: &Path, args: &[&str]) -> Collector {
+        Collector::start_with_env(listen, data_dir, args, &[])
+    }
+
+    /// Starts a collector with extra environment variables (`HEARTH_CLOCK_FILE`, say).
+    pub fn start_with_env(listen: &str, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Collector {
         let mut child = Command::new(collector_bin())
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -209,4 +215,112 @@ pub fn new_node_id() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).unwrap();
     hearth_wire::uuid_v4_from_bytes(bytes)
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub path: String,
+    pub head: String,
+    pub body: String,
+}
+
+/// An HTTP server on loopback that records every request and answers 200.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<Hit>>>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        Receiver::start_on("127.0.0.1:0")
+    }
+
+    pub fn start_on(addr: &str) -> Receiver {
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits: std::sync::Arc<std::sync::Mutex<Vec<Hit>>> = Default::default();
+        let record = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let Some(head) = read_head_text(&mut reader) else { continue };
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0; length];
+                if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+                    continue;
+                }
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                record.lock().unwrap().push(Hit { path, head, body: String::from_utf8_lossy(&body).into_owned() });
+                let _ =
+                    reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            }
+        });
+        Receiver { addr, hits }
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 20 s) until at least `count` requests arrived; returns them all.
+    pub fn wait_for(&self, count: usize) -> Vec<Hit> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let hits = self.hits();
+            if hits.len() >= count {
+                return hits;
+            }
+            assert!(std::time::Instant::now() < deadline, "waited for {count} requests, got {}: {hits:#?}", hits.len());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn read_head_text(reader: &mut impl BufRead) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            return Some(head);
+        }
+        head.push_str(&line);
+    }
+}
+
+/// A clock the collector reads from a file (`HEARTH_CLOCK_FILE`), moved by the test.
+pub struct TestClock {
+    pub path: PathBuf,
+    now_ms: std::cell::Cell<i64>,
+}
+
+impl TestClock {
+    pub fn new(dir: &Path) -> TestClock {
+        let clock = TestClock { path: dir.join("clock"), now_ms: std::cell::Cell::new(1_800_000_000_000) };
+        clock.set(clock.now_ms.get());
+        clock
+    }
+
+    pub fn set(&self, ms: i64) {
+        self.now_ms.set(ms);
+        let temp = self.path.with_extension("tmp");
+        std::fs::write(&temp, ms.to_string()).unwrap();
+        std::fs::rename(&temp, &self.path).unwrap();
+    }
+
+    pub fn advance_secs(&self, secs: i64) {
+        self.set(self.now_ms.get() + secs * 1000);
+    }
+
+    pub fn env(&self) -> (&'static str, &str) {
+        ("HEARTH_CLOCK_FILE", self.path.to_str().unwrap())
+    }
 }

@@ -1,0 +1,232 @@
+//! The dead-man's switch, end to end: a real collector, time moved through HEARTH_CLOCK_FILE,
+//! and a receiver on loopback standing in for every channel.
+
+use crate::support::*;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One channel of each type, all pointing at `receiver`, plus two filtered ones.
+fn alerts_file(dir: &Path, receiver: SocketAddr) -> PathBuf {
+    let path = dir.join("alerts.conf");
+    let text = format!(
+        "# every kind of channel, at the test receiver\n\
+         [channel hook]\ntype = webhook\nurl = http://{receiver}/webhook\n\n\
+         [channel phone]\ntype = ntfy\nurl = http://{receiver}/ntfy/hearth\ntoken = tk_test\n\n\
+         [channel discord]\ntype = discord\nurl = http://{receiver}/discord\n\n\
+         [channel slack]\ntype = slack\nurl = http://{receiver}/slack\n\n\
+         [channel gotify]\ntype = gotify\nurl = http://{receiver}/gotify\ntoken = app_test\n\n\
+         [channel am]\ntype = alertmanager\nurl = http://{receiver}/am\n\n\
+         [channel kitchen]\ntype = webhook\nurl = http://{receiver}/kitchen\ntags = kitchen\n\n\
+         [channel reboots]\ntype = webhook\nurl = http://{receiver}/reboots\ntags = garage\nreboot = true\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A heartbeat every 10 s from a node tagged `garage`.
+fn beat(node: &str, boot: &str, state: &str) -> String {
+    let v1 = v1_heartbeat(node);
+    let extras =
+        format!(r#","interval_secs":10,"tags":["garage"],"boot_id":"{boot}","state":"{state}","name":"garage-pi"}}"#);
+    format!("{}{extras}", &v1[..v1.len() - 1])
+}
+
+fn by_path<'a>(hits: &'a [Hit], path: &str) -> Vec<&'a Hit> {
+    hits.iter().filter(|h| h.path == path).collect()
+}
+
+#[test]
+fn every_channel_hears_offline_and_recovery_in_its_own_form() {
+    let temp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let clock = TestClock::new(temp.path());
+    let conf = alerts_file(temp.path(), receiver.addr);
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let node = new_node_id();
+    assert_eq!(collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running")).status, 200);
+
+    // Interval 10 s: grace 30 s, then one interval more before the node is declared offline.
+    clock.advance_secs(39);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(receiver.hits().is_empty(), "paged before grace and minimum down time: {:?}", receiver.hits());
+    clock.advance_secs(2);
+    let hits = receiver.wait_for(7);
+    let webhook = by_path(&hits, "/webhook")[0];
+    for field in
+        [r#""kind":"offline""#, &format!(r#""node_id":"{node}""#), r#""name":"garage-pi""#, r#""tags":["garage"]"#]
+    {
+        assert!(webhook.body.contains(field), "{field} missing from {}", webhook.body);
+    }
+    let ntfy = by_path(&hits, "/ntfy/hearth")[0];
+    assert!(ntfy.body.starts_with("garage-pi is offline: no heartbeat for 41 s"), "{}", ntfy.body);
+    assert!(ntfy.head.contains("Priority: 5") && ntfy.head.contains("Authorization: Bearer tk_test"), "{}", ntfy.head);
+    assert!(by_path(&hits, "/discord")[0].body.starts_with(r#"{"content":"garage-pi is offline"#));
+    assert!(by_path(&hits, "/slack")[0].body.starts_with(r#"{"text":"garage-pi is offline"#));
+    let gotify = by_path(&hits, "/gotify/message")[0];
+    assert!(gotify.head.contains("X-Gotify-Key: app_test") && gotify.body.contains(r#""priority":8"#), "{gotify:?}");
+    let am = by_path(&hits, "/am/api/v2/alerts")[0];
+    assert!(am.body.contains(r#""alertname":"HearthNodeOffline""#) && am.body.contains("startsAt"), "{}", am.body);
+    assert_eq!(by_path(&hits, "/reboots").len(), 1, "the garage channel hears the offline alert too");
+    assert!(by_path(&hits, "/kitchen").is_empty(), "a channel for other tags heard about the garage");
+    let key = collector.api_key();
+    let node_status = collector.get(&format!("/api/nodes/{node}"), &key);
+    assert_eq!(node_status.field("status"), "offline");
+    assert!(!node_status.field("down_since").is_empty());
+
+    // Back: every channel hears it once; Alertmanager gets endsAt, which resolves the alert.
+    assert_eq!(collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running")).status, 200);
+    let hits = receiver.wait_for(14);
+    let webhooks = by_path(&hits, "/webhook");
+    assert!(webhooks[1].body.contains(r#""kind":"recovered""#), "{}", webhooks[1].body);
+    assert!(by_path(&hits, "/ntfy/hearth")[1].body.starts_with("garage-pi is back online"));
+
+    // A reboot reaches only the channel that asked for reboots.
+    assert_eq!(collector.post("/api/agent/heartbeat", &[], &beat(&node, "b2", "running")).status, 200);
+    let hits = receiver.wait_for(15);
+    assert!(by_path(&hits, "/reboots")[2].body.contains(r#""kind":"reboot""#));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(receiver.hits().len(), 15, "{:#?}", receiver.hits());
+
+    let events = collector.get(&format!("/api/events?node={node}"), &key);
+    let kinds: Vec<&str> = ["offline", "recovered", "reboot"]
+        .into_iter()
+        .filter(|k| events.body.contains(&format!(r#""kind":"{k}""#)))
+        .collect();
+    assert_eq!(kinds, ["offline", "recovered", "reboot"], "{}", events.body);
+    let alerts = collector.get("/api/alerts", &key);
+    assert!(
+        alerts.body.contains(r#""state":"delivered""#) && !alerts.body.contains(r#""state":"pending""#),
+        "{}",
+        alerts.body
+    );
+}
+
+#[test]
+fn a_missed_beat_and_a_clean_stop_never_page() {
+    let temp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let clock = TestClock::new(temp.path());
+    let conf = alerts_file(temp.path(), receiver.addr);
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let node = new_node_id();
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    clock.advance_secs(25); // one beat missed, the next one late
+    std::thread::sleep(Duration::from_millis(1200));
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "stopping"));
+    clock.advance_secs(6 * 3600);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(receiver.hits().is_empty(), "{:#?}", receiver.hits());
+    let view = collector.get(&format!("/api/nodes/{node}"), &collector.api_key());
+    assert_eq!(view.field("status"), "stopped");
+    let events = collector.get(&format!("/api/events?node={node}"), &collector.api_key());
+    assert!(events.body.contains(r#""kind":"stopped""#) && !events.body.contains("offline"), "{}", events.body);
+}
+
+#[test]
+fn a_node_that_stays_away_pages_once_reminds_on_schedule_and_recovers_once() {
+    let temp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let clock = TestClock::new(temp.path());
+    let conf = temp.path().join("one.conf");
+    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = http://{}/webhook\n", receiver.addr)).unwrap();
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap(), "--remind-hours", "1"];
+    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let node = new_node_id();
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    let kinds = |n| -> Vec<String> {
+        let hits = receiver.wait_for(n);
+        hits.iter().map(|h| h.body.split(r#""kind":""#).nth(1).unwrap().split('"').next().unwrap().to_owned()).collect()
+    };
+    clock.advance_secs(45);
+    assert_eq!(kinds(1), ["offline"]);
+    clock.advance_secs(1800);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(receiver.hits().len(), 1, "reminded early");
+    clock.advance_secs(1800);
+    assert_eq!(kinds(2), ["offline", "reminder"]);
+    clock.advance_secs(3600);
+    assert_eq!(kinds(3), ["offline", "reminder", "reminder"]);
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    assert_eq!(kinds(4), ["offline", "reminder", "reminder", "recovered"]);
+    clock.advance_secs(3 * 3600);
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(receiver.hits().len(), 4, "{:#?}", receiver.hits());
+}
+
+/// The alert is in the outbox on disk before anyone is told; a SIGKILL before delivery
+/// does not lose it, and it is delivered once after the restart.
+#[test]
+fn kill_9_between_the_state_change_and_delivery_still_delivers_once() {
+    let temp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed: nobody listens yet
+    let clock = TestClock::new(temp.path());
+    let conf = temp.path().join("one.conf");
+    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = http://{port}/webhook\n")).unwrap();
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    let dir = temp.path().join("db");
+    let mut collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
+    let key = collector.api_key();
+    let node = new_node_id();
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    clock.advance_secs(45);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !collector.get("/api/alerts", &key).body.contains(r#""attempts":1"#) {
+        assert!(std::time::Instant::now() < deadline, "the offline alert was never attempted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    collector.kill9();
+
+    let receiver = Receiver::start_on(&port.to_string());
+    let _collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
+    clock.advance_secs(5); // past the retry's backoff
+    let hits = receiver.wait_for(1);
+    assert!(hits[0].body.contains(r#""kind":"offline""#), "{}", hits[0].body);
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(receiver.hits().len(), 1, "delivered more than once: {:#?}", receiver.hits());
+}
+
+#[test]
+fn alert_test_reports_what_each_channel_answered() {
+    let temp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let conf = alerts_file(temp.path(), receiver.addr);
+    let out = std::process::Command::new(collector_bin())
+        .args(["alert", "test", "--alerts", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for channel in ["hook", "phone", "discord", "slack", "gotify", "am", "kitchen", "reboots"] {
+        assert!(stdout.contains(&format!("{channel}: 200 OK")), "{channel} missing from {stdout}");
+    }
+    assert_eq!(receiver.hits().len(), 8);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    std::fs::write(&conf, format!("[channel gone]\ntype = slack\nurl = http://{closed}/x\n")).unwrap();
+    let out = std::process::Command::new(collector_bin())
+        .args(["alert", "test", "--alerts", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("gone: FAILED: cannot reach"));
+}
+
+#[test]
+fn a_mistake_in_the_channels_file_names_its_line() {
+    let temp = tempfile::tempdir().unwrap();
+    let conf = temp.path().join("bad.conf");
+    std::fs::write(&conf, "[channel a]\nurl = https://x\ntype = pager\n").unwrap();
+    let out = std::process::Command::new(collector_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--alerts", conf.to_str().unwrap(), "--data-dir"])
+        .arg(temp.path().join("db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.conf: line 3: unknown channel type `pager`"), "{stderr}");
+}
