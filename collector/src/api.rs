@@ -1,8 +1,9 @@
 //! The HTTP API as plain functions: a parsed request and a transaction in, a reply out.
 //! No sockets here; `http` moves bytes, this module decides what they mean.
 
-use crate::alerts::{self, config::Channels};
+use crate::alerts::{self, config::Channels, worker::Stats};
 use crate::liveness::{self, Policy};
+use crate::metrics::{self, Metrics};
 use crate::model::{AlertRecord, EnrolledFacts, EventRecord, NodeRecord, NodeView};
 use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX};
 use crate::store::{self, Txn};
@@ -35,12 +36,15 @@ pub struct Request {
     pub bearer: Option<String>,
     pub content_type: Option<String>,
     pub body: String,
+    /// From loopback, and not forwarded by a proxy (no `X-Forwarded-For`/`CF-Connecting-IP`).
+    pub local: bool,
 }
 
 /// What to send back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
+    pub content_type: &'static str,
     pub body: String,
     /// Methods for the `Allow` header of a 405.
     pub allow: Option<&'static str>,
@@ -48,7 +52,7 @@ pub struct Reply {
 
 impl Reply {
     fn json<T: Serialize>(status: u16, value: &T) -> Reply {
-        Reply { status, body: json::to_string(value), allow: None }
+        Reply { status, content_type: "application/json", body: json::to_string(value), allow: None }
     }
 }
 
@@ -60,6 +64,8 @@ pub struct Context<'a> {
     pub allow_anonymous: bool,
     pub policy: &'a Policy,
     pub channels: &'a Channels,
+    pub metrics: &'a Metrics,
+    pub alert_stats: &'a Stats,
 }
 
 /// An error answer: status, stable code, and a sentence a person can act on.
@@ -163,6 +169,7 @@ pub fn handle(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Result<Repl
 #[derive(Debug, PartialEq)]
 enum Route<'a> {
     Health,
+    Metrics,
     Heartbeat,
     Enroll,
     Nodes,
@@ -175,6 +182,7 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
     let path = req.path.trim_end_matches('/');
     let (route, allow) = match path {
         "/healthz" => (Route::Health, "GET, HEAD"),
+        "/metrics" => (Route::Metrics, "GET, HEAD"),
         "/api/agent/heartbeat" | "/agent/heartbeat" => (Route::Heartbeat, "POST"),
         "/api/agents/enroll" => (Route::Enroll, "POST"),
         "/api/nodes" => (Route::Nodes, "GET, HEAD"),
@@ -210,6 +218,22 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
 fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     match route {
         Route::Health => Ok(Reply::json(200, &Health { status: "ok", nodes: txn.node_count()? })),
+        Route::Metrics => {
+            if !req.local {
+                require_api_key(req, txn)?;
+            }
+            let nodes = txn.nodes()?;
+            let snapshot = metrics::Snapshot {
+                metrics: ctx.metrics,
+                alerts: ctx.alert_stats,
+                alerts_pending: txn.outbox()?.len() as u64,
+                nodes: &nodes,
+                now_ms: ctx.now_ms,
+                policy: ctx.policy,
+            };
+            let body = metrics::render(&snapshot);
+            Ok(Reply { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body, allow: None })
+        }
         Route::Heartbeat => heartbeat(req, txn, ctx),
         Route::Enroll => enroll(req, txn, ctx),
         Route::Nodes => {
@@ -510,6 +534,7 @@ mod tests {
             bearer: None,
             content_type: content_type.map(Into::into),
             body: String::new(),
+            local: false,
         }
     }
 

@@ -112,11 +112,12 @@ fn run_serve(serve: &Serve) -> Result<(), Failure> {
     );
     let clock = Clock::from_env();
     let (wake, woken) = std::sync::mpsc::sync_channel(1);
+    let alert_stats = Arc::new(worker::Stats::default());
     let worker = worker::Worker {
         store: store.clone(),
         channels: channels.clone(),
         clock: clock.clone(),
-        stats: Arc::default(),
+        stats: alert_stats.clone(),
     };
     std::thread::Builder::new()
         .name("alerts".into())
@@ -133,6 +134,7 @@ fn run_serve(serve: &Serve) -> Result<(), Failure> {
         },
         channels,
         clock,
+        alert_stats,
     };
     http::serve(listener, &store, &config, &wake).map_err(|e| format!("the server stopped: {e}"))
 }

@@ -9,10 +9,12 @@
 //! thread for its whole life and queues new connections behind busy ones, so a client
 //! holding keep-alive connections (cloudflared does) could starve the others.
 
+use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
 use crate::api::{self, ApiError, Context, Method, Reply, MAX_BODY};
 use crate::clock::Clock;
 use crate::liveness::Policy;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
@@ -32,6 +34,7 @@ pub struct ServeConfig {
     pub policy: Policy,
     pub channels: std::sync::Arc<Channels>,
     pub clock: Clock,
+    pub alert_stats: std::sync::Arc<Stats>,
 }
 
 /// How often the loop looks for nodes past their deadline.
@@ -47,6 +50,7 @@ pub fn serve(listener: TcpListener, store: &Store, config: &ServeConfig, wake: &
     set_socket_timeout(&listener, libc::SO_SNDTIMEO, config.io_timeout)?;
     let server = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
     let (mut last_sweep, mut last_prune) = (Instant::now() - SWEEP_EVERY, Instant::now() - PRUNE_EVERY);
+    let mut metrics = Metrics::default();
     loop {
         if let Some(first) = server.recv_timeout(SWEEP_EVERY)? {
             let mut batch = vec![first];
@@ -56,12 +60,13 @@ pub fn serve(listener: TcpListener, store: &Store, config: &ServeConfig, wake: &
                     _ => break,
                 }
             }
-            if handle_batch(batch, store, config) > 0 {
+            if handle_batch(batch, store, config, &mut metrics) > 0 {
                 let _ = wake.try_send(());
             }
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
+            metrics.db_bytes = store.disk_size();
             let now = config.clock.now_ms();
             match store.write(|txn| alerts::sweep(txn, now, &config.policy, &config.channels)) {
                 Ok(0) => {}
@@ -84,14 +89,23 @@ pub fn serve(listener: TcpListener, store: &Store, config: &ServeConfig, wake: &
 }
 
 /// Answers a batch after committing it; returns how many alerts it raised.
-fn handle_batch(mut batch: Vec<tiny_http::Request>, store: &Store, config: &ServeConfig) -> usize {
+fn handle_batch(
+    mut batch: Vec<tiny_http::Request>,
+    store: &Store,
+    config: &ServeConfig,
+    metrics: &mut Metrics,
+) -> usize {
+    let started = Instant::now();
     let requests: Vec<Result<api::Request, Reply>> = batch.iter_mut().map(read_request).collect();
     let context = Context {
         now_ms: config.clock.now_ms(),
         allow_anonymous: config.allow_anonymous,
         policy: &config.policy,
         channels: &config.channels,
+        metrics,
+        alert_stats: &config.alert_stats,
     };
+    let committing = Instant::now();
     let mut alerts = 0;
     let outcome = store.write(|txn| {
         let replies = requests
@@ -104,10 +118,20 @@ fn handle_batch(mut batch: Vec<tiny_http::Request>, store: &Store, config: &Serv
         alerts = txn.alerts_written();
         replies
     });
+    metrics.commit_seconds.observe(committing.elapsed().as_secs_f64());
+    metrics.batch_requests.observe(batch.len() as f64);
     let replies = outcome.unwrap_or_else(|e| vec![ApiError::storage(&e).into_reply(); batch.len()]);
     log::debug!("answered a batch of {}", batch.len());
-    for (request, reply) in batch.into_iter().zip(&replies) {
+    for ((request, reply), parsed) in batch.into_iter().zip(&replies).zip(&requests) {
+        let is_heartbeat = parsed.as_ref().map_or_else(
+            |_| request.url().ends_with("/agent/heartbeat"),
+            |r| r.method == Method::Post && r.path.ends_with("/agent/heartbeat"),
+        );
         respond(request, reply);
+        if is_heartbeat {
+            metrics.count_heartbeat(reply.status);
+        }
+        metrics.request_seconds.observe(started.elapsed().as_secs_f64());
     }
     alerts
 }
@@ -133,6 +157,8 @@ fn read_request(request: &mut tiny_http::Request) -> Result<api::Request, Reply>
         .or_else(|| header("X-Host-Token"))
         .filter(|t| !t.is_empty());
     let content_type = header("Content-Type");
+    let forwarded = header("X-Forwarded-For").is_some() || header("CF-Connecting-IP").is_some();
+    let local = !forwarded && request.remote_addr().is_some_and(|a| a.ip().is_loopback());
     if request.body_length().is_some_and(|len| len > MAX_BODY) {
         return Err(ApiError::body_too_large().into_reply());
     }
@@ -150,7 +176,7 @@ fn read_request(request: &mut tiny_http::Request) -> Result<api::Request, Reply>
     }
     let body = String::from_utf8(body)
         .map_err(|_| ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply())?;
-    Ok(api::Request { method, path, query, bearer, content_type, body })
+    Ok(api::Request { method, path, query, bearer, content_type, body, local })
 }
 
 fn respond(request: tiny_http::Request, reply: &Reply) {
@@ -158,10 +184,11 @@ fn respond(request: tiny_http::Request, reply: &Reply) {
     let mut out = Vec::with_capacity(160 + reply.body.len());
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n",
         reply.status,
         reason(reply.status),
+        reply.content_type,
         reply.body.len()
     );
     if let Some(allow) = reply.allow {

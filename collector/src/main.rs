@@ -7,6 +7,7 @@ mod clock;
 mod commands;
 mod http;
 mod liveness;
+mod metrics;
 mod model;
 mod secret;
 mod store;

@@ -182,6 +182,11 @@ impl Store {
         Ok(())
     }
 
+    /// Bytes the data file takes on disk.
+    pub fn disk_size(&self) -> u64 {
+        self.env.real_disk_size().unwrap_or(0)
+    }
+
     pub fn path(&self) -> &Path {
         self.env.path()
     }

@@ -6,4 +6,5 @@ mod durability;
 mod enrolment;
 mod errors;
 mod fairness;
+mod metrics;
 mod support;

@@ -1,0 +1,237 @@
+//! Prometheus metrics: the collector's own counters, and every node as gauges.
+//! Rendered in the text exposition format (version 0.0.4).
+
+use crate::alerts::worker::Stats;
+use crate::liveness::Policy;
+use crate::model::{NodeRecord, Status};
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+/// A cumulative histogram with fixed upper bounds.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        for (bound, count) in self.bounds.iter().zip(&mut self.counts) {
+            if value <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            self.count, self.sum, self.count
+        );
+    }
+}
+
+const SECONDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// What heartbeats got, by the answer's status.
+const RESULTS: [&str; 5] = ["accepted", "invalid", "unauthorized", "forbidden", "failed"];
+
+/// The request thread's own counters.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    heartbeats: [u64; RESULTS.len()],
+    /// From reading a request to writing its answer.
+    pub request_seconds: Histogram,
+    pub batch_requests: Histogram,
+    pub commit_seconds: Histogram,
+    pub db_bytes: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            heartbeats: [0; RESULTS.len()],
+            request_seconds: Histogram::new(SECONDS),
+            batch_requests: Histogram::new(BATCH),
+            commit_seconds: Histogram::new(SECONDS),
+            db_bytes: 0,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count_heartbeat(&mut self, status: u16) {
+        let result = match status {
+            200..=299 => 0,
+            400 | 413 | 415 => 1,
+            401 => 2,
+            403 => 3,
+            _ => 4,
+        };
+        self.heartbeats[result] += 1;
+    }
+}
+
+/// Everything /metrics shows.
+pub struct Snapshot<'a> {
+    pub metrics: &'a Metrics,
+    pub alerts: &'a Stats,
+    pub alerts_pending: u64,
+    pub nodes: &'a [NodeRecord],
+    pub now_ms: i64,
+    pub policy: &'a Policy,
+}
+
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::with_capacity(1024 + s.nodes.len() * 1200);
+    let gauge = |out: &mut String, name: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    };
+    let counter = |out: &mut String, name: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    };
+
+    counter(&mut out, "hearth_heartbeats_total", "Heartbeats received, by what the collector answered.");
+    for (result, count) in RESULTS.iter().zip(s.metrics.heartbeats) {
+        let _ = writeln!(out, "hearth_heartbeats_total{{result=\"{result}\"}} {count}");
+    }
+    let m = s.metrics;
+    m.request_seconds.render(
+        &mut out,
+        "hearth_request_duration_seconds",
+        "Time from reading a request to answering it, commit included.",
+    );
+    m.batch_requests.render(&mut out, "hearth_commit_batch_requests", "Requests carried by one group commit.");
+    m.commit_seconds.render(&mut out, "hearth_commit_duration_seconds", "Time to apply and commit (fsync) one batch.");
+    gauge(&mut out, "hearth_db_size_bytes", "Size of the LMDB data file.");
+    let _ = writeln!(out, "hearth_db_size_bytes {}", m.db_bytes);
+    counter(&mut out, "hearth_alerts_sent_total", "Alert deliveries a channel accepted.");
+    let _ = writeln!(out, "hearth_alerts_sent_total {}", s.alerts.sent.load(Ordering::Relaxed));
+    counter(
+        &mut out,
+        "hearth_alert_attempts_failed_total",
+        "Alert delivery attempts that failed (and will be retried).",
+    );
+    let _ = writeln!(out, "hearth_alert_attempts_failed_total {}", s.alerts.failed_attempts.load(Ordering::Relaxed));
+    counter(&mut out, "hearth_alerts_failed_total", "Alert deliveries given up after every retry.");
+    let _ = writeln!(out, "hearth_alerts_failed_total {}", s.alerts.given_up.load(Ordering::Relaxed));
+    gauge(&mut out, "hearth_alerts_pending", "Alerts waiting in the outbox for at least one channel.");
+    let _ = writeln!(out, "hearth_alerts_pending {}", s.alerts_pending);
+
+    let statuses = [Status::Pending, Status::Online, Status::Late, Status::Offline, Status::Stopped];
+    let per_node: Vec<(String, Status)> =
+        s.nodes.iter().map(|n| (labels(n), n.status(s.now_ms, s.policy.grace_ms(n)))).collect();
+    gauge(&mut out, "hearth_nodes", "Nodes, by status.");
+    for status in statuses {
+        let count = per_node.iter().filter(|(_, st)| *st == status).count();
+        let _ = writeln!(out, "hearth_nodes{{status=\"{}\"}} {count}", status.as_str());
+    }
+    gauge(&mut out, "hearth_node_up", "1 if the node is online or late, 0 if not.");
+    for (l, status) in &per_node {
+        let _ = writeln!(out, "hearth_node_up{{{l}}} {}", u8::from(matches!(status, Status::Online | Status::Late)));
+    }
+    gauge(&mut out, "hearth_node_status", "1 for the node's current status, 0 for the others.");
+    for (l, status) in &per_node {
+        for candidate in statuses {
+            let _ = writeln!(
+                out,
+                "hearth_node_status{{{l},status=\"{}\"}} {}",
+                candidate.as_str(),
+                u8::from(candidate == *status)
+            );
+        }
+    }
+    gauge(
+        &mut out,
+        "hearth_node_last_seen_timestamp_seconds",
+        "When the node's last heartbeat arrived, by the collector's clock.",
+    );
+    for (node, (l, _)) in s.nodes.iter().zip(&per_node) {
+        if let Some(seen) = node.last_seen {
+            let _ = writeln!(out, "hearth_node_last_seen_timestamp_seconds{{{l}}} {}", seen as f64 / 1000.0);
+        }
+    }
+    type Fact = fn(&hearth_wire::Heartbeat) -> Option<f64>;
+    let facts: [(&str, &str, Fact); 8] = [
+        ("hearth_node_load1", "Load average over 1 minute.", |h| Some(*h.load.as_ref()?.first()?)),
+        ("hearth_node_load5", "Load average over 5 minutes.", |h| Some(*h.load.as_ref()?.get(1)?)),
+        ("hearth_node_load15", "Load average over 15 minutes.", |h| Some(*h.load.as_ref()?.get(2)?)),
+        ("hearth_node_memory_bytes", "Total memory.", |h| h.memory_mb.map(|v| v as f64 * 1_048_576.0)),
+        ("hearth_node_memory_available_bytes", "Available memory.", |h| {
+            h.mem_available_mb.map(|v| v as f64 * 1_048_576.0)
+        }),
+        ("hearth_node_disk_bytes", "Size of the root filesystem.", |h| h.disk_gb.map(|v| v as f64 * 1_073_741_824.0)),
+        ("hearth_node_disk_free_bytes", "Free space on the root filesystem.", |h| {
+            h.disk_free_gb.map(|v| v as f64 * 1_073_741_824.0)
+        }),
+        ("hearth_node_uptime_seconds", "Seconds since the node booted.", |h| h.uptime_secs.map(|v| v as f64)),
+    ];
+    for (name, help, fact) in facts {
+        gauge(&mut out, name, help);
+        for (node, (l, _)) in s.nodes.iter().zip(&per_node) {
+            if let Some(value) = node.heartbeat.as_ref().and_then(fact) {
+                let _ = writeln!(out, "{name}{{{l}}} {value}");
+            }
+        }
+    }
+    gauge(&mut out, "hearth_node_check_ok", "1 if the node's check passed in its last heartbeat, 0 if not.");
+    for (node, (l, _)) in s.nodes.iter().zip(&per_node) {
+        for check in node.heartbeat.iter().flat_map(|h| h.checks.iter().flatten()) {
+            let _ =
+                writeln!(out, "hearth_node_check_ok{{{l},check=\"{}\"}} {}", escape(&check.name), u8::from(check.ok));
+        }
+    }
+    out
+}
+
+fn labels(node: &NodeRecord) -> String {
+    format!(
+        "node_id=\"{}\",name=\"{}\",hostname=\"{}\"",
+        escape(&node.node_id),
+        escape(&node.name),
+        escape(&node.hostname)
+    )
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative() {
+        let mut h = Histogram::new(&[1.0, 2.0]);
+        for v in [0.5, 1.5, 3.0] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x", "help");
+        assert!(
+            out.contains("x_bucket{le=\"1\"} 1\nx_bucket{le=\"2\"} 2\nx_bucket{le=\"+Inf\"} 3\nx_sum 5\nx_count 3"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

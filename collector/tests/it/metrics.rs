@@ -1,0 +1,81 @@
+//! GET /metrics: Prometheus text that promtool accepts, readable from loopback without a key.
+
+use crate::support::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+#[test]
+fn metrics_pass_promtool_and_describe_every_node() {
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let node = new_node_id();
+    let body = v1_heartbeat(&node).replace(
+        r#""hostname":"pi-zero""#,
+        r#""hostname":"pi-zero","name":"say \"hi\"","load":[0.5,0.25,0.125],"memory_mb":512,"uptime_secs":99,
+           "checks":[{"name":"cloudflared","ok":false,"detail":"inactive"}]"#,
+    );
+    assert_eq!(collector.post("/api/agent/heartbeat", &[], &body).status, 200);
+    collector.post("/api/agent/heartbeat", &[], "{broken");
+    let r = send(collector.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.head.contains("Content-Type: text/plain; version=0.0.4"), "{}", r.head);
+    let labels = format!(r#"node_id="{node}",name="say \"hi\"",hostname="pi-zero""#);
+    for line in [
+        format!("hearth_node_up{{{labels}}} 1"),
+        format!(r#"hearth_node_status{{{labels},status="online"}} 1"#),
+        format!(r#"hearth_node_status{{{labels},status="offline"}} 0"#),
+        format!("hearth_node_load1{{{labels}}} 0.5"),
+        format!("hearth_node_memory_bytes{{{labels}}} 536870912"),
+        format!(r#"hearth_node_check_ok{{{labels},check="cloudflared"}} 0"#),
+        r#"hearth_heartbeats_total{result="accepted"} 1"#.to_owned(),
+        r#"hearth_heartbeats_total{result="invalid"} 1"#.to_owned(),
+        r#"hearth_nodes{status="online"} 1"#.to_owned(),
+        "hearth_alerts_pending 0".to_owned(),
+    ] {
+        assert!(r.body.lines().any(|l| l == line), "missing {line}\n{}", r.body);
+    }
+    for prefix in [
+        "hearth_node_last_seen_timestamp_seconds{",
+        "hearth_commit_batch_requests_bucket{",
+        "hearth_request_duration_seconds_count ",
+        "hearth_commit_duration_seconds_sum ",
+    ] {
+        assert!(r.body.contains(prefix), "missing {prefix}\n{}", r.body);
+    }
+    promtool_accepts(&r.body);
+
+    // Through a proxy (cloudflared connects from loopback too), the metrics need an API key.
+    let proxied = send(collector.addr, "GET", "/metrics", &[("CF-Connecting-IP", "203.0.113.9")], b"");
+    proxied.assert_error(401, "unauthorized", "API key");
+    let key = collector.api_key();
+    let with_key = send(
+        collector.addr,
+        "GET",
+        "/metrics",
+        &[("X-Forwarded-For", "203.0.113.9"), ("Authorization", &format!("Bearer {key}"))],
+        b"",
+    );
+    assert_eq!(with_key.status, 200);
+}
+
+/// Runs `promtool check metrics`. CI installs it (Debian's `prometheus` package); a developer
+/// machine without it is told so, rather than failing.
+fn promtool_accepts(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(_) if std::env::var_os("CI").is_none() => {
+            eprintln!("promtool not found (apt-get install prometheus); skipping its check of /metrics");
+            return;
+        }
+        Err(e) => panic!("promtool is needed in CI: {e}"),
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics complained:\n{said}");
+}
