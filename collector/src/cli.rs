@@ -14,6 +14,7 @@ Usage:
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
   hearth-collector apikey create [--name N]
   hearth-collector nodes [--json]
+  hearth-collector node set NODE_ID --grace-secs N
   hearth-collector alert test [--channel NAME] [--alerts FILE]
 
 Commands:
@@ -21,6 +22,7 @@ Commands:
   token create   mint a one-time enrolment token and print it, alone, on stdout
   apikey create  mint an API key for GET /api/nodes and print it, alone, on stdout
   nodes          print the node table (--json: as the API returns it)
+  node set       give one node its own grace (0 returns it to the default)
   alert test     send a test notification to each channel (or one) and print its answer
 
 Options:
@@ -57,6 +59,7 @@ pub enum Command {
     ApiKeyCreate { data_dir: PathBuf, name: Option<String> },
     Nodes { data_dir: PathBuf, json: bool },
     AlertTest { alerts: Option<PathBuf>, channel: Option<String> },
+    NodeSet { data_dir: PathBuf, node_id: String, grace_secs: Option<u64> },
     Help,
     Version,
 }
@@ -115,7 +118,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("node") => node = Some(parser.value()?.string()?.to_ascii_lowercase()),
             Long("alerts") => alerts = Some(parser.value()?.into()),
             Long("channel") => channel = Some(parser.value()?.string()?),
-            Long("grace-secs") => grace_secs = Some(number(&mut parser, "--grace-secs")? as u64),
+            Long("grace-secs") => grace_secs = Some(whole(&mut parser, "--grace-secs")?),
             Long("min-down-secs") => min_down_secs = Some(whole(&mut parser, "--min-down-secs")?),
             Long("remind-hours") => remind_hours = Some(whole(&mut parser, "--remind-hours")?).filter(|h| *h > 0),
             Value(word) => words.push(word.string()?),
@@ -126,6 +129,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     Ok(match words.as_slice() {
         ["serve"] => Command::Serve(Serve {
+            grace_secs: grace_secs.filter(|g| *g > 0),
             listen,
             data_dir,
             allow_anonymous,
@@ -133,7 +137,6 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             max_batch,
             io_timeout,
             alerts,
-            grace_secs,
             min_down_secs,
             remind_hours,
         }),
@@ -141,6 +144,14 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         ["apikey", "create"] => Command::ApiKeyCreate { data_dir, name },
         ["nodes"] => Command::Nodes { data_dir, json },
         ["alert", "test"] => Command::AlertTest { alerts, channel },
+        ["node", "set", id] => {
+            let grace_secs = grace_secs.ok_or_else(|| UsageError("node set needs --grace-secs N".into()))?;
+            Command::NodeSet {
+                data_dir,
+                node_id: id.to_ascii_lowercase(),
+                grace_secs: Some(grace_secs).filter(|g| *g > 0),
+            }
+        }
         [] => return Err(UsageError("no command given; try `hearth-collector serve` or --help".into())),
         other => return Err(UsageError(format!("unknown command `{}`; see --help", other.join(" ")))),
     })

@@ -69,6 +69,29 @@ pub fn run(command: Command) -> Result<(), Failure> {
             eprintln!("API key {} created; it is shown only now", record.id);
         }
         Command::AlertTest { alerts, channel } => return alert_test(alerts.as_deref(), channel.as_deref()),
+        Command::NodeSet { data_dir, node_id, grace_secs } => {
+            let store = open_store(&data_dir, None)?;
+            let found = store
+                .write(|txn| {
+                    let Some(mut node) = txn.node(&node_id)? else { return Ok(false) };
+                    let previous = node.deadline;
+                    node.grace_secs = grace_secs;
+                    // The running collector judges the node again at its next sweep, with its own settings.
+                    if previous.is_some() {
+                        node.deadline = Some(now_ms());
+                    }
+                    txn.save_node(&node, previous)?;
+                    Ok(true)
+                })
+                .map_err(|e| e.to_string())?;
+            if !found {
+                return Err(format!("no node has the id {node_id}; see `hearth-collector nodes`"));
+            }
+            match grace_secs {
+                Some(secs) => println!("node {node_id} now has {secs} s of grace"),
+                None => println!("node {node_id} uses the default grace again"),
+            }
+        }
         Command::Nodes { data_dir, json } => {
             let store = open_store(&data_dir, None)?;
             let nodes = store.read(|txn| txn.nodes()).map_err(|e| e.to_string())?;

@@ -230,3 +230,29 @@ fn a_mistake_in_the_channels_file_names_its_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.conf: line 3: unknown channel type `pager`"), "{stderr}");
 }
+
+#[test]
+fn a_node_with_its_own_grace_pages_later_and_the_running_collector_heeds_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let clock = TestClock::new(temp.path());
+    let conf = temp.path().join("one.conf");
+    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = http://{}/webhook\n", receiver.addr)).unwrap();
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let node = new_node_id();
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    let said = collector.admin(&["node", "set", &node, "--grace-secs", "600"]);
+    assert!(said.contains("600 s of grace"), "{said}");
+    clock.advance_secs(300); // far past the default (30 s + 10 s), well within 600 s
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(receiver.hits().is_empty(), "paged despite the node's own grace: {:?}", receiver.hits());
+    assert_eq!(collector.get(&format!("/api/nodes/{node}"), &collector.api_key()).field("status"), "late");
+    clock.advance_secs(311); // 611 s of silence: past 600 s of grace plus one 10 s interval
+    let hits = receiver.wait_for(1);
+    assert!(
+        hits[0].body.contains(r#""kind":"offline""#) && hits[0].body.contains("no heartbeat for 611 s"),
+        "{}",
+        hits[0].body
+    );
+}
