@@ -32,18 +32,40 @@ fn beat(node: &str, boot: &str, state: &str) -> String {
     format!("{}{extras}", &v1[..v1.len() - 1])
 }
 
+/// A collector on a test clock, whose channels (`conf`, given the receiver's address) all
+/// point at a receiver on loopback.
+struct Watch {
+    _temp: tempfile::TempDir,
+    receiver: Receiver,
+    clock: TestClock,
+    collector: Collector,
+}
+
+fn watch(conf: impl Fn(&Path, SocketAddr) -> PathBuf, extra: &[&str]) -> Watch {
+    let temp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let clock = TestClock::new(temp.path());
+    let conf = conf(temp.path(), receiver.addr);
+    let mut args = vec!["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    Watch { _temp: temp, receiver, clock, collector }
+}
+
+/// A channels file with one webhook channel.
+fn one_webhook(dir: &Path, receiver: SocketAddr) -> PathBuf {
+    let path = dir.join("one.conf");
+    std::fs::write(&path, format!("[channel hook]\ntype = webhook\nurl = http://{receiver}/webhook\n")).unwrap();
+    path
+}
+
 fn by_path<'a>(hits: &'a [Hit], path: &str) -> Vec<&'a Hit> {
     hits.iter().filter(|h| h.path == path).collect()
 }
 
 #[test]
 fn every_channel_hears_offline_and_recovery_in_its_own_form() {
-    let temp = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start();
-    let clock = TestClock::new(temp.path());
-    let conf = alerts_file(temp.path(), receiver.addr);
-    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
-    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let Watch { _temp, receiver, clock, collector } = watch(alerts_file, &[]);
     let node = new_node_id();
     assert_eq!(collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running")).status, 200);
 
@@ -105,12 +127,7 @@ fn every_channel_hears_offline_and_recovery_in_its_own_form() {
 
 #[test]
 fn a_missed_beat_and_a_clean_stop_never_page() {
-    let temp = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start();
-    let clock = TestClock::new(temp.path());
-    let conf = alerts_file(temp.path(), receiver.addr);
-    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
-    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let Watch { _temp, receiver, clock, collector } = watch(alerts_file, &[]);
     let node = new_node_id();
     collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
     clock.advance_secs(25); // one beat missed, the next one late
@@ -128,13 +145,7 @@ fn a_missed_beat_and_a_clean_stop_never_page() {
 
 #[test]
 fn a_node_that_stays_away_pages_once_reminds_on_schedule_and_recovers_once() {
-    let temp = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start();
-    let clock = TestClock::new(temp.path());
-    let conf = temp.path().join("one.conf");
-    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = http://{}/webhook\n", receiver.addr)).unwrap();
-    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap(), "--remind-hours", "1"];
-    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let Watch { _temp, receiver, clock, collector } = watch(one_webhook, &["--remind-hours", "1"]);
     let node = new_node_id();
     collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
     let kinds = |n| -> Vec<String> {
@@ -233,13 +244,7 @@ fn a_mistake_in_the_channels_file_names_its_line() {
 
 #[test]
 fn a_node_with_its_own_grace_pages_later_and_the_running_collector_heeds_it() {
-    let temp = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start();
-    let clock = TestClock::new(temp.path());
-    let conf = temp.path().join("one.conf");
-    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = http://{}/webhook\n", receiver.addr)).unwrap();
-    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
-    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let Watch { _temp, receiver, clock, collector } = watch(one_webhook, &[]);
     let node = new_node_id();
     collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
     let said = collector.admin(&["node", "set", &node, "--grace-secs", "600"]);

@@ -181,17 +181,7 @@ pub fn read_response(reader: &mut impl BufRead) -> Option<Response> {
 
 /// Reads a status line and headers, and no body (the answer to HEAD).
 fn read_head(reader: &mut impl BufRead) -> Option<Response> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
+    let head = read_head_text(reader)?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some(Response { status, head, body: String::new() })
 }
