@@ -134,7 +134,10 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
     if skew.abs() > SKEW_LIMIT_SECS && old_skew <= SKEW_LIMIT_SECS {
         changes.push(change(Kind::ClockSkew, None, format!("the node's clock is {skew} s off the collector's")));
     }
-    node.deadline = (!node.is_stopped()).then(|| policy.offline_at(node, now));
+    // An earlier deadline is left where it is: the sweep then finds the node not yet offline
+    // and moves it once, instead of every heartbeat moving it in the index.
+    let offline_at = policy.offline_at(node, now);
+    node.deadline = (!node.is_stopped()).then(|| node.deadline.filter(|d| *d <= offline_at).unwrap_or(offline_at));
     changes
 }
 
