@@ -24,16 +24,22 @@ pub fn build(extra: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Builds a release agent for `target` (a musl target needs `musl-gcc` for ring's C code)
-/// and returns the binary's path.
-pub fn build_agent_for(target: &str) -> Result<PathBuf, String> {
+/// Builds the agent as it ships (the `agent` profile) for `target`, or for this machine
+/// when `target` is `None`, and returns the binary's path. A musl target needs `musl-gcc`
+/// for ring's C code.
+pub fn build_agent_for(target: Option<&str>) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(root()).args(["build", "--profile", "agent", "-p", "hearth-agent"]);
+    let Some(target) = target else {
+        output(&mut command)?;
+        return Ok(root().join("target/agent/hearth-agent"));
+    };
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
     if !installed.lines().any(|t| t == target) {
         return Err(format!("the target is not installed (rustup target add {target})"));
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.current_dir(root()).args(["build", "--release", "-p", "hearth-agent", "--target", target]);
+    command.args(["--target", target]);
     if target.ends_with("-musl") {
         let cc = format!("CC_{}", target.replace('-', "_"));
         if std::env::var_os(&cc).is_none() {
@@ -44,7 +50,7 @@ pub fn build_agent_for(target: &str) -> Result<PathBuf, String> {
         }
     }
     output(&mut command)?;
-    Ok(root().join("target").join(target).join("release/hearth-agent"))
+    Ok(root().join("target").join(target).join("agent/hearth-agent"))
 }
 
 /// A collector started by a task; killed when dropped.
