@@ -10,7 +10,7 @@ hearth-collector: knows which of your nodes are alive, and since when
 Usage:
   hearth-collector serve [--listen ADDR] [--data-dir DIR] [--allow-anonymous]
                          [--alerts FILE] [--grace-secs N] [--min-down-secs N] [--remind-hours N]
-                         [--max-db-mb N] [--max-batch N] [--io-timeout SECS]
+                         [--max-db-mb N] [--max-batch N] [--io-timeout SECS] [--idle-exit SECS]
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
   hearth-collector apikey create [--name N]
   hearth-collector nodes [--json]
@@ -26,9 +26,10 @@ Commands:
   alert test     send a test notification to each channel (or one) and print its answer
 
 Options:
-  --listen ADDR      address to listen on [env HEARTH_LISTEN; default 127.0.0.1:8088];
-                     port 0 picks a free port, and the line `listening on http://ADDR`
-                     on stdout says which
+  --listen ADDR      address to listen on [env HEARTH_LISTEN; default 127.0.0.1:8088], or
+                     unix:/PATH for a Unix socket; port 0 picks a free port, and the
+                     line `listening on http://ADDR` on stdout says which. A socket passed
+                     by systemd (socket activation) takes precedence
   --data-dir DIR     where the LMDB store lives [env HEARTH_DATA_DIR;
                      default /var/lib/hearth-collector]
   --allow-anonymous  also accept heartbeats without a token, registering unknown nodes
@@ -42,6 +43,8 @@ Options:
   --max-batch N      the most requests one commit carries [default 256; 1 = no group commit]
   --io-timeout SECS  how long a client may take to send its request or read the answer
                      [default 10]
+  --idle-exit SECS   exit after SECS without a request, when no node is watched and no
+                     alert waits; with socket activation, the next request starts it again
   --ttl DURATION     how long an enrolment token stays valid: 90s, 15m, 1h, 2d [default 1h]
   --node ID          bind the token to an enrolled node, to enrol it again
   -h, --help         print this help
@@ -78,6 +81,7 @@ pub struct Serve {
     pub min_down_secs: Option<u64>,
     /// `None` turns reminders off.
     pub remind_hours: Option<u64>,
+    pub idle_exit: Option<Duration>,
 }
 
 /// A usage error, already worded for the person at the terminal.
@@ -101,6 +105,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let (mut ttl, mut name, mut tags, mut node) = (Duration::from_secs(3600), None, Vec::new(), None);
     let mut alerts: Option<PathBuf> = std::env::var_os("HEARTH_ALERTS").map(Into::into);
     let (mut grace_secs, mut min_down_secs, mut remind_hours, mut channel) = (None, None, Some(6), None);
+    let mut idle_exit = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -111,6 +116,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("json") => json = true,
             Long("max-db-mb") => max_db_mb = Some(number(&mut parser, "--max-db-mb")?),
             Long("max-batch") => max_batch = number(&mut parser, "--max-batch")?,
+            Long("idle-exit") => idle_exit = Some(Duration::from_secs(number(&mut parser, "--idle-exit")? as u64)),
             Long("io-timeout") => io_timeout = Duration::from_secs(number(&mut parser, "--io-timeout")? as u64),
             Long("ttl") => ttl = parse_duration(&parser.value()?.string()?)?,
             Long("name") => name = Some(parser.value()?.string()?),
@@ -139,6 +145,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             alerts,
             min_down_secs,
             remind_hours,
+            idle_exit,
         }),
         ["token", "create"] => Command::TokenCreate { data_dir, ttl, name, tags, node },
         ["apikey", "create"] => Command::ApiKeyCreate { data_dir, name },

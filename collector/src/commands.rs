@@ -5,13 +5,13 @@ use crate::alerts::{channel, worker};
 use crate::cli::{Command, Serve, HELP};
 use crate::clock::Clock;
 use crate::http::{self, ServeConfig};
+use crate::listen::Listener;
 use crate::liveness::Policy;
 use crate::model::{AlertRecord, ApiKeyRecord, EnrollTokenRecord, NodeRecord};
 use crate::secret::{self, API_KEY_PREFIX, ENROLL_PREFIX};
 use crate::store::{Store, StoreConfig, DEFAULT_MAX_MAP};
 use hearth_wire::format_rfc3339;
 use std::io::Write;
-use std::net::{TcpListener, ToSocketAddrs};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -118,15 +118,11 @@ pub fn run(command: Command) -> Result<(), Failure> {
 fn run_serve(serve: &Serve) -> Result<(), Failure> {
     let channels = Arc::new(load_channels(serve.alerts.as_deref())?);
     let store = Arc::new(open_store(&serve.data_dir, serve.max_db_mb)?);
-    let addr = serve
-        .listen
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| format!("--listen {} is not an address; write it like 127.0.0.1:8088", serve.listen))?;
-    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
-    println!("listening on http://{bound}");
+    let listener = match Listener::from_systemd()? {
+        Some(listener) => listener,
+        None => Listener::bind(&serve.listen)?,
+    };
+    println!("listening on {listener}");
     let _ = std::io::stdout().flush();
     log::info!(
         "serving {} ({}anonymous heartbeats)",
@@ -158,6 +154,7 @@ fn run_serve(serve: &Serve) -> Result<(), Failure> {
         channels,
         clock,
         alert_stats,
+        idle_exit: serve.idle_exit,
     };
     http::serve(listener, &store, &config, &wake).map_err(|e| format!("the server stopped: {e}"))
 }

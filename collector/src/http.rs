@@ -13,12 +13,12 @@ use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
 use crate::api::{self, ApiError, Context, Method, Reply, MAX_BODY};
 use crate::clock::Clock;
+use crate::listen::Listener;
 use crate::liveness::Policy;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use std::io::{self, Read, Write};
-use std::net::TcpListener;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 use std::time::Instant;
@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub channels: std::sync::Arc<Channels>,
     pub clock: Clock,
     pub alert_stats: std::sync::Arc<Stats>,
+    /// Exit after this long without a request, when no node is watched and no alert waits.
+    pub idle_exit: Option<Duration>,
 }
 
 /// How often the loop looks for nodes past their deadline.
@@ -44,15 +46,21 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Serves requests until the process ends. `wake` tells the alert worker that the
 /// outbox has something new.
-pub fn serve(listener: TcpListener, store: &Store, config: &ServeConfig, wake: &SyncSender<()>) -> io::Result<()> {
+pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &SyncSender<()>) -> io::Result<()> {
     // Accepted sockets inherit these, so a client that stalls mid-request is cut off.
-    set_socket_timeout(&listener, libc::SO_RCVTIMEO, config.io_timeout)?;
-    set_socket_timeout(&listener, libc::SO_SNDTIMEO, config.io_timeout)?;
-    let server = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
+    set_socket_timeout(listener.as_raw_fd(), libc::SO_RCVTIMEO, config.io_timeout)?;
+    set_socket_timeout(listener.as_raw_fd(), libc::SO_SNDTIMEO, config.io_timeout)?;
+    let server = match listener {
+        Listener::Tcp(l) => tiny_http::Server::from_listener(l, None),
+        Listener::Unix(l, _) => tiny_http::Server::from_listener(l, None),
+    }
+    .map_err(io::Error::other)?;
+    let mut last_request = Instant::now();
     let (mut last_sweep, mut last_prune) = (Instant::now() - SWEEP_EVERY, Instant::now() - PRUNE_EVERY);
     let mut metrics = Metrics::default();
     loop {
         if let Some(first) = server.recv_timeout(SWEEP_EVERY)? {
+            last_request = Instant::now();
             let mut batch = vec![first];
             while batch.len() < config.max_batch.max(1) {
                 match server.try_recv() {
@@ -75,6 +83,18 @@ pub fn serve(listener: TcpListener, store: &Store, config: &ServeConfig, wake: &
                 }
                 Err(e) => log::error!("sweep: {e}"),
             }
+        }
+        if config.idle_exit.is_some_and(|idle| last_request.elapsed() >= idle)
+            && !store.read(|txn| txn.busy()).unwrap_or(true)
+        {
+            log::info!("idle, with no node to watch and no alert to send: exiting (socket activation starts it again)");
+            // Connections not yet accepted stay in the socket's backlog for the next start;
+            // the ones already accepted are answered first.
+            server.stop_accepting();
+            while let Some(first) = server.recv_timeout(Duration::from_millis(300))? {
+                handle_batch(vec![first], store, config, &mut metrics);
+            }
+            return Ok(());
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
@@ -158,7 +178,7 @@ fn read_request(request: &mut tiny_http::Request) -> Result<api::Request, Reply>
         .filter(|t| !t.is_empty());
     let content_type = header("Content-Type");
     let forwarded = header("X-Forwarded-For").is_some() || header("CF-Connecting-IP").is_some();
-    let local = !forwarded && request.remote_addr().is_some_and(|a| a.ip().is_loopback());
+    let local = !forwarded && request.remote_addr().is_none_or(|a| a.ip().is_loopback()); // none: a Unix socket
     if request.body_length().is_some_and(|len| len > MAX_BODY) {
         return Err(ApiError::body_too_large().into_reply());
     }
@@ -222,16 +242,16 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn set_socket_timeout(listener: &TcpListener, option: libc::c_int, timeout: Duration) -> io::Result<()> {
+fn set_socket_timeout(fd: RawFd, option: libc::c_int, timeout: Duration) -> io::Result<()> {
     let value = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: timeout.subsec_micros() as libc::suseconds_t,
     };
-    // SAFETY: the descriptor is a live socket owned by `listener`, and `value` is a timeval
-    // whose size is passed alongside it, as setsockopt(2) requires for these options.
+    // SAFETY: the descriptor is a live listening socket, and `value` is a timeval whose
+    // size is passed alongside it, as setsockopt(2) requires for these options.
     let rc = unsafe {
         libc::setsockopt(
-            listener.as_raw_fd(),
+            fd,
             libc::SOL_SOCKET,
             option,
             (&raw const value).cast(),

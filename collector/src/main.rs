@@ -6,6 +6,7 @@ mod cli;
 mod clock;
 mod commands;
 mod http;
+mod listen;
 mod liveness;
 mod metrics;
 mod model;

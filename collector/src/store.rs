@@ -315,6 +315,12 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(out)
     }
 
+    /// Whether any node is watched (has a deadline) or any alert waits for delivery.
+    pub fn busy(&self) -> Result<bool, Error> {
+        let txn = self.raw.ro();
+        Ok(self.dbs.deadlines.first(txn)?.is_some() || self.dbs.outbox.first(txn)?.is_some())
+    }
+
     /// Nodes whose deadline is at or before `now`, earliest first.
     pub fn due_nodes(&self, now: i64) -> Result<Vec<(i64, String)>, Error> {
         let mut out = Vec::new();

@@ -1,5 +1,6 @@
 //! Integration tests: the real `hearth-collector` binary on 127.0.0.1 port 0.
 
+mod activation;
 mod alerts;
 mod contract;
 mod durability;
@@ -8,3 +9,4 @@ mod errors;
 mod fairness;
 mod metrics;
 mod support;
+mod units;

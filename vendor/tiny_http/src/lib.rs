@@ -423,28 +423,31 @@ impl Iterator for IncomingRequests<'_> {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
+impl Server {
+    /// Hearth patch: stops taking new connections, so that the ones still waiting stay in
+    /// the listening socket's backlog (a socket-activated service exiting leaves them to its
+    /// next start). Requests from connections already accepted still arrive through `recv`.
+    pub fn stop_accepting(&self) {
         self.close.store(true, Relaxed);
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
             #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
+            ListenAddr::Unix(addr) => match addr.as_pathname() {
+                Some(path) => std::os::unix::net::UnixStream::connect(path).map(Connection::from),
+                None => return,
+            },
         };
         if let Ok(stream) = maybe_stream {
             let _ = stream.shutdown(Shutdown::Both);
         }
+    }
+}
 
-        #[cfg(unix)]
-        if let ListenAddr::Unix(addr) = &self.listening_addr {
-            if let Some(path) = addr.as_pathname() {
-                let _ = std::fs::remove_file(path);
-            }
-        }
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Hearth patch: the socket file is not removed; with socket activation it is
+        // systemd's, and the next start needs it.
+        self.stop_accepting();
     }
 }
