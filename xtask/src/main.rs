@@ -2,6 +2,8 @@
 
 mod bench;
 mod demo;
+mod dist;
+mod e2e_arm;
 mod util;
 
 use std::process::ExitCode;
@@ -14,6 +16,14 @@ Tasks:
                        target/demo), mint a token, enrol a local agent, run it, and print
                        the node table as it changes. Ctrl-C stops it all; --seconds N stops
                        by itself after N seconds.
+  dist [--target T]…   static musl builds of both binaries (default: x86_64, aarch64, armv7,
+                       armv6 and, where it builds, riscv64) into target/dist: tarballs, the
+                       agents laid out as the collector's --agent-dir serves them
+                       (agent/linux/<uname -m>/hearth-agent), SHA256SUMS and SIZES.md.
+                       Installs zig (PyPI) and cargo-zigbuild when missing; no Docker.
+  e2e-arm [--target T] the agent's end-to-end tests against its aarch64 and armv6 builds,
+                       run under qemu-user (qemu-arm -cpu arm1176 for armv6), with a native
+                       collector on loopback; installs qemu-user-static when missing
   bench [ingest|footprint]
                        ingest: heartbeats/s and latency with group commit and without, side
                        by side, on release builds. footprint: the agent's binary size and
@@ -25,6 +35,8 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["demo", rest @ ..] => demo::run(rest),
+        ["dist", rest @ ..] => dist::run(rest),
+        ["e2e-arm", rest @ ..] => e2e_arm::run(rest),
         ["bench", rest @ ..] => bench::run(rest),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");

@@ -4,7 +4,25 @@ use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const AGENT: &str = env!("CARGO_BIN_EXE_hearth-agent");
+/// The agent under test: this build, or, for `cargo xtask e2e-arm`, a cross-built one
+/// (`HEARTH_AGENT_BIN`) run under an emulator (`HEARTH_AGENT_RUNNER`, e.g. `qemu-aarch64-static`).
+pub fn agent_command() -> Command {
+    let bin = std::env::var("HEARTH_AGENT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hearth-agent").into());
+    match std::env::var("HEARTH_AGENT_RUNNER") {
+        Ok(runner) => {
+            let mut words = runner.split_whitespace();
+            let mut command = Command::new(words.next().expect("HEARTH_AGENT_RUNNER names a program"));
+            command.args(words).arg(bin);
+            command
+        }
+        Err(_) => Command::new(bin),
+    }
+}
+
+/// What the agent under test reports as `arch` (`uname -m`).
+fn expected_machine() -> String {
+    std::env::var("HEARTH_AGENT_MACHINE").unwrap_or_else(|_| std::env::consts::ARCH.into())
+}
 
 /// An agent with its own state directory and no config file of the host's.
 pub struct Agent {
@@ -18,7 +36,7 @@ impl Agent {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(AGENT);
+        let mut command = agent_command();
         command
             .args(["--state-dir", self.state.path().to_str().unwrap(), "--collector", &self.collector_url])
             .args(["--config", self.empty_config().to_str().unwrap()])
@@ -79,7 +97,7 @@ fn init_enroll_once_reports_the_node_with_its_facts() {
     let view = node_view(&collector, &agent.node_id());
     assert_eq!(view.field("status"), "online");
     assert_eq!(view.field("name"), "garage-pi");
-    assert_eq!(view.field("arch"), std::env::consts::ARCH);
+    assert_eq!(view.field("arch"), expected_machine());
     for fact in ["cpu_cores", "memory_mb", "disk_gb", "load", "uptime_secs", "boot_id", "checks", "kernel"] {
         assert!(
             !matches!(view.json().get(fact), None | Some(miniserde::json::Value::Null)),
@@ -149,7 +167,7 @@ fn an_existing_v1_env_file_works_unchanged() {
         ),
     )
     .unwrap();
-    let out = Command::new(AGENT)
+    let out = agent_command()
         .args(["once", "--config", env_file.to_str().unwrap(), "--state-dir", agent.state.path().to_str().unwrap()])
         .env("HEARTH_CHECK_SERVICES", "")
         .output()
@@ -167,7 +185,7 @@ fn mistakes_are_named_with_how_to_fix_them() {
     let agent = Agent::new("http://127.0.0.1:9");
     let bad = agent.state.path().join("bad.env");
     std::fs::write(&bad, "HEARTH_NAME=ok\nthis is not a setting\n").unwrap();
-    let out = Command::new(AGENT).args(["check", "--config", bad.to_str().unwrap()]).output().unwrap();
+    let out = agent_command().args(["check", "--config", bad.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("bad.env: line 2"), "{}", stderr(&out));
 
@@ -179,7 +197,7 @@ fn mistakes_are_named_with_how_to_fix_them() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("check the collector URL"), "{}", stderr(&out));
 
-    let out = Command::new(AGENT).args(["run", "--interval", "0"]).output().unwrap();
+    let out = agent_command().args(["run", "--interval", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("from 1 to"), "{}", stderr(&out));
 
