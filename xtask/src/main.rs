@@ -1,6 +1,7 @@
 //! `cargo xtask TASK`: Hearth's chores, written in Rust so they run wherever cargo does.
 
 mod bench;
+mod deb;
 mod demo;
 mod dist;
 mod e2e_arm;
@@ -24,6 +25,9 @@ Tasks:
   e2e-arm [--target T] the agent's end-to-end tests against its aarch64 and armv6 builds,
                        run under qemu-user (qemu-arm -cpu arm1176 for armv6), with a native
                        collector on loopback; installs qemu-user-static when missing
+  deb [--arch A]       a .deb per architecture (amd64, arm64, armhf = the ARMv6 build,
+                       riscv64) into target/deb: both binaries, the units, and an example
+                       /etc/hearth/agent.env kept on upgrade
   bench [ingest|footprint]
                        ingest: heartbeats/s and latency with group commit and without, side
                        by side, on release builds. footprint: the agent's binary size and
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         ["demo", rest @ ..] => demo::run(rest),
         ["dist", rest @ ..] => dist::run(rest),
         ["e2e-arm", rest @ ..] => e2e_arm::run(rest),
+        ["deb", rest @ ..] => deb::run(rest),
         ["bench", rest @ ..] => bench::run(rest),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
