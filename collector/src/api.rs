@@ -38,6 +38,9 @@ pub struct Request {
     pub body: String,
     /// From loopback, and not forwarded by a proxy (no `X-Forwarded-For`/`CF-Connecting-IP`).
     pub local: bool,
+    /// Who sent it: the peer's address, or with `--trust-proxy cloudflare` the one
+    /// `CF-Connecting-IP` names. `None` over a Unix socket with no trusted proxy header.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// What to send back.
@@ -432,17 +435,22 @@ fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
 fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     let body = EnrollRequest::from_json(&req.body)?;
     let token_hash = secret::hash(&body.token);
+    let from = req.client.map_or_else(|| "a Unix socket".to_owned(), |ip| ip.to_string());
+    let refuse = |error: ApiError| -> Handled {
+        log::warn!("enrolment of {} from {from} refused: {}", body.hostname, error.code);
+        Err(error.into())
+    };
     let Some(mut token) = txn.enroll_token(&token_hash)? else {
         let message = "the enrolment token is not recognised; mint one with `hearth-collector token create`";
-        return Err(ApiError::unauthorized(message).into());
+        return refuse(ApiError::unauthorized(message));
     };
     if let Some(by) = &token.used_by {
         let message = format!("this enrolment token was already used (by node {by}); mint a fresh one");
-        return Err(ApiError::new(410, "token_used", message).into());
+        return refuse(ApiError::new(410, "token_used", message));
     }
     if token.expires_at <= ctx.now_ms {
         let message = "this enrolment token has expired; mint a fresh one";
-        return Err(ApiError::new(410, "token_expired", message).into());
+        return refuse(ApiError::new(410, "token_expired", message));
     }
     let node_id = match (&token.node_id, &body.node_id) {
         (Some(bound), _) => bound.clone(),
@@ -487,7 +495,7 @@ fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     token.used_at = Some(ctx.now_ms);
     token.used_by = Some(node_id.clone());
     txn.put_enroll_token(&token_hash, &token)?;
-    log::info!("node {node_id} ({}) enrolled with token {}", node.hostname, token.id);
+    log::info!("node {node_id} ({}) enrolled from {from} with token {}", node.hostname, token.id);
     Ok(Reply::json(200, &EnrollResponse { host_id: node_id.clone(), node_id, agent_token }))
 }
 
@@ -535,6 +543,7 @@ mod tests {
             content_type: content_type.map(Into::into),
             body: String::new(),
             local: false,
+            client: None,
         }
     }
 

@@ -11,6 +11,7 @@ Usage:
   hearth-collector serve [--listen ADDR] [--data-dir DIR] [--allow-anonymous]
                          [--alerts FILE] [--grace-secs N] [--min-down-secs N] [--remind-hours N]
                          [--max-db-mb N] [--max-batch N] [--io-timeout SECS] [--idle-exit SECS]
+                         [--trust-proxy cloudflare]
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
   hearth-collector apikey create [--name N]
   hearth-collector nodes [--json]
@@ -43,6 +44,9 @@ Options:
   --max-batch N      the most requests one commit carries [default 256; 1 = no group commit]
   --io-timeout SECS  how long a client may take to send its request or read the answer
                      [default 10]
+  --trust-proxy cloudflare
+                     take the client's address from CF-Connecting-IP (cloudflared in
+                     front); without it, that header is ignored
   --idle-exit SECS   exit after SECS without a request, when no node is watched and no
                      alert waits; with socket activation, the next request starts it again
   --ttl DURATION     how long an enrolment token stays valid: 90s, 15m, 1h, 2d [default 1h]
@@ -82,6 +86,7 @@ pub struct Serve {
     /// `None` turns reminders off.
     pub remind_hours: Option<u64>,
     pub idle_exit: Option<Duration>,
+    pub trust_cloudflare: bool,
 }
 
 /// A usage error, already worded for the person at the terminal.
@@ -105,7 +110,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let (mut ttl, mut name, mut tags, mut node) = (Duration::from_secs(3600), None, Vec::new(), None);
     let mut alerts: Option<PathBuf> = std::env::var_os("HEARTH_ALERTS").map(Into::into);
     let (mut grace_secs, mut min_down_secs, mut remind_hours, mut channel) = (None, None, Some(6), None);
-    let mut idle_exit = None;
+    let (mut idle_exit, mut trust_cloudflare) = (None, false);
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -116,6 +121,10 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("json") => json = true,
             Long("max-db-mb") => max_db_mb = Some(number(&mut parser, "--max-db-mb")?),
             Long("max-batch") => max_batch = number(&mut parser, "--max-batch")?,
+            Long("trust-proxy") => match parser.value()?.string()?.as_str() {
+                "cloudflare" => trust_cloudflare = true,
+                other => return Err(UsageError(format!("--trust-proxy knows only `cloudflare`, not `{other}`"))),
+            },
             Long("idle-exit") => idle_exit = Some(Duration::from_secs(number(&mut parser, "--idle-exit")? as u64)),
             Long("io-timeout") => io_timeout = Duration::from_secs(number(&mut parser, "--io-timeout")? as u64),
             Long("ttl") => ttl = parse_duration(&parser.value()?.string()?)?,
@@ -146,6 +155,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             min_down_secs,
             remind_hours,
             idle_exit,
+            trust_cloudflare,
         }),
         ["token", "create"] => Command::TokenCreate { data_dir, ttl, name, tags, node },
         ["apikey", "create"] => Command::ApiKeyCreate { data_dir, name },

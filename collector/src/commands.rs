@@ -155,6 +155,7 @@ fn run_serve(serve: &Serve) -> Result<(), Failure> {
         clock,
         alert_stats,
         idle_exit: serve.idle_exit,
+        trust_cloudflare: serve.trust_cloudflare,
     };
     http::serve(listener, &store, &config, &wake).map_err(|e| format!("the server stopped: {e}"))
 }

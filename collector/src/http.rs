@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub alert_stats: std::sync::Arc<Stats>,
     /// Exit after this long without a request, when no node is watched and no alert waits.
     pub idle_exit: Option<Duration>,
+    /// Take the client's address from `CF-Connecting-IP` (cloudflared in front).
+    pub trust_cloudflare: bool,
 }
 
 /// How often the loop looks for nodes past their deadline.
@@ -116,7 +118,8 @@ fn handle_batch(
     metrics: &mut Metrics,
 ) -> usize {
     let started = Instant::now();
-    let requests: Vec<Result<api::Request, Reply>> = batch.iter_mut().map(read_request).collect();
+    let requests: Vec<Result<api::Request, Reply>> =
+        batch.iter_mut().map(|r| read_request(r, config.trust_cloudflare)).collect();
     let context = Context {
         now_ms: config.clock.now_ms(),
         allow_anonymous: config.allow_anonymous,
@@ -157,7 +160,7 @@ fn handle_batch(
 }
 
 /// Reads what the API needs from a request: method, path, credentials and a capped body.
-fn read_request(request: &mut tiny_http::Request) -> Result<api::Request, Reply> {
+fn read_request(request: &mut tiny_http::Request, trust_cloudflare: bool) -> Result<api::Request, Reply> {
     let method = match request.method() {
         tiny_http::Method::Get => Method::Get,
         tiny_http::Method::Head => Method::Head,
@@ -179,6 +182,9 @@ fn read_request(request: &mut tiny_http::Request) -> Result<api::Request, Reply>
     let content_type = header("Content-Type");
     let forwarded = header("X-Forwarded-For").is_some() || header("CF-Connecting-IP").is_some();
     let local = !forwarded && request.remote_addr().is_none_or(|a| a.ip().is_loopback()); // none: a Unix socket
+                                                                                          // Without --trust-proxy, a CF-Connecting-IP header is anyone's to write, and is ignored.
+    let relayed = header("CF-Connecting-IP").filter(|_| trust_cloudflare).and_then(|ip| ip.parse().ok());
+    let client = relayed.or_else(|| request.remote_addr().map(|a| a.ip()));
     if request.body_length().is_some_and(|len| len > MAX_BODY) {
         return Err(ApiError::body_too_large().into_reply());
     }
@@ -196,7 +202,7 @@ fn read_request(request: &mut tiny_http::Request) -> Result<api::Request, Reply>
     }
     let body = String::from_utf8(body)
         .map_err(|_| ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply())?;
-    Ok(api::Request { method, path, query, bearer, content_type, body, local })
+    Ok(api::Request { method, path, query, bearer, content_type, body, local, client })
 }
 
 fn respond(request: tiny_http::Request, reply: &Reply) {

@@ -8,5 +8,6 @@ mod enrolment;
 mod errors;
 mod fairness;
 mod metrics;
+mod proxy;
 mod support;
 mod units;
