@@ -200,6 +200,19 @@ fn footprint_report(out: &Path) -> Result<String, String> {
             cpu.as_secs_f64() * 1000.0
         );
     }
+    // Cross-built agents (cargo xtask dist): their size; their RSS cannot be measured here,
+    // since under qemu-user it would be the emulator's.
+    for (target, _) in crate::dist::TARGETS.iter().filter(|(t, _)| *t != musl) {
+        let bin = root.join("target").join(target).join("agent/hearth-agent");
+        if let Ok(meta) = std::fs::metadata(&bin) {
+            let size = meta.len();
+            let _ = writeln!(
+                text,
+                "| {target} (static, from dist) | {:.2} MiB ({size} bytes) | n/a under qemu | n/a |",
+                size as f64 / 1_048_576.0
+            );
+        }
+    }
     Ok(text)
 }
 
