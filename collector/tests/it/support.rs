@@ -87,6 +87,13 @@ impl Collector {
         self.admin(&["token", "create"])
     }
 
+    /// The collector's peak resident memory so far, in KiB (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     /// SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         self.child.kill().unwrap();

@@ -41,9 +41,24 @@ pub struct ClientConnection {
 enum ReadError {
     WrongRequestLine,
     WrongHeader(HTTPVersion),
+    /// Hearth patch: a header line over MAX_LINE bytes, or over MAX_HEADERS lines
+    HeaderTooLarge,
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+}
+
+/// Hearth patch: the longest header line read, and the most header lines.
+const MAX_LINE: usize = 8 * 1024;
+const MAX_HEADERS: usize = 100;
+const HEADER_TOO_LARGE: &str = "header too large";
+
+/// Hearth patch: tiny_http's own error answers carry the JSON every Hearth error has.
+fn json_error(status: u16, code: &str, error: &str) -> crate::Response<std::io::Cursor<Vec<u8>>> {
+    let body = format!("{{\"code\":\"{code}\",\"error\":\"{error}\"}}");
+    crate::Response::from_string(body)
+        .with_status_code(crate::StatusCode(status))
+        .with_header(crate::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap())
 }
 
 impl ClientConnection {
@@ -79,6 +94,7 @@ impl ClientConnection {
     ///  at the first byte of the new line.
     fn read_next_line(&mut self) -> IoResult<AsciiString> {
         let mut buf = Vec::new();
+        // Hearth patch: a line may not grow without bound (a 64 MiB header took 130 MB).
         let mut prev_byte_was_cr = false;
 
         loop {
@@ -88,6 +104,10 @@ impl ClientConnection {
                 Some(b) => b?,
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
+
+            if buf.len() > MAX_LINE {
+                return Err(IoError::new(ErrorKind::InvalidData, HEADER_TOO_LARGE));
+            }
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
@@ -104,10 +124,17 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        let too_large = |e: IoError| {
+            if e.kind() == ErrorKind::InvalidData && e.to_string() == HEADER_TOO_LARGE {
+                ReadError::HeaderTooLarge
+            } else {
+                ReadError::ReadIoError(e)
+            }
+        };
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line().map_err(too_large)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,11 +145,14 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line().map_err(too_large)?;
 
                     if line.is_empty() {
                         break;
                     };
+                    if headers.len() >= MAX_HEADERS {
+                        return Err(ReadError::HeaderTooLarge);
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -185,9 +215,16 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
+                Err(ReadError::HeaderTooLarge) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = json_error(431, "header_too_large", "a header line is over 8 KiB, or there are over 100 of them");
+                    response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
+                    return None;
+                }
+
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
+                    let response = json_error(400, "bad_request", "the request line is not HTTP/1.x: METHOD PATH VERSION");
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -197,7 +234,7 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::WrongHeader(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
+                    let response = json_error(400, "bad_request", "a header is malformed");
                     response.raw_print(writer, ver, &[], false, None).ok();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
@@ -206,7 +243,7 @@ impl Iterator for ClientConnection {
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
                     // request timeout
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
+                    let response = json_error(408, "request_timeout", "the request did not arrive in time");
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -215,7 +252,7 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
+                    let response = json_error(417, "expectation_failed", "only `Expect: 100-continue` is supported");
                     response.raw_print(writer, ver, &[], true, None).ok();
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }
@@ -227,15 +264,12 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+                // Hearth patch: answer through the request's own writer and close. Upstream
+                // took the next writer in sequence, which waits for this request's writer to
+                // go, and so never wrote: the connection hung.
+                let response = json_error(505, "http_version_not_supported", "this server speaks HTTP/1.0 and HTTP/1.1");
+                let _ = rq.respond(response);
+                return None;
             }
 
             // updating the status of the connection
