@@ -146,3 +146,24 @@ fn a_full_store_answers_507_and_the_collector_stays_up() {
     assert_eq!(health.status, 200, "{}", health.body);
     assert_eq!(collector.get("/api/nodes", &key).status, 200);
 }
+
+#[test]
+fn a_data_directory_that_cannot_be_used_is_a_clear_error_at_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("not-a-directory");
+    std::fs::write(&file, "").unwrap();
+    for (dir, says) in [
+        (file.as_path(), "cannot create the data directory"),
+        (std::path::Path::new("/proc/hearth-db"), "cannot create the data directory"),
+    ] {
+        let out = std::process::Command::new(collector_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says) && stderr.contains(&dir.display().to_string()), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
