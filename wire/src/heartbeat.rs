@@ -96,6 +96,14 @@ impl Heartbeat {
             Some("stopping") => Some(State::Stopping),
             Some(_) => return Err(WireError::field("state", "must be \"running\" or \"stopping\"")),
         };
+        let ip_address = f.opt_str("ip_address", 64)?;
+        if let Some(address) = &ip_address {
+            check_ip("ip_address", address)?;
+        }
+        let ip_addresses = f.opt_str_list("ip_addresses", 64)?;
+        for address in ip_addresses.iter().flatten() {
+            check_ip("ip_addresses", address)?;
+        }
         let checks = f
             .opt_object_list("checks")?
             .map(|list| list.iter().map(Check::from_fields).collect::<Result<Vec<_>, _>>())
@@ -114,11 +122,8 @@ impl Heartbeat {
             arch: f.opt_str("arch", 32)?,
             kernel: f.opt_str("kernel", 128)?,
             tags: f.opt_str_list("tags", 64)?,
-            ip_address: ip("ip_address", f.opt_str("ip_address", 64)?)?,
-            ip_addresses: f
-                .opt_str_list("ip_addresses", 64)?
-                .map(|list| list.into_iter().map(|a| ip("ip_addresses", Some(a)).map(Option::unwrap)).collect())
-                .transpose()?,
+            ip_address,
+            ip_addresses,
             cpu_cores: f.opt_u64("cpu_cores")?,
             memory_mb: f.opt_u64("memory_mb")?,
             disk_gb: f.opt_u64("disk_gb")?,
@@ -154,12 +159,10 @@ impl Check {
     }
 }
 
-fn ip(field: &str, value: Option<String>) -> Result<Option<String>, WireError> {
-    match value {
-        Some(a) if a.parse::<IpAddr>().is_err() => {
-            Err(WireError::field(field, format!("holds {a:?}, which is not an IP address")))
-        }
-        other => Ok(other),
+fn check_ip(field: &str, address: &str) -> Result<(), WireError> {
+    match address.parse::<IpAddr>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(WireError::field(field, format!("holds {address:?}, which is not an IP address"))),
     }
 }
 
