@@ -115,8 +115,10 @@ fn init_enroll_once_reports_the_node_with_its_facts() {
 
 #[test]
 fn check_prints_a_complete_heartbeat_and_sends_nothing() {
-    let agent = Agent::new("http://127.0.0.1:9");
+    let receiver = Receiver::start(); // records any request that would reach a collector
+    let agent = Agent::new(&format!("http://{}", receiver.addr));
     let out = agent.ok(&["check"]);
+    assert!(receiver.hits().is_empty(), "check sent {:?}", receiver.hits());
     let heartbeat = hearth_wire::Heartbeat::from_json(out.trim()).unwrap();
     assert_eq!(heartbeat.vaultmesh_root, "/");
     assert!(heartbeat.seq.is_some() && heartbeat.load.is_some());

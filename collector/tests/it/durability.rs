@@ -114,16 +114,8 @@ fn try_send(addr: std::net::SocketAddr, path: &str, body: &str) -> Option<u16> {
 
 /// Like `send`, but a refused or cut connection (the collector is being killed) is `None`.
 fn try_send_full(addr: std::net::SocketAddr, path: &str, body: &str) -> Option<(u16, Response)> {
-    use std::io::{BufReader, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body.as_bytes()).ok()?;
-    let r = read_response(&mut BufReader::new(stream))?;
-    Some((r.status, r))
+    let request = request_bytes(addr, "POST", path, &[("Content-Type", "application/json")], body.as_bytes());
+    exchange(addr, &request, false).map(|r| (r.status, r))
 }
 
 #[test]

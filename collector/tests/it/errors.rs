@@ -116,10 +116,7 @@ fn idle_periods_and_stalled_clients_do_not_stop_the_collector() {
 
 /// Sends raw bytes on a new connection and reads the answer, if any.
 fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> Option<Response> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let _ = stream.write_all(bytes); // the collector may answer and close before it all went
-    read_response(&mut BufReader::new(stream))
+    exchange(addr, bytes, false)
 }
 
 #[test]

@@ -158,18 +158,32 @@ impl Response {
 
 /// Sends one HTTP/1.1 request on a new connection and reads the whole answer.
 pub fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    exchange(addr, &request_bytes(addr, method, path, headers, body), method == "HEAD")
+        .expect("the collector sent no answer")
+}
+
+/// A request as bytes, with Host and Content-Length.
+pub fn request_bytes(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let _ = stream.write_all(body); // the server may answer (413) and close before it has read everything
+    head.push_str("\r\n");
+    [head.as_bytes(), body].concat()
+}
+
+/// Writes `bytes` on a new connection and reads the answer (its head only, for HEAD);
+/// `None` if the connection was refused, or closed without an answer.
+pub fn exchange(addr: SocketAddr, bytes: &[u8], head_only: bool) -> Option<Response> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let _ = stream.write_all(bytes); // the server may answer (413, 431) and close before it has read everything
     let mut reader = BufReader::new(stream);
-    let answer = if method == "HEAD" { read_head(&mut reader) } else { read_response(&mut reader) };
-    answer.expect("the collector sent no answer")
+    if head_only {
+        read_head(&mut reader)
+    } else {
+        read_response(&mut reader)
+    }
 }
 
 /// Reads one response, by Content-Length; `None` if the connection closed first.
