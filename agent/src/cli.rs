@@ -14,6 +14,8 @@ Usage:
   hearth-agent check                               print the heartbeat it would send; send nothing
   hearth-agent config show                         print paths, name, collector, node id
   hearth-agent logout                              forget the token and stop reporting
+  hearth-agent install-service [--user]            write the systemd unit for this binary and start it
+                                                   (--user: a user unit, for hosts without root)
 
 Options (each overrides the environment variable named after it):
   --collector URL        HEARTH_COLLECTOR_URL (V1: VAULTMESH_CC_URL) [default http://127.0.0.1:8088]
@@ -44,6 +46,10 @@ pub enum Command {
     Check,
     ConfigShow,
     Logout,
+    /// `--user`: a user unit rather than a system one.
+    InstallService {
+        user: bool,
+    },
     Help,
     Version,
 }
@@ -52,12 +58,17 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(Comm
     let mut parser = lexopt::Parser::from_args(args);
     let mut flags = Flags::new();
     let mut words = Vec::new();
+    let mut user = false;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let key = match arg {
             Short('h') | Long("help") => return Ok((Command::Help, flags)),
             Short('V') | Long("version") => return Ok((Command::Version, flags)),
             Long("allow-insecure-http") => {
                 flags.insert("HEARTH_ALLOW_INSECURE_HTTP", "true".into());
+                continue;
+            }
+            Long("user") => {
+                user = true;
                 continue;
             }
             Value(word) => {
@@ -84,6 +95,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(Comm
         ["check"] => Command::Check,
         ["config", "show"] | ["config"] => Command::ConfigShow,
         ["logout"] => Command::Logout,
+        ["install-service"] => Command::InstallService { user },
         [] => return Err("no command given; try `hearth-agent run`, or --help".into()),
         other => return Err(format!("unknown command `{}`; see --help", other.join(" "))),
     };
@@ -103,6 +115,7 @@ mod tests {
         assert_eq!(flags["HEARTH_COLLECTOR_URL"], "https://c");
         assert_eq!(parse("config show").unwrap().0, Command::ConfigShow);
         assert_eq!(parse("run --allow-insecure-http").unwrap().1["HEARTH_ALLOW_INSECURE_HTTP"], "true");
+        assert_eq!(parse("install-service --user").unwrap().0, Command::InstallService { user: true });
         for bad in ["", "fly", "run --bogus", "enroll --token"] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -22,6 +22,12 @@ impl From<String> for Failure {
     }
 }
 
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure { code: 1, message: message.to_owned() }
+    }
+}
+
 fn usage(message: impl Into<String>) -> Failure {
     Failure { code: 2, message: message.into() }
 }
@@ -97,6 +103,7 @@ pub fn run(command: Command, flags: &Flags, config: Config) -> Result<(), Failur
             println!("token forgotten; this node will not report until `hearth-agent enroll` runs again");
             Ok(())
         }
+        Command::InstallService { user } => install_service(user),
         Command::Help | Command::Version => Ok(()),
     }
 }
@@ -171,6 +178,76 @@ fn enroll(config: &Config, flags: &Flags, state: &State, collector: &Collector) 
     }
     println!("enrolled with {} as node {}", collector.base, enrolled.node_id);
     Ok(())
+}
+
+const SYSTEM_UNIT: &str = include_str!("../../systemd/hearth-agent.service");
+const USER_UNIT: &str = include_str!("../../systemd/user/hearth-agent.service");
+
+/// Writes the systemd unit for this very binary, then enables and starts it
+/// (unless `HEARTH_NO_SYSTEMD=1`, when it says what to run instead).
+fn install_service(user: bool) -> Result<(), Failure> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot tell where this binary is: {e}"))?;
+    let exe = exe.to_str().ok_or("the path of this binary is not UTF-8; move it to /usr/local/bin")?;
+    let (dir, unit, scope): (std::path::PathBuf, String, &[&str]) = if user {
+        let home =
+            std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or("HOME is not set; it says where user units go")?;
+        let home = std::path::PathBuf::from(home);
+        // The user unit reads its settings with --config; make sure there is a file to read.
+        let env_file = home.join(".config/hearth/agent.env");
+        if !env_file.exists() {
+            let parent = env_file.parent().expect("a file in a directory");
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            let text = "# Hearth agent settings; see `hearth-agent --help`.\n# HEARTH_COLLECTOR_URL=https://hearth.example.com\n";
+            write_private(&env_file, text)?;
+            println!("wrote {} (set HEARTH_COLLECTOR_URL there)", env_file.display());
+        }
+        (home.join(".config/systemd/user"), USER_UNIT.replace("%h/.local/bin/hearth-agent", exe), &["--user"])
+    } else {
+        ("/etc/systemd/system".into(), SYSTEM_UNIT.replace("/usr/local/bin/hearth-agent", exe), &[])
+    };
+    let path = dir.join("hearth-agent.service");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::write(&path, unit).map_err(|e| {
+        let hint = if user { "" } else { "; run it as root, or use --user" };
+        format!("cannot write {}: {e}{hint}", path.display())
+    })?;
+    println!("wrote {}", path.display());
+    let systemctl = |args: &[&str]| -> Result<(), Failure> {
+        let all: Vec<&str> = scope.iter().chain(args).copied().collect();
+        let out = std::process::Command::new("systemctl")
+            .args(&all)
+            .output()
+            .map_err(|e| format!("cannot run systemctl {}: {e}", all.join(" ")))?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            return Err(format!("systemctl {} failed: {}", all.join(" "), why.trim()).into());
+        }
+        Ok(())
+    };
+    let user_flag = if user { " --user" } else { "" };
+    if std::env::var("HEARTH_NO_SYSTEMD").is_ok_and(|v| v == "1") {
+        println!("start it with: systemctl{user_flag} daemon-reload && systemctl{user_flag} enable --now hearth-agent");
+        return Ok(());
+    }
+    systemctl(&["daemon-reload"])?;
+    systemctl(&["enable", "--now", "hearth-agent.service"])?;
+    println!("hearth-agent is enabled and running; see `systemctl{user_flag} status hearth-agent`");
+    if user {
+        println!("to keep it running while you are logged out: loginctl enable-linger \"$USER\"");
+    }
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes()).map_err(|e| Failure::from(format!("cannot write {}: {e}", path.display())))
 }
 
 fn daemon(config: Config, state: &State, collector: Collector) -> Result<Daemon, Failure> {

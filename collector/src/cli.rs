@@ -1,5 +1,6 @@
 //! Command-line parsing: flags, then environment, then defaults.
 
+use crate::model::Role;
 use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,17 +12,23 @@ Usage:
   hearth-collector serve [--listen ADDR] [--data-dir DIR] [--allow-anonymous]
                          [--alerts FILE] [--grace-secs N] [--min-down-secs N] [--remind-hours N]
                          [--max-db-mb N] [--max-batch N] [--io-timeout SECS] [--idle-exit SECS]
-                         [--trust-proxy cloudflare]
+                         [--trust-proxy cloudflare] [--agent-dir DIR] [--public-url URL]
+  hearth-collector user add NAME --role viewer|operator|admin
+  hearth-collector user passwd NAME | user remove NAME | user list
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
-  hearth-collector apikey create [--name N]
+  hearth-collector apikey create --user NAME [--name N]
   hearth-collector nodes [--json]
   hearth-collector node set NODE_ID --grace-secs N
   hearth-collector alert test [--channel NAME] [--alerts FILE]
 
 Commands:
-  serve          answer heartbeats, enrolments and the API
+  serve          answer heartbeats, enrolments, the API and the dashboard
+  user add       add a dashboard user; the password is read from stdin (or asked for)
+  user passwd    set a user's new password (stdin, or asked for); their sessions end
+  user remove    remove a user, with their sessions and API keys
+  user list      print the users and their roles
   token create   mint a one-time enrolment token and print it, alone, on stdout
-  apikey create  mint an API key for GET /api/nodes and print it, alone, on stdout
+  apikey create  mint an API key that acts as the user, and print it, alone, on stdout
   nodes          print the node table (--json: as the API returns it)
   node set       give one node its own grace (0 returns it to the default)
   alert test     send a test notification to each channel (or one) and print its answer
@@ -47,6 +54,10 @@ Options:
   --trust-proxy cloudflare
                      take the client's address from CF-Connecting-IP (cloudflared in
                      front); without it, that header is ignored
+  --agent-dir DIR    serve agent binaries from DIR/linux/<uname -m>/hearth-agent (the
+                     `agent` directory `cargo xtask dist` writes) [env HEARTH_AGENT_DIR]
+  --public-url URL   this collector's address as nodes reach it, for install commands
+                     [env HEARTH_PUBLIC_URL; default: the address the browser used]
   --idle-exit SECS   exit after SECS without a request, when no node is watched and no
                      alert waits; with socket activation, the next request starts it again
   --ttl DURATION     how long an enrolment token stays valid: 90s, 15m, 1h, 2d [default 1h]
@@ -63,7 +74,11 @@ Exit status: 0 success, 1 failure (the message says what failed), 2 bad usage.
 pub enum Command {
     Serve(Serve),
     TokenCreate { data_dir: PathBuf, ttl: Duration, name: Option<String>, tags: Vec<String>, node: Option<String> },
-    ApiKeyCreate { data_dir: PathBuf, name: Option<String> },
+    ApiKeyCreate { data_dir: PathBuf, name: Option<String>, user: String },
+    UserAdd { data_dir: PathBuf, name: String, role: Role },
+    UserPasswd { data_dir: PathBuf, name: String },
+    UserRemove { data_dir: PathBuf, name: String },
+    UserList { data_dir: PathBuf },
     Nodes { data_dir: PathBuf, json: bool },
     AlertTest { alerts: Option<PathBuf>, channel: Option<String> },
     NodeSet { data_dir: PathBuf, node_id: String, grace_secs: Option<u64> },
@@ -87,6 +102,8 @@ pub struct Serve {
     pub remind_hours: Option<u64>,
     pub idle_exit: Option<Duration>,
     pub trust_cloudflare: bool,
+    pub agent_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
 }
 
 /// A usage error, already worded for the person at the terminal.
@@ -111,6 +128,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut alerts: Option<PathBuf> = std::env::var_os("HEARTH_ALERTS").map(Into::into);
     let (mut grace_secs, mut min_down_secs, mut remind_hours, mut channel) = (None, None, Some(6), None);
     let (mut idle_exit, mut trust_cloudflare) = (None, false);
+    let mut agent_dir: Option<PathBuf> = std::env::var_os("HEARTH_AGENT_DIR").map(Into::into);
+    let mut public_url = std::env::var("HEARTH_PUBLIC_URL").ok();
+    let (mut role, mut user) = (None, None);
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -132,6 +152,15 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("tags") => tags = parser.value()?.string()?.split(',').map(|t| t.trim().to_owned()).collect(),
             Long("node") => node = Some(parser.value()?.string()?.to_ascii_lowercase()),
             Long("alerts") => alerts = Some(parser.value()?.into()),
+            Long("agent-dir") => agent_dir = Some(parser.value()?.into()),
+            Long("public-url") => public_url = Some(parser.value()?.string()?),
+            Long("user") => user = Some(parser.value()?.string()?),
+            Long("role") => {
+                let text = parser.value()?.string()?;
+                let parsed = Role::parse(&text)
+                    .ok_or_else(|| UsageError(format!("--role is viewer, operator or admin, not `{text}`")))?;
+                role = Some(parsed);
+            }
             Long("channel") => channel = Some(parser.value()?.string()?),
             Long("grace-secs") => grace_secs = Some(whole(&mut parser, "--grace-secs")?),
             Long("min-down-secs") => min_down_secs = Some(whole(&mut parser, "--min-down-secs")?),
@@ -156,9 +185,27 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             remind_hours,
             idle_exit,
             trust_cloudflare,
+            agent_dir,
+            public_url: public_url.filter(|u| !u.is_empty()),
         }),
         ["token", "create"] => Command::TokenCreate { data_dir, ttl, name, tags, node },
-        ["apikey", "create"] => Command::ApiKeyCreate { data_dir, name },
+        ["apikey", "create"] => {
+            let user = user.ok_or_else(|| {
+                UsageError(
+                    "apikey create needs --user NAME: the key acts as that user, with their role \
+                     (add one with `hearth-collector user add NAME --role viewer`)"
+                        .into(),
+                )
+            })?;
+            Command::ApiKeyCreate { data_dir, name, user }
+        }
+        ["user", "add", name] => {
+            let role = role.ok_or_else(|| UsageError("user add needs --role viewer, operator or admin".into()))?;
+            Command::UserAdd { data_dir, name: user_name(name)?, role }
+        }
+        ["user", "passwd", name] => Command::UserPasswd { data_dir, name: user_name(name)? },
+        ["user", "remove", name] => Command::UserRemove { data_dir, name: user_name(name)? },
+        ["user", "list"] => Command::UserList { data_dir },
         ["nodes"] => Command::Nodes { data_dir, json },
         ["alert", "test"] => Command::AlertTest { alerts, channel },
         ["node", "set", id] => {
@@ -172,6 +219,16 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         [] => return Err(UsageError("no command given; try `hearth-collector serve` or --help".into())),
         other => return Err(UsageError(format!("unknown command `{}`; see --help", other.join(" ")))),
     })
+}
+
+/// A user name: 1 to 64 letters, digits, `.`, `_`, `-` or `@`.
+fn user_name(name: &str) -> Result<String, UsageError> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "._-@".contains(c);
+    if (1..=64).contains(&name.len()) && name.chars().all(ok) {
+        Ok(name.to_owned())
+    } else {
+        Err(UsageError(format!("`{name}` is not a user name: use 1 to 64 letters, digits, `.`, `_`, `-` or `@`")))
+    }
 }
 
 fn number(parser: &mut lexopt::Parser, flag: &str) -> Result<usize, UsageError> {
@@ -227,7 +284,20 @@ mod tests {
         assert!(matches!(parse("token create --ttl 2h --tags a,,b"),
             Ok(Command::TokenCreate { tags, .. }) if tags == ["a", "b"]));
         assert!(matches!(parse("nodes --json"), Ok(Command::Nodes { json: true, .. })));
-        for bad in ["", "serve --bogus", "frobnicate", "token create --ttl soon", "serve --max-batch 0"] {
+        assert!(matches!(parse("user add ann --role operator"),
+            Ok(Command::UserAdd { name, role: Role::Operator, .. }) if name == "ann"));
+        assert!(matches!(parse("apikey create --user ann"), Ok(Command::ApiKeyCreate { user, .. }) if user == "ann"));
+        for bad in [
+            "",
+            "serve --bogus",
+            "frobnicate",
+            "token create --ttl soon",
+            "serve --max-batch 0",
+            "apikey create",
+            "user add ann",
+            "user add ann --role root",
+            "user add a/b --role admin",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::http::{self, ServeConfig};
 use crate::listen::Listener;
 use crate::liveness::Policy;
-use crate::model::{AlertRecord, ApiKeyRecord, EnrollTokenRecord, NodeRecord};
+use crate::model::{AlertRecord, ApiKeyRecord, AuditRecord, EnrollTokenRecord, NodeRecord, UserRecord};
 use crate::secret::{self, API_KEY_PREFIX, ENROLL_PREFIX};
 use crate::store::{Store, StoreConfig, DEFAULT_MAX_MAP};
 use hearth_wire::format_rfc3339;
@@ -37,6 +37,8 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 name,
                 tags,
                 node_id: node.clone(),
+                hostname: None,
+                created_by: Some("cli".into()),
                 created_at: now,
                 expires_at: now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
                 used_at: None,
@@ -49,7 +51,9 @@ pub fn run(command: Command) -> Result<(), Failure> {
                             return Ok(Err(format!("no node has the id {id}; see `hearth-collector nodes`")));
                         }
                     }
-                    txn.put_enroll_token(&secret::hash(&token), &record).map(Ok)
+                    txn.put_enroll_token(&secret::hash(&token), &record)?;
+                    let detail = format!("enrolment token, valid until {}", format_rfc3339(record.expires_at));
+                    txn.put_audit(cli_audit("token_minted", &record.id, detail)).map(Ok)
                 })
                 .map_err(|e| e.to_string())??;
             println!("{token}");
@@ -59,14 +63,96 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 format_rfc3339(record.expires_at)
             );
         }
-        Command::ApiKeyCreate { data_dir, name } => {
+        Command::ApiKeyCreate { data_dir, name, user } => {
             let store = open_store(&data_dir, None)?;
             let key = secret::new_secret(API_KEY_PREFIX).map_err(|e| format!("cannot get random bytes: {e}"))?;
             let id = secret::new_id().map_err(|e| format!("cannot get random bytes: {e}"))?;
-            let record = ApiKeyRecord { id, name, created_at: now_ms() };
-            store.write(|txn| txn.put_api_key(&secret::hash(&key), &record)).map_err(|e| e.to_string())?;
+            let record = ApiKeyRecord { id, name, user: Some(user.clone()), created_at: now_ms() };
+            let role = store
+                .write(|txn| {
+                    let Some(found) = txn.user(&user)? else { return Ok(None) };
+                    txn.put_api_key(&secret::hash(&key), &record)?;
+                    txn.put_audit(cli_audit("apikey_created", &user, format!("API key {}", record.id)))?;
+                    Ok(Some(found.role()))
+                })
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!("no user is named {user}; add one with `hearth-collector user add {user} --role viewer`")
+                })?;
             println!("{key}");
-            eprintln!("API key {} created; it is shown only now", record.id);
+            eprintln!("API key {} acts as {user} ({}); it is shown only now", record.id, role.as_str());
+        }
+        Command::UserAdd { data_dir, name, role } => {
+            let store = open_store(&data_dir, None)?;
+            if store.read(|txn| txn.user(&name)).map_err(|e| e.to_string())?.is_some() {
+                return Err(format!("a user named {name} already exists; see `hearth-collector user list`"));
+            }
+            let user = UserRecord {
+                password: secret::hash_password(&read_password(&name)?)?,
+                name: name.clone(),
+                role: role.as_str().into(),
+                created_at: now_ms(),
+            };
+            let added = store
+                .write(|txn| {
+                    if txn.user(&name)?.is_some() {
+                        return Ok(false);
+                    }
+                    txn.put_user(&user)?;
+                    txn.put_audit(cli_audit("user_added", &name, format!("role {}", role.as_str())))?;
+                    Ok(true)
+                })
+                .map_err(|e| e.to_string())?;
+            if !added {
+                return Err(format!("a user named {name} already exists; see `hearth-collector user list`"));
+            }
+            println!("user {name} added as {}", role.as_str());
+        }
+        Command::UserPasswd { data_dir, name } => {
+            let store = open_store(&data_dir, None)?;
+            if store.read(|txn| txn.user(&name)).map_err(|e| e.to_string())?.is_none() {
+                return Err(no_user(&name));
+            }
+            let password = secret::hash_password(&read_password(&name)?)?;
+            let ended = store
+                .write(|txn| {
+                    let Some(mut user) = txn.user(&name)? else { return Ok(None) };
+                    user.password.clone_from(&password);
+                    txn.put_user(&user)?;
+                    let ended = txn.delete_sessions_of(&name)?;
+                    txn.put_audit(cli_audit("password_changed", &name, format!("{ended} session(s) ended")))?;
+                    Ok(Some(ended))
+                })
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| no_user(&name))?;
+            println!("password of {name} changed; {ended} session(s) ended");
+        }
+        Command::UserRemove { data_dir, name } => {
+            let store = open_store(&data_dir, None)?;
+            let removed = store
+                .write(|txn| {
+                    if txn.user(&name)?.is_none() {
+                        return Ok(false);
+                    }
+                    txn.delete_user(&name)?;
+                    txn.put_audit(cli_audit("user_removed", &name, "with their sessions and API keys".into()))?;
+                    Ok(true)
+                })
+                .map_err(|e| e.to_string())?;
+            if !removed {
+                return Err(no_user(&name));
+            }
+            println!("user {name} removed, with their sessions and API keys");
+        }
+        Command::UserList { data_dir } => {
+            let store = open_store(&data_dir, None)?;
+            let users = store.read(|txn| txn.users()).map_err(|e| e.to_string())?;
+            if users.is_empty() {
+                eprintln!("no users yet; add one with `hearth-collector user add NAME --role admin`");
+            }
+            for user in users {
+                println!("{:<24} {:<9} added {}", user.name, user.role().as_str(), format_rfc3339(user.created_at));
+            }
         }
         Command::AlertTest { alerts, channel } => return alert_test(alerts.as_deref(), channel.as_deref()),
         Command::NodeSet { data_dir, node_id, grace_secs } => {
@@ -156,8 +242,75 @@ fn run_serve(serve: &Serve) -> Result<(), Failure> {
         alert_stats,
         idle_exit: serve.idle_exit,
         trust_cloudflare: serve.trust_cloudflare,
+        agent_dir: serve.agent_dir.clone(),
+        public_url: serve.public_url.clone(),
     };
     http::serve(listener, &store, &config, &wake).map_err(|e| format!("the server stopped: {e}"))
+}
+
+fn no_user(name: &str) -> Failure {
+    format!("no user is named {name}; see `hearth-collector user list`")
+}
+
+/// An audit entry for something done at the collector's own command line.
+fn cli_audit(action: &str, target: &str, detail: String) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        at: now_ms(),
+        actor: "cli".into(),
+        action: action.into(),
+        target: Some(target.into()),
+        client: "local".into(),
+        detail,
+    }
+}
+
+/// A new password: asked for twice on a terminal (without echo), else one line of stdin.
+fn read_password(name: &str) -> Result<String, Failure> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        let first = prompt_hidden(&format!("password for {name}: "))?;
+        if prompt_hidden("again: ")? != first {
+            return Err("the two passwords differ; nothing was changed".into());
+        }
+        first
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.chars().count() < 8 || password.len() > 1024 {
+        return Err("the password must be 8 to 1024 characters long; nothing was changed".into());
+    }
+    Ok(password)
+}
+
+/// Reads a line from the terminal with echo off.
+fn prompt_hidden(prompt: &str) -> Result<String, Failure> {
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    eprint!("{prompt}");
+    let fd = std::io::stdin().as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it for a descriptor that is a terminal.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is stdin, which the caller checked is a terminal; `saved` is a valid termios.
+    let have_terminal = unsafe { libc::tcgetattr(fd, &mut saved) } == 0;
+    if have_terminal {
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: as above, with a termios copied from the terminal's own.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if have_terminal {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    }
+    eprintln!();
+    read.map_err(|e| format!("cannot read the password: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Reads the channels file; without one named, /etc/hearth/alerts.conf if it exists.

@@ -11,12 +11,13 @@
 
 use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
-use crate::api::{self, ApiError, Context, Method, Reply, MAX_BODY};
+use crate::api::{self, ApiError, Context, LoginLimiter, Method, Reply, MAX_BODY};
 use crate::clock::Clock;
 use crate::listen::Listener;
 use crate::liveness::Policy;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::SyncSender;
@@ -37,14 +38,21 @@ pub struct ServeConfig {
     pub alert_stats: std::sync::Arc<Stats>,
     /// Exit after this long without a request, when no node is watched and no alert waits.
     pub idle_exit: Option<Duration>,
-    /// Take the client's address from `CF-Connecting-IP` (cloudflared in front).
+    /// Take the client's address from `CF-Connecting-IP`, and the scheme from
+    /// `X-Forwarded-Proto` (cloudflared in front).
     pub trust_cloudflare: bool,
+    /// Where agent binaries are served from (`--agent-dir`).
+    pub agent_dir: Option<std::path::PathBuf>,
+    /// The collector's address as nodes reach it, for install commands (`--public-url`).
+    pub public_url: Option<String>,
 }
 
 /// How often the loop looks for nodes past their deadline.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// How often old events are dropped.
+/// How often old events, expired sessions and spent enrolment tokens are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long a used or expired enrolment token stays listed.
+const PRUNE_TOKENS_MS: i64 = 7 * 86_400 * 1000;
 
 /// Serves requests until the process ends. `wake` tells the alert worker that the
 /// outbox has something new.
@@ -60,6 +68,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
     let mut last_request = Instant::now();
     let (mut last_sweep, mut last_prune) = (Instant::now() - SWEEP_EVERY, Instant::now() - PRUNE_EVERY);
     let mut metrics = Metrics::default();
+    let logins = RefCell::new(LoginLimiter::default());
     loop {
         if let Some(first) = server.recv_timeout(SWEEP_EVERY)? {
             last_request = Instant::now();
@@ -70,7 +79,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
                     _ => break,
                 }
             }
-            if handle_batch(batch, store, config, &mut metrics) > 0 {
+            if handle_batch(batch, store, config, &mut metrics, &logins) > 0 {
                 let _ = wake.try_send(());
             }
         }
@@ -94,17 +103,21 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
             // the ones already accepted are answered first.
             server.stop_accepting();
             while let Some(first) = server.recv_timeout(Duration::from_millis(300))? {
-                handle_batch(vec![first], store, config, &mut metrics);
+                handle_batch(vec![first], store, config, &mut metrics, &logins);
             }
             return Ok(());
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
-            let cutoff = config.clock.now_ms() - alerts::EVENT_MAX_AGE_MS;
-            match store.write(|txn| txn.prune_events(cutoff)) {
-                Ok(0) => {}
-                Ok(n) => log::info!("dropped {n} events older than 30 days"),
-                Err(e) => log::error!("pruning events: {e}"),
+            let now = config.clock.now_ms();
+            let cutoff = now - alerts::EVENT_MAX_AGE_MS;
+            match store.write(|txn| Ok((txn.prune_events(cutoff)?, txn.prune_credentials(now, now - PRUNE_TOKENS_MS)?)))
+            {
+                Ok((events, credentials)) if events + credentials > 0 => {
+                    log::info!("dropped {events} events older than 30 days, {credentials} expired sessions and tokens");
+                }
+                Ok(_) => {}
+                Err(e) => log::error!("pruning: {e}"),
             }
         }
     }
@@ -116,6 +129,7 @@ fn handle_batch(
     store: &Store,
     config: &ServeConfig,
     metrics: &mut Metrics,
+    logins: &RefCell<LoginLimiter>,
 ) -> usize {
     let started = Instant::now();
     let requests: Vec<Result<api::Request, Reply>> =
@@ -127,6 +141,9 @@ fn handle_batch(
         channels: &config.channels,
         metrics,
         alert_stats: &config.alert_stats,
+        logins,
+        agent_dir: config.agent_dir.as_deref(),
+        public_url: config.public_url.as_deref(),
     };
     let committing = Instant::now();
     let mut alerts = 0;
@@ -180,10 +197,17 @@ fn read_request(request: &mut tiny_http::Request, trust_cloudflare: bool) -> Res
         .or_else(|| header("X-Host-Token"))
         .filter(|t| !t.is_empty());
     let content_type = header("Content-Type");
+    let session = header("Cookie").and_then(|cookies| {
+        let found = cookies.split(';').find_map(|c| c.trim().strip_prefix("hearth_session="));
+        found.map(str::to_owned).filter(|c| !c.is_empty())
+    });
     let forwarded = header("X-Forwarded-For").is_some() || header("CF-Connecting-IP").is_some();
-    let local = !forwarded && request.remote_addr().is_none_or(|a| a.ip().is_loopback()); // none: a Unix socket
-                                                                                          // Without --trust-proxy, a CF-Connecting-IP header is anyone's to write, and is ignored.
+    // A Unix socket has no remote address, and counts as local.
+    let local = !forwarded && request.remote_addr().is_none_or(|a| a.ip().is_loopback());
+    // Without --trust-proxy, these headers are anyone's to write, and are ignored.
     let relayed = header("CF-Connecting-IP").filter(|_| trust_cloudflare).and_then(|ip| ip.parse().ok());
+    let https = trust_cloudflare && header("X-Forwarded-Proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let host = header("Host");
     let client = relayed.or_else(|| request.remote_addr().map(|a| a.ip()));
     if request.body_length().is_some_and(|len| len > MAX_BODY) {
         return Err(ApiError::body_too_large().into_reply());
@@ -202,7 +226,7 @@ fn read_request(request: &mut tiny_http::Request, trust_cloudflare: bool) -> Res
     }
     let body = String::from_utf8(body)
         .map_err(|_| ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply())?;
-    Ok(api::Request { method, path, query, bearer, content_type, body, local, client })
+    Ok(api::Request { method, path, query, bearer, session, content_type, host, https, body, local, client })
 }
 
 fn respond(request: tiny_http::Request, reply: &Reply) {
@@ -217,12 +241,12 @@ fn respond(request: tiny_http::Request, reply: &Reply) {
         reply.content_type,
         reply.body.len()
     );
-    if let Some(allow) = reply.allow {
-        let _ = write!(out, "Allow: {allow}\r\n");
+    for (name, value) in &reply.headers {
+        let _ = write!(out, "{name}: {value}\r\n");
     }
     out.extend_from_slice(b"\r\n");
     if !head_only {
-        out.extend_from_slice(reply.body.as_bytes());
+        out.extend_from_slice(&reply.body);
     }
     let mut writer = request.into_writer();
     if let Err(e) = writer.write_all(&out).and_then(|()| writer.flush()) {
@@ -233,6 +257,7 @@ fn respond(request: tiny_http::Request, reply: &Reply) {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -243,6 +268,7 @@ fn reason(status: u16) -> &'static str {
         410 => "Gone",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
         507 => "Insufficient Storage",
         _ => "Internal Server Error",
     }

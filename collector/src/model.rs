@@ -26,6 +26,10 @@ pub struct NodeRecord {
     pub heartbeat: Option<Heartbeat>,
     /// Grace for this node, overriding the global setting and 3 × its interval.
     pub grace_secs: Option<u64>,
+    /// The interval an operator set for this node, overriding the one its heartbeats announce.
+    pub interval_override: Option<u64>,
+    /// When an operator last renamed or retagged the node; from then on heartbeats do not change them.
+    pub edited_at: Option<i64>,
     /// When the offline alert went out; `None` while the node is up.
     pub down_since: Option<i64>,
     /// When the last reminder went out, while down.
@@ -53,18 +57,98 @@ pub struct EnrollTokenRecord {
     pub tags: Vec<String>,
     /// If set, the token re-enrols this existing node rather than adding a new one.
     pub node_id: Option<String>,
+    /// The host the token was minted for, as the operator wrote it; informational.
+    pub hostname: Option<String>,
+    /// Who minted it: a user name, or `cli` for `hearth-collector token create`.
+    pub created_by: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub used_by: Option<String>,
 }
 
-/// An API key for reading the fleet, stored under the SHA-256 of its raw value.
+/// An API key, stored under the SHA-256 of its raw value. It acts as its user, with that
+/// user's role; a key from before users existed (`user: None`) acts as an admin.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct ApiKeyRecord {
     pub id: String,
     pub name: Option<String>,
+    pub user: Option<String>,
     pub created_at: i64,
+}
+
+/// What a user may do; each role may do everything the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads the fleet, its events and alerts.
+    Viewer,
+    /// Also mints enrolment tokens and edits nodes.
+    Operator,
+    /// Also deletes nodes and reads the audit log.
+    Admin,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A person who logs in, stored under their name.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct UserRecord {
+    pub name: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+    /// argon2id, in the PHC string format (algorithm, parameters, salt and hash).
+    pub password: String,
+    pub created_at: i64,
+}
+
+impl UserRecord {
+    /// The user's role; an unknown one (a damaged record) grants the least.
+    pub fn role(&self) -> Role {
+        Role::parse(&self.role).unwrap_or(Role::Viewer)
+    }
+}
+
+/// A browser session, stored under the SHA-256 of its cookie.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct SessionRecord {
+    pub user: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// One entry of the audit log: who did what, to what, when, and from where.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct AuditRecord {
+    pub id: u64,
+    pub at: i64,
+    /// A user name, `apikey:ID` for a key without a user, `cli` for the command line,
+    /// or, for a failed login, the name that was tried.
+    pub actor: String,
+    /// `login`, `login_failed`, `logout`, `token_minted`, `token_revoked`, `node_updated`,
+    /// `node_deleted`, `user_added`, `user_removed`, `password_changed`, `apikey_created`.
+    pub action: String,
+    /// What it was done to: a node id, a token id, a user name.
+    pub target: Option<String>,
+    /// The client's address; `local` for the command line.
+    pub client: String,
+    pub detail: String,
 }
 
 /// Something that happened to a node, kept for `GET /api/events`.
@@ -143,8 +227,11 @@ impl Status {
 }
 
 impl NodeRecord {
+    /// The interval the node is judged by: the operator's, else the one it announces, else 30 s.
     pub fn interval_secs(&self) -> u64 {
-        self.heartbeat.as_ref().and_then(|hb| hb.interval_secs).unwrap_or(DEFAULT_INTERVAL_SECS)
+        self.interval_override
+            .or_else(|| self.heartbeat.as_ref().and_then(|hb| hb.interval_secs))
+            .unwrap_or(DEFAULT_INTERVAL_SECS)
     }
 
     /// Whether the last heartbeat said the agent was shutting down cleanly.
@@ -177,11 +264,13 @@ impl NodeRecord {
         self.clock_skew_secs = Some((sent_ms - now_ms) / 1000);
         self.last_seen = Some(now_ms);
         self.hostname.clone_from(&heartbeat.hostname);
-        if let Some(name) = heartbeat.name.as_ref().filter(|n| !n.is_empty()) {
-            self.name.clone_from(name);
-        }
-        if let Some(tags) = &heartbeat.tags {
-            self.tags.clone_from(tags);
+        if self.edited_at.is_none() {
+            if let Some(name) = heartbeat.name.as_ref().filter(|n| !n.is_empty()) {
+                self.name.clone_from(name);
+            }
+            if let Some(tags) = &heartbeat.tags {
+                self.tags.clone_from(tags);
+            }
         }
         self.heartbeat.replace(heartbeat)
     }

@@ -5,7 +5,9 @@
 //! When the memory map fills, the transaction is thrown away, the map grows,
 //! and the same work runs again from the start.
 
-use crate::model::{AlertRecord, ApiKeyRecord, EnrollTokenRecord, EventRecord, NodeRecord};
+use crate::model::{
+    AlertRecord, ApiKeyRecord, AuditRecord, EnrollTokenRecord, EventRecord, NodeRecord, SessionRecord, UserRecord,
+};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
 use miniserde::{json, Deserialize, Serialize};
@@ -78,14 +80,22 @@ struct Dbs {
     outbox: Database,
     /// deadline (i64 BE, Unix ms) ++ node id → nothing: when the sweep looks at each node
     deadlines: Database,
-    /// `next_id` → u64 BE, the last id handed out to an event or alert
+    /// `next_id` → u64 BE, the last id handed out to an event, alert or audit entry
     meta: Database,
+    /// user name → [`UserRecord`]
+    users: Database,
+    /// SHA-256 of a session cookie → [`SessionRecord`]
+    sessions: Database,
+    /// entry id (u64 BE) → [`AuditRecord`]
+    audit: Database,
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
 pub const EVENTS_PER_NODE: usize = 500;
 /// Alerts kept for `GET /api/alerts` once settled.
 pub const ALERTS_KEPT: usize = 5000;
+/// Audit entries kept; older ones are dropped as new ones come.
+pub const AUDIT_KEPT: usize = 10_000;
 
 pub struct Store {
     env: Env<WithoutTls>,
@@ -111,15 +121,32 @@ impl Store {
             let all = (
                 [create("nodes")?, create("agent_tokens")?, create("enroll_tokens")?, create("api_keys")?],
                 [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
+                [create("users")?, create("sessions")?, create("audit")?],
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
-        let Some(([nodes, agent_tokens, enroll_tokens, api_keys], [events, alerts, outbox, deadlines, meta])) =
-            created.commit()
+        let Some((
+            [nodes, agent_tokens, enroll_tokens, api_keys],
+            [events, alerts, outbox, deadlines, meta],
+            [users, sessions, audit],
+        )) = created.commit()
         else {
             unreachable!("the closure above always commits")
         };
-        let dbs = Dbs { nodes, agent_tokens, enroll_tokens, api_keys, events, alerts, outbox, deadlines, meta };
+        let dbs = Dbs {
+            nodes,
+            agent_tokens,
+            enroll_tokens,
+            api_keys,
+            events,
+            alerts,
+            outbox,
+            deadlines,
+            meta,
+            users,
+            sessions,
+            audit,
+        };
         Ok(Store { env, dbs, max_map: round_to_page(config.max_map), resizing: RwLock::new(()) })
     }
 
@@ -260,8 +287,46 @@ impl<T: ReadTxn> Txn<'_, T> {
         self.get(self.dbs.enroll_tokens, token_hash)
     }
 
+    /// Every enrolment token, keyed by the SHA-256 of its raw value.
+    pub fn enroll_tokens(&self) -> Result<Vec<([u8; 32], EnrollTokenRecord)>, Error> {
+        self.all(self.dbs.enroll_tokens, |key| key.try_into().ok())
+    }
+
     pub fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, Error> {
         self.get(self.dbs.api_keys, key_hash)
+    }
+
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>, Error> {
+        self.get(self.dbs.users, name.as_bytes())
+    }
+
+    /// Every user, ordered by name.
+    pub fn users(&self) -> Result<Vec<UserRecord>, Error> {
+        Ok(self.all(self.dbs.users, |_| Some(()))?.into_iter().map(|(_, user)| user).collect())
+    }
+
+    pub fn session(&self, session_hash: &[u8; 32]) -> Result<Option<SessionRecord>, Error> {
+        self.get(self.dbs.sessions, session_hash)
+    }
+
+    /// The newest audit entries first, at most `limit`.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, Error> {
+        let mut out = Vec::new();
+        for entry in self.dbs.audit.rev_iter(self.raw.ro())?.take(limit) {
+            out.push(decode(entry?.1)?);
+        }
+        Ok(out)
+    }
+
+    /// Every record of `db`, with its key as `key` reads it.
+    fn all<K, V: Deserialize>(&self, db: Database, key: impl Fn(&[u8]) -> Option<K>) -> Result<Vec<(K, V)>, Error> {
+        let mut out = Vec::new();
+        for entry in db.iter(self.raw.ro())? {
+            let (raw_key, value) = entry?;
+            let key = key(raw_key).ok_or_else(|| Error::Corrupt(format!("a {}-byte key", raw_key.len())))?;
+            out.push((key, decode(value)?));
+        }
+        Ok(out)
     }
 
     /// Events after `since` (Unix ms), oldest first, for one node or all, at most `limit`.
@@ -453,8 +518,104 @@ impl Txn<'_, RwTxn<'_>> {
         self.put(self.dbs.enroll_tokens, token_hash, record)
     }
 
+    pub fn delete_enroll_token(&mut self, token_hash: &[u8; 32]) -> Result<(), Error> {
+        self.delete(self.dbs.enroll_tokens, token_hash)
+    }
+
     pub fn put_api_key(&mut self, key_hash: &[u8; 32], record: &ApiKeyRecord) -> Result<(), Error> {
         self.put(self.dbs.api_keys, key_hash, record)
+    }
+
+    /// Removes a node with everything that hangs off it: its agent token (so its next
+    /// heartbeat gets 401), its place in the deadline index, and its events.
+    pub fn delete_node(&mut self, node: &NodeRecord) -> Result<(), Error> {
+        if let Some(hash) = node.token_hash.as_deref().and_then(crate::secret::unhex32) {
+            self.delete_agent_token(&hash)?;
+        }
+        if let Some(deadline) = node.deadline {
+            self.delete(self.dbs.deadlines, &deadline_key(deadline, &node.node_id))?;
+        }
+        let mut doomed = Vec::new();
+        for entry in self.dbs.events.prefix_iter(&self.raw, node.node_id.as_bytes())? {
+            doomed.push(entry?.0.to_vec());
+        }
+        for key in doomed {
+            self.delete(self.dbs.events, &key)?;
+        }
+        self.delete(self.dbs.nodes, node.node_id.as_bytes())
+    }
+
+    pub fn put_user(&mut self, user: &UserRecord) -> Result<(), Error> {
+        self.put(self.dbs.users, user.name.as_bytes(), user)
+    }
+
+    /// Ends every session of one user; returns how many there were.
+    pub fn delete_sessions_of(&mut self, name: &str) -> Result<usize, Error> {
+        let sessions: Vec<([u8; 32], SessionRecord)> = self.all(self.dbs.sessions, |k| k.try_into().ok())?;
+        let theirs: Vec<_> = sessions.iter().filter(|(_, s)| s.user == name).collect();
+        for (hash, _) in &theirs {
+            self.delete(self.dbs.sessions, hash)?;
+        }
+        Ok(theirs.len())
+    }
+
+    /// Removes a user, their sessions and their API keys.
+    pub fn delete_user(&mut self, name: &str) -> Result<(), Error> {
+        self.delete_sessions_of(name)?;
+        let keys: Vec<([u8; 32], ApiKeyRecord)> = self.all(self.dbs.api_keys, |k| k.try_into().ok())?;
+        for (hash, _) in keys.iter().filter(|(_, k)| k.user.as_deref() == Some(name)) {
+            self.delete(self.dbs.api_keys, hash)?;
+        }
+        self.delete(self.dbs.users, name.as_bytes())
+    }
+
+    pub fn put_session(&mut self, session_hash: &[u8; 32], session: &SessionRecord) -> Result<(), Error> {
+        self.put(self.dbs.sessions, session_hash, session)
+    }
+
+    pub fn delete_session(&mut self, session_hash: &[u8; 32]) -> Result<(), Error> {
+        self.delete(self.dbs.sessions, session_hash)
+    }
+
+    /// Drops sessions that expired, and enrolment tokens that expired or were used,
+    /// before `cutoff` (Unix ms); returns how many.
+    pub fn prune_credentials(&mut self, now: i64, cutoff: i64) -> Result<usize, Error> {
+        let sessions: Vec<([u8; 32], SessionRecord)> = self.all(self.dbs.sessions, |k| k.try_into().ok())?;
+        let tokens = self.enroll_tokens()?;
+        let mut pruned = 0;
+        for (hash, _) in sessions.iter().filter(|(_, s)| s.expires_at <= now) {
+            self.delete(self.dbs.sessions, hash)?;
+            pruned += 1;
+        }
+        for (hash, _) in tokens.iter().filter(|(_, t)| t.used_at.unwrap_or(t.expires_at) < cutoff) {
+            self.delete(self.dbs.enroll_tokens, hash)?;
+            pruned += 1;
+        }
+        Ok(pruned)
+    }
+
+    /// Appends an entry to the audit log (its id is assigned here), dropping the oldest
+    /// beyond [`AUDIT_KEPT`].
+    pub fn put_audit(&mut self, mut entry: AuditRecord) -> Result<(), Error> {
+        entry.id = self.next_id()?;
+        self.put(self.dbs.audit, &entry.id.to_be_bytes(), &entry)?;
+        let total = self.dbs.audit.len(&self.raw)? as usize;
+        if total > AUDIT_KEPT {
+            let mut doomed = Vec::new();
+            for found in self.dbs.audit.iter(&self.raw)?.take(total - AUDIT_KEPT) {
+                doomed.push(found?.0.to_vec());
+            }
+            for key in doomed {
+                self.delete(self.dbs.audit, &key)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, db: Database, key: &[u8]) -> Result<(), Error> {
+        self.wrote = true;
+        db.delete(&mut self.raw, key)?;
+        Ok(())
     }
 
     fn put<V: Serialize>(&mut self, db: Database, key: &[u8], value: &V) -> Result<(), Error> {

@@ -6,4 +6,5 @@ mod support;
 
 mod agent;
 mod daemon;
+mod install;
 mod tls;

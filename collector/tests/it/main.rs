@@ -8,6 +8,7 @@ mod enrolment;
 mod errors;
 mod fairness;
 mod metrics;
+mod operators;
 mod proxy;
 mod support;
 mod units;

@@ -52,13 +52,29 @@ impl Collector {
 
     /// Starts a collector with extra environment variables (`HEARTH_CLOCK_FILE`, say).
     pub fn start_with_env(listen: &str, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Collector {
+        Collector::start_logged(listen, data_dir, args, env, None)
+    }
+
+    /// Starts a collector whose log (stderr, at `info`) goes to `log`, if given.
+    pub fn start_logged(
+        listen: &str,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Collector {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(collector_bin())
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -79,8 +95,41 @@ impl Collector {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
+    /// Runs an administration command with `input` on its stdin.
+    pub fn admin_with_input(&self, args: &[&str], input: &str) -> std::process::Output {
+        let mut child = Command::new(collector_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Adds a dashboard user through the CLI.
+    pub fn add_user(&self, name: &str, role: &str, password: &str) {
+        let out = self.admin_with_input(&["user", "add", name, "--role", role], &format!("{password}\n"));
+        assert!(out.status.success(), "user add {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// An API key acting as a new admin user.
     pub fn api_key(&self) -> String {
-        self.admin(&["apikey", "create"])
+        static KEYS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let user = format!("keys-{}", KEYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        self.add_user(&user, "admin", "a long test password");
+        self.admin(&["apikey", "create", "--user", &user])
+    }
+
+    /// Logs in and returns the `Cookie` header value for the session.
+    pub fn login(&self, name: &str, password: &str) -> String {
+        let body = format!(r#"{{"username":"{name}","password":"{password}"}}"#);
+        let r = self.post("/api/auth/login", &[], &body);
+        assert_eq!(r.status, 200, "login as {name}: {}", r.body);
+        r.set_cookie().expect("login sets a cookie")
     }
 
     pub fn enroll_token(&self) -> String {
@@ -144,6 +193,20 @@ impl Response {
 
     pub fn json(&self) -> miniserde::json::Object {
         miniserde::json::from_str(&self.body).unwrap_or_else(|_| panic!("not a JSON object: {}", self.body))
+    }
+
+    /// The `name=value` of a `Set-Cookie` header, as a later request's `Cookie` sends it.
+    pub fn set_cookie(&self) -> Option<String> {
+        let line = self.header("set-cookie")?;
+        Some(line.split(';').next()?.trim().to_owned())
+    }
+
+    /// A header's value (the first, by case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
     }
 
     /// Asserts an error answer: status, code, and that the sentence mentions `hint`.

@@ -1,0 +1,179 @@
+//! The one-line install: the collector's /install.sh run for real against this build of
+//! the agent, under a temporary root (`HEARTH_PREFIX`) and without systemd.
+
+use crate::agent::agent_command;
+use crate::support::{send, Collector};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Under an emulator (`cargo xtask e2e-arm`) the served binary would not run on this
+/// host; the installer is the collector's business and is tested natively.
+fn native() -> bool {
+    std::env::var_os("HEARTH_AGENT_RUNNER").is_none()
+}
+
+fn machine() -> String {
+    let out = Command::new("uname").arg("-m").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// An `--agent-dir` holding this build as the agent for this machine.
+fn agent_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("linux").join(machine());
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_hearth-agent"), target.join("hearth-agent")).unwrap();
+    dir
+}
+
+/// Mints a token the way an operator does (logged in, over HTTP) and returns the install command.
+fn install_command(c: &Collector) -> String {
+    c.add_user("otto", "operator", PASSWORD);
+    let cookie = c.login("otto", PASSWORD);
+    let headers = [("Cookie", cookie.as_str()), ("Content-Type", "application/json")];
+    let r = send(c.addr, "POST", "/api/enrollment-tokens", &headers, br#"{"name":"second-host"}"#);
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.field("install_command")
+}
+
+/// Runs the one-liner as given, with `sudo` swapped for the test's settings.
+fn run_line(line: &str, root: &Path, env: &[(&str, &str)]) -> Output {
+    assert!(line.contains("| sudo "), "{line}");
+    let root = root.to_str().unwrap();
+    let line = line.replace("| sudo ", &format!("| HEARTH_PREFIX={root} HEARTH_NO_SYSTEMD=1 "));
+    Command::new("sh").arg("-c").arg(line).envs(env.iter().copied()).output().unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_one_line_install_enrols_a_host_that_then_reports() {
+    if !native() {
+        return;
+    }
+    let dir = agent_dir();
+    let c = Collector::start(&["--agent-dir", dir.path().to_str().unwrap()]);
+    let line = install_command(&c);
+    let root = tempfile::tempdir().unwrap();
+    let out = run_line(&line, root.path(), &[]);
+    assert!(out.status.success(), "the installer failed: {}", stderr(&out));
+
+    let bin: PathBuf = root.path().join("usr/local/bin/hearth-agent");
+    let env_file = root.path().join("etc/hearth/agent.env");
+    let state = root.path().join("var/lib/hearth-agent");
+    assert_eq!(std::fs::read(&bin).unwrap(), std::fs::read(env!("CARGO_BIN_EXE_hearth-agent")).unwrap());
+    assert_eq!(mode(&bin), 0o755);
+    assert_eq!((mode(&env_file), mode(env_file.parent().unwrap()), mode(&state)), (0o600, 0o700, 0o700));
+    let server = format!("http://{}", c.addr);
+    assert!(std::fs::read_to_string(&env_file).unwrap().contains(&format!("HEARTH_COLLECTOR_URL={server}")));
+    assert!(state.join("token").exists());
+    assert!(stderr(&out).contains("HEARTH_CONFIG="), "it says how to run the agent without systemd: {}", stderr(&out));
+
+    // The new node is enrolled under the name on the token, and reports once the agent runs.
+    let key = c.api_key();
+    let node_id = std::fs::read_to_string(state.join("node_id")).unwrap();
+    let node = c.get(&format!("/api/nodes/{}", node_id.trim()), &key);
+    assert_eq!((node.field("name"), node.field("status")), ("second-host".into(), "pending".into()));
+    let once = Command::new(&bin)
+        .arg("once")
+        .env("HEARTH_CONFIG", &env_file)
+        .env("HEARTH_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    assert!(once.status.success(), "{}", stderr(&once));
+    assert_eq!(c.get(&format!("/api/nodes/{}", node_id.trim()), &key).field("status"), "online");
+
+    // Again: nothing changes.
+    let before = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    let again = run_line(&line, root.path(), &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("already installed"), "{}", stderr(&again));
+    assert_eq!(std::fs::metadata(&bin).unwrap().modified().unwrap(), before);
+    // Forced, with the token already spent: a clear word about the token.
+    let forced = run_line(&line, root.path(), &[("HEARTH_FORCE_REENROLL", "1")]);
+    assert!(!forced.status.success());
+    assert!(stderr(&forced).contains("expired or was already used: mint a fresh one"), "{}", stderr(&forced));
+}
+
+#[test]
+fn the_installer_says_what_went_wrong() {
+    if !native() {
+        return;
+    }
+    let bare = Collector::start(&[]); // no --agent-dir
+    let script = send(bare.addr, "GET", "/install.sh", &[], b"").body;
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("install.sh");
+    std::fs::write(&path, script).unwrap();
+    let run = |env: &[(&str, &str)]| {
+        let out = Command::new("sh")
+            .arg(&path)
+            .env("HEARTH_PREFIX", temp.path().join("root"))
+            .env("HEARTH_NO_SYSTEMD", "1")
+            .env_remove("HEARTH_SERVER")
+            .env_remove("HEARTH_TOKEN")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{env:?} should fail");
+        stderr(&out)
+    };
+    let server = format!("http://{}", bare.addr);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[], "HEARTH_SERVER is not set"),
+        (&[("HEARTH_SERVER", &server)], "HEARTH_TOKEN is not set"),
+        (
+            &[("HEARTH_SERVER", &server), ("HEARTH_TOKEN", "hen_x"), ("HEARTH_ARCH", "sparc64")],
+            "no Hearth agent for this machine",
+        ),
+        (&[("HEARTH_SERVER", &closed), ("HEARTH_TOKEN", "hen_x")], "cannot reach the collector"),
+        (&[("HEARTH_SERVER", &server), ("HEARTH_TOKEN", "hen_x")], "--agent-dir"),
+    ];
+    for (env, expected) in cases {
+        let said = run(env);
+        assert!(said.contains(expected), "{env:?}: expected {expected:?} in {said}");
+    }
+    // A missing binary is a JSON 404 naming the file looked for.
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(&["--agent-dir", dir.path().to_str().unwrap()]);
+    let r = send(c.addr, "GET", "/agent/binary?os=linux&arch=armv6l", &[], b"");
+    r.assert_error(404, "binary_missing", &format!("{}/linux/armv6l/hearth-agent", dir.path().display()));
+    send(c.addr, "GET", "/agent/binary?os=linux&arch=../../etc", &[], b"").assert_error(
+        400,
+        "unsupported_platform",
+        "armv7l",
+    );
+}
+
+#[test]
+fn install_service_writes_a_user_unit_for_this_binary() {
+    let home = tempfile::tempdir().unwrap();
+    let out = agent_command()
+        .args(["install-service", "--user"])
+        .env("HOME", home.path())
+        .env("HEARTH_NO_SYSTEMD", "1")
+        .env("HEARTH_CHECK_SERVICES", "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let unit = std::fs::read_to_string(home.path().join(".config/systemd/user/hearth-agent.service")).unwrap();
+    let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    assert!(exec.ends_with("/.config/hearth/agent.env run"), "{exec}");
+    assert!(!exec.contains("%h/.local/bin"), "the unit runs this very binary: {exec}");
+    assert_eq!(mode(&home.path().join(".config/hearth/agent.env")), 0o600);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("systemctl --user daemon-reload"), "{said}");
+}

@@ -1,0 +1,422 @@
+//! The fleet, for people: nodes, enrolment tokens, events, alerts and the audit log.
+
+use super::{audit, internal, limit_param, query_param, ApiError, Context, Handled, Reply, Request, User};
+use crate::model::{AlertRecord, AuditRecord, EnrollTokenRecord, EventRecord, NodeView};
+use crate::secret::{self, ENROLL_PREFIX};
+use crate::store::Txn;
+use hearth_wire::format_rfc3339;
+use heed::RwTxn;
+use miniserde::{json, Deserialize, Serialize};
+
+pub(super) fn nodes(txn: &Txn<RwTxn>, ctx: &Context) -> Handled {
+    let nodes = txn.nodes()?.iter().map(|n| n.view(ctx.now_ms, ctx.policy.grace_ms(n))).collect();
+    Ok(Reply::json(200, &NodeList { nodes }))
+}
+
+pub(super) fn node(id: &str, txn: &Txn<RwTxn>, ctx: &Context) -> Handled {
+    match txn.node(&id.to_ascii_lowercase())? {
+        Some(node) => Ok(Reply::json(200, &node.view(ctx.now_ms, ctx.policy.grace_ms(&node)))),
+        None => Err(no_such_node(id).into()),
+    }
+}
+
+fn no_such_node(id: &str) -> ApiError {
+    ApiError::not_found(format!("no node has the id {id}"))
+}
+
+/// What `PUT /api/nodes/{id}` may change; a field left out stays as it is.
+#[derive(Deserialize, Debug, Default)]
+struct NodeEdit {
+    name: Option<String>,
+    tags: Option<Vec<String>>,
+    /// 0 goes back to the interval the agent announces.
+    interval_secs: Option<u64>,
+    /// 0 goes back to the default grace.
+    grace_secs: Option<u64>,
+}
+
+pub(super) fn edit_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+    let edit: NodeEdit = parse_body(req, r#"{"name": "…", "tags": ["…"], "interval_secs": 60, "grace_secs": 180}"#)?;
+    let id = id.to_ascii_lowercase();
+    let Some(mut node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
+    let previous = node.deadline;
+    let mut changed = Vec::new();
+    if let Some(name) = edit.name {
+        check_label("name", &name)?;
+        changed.push(format!("name {:?} → {name:?}", node.name));
+        node.name = name;
+        node.edited_at = Some(ctx.now_ms);
+    }
+    if let Some(tags) = edit.tags {
+        check_tags(&tags)?;
+        changed.push(format!("tags {:?} → {tags:?}", node.tags));
+        node.tags = tags;
+        node.edited_at = Some(ctx.now_ms);
+    }
+    if let Some(secs) = edit.interval_secs {
+        check_secs("interval_secs", secs)?;
+        node.interval_override = Some(secs).filter(|s| *s > 0);
+        changed.push(format!("interval {secs} s"));
+    }
+    if let Some(secs) = edit.grace_secs {
+        check_secs("grace_secs", secs)?;
+        node.grace_secs = Some(secs).filter(|s| *s > 0);
+        changed.push(format!("grace {secs} s"));
+    }
+    // A new interval or grace takes effect at once: the sweep looks at the node again now.
+    if previous.is_some() {
+        node.deadline = Some(ctx.now_ms);
+    }
+    txn.save_node(&node, previous)?;
+    audit(txn, ctx, req, &user.name, "node_updated", Some(&id), changed.join("; "))?;
+    log::info!("{} edited node {id}", user.name);
+    Ok(Reply::json(200, &node.view(ctx.now_ms, ctx.policy.grace_ms(&node))))
+}
+
+pub(super) fn delete_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+    let id = id.to_ascii_lowercase();
+    let Some(node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
+    txn.delete_node(&node)?;
+    let detail = format!("{} ({}); its agent token is revoked", node.name, node.hostname);
+    audit(txn, ctx, req, &user.name, "node_deleted", Some(&id), detail)?;
+    log::info!("{} deleted node {id} ({})", user.name, node.name);
+    Ok(Reply::json(200, &Deleted { deleted: id }))
+}
+
+#[derive(Serialize)]
+struct Deleted {
+    deleted: String,
+}
+
+/// `POST /api/enrollment-tokens` and `POST /api/nodes/{id}/token`.
+#[derive(Deserialize, Debug, Default)]
+struct TokenRequest {
+    name: Option<String>,
+    hostname: Option<String>,
+    tags: Option<Vec<String>>,
+    ttl_secs: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct MintedToken {
+    /// The raw token: in this answer and nowhere else.
+    token: String,
+    id: String,
+    expires_at: String,
+    node_id: Option<String>,
+    install_command: String,
+}
+
+/// The longest an enrolment token may live: 30 days.
+const MAX_TOKEN_TTL_SECS: u64 = 30 * 86_400;
+
+/// Mints an enrolment token; bound to `node` (re-enrolment of a host whose state was lost) if given.
+pub(super) fn mint_token(
+    user: &User,
+    node: Option<&str>,
+    req: &Request,
+    txn: &mut Txn<RwTxn>,
+    ctx: &Context,
+) -> Handled {
+    let asked: TokenRequest = parse_body(req, r#"{"name": "…", "hostname": "…", "tags": ["…"], "ttl_secs": 3600}"#)?;
+    let ttl = asked.ttl_secs.unwrap_or(3600);
+    if !(60..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
+        return Err(ApiError::invalid(format!("ttl_secs must be from 60 to {MAX_TOKEN_TTL_SECS}, not {ttl}")).into());
+    }
+    for (field, value) in [("name", &asked.name), ("hostname", &asked.hostname)] {
+        if let Some(value) = value {
+            check_label(field, value)?;
+        }
+    }
+    let tags = asked.tags.unwrap_or_default();
+    check_tags(&tags)?;
+    let node_id = match node {
+        Some(id) => {
+            let id = id.to_ascii_lowercase();
+            if txn.node(&id)?.is_none() {
+                return Err(no_such_node(&id).into());
+            }
+            Some(id)
+        }
+        None => None,
+    };
+    let token = secret::new_secret(ENROLL_PREFIX).map_err(internal)?;
+    let record = EnrollTokenRecord {
+        id: secret::new_id().map_err(internal)?,
+        name: asked.name,
+        hostname: asked.hostname,
+        tags,
+        node_id: node_id.clone(),
+        created_by: Some(user.name.clone()),
+        created_at: ctx.now_ms,
+        expires_at: ctx.now_ms + ttl as i64 * 1000,
+        used_at: None,
+        used_by: None,
+    };
+    txn.put_enroll_token(&secret::hash(&token), &record)?;
+    let detail = match &node_id {
+        Some(id) => format!("re-enrolment token for node {id}, valid {ttl} s"),
+        None => format!("enrolment token, valid {ttl} s"),
+    };
+    audit(txn, ctx, req, &user.name, "token_minted", Some(&record.id), detail)?;
+    log::info!("{} minted enrolment token {}", user.name, record.id);
+    let install_command = install_command(&server_url(req, ctx), &token);
+    let minted =
+        MintedToken { token, id: record.id, expires_at: format_rfc3339(record.expires_at), node_id, install_command };
+    Ok(Reply::json(201, &minted))
+}
+
+/// The collector's address as nodes reach it: `--public-url`, else what the request came to.
+fn server_url(req: &Request, ctx: &Context) -> String {
+    if let Some(url) = ctx.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let scheme = if req.https { "https" } else { "http" };
+    format!("{scheme}://{}", req.host.as_deref().unwrap_or("127.0.0.1:8088"))
+}
+
+/// The line to paste on the new host.
+pub fn install_command(server: &str, token: &str) -> String {
+    format!("curl -fsSL {server}/install.sh | sudo HEARTH_SERVER={server} HEARTH_TOKEN={token} sh")
+}
+
+#[derive(Serialize)]
+struct TokenList {
+    tokens: Vec<TokenView>,
+}
+
+/// A token as listings show it: never its raw value.
+#[derive(Serialize)]
+struct TokenView {
+    id: String,
+    /// `valid`, `used` or `expired`.
+    state: &'static str,
+    name: Option<String>,
+    hostname: Option<String>,
+    tags: Vec<String>,
+    node_id: Option<String>,
+    created_by: Option<String>,
+    created_at: String,
+    expires_at: String,
+    used_at: Option<String>,
+    used_by: Option<String>,
+}
+
+pub(super) fn tokens(txn: &Txn<RwTxn>, ctx: &Context) -> Handled {
+    let mut records: Vec<EnrollTokenRecord> = txn.enroll_tokens()?.into_iter().map(|(_, t)| t).collect();
+    records.sort_by_key(|t| std::cmp::Reverse(t.created_at));
+    let tokens = records
+        .into_iter()
+        .map(|t| TokenView {
+            state: if t.used_at.is_some() {
+                "used"
+            } else if t.expires_at <= ctx.now_ms {
+                "expired"
+            } else {
+                "valid"
+            },
+            created_at: format_rfc3339(t.created_at),
+            expires_at: format_rfc3339(t.expires_at),
+            used_at: t.used_at.map(format_rfc3339),
+            id: t.id,
+            name: t.name,
+            hostname: t.hostname,
+            tags: t.tags,
+            node_id: t.node_id,
+            created_by: t.created_by,
+            used_by: t.used_by,
+        })
+        .collect();
+    Ok(Reply::json(200, &TokenList { tokens }))
+}
+
+pub(super) fn revoke_token(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+    let Some((hash, _)) = txn.enroll_tokens()?.into_iter().find(|(_, t)| t.id == id) else {
+        return Err(ApiError::not_found(format!("no enrolment token has the id {id}")).into());
+    };
+    txn.delete_enroll_token(&hash)?;
+    audit(txn, ctx, req, &user.name, "token_revoked", Some(id), String::new())?;
+    log::info!("{} revoked enrolment token {id}", user.name);
+    Ok(Reply::json(200, &Revoked { revoked: id.to_owned() }))
+}
+
+#[derive(Serialize)]
+struct Revoked {
+    revoked: String,
+}
+
+pub(super) fn events(req: &Request, txn: &Txn<RwTxn>) -> Handled {
+    let node = query_param(&req.query, "node").map(|n| n.to_ascii_lowercase());
+    let since = match query_param(&req.query, "since") {
+        None => i64::MIN,
+        Some(text) => hearth_wire::parse_rfc3339(&text).ok_or_else(|| {
+            ApiError::new(
+                400,
+                "invalid_query",
+                format!("since={text} is not an RFC 3339 time, such as 2026-11-22T10:00:00Z"),
+            )
+        })?,
+    };
+    let limit = limit_param(&req.query)?;
+    let events = txn.events(node.as_deref(), since, limit)?.iter().map(EventView::from).collect();
+    Ok(Reply::json(200, &EventList { events }))
+}
+
+pub(super) fn alerts(req: &Request, txn: &Txn<RwTxn>) -> Handled {
+    let alerts = txn.alerts(limit_param(&req.query)?)?.iter().map(AlertView::from).collect();
+    Ok(Reply::json(200, &AlertList { alerts }))
+}
+
+pub(super) fn audit_log(req: &Request, txn: &Txn<RwTxn>) -> Handled {
+    let entries = txn.audit(limit_param(&req.query)?)?.iter().map(AuditView::from).collect();
+    Ok(Reply::json(200, &AuditList { entries }))
+}
+
+#[derive(Serialize)]
+struct AuditList {
+    entries: Vec<AuditView>,
+}
+
+#[derive(Serialize)]
+struct AuditView {
+    id: u64,
+    at: String,
+    actor: String,
+    action: String,
+    target: Option<String>,
+    client: String,
+    detail: String,
+}
+
+impl From<&AuditRecord> for AuditView {
+    fn from(a: &AuditRecord) -> AuditView {
+        AuditView {
+            id: a.id,
+            at: format_rfc3339(a.at),
+            actor: a.actor.clone(),
+            action: a.action.clone(),
+            target: a.target.clone(),
+            client: a.client.clone(),
+            detail: a.detail.clone(),
+        }
+    }
+}
+
+/// Reads a JSON object body into `T`; an empty body is `{}`.
+fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -> Result<T, ApiError> {
+    if req.body.trim().is_empty() {
+        return Ok(<T as Default>::default());
+    }
+    json::from_str(&req.body)
+        .map_err(|_| ApiError::new(400, "invalid_json", format!("the body must be a JSON object like {shape}")))
+}
+
+/// A name or hostname: 1 to 64 characters, no control characters.
+fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() || value.chars().count() > 64 || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!("{field} must be 1 to 64 printable characters")));
+    }
+    Ok(())
+}
+
+/// At most 32 tags of 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `=`.
+fn check_tags(tags: &[String]) -> Result<(), ApiError> {
+    let ok =
+        |t: &String| (1..=64).contains(&t.len()) && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:=".contains(c));
+    match tags.iter().find(|t| !ok(t)) {
+        _ if tags.len() > 32 => Err(ApiError::invalid("a node may have at most 32 tags")),
+        Some(bad) => Err(ApiError::invalid(format!(
+            "the tag {bad:?} is not allowed: use 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `=`"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// An interval or grace: 0 (the default) or 5 seconds to a week.
+fn check_secs(field: &str, secs: u64) -> Result<(), ApiError> {
+    if secs != 0 && !(5..=7 * 86_400).contains(&secs) {
+        return Err(ApiError::invalid(format!("{field} must be 0 (the default) or 5 to 604800 seconds, not {secs}")));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct NodeList {
+    nodes: Vec<NodeView>,
+}
+
+#[derive(Serialize)]
+struct EventList {
+    events: Vec<EventView>,
+}
+
+#[derive(Serialize)]
+struct EventView {
+    id: u64,
+    node_id: String,
+    at: String,
+    kind: String,
+    check: Option<String>,
+    detail: String,
+}
+
+impl From<&EventRecord> for EventView {
+    fn from(e: &EventRecord) -> EventView {
+        let (id, node_id, at) = (e.id, e.node_id.clone(), hearth_wire::format_rfc3339(e.at));
+        EventView { id, node_id, at, kind: e.kind.clone(), check: e.check.clone(), detail: e.detail.clone() }
+    }
+}
+
+#[derive(Serialize)]
+struct AlertList {
+    alerts: Vec<AlertView>,
+}
+
+#[derive(Serialize)]
+struct AlertView {
+    id: u64,
+    kind: String,
+    node_id: String,
+    name: String,
+    check: Option<String>,
+    detail: String,
+    at: String,
+    deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Serialize)]
+struct DeliveryView {
+    channel: String,
+    state: String,
+    attempts: u64,
+    last_error: Option<String>,
+    delivered_at: Option<String>,
+    next_attempt: Option<String>,
+}
+
+impl From<&AlertRecord> for AlertView {
+    fn from(a: &AlertRecord) -> AlertView {
+        let deliveries = a
+            .deliveries
+            .iter()
+            .map(|d| DeliveryView {
+                channel: d.channel.clone(),
+                state: d.state.clone(),
+                attempts: d.attempts,
+                last_error: d.last_error.clone(),
+                delivered_at: d.delivered_at.map(hearth_wire::format_rfc3339),
+                next_attempt: (d.state == "pending").then(|| hearth_wire::format_rfc3339(d.next_attempt)),
+            })
+            .collect();
+        AlertView {
+            id: a.id,
+            kind: a.kind.clone(),
+            node_id: a.node_id.clone(),
+            name: a.name.clone(),
+            check: a.check.clone(),
+            detail: a.detail.clone(),
+            at: hearth_wire::format_rfc3339(a.at),
+            deliveries,
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! The HTTP API as plain functions: a parsed request and a transaction in, a reply out.
+//! No sockets here; `http` moves bytes, this module decides what they mean.
+//!
+//! `route` names what was asked for; `dispatch` checks who is asking (`require`) and hands
+//! the request to its handler: `agents` (enrolment, heartbeats), `fleet` (nodes, tokens,
+//! events, alerts, audit), `session` (login), `web` (the dashboard, install script, binaries).
+
+mod agents;
+mod fleet;
+mod session;
+mod web;
+
+pub use session::LoginLimiter;
+
+use crate::alerts::{config::Channels, worker::Stats};
+use crate::liveness::Policy;
+use crate::metrics::{self, Metrics};
+use crate::model::{AuditRecord, Role};
+use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX};
+use crate::store::{self, Txn};
+use hearth_wire::{ErrorBody, WireError};
+use heed::RwTxn;
+use miniserde::{json, Serialize};
+use std::cell::RefCell;
+use std::path::Path;
+
+/// The largest request body the collector reads, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    #[default]
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Other,
+}
+
+/// A request, read off the wire and not yet interpreted.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: Method,
+    /// The path without its query string.
+    pub path: String,
+    /// What followed `?` in the URL, if anything.
+    pub query: String,
+    /// The credential from `Authorization: Bearer …` or `X-Host-Token: …`.
+    pub bearer: Option<String>,
+    /// The `hearth_session` cookie.
+    pub session: Option<String>,
+    pub content_type: Option<String>,
+    /// The `Host` header, for the install command's URL.
+    pub host: Option<String>,
+    /// Whether the client reached us over HTTPS (a trusted proxy said so).
+    pub https: bool,
+    pub body: String,
+    /// From loopback, and not forwarded by a proxy (no `X-Forwarded-For`/`CF-Connecting-IP`).
+    pub local: bool,
+    /// Who sent it: the peer's address, or with `--trust-proxy cloudflare` the one
+    /// `CF-Connecting-IP` names. `None` over a Unix socket with no trusted proxy header.
+    pub client: Option<std::net::IpAddr>,
+}
+
+impl Request {
+    /// The client's address for logs and the audit log.
+    pub fn client_text(&self) -> String {
+        self.client.map_or_else(|| "a Unix socket".to_owned(), |ip| ip.to_string())
+    }
+
+    fn is_json(&self) -> bool {
+        self.content_type
+            .as_deref()
+            .is_some_and(|ct| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+    }
+}
+
+/// What to send back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// Further headers: `Allow`, `Set-Cookie`, `Retry-After`, `Content-Security-Policy`…
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json<T: Serialize>(status: u16, value: &T) -> Reply {
+        Reply::bytes(status, "application/json", json::to_string(value).into_bytes())
+    }
+
+    fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
+        Reply { status, content_type, body, headers: Vec::new() }
+    }
+
+    fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// The settings and the moment a batch of requests is handled with.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Unix milliseconds by the collector's clock.
+    pub now_ms: i64,
+    pub allow_anonymous: bool,
+    pub policy: &'a Policy,
+    pub channels: &'a Channels,
+    pub metrics: &'a Metrics,
+    pub alert_stats: &'a Stats,
+    /// Failed logins, per user and per client address.
+    pub logins: &'a RefCell<LoginLimiter>,
+    /// Where agent binaries are served from (`--agent-dir`).
+    pub agent_dir: Option<&'a Path>,
+    /// The collector's address as agents reach it (`--public-url`), for install commands.
+    pub public_url: Option<&'a str>,
+}
+
+/// An error answer: status, stable code, and a sentence a person can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), headers: Vec::new() }
+    }
+
+    pub fn body_too_large() -> ApiError {
+        ApiError::new(413, "body_too_large", format!("the request body is larger than {MAX_BODY} bytes"))
+    }
+
+    pub fn storage(e: &store::Error) -> ApiError {
+        match e {
+            store::Error::Full => ApiError::new(
+                507,
+                "storage_full",
+                "the collector's database is full; nothing was saved. Free disk space or raise --max-db-mb",
+            ),
+            other => {
+                log::error!("{other}");
+                ApiError::new(500, "internal", "the collector could not use its database; nothing was saved")
+            }
+        }
+    }
+
+    fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(401, "unauthorized", message)
+    }
+
+    fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "forbidden", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, "not_found", message)
+    }
+
+    fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "invalid_request", message)
+    }
+
+    pub fn into_reply(self) -> Reply {
+        let body = ErrorBody { code: self.code.to_owned(), error: self.message };
+        Reply { headers: self.headers, ..Reply::json(self.status, &body) }
+    }
+}
+
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> ApiError {
+        ApiError::new(400, e.code(), e.to_string())
+    }
+}
+
+/// Why a handler stopped: an answer for this request, or a store failure that ends the whole batch.
+enum Failure {
+    Api(ApiError),
+    Store(store::Error),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Failure {
+        Failure::Api(e)
+    }
+}
+
+impl From<WireError> for Failure {
+    fn from(e: WireError) -> Failure {
+        Failure::Api(e.into())
+    }
+}
+
+impl From<store::Error> for Failure {
+    fn from(e: store::Error) -> Failure {
+        match e {
+            // A damaged record fails this request only; the transaction itself is fine.
+            store::Error::Corrupt(_) => Failure::Api(ApiError::storage(&e)),
+            other => Failure::Store(other),
+        }
+    }
+}
+
+type Handled = Result<Reply, Failure>;
+
+/// Answers one request inside the batch's transaction.
+///
+/// An `Err` means the transaction must be abandoned (the map is full, or LMDB failed);
+/// every other outcome, error answers included, is an `Ok(Reply)`.
+pub fn handle(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Result<Reply, store::Error> {
+    let result = match route(req) {
+        Ok(route) => dispatch(route, req, txn, ctx),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(reply) => Ok(reply),
+        Err(Failure::Api(e)) => Ok(e.into_reply()),
+        Err(Failure::Store(e)) => Err(e),
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Route<'a> {
+    Asset(&'a str),
+    InstallScript,
+    AgentBinary,
+    AgentChecksum,
+    Health,
+    Metrics,
+    Heartbeat,
+    Enroll,
+    Login,
+    Logout,
+    Me,
+    Nodes,
+    Node(&'a str),
+    NodeEdit(&'a str),
+    NodeDelete(&'a str),
+    NodeToken(&'a str),
+    Events,
+    Alerts,
+    Audit,
+    Tokens,
+    TokenMint,
+    TokenRevoke(&'a str),
+}
+
+fn route(req: &Request) -> Result<Route<'_>, ApiError> {
+    use Method::{Delete, Get, Head, Post, Put};
+    const READ: &str = "GET, HEAD";
+    let path = match req.path.trim_end_matches('/') {
+        "" => "/",
+        path => path,
+    };
+    let (m, read) = (req.method, matches!(req.method, Get | Head));
+    let only = |method: Method, route: Route<'static>| (m == method).then_some(route);
+    let not_found = || ApiError::not_found(format!("there is nothing at {}", req.path));
+    let (found, allow): (Option<Route>, &'static str) = match path {
+        "/" | "/index.html" | "/app.js" | "/style.css" => (read.then_some(Route::Asset(path)), READ),
+        "/install.sh" => (read.then_some(Route::InstallScript), READ),
+        "/agent/binary" => (read.then_some(Route::AgentBinary), READ),
+        "/agent/binary.sha256" => (read.then_some(Route::AgentChecksum), READ),
+        "/healthz" => (read.then_some(Route::Health), READ),
+        "/metrics" => (read.then_some(Route::Metrics), READ),
+        "/api/agent/heartbeat" | "/agent/heartbeat" => (only(Post, Route::Heartbeat), "POST"),
+        "/api/agents/enroll" => (only(Post, Route::Enroll), "POST"),
+        "/api/auth/login" => (only(Post, Route::Login), "POST"),
+        "/api/auth/logout" => (only(Post, Route::Logout), "POST"),
+        "/api/auth/me" => (read.then_some(Route::Me), READ),
+        "/api/nodes" => (read.then_some(Route::Nodes), READ),
+        "/api/events" => (read.then_some(Route::Events), READ),
+        "/api/alerts" => (read.then_some(Route::Alerts), READ),
+        "/api/audit" => (read.then_some(Route::Audit), READ),
+        "/api/enrollment-tokens" => {
+            (if read { Some(Route::Tokens) } else { only(Post, Route::TokenMint) }, "GET, HEAD, POST")
+        }
+        _ => {
+            if let Some(rest) = path.strip_prefix("/api/nodes/") {
+                match rest.split_once('/') {
+                    None => {
+                        let found = match m {
+                            Get | Head => Some(Route::Node(rest)),
+                            Put => Some(Route::NodeEdit(rest)),
+                            Delete => Some(Route::NodeDelete(rest)),
+                            _ => None,
+                        };
+                        (found, "GET, HEAD, PUT, DELETE")
+                    }
+                    Some((id, "token")) if !id.is_empty() => ((m == Post).then_some(Route::NodeToken(id)), "POST"),
+                    _ => return Err(not_found()),
+                }
+            } else if let Some(id) = path.strip_prefix("/api/enrollment-tokens/").filter(|id| !id.contains('/')) {
+                ((m == Delete).then_some(Route::TokenRevoke(id)), "DELETE")
+            } else {
+                return Err(not_found());
+            }
+        }
+    };
+    let Some(found) = found else {
+        let message = format!("{} accepts only {allow}", req.path);
+        let error = ApiError::new(405, "method_not_allowed", message);
+        return Err(ApiError { headers: vec![("Allow", allow.to_owned())], ..error });
+    };
+    if matches!(m, Post | Put | Delete) && req.content_type.is_some() && !req.is_json() {
+        let message = "send the body as JSON with Content-Type: application/json";
+        return Err(ApiError::new(415, "unsupported_media_type", message));
+    }
+    Ok(found)
+}
+
+fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+    use Role::{Admin, Operator, Viewer};
+    match route {
+        Route::Asset(path) => web::asset(path),
+        Route::InstallScript => Ok(web::install_script()),
+        Route::AgentBinary => web::agent_binary(req, ctx, false),
+        Route::AgentChecksum => web::agent_binary(req, ctx, true),
+        Route::Health => Ok(Reply::json(200, &Health { status: "ok", nodes: txn.node_count()? })),
+        Route::Metrics => {
+            // Prometheus on the same host scrapes without a key; anyone else needs one.
+            if !req.local {
+                require(Viewer, req, txn, ctx)?;
+            }
+            let nodes = txn.nodes()?;
+            let snapshot = metrics::Snapshot {
+                metrics: ctx.metrics,
+                alerts: ctx.alert_stats,
+                alerts_pending: txn.outbox()?.len() as u64,
+                nodes: &nodes,
+                now_ms: ctx.now_ms,
+                policy: ctx.policy,
+            };
+            let body = metrics::render(&snapshot).into_bytes();
+            Ok(Reply::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body))
+        }
+        Route::Heartbeat => agents::heartbeat(req, txn, ctx),
+        Route::Enroll => agents::enroll(req, txn, ctx),
+        Route::Login => session::login(req, txn, ctx),
+        Route::Logout => session::logout(req, txn, ctx),
+        Route::Me => session::me(&require(Viewer, req, txn, ctx)?),
+        Route::Nodes => {
+            require(Viewer, req, txn, ctx)?;
+            fleet::nodes(txn, ctx)
+        }
+        Route::Node(id) => {
+            require(Viewer, req, txn, ctx)?;
+            fleet::node(id, txn, ctx)
+        }
+        Route::NodeEdit(id) => fleet::edit_node(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::NodeDelete(id) => fleet::delete_node(&require(Admin, req, txn, ctx)?, id, req, txn, ctx),
+        Route::NodeToken(id) => fleet::mint_token(&require(Operator, req, txn, ctx)?, Some(id), req, txn, ctx),
+        Route::Events => {
+            require(Viewer, req, txn, ctx)?;
+            fleet::events(req, txn)
+        }
+        Route::Alerts => {
+            require(Viewer, req, txn, ctx)?;
+            fleet::alerts(req, txn)
+        }
+        Route::Audit => {
+            require(Admin, req, txn, ctx)?;
+            fleet::audit_log(req, txn)
+        }
+        Route::Tokens => {
+            require(Operator, req, txn, ctx)?;
+            fleet::tokens(txn, ctx)
+        }
+        Route::TokenMint => fleet::mint_token(&require(Operator, req, txn, ctx)?, None, req, txn, ctx),
+        Route::TokenRevoke(id) => fleet::revoke_token(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+    }
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    nodes: u64,
+}
+
+/// A person (or their API key) making a request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct User {
+    /// The user's name; `apikey:ID` for a key from before users existed.
+    pub name: String,
+    pub role: Role,
+    /// The SHA-256 of the session cookie, when a browser session made the request.
+    pub session: Option<[u8; 32]>,
+}
+
+const HOW_TO_GET_A_KEY: &str = "mint one with `hearth-collector apikey create --user NAME`";
+
+/// Who is asking, if they may do what needs `needed`: 401 for no one (or an expired
+/// session), 403 for the wrong kind of caller or too small a role.
+fn require(needed: Role, req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Result<User, Failure> {
+    let user = authenticate(req, txn, ctx.now_ms)?;
+    if user.role < needed {
+        let message = format!(
+            "this needs the {} role, and {} is {}; ask an admin",
+            needed.as_str(),
+            user.name,
+            user.role.as_str()
+        );
+        return Err(ApiError::forbidden(message).into());
+    }
+    // With SameSite=Strict cookies, this is the defence against cross-site requests: a
+    // form on another site cannot send JSON, and script there cannot without CORS.
+    if user.session.is_some() && !matches!(req.method, Method::Get | Method::Head) && !req.is_json() {
+        let message = "requests made with a session cookie must send Content-Type: application/json";
+        return Err(ApiError::new(403, "csrf_rejected", message).into());
+    }
+    Ok(user)
+}
+
+fn authenticate(req: &Request, txn: &Txn<RwTxn>, now_ms: i64) -> Result<User, Failure> {
+    if let Some(credential) = &req.bearer {
+        if credential.starts_with(API_KEY_PREFIX) {
+            if let Some(key) = txn.api_key(&secret::hash(credential))? {
+                let Some(name) = key.user else {
+                    return Ok(User { name: format!("apikey:{}", key.id), role: Role::Admin, session: None });
+                };
+                return match txn.user(&name)? {
+                    Some(user) => Ok(User { name, role: user.role(), session: None }),
+                    None => Err(ApiError::unauthorized(format!(
+                        "this API key belonged to user {name}, who was removed; {HOW_TO_GET_A_KEY}"
+                    ))
+                    .into()),
+                };
+            }
+        } else if credential.starts_with(AGENT_PREFIX) && txn.agent_token_node(&secret::hash(credential))?.is_some() {
+            let message = "an agent token may only send heartbeats; log in, or use an API key";
+            return Err(ApiError::forbidden(message).into());
+        }
+        return Err(ApiError::unauthorized(format!("the API key is not valid; {HOW_TO_GET_A_KEY}")).into());
+    }
+    if let Some(cookie) = &req.session {
+        let hash = secret::hash(cookie);
+        if let Some(session) = txn.session(&hash)?.filter(|s| s.expires_at > now_ms) {
+            if let Some(user) = txn.user(&session.user)? {
+                return Ok(User { role: user.role(), name: user.name, session: Some(hash) });
+            }
+        }
+        let message = "your session has expired or ended; log in again";
+        return Err(ApiError::new(401, "session_expired", message).into());
+    }
+    let message = format!("log in first, or send an API key as `Authorization: Bearer hk_…` ({HOW_TO_GET_A_KEY})");
+    Err(ApiError::unauthorized(message).into())
+}
+
+/// Appends to the audit log, inside the request's transaction.
+fn audit(
+    txn: &mut Txn<RwTxn>,
+    ctx: &Context,
+    req: &Request,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    detail: String,
+) -> Result<(), store::Error> {
+    let entry = AuditRecord {
+        id: 0,
+        at: ctx.now_ms,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.map(str::to_owned),
+        client: req.client_text(),
+        detail,
+    };
+    txn.put_audit(entry)
+}
+
+/// The value of `name` in a query string (no percent-decoding: ids and times need none
+/// but `+`, which stands for itself in an RFC 3339 offset here).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| v.replace("%3A", ":").replace("%2B", "+"))
+}
+
+/// `limit=N`, 1 to 1000, default 100.
+fn limit_param(query: &str) -> Result<usize, ApiError> {
+    match query_param(query, "limit") {
+        None => Ok(100),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => {
+                Err(ApiError::new(400, "invalid_query", format!("limit={text} must be a whole number from 1 to 1000")))
+            }
+        },
+    }
+}
+
+fn internal(e: getrandom::Error) -> Failure {
+    log::error!("cannot get random bytes: {e}");
+    ApiError::new(500, "internal", "the collector could not generate a secret; try again").into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: Method, path: &str, content_type: Option<&str>) -> Request {
+        Request { method, path: path.into(), content_type: content_type.map(Into::into), ..Request::default() }
+    }
+
+    #[test]
+    fn routing() {
+        use Method::{Delete, Get, Head, Other, Post, Put};
+        type Case<'a> = (Method, &'a str, Option<&'a str>, Result<Route<'a>, u16>);
+        let json = Some("application/json");
+        let cases: &[Case] = &[
+            (Get, "/", None, Ok(Route::Asset("/"))),
+            (Get, "/app.js", None, Ok(Route::Asset("/app.js"))),
+            (Post, "/", json, Err(405)),
+            (Get, "/install.sh", None, Ok(Route::InstallScript)),
+            (Get, "/agent/binary", None, Ok(Route::AgentBinary)),
+            (Get, "/agent/binary.sha256", None, Ok(Route::AgentChecksum)),
+            (Get, "/healthz", None, Ok(Route::Health)),
+            (Head, "/healthz", None, Ok(Route::Health)),
+            (Post, "/api/agent/heartbeat", json, Ok(Route::Heartbeat)),
+            (Post, "/agent/heartbeat", Some("application/json; charset=utf-8"), Ok(Route::Heartbeat)),
+            (Post, "/agent/heartbeat", None, Ok(Route::Heartbeat)),
+            (Post, "/agent/heartbeat", Some("text/plain"), Err(415)),
+            (Get, "/agent/heartbeat", None, Err(405)),
+            (Post, "/api/agents/enroll", json, Ok(Route::Enroll)),
+            (Post, "/api/auth/login", json, Ok(Route::Login)),
+            (Post, "/api/auth/login", Some("application/x-www-form-urlencoded"), Err(415)),
+            (Get, "/api/auth/me", None, Ok(Route::Me)),
+            (Get, "/api/nodes/", None, Ok(Route::Nodes)),
+            (Get, "/api/nodes/abc", None, Ok(Route::Node("abc"))),
+            (Put, "/api/nodes/abc", json, Ok(Route::NodeEdit("abc"))),
+            (Delete, "/api/nodes/abc", None, Ok(Route::NodeDelete("abc"))),
+            (Post, "/api/nodes/abc", json, Err(405)),
+            (Post, "/api/nodes/abc/token", json, Ok(Route::NodeToken("abc"))),
+            (Get, "/api/nodes/abc/token", None, Err(405)),
+            (Get, "/api/nodes/abc/x", None, Err(404)),
+            (Post, "/api/nodes//token", json, Err(404)),
+            (Get, "/api/enrollment-tokens", None, Ok(Route::Tokens)),
+            (Post, "/api/enrollment-tokens", json, Ok(Route::TokenMint)),
+            (Delete, "/api/enrollment-tokens/abc", Some("text/plain"), Err(415)),
+            (Delete, "/api/enrollment-tokens/abc", None, Ok(Route::TokenRevoke("abc"))),
+            (Get, "/api/audit", None, Ok(Route::Audit)),
+            (Get, "/nope", None, Err(404)),
+            (Other, "/healthz", None, Err(405)),
+        ];
+        for (method, path, ct, expected) in cases {
+            let request = req(*method, path, *ct);
+            let got = route(&request).map_err(|e| e.status);
+            assert_eq!(&got, expected, "{method:?} {path} {ct:?}");
+        }
+    }
+
+    #[test]
+    fn errors_are_json_with_code_and_sentence() {
+        let reply = ApiError::body_too_large().into_reply();
+        assert_eq!(reply.status, 413);
+        let body: ErrorBody = json::from_str(std::str::from_utf8(&reply.body).unwrap()).unwrap();
+        assert_eq!(body.code, "body_too_large");
+        assert!(body.error.contains("65536"));
+    }
+
+    #[test]
+    fn store_failures_become_507_or_500() {
+        let full = ApiError::storage(&store::Error::Full);
+        assert_eq!((full.status, full.code), (507, "storage_full"));
+        let broken = ApiError::storage(&store::Error::Lmdb(heed::Error::Mdb(heed::MdbError::Panic)));
+        assert_eq!((broken.status, broken.code), (500, "internal"));
+        // A damaged record fails only the request that read it, not the whole batch.
+        match Failure::from(store::Error::Corrupt("x".into())) {
+            Failure::Api(e) => assert_eq!(e.status, 500),
+            Failure::Store(_) => panic!("a damaged record must not abort the batch"),
+        }
+        assert!(matches!(Failure::from(store::Error::Full), Failure::Store(_)));
+    }
+}

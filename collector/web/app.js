@@ -1,0 +1,274 @@
+// Hearth's dashboard: plain JavaScript, no build step, served by the collector itself.
+// It polls the API every few seconds and updates the table in place, so nothing flickers.
+"use strict";
+
+const REFRESH_MS = 4000;
+const $ = (id) => document.getElementById(id);
+const views = ["login-view", "fleet-view", "detail-view"];
+const state = { me: null, nodes: [], rows: new Map(), detail: null, timer: null, serverSkewMs: 0 };
+
+// A request to the collector. Writes carry JSON (the collector refuses cookie-authenticated
+// writes without it); a 401 means the session is gone, so back to the login form.
+async function api(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: {} };
+  if (method !== "GET") {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body || {});
+  }
+  const res = await fetch(path, init);
+  const date = Date.parse(res.headers.get("Date") || "");
+  if (!Number.isNaN(date)) state.serverSkewMs = date - Date.now();
+  const data = await res.json().catch(() => ({}));
+  if (res.status === 401 && path !== "/api/auth/login") {
+    showLogin("Your session has ended; log in again.");
+    throw new Error("logged out");
+  }
+  if (!res.ok) throw new Error(data.error || `${method} ${path}: HTTP ${res.status}`);
+  return data;
+}
+
+function show(view) {
+  for (const v of views) $(v).hidden = v !== view;
+}
+
+function showLogin(message) {
+  state.me = null;
+  clearInterval(state.timer);
+  state.timer = null;
+  $("who").textContent = "";
+  $("logout").hidden = true;
+  $("login-error").textContent = message || "";
+  show("login-view");
+  $("username").focus();
+}
+
+function loggedIn(me) {
+  state.me = me;
+  $("who").textContent = `${me.user} (${me.role})`;
+  $("logout").hidden = false;
+  $("add-node").hidden = me.role === "viewer";
+  show(state.detail ? "detail-view" : "fleet-view");
+  refresh();
+  clearInterval(state.timer);
+  state.timer = setInterval(refresh, REFRESH_MS);
+}
+
+async function refresh() {
+  try {
+    const { nodes } = await api("GET", "/api/nodes");
+    state.nodes = nodes;
+    renderTags();
+    renderTable();
+    if (state.detail) await renderDetail();
+  } catch (e) {
+    if (state.me) $("summary").textContent = `Could not refresh: ${e.message}`;
+  }
+}
+
+// "12 s ago", by the collector's clock (from its Date header), not this browser's.
+function ago(iso) {
+  if (!iso) return "never";
+  const secs = Math.max(0, Math.round((Date.now() + state.serverSkewMs - Date.parse(iso)) / 1000));
+  if (secs < 60) return `${secs} s ago`;
+  if (secs < 3600) return `${Math.floor(secs / 60)} min ago`;
+  if (secs < 86400) return `${Math.floor(secs / 3600)} h ago`;
+  return `${Math.floor(secs / 86400)} d ago`;
+}
+
+function duration(secs) {
+  if (secs == null) return "–";
+  const d = Math.floor(secs / 86400), h = Math.floor((secs % 86400) / 3600), m = Math.floor((secs % 3600) / 60);
+  return d > 0 ? `${d} d ${h} h` : h > 0 ? `${h} h ${m} min` : `${m} min`;
+}
+
+function el(tag, props, children) {
+  const e = document.createElement(tag);
+  Object.assign(e, props || {});
+  for (const c of children || []) e.append(c);
+  return e;
+}
+
+function bar(fraction, label) {
+  if (fraction == null || !Number.isFinite(fraction)) return document.createTextNode("–");
+  const pct = Math.max(0, Math.min(1, fraction)) * 100;
+  const outer = el("span", { className: "bar" + (pct >= 95 ? " full" : pct >= 80 ? " high" : ""), title: label });
+  const inner = el("span");
+  inner.style.width = `${pct.toFixed(0)}%`;
+  outer.append(inner);
+  return el("span", {}, [outer, label]);
+}
+
+// The cells of one node's row, as [label, content] pairs; content is text or a node.
+function cells(n) {
+  const failing = (n.checks || []).filter((c) => !c.ok).map((c) => c.name);
+  const mem = n.memory_mb && n.mem_available_mb != null ? (n.memory_mb - n.mem_available_mb) / n.memory_mb : null;
+  const disk = n.disk_gb && n.disk_free_gb != null ? (n.disk_gb - n.disk_free_gb) / n.disk_gb : null;
+  const load = n.load && n.load.length ? n.load[0] : null;
+  return [
+    ["Status", el("span", { className: `status status-${n.status}`, textContent: n.status })],
+    ["Name", n.name],
+    ["Hostname", n.hostname],
+    ["Last seen", ago(n.last_seen)],
+    ["Uptime", duration(n.uptime_secs)],
+    ["Load", load == null ? "–" : bar(n.cpu_cores ? load / n.cpu_cores : null, load.toFixed(2))],
+    ["Memory", bar(mem, mem == null ? "" : `${Math.round(mem * 100)}%`)],
+    ["Disk", bar(disk, disk == null ? "" : `${Math.round(disk * 100)}%`)],
+    ["Failing checks", failing.length ? el("span", { className: "failing", textContent: failing.join(", ") }) : "none"],
+    ["Tags", el("span", {}, (n.tags || []).map((t) => el("span", { className: "tag", textContent: t })))],
+    ["Arch", n.arch || "–"],
+    ["Agent", n.agent_version || "–"],
+  ];
+}
+
+function matches(n) {
+  const q = $("search").value.trim().toLowerCase();
+  const status = $("status-filter").value;
+  const tag = $("tag-filter").value;
+  return (!q || n.name.toLowerCase().includes(q) || n.hostname.toLowerCase().includes(q)) &&
+    (!status || n.status === status) && (!tag || (n.tags || []).includes(tag));
+}
+
+// Rows are kept per node and only their changed cells are rewritten.
+function renderTable() {
+  const tbody = document.querySelector("#nodes tbody");
+  const shown = state.nodes.filter(matches);
+  const seen = new Set();
+  shown.forEach((n, i) => {
+    seen.add(n.node_id);
+    let row = state.rows.get(n.node_id);
+    if (!row) {
+      row = el("tr");
+      row.dataset.id = n.node_id;
+      row.addEventListener("click", () => openDetail(row.dataset.id));
+      state.rows.set(n.node_id, row);
+    }
+    cells(n).forEach(([label, content], c) => {
+      let td = row.children[c];
+      if (!td) td = row.appendChild(el("td"));
+      td.dataset.label = label;
+      const html = typeof content === "string" ? escapeText(content) : content.outerHTML;
+      if (td.dataset.html !== html) {
+        td.dataset.html = html;
+        td.replaceChildren(typeof content === "string" ? document.createTextNode(content) : content);
+      }
+    });
+    if (tbody.children[i] !== row) tbody.insertBefore(row, tbody.children[i] || null);
+  });
+  for (const [id, row] of state.rows) {
+    if (!seen.has(id)) row.remove();
+  }
+  const counts = {};
+  for (const n of state.nodes) counts[n.status] = (counts[n.status] || 0) + 1;
+  $("summary").textContent = `${state.nodes.length} nodes: ` +
+    Object.entries(counts).map(([s, k]) => `${k} ${s}`).join(", ");
+  $("empty").hidden = shown.length > 0;
+}
+
+function escapeText(text) {
+  const d = document.createElement("div");
+  d.textContent = text;
+  return d.innerHTML;
+}
+
+function renderTags() {
+  const select = $("tag-filter");
+  const tags = [...new Set(state.nodes.flatMap((n) => n.tags || []))].sort();
+  const have = [...select.options].slice(1).map((o) => o.value);
+  if (have.join("\n") === tags.join("\n")) return;
+  const chosen = select.value;
+  select.replaceChildren(select.options[0], ...tags.map((t) => el("option", { value: t, textContent: t })));
+  select.value = tags.includes(chosen) ? chosen : "";
+}
+
+async function openDetail(id) {
+  state.detail = id;
+  show("detail-view");
+  await renderDetail();
+}
+
+async function renderDetail() {
+  const id = state.detail;
+  const [node, { events }] = await Promise.all([
+    api("GET", `/api/nodes/${encodeURIComponent(id)}`),
+    api("GET", `/api/events?node=${encodeURIComponent(id)}&limit=1000`),
+  ]);
+  if (state.detail !== id) return;
+  $("detail-name").replaceChildren(
+    el("span", { className: `status status-${node.status}`, textContent: node.status }), ` ${node.name}`);
+  const fields = [];
+  for (const [key, value] of Object.entries(node)) {
+    if (value == null) continue;
+    let text = Array.isArray(value) || typeof value === "object" ? JSON.stringify(value) : String(value);
+    if (key === "last_seen") text += ` (${ago(value)})`;
+    if (key === "uptime_secs") text += ` (${duration(value)})`;
+    fields.push(el("dt", { textContent: key }), el("dd", { textContent: text }));
+  }
+  $("detail-fields").replaceChildren(...fields);
+  const recent = events.slice(-50).reverse();
+  $("detail-events").replaceChildren(...(recent.length ? recent.map((e) =>
+    el("li", { textContent: `${e.at}  ${e.kind}${e.check ? ` (${e.check})` : ""}: ${e.detail}` })) :
+    [el("li", { className: "muted", textContent: "Nothing has happened to this node yet." })]));
+}
+
+async function mint() {
+  $("add-error").textContent = "";
+  const name = $("add-name").value.trim();
+  const tags = $("add-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+  try {
+    const minted = await api("POST", "/api/enrollment-tokens", { ...(name && { name }), tags });
+    $("install-command").textContent = minted.install_command;
+    $("add-expires").textContent = new Date(minted.expires_at).toLocaleString();
+    $("add-result").hidden = false;
+    $("copied").textContent = "";
+  } catch (e) {
+    $("add-error").textContent = e.message;
+  }
+}
+
+async function copyCommand() {
+  const text = $("install-command").textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // No clipboard API (plain HTTP on another host): select it for the person to copy.
+    const range = document.createRange();
+    range.selectNodeContents($("install-command"));
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    document.execCommand("copy");
+  }
+  $("copied").textContent = "Copied.";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      const me = await api("POST", "/api/auth/login", { username: $("username").value, password: $("password").value });
+      $("password").value = "";
+      loggedIn(me);
+    } catch (e) {
+      $("login-error").textContent = e.message;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    await api("POST", "/api/auth/logout").catch(() => {});
+    showLogin("You have logged out.");
+  });
+  for (const id of ["search", "status-filter", "tag-filter"]) $(id).addEventListener("input", renderTable);
+  $("back").addEventListener("click", () => {
+    state.detail = null;
+    show("fleet-view");
+  });
+  $("add-node").addEventListener("click", () => {
+    $("add-result").hidden = true;
+    $("add-error").textContent = "";
+    $("add-dialog").showModal();
+  });
+  $("mint").addEventListener("click", mint);
+  $("copy").addEventListener("click", copyCommand);
+  fetch("/api/auth/me", { credentials: "same-origin" })
+    .then((res) => (res.ok ? res.json().then(loggedIn) : showLogin()))
+    .catch(() => showLogin("The collector cannot be reached."));
+});

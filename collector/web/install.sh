@@ -1,0 +1,129 @@
+#!/bin/sh
+# Hearth agent installer, served by your collector at /install.sh. Use it as
+#   curl -fsSL $SERVER/install.sh | sudo HEARTH_SERVER=$SERVER HEARTH_TOKEN=$TOKEN sh
+# It downloads the agent for this machine from the collector, checks its SHA-256,
+# installs it to /usr/local/bin, writes /etc/hearth/agent.env, enrols with the one-time
+# token, and starts the systemd unit. Running it again changes nothing, unless
+# HEARTH_FORCE_REENROLL=1.
+#
+# Settings (environment):
+#   HEARTH_SERVER          the collector's URL (required)
+#   HEARTH_TOKEN           the one-time enrolment token (required to enrol)
+#   HEARTH_FORCE_REENROLL  1: install and enrol again even if this host is enrolled
+#   HEARTH_PREFIX          install under this directory instead of / (for tests and images)
+#   HEARTH_NO_SYSTEMD      1: do not touch systemd; print how to run the agent instead
+#   HEARTH_ARCH            the machine, if `uname -m` should not decide
+set -eu
+
+say() { printf 'hearth-install: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+server=${HEARTH_SERVER:-}
+server=${server%/}
+prefix=${HEARTH_PREFIX:-}
+[ -n "$server" ] || die "HEARTH_SERVER is not set: run it as
+  curl -fsSL \$SERVER/install.sh | sudo HEARTH_SERVER=\$SERVER HEARTH_TOKEN=\$TOKEN sh"
+
+bin_dir=$prefix/usr/local/bin
+bin=$bin_dir/hearth-agent
+conf_dir=$prefix/etc/hearth
+env_file=$conf_dir/agent.env
+state_dir=$prefix/var/lib/hearth-agent
+
+if [ -z "$prefix" ] && [ "$(id -u)" != 0 ]; then
+  die "this installs a system service, so it needs root: pipe it to \`sudo … sh\`.
+  Without root, install the binary yourself and run \`hearth-agent install-service --user\`."
+fi
+
+if [ -x "$bin" ] && [ -s "$state_dir/token" ] && [ "${HEARTH_FORCE_REENROLL:-0}" != 1 ]; then
+  say "already installed and enrolled (node $(cat "$state_dir/node_id" 2>/dev/null || echo '?')); nothing to do."
+  say "To install and enrol again, set HEARTH_FORCE_REENROLL=1 with a fresh token."
+  exit 0
+fi
+[ -n "${HEARTH_TOKEN:-}" ] || die "HEARTH_TOKEN is not set: mint one in the dashboard (\"Add a node\") or with
+  \`hearth-collector token create\`, then run the command it gives."
+
+os=$(uname -s)
+[ "$os" = Linux ] || die "Hearth's agent runs on Linux; this is $os."
+arch=${HEARTH_ARCH:-$(uname -m)}
+case $arch in
+  x86_64 | amd64) arch=x86_64 ;;
+  aarch64 | arm64) arch=aarch64 ;;
+  armv7l | armv7* | armhf) arch=armv7l ;;
+  armv6l) arch=armv6l ;;
+  riscv64) ;;
+  *) die "there is no Hearth agent for this machine ($arch); agents exist for x86_64, aarch64, armv7l, armv6l and riscv64." ;;
+esac
+
+# fetch URL FILE: downloads, and on failure explains; an HTTP error shows the collector's message.
+fetch() {
+  if command -v curl >/dev/null 2>&1; then
+    status=$(curl -sS -L -o "$2" -w '%{http_code}' "$1" 2>"$2.err") || {
+      die "cannot reach the collector at $server: $(cat "$2.err"). Check HEARTH_SERVER, and that this host can reach it."
+    }
+  elif command -v wget >/dev/null 2>&1; then
+    if wget -q -O "$2" "$1" 2>"$2.err"; then status=200; else
+      die "cannot download $1 (wget: $(cat "$2.err")). Check HEARTH_SERVER, and that this host can reach it."
+    fi
+  else
+    die "this needs curl or wget to download the agent."
+  fi
+  if [ "$status" != 200 ]; then
+    die "the collector answered $status for $1: $(cat "$2")"
+  fi
+}
+
+sha256() {
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1
+  else shasum -a 256 "$1" | cut -d' ' -f1
+  fi
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+say "downloading the agent for linux/$arch from $server"
+fetch "$server/agent/binary?os=linux&arch=$arch" "$tmp/hearth-agent"
+fetch "$server/agent/binary.sha256?os=linux&arch=$arch" "$tmp/hearth-agent.sha256"
+want=$(cut -d' ' -f1 "$tmp/hearth-agent.sha256")
+got=$(sha256 "$tmp/hearth-agent")
+[ "$want" = "$got" ] || die "the download is damaged: its SHA-256 is $got, the collector says $want. Nothing was installed; try again."
+
+mkdir -p "$bin_dir"
+install -m 0755 "$tmp/hearth-agent" "$bin.new"
+mv -f "$bin.new" "$bin"
+say "installed $bin ($("$bin" --version))"
+
+umask 077
+mkdir -p "$conf_dir" "$state_dir"
+chmod 0700 "$conf_dir" "$state_dir"
+if [ ! -f "$env_file" ] || [ "${HEARTH_FORCE_REENROLL:-0}" = 1 ]; then
+  {
+    echo "# Hearth agent settings, written by the installer; see \`hearth-agent --help\`."
+    echo "HEARTH_COLLECTOR_URL=$server"
+    if ! command -v cloudflared >/dev/null 2>&1; then
+      echo "# No cloudflared here, so no service is checked by default. List the ones to watch:"
+      echo "HEARTH_CHECK_SERVICES="
+    fi
+  } >"$env_file"
+  chmod 0600 "$env_file"
+  say "wrote $env_file"
+fi
+
+# The token goes through the environment, never the command line (where ps would show it).
+if ! out=$(HEARTH_CONFIG="$env_file" HEARTH_STATE_DIR="$state_dir" "$bin" enroll 2>&1); then
+  case $out in
+    *"answered 410"*) die "the token has expired or was already used: mint a fresh one and run the new command.
+  ($out)" ;;
+    *) die "enrolment failed: $out" ;;
+  esac
+fi
+say "$out"
+
+if [ "${HEARTH_NO_SYSTEMD:-0}" = 1 ] || [ -n "$prefix" ] || [ ! -d /run/systemd/system ] || ! command -v systemctl >/dev/null 2>&1; then
+  say "systemd is not running here, so no service was installed. Run the agent yourself, e.g. from
+  your init system or a terminal:
+    HEARTH_CONFIG=$env_file HEARTH_STATE_DIR=$state_dir $bin run"
+  exit 0
+fi
+"$bin" install-service
+say "done: this host reports to $server every 30 s."
