@@ -117,15 +117,21 @@ fn init(config: &Config, flags: &Flags, state: &State) -> Result<(), Failure> {
         }
         None => state.node_id_or_create()?,
     };
-    let remembered: Vec<(&str, &str)> = ["HEARTH_NAME", "HEARTH_COLLECTOR_URL"]
+    remember(flags, state)?;
+    let verb = if created { "created" } else { "kept" };
+    println!("node id {node_id} ({verb}) in {}", state.dir().display());
+    Ok(())
+}
+
+/// Saves the name and collector given as flags, so that `run` later reports the same way.
+fn remember(flags: &Flags, state: &State) -> Result<(), Failure> {
+    let given: Vec<(&str, &str)> = ["HEARTH_NAME", "HEARTH_COLLECTOR_URL"]
         .into_iter()
         .filter_map(|key| flags.get(key).map(|value| (key, value.as_str())))
         .collect();
-    if !remembered.is_empty() {
-        state.save_settings(&remembered)?;
+    if !given.is_empty() {
+        state.save_settings(&given)?;
     }
-    let verb = if created { "created" } else { "kept" };
-    println!("node id {node_id} ({verb}) in {}", state.dir().display());
     Ok(())
 }
 
@@ -173,9 +179,7 @@ fn enroll(config: &Config, flags: &Flags, state: &State, collector: &Collector) 
     }
     state.set_node_id(&enrolled.node_id)?;
     state.set_token(&enrolled.agent_token)?;
-    if let Some(url) = flags.get("HEARTH_COLLECTOR_URL") {
-        state.save_settings(&[("HEARTH_COLLECTOR_URL", url)])?;
-    }
+    remember(flags, state)?;
     println!("enrolled with {} as node {}", collector.base, enrolled.node_id);
     Ok(())
 }

@@ -26,6 +26,8 @@ pub fn run(args: &[&str]) -> Result<(), String> {
 
     let collector = Collector::start(&bin.join("hearth-collector"), &demo.join("collector"), &[])?;
     println!("collector: {} (data in {})", collector.url, demo.join("collector").display());
+    add_demo_user(&bin, &demo.join("collector"))?;
+    println!("dashboard: {}/ (log in as demo, password {DEMO_PASSWORD})", collector.url);
     let token = collector.admin(&["token", "create", "--name", "demo"])?;
     let agent_env = demo.join("agent.env");
     std::fs::write(&agent_env, "# The demo agent's settings.\nHEARTH_CHECK_SERVICES=\n").map_err(|e| e.to_string())?;
@@ -57,6 +59,28 @@ pub fn run(args: &[&str]) -> Result<(), String> {
     let status = child.wait().map_err(|e| e.to_string())?;
     show_changes(&collector, &last)?;
     println!("\nagent stopped ({status}); stopping the collector");
+    Ok(())
+}
+
+const DEMO_PASSWORD: &str = "hearth-demo";
+
+/// An admin for the dashboard; the password goes in on stdin, as an operator would pipe it.
+fn add_demo_user(bin: &std::path::Path, data_dir: &std::path::Path) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new(bin.join("hearth-collector"))
+        .args(["user", "add", "demo", "--role", "admin", "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run hearth-collector user add: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(format!("{DEMO_PASSWORD}\n").as_bytes()).map_err(|e| e.to_string())?;
+    drop(stdin);
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("hearth-collector user add demo failed ({status})"));
+    }
     Ok(())
 }
 

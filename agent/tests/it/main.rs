@@ -6,5 +6,6 @@ mod support;
 
 mod agent;
 mod daemon;
+mod dashboard;
 mod install;
 mod tls;
