@@ -268,7 +268,8 @@ impl NodeRecord {
             if let Some(name) = heartbeat.name.as_ref().filter(|n| !n.is_empty()) {
                 self.name.clone_from(name);
             }
-            if let Some(tags) = &heartbeat.tags {
+            // An agent with no tags configured sends `[]`: that keeps the tags its token gave.
+            if let Some(tags) = heartbeat.tags.as_ref().filter(|t| !t.is_empty()) {
                 self.tags.clone_from(tags);
             }
         }
@@ -387,6 +388,23 @@ mod tests {
             let grace_ms = node.interval_secs() * 3000;
             assert_eq!(node.status(now, grace_ms), expected, "now={now} node={node:?}");
         }
+    }
+
+    #[test]
+    fn tags_come_from_the_agent_unless_it_has_none_or_an_operator_set_them() {
+        let mut node = NodeRecord { tags: vec!["from-token".into()], ..Default::default() };
+        let beat = |tags: &[&str]| Heartbeat {
+            tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+            ..Default::default()
+        };
+        node.record_heartbeat(beat(&[]), 0);
+        assert_eq!(node.tags, ["from-token"]);
+        node.record_heartbeat(beat(&["lab"]), 0);
+        assert_eq!(node.tags, ["lab"]);
+        node.edited_at = Some(0);
+        node.tags = vec!["operator".into()];
+        node.record_heartbeat(beat(&["agent"]), 0);
+        assert_eq!(node.tags, ["operator"]);
     }
 
     #[test]
