@@ -202,7 +202,7 @@ fn install_service(user: bool) -> Result<(), Failure> {
             let parent = env_file.parent().expect("a file in a directory");
             std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
             let text = "# Hearth agent settings; see `hearth-agent --help`.\n# HEARTH_COLLECTOR_URL=https://hearth.example.com\n";
-            write_private(&env_file, text)?;
+            crate::state::write_private(&env_file, text)?;
             println!("wrote {} (set HEARTH_COLLECTOR_URL there)", env_file.display());
         }
         (home.join(".config/systemd/user"), USER_UNIT.replace("%h/.local/bin/hearth-agent", exe), &["--user"])
@@ -240,18 +240,6 @@ fn install_service(user: bool) -> Result<(), Failure> {
         println!("to keep it running while you are logged out: loginctl enable-linger \"$USER\"");
     }
     Ok(())
-}
-
-fn write_private(path: &std::path::Path, text: &str) -> Result<(), Failure> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(text.as_bytes()).map_err(|e| Failure::from(format!("cannot write {}: {e}", path.display())))
 }
 
 fn daemon(config: Config, state: &State, collector: Collector) -> Result<Daemon, Failure> {

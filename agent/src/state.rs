@@ -115,15 +115,8 @@ impl State {
         }
     }
 
-    /// Writes `name` through a temporary file and a rename, so a crash leaves the old or the new content.
     fn write(&self, name: &str, text: &str) -> Result<(), String> {
-        let path = self.path(name);
-        let temp = self.path(&format!(".{name}.tmp"));
-        let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-        let mut file =
-            OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp).map_err(fail)?;
-        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(fail)?;
-        fs::rename(&temp, &path).map_err(fail)
+        write_private(&self.path(name), text)
     }
 
     fn remove(&self, name: &str) -> Result<(), String> {
@@ -134,6 +127,17 @@ impl State {
             Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
         }
     }
+}
+
+/// Writes a file readable by its owner only (0600), through a temporary file beside it and a
+/// rename, so a crash leaves the old content or the new, never half of either.
+pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.tmp"));
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp).map_err(fail)?;
+    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(fail)?;
+    fs::rename(&temp, path).map_err(fail)
 }
 
 #[cfg(test)]

@@ -577,8 +577,8 @@ impl Txn<'_, RwTxn<'_>> {
         self.delete(self.dbs.sessions, session_hash)
     }
 
-    /// Drops sessions that expired, and enrolment tokens that expired or were used,
-    /// before `cutoff` (Unix ms); returns how many.
+    /// Drops sessions expired by `now`, and enrolment tokens used (or, unused, expired)
+    /// before `cutoff` (both Unix ms); returns how many.
     pub fn prune_credentials(&mut self, now: i64, cutoff: i64) -> Result<usize, Error> {
         let sessions: Vec<([u8; 32], SessionRecord)> = self.all(self.dbs.sessions, |k| k.try_into().ok())?;
         let tokens = self.enroll_tokens()?;

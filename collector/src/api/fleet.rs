@@ -176,7 +176,7 @@ fn server_url(req: &Request, ctx: &Context) -> String {
 }
 
 /// The line to paste on the new host.
-pub fn install_command(server: &str, token: &str) -> String {
+fn install_command(server: &str, token: &str) -> String {
     format!("curl -fsSL {server}/install.sh | sudo HEARTH_SERVER={server} HEARTH_TOKEN={token} sh")
 }
 
@@ -321,15 +321,15 @@ fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
 
 /// At most 32 tags of 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `=`.
 fn check_tags(tags: &[String]) -> Result<(), ApiError> {
-    let ok =
-        |t: &String| (1..=64).contains(&t.len()) && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:=".contains(c));
-    match tags.iter().find(|t| !ok(t)) {
-        _ if tags.len() > 32 => Err(ApiError::invalid("a node may have at most 32 tags")),
-        Some(bad) => Err(ApiError::invalid(format!(
-            "the tag {bad:?} is not allowed: use 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `=`"
-        ))),
-        None => Ok(()),
+    if tags.len() > 32 {
+        return Err(ApiError::invalid("a node may have at most 32 tags"));
     }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.:=".contains(c);
+    if let Some(bad) = tags.iter().find(|t| !(1..=64).contains(&t.len()) || !t.chars().all(allowed)) {
+        let message = format!("the tag {bad:?} is not allowed: use 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `=`");
+        return Err(ApiError::invalid(message));
+    }
+    Ok(())
 }
 
 /// An interval or grace: 0 (the default) or 5 seconds to a week.

@@ -388,8 +388,8 @@ pub(crate) struct User {
     /// The user's name; `apikey:ID` for a key from before users existed.
     pub name: String,
     pub role: Role,
-    /// The SHA-256 of the session cookie, when a browser session made the request.
-    pub session: Option<[u8; 32]>,
+    /// Whether a browser session (the cookie) made the request, rather than an API key.
+    pub by_cookie: bool,
 }
 
 const HOW_TO_GET_A_KEY: &str = "mint one with `hearth-collector apikey create --user NAME`";
@@ -409,7 +409,7 @@ fn require(needed: Role, req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Resu
     }
     // With SameSite=Strict cookies, this is the defence against cross-site requests: a
     // form on another site cannot send JSON, and script there cannot without CORS.
-    if user.session.is_some() && !matches!(req.method, Method::Get | Method::Head) && !req.is_json() {
+    if user.by_cookie && !matches!(req.method, Method::Get | Method::Head) && !req.is_json() {
         let message = "requests made with a session cookie must send Content-Type: application/json";
         return Err(ApiError::new(403, "csrf_rejected", message).into());
     }
@@ -421,10 +421,10 @@ fn authenticate(req: &Request, txn: &Txn<RwTxn>, now_ms: i64) -> Result<User, Fa
         if credential.starts_with(API_KEY_PREFIX) {
             if let Some(key) = txn.api_key(&secret::hash(credential))? {
                 let Some(name) = key.user else {
-                    return Ok(User { name: format!("apikey:{}", key.id), role: Role::Admin, session: None });
+                    return Ok(User { name: format!("apikey:{}", key.id), role: Role::Admin, by_cookie: false });
                 };
                 return match txn.user(&name)? {
-                    Some(user) => Ok(User { name, role: user.role(), session: None }),
+                    Some(user) => Ok(User { name, role: user.role(), by_cookie: false }),
                     None => Err(ApiError::unauthorized(format!(
                         "this API key belonged to user {name}, who was removed; {HOW_TO_GET_A_KEY}"
                     ))
@@ -438,10 +438,9 @@ fn authenticate(req: &Request, txn: &Txn<RwTxn>, now_ms: i64) -> Result<User, Fa
         return Err(ApiError::unauthorized(format!("the API key is not valid; {HOW_TO_GET_A_KEY}")).into());
     }
     if let Some(cookie) = &req.session {
-        let hash = secret::hash(cookie);
-        if let Some(session) = txn.session(&hash)?.filter(|s| s.expires_at > now_ms) {
+        if let Some(session) = txn.session(&secret::hash(cookie))?.filter(|s| s.expires_at > now_ms) {
             if let Some(user) = txn.user(&session.user)? {
-                return Ok(User { role: user.role(), name: user.name, session: Some(hash) });
+                return Ok(User { role: user.role(), name: user.name, by_cookie: true });
             }
         }
         let message = "your session has expired or ended; log in again";
