@@ -47,6 +47,10 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
 }
 
+// The patched tiny_http reads bodies up to this size on the connection's thread, so the
+// request thread never waits for a client.
+const _: () = assert!(MAX_BODY <= tiny_http::BUFFERED_BODY);
+
 /// How often the loop looks for nodes past their deadline.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How often old events, expired sessions and spent enrolment tokens are dropped.

@@ -1,6 +1,7 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -45,6 +46,14 @@ impl Stream {
         }
     }
 
+    fn read_timeout(&self) -> Option<Duration> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.read_timeout(),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => None,
+        }
+    }
+
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
@@ -86,6 +95,10 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    /// Hearth patch: reading ends with `TimedOut` past this instant. The socket's own read
+    /// timeout restarts with every byte, so a client sending one byte every few seconds
+    /// would otherwise hold its connection thread for ever.
+    read_deadline: Option<Instant>,
 }
 
 impl RefinedTcpStream {
@@ -96,17 +109,22 @@ impl RefinedTcpStream {
         let stream: Stream = stream.into();
 
         let (read, write) = (stream.clone(), stream);
+        // Hearth patch: a connection carries one request, which must arrive within the
+        // socket's read timeout (inherited from the listener), counted from the accept.
+        let read_deadline = read.read_timeout().map(|limit| Instant::now() + limit);
 
         let read = RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            read_deadline,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            read_deadline: None,
         };
 
         (read, write)
@@ -137,7 +155,13 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.stream.read(buf)
+        // What arrived is taken first, so that closing after the 408 leaves nothing
+        // unread (which would make the kernel reset the connection instead).
+        let read = self.stream.read(buf)?;
+        if self.read_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the request took too long to arrive"));
+        }
+        Ok(read)
     }
 }
 
