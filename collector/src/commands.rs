@@ -201,7 +201,23 @@ pub fn run(command: Command) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Every connection is a file descriptor, and the usual soft limit (1024) would refuse
+/// connections long before memory runs short: take the hard limit, as Go servers do.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the one struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::warn!("cannot raise the open file limit: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
 fn run_serve(serve: &Serve) -> Result<(), Failure> {
+    raise_file_limit();
     let channels = Arc::new(load_channels(serve.alerts.as_deref())?);
     let store = Arc::new(open_store(&serve.data_dir, serve.max_db_mb)?);
     let listener = match Listener::from_systemd()? {

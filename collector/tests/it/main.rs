@@ -2,6 +2,7 @@
 
 mod activation;
 mod alerts;
+mod chaos;
 mod contract;
 mod durability;
 mod enrolment;

@@ -143,6 +143,10 @@ impl Collector {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         self.child.kill().unwrap();

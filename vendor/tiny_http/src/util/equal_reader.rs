@@ -63,26 +63,12 @@ impl<R> Drop for EqualReader<R>
 where
     R: Read,
 {
+    /// Hearth patch: the rest of the body is not read. Upstream read it all here, to
+    /// reuse the connection, into one buffer the size of what was left: a 100 MiB body
+    /// refused unread took 100 MiB and held up the thread that dropped the request.
+    /// A connection carries one request now, and closes.
     fn drop(&mut self) {
-        let mut remaining_to_read = self.size;
-
-        while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
-
-            match self.reader.read(&mut buf) {
-                Err(e) => {
-                    self.last_read_signal.send(Err(e)).ok();
-                    break;
-                }
-                Ok(0) => {
-                    self.last_read_signal.send(Ok(())).ok();
-                    break;
-                }
-                Ok(other) => {
-                    remaining_to_read -= other;
-                }
-            }
-        }
+        self.last_read_signal.send(Ok(())).ok();
     }
 }
 
@@ -111,6 +97,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "Hearth patch: a dropped EqualReader no longer reads the rest of the body"]
     fn test_not_enough() {
         use std::io::Cursor;
 

@@ -29,6 +29,9 @@ struct Sharing {
 /// Minimum number of active threads.
 static MIN_THREADS: usize = 4;
 
+/// Hearth patch: the stack of a connection's thread (the default is 2 MiB).
+const STACK_SIZE: usize = 256 * 1024;
+
 struct Registration<'a> {
     nb: &'a AtomicUsize,
 }
@@ -80,7 +83,10 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // Hearth patch: a thread that cannot be created (TasksMax, memory) costs this
+        // connection, which is closed, not the accept loop, which used to panic here.
+        // Connection threads only parse a request, so a small stack does.
+        let spawned = thread::Builder::new().stack_size(STACK_SIZE).spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -124,6 +130,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a thread for a connection, which is closed: {e}");
+        }
     }
 }
 
