@@ -1,9 +1,10 @@
 //! The server loop: tiny_http in, group commit, replies out. The only module that touches tiny_http.
 //!
 //! One thread handles every request. It takes the request that arrived and every one
-//! already waiting, applies them all in one LMDB write transaction, commits (fsync),
-//! and only then answers them: an acknowledged write is on disk, and a burst pays
-//! one fsync rather than one per request.
+//! already waiting, applies them all in one LMDB write transaction, and commits. A second
+//! thread, the flusher, makes that commit durable (`Store::sync`) and only then answers:
+//! an acknowledged write is on disk, a burst pays for its flushes once, and the request
+//! thread handles the next batch while the last one's flush runs.
 //!
 //! Every response closes its connection. tiny_http gives each connection a pool
 //! thread for its whole life and queues new connections behind busy ones, so a client
@@ -20,7 +21,8 @@ use crate::store::Store;
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -58,6 +60,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a used or expired enrolment token stays listed.
 const PRUNE_TOKENS_MS: i64 = 7 * 86_400 * 1000;
 
+/// Committed batches waiting for the flusher; when it falls this far behind, the request
+/// thread waits for it.
+const FLUSH_QUEUE: usize = 4;
+
 /// Serves requests until the process ends. `wake` tells the alert worker that the
 /// outbox has something new.
 pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &SyncSender<()>) -> io::Result<()> {
@@ -69,9 +75,28 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         Listener::Unix(l, _) => tiny_http::Server::from_listener(l, None),
     }
     .map_err(io::Error::other)?;
+    let metrics = Mutex::new(Metrics::default());
+    std::thread::scope(|scope| {
+        let (committed, to_flush) = std::sync::mpsc::sync_channel(FLUSH_QUEUE);
+        std::thread::Builder::new()
+            .name("flush".into())
+            .spawn_scoped(scope, || flush(to_flush, store, &metrics, wake))?;
+        // Returning drops `committed`: the flusher answers what is left, then the scope ends.
+        accept(&server, store, config, &metrics, &committed, wake)
+    })
+}
+
+/// The request thread's loop: batches, the sweep, pruning, and the idle exit.
+fn accept(
+    server: &tiny_http::Server,
+    store: &Store,
+    config: &ServeConfig,
+    metrics: &Mutex<Metrics>,
+    flusher: &SyncSender<Committed>,
+    wake: &SyncSender<()>,
+) -> io::Result<()> {
     let mut last_request = Instant::now();
     let (mut last_sweep, mut last_prune) = (Instant::now() - SWEEP_EVERY, Instant::now() - PRUNE_EVERY);
-    let mut metrics = Metrics::default();
     let logins = RefCell::new(LoginLimiter::default());
     loop {
         if let Some(first) = server.recv_timeout(SWEEP_EVERY)? {
@@ -83,14 +108,13 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
                     _ => break,
                 }
             }
-            if handle_batch(batch, store, config, &mut metrics, &logins) > 0 {
-                let _ = wake.try_send(());
-            }
+            handle_batch(batch, store, config, metrics, &logins, flusher);
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
-            metrics.db_bytes = store.disk_size();
+            lock(metrics).db_bytes = store.disk_size();
             let now = config.clock.now_ms();
+            // `write` is durable when it returns, so the worker may send at once.
             match store.write(|txn| alerts::sweep(txn, now, &config.policy, &config.channels)) {
                 Ok(0) => {}
                 Ok(_) => {
@@ -107,7 +131,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
             // the ones already accepted are answered first.
             server.stop_accepting();
             while let Some(first) = server.recv_timeout(Duration::from_millis(300))? {
-                handle_batch(vec![first], store, config, &mut metrics, &logins);
+                handle_batch(vec![first], store, config, metrics, &logins, flusher);
             }
             return Ok(());
         }
@@ -127,14 +151,30 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
     }
 }
 
-/// Answers a batch after committing it; returns how many alerts it raised.
+/// A committed batch, waiting for the flush that makes it durable before it is answered.
+struct Committed {
+    answers: Vec<Answer>,
+    /// Alerts the batch raised: the worker is woken once they are on disk.
+    alerts: usize,
+    /// When the batch was taken, for the request latency histogram.
+    started: Instant,
+}
+
+struct Answer {
+    request: tiny_http::Request,
+    reply: Reply,
+    heartbeat: bool,
+}
+
+/// Applies a batch in one write transaction, commits it, and hands the answers to the flusher.
 fn handle_batch(
     mut batch: Vec<tiny_http::Request>,
     store: &Store,
     config: &ServeConfig,
-    metrics: &mut Metrics,
+    metrics: &Mutex<Metrics>,
     logins: &RefCell<LoginLimiter>,
-) -> usize {
+    flusher: &SyncSender<Committed>,
+) {
     let started = Instant::now();
     let requests: Vec<Result<api::Request, Reply>> =
         batch.iter_mut().map(|r| read_request(r, config.trust_cloudflare)).collect();
@@ -149,9 +189,8 @@ fn handle_batch(
         agent_dir: config.agent_dir.as_deref(),
         public_url: config.public_url.as_deref(),
     };
-    let committing = Instant::now();
     let mut alerts = 0;
-    let outcome = store.write(|txn| {
+    let outcome = store.write_unsynced(|txn| {
         let replies = requests
             .iter()
             .map(|request| match request {
@@ -162,22 +201,66 @@ fn handle_batch(
         alerts = txn.alerts_written();
         replies
     });
-    metrics.commit_seconds.observe(committing.elapsed().as_secs_f64());
-    metrics.batch_requests.observe(batch.len() as f64);
-    let replies = outcome.unwrap_or_else(|e| vec![ApiError::storage(&e).into_reply(); batch.len()]);
-    log::debug!("answered a batch of {}", batch.len());
-    for ((request, reply), parsed) in batch.into_iter().zip(&replies).zip(&requests) {
-        let is_heartbeat = parsed.as_ref().map_or_else(
-            |_| request.url().ends_with("/agent/heartbeat"),
-            |r| r.method == Method::Post && r.path.ends_with("/agent/heartbeat"),
-        );
-        respond(request, reply);
-        if is_heartbeat {
-            metrics.count_heartbeat(reply.status);
-        }
-        metrics.request_seconds.observe(started.elapsed().as_secs_f64());
+    {
+        let mut metrics = lock(metrics);
+        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        metrics.batch_requests.observe(batch.len() as f64);
     }
-    alerts
+    let replies = outcome.unwrap_or_else(|e| vec![ApiError::storage(&e).into_reply(); batch.len()]);
+    log::debug!("committed a batch of {}", batch.len());
+    let answers = batch
+        .into_iter()
+        .zip(replies)
+        .zip(&requests)
+        .map(|((request, reply), parsed)| {
+            let heartbeat = parsed.as_ref().map_or_else(
+                |_| request.url().ends_with("/agent/heartbeat"),
+                |r| r.method == Method::Post && r.path.ends_with("/agent/heartbeat"),
+            );
+            Answer { request, reply, heartbeat }
+        })
+        .collect();
+    // Only fails if the flusher is gone, which happens only once this thread returns.
+    let _ = flusher.send(Committed { answers, alerts, started });
+}
+
+/// The flusher's loop: takes every committed batch waiting, flushes them all to disk at
+/// once, and answers them in order; a failed flush turns every answer into a 500.
+fn flush(batches: Receiver<Committed>, store: &Store, metrics: &Mutex<Metrics>, wake: &SyncSender<()>) {
+    while let Ok(first) = batches.recv() {
+        let waiting: Vec<Committed> = std::iter::once(first).chain(batches.try_iter()).collect();
+        let flushed = store.sync();
+        if let Err(e) = &flushed {
+            log::error!("flushing to disk failed; answering those requests with an error: {e}");
+        }
+        let mut alerts = 0;
+        let mut answered = Vec::new();
+        for batch in waiting {
+            alerts += batch.alerts;
+            for answer in batch.answers {
+                let reply = match &flushed {
+                    Ok(()) => answer.reply,
+                    Err(e) => ApiError::storage(e).into_reply(),
+                };
+                respond(answer.request, &reply);
+                answered.push((answer.heartbeat.then_some(reply.status), batch.started.elapsed()));
+            }
+        }
+        if alerts > 0 && flushed.is_ok() {
+            let _ = wake.try_send(());
+        }
+        let mut metrics = lock(metrics);
+        for (heartbeat, took) in answered {
+            if let Some(status) = heartbeat {
+                metrics.count_heartbeat(status);
+            }
+            metrics.request_seconds.observe(took.as_secs_f64());
+        }
+    }
+}
+
+fn lock(metrics: &Mutex<Metrics>) -> std::sync::MutexGuard<'_, Metrics> {
+    metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Reads what the API needs from a request: method, path, credentials and a capped body.

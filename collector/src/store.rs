@@ -112,6 +112,13 @@ impl Store {
     pub fn open(config: &StoreConfig) -> Result<Store, Error> {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(round_to_page(config.initial_map)).max_dbs(16);
+        // A commit flushes its pages but not the meta page that makes them current: that
+        // flush is `sync`'s, so the request thread can go on to the next batch while the
+        // last one's second flush runs (see `write_unsynced`). LMDB keeps the store intact
+        // with this flag; only an unflushed commit can be lost, and nothing is acknowledged
+        // before its flush.
+        // SAFETY: the flag changes when LMDB flushes, not how the memory map is used.
+        unsafe { options.flags(heed::EnvFlags::NO_META_SYNC) };
         // SAFETY: the environment is opened once per process, only through this module,
         // and its file is changed only by LMDB (in this process or another).
         let env = unsafe { options.open(&config.dir)? };
@@ -150,11 +157,32 @@ impl Store {
         Ok(Store { env, dbs, max_map: round_to_page(config.max_map), resizing: RwLock::new(()) })
     }
 
-    /// Runs `work` in one write transaction and commits it if `work` wrote anything.
+    /// Runs `work` in one write transaction and, if `work` wrote anything, commits it
+    /// durably: on disk when this returns.
     ///
     /// `work` may run more than once: after the map grows, it starts again on a fresh
     /// transaction, so it must not have effects outside the transaction until this returns.
-    pub fn write<R>(&self, mut work: impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>) -> Result<R, Error> {
+    pub fn write<R>(&self, work: impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>) -> Result<R, Error> {
+        let (result, wrote) = self.commit(work)?;
+        if wrote {
+            self.sync()?;
+        }
+        Ok(result)
+    }
+
+    /// Like `write`, but the commit is durable only after the next `sync` (or the next
+    /// commit) returns. Other transactions see it at once; nothing that depends on it may
+    /// leave the process before that `sync`.
+    pub fn write_unsynced<R>(&self, work: impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>) -> Result<R, Error> {
+        self.commit(work).map(|(result, _)| result)
+    }
+
+    /// Flushes every commit so far to disk.
+    pub fn sync(&self) -> Result<(), Error> {
+        Ok(self.env.force_sync()?)
+    }
+
+    fn commit<R>(&self, mut work: impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>) -> Result<(R, bool), Error> {
         loop {
             let outcome = self.try_write(&mut work);
             match outcome {
@@ -165,14 +193,14 @@ impl Store {
         }
     }
 
-    fn try_write<R>(&self, work: &mut impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>) -> Result<R, Error> {
+    fn try_write<R>(&self, work: &mut impl FnMut(&mut Txn<RwTxn>) -> Result<R, Error>) -> Result<(R, bool), Error> {
         let _shared = self.resizing.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut txn = Txn { raw: self.env.write_txn()?, dbs: &self.dbs, wrote: false, alerts_written: 0 };
         let result = work(&mut txn)?;
         if txn.wrote {
             txn.raw.commit()?;
         }
-        Ok(result)
+        Ok((result, txn.wrote))
     }
 
     /// Runs `work` on a read-only snapshot.

@@ -109,7 +109,7 @@ pub struct Context<'a> {
     pub allow_anonymous: bool,
     pub policy: &'a Policy,
     pub channels: &'a Channels,
-    pub metrics: &'a Metrics,
+    pub metrics: &'a std::sync::Mutex<Metrics>,
     pub alert_stats: &'a Stats,
     /// Failed logins, per user and per client address.
     pub logins: &'a RefCell<LoginLimiter>,
@@ -328,8 +328,9 @@ fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) ->
                 require(Viewer, req, txn, ctx)?;
             }
             let nodes = txn.nodes()?;
+            let counters = ctx.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
             let snapshot = metrics::Snapshot {
-                metrics: ctx.metrics,
+                metrics: &counters,
                 alerts: ctx.alert_stats,
                 alerts_pending: txn.outbox()?.len() as u64,
                 nodes: &nodes,
