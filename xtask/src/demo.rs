@@ -66,22 +66,8 @@ const DEMO_PASSWORD: &str = "hearth-demo";
 
 /// An admin for the dashboard; the password goes in on stdin, as an operator would pipe it.
 fn add_demo_user(bin: &std::path::Path, data_dir: &std::path::Path) -> Result<(), String> {
-    use std::io::Write;
-    let mut child = Command::new(bin.join("hearth-collector"))
-        .args(["user", "add", "demo", "--role", "admin", "--data-dir"])
-        .arg(data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run hearth-collector user add: {e}"))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    stdin.write_all(format!("{DEMO_PASSWORD}\n").as_bytes()).map_err(|e| e.to_string())?;
-    drop(stdin);
-    let status = child.wait().map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(format!("hearth-collector user add demo failed ({status})"));
-    }
-    Ok(())
+    let args = ["user", "add", "demo", "--role", "admin"];
+    util::admin(&bin.join("hearth-collector"), data_dir, &args, &format!("{DEMO_PASSWORD}\n")).map(drop)
 }
 
 /// Prints the node table when a node's status or latest heartbeat changed; returns the new state.

@@ -1,0 +1,68 @@
+-- wrk script for `cargo xtask bench`. Every request is one heartbeat, as the agent sends it,
+-- for a node picked at random from $HEARTH_BENCH_NODES ("node_id token" per line), carrying
+-- that node's token. Settings, from the environment:
+--   HEARTH_BENCH_CLOSE=1      ask for a new connection per request (what the agent does)
+--   HEARTH_BENCH_DELAY_MS=N   each connection waits N ms before each request (a paced load)
+--   HEARTH_BENCH_PUSH=1       push the same node's gauges to a Prometheus Pushgateway instead
+-- done() prints one JSON line, starting {"wrk":, that the benchmark reads.
+
+local nodes = {}
+for line in io.lines(os.getenv("HEARTH_BENCH_NODES")) do
+  local id, token = line:match("^(%S+) (%S+)$")
+  if id then nodes[#nodes + 1] = { id = id, token = token } end
+end
+local close = os.getenv("HEARTH_BENCH_CLOSE") == "1"
+local push = os.getenv("HEARTH_BENCH_PUSH") == "1"
+local pause = tonumber(os.getenv("HEARTH_BENCH_DELAY_MS") or "")
+
+-- The full heartbeat of docs/protocol.md: facts, three checks, two addresses.
+local heartbeat = [[{"node_id":"%s","hostname":"pi4","os_profile":"debian","cloudflare_ok":true,]]
+  .. [["services_ok":true,"vaultmesh_root":"/","timestamp":"2026-11-22T10:00:00.123Z","name":"garage-pi",]]
+  .. [["agent_version":"0.1.0","os":"linux","arch":"aarch64","kernel":"6.6.51+rpt-rpi-v8",]]
+  .. [["ip_address":"192.168.1.40","ip_addresses":["192.168.1.40","fd00::40"],"cpu_cores":4,]]
+  .. [["memory_mb":3793,"disk_gb":29,"mem_available_mb":2910,"disk_free_gb":17,"load":[0.08,0.12,0.1],]]
+  .. [["uptime_secs":86400,"boot_id":"8543a968-cc9d-410f-9d61-5ddd2938046b","seq":%d,"interval_secs":30,]]
+  .. [["checks":[{"name":"/","ok":true,"detail":"is a directory"},]]
+  .. [[{"name":"cloudflared","ok":true,"detail":"active"},{"name":"/srv/frigate","ok":true,"detail":"is a directory"}],]]
+  .. [["state":"running"}]]
+-- What a node would push to a Pushgateway: the same facts, as gauges.
+local gauges = "hearth_up 1\nhearth_load1 0.08\nhearth_memory_available_bytes 3051356160\n"
+  .. "hearth_disk_free_bytes 18253611008\nhearth_uptime_seconds 86400\nhearth_check_ok{check=\"cloudflared\"} 1\n"
+
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_number", threads)
+end
+
+local seq = 0
+function init(args)
+  math.randomseed(7919 * (thread_number or 1))
+end
+
+function request()
+  seq = seq + 1
+  local node = nodes[math.random(#nodes)]
+  local headers = {}
+  if close then headers["Connection"] = "close" end
+  if push then
+    headers["Content-Type"] = "text/plain"
+    return wrk.format("POST", "/metrics/job/hearth/instance/" .. node.id, headers, gauges)
+  end
+  headers["Content-Type"] = "application/json"
+  headers["Authorization"] = "Bearer " .. node.token
+  return wrk.format("POST", "/api/agent/heartbeat", headers, string.format(heartbeat, node.id, seq))
+end
+
+if pause then
+  function delay() return pause end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"wrk":1,"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,'
+      .. '"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end

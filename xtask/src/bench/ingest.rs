@@ -1,0 +1,231 @@
+//! Durable ingest: 10,000 enrolled nodes' heartbeats, authenticated, against the collector,
+//! a bare tiny_http responder (the ceiling for this stack) and Prometheus Pushgateway.
+
+use super::load::{self, Measured, Shape};
+use super::{mib, seed, Target, Usage};
+use crate::util::{self, Collector};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NODES: usize = 10_000;
+const CONNECTIONS: usize = 32;
+const SECONDS: u64 = 5;
+/// Paced: 24 connections, each waiting 10 ms before each heartbeat: about 2,000 a second.
+const PACED: Shape = Shape { connections: 24, seconds: SECONDS, close: true, delay_ms: Some(10), push: false };
+
+/// A server under load: where it listens, its process, and whether it is Hearth.
+struct Server<'a> {
+    name: &'static str,
+    url: String,
+    pid: u32,
+    hearth: bool,
+    nodes: &'a Path,
+}
+
+struct Row {
+    server: &'static str,
+    mode: &'static str,
+    load: Measured,
+    cpu_per_1000: f64,
+    rss_kib: u64,
+    batch: Option<f64>,
+}
+
+pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
+    let release = util::root().join("target/release");
+    let nodes = out.join("nodes-10k.txt");
+    let data_dir = out.join("ingest");
+    let new_conn = Shape { connections: CONNECTIONS, seconds: SECONDS, close: true, delay_ms: None, push: false };
+    let keep_alive = Shape { close: false, ..new_conn };
+    let mut rows = Vec::new();
+
+    let collector = Collector::start(&release.join("hearth-collector"), &data_dir, &[])?;
+    let key = seed::api_key(&collector)?;
+    println!("enrolling {NODES} nodes");
+    let enrol_rate = seed::enrol(&collector, &key, NODES, false, &nodes)?;
+    let hearth = server("Hearth (group commit)", &collector, true, &nodes);
+    rows.push(measure(&hearth, "new connection", new_conn)?);
+    rows.push(measure(&hearth, "keep-alive", keep_alive)?);
+    rows.push(measure(&hearth, "paced, new connection", PACED)?);
+    drop(collector);
+
+    let one = Collector::start(&release.join("hearth-collector"), &data_dir, &["--max-batch", "1"])?;
+    rows.push(measure(&server("Hearth, one commit per request", &one, true, &nodes), "new connection", new_conn)?);
+    drop(one);
+
+    let bare = Collector::start(&release.join("examples/bare_tiny_http"), &out.join("bare"), &[])?;
+    let ceiling = server("bare tiny_http", &bare, false, &nodes);
+    rows.push(measure(&ceiling, "new connection", new_conn)?);
+    rows.push(measure(&ceiling, "keep-alive", keep_alive)?);
+    drop(bare);
+
+    match Pushgateway::start() {
+        Ok(gateway) => {
+            let push = Server {
+                name: "Pushgateway",
+                url: gateway.url.clone(),
+                pid: gateway.child.id(),
+                hearth: false,
+                nodes: &nodes,
+            };
+            rows.push(measure(&push, "new connection", Shape { push: true, ..new_conn })?);
+            rows.push(measure(&push, "keep-alive", Shape { push: true, ..keep_alive })?);
+            rows.push(measure(&push, "paced, new connection", Shape { push: true, ..PACED })?);
+        }
+        Err(why) => println!("skipping Pushgateway: {why}"),
+    }
+    Ok(write(&rows, enrol_rate))
+}
+
+fn server<'a>(name: &'static str, collector: &Collector, hearth: bool, nodes: &'a Path) -> Server<'a> {
+    Server { name, url: collector.url.clone(), pid: collector.pid(), hearth, nodes }
+}
+
+fn measure(server: &Server, mode: &'static str, shape: Shape) -> Result<Row, String> {
+    println!("{}, {mode}", server.name);
+    load::wrk(&server.url, server.nodes, Shape { seconds: 1, ..shape })?; // warm up
+    let (before, batches) = (Usage::of(server.pid), batch_totals(server));
+    let load = load::wrk(&server.url, server.nodes, shape)?;
+    let after = Usage::of(server.pid);
+    let batch = match (batches, batch_totals(server)) {
+        (Some((sum0, n0)), Some((sum1, n1))) if n1 > n0 => Some((sum1 - sum0) / (n1 - n0)),
+        _ => None,
+    };
+    let answered = load.requests.saturating_sub(load.errors).max(1) as f64;
+    let cpu_per_1000 = (after.cpu_secs - before.cpu_secs) / answered * 1000.0;
+    Ok(Row { server: server.name, mode, load, cpu_per_1000, rss_kib: after.rss_kib, batch })
+}
+
+/// The collector's `hearth_commit_batch_requests` histogram: its sum and count.
+fn batch_totals(server: &Server) -> Option<(f64, f64)> {
+    if !server.hearth {
+        return None;
+    }
+    let addr = server.url.trim_start_matches("http://").parse().ok()?;
+    let (_, text) = super::seed::request(addr, "GET", "/metrics", "", "")?;
+    let value = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok());
+    Some((value("hearth_commit_batch_requests_sum ")?, value("hearth_commit_batch_requests_count ")?))
+}
+
+fn write(rows: &[Row], enrol_rate: f64) -> (String, Vec<Target>) {
+    let mut text = format!(
+        "## Durable ingest\n\n\
+         {NODES} enrolled nodes (enrolled over the API first, {enrol_rate:.0} nodes/s: mint a token, enrol); \
+         `wrk -t 2 -c {CONNECTIONS}` posts the full heartbeat of docs/protocol.md for a random node, with that node's token, \
+         for {SECONDS} s per row after 1 s of warm-up. Hearth answers each heartbeat after the fsync'd commit that holds it. \
+         Pushgateway gets the same rate of small pushes (six gauges per node, `POST /metrics/job/hearth/instance/ID`), \
+         kept in memory. Paced rows: 24 connections, each waiting 10 ms before each request. \
+         Latency is wrk's: first byte of the request to last byte of the answer. Errors: refused, cut, non-2xx, or unanswered within 2 s.\n\n\
+         | server | mode | requests/s | p50 ms | p99 ms | max ms | errors (timeouts) | CPU s per 1,000 | RSS MiB | requests per commit |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for row in rows {
+        let l = &row.load;
+        let batch = row.batch.map_or("".into(), |b| format!("{b:.1}"));
+        let _ = writeln!(
+            text,
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} ({}) | {:.3} | {:.1} | {batch} |",
+            row.server,
+            row.mode,
+            l.rate(),
+            l.p50_ms,
+            l.p99_ms,
+            l.max_ms,
+            l.errors,
+            l.timeouts,
+            row.cpu_per_1000,
+            mib(row.rss_kib)
+        );
+    }
+    let find = |server: &str, mode: &str| rows.iter().find(|r| r.server.starts_with(server) && r.mode == mode);
+    let mut targets = Vec::new();
+    let mut ratios = String::new();
+    if let Some(bare) = find("bare", "new connection") {
+        for mode in ["new connection", "keep-alive"] {
+            if let Some(hearth) = find("Hearth (group", mode) {
+                let ratio = hearth.load.rate() / bare.load.rate().max(1.0);
+                let starved = hearth.load.timeouts;
+                let _ = writeln!(ratios, "- Hearth, {mode} / bare tiny_http, new connection: **{ratio:.2}×**");
+                targets.push(Target {
+                    what: if mode == "keep-alive" {
+                        "durable ingest ≥ 0.8 × bare tiny_http (new connection), keep-alive, no connection starved"
+                    } else {
+                        "durable ingest ≥ 0.8 × bare tiny_http (new connection), new connection, no connection starved"
+                    },
+                    measured: format!("{ratio:.2}×, {starved} unanswered within 2 s, max {:.0} ms", hearth.load.max_ms),
+                    met: ratio >= 0.8 && starved == 0,
+                });
+            }
+        }
+    }
+    if let (Some(group), Some(one)) = (find("Hearth (group", "new connection"), find("Hearth, one", "new connection")) {
+        let _ = writeln!(
+            ratios,
+            "- group commit / one commit per request: **{:.1}×**",
+            group.load.rate() / one.load.rate().max(1.0)
+        );
+    }
+    for mode in ["new connection", "keep-alive", "paced, new connection"] {
+        if let (Some(hearth), Some(gateway)) = (find("Hearth (group", mode), find("Pushgateway", mode)) {
+            let _ = writeln!(
+                ratios,
+                "- Hearth / Pushgateway, {mode}: **{:.2}×** the rate, **{:.2}×** the CPU per request, p99 {:.2} vs {:.2} ms",
+                hearth.load.rate() / gateway.load.rate().max(1.0),
+                hearth.cpu_per_1000 / gateway.cpu_per_1000.max(1e-9),
+                hearth.load.p99_ms,
+                gateway.load.p99_ms
+            );
+        }
+    }
+    if let Some(paced) = find("Hearth (group", "paced, new connection") {
+        let rate = paced.load.rate();
+        targets.push(Target {
+            what: "p99 ≤ 5 ms at 2,000 heartbeats/s",
+            measured: format!("p99 {:.2} ms at {rate:.0}/s", paced.load.p99_ms),
+            met: paced.load.p99_ms <= 5.0 && rate >= 1800.0,
+        });
+    }
+    let _ = writeln!(text, "\n{ratios}");
+    (text, targets)
+}
+
+/// Prometheus Pushgateway (Debian's `prometheus-pushgateway`) on a free loopback port.
+struct Pushgateway {
+    child: Child,
+    url: String,
+}
+
+impl Pushgateway {
+    fn start() -> Result<Pushgateway, String> {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let child = Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start prometheus-pushgateway (apt-get install prometheus-pushgateway): {e}")
+            })?;
+        let gateway = Pushgateway { child, url: format!("http://127.0.0.1:{port}") };
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let started = Instant::now();
+        while super::seed::request(addr, "GET", "/-/ready", "", "").is_none_or(|(s, _)| s != 200) {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("Pushgateway did not become ready in 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(gateway)
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

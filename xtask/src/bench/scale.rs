@@ -1,0 +1,100 @@
+//! Scale: 100,000 enrolled nodes stored, each with a full heartbeat. Store size per node,
+//! the two whole-fleet reads (`GET /api/nodes`, `/metrics`), memory, and a cold start.
+
+use super::{mib, seed, Target, Usage};
+use crate::util::{self, Collector};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const NODES: usize = 100_000;
+const TRIES: usize = 5;
+
+pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
+    let bin = util::root().join("target/release/hearth-collector");
+    let data_dir = out.join("scale");
+    let collector = Collector::start(&bin, &data_dir, &[])?;
+    let key = seed::api_key(&collector)?;
+    println!("enrolling {NODES} nodes, each with one heartbeat");
+    let seed_rate = seed::enrol(&collector, &key, NODES, true, &out.join("nodes-100k.txt"))?;
+    let bytes = std::fs::metadata(data_dir.join("data.mdb")).map_err(|e| e.to_string())?.len();
+    let per_node = bytes as f64 / NODES as f64;
+    let auth = format!("Bearer {key}");
+    let nodes = timed(collector.addr(), "/api/nodes", &auth)?;
+    let metrics = timed(collector.addr(), "/metrics", "")?;
+    let usage = Usage::of(collector.pid());
+    drop(collector);
+
+    let started = Instant::now();
+    let collector = Collector::start(&bin, &data_dir, &[])?;
+    let listening = started.elapsed();
+    while seed::request(collector.addr(), "GET", "/healthz", "", "").is_none_or(|(s, _)| s != 200) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let first_answer = started.elapsed();
+
+    let mut text = format!(
+        "## Scale: {NODES} nodes\n\n\
+         {NODES} nodes enrolled over the API, each with one full heartbeat ({seed_rate:.0} nodes/s: mint, enrol, beat). \
+         Latencies are {TRIES} requests one after another on new connections, from the request's first byte to the answer's last.\n\n\
+         | figure | value |\n|---|---:|\n\
+         | LMDB file (`data.mdb`) | {:.1} MiB, **{per_node:.0} bytes per node** |\n\
+         | `GET /api/nodes` (admin API key) | median {:.0} ms, max {:.0} ms, {:.1} MiB answered |\n\
+         | `GET /metrics` (loopback) | median {:.0} ms, max {:.0} ms, {:.1} MiB answered |\n\
+         | collector RSS after those | {:.1} MiB (peak {:.1} MiB) |\n\
+         | cold start: process start to listening | {:.0} ms |\n\
+         | cold start: process start to the first answer | {:.0} ms |\n\n",
+        bytes as f64 / 1_048_576.0,
+        nodes.median_ms,
+        nodes.max_ms,
+        nodes.bytes as f64 / 1_048_576.0,
+        metrics.median_ms,
+        metrics.max_ms,
+        metrics.bytes as f64 / 1_048_576.0,
+        mib(usage.rss_kib),
+        mib(usage.peak_rss_kib),
+        listening.as_secs_f64() * 1000.0,
+        first_answer.as_secs_f64() * 1000.0,
+    );
+    let _ = writeln!(text);
+    let targets = vec![
+        Target {
+            what: "≤ 1 KiB of store per node", measured: format!("{per_node:.0} bytes"), met: per_node <= 1024.0
+        },
+        Target {
+            what: "`GET /api/nodes` ≤ 150 ms at 100,000 nodes",
+            measured: format!("median {:.0} ms", nodes.median_ms),
+            met: nodes.median_ms <= 150.0,
+        },
+        Target {
+            what: "`/metrics` ≤ 250 ms at 100,000 nodes",
+            measured: format!("median {:.0} ms", metrics.median_ms),
+            met: metrics.median_ms <= 250.0,
+        },
+    ];
+    Ok((text, targets))
+}
+
+struct Timed {
+    median_ms: f64,
+    max_ms: f64,
+    bytes: usize,
+}
+
+fn timed(addr: SocketAddr, path: &str, auth: &str) -> Result<Timed, String> {
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..TRIES {
+        let started = Instant::now();
+        let (status, body) =
+            seed::request(addr, "GET", path, auth, "").ok_or_else(|| format!("GET {path}: no answer"))?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        if status != 200 {
+            return Err(format!("GET {path} answered {status}: {}", body.chars().take(300).collect::<String>()));
+        }
+        bytes = body.len();
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Timed { median_ms: times[TRIES / 2], max_ms: times[TRIES - 1], bytes })
+}
