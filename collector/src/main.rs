@@ -1,18 +1,6 @@
 //! `hearth-collector`: parse the command line, run the command, turn failure into an exit code.
 
-mod alerts;
-mod api;
-mod cli;
-mod clock;
-mod commands;
-mod http;
-mod listen;
-mod liveness;
-mod metrics;
-mod model;
-mod secret;
-mod store;
-
+use hearth_collector::{cli, commands};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,10 +1,12 @@
 //! `cargo xtask TASK`: Hearth's chores, written in Rust so they run wherever cargo does.
 
 mod bench;
+mod chaos;
 mod deb;
 mod demo;
 mod dist;
 mod e2e_arm;
+mod fuzz;
 mod util;
 
 use std::process::ExitCode;
@@ -28,10 +30,22 @@ Tasks:
   deb [--arch A]       a .deb per architecture (amd64, arm64, armhf = the ARMv6 build,
                        riscv64) into target/deb: both binaries, the units, and an example
                        /etc/hearth/agent.env kept on upgrade
-  bench [ingest|footprint]
-                       ingest: heartbeats/s and latency with group commit and without, side
-                       by side, on release builds. footprint: the agent's binary size and
-                       peak RSS across one heartbeat. Both by default.
+  bench [ingest] [scale] [footprint]
+                       side by side on release builds, into target/bench/report.md, with
+                       each target met or not. ingest: 10,000 enrolled nodes' heartbeats
+                       from wrk, new connection and keep-alive, against a bare tiny_http
+                       responder and Prometheus Pushgateway. scale: 100,000 nodes stored:
+                       bytes per node, GET /api/nodes, /metrics, RSS, cold start. footprint:
+                       the agent's size, peak RSS and CPU for one heartbeat. All by default.
+                       Needs wrk and prometheus-pushgateway (Debian packages).
+  fuzz [--seconds N]   each cargo-fuzz target in fuzz/ (heartbeat and enrol bodies, the
+                       agent's env-file parser, a request through the collector's routing and
+                       handlers) for N seconds [default 10], after replaying the inputs in
+                       fuzz/regressions/; installs cargo-fuzz when missing
+  chaos [--quick]      the fault tests at full size, into target/chaos/report.md: kill -9
+                       under load 20 times, a full store, an unusable data directory, 1,000
+                       slow clients with huge headers, bodies and garbage at once, and an
+                       agent through a 30 s outage then 30 s of 500s
 ";
 
 fn main() -> ExitCode {
@@ -43,6 +57,8 @@ fn main() -> ExitCode {
         ["e2e-arm", rest @ ..] => e2e_arm::run(rest),
         ["deb", rest @ ..] => deb::run(rest),
         ["bench", rest @ ..] => bench::run(rest),
+        ["chaos", rest @ ..] => chaos::run(rest),
+        ["fuzz", rest @ ..] => fuzz::run(rest),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
             Ok(())

@@ -88,3 +88,126 @@ fn a_refused_token_is_logged_with_how_to_re_enrol_and_the_agent_keeps_going() {
     assert!(log.contains("re-enrol with `hearth-agent enroll"), "{log}");
     assert!(!log.contains("hag_revoked"), "the token leaked into the log: {log}");
 }
+
+/// The collector vanishes for a long while, compressed here with a 2 s interval
+/// (`HEARTH_CHAOS_SECONDS` per phase; `cargo xtask chaos` makes it longer), then answers
+/// 500 for as long, then comes back. The agent keeps running with flat memory, backs off
+/// with jitter and never longer than its interval, and reports within one interval of
+/// the collector's return.
+#[test]
+fn a_long_outage_then_a_failing_collector_cost_the_agent_nothing() {
+    if std::env::var_os("HEARTH_AGENT_RUNNER").is_some() {
+        return; // under qemu-user, memory and timing are the emulator's
+    }
+    let phase =
+        Duration::from_secs(std::env::var("HEARTH_CHAOS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let agent = Agent::new(&format!("http://127.0.0.1:{port}"));
+    agent.ok(&["init"]);
+    let mut child =
+        agent.command(&["run", "--interval", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let settled = rss_kib(child.id());
+    let mut peak = settled;
+    let mut watch = |child: &mut Child, for_how_long: Duration| {
+        let until = Instant::now() + for_how_long;
+        while Instant::now() < until {
+            assert!(child.try_wait().unwrap().is_none(), "the agent exited while the collector was failing");
+            peak = peak.max(rss_kib(child.id()));
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    watch(&mut child, phase);
+    let failing = FailingServer::start(port);
+    watch(&mut child, phase);
+    let refused = failing.stop();
+
+    let temp = tempfile::tempdir().unwrap();
+    let returned = Instant::now();
+    let collector = Collector::start_on(&format!("127.0.0.1:{port}"), &temp.path().join("db"), &["--allow-anonymous"]);
+    let node = agent.node_id();
+    wait_for("the first heartbeat after the collector returned", || node_view(&collector, &node).status == 200);
+    let back_after = returned.elapsed();
+    let (status, log) = terminate(&mut child);
+    assert!(status.success(), "{log}");
+
+    let delays: Vec<f64> =
+        log.lines().filter_map(|l| l.split("retrying in ").nth(1)?.strip_suffix(" s")?.parse().ok()).collect();
+    eprintln!(
+        "outage {} s then 500s for {} s: agent RSS {settled} KiB settled, {peak} KiB peak; {refused} heartbeats \
+         answered 500; retry delays {delays:?} s; reported {:.2} s after the collector returned",
+        phase.as_secs(),
+        phase.as_secs(),
+        back_after.as_secs_f64()
+    );
+    assert!(peak * 100 <= settled * 105, "the agent's RSS grew from {settled} KiB to {peak} KiB during the outage");
+    assert!(refused >= 2, "the agent stopped trying while the collector answered 500");
+    assert!(delays.len() >= 4, "each failure should be logged with its retry delay: {log}");
+    assert!(delays.iter().all(|d| *d <= 2.0), "a retry waited longer than the interval: {delays:?}");
+    let mut distinct = delays.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    assert!(distinct.len() >= 3, "retries are not jittered: {delays:?}");
+    // The last retry was drawn before the collector returned, and is at most one interval.
+    assert!(back_after < Duration::from_millis(2000 + 1000), "back only {back_after:?} after the collector returned");
+}
+
+/// The agent's resident memory, in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
+}
+
+/// A collector that answers every request `500` with Hearth's error body; counts them.
+struct FailingServer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl FailingServer {
+    fn start(port: u16) -> FailingServer {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut answered = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let _ = reader.by_ref().take(length).read_to_end(&mut Vec::new());
+                let body = r#"{"code":"storage_error","error":"the store failed"}"#;
+                let answer = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = reader.get_mut().write_all(answer.as_bytes());
+                answered += 1;
+            }
+            answered
+        });
+        FailingServer { stop, thread }
+    }
+
+    /// Stops answering and frees the port; returns how many requests it answered.
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
