@@ -247,6 +247,11 @@ impl Store {
     }
 }
 
+/// Whether LMDB can hold `key`: not empty, and at most 511 bytes (its default maximum).
+fn storable(key: &[u8]) -> bool {
+    (1..=511).contains(&key.len())
+}
+
 fn deadline_key(when: i64, node_id: &str) -> Vec<u8> {
     let mut key = when.to_be_bytes().to_vec();
     key.extend_from_slice(node_id.as_bytes());
@@ -297,6 +302,22 @@ impl<T: ReadTxn> Txn<'_, T> {
             out.push(decode(value)?);
         }
         Ok(out)
+    }
+
+    /// Up to `limit` nodes in id order, starting after `after`; and whether more follow.
+    pub fn nodes_page(&self, after: Option<&str>, limit: usize) -> Result<(Vec<NodeRecord>, bool), Error> {
+        use std::ops::Bound;
+        let after = after.map(str::as_bytes).filter(|id| storable(id));
+        let range = (after.map_or(Bound::Unbounded, Bound::Excluded), Bound::Unbounded);
+        let mut out = Vec::new();
+        for entry in self.dbs.nodes.range(self.raw.ro(), &range)? {
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let (_, value) = entry?;
+            out.push(decode(value)?);
+        }
+        Ok((out, false))
     }
 
     pub fn node_count(&self) -> Result<u64, Error> {
@@ -369,6 +390,7 @@ impl<T: ReadTxn> Txn<'_, T> {
             Ok(())
         };
         match node_id {
+            Some(id) if !storable(id.as_bytes()) => {}
             Some(id) => {
                 for entry in self.dbs.events.prefix_iter(txn, id.as_bytes())? {
                     take(entry?.1)?;
@@ -429,7 +451,12 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(out)
     }
 
+    /// A key LMDB cannot hold (empty, or over 511 bytes) is simply not there: names and
+    /// ids come from requests, and must not turn into a storage error.
     fn get<V: Deserialize>(&self, db: Database, key: &[u8]) -> Result<Option<V>, Error> {
+        if !storable(key) {
+            return Ok(None);
+        }
         db.get(self.raw.ro(), key)?.map(decode).transpose()
     }
 }

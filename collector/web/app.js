@@ -55,13 +55,24 @@ function loggedIn(me) {
 
 async function refresh() {
   try {
-    const { nodes } = await api("GET", "/api/nodes");
-    state.nodes = nodes;
+    state.nodes = await allNodes();
     renderTags();
     renderTable();
     if (state.detail) await renderDetail();
   } catch (e) {
     if (state.me) $("summary").textContent = `Could not refresh: ${e.message}`;
+  }
+}
+
+// Every node, a page at a time (the API answers at most 5,000 per request).
+async function allNodes() {
+  let all = [];
+  let after = "";
+  for (;;) {
+    const page = await api("GET", `/api/nodes?limit=5000${after ? `&after=${encodeURIComponent(after)}` : ""}`);
+    all = all.concat(page.nodes);
+    if (!page.next) return all;
+    after = page.next;
   }
 }
 

@@ -8,9 +8,27 @@ use hearth_wire::format_rfc3339;
 use heed::RwTxn;
 use miniserde::{json, Deserialize, Serialize};
 
-pub(super) fn nodes(txn: &Txn<RwTxn>, ctx: &Context) -> Handled {
-    let nodes = txn.nodes()?.iter().map(|n| n.view(ctx.now_ms, ctx.policy.grace_ms(n))).collect();
-    Ok(Reply::json(200, &NodeList { nodes }))
+/// The most nodes one page of `GET /api/nodes` holds, and how many it holds by default.
+const MAX_PAGE: usize = 5000;
+const DEFAULT_PAGE: usize = 1000;
+
+/// `GET /api/nodes?limit=N&after=ID`: a page of nodes in id order, and the id to ask
+/// for the next page after (`next`), or `null` on the last page.
+pub(super) fn nodes(req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Handled {
+    let limit = match query_param(&req.query, "limit") {
+        None => DEFAULT_PAGE,
+        Some(text) => text.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+            ApiError::new(400, "invalid_query", format!("limit={text} must be a whole number from 1 to {MAX_PAGE}"))
+        })?,
+    };
+    let after = query_param(&req.query, "after").filter(|id| !id.is_empty()).map(|id| id.to_ascii_lowercase());
+    if after.as_ref().is_some_and(|id| id.len() > 64) {
+        return Err(ApiError::new(400, "invalid_query", "after= must be a node id, from the last page's `next`").into());
+    }
+    let (page, more) = txn.nodes_page(after.as_deref(), limit)?;
+    let next = page.last().filter(|_| more).map(|n| n.node_id.clone());
+    let nodes = page.iter().map(|n| n.view(ctx.now_ms, ctx.policy.grace_ms(n))).collect();
+    Ok(Reply::json(200, &NodeList { nodes, next }))
 }
 
 pub(super) fn node(id: &str, txn: &Txn<RwTxn>, ctx: &Context) -> Handled {
@@ -343,6 +361,7 @@ fn check_secs(field: &str, secs: u64) -> Result<(), ApiError> {
 #[derive(Serialize)]
 struct NodeList {
     nodes: Vec<NodeView>,
+    next: Option<String>,
 }
 
 #[derive(Serialize)]

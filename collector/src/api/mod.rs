@@ -347,7 +347,7 @@ fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) ->
         Route::Me => session::me(&require(Viewer, req, txn, ctx)?),
         Route::Nodes => {
             require(Viewer, req, txn, ctx)?;
-            fleet::nodes(txn, ctx)
+            fleet::nodes(req, txn, ctx)
         }
         Route::Node(id) => {
             require(Viewer, req, txn, ctx)?;

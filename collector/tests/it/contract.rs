@@ -55,6 +55,39 @@ fn status_reports_stopped_after_a_stopping_heartbeat_and_online_after_the_next()
     assert!(list.body.contains(&node) && list.body.contains("\"arch\":\"armv6l\""), "{}", list.body);
 }
 
+/// `GET /api/nodes` pages through the fleet in id order: every node exactly once,
+/// `next` on every page but the last.
+#[test]
+fn the_node_list_pages_through_every_node_once() {
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let key = collector.api_key();
+    let mut ids: Vec<String> = (0..5).map(|_| new_node_id()).collect();
+    for id in &ids {
+        assert_eq!(collector.post("/api/agent/heartbeat", &[], &v1_heartbeat(id)).status, 200);
+    }
+    ids.sort();
+    let (mut seen, mut pages, mut after) = (Vec::new(), 0, String::new());
+    loop {
+        let page = collector.get(&format!("/api/nodes?limit=2&after={after}"), &key);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let json = page.json();
+        let Some(miniserde::json::Value::Array(nodes)) = json.get("nodes") else { panic!("{}", page.body) };
+        for node in nodes {
+            let miniserde::json::Value::Object(node) = node else { panic!("{}", page.body) };
+            let Some(miniserde::json::Value::String(id)) = node.get("node_id") else { panic!("{}", page.body) };
+            seen.push(id.clone());
+        }
+        pages += 1;
+        match json.get("next") {
+            Some(miniserde::json::Value::String(next)) => after = next.clone(),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ids, "each node once, in id order");
+    assert_eq!(pages, 3);
+    collector.get("/api/nodes?limit=0", &key).assert_error(400, "invalid_query", "1 to 5000");
+}
+
 /// Every fenced block in docs/protocol.md whose info string reads
 /// `json request METHOD PATH STATUS` is sent as written, and must get that status.
 /// Placeholders `NODE_ID`, `ENROLL_TOKEN` and `AGENT_TOKEN` are filled in first.
