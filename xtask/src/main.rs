@@ -7,6 +7,7 @@ mod demo;
 mod dist;
 mod e2e_arm;
 mod fuzz;
+mod schemathesis;
 mod util;
 
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ Tasks:
                        agent's env-file parser, a request through the collector's routing and
                        handlers) for N seconds [default 10], after replaying the inputs in
                        fuzz/regressions/; installs cargo-fuzz when missing
+  schemathesis [--max-examples N]
+                       a collector on loopback checked against docs/openapi.yaml by
+                       schemathesis (PyPI, installed into target/ when missing): no 5xx,
+                       no status, content type or body the file does not describe
   chaos [--quick]      the fault tests at full size, into target/chaos/report.md: kill -9
                        under load 20 times, a full store, an unusable data directory, 1,000
                        slow clients with huge headers, bodies and garbage at once, and an
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         ["bench", rest @ ..] => bench::run(rest),
         ["chaos", rest @ ..] => chaos::run(rest),
         ["fuzz", rest @ ..] => fuzz::run(rest),
+        ["schemathesis", rest @ ..] => schemathesis::run(rest),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
             Ok(())
