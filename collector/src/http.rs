@@ -112,7 +112,10 @@ fn accept(
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
-            lock(metrics).db_bytes = store.disk_size();
+            let used = store.read(|txn| txn.database_bytes()).unwrap_or_default();
+            let mut counters = lock(metrics);
+            (counters.db_bytes, counters.db_used) = (store.disk_size(), used);
+            drop(counters);
             let now = config.clock.now_ms();
             // `write` is durable when it returns, so the worker may send at once.
             match store.write(|txn| alerts::sweep(txn, now, &config.policy, &config.channels)) {

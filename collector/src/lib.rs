@@ -5,6 +5,7 @@ mod alerts;
 mod api;
 pub mod cli;
 mod clock;
+mod codec;
 pub mod commands;
 #[cfg(fuzzing)]
 pub mod fuzzing;

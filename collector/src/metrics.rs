@@ -59,6 +59,8 @@ pub struct Metrics {
     pub batch_requests: Histogram,
     pub commit_seconds: Histogram,
     pub db_bytes: u64,
+    /// The pages of each database, in bytes.
+    pub db_used: Vec<(&'static str, u64)>,
 }
 
 impl Default for Metrics {
@@ -69,6 +71,7 @@ impl Default for Metrics {
             batch_requests: Histogram::new(BATCH),
             commit_seconds: Histogram::new(SECONDS),
             db_bytes: 0,
+            db_used: Vec::new(),
         }
     }
 }
@@ -91,20 +94,44 @@ pub struct Snapshot<'a> {
     pub metrics: &'a Metrics,
     pub alerts: &'a Stats,
     pub alerts_pending: u64,
-    pub nodes: &'a [NodeRecord],
     pub now_ms: i64,
     pub policy: &'a Policy,
 }
 
-pub fn render(s: &Snapshot) -> String {
-    let mut out = String::with_capacity(1024 + s.nodes.len() * 1200);
-    let gauge = |out: &mut String, name: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    };
-    let counter = |out: &mut String, name: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    };
+/// `/metrics`'s per-node lines, gathered one node at a time (`add`), so that the whole
+/// fleet is never held in memory at once.
+#[derive(Default)]
+pub struct Fleet {
+    counts: [u64; STATUSES.len()],
+    up: String,
+    last_seen: String,
+}
 
+impl Fleet {
+    pub fn add(&mut self, node: &NodeRecord, status: Status) {
+        if let Some(i) = STATUSES.iter().position(|s| *s == status) {
+            self.counts[i] += 1;
+        }
+        self.up.push_str("hearth_node_up{");
+        labels(&mut self.up, node);
+        self.up.push_str(if matches!(status, Status::Online | Status::Late) { "} 1\n" } else { "} 0\n" });
+        if let Some(seen) = node.last_seen {
+            let _ = writeln!(
+                self.last_seen,
+                "hearth_node_last_seen_timestamp_seconds{{node_id=\"{}\"}} {}.{:03}",
+                escape(&node.node_id),
+                seen.div_euclid(1000),
+                seen.rem_euclid(1000)
+            );
+        }
+    }
+}
+
+/// `/metrics`: the collector's own metrics, the fleet by status, and per node the two
+/// series alerting needs, `hearth_node_up` and when it was last seen. One line or two per
+/// node, so that 100,000 nodes stay a scrape of a few megabytes.
+pub fn render(s: &Snapshot, fleet: &Fleet) -> String {
+    let mut out = String::with_capacity(4096 + fleet.up.len() + fleet.last_seen.len());
     counter(&mut out, "hearth_heartbeats_total", "Heartbeats received, by what the collector answered.");
     for (result, count) in RESULTS.iter().zip(s.metrics.heartbeats) {
         let _ = writeln!(out, "hearth_heartbeats_total{{result=\"{result}\"}} {count}");
@@ -113,12 +140,16 @@ pub fn render(s: &Snapshot) -> String {
     m.request_seconds.render(
         &mut out,
         "hearth_request_duration_seconds",
-        "Time from reading a request to answering it, commit included.",
+        "Time from reading a request to answering it, commit and flush included.",
     );
     m.batch_requests.render(&mut out, "hearth_commit_batch_requests", "Requests carried by one group commit.");
-    m.commit_seconds.render(&mut out, "hearth_commit_duration_seconds", "Time to apply and commit (fsync) one batch.");
+    m.commit_seconds.render(&mut out, "hearth_commit_duration_seconds", "Time to apply and commit one batch.");
     gauge(&mut out, "hearth_db_size_bytes", "Size of the LMDB data file.");
     let _ = writeln!(out, "hearth_db_size_bytes {}", m.db_bytes);
+    gauge(&mut out, "hearth_db_used_bytes", "Bytes of the LMDB pages each database uses.");
+    for (database, bytes) in &m.db_used {
+        let _ = writeln!(out, "hearth_db_used_bytes{{database=\"{database}\"}} {bytes}");
+    }
     counter(&mut out, "hearth_alerts_sent_total", "Alert deliveries a channel accepted.");
     let _ = writeln!(out, "hearth_alerts_sent_total {}", s.alerts.sent.load(Ordering::Relaxed));
     counter(
@@ -132,37 +163,42 @@ pub fn render(s: &Snapshot) -> String {
     gauge(&mut out, "hearth_alerts_pending", "Alerts waiting in the outbox for at least one channel.");
     let _ = writeln!(out, "hearth_alerts_pending {}", s.alerts_pending);
 
-    let statuses = [Status::Pending, Status::Online, Status::Late, Status::Offline, Status::Stopped];
-    let per_node: Vec<(String, Status)> =
-        s.nodes.iter().map(|n| (labels(n), n.status(s.now_ms, s.policy.grace_ms(n)))).collect();
     gauge(&mut out, "hearth_nodes", "Nodes, by status.");
-    for status in statuses {
-        let count = per_node.iter().filter(|(_, st)| *st == status).count();
+    for (status, count) in STATUSES.iter().zip(fleet.counts) {
         let _ = writeln!(out, "hearth_nodes{{status=\"{}\"}} {count}", status.as_str());
     }
     gauge(&mut out, "hearth_node_up", "1 if the node is online or late, 0 if not.");
-    for (l, status) in &per_node {
-        let _ = writeln!(out, "hearth_node_up{{{l}}} {}", u8::from(matches!(status, Status::Online | Status::Late)));
-    }
+    out.push_str(&fleet.up);
+    gauge(
+        &mut out,
+        "hearth_node_last_seen_timestamp_seconds",
+        "When the node's last heartbeat arrived, by the collector's clock.",
+    );
+    out.push_str(&fleet.last_seen);
+    out
+}
+
+/// `/metrics/nodes`: per node, its status and what its last heartbeat said (load, memory,
+/// disk, uptime, checks). About 2 KB a node: scrape it for a small fleet.
+pub fn render_nodes(s: &Snapshot, nodes: &[NodeRecord]) -> String {
+    let mut out = String::with_capacity(1024 + nodes.len() * 2048);
+    let per_node: Vec<(String, Status)> = nodes
+        .iter()
+        .map(|n| {
+            let mut l = String::new();
+            labels(&mut l, n);
+            (l, n.status(s.now_ms, s.policy.grace_ms(n)))
+        })
+        .collect();
     gauge(&mut out, "hearth_node_status", "1 for the node's current status, 0 for the others.");
     for (l, status) in &per_node {
-        for candidate in statuses {
+        for candidate in STATUSES {
             let _ = writeln!(
                 out,
                 "hearth_node_status{{{l},status=\"{}\"}} {}",
                 candidate.as_str(),
                 u8::from(candidate == *status)
             );
-        }
-    }
-    gauge(
-        &mut out,
-        "hearth_node_last_seen_timestamp_seconds",
-        "When the node's last heartbeat arrived, by the collector's clock.",
-    );
-    for (node, (l, _)) in s.nodes.iter().zip(&per_node) {
-        if let Some(seen) = node.last_seen {
-            let _ = writeln!(out, "hearth_node_last_seen_timestamp_seconds{{{l}}} {}", seen as f64 / 1000.0);
         }
     }
     type Fact = fn(&hearth_wire::Heartbeat) -> Option<f64>;
@@ -182,14 +218,14 @@ pub fn render(s: &Snapshot) -> String {
     ];
     for (name, help, fact) in facts {
         gauge(&mut out, name, help);
-        for (node, (l, _)) in s.nodes.iter().zip(&per_node) {
+        for (node, (l, _)) in nodes.iter().zip(&per_node) {
             if let Some(value) = node.heartbeat.as_ref().and_then(fact) {
                 let _ = writeln!(out, "{name}{{{l}}} {value}");
             }
         }
     }
     gauge(&mut out, "hearth_node_check_ok", "1 if the node's check passed in its last heartbeat, 0 if not.");
-    for (node, (l, _)) in s.nodes.iter().zip(&per_node) {
+    for (node, (l, _)) in nodes.iter().zip(&per_node) {
         for check in node.heartbeat.iter().flat_map(|h| h.checks.iter().flatten()) {
             let _ =
                 writeln!(out, "hearth_node_check_ok{{{l},check=\"{}\"}} {}", escape(&check.name), u8::from(check.ok));
@@ -198,18 +234,38 @@ pub fn render(s: &Snapshot) -> String {
     out
 }
 
-fn labels(node: &NodeRecord) -> String {
-    format!(
-        "node_id=\"{}\",name=\"{}\",hostname=\"{}\"",
-        escape(&node.node_id),
-        escape(&node.name),
-        escape(&node.hostname)
-    )
+const STATUSES: [Status; 5] = [Status::Pending, Status::Online, Status::Late, Status::Offline, Status::Stopped];
+
+fn gauge(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+fn counter(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+}
+
+/// `node_id="…",name="…",hostname="…"`, appended to `out`.
+fn labels(out: &mut String, node: &NodeRecord) {
+    for (i, (label, value)) in
+        [("node_id", &node.node_id), ("name", &node.name), ("hostname", &node.hostname)].into_iter().enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(label);
+        out.push_str("=\"");
+        out.push_str(&escape(value));
+        out.push('"');
+    }
 }
 
 /// Escapes a label value: backslash, double quote and newline.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").into()
+    } else {
+        value.into()
+    }
 }
 
 #[cfg(test)]

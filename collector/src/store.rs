@@ -5,6 +5,7 @@
 //! When the memory map fills, the transaction is thrown away, the map grows,
 //! and the same work runs again from the start.
 
+use crate::codec;
 use crate::model::{
     AlertRecord, ApiKeyRecord, AuditRecord, EnrollTokenRecord, EventRecord, NodeRecord, SessionRecord, UserRecord,
 };
@@ -291,7 +292,10 @@ impl ReadTxn for RwTxn<'_> {
 
 impl<T: ReadTxn> Txn<'_, T> {
     pub fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, Error> {
-        self.get(self.dbs.nodes, node_id.as_bytes())
+        if !storable(node_id.as_bytes()) {
+            return Ok(None);
+        }
+        self.dbs.nodes.get(self.raw.ro(), node_id.as_bytes())?.map(decode_node).transpose()
     }
 
     /// Every node, ordered by node id.
@@ -299,9 +303,20 @@ impl<T: ReadTxn> Txn<'_, T> {
         let mut out = Vec::new();
         for entry in self.dbs.nodes.iter(self.raw.ro())? {
             let (_, value) = entry?;
-            out.push(decode(value)?);
+            out.push(decode_node(value)?);
         }
         Ok(out)
+    }
+
+    /// Hands `visit` every node in id order, with only what its status needs
+    /// (`codec::decode_node_status`), one at a time: for reading the whole fleet fast.
+    /// These partial records are never to be saved.
+    pub fn each_node_status(&self, mut visit: impl FnMut(NodeRecord)) -> Result<(), Error> {
+        for entry in self.dbs.nodes.iter(self.raw.ro())? {
+            let (_, value) = entry?;
+            visit(codec::decode_node_status(value).ok_or_else(|| corrupt_node(value))?);
+        }
+        Ok(())
     }
 
     /// Up to `limit` nodes in id order, starting after `after`; and whether more follow.
@@ -315,7 +330,7 @@ impl<T: ReadTxn> Txn<'_, T> {
                 return Ok((out, true));
             }
             let (_, value) = entry?;
-            out.push(decode(value)?);
+            out.push(decode_node(value)?);
         }
         Ok((out, false))
     }
@@ -430,6 +445,32 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(out)
     }
 
+    /// The bytes each database's pages take, by name.
+    pub fn database_bytes(&self) -> Result<Vec<(&'static str, u64)>, Error> {
+        let d = &self.dbs;
+        let all = [
+            ("nodes", d.nodes),
+            ("agent_tokens", d.agent_tokens),
+            ("enroll_tokens", d.enroll_tokens),
+            ("api_keys", d.api_keys),
+            ("events", d.events),
+            ("alerts", d.alerts),
+            ("outbox", d.outbox),
+            ("deadlines", d.deadlines),
+            ("meta", d.meta),
+            ("users", d.users),
+            ("sessions", d.sessions),
+            ("audit", d.audit),
+        ];
+        let mut out = Vec::with_capacity(all.len());
+        for (name, db) in all {
+            let stat = db.stat(self.raw.ro())?;
+            let pages = stat.branch_pages + stat.leaf_pages + stat.overflow_pages;
+            out.push((name, pages as u64 * u64::from(stat.page_size)));
+        }
+        Ok(out)
+    }
+
     /// Whether any node is watched (has a deadline) or any alert waits for delivery.
     pub fn busy(&self) -> Result<bool, Error> {
         let txn = self.raw.ro();
@@ -463,7 +504,8 @@ impl<T: ReadTxn> Txn<'_, T> {
 
 impl Txn<'_, RwTxn<'_>> {
     pub fn put_node(&mut self, node: &NodeRecord) -> Result<(), Error> {
-        self.put(self.dbs.nodes, node.node_id.as_bytes(), node)
+        self.wrote = true;
+        Ok(self.dbs.nodes.put(&mut self.raw, node.node_id.as_bytes(), &codec::encode_node(node))?)
     }
 
     /// Saves a node whose deadline was `previous`, moving it in the deadline index if it changed.
@@ -677,6 +719,14 @@ impl Txn<'_, RwTxn<'_>> {
         self.wrote = true;
         Ok(db.put(&mut self.raw, key, json::to_string(value).as_bytes())?)
     }
+}
+
+fn decode_node(bytes: &[u8]) -> Result<NodeRecord, Error> {
+    codec::decode_node(bytes).ok_or_else(|| corrupt_node(bytes))
+}
+
+fn corrupt_node(bytes: &[u8]) -> Error {
+    Error::Corrupt(format!("cannot decode a {}-byte node record", bytes.len()))
 }
 
 fn decode<V: Deserialize>(bytes: &[u8]) -> Result<V, Error> {

@@ -232,7 +232,8 @@ enum Route<'a> {
     AgentBinary,
     AgentChecksum,
     Health,
-    Metrics,
+    /// `/metrics`, or with `true` `/metrics/nodes`.
+    Metrics(bool),
     Heartbeat,
     Enroll,
     Login,
@@ -267,7 +268,8 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/agent/binary" => (read.then_some(Route::AgentBinary), READ),
         "/agent/binary.sha256" => (read.then_some(Route::AgentChecksum), READ),
         "/healthz" => (read.then_some(Route::Health), READ),
-        "/metrics" => (read.then_some(Route::Metrics), READ),
+        "/metrics" => (read.then_some(Route::Metrics(false)), READ),
+        "/metrics/nodes" => (read.then_some(Route::Metrics(true)), READ),
         "/api/agent/heartbeat" | "/agent/heartbeat" => (only(Post, Route::Heartbeat), "POST"),
         "/api/agents/enroll" => (only(Post, Route::Enroll), "POST"),
         "/api/auth/login" => (only(Post, Route::Login), "POST"),
@@ -322,23 +324,27 @@ fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) ->
         Route::AgentBinary => web::agent_binary(req, ctx, false),
         Route::AgentChecksum => web::agent_binary(req, ctx, true),
         Route::Health => Ok(Reply::json(200, &Health { status: "ok", nodes: txn.node_count()? })),
-        Route::Metrics => {
+        Route::Metrics(per_node) => {
             // Prometheus on the same host scrapes without a key; anyone else needs one.
             if !req.local {
                 require(Viewer, req, txn, ctx)?;
             }
-            let nodes = txn.nodes()?;
             let counters = ctx.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
             let snapshot = metrics::Snapshot {
                 metrics: &counters,
                 alerts: ctx.alert_stats,
                 alerts_pending: txn.outbox()?.len() as u64,
-                nodes: &nodes,
                 now_ms: ctx.now_ms,
                 policy: ctx.policy,
             };
-            let body = metrics::render(&snapshot).into_bytes();
-            Ok(Reply::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body))
+            let body = if per_node {
+                metrics::render_nodes(&snapshot, &txn.nodes()?)
+            } else {
+                let mut fleet = metrics::Fleet::default();
+                txn.each_node_status(|node| fleet.add(&node, node.status(ctx.now_ms, ctx.policy.grace_ms(&node))))?;
+                metrics::render(&snapshot, &fleet)
+            };
+            Ok(Reply::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes()))
         }
         Route::Heartbeat => agents::heartbeat(req, txn, ctx),
         Route::Enroll => agents::enroll(req, txn, ctx),

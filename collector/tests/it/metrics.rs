@@ -1,11 +1,12 @@
-//! GET /metrics: Prometheus text that promtool accepts, readable from loopback without a key.
+//! GET /metrics and /metrics/nodes: Prometheus text that promtool accepts, readable from
+//! loopback without a key.
 
 use crate::support::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 #[test]
-fn metrics_pass_promtool_and_describe_every_node() {
+fn metrics_pass_promtool_and_describe_the_collector_and_every_node() {
     let collector = Collector::start(&["--allow-anonymous"]);
     let node = new_node_id();
     let body = v1_heartbeat(&node).replace(
@@ -21,11 +22,6 @@ fn metrics_pass_promtool_and_describe_every_node() {
     let labels = format!(r#"node_id="{node}",name="say \"hi\"",hostname="pi-zero""#);
     for line in [
         format!("hearth_node_up{{{labels}}} 1"),
-        format!(r#"hearth_node_status{{{labels},status="online"}} 1"#),
-        format!(r#"hearth_node_status{{{labels},status="offline"}} 0"#),
-        format!("hearth_node_load1{{{labels}}} 0.5"),
-        format!("hearth_node_memory_bytes{{{labels}}} 536870912"),
-        format!(r#"hearth_node_check_ok{{{labels},check="cloudflared"}} 0"#),
         r#"hearth_heartbeats_total{result="accepted"} 1"#.to_owned(),
         r#"hearth_heartbeats_total{result="invalid"} 1"#.to_owned(),
         r#"hearth_nodes{status="online"} 1"#.to_owned(),
@@ -34,14 +30,34 @@ fn metrics_pass_promtool_and_describe_every_node() {
         assert!(r.body.lines().any(|l| l == line), "missing {line}\n{}", r.body);
     }
     for prefix in [
-        "hearth_node_last_seen_timestamp_seconds{",
+        &format!(r#"hearth_node_last_seen_timestamp_seconds{{node_id="{node}"}} "#),
         "hearth_commit_batch_requests_bucket{",
         "hearth_request_duration_seconds_count ",
         "hearth_commit_duration_seconds_sum ",
+        "hearth_db_size_bytes ",
     ] {
         assert!(r.body.contains(prefix), "missing {prefix}\n{}", r.body);
     }
+    assert!(!r.body.contains("hearth_node_load1"), "per-node facts belong to /metrics/nodes\n{}", r.body);
     promtool_accepts(&r.body);
+
+    // What each node's last heartbeat said is at /metrics/nodes.
+    let nodes = send(collector.addr, "GET", "/metrics/nodes", &[], b"");
+    assert_eq!(nodes.status, 200, "{}", nodes.body);
+    for line in [
+        format!(r#"hearth_node_status{{{labels},status="online"}} 1"#),
+        format!(r#"hearth_node_status{{{labels},status="offline"}} 0"#),
+        format!("hearth_node_load1{{{labels}}} 0.5"),
+        format!("hearth_node_memory_bytes{{{labels}}} 536870912"),
+        format!("hearth_node_uptime_seconds{{{labels}}} 99"),
+        format!(r#"hearth_node_check_ok{{{labels},check="cloudflared"}} 0"#),
+    ] {
+        assert!(nodes.body.lines().any(|l| l == line), "missing {line}\n{}", nodes.body);
+    }
+    promtool_accepts(&nodes.body);
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // the store's figures refresh each second
+    let later = send(collector.addr, "GET", "/metrics", &[], b"");
+    assert!(later.body.contains(r#"hearth_db_used_bytes{database="nodes"} "#), "{}", later.body);
 
     // Through a proxy (cloudflared connects from loopback too), the metrics need an API key.
     let proxied = send(collector.addr, "GET", "/metrics", &[("CF-Connecting-IP", "203.0.113.9")], b"");

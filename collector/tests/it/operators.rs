@@ -73,6 +73,7 @@ fn every_route_against_every_caller() {
         ("GET", "/agent/binary?os=linux&arch=x86_64", "",          [404, 404, 404, 404, 404, 404, 404, 404, 404]),
         ("GET", "/healthz", "",                                    [200, 200, 200, 200, 200, 200, 200, 200, 200]),
         ("GET", "/metrics", "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401]),
+        ("GET", "/metrics/nodes", "",                              [401, 403, 403, 200, 200, 200, 200, 401, 401]),
         ("POST", "/api/agent/heartbeat", &hb,                      [401, 200, 403, 401, 401, 401, 401, 401, 401]),
         ("POST", "/api/agents/enroll", r#"{"token":"hen_x","hostname":"h"}"#,
                                                                    [401, 401, 401, 401, 401, 401, 401, 401, 401]),
