@@ -17,7 +17,7 @@ local pause = tonumber(os.getenv("HEARTH_BENCH_DELAY_MS") or "")
 
 -- The full heartbeat of docs/protocol.md: facts, three checks, two addresses.
 local heartbeat = [[{"node_id":"%s","hostname":"pi4","os_profile":"debian","cloudflare_ok":true,]]
-  .. [["services_ok":true,"vaultmesh_root":"/","timestamp":"2026-11-22T10:00:00.123Z","name":"garage-pi",]]
+  .. [["services_ok":true,"vaultmesh_root":"/","timestamp":"%s","name":"garage-pi",]]
   .. [["agent_version":"0.1.0","os":"linux","arch":"aarch64","kernel":"6.6.51+rpt-rpi-v8",]]
   .. [["ip_address":"192.168.1.40","ip_addresses":["192.168.1.40","fd00::40"],"cpu_cores":4,]]
   .. [["memory_mb":3793,"disk_gb":29,"mem_available_mb":2910,"disk_free_gb":17,"load":[0.08,0.12,0.1],]]
@@ -51,7 +51,9 @@ function request()
   end
   headers["Content-Type"] = "application/json"
   headers["Authorization"] = "Bearer " .. node.token
-  return wrk.format("POST", "/api/agent/heartbeat", headers, string.format(heartbeat, node.id, seq))
+  -- The agent's clock, as an agent would send it (a fixed time would read as clock skew).
+  local now = os.date("!%Y-%m-%dT%H:%M:%SZ")
+  return wrk.format("POST", "/api/agent/heartbeat", headers, string.format(heartbeat, node.id, now, seq))
 end
 
 if pause then

@@ -106,7 +106,12 @@ fn a_long_outage_then_a_failing_collector_cost_the_agent_nothing() {
     agent.ok(&["init"]);
     let mut child =
         agent.command(&["run", "--interval", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Both ways of failing run once first, so that their code is paged in before the
+    // baseline: what must stay flat is what the outage costs, not first use.
     std::thread::sleep(Duration::from_millis(1500));
+    let warm_up = FailingServer::start(port);
+    std::thread::sleep(Duration::from_millis(2500));
+    warm_up.stop();
     let settled = rss_kib(child.id());
     let mut peak = settled;
     let mut watch = |child: &mut Child, for_how_long: Duration| {

@@ -21,8 +21,21 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
     let bytes = std::fs::metadata(data_dir.join("data.mdb")).map_err(|e| e.to_string())?.len();
     let per_node = bytes as f64 / NODES as f64;
     let auth = format!("Bearer {key}");
+    std::thread::sleep(Duration::from_millis(1500)); // the collector refreshes its store figures each second
+    let (_, text) = seed::request(collector.addr(), "GET", "/metrics", "", "").ok_or("GET /metrics: no answer")?;
+    let used: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("hearth_db_used_bytes{database=\"")?;
+            let (name, value) = rest.split_once("\"} ")?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .filter(|(_, bytes)| *bytes > 4096.0)
+        .collect();
     let nodes = timed(collector.addr(), "/api/nodes", &auth)?;
+    let walk = walk_all(collector.addr(), &auth)?;
     let metrics = timed(collector.addr(), "/metrics", "")?;
+    let node_metrics = timed(collector.addr(), "/metrics/nodes", "")?;
     let usage = Usage::of(collector.pid());
     drop(collector);
 
@@ -40,8 +53,10 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
          Latencies are {TRIES} requests one after another on new connections, from the request's first byte to the answer's last.\n\n\
          | figure | value |\n|---|---:|\n\
          | LMDB file (`data.mdb`) | {:.1} MiB, **{per_node:.0} bytes per node** |\n\
-         | `GET /api/nodes` (admin API key) | median {:.0} ms, max {:.0} ms, {:.1} MiB answered |\n\
+         | `GET /api/nodes` (admin API key; the first page, 1,000 nodes) | median {:.0} ms, max {:.0} ms, {:.1} MiB answered |\n\
+         | every page of `GET /api/nodes?limit=5000`, one after another | {:.0} ms in all, {} pages |\n\
          | `GET /metrics` (loopback) | median {:.0} ms, max {:.0} ms, {:.1} MiB answered |\n\
+         | `GET /metrics/nodes` (loopback; every node's status and facts) | median {:.0} ms, max {:.0} ms, {:.1} MiB answered |\n\
          | collector RSS after those | {:.1} MiB (peak {:.1} MiB) |\n\
          | cold start: process start to listening | {:.0} ms |\n\
          | cold start: process start to the first answer | {:.0} ms |\n\n",
@@ -49,14 +64,24 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
         nodes.median_ms,
         nodes.max_ms,
         nodes.bytes as f64 / 1_048_576.0,
+        walk.0,
+        walk.1,
         metrics.median_ms,
         metrics.max_ms,
         metrics.bytes as f64 / 1_048_576.0,
+        node_metrics.median_ms,
+        node_metrics.max_ms,
+        node_metrics.bytes as f64 / 1_048_576.0,
         mib(usage.rss_kib),
         mib(usage.peak_rss_kib),
         listening.as_secs_f64() * 1000.0,
         first_answer.as_secs_f64() * 1000.0,
     );
+    let _ = writeln!(text, "Where the store's bytes go, per node (`hearth_db_used_bytes`, databases over one page):\n");
+    let _ = writeln!(text, "| database | bytes per node |\n|---|---:|");
+    for (name, bytes) in &used {
+        let _ = writeln!(text, "| {name} | {:.0} |", bytes / NODES as f64);
+    }
     let _ = writeln!(text);
     let targets = vec![
         Target {
@@ -97,4 +122,24 @@ fn timed(addr: SocketAddr, path: &str, auth: &str) -> Result<Timed, String> {
     }
     times.sort_by(f64::total_cmp);
     Ok(Timed { median_ms: times[TRIES / 2], max_ms: times[TRIES - 1], bytes })
+}
+
+/// Walks every page of `GET /api/nodes?limit=5000`; the time it took (ms) and the pages.
+fn walk_all(addr: SocketAddr, auth: &str) -> Result<(f64, usize), String> {
+    let started = Instant::now();
+    let (mut pages, mut after) = (0, String::new());
+    loop {
+        let path = format!("/api/nodes?limit=5000&after={after}");
+        let (status, body) = seed::request(addr, "GET", &path, auth, "").ok_or("GET /api/nodes: no answer")?;
+        if status != 200 {
+            return Err(format!("GET {path} answered {status}"));
+        }
+        pages += 1;
+        let object: miniserde::json::Object =
+            miniserde::json::from_str(&body).map_err(|_| "the node list is not JSON")?;
+        match object.get("next") {
+            Some(miniserde::json::Value::String(next)) => after = next.clone(),
+            _ => return Ok((started.elapsed().as_secs_f64() * 1000.0, pages)),
+        }
+    }
 }

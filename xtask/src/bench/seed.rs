@@ -29,7 +29,20 @@ pub fn enrol(collector: &Collector, key: &str, count: usize, beat: bool, file: &
                 scope.spawn(|| {
                     let mut lines = Vec::new();
                     while next.fetch_add(1, Ordering::Relaxed) < count {
-                        let (node, token) = enrol_one(addr, key)?;
+                        // A connection can fail under this load (the kernel's backlog);
+                        // a lost enrolment costs only an extra node, so try again.
+                        let mut tries = 0;
+                        let (node, token) = loop {
+                            match enrol_one(addr, key) {
+                                Ok(enrolled) => break enrolled,
+                                Err(e) if tries == 5 => return Err(e),
+                                Err(e) => {
+                                    tries += 1;
+                                    eprintln!("retrying an enrolment: {e}");
+                                    std::thread::sleep(std::time::Duration::from_millis(100));
+                                }
+                            }
+                        };
                         if beat {
                             let auth = format!("Bearer {token}");
                             expect(post(addr, "/api/agent/heartbeat", &auth, &heartbeat(&node)), 200, "heartbeat")?;
@@ -64,7 +77,7 @@ fn expect(answer: Option<(u16, String)>, status: u16, what: &str) -> Result<Stri
     match answer {
         Some((s, body)) if s == status => Ok(body),
         Some((s, body)) => Err(format!("{what} answered {s}: {body}")),
-        None => Err(format!("{what}: no answer")),
+        None => Err(format!("{what}: the connection failed")),
     }
 }
 
@@ -104,5 +117,10 @@ fn heartbeat(node: &str) -> String {
     let (_, rest) = script.split_once("local heartbeat = ").expect("heartbeat.lua holds the heartbeat");
     let (template, _) = rest.split_once("\n-- ").expect("and a comment after it");
     let json: String = template.split("[[").skip(1).filter_map(|part| part.split_once("]]").map(|(s, _)| s)).collect();
-    json.replacen("%s", node, 1).replacen("%d", "1", 1)
+    json.replacen("%s", node, 1).replacen("%s", &now_rfc3339(), 1).replacen("%d", "1", 1)
+}
+
+fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    hearth_wire::format_rfc3339(now.as_millis() as i64)
 }
