@@ -7,5 +7,6 @@ mod support;
 mod agent;
 mod daemon;
 mod dashboard;
+mod edge;
 mod install;
 mod tls;

@@ -2,67 +2,18 @@
 //! Cloudflare's edge does, trusting a test CA through SSL_CERT_FILE.
 
 use crate::agent::*;
+use crate::edge;
 use crate::support::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
 
-/// Accepts TLS on a loopback port and forwards each request to `backend` in plain HTTP.
+/// Accepts TLS on a loopback port (the fixtures' certificate for `localhost`) and
+/// forwards each request to `backend` in plain HTTP.
 fn tls_terminator(backend: SocketAddr) -> SocketAddr {
-    let cert = std::fs::read(format!("{FIXTURES}/server.pem")).unwrap();
-    let key = std::fs::read(format!("{FIXTURES}/server.key")).unwrap();
-    let certs = rustls_pemfile::certs(&mut &cert[..]).unwrap().into_iter().map(rustls::Certificate).collect();
-    let key = rustls::PrivateKey(rustls_pemfile::pkcs8_private_keys(&mut &key[..]).unwrap().remove(0));
-    let config = rustls::ServerConfig::builder()
-        .with_safe_defaults()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let config = Arc::new(config);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let config = config.clone();
-            std::thread::spawn(move || forward(config, stream, backend));
-        }
-    });
-    addr
-}
-
-/// One request per connection, as the agent sends them: read it whole, relay it, relay the answer.
-fn forward(config: Arc<rustls::ServerConfig>, stream: TcpStream, backend: SocketAddr) {
-    let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config).unwrap(), stream);
-    let mut request = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let Ok(n) = tls.read(&mut buf) else { return };
-        if n == 0 {
-            return;
-        }
-        request.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&request);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
-                })
-                .unwrap_or(0);
-            if request.len() >= end + 4 + length {
-                break;
-            }
-        }
-    }
-    let mut upstream = TcpStream::connect(backend).unwrap();
-    upstream.write_all(&request).unwrap();
-    let mut answer = Vec::new();
-    upstream.read_to_end(&mut answer).unwrap();
-    let _ = tls.write_all(&answer);
-    tls.conn.send_close_notify();
-    let _ = tls.flush();
+    edge::start(std::path::Path::new(FIXTURES), backend).unwrap()
 }
 
 #[test]
