@@ -180,6 +180,9 @@ impl Store {
 
     /// Flushes every commit so far to disk.
     pub fn sync(&self) -> Result<(), Error> {
+        // LMDB reads the meta page (in the map) to know how far to sync: not while a
+        // resize has the map unmapped.
+        let _shared = self.resizing.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(self.env.force_sync()?)
     }
 
@@ -218,14 +221,17 @@ impl Store {
     }
 
     fn grow(&self) -> Result<(), Error> {
+        // Everything that reads the map (info reads the meta page) waits out a resize:
+        // another thread may be growing it right now.
+        let _exclusive = self.resizing.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let current = self.env.info().map_size;
         if current >= self.max_map {
             return Err(Error::Full);
         }
         let next = (current * 2).min(self.max_map);
         log::info!("database map is full at {} MiB; growing it to {} MiB", current >> 20, next >> 20);
-        let _exclusive = self.resizing.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // SAFETY: no transaction of this process is open: each holds `resizing` shared.
+        // SAFETY: no transaction of this process is open, and nothing reads the map: each
+        // holds `resizing` shared.
         unsafe { self.env.resize(next)? };
         Ok(())
     }
@@ -742,6 +748,36 @@ mod tests {
 
     fn node(id: usize, padding: usize) -> NodeRecord {
         NodeRecord { node_id: format!("node-{id:06}"), hostname: "h".repeat(padding), ..Default::default() }
+    }
+
+    /// The flusher syncs while the request thread grows the map: a sync that read the
+    /// meta page while the map was being replaced crashed the collector (SIGSEGV).
+    #[test]
+    fn syncing_while_the_map_grows_is_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig { dir: dir.path().into(), initial_map: 64 << 10, max_map: 256 << 20 };
+        let store = Store::open(&config).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.sync().unwrap();
+                    let _ = store.disk_size();
+                }
+            });
+            for batch in 0..400 {
+                store
+                    .write_unsynced(|txn| {
+                        for i in 0..10 {
+                            txn.put_node(&node(batch * 10 + i, 4000))?;
+                        }
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert!(store.env.info().map_size >= 16 << 20, "the map should have grown many times");
     }
 
     #[test]

@@ -91,20 +91,26 @@ fn field(body: &str, name: &str) -> Result<String, String> {
 
 /// One request on a new connection: the status and body, or `None` if the connection failed.
 pub fn request(addr: SocketAddr, method: &str, path: &str, auth: &str, body: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
+    exchange(addr, method, path, auth, body).map_err(|e| eprintln!("{method} {path}: {e}")).ok()
+}
+
+fn exchange(addr: SocketAddr, method: &str, path: &str, auth: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
     let auth = if auth.is_empty() { String::new() } else { format!("Authorization: {auth}\r\n") };
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all([head.as_bytes(), body.as_bytes()].concat().as_slice()).ok()?;
+    stream.write_all([head.as_bytes(), body.as_bytes()].concat().as_slice())?;
     let mut reader = BufReader::new(stream);
     let mut status = String::new();
-    reader.read_line(&mut status).ok()?;
+    reader.read_line(&mut status)?;
     let mut rest = String::new();
-    reader.read_to_string(&mut rest).ok()?;
+    reader.read_to_string(&mut rest)?;
     let body = rest.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    Some((status.split_whitespace().nth(1)?.parse().ok()?, body))
+    let code = status.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    let code = code.ok_or_else(|| std::io::Error::other(format!("no status line, but {status:?}")))?;
+    Ok((code, body))
 }
 
 fn post(addr: SocketAddr, path: &str, auth: &str, body: &str) -> Option<(u16, String)> {
