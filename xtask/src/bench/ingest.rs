@@ -226,6 +226,9 @@ impl Pushgateway {
         let child = Command::new("prometheus-pushgateway")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--log.level=warn")
+            // Debian's default keeps every group in /var/lib/prometheus between runs, and its
+            // cost per push grows with the groups it holds: start empty, in memory only.
+            .arg("--persistence.file=")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
