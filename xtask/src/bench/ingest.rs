@@ -201,6 +201,15 @@ fn write(rows: &[Row], enrol_rate: f64) -> (String, Vec<Target>) {
             );
         }
     }
+    if let (Some(hearth), Some(gateway)) =
+        (find("Hearth (group", "new connection"), find("Pushgateway, 10", "new connection"))
+    {
+        let _ = writeln!(
+            ratios,
+            "- Hearth (10,000 nodes) / Pushgateway holding 10 nodes, new connection: **{:.2}×** the rate",
+            hearth.load.rate() / gateway.load.rate().max(1.0)
+        );
+    }
     if let Some(paced) = find("Hearth (group", "paced, new connection") {
         let rate = paced.load.rate();
         targets.push(Target {
