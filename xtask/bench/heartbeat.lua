@@ -15,16 +15,9 @@ local close = os.getenv("HEARTH_BENCH_CLOSE") == "1"
 local push = os.getenv("HEARTH_BENCH_PUSH") == "1"
 local pause = tonumber(os.getenv("HEARTH_BENCH_DELAY_MS") or "")
 
--- The full heartbeat of docs/protocol.md: facts, three checks, two addresses.
-local heartbeat = [[{"node_id":"%s","hostname":"pi4","os_profile":"debian","cloudflare_ok":true,]]
-  .. [["services_ok":true,"vaultmesh_root":"/","timestamp":"%s","name":"garage-pi",]]
-  .. [["agent_version":"0.1.0","os":"linux","arch":"aarch64","kernel":"6.6.51+rpt-rpi-v8",]]
-  .. [["ip_address":"192.168.1.40","ip_addresses":["192.168.1.40","fd00::40"],"cpu_cores":4,]]
-  .. [["memory_mb":3793,"disk_gb":29,"mem_available_mb":2910,"disk_free_gb":17,"load":[0.08,0.12,0.1],]]
-  .. [["uptime_secs":86400,"boot_id":"8543a968-cc9d-410f-9d61-5ddd2938046b","seq":%d,"interval_secs":30,]]
-  .. [["checks":[{"name":"/","ok":true,"detail":"is a directory"},]]
-  .. [[{"name":"cloudflared","ok":true,"detail":"active"},{"name":"/srv/frigate","ok":true,"detail":"is a directory"}],]]
-  .. [["state":"running"}]]
+-- The full heartbeat of docs/protocol.md, with NODE_ID, TIMESTAMP and SEQ to fill in
+-- (xtask/bench/heartbeat.json, which the benchmark's own client sends too).
+local heartbeat = io.open(os.getenv("HEARTH_BENCH_HEARTBEAT")):read("*a")
 -- What a node would push to a Pushgateway: the same facts, as gauges.
 local gauges = "hearth_up 1\nhearth_load1 0.08\nhearth_memory_available_bytes 3051356160\n"
   .. "hearth_disk_free_bytes 18253611008\nhearth_uptime_seconds 86400\nhearth_check_ok{check=\"cloudflared\"} 1\n"
@@ -53,7 +46,8 @@ function request()
   headers["Authorization"] = "Bearer " .. node.token
   -- The agent's clock, as an agent would send it (a fixed time would read as clock skew).
   local now = os.date("!%Y-%m-%dT%H:%M:%SZ")
-  return wrk.format("POST", "/api/agent/heartbeat", headers, string.format(heartbeat, node.id, now, seq))
+  local body = heartbeat:gsub("NODE_ID", node.id):gsub("TIMESTAMP", now):gsub("SEQ", tostring(seq))
+  return wrk.format("POST", "/api/agent/heartbeat", headers, body)
 end
 
 if pause then

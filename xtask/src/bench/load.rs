@@ -45,6 +45,7 @@ pub fn wrk(url: &str, nodes: &Path, shape: Shape) -> Result<Measured, String> {
         .arg(&script)
         .arg(url)
         .env("HEARTH_BENCH_NODES", nodes)
+        .env("HEARTH_BENCH_HEARTBEAT", util::root().join("xtask/bench/heartbeat.json"))
         .env("HEARTH_BENCH_CLOSE", if shape.close { "1" } else { "0" })
         .env("HEARTH_BENCH_PUSH", if shape.push { "1" } else { "0" });
     if let Some(delay) = shape.delay_ms {

@@ -117,13 +117,10 @@ fn post(addr: SocketAddr, path: &str, auth: &str, body: &str) -> Option<(u16, St
     request(addr, "POST", path, auth, body)
 }
 
-/// The heartbeat.lua sends, for seeding.
+/// The heartbeat `heartbeat.lua` sends, for seeding.
 fn heartbeat(node: &str) -> String {
-    let script = include_str!("../../bench/heartbeat.lua");
-    let (_, rest) = script.split_once("local heartbeat = ").expect("heartbeat.lua holds the heartbeat");
-    let (template, _) = rest.split_once("\n-- ").expect("and a comment after it");
-    let json: String = template.split("[[").skip(1).filter_map(|part| part.split_once("]]").map(|(s, _)| s)).collect();
-    json.replacen("%s", node, 1).replacen("%s", &now_rfc3339(), 1).replacen("%d", "1", 1)
+    let template = include_str!("../../bench/heartbeat.json");
+    template.trim().replace("NODE_ID", node).replace("TIMESTAMP", &now_rfc3339()).replace("SEQ", "1")
 }
 
 fn now_rfc3339() -> String {
