@@ -109,7 +109,7 @@ fn heartbeat(w: &mut Writer, hb: &Heartbeat, node_id: &str) {
 /// Decodes a stored node, binary or (from earlier versions) JSON; `None` if damaged.
 pub fn decode_node(bytes: &[u8]) -> Option<NodeRecord> {
     match bytes.split_first()? {
-        (&FORMAT, rest) => node(rest),
+        (&FORMAT, rest) => node_with(rest, Part::All),
         (b'{', _) => miniserde::json::from_str(std::str::from_utf8(bytes).ok()?).ok(),
         _ => None,
     }
@@ -130,10 +130,6 @@ pub fn decode_node_status(bytes: &[u8]) -> Option<NodeRecord> {
 enum Part {
     All,
     Status,
-}
-
-fn node(bytes: &[u8]) -> Option<NodeRecord> {
-    node_with(bytes, Part::All)
 }
 
 fn node_with(bytes: &[u8], part: Part) -> Option<NodeRecord> {

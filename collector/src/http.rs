@@ -16,7 +16,7 @@ use crate::api::{self, ApiError, Context, LoginLimiter, Method, Reply, MAX_BODY}
 use crate::clock::Clock;
 use crate::listen::Listener;
 use crate::liveness::Policy;
-use crate::metrics::Metrics;
+use crate::metrics::{lock, Metrics};
 use crate::store::Store;
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -192,6 +192,7 @@ fn handle_batch(
         agent_dir: config.agent_dir.as_deref(),
         public_url: config.public_url.as_deref(),
     };
+    let committing = Instant::now();
     let mut alerts = 0;
     let outcome = store.write_unsynced(|txn| {
         let replies = requests
@@ -206,7 +207,7 @@ fn handle_batch(
     });
     {
         let mut metrics = lock(metrics);
-        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        metrics.commit_seconds.observe(committing.elapsed().as_secs_f64());
         metrics.batch_requests.observe(batch.len() as f64);
     }
     let replies = outcome.unwrap_or_else(|e| vec![ApiError::storage(&e).into_reply(); batch.len()]);
@@ -260,10 +261,6 @@ fn flush(batches: Receiver<Committed>, store: &Store, metrics: &Mutex<Metrics>, 
             metrics.request_seconds.observe(took.as_secs_f64());
         }
     }
-}
-
-fn lock(metrics: &Mutex<Metrics>) -> std::sync::MutexGuard<'_, Metrics> {
-    metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Reads what the API needs from a request: method, path, credentials and a capped body.

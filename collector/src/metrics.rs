@@ -76,6 +76,12 @@ impl Default for Metrics {
     }
 }
 
+/// The counters, shared by the request thread and the flusher; a panic elsewhere does
+/// not stop them being read.
+pub fn lock(metrics: &std::sync::Mutex<Metrics>) -> std::sync::MutexGuard<'_, Metrics> {
+    metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Metrics {
     pub fn count_heartbeat(&mut self, status: u16) {
         let result = match status {

@@ -298,10 +298,7 @@ impl ReadTxn for RwTxn<'_> {
 
 impl<T: ReadTxn> Txn<'_, T> {
     pub fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, Error> {
-        if !storable(node_id.as_bytes()) {
-            return Ok(None);
-        }
-        self.dbs.nodes.get(self.raw.ro(), node_id.as_bytes())?.map(decode_node).transpose()
+        self.get_with(self.dbs.nodes, node_id.as_bytes(), decode_node)
     }
 
     /// Every node, ordered by node id.
@@ -501,6 +498,10 @@ impl<T: ReadTxn> Txn<'_, T> {
     /// A key LMDB cannot hold (empty, or over 511 bytes) is simply not there: names and
     /// ids come from requests, and must not turn into a storage error.
     fn get<V: Deserialize>(&self, db: Database, key: &[u8]) -> Result<Option<V>, Error> {
+        self.get_with(db, key, decode)
+    }
+
+    fn get_with<V>(&self, db: Database, key: &[u8], decode: fn(&[u8]) -> Result<V, Error>) -> Result<Option<V>, Error> {
         if !storable(key) {
             return Ok(None);
         }

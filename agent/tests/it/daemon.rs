@@ -112,13 +112,13 @@ fn a_long_outage_then_a_failing_collector_cost_the_agent_nothing() {
     let warm_up = FailingServer::start(port);
     std::thread::sleep(Duration::from_millis(2500));
     warm_up.stop();
-    let settled = rss_kib(child.id());
+    let settled = proc_status_kib(child.id(), "VmRSS");
     let mut peak = settled;
     let mut watch = |child: &mut Child, for_how_long: Duration| {
         let until = Instant::now() + for_how_long;
         while Instant::now() < until {
             assert!(child.try_wait().unwrap().is_none(), "the agent exited while the collector was failing");
-            peak = peak.max(rss_kib(child.id()));
+            peak = peak.max(proc_status_kib(child.id(), "VmRSS"));
             std::thread::sleep(Duration::from_millis(250));
         }
     };
@@ -155,13 +155,6 @@ fn a_long_outage_then_a_failing_collector_cost_the_agent_nothing() {
     assert!(distinct.len() >= 3, "retries are not jittered: {delays:?}");
     // The last retry was drawn before the collector returned, and is at most one interval.
     assert!(back_after < Duration::from_millis(2000 + 1000), "back only {back_after:?} after the collector returned");
-}
-
-/// The agent's resident memory, in KiB (`VmRSS`).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"));
-    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
 }
 
 /// A collector that answers every request `500` with Hearth's error body; counts them.

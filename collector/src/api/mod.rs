@@ -329,7 +329,7 @@ fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) ->
             if !req.local {
                 require(Viewer, req, txn, ctx)?;
             }
-            let counters = ctx.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+            let counters = metrics::lock(ctx.metrics).clone();
             let snapshot = metrics::Snapshot {
                 metrics: &counters,
                 alerts: ctx.alert_stats,

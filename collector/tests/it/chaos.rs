@@ -42,7 +42,7 @@ fn hostile_clients_at_once_do_not_stop_heartbeats_or_grow_memory() {
         let r = collector.post("/api/agent/heartbeat", &[("Authorization", &auth)], &heartbeat(&node, seq, "running"));
         latencies.push(sent.elapsed());
         assert_eq!(r.status, 200, "a legitimate heartbeat under attack: {}", r.body);
-        peak_rss = peak_rss.max(rss_kib(pid));
+        peak_rss = peak_rss.max(proc_status_kib(pid, "VmRSS"));
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);
@@ -65,13 +65,6 @@ fn hostile_clients_at_once_do_not_stop_heartbeats_or_grow_memory() {
     assert!(sent[0] >= SLOW_CONNECTIONS, "the slow clients never got going: {sent:?}");
     assert!(peak_rss <= RSS_LIMIT_KIB, "the collector reached {peak_rss} KiB resident");
     assert_eq!(send(addr, "GET", "/healthz", &[], b"").status, 200);
-}
-
-/// The collector's resident memory now, in KiB (`VmRSS`).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"));
-    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
 }
 
 /// Keeps 1,000 connections open, each sending one more header byte every 2 s.

@@ -138,9 +138,7 @@ impl Collector {
 
     /// The collector's peak resident memory so far, in KiB (`VmHWM`).
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        proc_status_kib(self.child.id(), "VmHWM")
     }
 
     pub fn pid(&self) -> u32 {
@@ -401,4 +399,12 @@ impl TestClock {
     pub fn env(&self) -> (&'static str, &str) {
         ("HEARTH_CLOCK_FILE", self.path.to_str().unwrap())
     }
+}
+
+/// A memory figure of process `pid` from /proc/PID/status (`VmRSS`, `VmHWM`…), in KiB;
+/// 0 once the process is gone.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
 }
