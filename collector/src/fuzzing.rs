@@ -11,7 +11,6 @@ use crate::metrics::Metrics;
 use crate::model::ApiKeyRecord;
 use crate::secret;
 use crate::store::{Store, StoreConfig};
-use std::cell::RefCell;
 use std::sync::{Mutex, OnceLock};
 
 /// An admin's API key, stored in the fuzzing store; corpus entries use it as their bearer.
@@ -61,7 +60,7 @@ pub fn request(data: &[u8]) {
         client: None,
     };
     let (policy, channels, stats) = (Policy::default(), Channels::default(), Stats::default());
-    let (metrics, logins) = (Mutex::new(Metrics::default()), RefCell::new(LoginLimiter::default()));
+    let (metrics, logins) = (Mutex::new(Metrics::default()), Mutex::new(LoginLimiter::default()));
     let context = Context {
         now_ms: 1_795_000_000_000,
         allow_anonymous: true,

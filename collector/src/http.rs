@@ -1,10 +1,21 @@
 //! The server loop: tiny_http in, group commit, replies out. The only module that touches tiny_http.
 //!
-//! One thread handles every request. It takes the request that arrived and every one
-//! already waiting, applies them all in one LMDB write transaction, and commits. A second
-//! thread, the flusher, makes that commit durable (`Store::sync`) and only then answers:
-//! an acknowledged write is on disk, a burst pays for its flushes once, and the request
-//! thread handles the next batch while the last one's flush runs.
+//! One thread, the request thread, takes each request as it arrives and sends it where
+//! its kind of work is done (`api::work`):
+//! - writes are batched: it takes every write already waiting, applies them in one LMDB
+//!   write transaction, and commits. A second thread, the flusher, makes that commit
+//!   durable (`Store::sync`) and only then answers: an acknowledged write is on disk, a
+//!   burst pays for its flushes once, and the request thread goes on meanwhile;
+//! - reads go to a small pool of reader threads, each on its own read-only snapshot
+//!   (LMDB serves readers beside the writer), so no scrape or dashboard delays a heartbeat;
+//! - logins go to a login thread, which checks the password (argon2id, tens of ms) on a
+//!   snapshot and hands the outcome back to be written in a batch.
+//!
+//! Every queue between them has a cap; past it the request is refused at once (503 or
+//! 429 with `Retry-After`) rather than queued. No thread waits on a client: answers up
+//! to `INLINE_ANSWER` bytes fit a fresh socket's send buffer and never block, and larger
+//! ones (only reads make them) are written by a writer thread of their own, a bounded
+//! number at once, each within `WRITE_DEADLINE`.
 //!
 //! Every response closes its connection. tiny_http gives each connection a pool
 //! thread for its whole life and queues new connections behind busy ones, so a client
@@ -12,17 +23,17 @@
 
 use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
-use crate::api::{self, ApiError, Context, LoginLimiter, Method, Reply, MAX_BODY};
+use crate::api::{self, ApiError, Context, LoginLimiter, LoginOutcome, Method, Reply, Work, MAX_BODY};
 use crate::clock::Clock;
 use crate::listen::Listener;
 use crate::liveness::Policy;
 use crate::metrics::{lock, Metrics};
 use crate::store::Store;
-use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
 
@@ -63,6 +74,20 @@ const PRUNE_TOKENS_MS: i64 = 7 * 86_400 * 1000;
 /// Committed batches waiting for the flusher; when it falls this far behind, the request
 /// thread waits for it.
 const FLUSH_QUEUE: usize = 4;
+/// Reader threads, and the reads that may wait for one.
+const READERS: usize = 2;
+const READ_QUEUE: usize = 64;
+/// Logins waiting for the login thread: with argon2id at tens of ms each, this also caps
+/// the rate of password checks.
+const LOGIN_QUEUE: usize = 8;
+/// Answers up to this size are written by whichever thread has them: a fresh
+/// connection's send buffer takes them whole, so the write cannot wait on the client.
+const INLINE_ANSWER: usize = 4096;
+/// Larger answers each get a writer thread: at most this many at once, holding at most
+/// this many bytes between them, and each given this long to be read.
+const MAX_WRITERS: usize = 64;
+const MAX_WRITER_BYTES: usize = 256 << 20;
+const WRITE_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Serves requests until the process ends. `wake` tells the alert worker that the
 /// outbox has something new.
@@ -75,45 +100,119 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         Listener::Unix(l, _) => tiny_http::Server::from_listener(l, None),
     }
     .map_err(io::Error::other)?;
-    let metrics = Mutex::new(Metrics::default());
+    let shared = Shared {
+        store,
+        config,
+        metrics: Mutex::new(Metrics::default()),
+        logins: Mutex::new(LoginLimiter::default()),
+        responder: Responder::default(),
+        warned_forwarded: AtomicBool::new(false),
+    };
+    let shared = &shared;
+    let (reads, to_read) = std::sync::mpsc::sync_channel::<Job>(READ_QUEUE);
+    let to_read = &Mutex::new(to_read);
     std::thread::scope(|scope| {
+        let spawn = |name: &str| std::thread::Builder::new().name(name.to_owned());
         let (committed, to_flush) = std::sync::mpsc::sync_channel(FLUSH_QUEUE);
-        std::thread::Builder::new()
-            .name("flush".into())
-            .spawn_scoped(scope, || flush(to_flush, store, &metrics, wake))?;
-        // Returning drops `committed`: the flusher answers what is left, then the scope ends.
-        accept(&server, store, config, &metrics, &committed, wake)
+        spawn("flush").spawn_scoped(scope, move || flush(to_flush, shared, wake))?;
+        for _ in 0..READERS {
+            spawn("read").spawn_scoped(scope, move || read(to_read, shared))?;
+        }
+        let (logins, to_verify) = std::sync::mpsc::sync_channel::<Job>(LOGIN_QUEUE);
+        let (verified, checked) = std::sync::mpsc::sync_channel(LOGIN_QUEUE + 1);
+        spawn("login").spawn_scoped(scope, move || verify(&to_verify, shared, &verified))?;
+        let pools = Pools { reads, logins, checked, logins_in_flight: 0 };
+        // Returning drops the senders: the pools and the flusher answer what is left, then the scope ends.
+        accept(&server, shared, pools, &committed, wake)
     })
 }
 
-/// The request thread's loop: batches, the sweep, pruning, and the idle exit.
+/// What every thread of the server shares.
+struct Shared<'a> {
+    store: &'a Store,
+    config: &'a ServeConfig,
+    metrics: Mutex<Metrics>,
+    logins: Mutex<LoginLimiter>,
+    responder: Responder,
+    warned_forwarded: AtomicBool,
+}
+
+impl Shared<'_> {
+    fn context(&self, now_ms: i64) -> Context<'_> {
+        let config = self.config;
+        Context {
+            now_ms,
+            allow_anonymous: config.allow_anonymous,
+            policy: &config.policy,
+            channels: &config.channels,
+            metrics: &self.metrics,
+            alert_stats: &config.alert_stats,
+            logins: &self.logins,
+            agent_dir: config.agent_dir.as_deref(),
+            public_url: config.public_url.as_deref(),
+        }
+    }
+}
+
+/// A request on its way to a pool.
+struct Job {
+    request: tiny_http::Request,
+    parsed: api::Request,
+    received: Instant,
+}
+
+/// The request thread's ends of the pools.
+struct Pools {
+    reads: SyncSender<Job>,
+    logins: SyncSender<Job>,
+    /// Logins whose password was checked, to be written in a batch.
+    checked: Receiver<(Job, LoginOutcome)>,
+    logins_in_flight: usize,
+}
+
+/// A write waiting for the next batch: a request, or a checked login.
+struct PendingWrite {
+    job: Job,
+    login: Option<LoginOutcome>,
+}
+
+/// The request thread's loop: sorting requests, batches, the sweep, pruning, and the idle exit.
 fn accept(
     server: &tiny_http::Server,
-    store: &Store,
-    config: &ServeConfig,
-    metrics: &Mutex<Metrics>,
+    shared: &Shared,
+    mut pools: Pools,
     flusher: &SyncSender<Committed>,
     wake: &SyncSender<()>,
 ) -> io::Result<()> {
+    let (store, config) = (shared.store, shared.config);
     let mut last_request = Instant::now();
     let (mut last_sweep, mut last_prune) = (Instant::now() - SWEEP_EVERY, Instant::now() - PRUNE_EVERY);
-    let logins = RefCell::new(LoginLimiter::default());
+    let mut writes = Vec::new();
     loop {
-        if let Some(first) = server.recv_timeout(SWEEP_EVERY)? {
+        // While a login is being checked, look for its outcome often.
+        let wait = if pools.logins_in_flight > 0 { Duration::from_millis(2) } else { SWEEP_EVERY };
+        if let Some(first) = server.recv_timeout(wait)? {
             last_request = Instant::now();
-            let mut batch = vec![first];
-            while batch.len() < config.max_batch.max(1) {
+            sort(first, shared, &mut pools, &mut writes);
+            while writes.len() < config.max_batch.max(1) {
                 match server.try_recv() {
-                    Ok(Some(request)) => batch.push(request),
+                    Ok(Some(request)) => sort(request, shared, &mut pools, &mut writes),
                     _ => break,
                 }
             }
-            handle_batch(batch, store, config, metrics, &logins, flusher);
+        }
+        while let Ok((job, outcome)) = pools.checked.try_recv() {
+            pools.logins_in_flight -= 1;
+            writes.push(PendingWrite { job, login: Some(outcome) });
+        }
+        while !writes.is_empty() {
+            let rest = writes.split_off(writes.len().min(config.max_batch.max(1)));
+            handle_batch(std::mem::replace(&mut writes, rest), shared, flusher);
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
             let used = store.read(|txn| txn.database_bytes()).unwrap_or_default();
-            let mut counters = lock(metrics);
+            let mut counters = lock(&shared.metrics);
             (counters.db_bytes, counters.db_used) = (store.disk_size(), used);
             drop(counters);
             let now = config.clock.now_ms();
@@ -127,6 +226,7 @@ fn accept(
             }
         }
         if config.idle_exit.is_some_and(|idle| last_request.elapsed() >= idle)
+            && pools.logins_in_flight == 0
             && !store.read(|txn| txn.busy()).unwrap_or(true)
         {
             log::info!("idle, with no node to watch and no alert to send: exiting (socket activation starts it again)");
@@ -134,7 +234,15 @@ fn accept(
             // the ones already accepted are answered first.
             server.stop_accepting();
             while let Some(first) = server.recv_timeout(Duration::from_millis(300))? {
-                handle_batch(vec![first], store, config, metrics, &logins, flusher);
+                sort(first, shared, &mut pools, &mut writes);
+                for write in std::mem::take(&mut writes) {
+                    handle_batch(vec![write], shared, flusher);
+                }
+            }
+            while pools.logins_in_flight > 0 {
+                let Ok((job, outcome)) = pools.checked.recv() else { break };
+                pools.logins_in_flight -= 1;
+                handle_batch(vec![PendingWrite { job, login: Some(outcome) }], shared, flusher);
             }
             return Ok(());
         }
@@ -154,6 +262,64 @@ fn accept(
     }
 }
 
+/// Sends one request where its work is done: a refusal at once, a read or a login to
+/// its pool (or a refusal when the pool's queue is full), a write to the next batch.
+fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, writes: &mut Vec<PendingWrite>) {
+    let received = Instant::now();
+    let parsed = match read_request(&mut request, shared) {
+        Ok(parsed) => parsed,
+        Err(reply) => {
+            let heartbeat = request.url().split('?').next().is_some_and(|p| p.ends_with("/agent/heartbeat"));
+            return answer(shared, request, reply, heartbeat.then_some(()), received);
+        }
+    };
+    let job = Job { request, parsed, received };
+    let work = api::work(&job.parsed);
+    let (queue, refusal) = match work {
+        Work::Write => return writes.push(PendingWrite { job, login: None }),
+        Work::Read => (&pools.reads, ApiError::new(503, "busy", "the collector is busy answering reads; try again")),
+        Work::Login => (&pools.logins, ApiError::new(429, "too_many_attempts", "too many logins at once; try again")),
+    };
+    match queue.try_send(job) {
+        Ok(()) => pools.logins_in_flight += usize::from(work == Work::Login),
+        Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+            let reply = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..refusal }.into_reply();
+            answer(shared, job.request, reply, None, job.received);
+        }
+    }
+}
+
+/// A reader thread: answers reads on a read-only snapshot each.
+fn read(jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
+    loop {
+        let job = match jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let ctx = shared.context(shared.config.clock.now_ms());
+        let reply = shared
+            .store
+            .read(|txn| api::handle_read(&job.parsed, txn, &ctx))
+            .unwrap_or_else(|e| ApiError::storage(&e).into_reply());
+        answer(shared, job.request, reply, None, job.received);
+    }
+}
+
+/// The login thread: checks each password on a snapshot, and hands the outcome back to
+/// the request thread to write.
+fn verify(jobs: &Receiver<Job>, shared: &Shared, checked: &SyncSender<(Job, LoginOutcome)>) {
+    while let Ok(job) = jobs.recv() {
+        let ctx = shared.context(shared.config.clock.now_ms());
+        let outcome = shared
+            .store
+            .read(|txn| Ok(api::verify_login(&job.parsed, txn, &ctx)))
+            .unwrap_or_else(|e| LoginOutcome::Refused(ApiError::storage(&e)));
+        if checked.send((job, outcome)).is_err() {
+            return;
+        }
+    }
+}
+
 /// A committed batch, waiting for the flush that makes it durable before it is answered.
 struct Committed {
     answers: Vec<Answer>,
@@ -169,60 +335,42 @@ struct Answer {
     heartbeat: bool,
 }
 
-/// Applies a batch in one write transaction, commits it, and hands the answers to the flusher.
-fn handle_batch(
-    mut batch: Vec<tiny_http::Request>,
-    store: &Store,
-    config: &ServeConfig,
-    metrics: &Mutex<Metrics>,
-    logins: &RefCell<LoginLimiter>,
-    flusher: &SyncSender<Committed>,
-) {
+/// Applies a batch of writes in one write transaction, commits it, and hands the answers to the flusher.
+fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<Committed>) {
     let started = Instant::now();
-    let requests: Vec<Result<api::Request, Reply>> =
-        batch.iter_mut().map(|r| read_request(r, config.trust_cloudflare)).collect();
-    let context = Context {
-        now_ms: config.clock.now_ms(),
-        allow_anonymous: config.allow_anonymous,
-        policy: &config.policy,
-        channels: &config.channels,
-        metrics,
-        alert_stats: &config.alert_stats,
-        logins,
-        agent_dir: config.agent_dir.as_deref(),
-        public_url: config.public_url.as_deref(),
-    };
+    let context = shared.context(shared.config.clock.now_ms());
+    let mut logins: Vec<Option<LoginOutcome>> = batch.iter().map(|_| None).collect();
+    let mut jobs = Vec::with_capacity(batch.len());
+    for (slot, write) in logins.iter_mut().zip(batch) {
+        *slot = write.login;
+        jobs.push(write.job);
+    }
     let committing = Instant::now();
     let mut alerts = 0;
-    let outcome = store.write_unsynced(|txn| {
-        let replies = requests
+    let outcome = shared.store.write_unsynced(|txn| {
+        let replies = jobs
             .iter()
-            .map(|request| match request {
-                Ok(request) => api::handle(request, txn, &context),
-                Err(reply) => Ok(reply.clone()),
+            .zip(logins.iter_mut())
+            .map(|(job, login)| match login.take() {
+                // Taken once: a rerun after the map grew answers it as the first run did.
+                Some(outcome) => api::finish_login(outcome, &job.parsed, txn, &context),
+                None => api::handle(&job.parsed, txn, &context),
             })
             .collect::<Result<Vec<Reply>, _>>();
         alerts = txn.alerts_written();
         replies
     });
     {
-        let mut metrics = lock(metrics);
+        let mut metrics = lock(&shared.metrics);
         metrics.commit_seconds.observe(committing.elapsed().as_secs_f64());
-        metrics.batch_requests.observe(batch.len() as f64);
+        metrics.batch_requests.observe(jobs.len() as f64);
     }
-    let replies = outcome.unwrap_or_else(|e| vec![ApiError::storage(&e).into_reply(); batch.len()]);
-    log::debug!("committed a batch of {}", batch.len());
-    let answers = batch
+    let replies = outcome.unwrap_or_else(|e| vec![ApiError::storage(&e).into_reply(); jobs.len()]);
+    log::debug!("committed a batch of {}", jobs.len());
+    let answers = jobs
         .into_iter()
         .zip(replies)
-        .zip(&requests)
-        .map(|((request, reply), parsed)| {
-            let heartbeat = parsed.as_ref().map_or_else(
-                |_| request.url().ends_with("/agent/heartbeat"),
-                |r| r.method == Method::Post && r.path.ends_with("/agent/heartbeat"),
-            );
-            Answer { request, reply, heartbeat }
-        })
+        .map(|(job, reply)| Answer { heartbeat: api::is_heartbeat(&job.parsed), request: job.request, reply })
         .collect();
     // Only fails if the flusher is gone, which happens only once this thread returns.
     let _ = flusher.send(Committed { answers, alerts, started });
@@ -230,15 +378,14 @@ fn handle_batch(
 
 /// The flusher's loop: takes every committed batch waiting, flushes them all to disk at
 /// once, and answers them in order; a failed flush turns every answer into a 500.
-fn flush(batches: Receiver<Committed>, store: &Store, metrics: &Mutex<Metrics>, wake: &SyncSender<()>) {
+fn flush(batches: Receiver<Committed>, shared: &Shared, wake: &SyncSender<()>) {
     while let Ok(first) = batches.recv() {
         let waiting: Vec<Committed> = std::iter::once(first).chain(batches.try_iter()).collect();
-        let flushed = store.sync();
+        let flushed = shared.store.sync();
         if let Err(e) = &flushed {
             log::error!("flushing to disk failed; answering those requests with an error: {e}");
         }
         let mut alerts = 0;
-        let mut answered = Vec::new();
         for batch in waiting {
             alerts += batch.alerts;
             for answer in batch.answers {
@@ -246,25 +393,113 @@ fn flush(batches: Receiver<Committed>, store: &Store, metrics: &Mutex<Metrics>, 
                     Ok(()) => answer.reply,
                     Err(e) => ApiError::storage(e).into_reply(),
                 };
-                respond(answer.request, &reply);
-                answered.push((answer.heartbeat.then_some(reply.status), batch.started.elapsed()));
+                self::answer(shared, answer.request, reply, answer.heartbeat.then_some(()), batch.started);
             }
         }
         if alerts > 0 && flushed.is_ok() {
             let _ = wake.try_send(());
         }
-        let mut metrics = lock(metrics);
-        for (heartbeat, took) in answered {
-            if let Some(status) = heartbeat {
-                metrics.count_heartbeat(status);
+    }
+}
+
+/// Sends `reply` and counts it (`heartbeat` says whether it answers one).
+fn answer(shared: &Shared, request: tiny_http::Request, reply: Reply, heartbeat: Option<()>, since: Instant) {
+    let status = reply.status;
+    shared.responder.send(request, reply, shared.config.io_timeout);
+    let mut metrics = lock(&shared.metrics);
+    if heartbeat.is_some() {
+        metrics.count_heartbeat(status);
+    }
+    metrics.request_seconds.observe(since.elapsed().as_secs_f64());
+}
+
+/// Writes answers without letting a client that reads slowly, or never, hold up anyone else.
+#[derive(Default)]
+struct Responder {
+    /// Writer threads running, and the bytes they hold.
+    writers: Arc<AtomicUsize>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Responder {
+    fn send(&self, request: tiny_http::Request, reply: Reply, io_timeout: Duration) {
+        let head_only = *request.method() == tiny_http::Method::Head;
+        let out = encode(&reply, head_only);
+        if out.len() <= INLINE_ANSWER {
+            return write_answer(request.into_writer(), &out, Instant::now() + io_timeout);
+        }
+        let size = out.len();
+        let over = self.writers.fetch_add(1, Ordering::SeqCst) >= MAX_WRITERS
+            || self.bytes.fetch_add(size, Ordering::SeqCst) + size > MAX_WRITER_BYTES;
+        let release = {
+            let (writers, bytes) = (Arc::clone(&self.writers), Arc::clone(&self.bytes));
+            move || {
+                writers.fetch_sub(1, Ordering::SeqCst);
+                bytes.fetch_sub(size, Ordering::SeqCst);
             }
-            metrics.request_seconds.observe(took.as_secs_f64());
+        };
+        if over {
+            release();
+            log::warn!("too many large answers still being read; refusing one of {size} bytes");
+            let busy = ApiError::new(503, "busy", "too many large answers are still being sent; try again");
+            let busy = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..busy };
+            return write_answer(request.into_writer(), &encode(&busy.into_reply(), head_only), Instant::now());
+        }
+        let writer = request.into_writer();
+        let spawned = std::thread::Builder::new().name("answer".into()).stack_size(64 << 10).spawn(move || {
+            write_answer(writer, &out, Instant::now() + WRITE_DEADLINE);
+            release();
+        });
+        if let Err(e) = spawned {
+            // The closure, writer and counts went with the failed spawn's error: count back by hand.
+            self.writers.fetch_sub(1, Ordering::SeqCst);
+            self.bytes.fetch_sub(size, Ordering::SeqCst);
+            log::warn!("cannot start a thread to send an answer of {size} bytes: {e}");
         }
     }
 }
 
+/// The answer's bytes: status line, headers, and the body unless `head_only`.
+fn encode(reply: &Reply, head_only: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + reply.body.len());
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n",
+        reply.status,
+        reason(reply.status),
+        reply.content_type,
+        reply.body.len()
+    );
+    for (name, value) in &reply.headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(&reply.body);
+    }
+    out
+}
+
+/// Writes `out` in pieces, giving up once `deadline` passes: each piece may also wait up
+/// to the socket's send timeout, so a client that reads a byte now and then is still cut off.
+fn write_answer(mut writer: Box<dyn io::Write + Send>, out: &[u8], deadline: Instant) {
+    for piece in out.chunks(64 << 10) {
+        if let Err(e) = writer.write_all(piece) {
+            return log::debug!("client left before its answer was written: {e}");
+        }
+        if Instant::now() > deadline {
+            return log::debug!("a client took too long to read its answer; closing the connection");
+        }
+    }
+    if let Err(e) = writer.flush() {
+        log::debug!("client left before its answer was written: {e}");
+    }
+}
+
 /// Reads what the API needs from a request: method, path, credentials and a capped body.
-fn read_request(request: &mut tiny_http::Request, trust_cloudflare: bool) -> Result<api::Request, Reply> {
+fn read_request(request: &mut tiny_http::Request, shared: &Shared) -> Result<api::Request, Reply> {
+    let trust_cloudflare = shared.config.trust_cloudflare;
     let method = match request.method() {
         tiny_http::Method::Get => Method::Get,
         tiny_http::Method::Head => Method::Head,
@@ -288,12 +523,21 @@ fn read_request(request: &mut tiny_http::Request, trust_cloudflare: bool) -> Res
         let found = cookies.split(';').find_map(|c| c.trim().strip_prefix("hearth_session="));
         found.map(str::to_owned).filter(|c| !c.is_empty())
     });
-    let forwarded = header("X-Forwarded-For").is_some() || header("CF-Connecting-IP").is_some();
+    let forwarded_https = header("X-Forwarded-Proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let forwarded = header("X-Forwarded-For").is_some() || header("CF-Connecting-IP").is_some() || forwarded_https;
     // A Unix socket has no remote address, and counts as local.
     let local = !forwarded && request.remote_addr().is_none_or(|a| a.ip().is_loopback());
+    if forwarded && !trust_cloudflare && !shared.warned_forwarded.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "requests arrive through a proxy (X-Forwarded-For, CF-Connecting-IP or X-Forwarded-Proto), but \
+             --trust-proxy is not set: every client looks like the proxy's address, and login limits count them \
+             as one. Start with --trust-proxy cloudflare if cloudflared is in front"
+        );
+    }
     // Without --trust-proxy, these headers are anyone's to write, and are ignored.
     let relayed = header("CF-Connecting-IP").filter(|_| trust_cloudflare).and_then(|ip| ip.parse().ok());
-    let https = trust_cloudflare && header("X-Forwarded-Proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let trusted_client = relayed.is_some();
+    let https = trust_cloudflare && forwarded_https;
     let host = header("Host");
     let client = relayed.or_else(|| request.remote_addr().map(|a| a.ip()));
     if request.body_length().is_some_and(|len| len > MAX_BODY) {
@@ -313,32 +557,22 @@ fn read_request(request: &mut tiny_http::Request, trust_cloudflare: bool) -> Res
     }
     let body = String::from_utf8(body)
         .map_err(|_| ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply())?;
-    Ok(api::Request { method, path, query, bearer, session, content_type, host, https, body, local, client })
-}
-
-fn respond(request: tiny_http::Request, reply: &Reply) {
-    let head_only = *request.method() == tiny_http::Method::Head;
-    let mut out = Vec::with_capacity(160 + reply.body.len());
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n",
-        reply.status,
-        reason(reply.status),
-        reply.content_type,
-        reply.body.len()
-    );
-    for (name, value) in &reply.headers {
-        let _ = write!(out, "{name}: {value}\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    if !head_only {
-        out.extend_from_slice(&reply.body);
-    }
-    let mut writer = request.into_writer();
-    if let Err(e) = writer.write_all(&out).and_then(|()| writer.flush()) {
-        log::debug!("client left before its answer was written: {e}");
-    }
+    Ok(api::Request {
+        method,
+        path,
+        query,
+        bearer,
+        session,
+        content_type,
+        host,
+        https,
+        forwarded_https,
+        forwarded,
+        trusted_client,
+        body,
+        local,
+        client,
+    })
 }
 
 fn reason(status: u16) -> &'static str {
@@ -356,6 +590,7 @@ fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
         429 => "Too Many Requests",
+        503 => "Service Unavailable",
         507 => "Insufficient Storage",
         _ => "Internal Server Error",
     }

@@ -1,7 +1,8 @@
 //! The node store: one LMDB environment, and the only module that touches it.
 //!
-//! Every change happens inside [`Store::write`], one write transaction that is
-//! committed (and so fsync'd) before the caller answers anyone.
+//! Every change happens inside one write transaction ([`Store::write`], or
+//! [`Store::write_unsynced`] followed by [`Store::sync`]), committed and flushed to disk
+//! before the caller answers anyone. Reads run on their own snapshots, beside it.
 //! When the memory map fills, the transaction is thrown away, the map grows,
 //! and the same work runs again from the start.
 
@@ -10,7 +11,9 @@ use crate::model::{
     AlertRecord, ApiKeyRecord, AuditRecord, EnrollTokenRecord, EventRecord, NodeRecord, SessionRecord, UserRecord,
 };
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
+/// A write transaction, for the signatures of code that writes through [`Txn`].
+pub use heed::RwTxn;
+use heed::{CommitOrAbort, Env, EnvOpenOptions, MdbError, RoTxn, WithoutTls};
 use miniserde::{json, Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};

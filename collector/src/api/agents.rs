@@ -5,9 +5,8 @@ use crate::alerts;
 use crate::liveness;
 use crate::model::{EnrolledFacts, NodeRecord};
 use crate::secret::{self, AGENT_PREFIX};
-use crate::store::Txn;
+use crate::store::{RwTxn, Txn};
 use hearth_wire::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck};
-use heed::RwTxn;
 
 const HOW_TO_ENROL: &str = "enrol this node first: mint a token with `hearth-collector token create` \
      and run `hearth-agent enroll --token TOKEN` on the node";

@@ -3,9 +3,8 @@
 use super::{audit, internal, limit_param, query_param, ApiError, Context, Handled, Reply, Request, User};
 use crate::model::{AlertRecord, AuditRecord, EnrollTokenRecord, EventRecord, NodeView};
 use crate::secret::{self, ENROLL_PREFIX};
-use crate::store::Txn;
+use crate::store::{ReadTxn, RwTxn, Txn};
 use hearth_wire::format_rfc3339;
-use heed::RwTxn;
 use miniserde::{json, Deserialize, Serialize};
 
 /// The most nodes one page of `GET /api/nodes` holds, and how many it holds by default.
@@ -14,7 +13,7 @@ const DEFAULT_PAGE: usize = 1000;
 
 /// `GET /api/nodes?limit=N&after=ID`: a page of nodes in id order, and the id to ask
 /// for the next page after (`next`), or `null` on the last page.
-pub(super) fn nodes(req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Handled {
+pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> Handled {
     let limit = match query_param(&req.query, "limit") {
         None => DEFAULT_PAGE,
         Some(text) => text.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
@@ -31,7 +30,7 @@ pub(super) fn nodes(req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Handled {
     Ok(Reply::json(200, &NodeList { nodes, next }))
 }
 
-pub(super) fn node(id: &str, txn: &Txn<RwTxn>, ctx: &Context) -> Handled {
+pub(super) fn node<T: ReadTxn>(id: &str, txn: &Txn<T>, ctx: &Context) -> Handled {
     match txn.node(&id.to_ascii_lowercase())? {
         Some(node) => Ok(Reply::json(200, &node.view(ctx.now_ms, ctx.policy.grace_ms(&node)))),
         None => Err(no_such_node(id).into()),
@@ -184,18 +183,35 @@ pub(super) fn mint_token(
     Ok(Reply::json(201, &minted))
 }
 
-/// The collector's address as nodes reach it: `--public-url`, else what the request came to.
+/// The collector's address as nodes reach it: `--public-url`, else what the request came
+/// to. A forwarded request is taken to have come over https (cloudflared, a reverse
+/// proxy), whatever it says: an install line must not fetch code over plain HTTP.
 fn server_url(req: &Request, ctx: &Context) -> String {
     if let Some(url) = ctx.public_url {
         return url.trim_end_matches('/').to_owned();
     }
-    let scheme = if req.https { "https" } else { "http" };
-    format!("{scheme}://{}", req.host.as_deref().unwrap_or("127.0.0.1:8088"))
+    let scheme = if req.https || req.forwarded_https || req.forwarded { "https" } else { "http" };
+    // The Host header is the client's to write: only a plain host[:port] is used.
+    let host = req.host.as_deref().filter(|h| {
+        !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    });
+    format!("{scheme}://{}", host.unwrap_or("127.0.0.1:8088"))
 }
 
-/// The line to paste on the new host.
+/// The line to paste on the new host, every value quoted for the shell.
 fn install_command(server: &str, token: &str) -> String {
+    let (server, token) = (sh_quote(server), sh_quote(token));
     format!("curl -fsSL {server}/install.sh | sudo HEARTH_SERVER={server} HEARTH_TOKEN={token} sh")
+}
+
+/// `value` as one shell word: in single quotes, with any single quote spelled `'\''`.
+fn sh_quote(value: &str) -> String {
+    let plain = !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:@%+=,".contains(&b));
+    if plain {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
 }
 
 #[derive(Serialize)]
@@ -220,7 +236,7 @@ struct TokenView {
     used_by: Option<String>,
 }
 
-pub(super) fn tokens(txn: &Txn<RwTxn>, ctx: &Context) -> Handled {
+pub(super) fn tokens<T: ReadTxn>(txn: &Txn<T>, ctx: &Context) -> Handled {
     let mut records: Vec<EnrollTokenRecord> = txn.enroll_tokens()?.into_iter().map(|(_, t)| t).collect();
     records.sort_by_key(|t| std::cmp::Reverse(t.created_at));
     let tokens = records
@@ -263,7 +279,7 @@ struct Revoked {
     revoked: String,
 }
 
-pub(super) fn events(req: &Request, txn: &Txn<RwTxn>) -> Handled {
+pub(super) fn events<T: ReadTxn>(req: &Request, txn: &Txn<T>) -> Handled {
     let node = query_param(&req.query, "node").map(|n| n.to_ascii_lowercase());
     let since = match query_param(&req.query, "since") {
         None => i64::MIN,
@@ -280,12 +296,12 @@ pub(super) fn events(req: &Request, txn: &Txn<RwTxn>) -> Handled {
     Ok(Reply::json(200, &EventList { events }))
 }
 
-pub(super) fn alerts(req: &Request, txn: &Txn<RwTxn>) -> Handled {
+pub(super) fn alerts<T: ReadTxn>(req: &Request, txn: &Txn<T>) -> Handled {
     let alerts = txn.alerts(limit_param(&req.query)?)?.iter().map(AlertView::from).collect();
     Ok(Reply::json(200, &AlertList { alerts }))
 }
 
-pub(super) fn audit_log(req: &Request, txn: &Txn<RwTxn>) -> Handled {
+pub(super) fn audit_log<T: ReadTxn>(req: &Request, txn: &Txn<T>) -> Handled {
     let entries = txn.audit(limit_param(&req.query)?)?.iter().map(AuditView::from).collect();
     Ok(Reply::json(200, &AuditList { entries }))
 }
@@ -437,5 +453,51 @@ impl From<&AlertRecord> for AlertView {
             at: hearth_wire::format_rfc3339(a.at),
             deliveries,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::liveness::Policy;
+
+    fn ctx_parts() -> (Policy, crate::alerts::config::Channels, std::sync::Mutex<crate::metrics::Metrics>) {
+        (Policy::default(), crate::alerts::config::Channels::default(), Default::default())
+    }
+
+    #[test]
+    fn install_commands_quote_what_could_break_the_line() {
+        assert_eq!(sh_quote("https://h.example:8443"), "https://h.example:8443");
+        assert_eq!(sh_quote("a b;rm -rf /"), "'a b;rm -rf /'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote(""), "''");
+        let line = install_command("https://h.example/x y", "hen_abc");
+        assert_eq!(line, "curl -fsSL 'https://h.example/x y'/install.sh | sudo HEARTH_SERVER='https://h.example/x y' HEARTH_TOKEN=hen_abc sh");
+    }
+
+    #[test]
+    fn forwarded_requests_get_https_and_odd_hosts_are_not_used() {
+        let (policy, channels, metrics) = ctx_parts();
+        let stats = crate::alerts::worker::Stats::default();
+        let logins = Default::default();
+        let ctx = Context {
+            now_ms: 0,
+            allow_anonymous: false,
+            policy: &policy,
+            channels: &channels,
+            metrics: &metrics,
+            alert_stats: &stats,
+            logins: &logins,
+            agent_dir: None,
+            public_url: None,
+        };
+        let direct = Request { host: Some("10.0.0.5:8088".into()), ..Request::default() };
+        assert_eq!(server_url(&direct, &ctx), "http://10.0.0.5:8088");
+        let tunnelled = Request { host: Some("hearth.example.com".into()), forwarded: true, ..Request::default() };
+        assert_eq!(server_url(&tunnelled, &ctx), "https://hearth.example.com");
+        let hostile = Request { host: Some("x$(reboot)".into()), ..Request::default() };
+        assert_eq!(server_url(&hostile, &ctx), "http://127.0.0.1:8088");
+        let public = Context { public_url: Some("https://hearth.example.com/"), ..ctx };
+        assert_eq!(server_url(&tunnelled, &public), "https://hearth.example.com");
     }
 }

@@ -10,19 +10,18 @@ mod fleet;
 mod session;
 mod web;
 
-pub use session::LoginLimiter;
+pub use session::{LoginLimiter, LoginOutcome};
 
 use crate::alerts::{config::Channels, worker::Stats};
 use crate::liveness::Policy;
 use crate::metrics::{self, Metrics};
 use crate::model::{AuditRecord, Role};
 use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX};
-use crate::store::{self, Txn};
+use crate::store::{self, ReadTxn, RwTxn, Txn};
 use hearth_wire::{ErrorBody, WireError};
-use heed::RwTxn;
 use miniserde::{json, Serialize};
-use std::cell::RefCell;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// The largest request body the collector reads, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -55,6 +54,13 @@ pub struct Request {
     pub host: Option<String>,
     /// Whether the client reached us over HTTPS (a trusted proxy said so).
     pub https: bool,
+    /// Whether `X-Forwarded-Proto: https` came, trusted or not: enough to mark a cookie
+    /// `Secure` or to prefer https in an install command, never to trust the client.
+    pub forwarded_https: bool,
+    /// Whether a proxy forwarded it (`X-Forwarded-For`, `CF-Connecting-IP`, `X-Forwarded-Proto`).
+    pub forwarded: bool,
+    /// Whether `client` is the address a trusted proxy named, rather than the peer's.
+    pub trusted_client: bool,
     pub body: String,
     /// From loopback, and not forwarded by a proxy (no `X-Forwarded-For`/`CF-Connecting-IP`).
     pub local: bool,
@@ -112,7 +118,7 @@ pub struct Context<'a> {
     pub metrics: &'a std::sync::Mutex<Metrics>,
     pub alert_stats: &'a Stats,
     /// Failed logins, per user and per client address.
-    pub logins: &'a RefCell<LoginLimiter>,
+    pub logins: &'a Mutex<LoginLimiter>,
     /// Where agent binaries are served from (`--agent-dir`).
     pub agent_dir: Option<&'a Path>,
     /// The collector's address as agents reach it (`--public-url`), for install commands.
@@ -209,15 +215,74 @@ impl From<store::Error> for Failure {
 
 type Handled = Result<Reply, Failure>;
 
-/// Answers one request inside the batch's transaction.
+/// What a request needs, which decides the thread that serves it (see `http.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Reads only: served beside the request thread, on a read-only snapshot. Refusals
+    /// that need no store (unknown path, wrong method) are reads too.
+    Read,
+    /// Changes the store: done by the request thread, in a batch's write transaction.
+    Write,
+    /// A login: the password is checked off the request thread (`session::verify`), and
+    /// only the session it opens is written in a batch (`finish_login`).
+    Login,
+}
+
+/// Which kind of work `req` is. Cheap: it only looks at the method and path.
+pub fn work(req: &Request) -> Work {
+    match route(req) {
+        Ok(Route::Login) => Work::Login,
+        Ok(Route::Heartbeat | Route::Enroll | Route::Logout | Route::TokenMint) => Work::Write,
+        Ok(Route::NodeEdit(_) | Route::NodeDelete(_) | Route::NodeToken(_) | Route::TokenRevoke(_)) => Work::Write,
+        Ok(_) | Err(_) => Work::Read,
+    }
+}
+
+/// Whether `req` is an agent's heartbeat, for the heartbeat counters.
+pub fn is_heartbeat(req: &Request) -> bool {
+    route(req) == Ok(Route::Heartbeat)
+}
+
+/// Answers one request inside the batch's transaction. Reads and logins are answered
+/// here too (the fuzzing harness and the tests send everything this way); the server
+/// sends them elsewhere ([`work`]).
 ///
 /// An `Err` means the transaction must be abandoned (the map is full, or LMDB failed);
 /// every other outcome, error answers included, is an `Ok(Reply)`.
 pub fn handle(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Result<Reply, store::Error> {
     let result = match route(req) {
-        Ok(route) => dispatch(route, req, txn, ctx),
+        Ok(Route::Login) => {
+            let outcome = session::verify(req, txn, ctx);
+            session::finish(outcome, req, txn, ctx)
+        }
+        Ok(route) if work(req) == Work::Write => dispatch_write(route, req, txn, ctx),
+        Ok(route) => dispatch_read(route, req, txn, ctx),
         Err(e) => Err(e.into()),
     };
+    settle(result)
+}
+
+/// Answers a request that only reads ([`Work::Read`]), on any snapshot.
+pub fn handle_read<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> Result<Reply, store::Error> {
+    settle(route(req).map_err(Failure::from).and_then(|route| dispatch_read(route, req, txn, ctx)))
+}
+
+/// Writes what a checked login leads to (a session, or a failure in the audit log).
+pub fn finish_login(
+    outcome: LoginOutcome,
+    req: &Request,
+    txn: &mut Txn<RwTxn>,
+    ctx: &Context,
+) -> Result<Reply, store::Error> {
+    settle(session::finish(outcome, req, txn, ctx))
+}
+
+/// Checks a login's password, off the request thread: slow on purpose (argon2id).
+pub fn verify_login<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> LoginOutcome {
+    session::verify(req, txn, ctx)
+}
+
+fn settle(result: Handled) -> Result<Reply, store::Error> {
     match result {
         Ok(reply) => Ok(reply),
         Err(Failure::Api(e)) => Ok(e.into_reply()),
@@ -316,7 +381,7 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
     Ok(found)
 }
 
-fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Context) -> Handled {
     use Role::{Admin, Operator, Viewer};
     match route {
         Route::Asset(path) => web::asset(path),
@@ -346,10 +411,6 @@ fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) ->
             };
             Ok(Reply::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes()))
         }
-        Route::Heartbeat => agents::heartbeat(req, txn, ctx),
-        Route::Enroll => agents::enroll(req, txn, ctx),
-        Route::Login => session::login(req, txn, ctx),
-        Route::Logout => session::logout(req, txn, ctx),
         Route::Me => session::me(&require(Viewer, req, txn, ctx)?),
         Route::Nodes => {
             require(Viewer, req, txn, ctx)?;
@@ -359,9 +420,6 @@ fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) ->
             require(Viewer, req, txn, ctx)?;
             fleet::node(id, txn, ctx)
         }
-        Route::NodeEdit(id) => fleet::edit_node(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
-        Route::NodeDelete(id) => fleet::delete_node(&require(Admin, req, txn, ctx)?, id, req, txn, ctx),
-        Route::NodeToken(id) => fleet::mint_token(&require(Operator, req, txn, ctx)?, Some(id), req, txn, ctx),
         Route::Events => {
             require(Viewer, req, txn, ctx)?;
             fleet::events(req, txn)
@@ -378,8 +436,32 @@ fn dispatch(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) ->
             require(Operator, req, txn, ctx)?;
             fleet::tokens(txn, ctx)
         }
+        Route::Heartbeat
+        | Route::Enroll
+        | Route::Login
+        | Route::Logout
+        | Route::NodeEdit(_)
+        | Route::NodeDelete(_)
+        | Route::NodeToken(_)
+        | Route::TokenMint
+        | Route::TokenRevoke(_) => {
+            Err(ApiError::new(500, "internal", "a write was sent to the read path; this is a bug").into())
+        }
+    }
+}
+
+fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+    use Role::{Admin, Operator};
+    match route {
+        Route::Heartbeat => agents::heartbeat(req, txn, ctx),
+        Route::Enroll => agents::enroll(req, txn, ctx),
+        Route::Logout => session::logout(req, txn, ctx),
+        Route::NodeEdit(id) => fleet::edit_node(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::NodeDelete(id) => fleet::delete_node(&require(Admin, req, txn, ctx)?, id, req, txn, ctx),
+        Route::NodeToken(id) => fleet::mint_token(&require(Operator, req, txn, ctx)?, Some(id), req, txn, ctx),
         Route::TokenMint => fleet::mint_token(&require(Operator, req, txn, ctx)?, None, req, txn, ctx),
         Route::TokenRevoke(id) => fleet::revoke_token(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        other => dispatch_read(other, req, txn, ctx),
     }
 }
 
@@ -403,7 +485,7 @@ const HOW_TO_GET_A_KEY: &str = "mint one with `hearth-collector apikey create --
 
 /// Who is asking, if they may do what needs `needed`: 401 for no one (or an expired
 /// session), 403 for the wrong kind of caller or too small a role.
-fn require(needed: Role, req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Result<User, Failure> {
+fn require<T: ReadTxn>(needed: Role, req: &Request, txn: &Txn<T>, ctx: &Context) -> Result<User, Failure> {
     let user = authenticate(req, txn, ctx.now_ms)?;
     if user.role < needed {
         let message = format!(
@@ -423,7 +505,7 @@ fn require(needed: Role, req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Resu
     Ok(user)
 }
 
-fn authenticate(req: &Request, txn: &Txn<RwTxn>, now_ms: i64) -> Result<User, Failure> {
+fn authenticate<T: ReadTxn>(req: &Request, txn: &Txn<T>, now_ms: i64) -> Result<User, Failure> {
     if let Some(credential) = &req.bearer {
         if credential.starts_with(API_KEY_PREFIX) {
             if let Some(key) = txn.api_key(&secret::hash(credential))? {

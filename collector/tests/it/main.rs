@@ -8,6 +8,7 @@ mod durability;
 mod enrolment;
 mod errors;
 mod fairness;
+mod isolation;
 mod metrics;
 mod operators;
 mod proxy;

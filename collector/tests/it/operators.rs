@@ -132,11 +132,12 @@ fn logging_in_out_and_the_cookie() {
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
     send(c.addr, "GET", "/api/auth/me", &[("Cookie", &session)], b"").assert_error(401, "session_expired", "log in");
 
-    // Without --trust-proxy, anyone could write X-Forwarded-Proto; it is ignored.
+    // Without --trust-proxy, anyone could write X-Forwarded-Proto, but all it can do is
+    // make the cookie stricter: behind a tunnel started without the flag, it is still Secure.
     let plain = Collector::start(&[]);
     plain.add_user("ann", "viewer", PASSWORD);
     let r = plain.post("/api/auth/login", &proxied, &format!(r#"{{"username":"ann","password":"{PASSWORD}"}}"#));
-    assert!(!r.header("set-cookie").unwrap().contains("Secure"), "{}", r.head);
+    assert!(r.header("set-cookie").unwrap().contains("; Secure"), "{}", r.head);
 }
 
 #[test]
@@ -151,18 +152,44 @@ fn failed_logins_are_limited_per_user_and_per_address() {
     for _ in 0..5 {
         attempt("ann", "wrong password").assert_error(401, "invalid_credentials", "wrong");
     }
-    // Locked now, even with the right password.
+    // Held back now, even with the right password: a backoff of a second, doubling.
     let r = attempt("ann", PASSWORD);
     r.assert_error(429, "too_many_attempts", "try again");
-    let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=900).contains(&wait), "{wait}");
-    clock.advance_secs(wait);
+    assert_eq!(r.header("retry-after").unwrap(), "1");
+    clock.advance_secs(1);
+    attempt("ann", "wrong again").assert_error(401, "invalid_credentials", "wrong");
+    let r = attempt("ann", PASSWORD);
+    r.assert_error(429, "too_many_attempts", "try again");
+    assert_eq!(r.header("retry-after").unwrap(), "2");
+    clock.advance_secs(2);
     assert_eq!(attempt("ann", PASSWORD).status, 200);
-    // Per address: 20 failures, across names that may not even exist.
+    // A name that does not exist is held back the same way: the 429 tells nothing.
+    for _ in 0..5 {
+        attempt("ghost", "x").assert_error(401, "invalid_credentials", "wrong");
+    }
+    attempt("ghost", "x").assert_error(429, "too_many_attempts", "try again");
+    // Over-long passwords are refused before any name is looked up, alike for both.
+    let long = "p".repeat(1025);
+    attempt("ann", &long).assert_error(400, "invalid_request", "1024");
+    attempt("nobody", &long).assert_error(400, "invalid_request", "1024");
+    // Per address: 20 failures, across names that may not even exist. A window later,
+    // the failures above are forgotten.
+    clock.advance_secs(15 * 60);
     for i in 0..20 {
         attempt(&format!("nobody{i}"), "x").assert_error(401, "invalid_credentials", "wrong");
     }
     attempt("someone", "x").assert_error(429, "too_many_attempts", "try again");
+    // The audit log records failures under the name only when such a user exists: what
+    // was typed may be a password.
+    c.add_user("root", "admin", PASSWORD);
+    let key = c.admin(&["apikey", "create", "--user", "root"]);
+    let audit = send(c.addr, "GET", "/api/audit?limit=1000", &[("Authorization", &format!("Bearer {key}"))], b"");
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    assert!(audit.body.contains(r#""actor":"ann""#), "{}", audit.body);
+    assert!(audit.body.contains("(unknown user)"), "{}", audit.body);
+    for typed in ["ghost", "nobody1", "wrong"] {
+        assert!(!audit.body.contains(typed), "{typed} reached the audit log: {}", audit.body);
+    }
 }
 
 #[test]
