@@ -9,7 +9,7 @@ pub const HELP: &str = "\
 hearth-collector: knows which of your nodes are alive, and since when
 
 Usage:
-  hearth-collector serve [--listen ADDR] [--data-dir DIR] [--allow-anonymous]
+  hearth-collector serve [--listen ADDR] [--data-dir DIR] [--allow-anonymous [--anonymous-per-minute N]]
                          [--alerts FILE] [--grace-secs N] [--min-down-secs N] [--remind-hours N]
                          [--max-db-mb N] [--max-batch N] [--io-timeout SECS] [--idle-exit SECS]
                          [--trust-proxy cloudflare] [--agent-dir DIR] [--public-url URL]
@@ -41,7 +41,11 @@ Options:
   --data-dir DIR     where the LMDB store lives [env HEARTH_DATA_DIR;
                      default /var/lib/hearth-collector]
   --allow-anonymous  also accept heartbeats without a token, registering unknown nodes
-                     on their first heartbeat (V1 behaviour; trusted networks only)
+                     on their first heartbeat (V1 behaviour; trusted networks only); at
+                     most 10,000 nodes in all may register so
+  --anonymous-per-minute N
+                     with --allow-anonymous, how many new nodes one address may register
+                     a minute [default 10]
   --alerts FILE      the alert channels file [env HEARTH_ALERTS; default
                      /etc/hearth/alerts.conf, if it exists]; see README
   --grace-secs N     silence allowed before a node is late→offline [default 3 × its interval]
@@ -91,6 +95,8 @@ pub struct Serve {
     pub listen: String,
     pub data_dir: PathBuf,
     pub allow_anonymous: bool,
+    /// New nodes one address may register by anonymous heartbeat, a minute.
+    pub anonymous_per_minute: u32,
     pub max_db_mb: Option<usize>,
     pub max_batch: usize,
     pub io_timeout: Duration,
@@ -122,7 +128,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut listen = std::env::var("HEARTH_LISTEN").unwrap_or_else(|_| "127.0.0.1:8088".into());
     let mut data_dir: PathBuf =
         std::env::var_os("HEARTH_DATA_DIR").map_or_else(|| "/var/lib/hearth-collector".into(), Into::into);
-    let (mut allow_anonymous, mut json) = (false, false);
+    let (mut allow_anonymous, mut json, mut anonymous_per_minute) = (false, false, 10);
     let (mut max_db_mb, mut max_batch, mut io_timeout) = (None, 256, Duration::from_secs(10));
     let (mut ttl, mut name, mut tags, mut node) = (Duration::from_secs(3600), None, Vec::new(), None);
     let mut alerts: Option<PathBuf> = std::env::var_os("HEARTH_ALERTS").map(Into::into);
@@ -138,6 +144,10 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("listen") => listen = parser.value()?.string()?,
             Long("data-dir") => data_dir = parser.value()?.into(),
             Long("allow-anonymous") => allow_anonymous = true,
+            Long("anonymous-per-minute") => {
+                anonymous_per_minute = u32::try_from(whole(&mut parser, "--anonymous-per-minute")?)
+                    .map_err(|_| UsageError("--anonymous-per-minute is too large".into()))?;
+            }
             Long("json") => json = true,
             Long("max-db-mb") => max_db_mb = Some(number(&mut parser, "--max-db-mb")?),
             Long("max-batch") => max_batch = number(&mut parser, "--max-batch")?,
@@ -177,6 +187,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             listen,
             data_dir,
             allow_anonymous,
+            anonymous_per_minute,
             max_db_mb,
             max_batch,
             io_timeout,

@@ -246,6 +246,7 @@ fn run_serve(serve: &Serve) -> Result<(), Failure> {
         .map_err(|e| format!("cannot start the alert worker: {e}"))?;
     let config = ServeConfig {
         allow_anonymous: serve.allow_anonymous,
+        anonymous_per_minute: serve.anonymous_per_minute,
         max_batch: serve.max_batch,
         io_timeout: serve.io_timeout,
         policy: Policy {

@@ -64,11 +64,13 @@ pub fn request(data: &[u8]) {
     let context = Context {
         now_ms: 1_795_000_000_000,
         allow_anonymous: true,
+        anonymous_per_minute: u32::MAX,
         policy: &policy,
         channels: &channels,
         metrics: &metrics,
         alert_stats: &stats,
         logins: &logins,
+        limits: &crate::limits::RateLimits::default(),
         agent_dir: None,
         public_url: None,
     };

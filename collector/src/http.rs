@@ -25,10 +25,11 @@ use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
 use crate::api::{self, ApiError, Context, LoginLimiter, LoginOutcome, Method, Reply, Work, MAX_BODY};
 use crate::clock::Clock;
+use crate::limits::RateLimits;
 use crate::listen::Listener;
 use crate::liveness::Policy;
 use crate::metrics::{lock, Metrics};
-use crate::store::Store;
+use crate::store::{self, Store};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,6 +42,8 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub allow_anonymous: bool,
+    /// New nodes one address may register by anonymous heartbeat, a minute.
+    pub anonymous_per_minute: u32,
     /// The most requests one commit may carry; 1 turns group commit off.
     pub max_batch: usize,
     /// How long a client may take to send its request or read its answer.
@@ -105,6 +108,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         config,
         metrics: Mutex::new(Metrics::default()),
         logins: Mutex::new(LoginLimiter::default()),
+        limits: RateLimits::default(),
         responder: Responder::default(),
         warned_forwarded: AtomicBool::new(false),
     };
@@ -133,6 +137,7 @@ struct Shared<'a> {
     config: &'a ServeConfig,
     metrics: Mutex<Metrics>,
     logins: Mutex<LoginLimiter>,
+    limits: RateLimits,
     responder: Responder,
     warned_forwarded: AtomicBool,
 }
@@ -143,11 +148,13 @@ impl Shared<'_> {
         Context {
             now_ms,
             allow_anonymous: config.allow_anonymous,
+            anonymous_per_minute: config.anonymous_per_minute,
             policy: &config.policy,
             channels: &config.channels,
             metrics: &self.metrics,
             alert_stats: &config.alert_stats,
             logins: &self.logins,
+            limits: &self.limits,
             agent_dir: config.agent_dir.as_deref(),
             public_url: config.public_url.as_deref(),
         }
@@ -250,10 +257,16 @@ fn accept(
             last_prune = Instant::now();
             let now = config.clock.now_ms();
             let cutoff = now - alerts::EVENT_MAX_AGE_MS;
-            match store.write(|txn| Ok((txn.prune_events(cutoff)?, txn.prune_credentials(now, now - PRUNE_TOKENS_MS)?)))
-            {
-                Ok((events, credentials)) if events + credentials > 0 => {
-                    log::info!("dropped {events} events older than 30 days, {credentials} expired sessions and tokens");
+            let pruned = store.write(|txn| {
+                let credentials = txn.prune_credentials(now, now - PRUNE_TOKENS_MS)?;
+                Ok((txn.prune_events(cutoff)?, credentials, txn.prune_audit(now - store::AUDIT_MAX_AGE_MS)?))
+            });
+            match pruned {
+                Ok((events, credentials, audit)) if events + credentials + audit > 0 => {
+                    log::info!(
+                        "dropped {events} events older than 30 days, {credentials} expired sessions and tokens, \
+                         {audit} audit entries older than 90 days"
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => log::error!("pruning: {e}"),

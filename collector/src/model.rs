@@ -268,12 +268,23 @@ impl NodeRecord {
             if let Some(name) = heartbeat.name.as_ref().filter(|n| !n.is_empty()) {
                 self.name.clone_from(name);
             }
-            // An agent with no tags configured sends `[]`: that keeps the tags its token gave.
-            if let Some(tags) = heartbeat.tags.as_ref().filter(|t| !t.is_empty()) {
-                self.tags.clone_from(tags);
-            }
         }
         self.heartbeat.replace(heartbeat)
+    }
+
+    /// The node's tags: those its token or an operator gave (`tags`), then those its
+    /// agent reports, unless an operator has edited them (then theirs alone). An agent
+    /// can add tags, never drop an operator's: it cannot move itself out of its team's
+    /// tag-filtered channel.
+    pub fn all_tags(&self) -> Vec<String> {
+        let mut all = self.tags.clone();
+        let reported = self.heartbeat.as_ref().filter(|_| self.edited_at.is_none()).and_then(|hb| hb.tags.as_ref());
+        for tag in reported.into_iter().flatten() {
+            if !all.contains(tag) {
+                all.push(tag.clone());
+            }
+        }
+        all
     }
 
     /// The node as `GET /api/nodes` shows it.
@@ -290,7 +301,7 @@ impl NodeRecord {
             last_seen: self.last_seen.map(format_rfc3339),
             clock_skew_secs: self.clock_skew_secs,
             enrolled_at: format_rfc3339(self.enrolled_at),
-            tags: self.tags.clone(),
+            tags: self.all_tags(),
             interval_secs: self.interval_secs(),
             authenticated: self.token_hash.is_some(),
             os_profile: heard.then_some(hb.os_profile),
@@ -391,20 +402,21 @@ mod tests {
     }
 
     #[test]
-    fn tags_come_from_the_agent_unless_it_has_none_or_an_operator_set_them() {
-        let mut node = NodeRecord { tags: vec!["from-token".into()], ..Default::default() };
+    fn an_agent_adds_tags_but_never_drops_an_operators() {
+        let mut node = NodeRecord { tags: vec!["team-a".into()], ..Default::default() };
         let beat = |tags: &[&str]| Heartbeat {
             tags: Some(tags.iter().map(|t| t.to_string()).collect()),
             ..Default::default()
         };
         node.record_heartbeat(beat(&[]), 0);
-        assert_eq!(node.tags, ["from-token"]);
-        node.record_heartbeat(beat(&["lab"]), 0);
-        assert_eq!(node.tags, ["lab"]);
+        assert_eq!(node.all_tags(), ["team-a"]);
+        node.record_heartbeat(beat(&["team-b", "team-a", "lab"]), 0);
+        assert_eq!(node.all_tags(), ["team-a", "team-b", "lab"]);
+        assert_eq!(node.tags, ["team-a"], "the operator's tags are kept apart");
         node.edited_at = Some(0);
         node.tags = vec!["operator".into()];
         node.record_heartbeat(beat(&["agent"]), 0);
-        assert_eq!(node.tags, ["operator"]);
+        assert_eq!(node.all_tags(), ["operator"], "once an operator edited them, the tags are theirs");
     }
 
     #[test]

@@ -98,8 +98,11 @@ struct Dbs {
 pub const EVENTS_PER_NODE: usize = 500;
 /// Alerts kept for `GET /api/alerts` once settled.
 pub const ALERTS_KEPT: usize = 5000;
-/// Audit entries kept; older ones are dropped as new ones come.
-pub const AUDIT_KEPT: usize = 10_000;
+/// Audit entries kept at most, whatever their age (they are kept [`AUDIT_MAX_AGE_MS`]);
+/// the oldest is dropped as each new one comes past it.
+pub const AUDIT_KEPT: usize = 250_000;
+/// How long audit entries are kept: 90 days.
+pub const AUDIT_MAX_AGE_MS: i64 = 90 * 86_400_000;
 
 pub struct Store {
     env: Env<WithoutTls>,
@@ -379,13 +382,22 @@ impl<T: ReadTxn> Txn<'_, T> {
         self.get(self.dbs.sessions, session_hash)
     }
 
-    /// The newest audit entries first, at most `limit`.
-    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, Error> {
+    /// Up to `limit` audit entries older than entry `before` (or the newest), newest
+    /// first; and whether older ones follow.
+    pub fn audit_page(&self, before: Option<u64>, limit: usize) -> Result<(Vec<AuditRecord>, bool), Error> {
+        let end = before.map(u64::to_be_bytes);
+        let range = (
+            std::ops::Bound::Unbounded,
+            end.as_ref().map_or(std::ops::Bound::Unbounded, |k| std::ops::Bound::Excluded(&k[..])),
+        );
         let mut out = Vec::new();
-        for entry in self.dbs.audit.rev_iter(self.raw.ro())?.take(limit) {
+        for entry in self.dbs.audit.rev_range(self.raw.ro(), &range)? {
+            if out.len() == limit {
+                return Ok((out, true));
+            }
             out.push(decode(entry?.1)?);
         }
-        Ok(out)
+        Ok((out, false))
     }
 
     /// Every record of `db`, with its key as `key` reads it.
@@ -702,21 +714,32 @@ impl Txn<'_, RwTxn<'_>> {
     }
 
     /// Appends an entry to the audit log (its id is assigned here), dropping the oldest
-    /// beyond [`AUDIT_KEPT`].
+    /// beyond [`AUDIT_KEPT`]: one, as each entry comes.
     pub fn put_audit(&mut self, mut entry: AuditRecord) -> Result<(), Error> {
         entry.id = self.next_id()?;
         self.put(self.dbs.audit, &entry.id.to_be_bytes(), &entry)?;
-        let total = self.dbs.audit.len(&self.raw)? as usize;
-        if total > AUDIT_KEPT {
-            let mut doomed = Vec::new();
-            for found in self.dbs.audit.iter(&self.raw)?.take(total - AUDIT_KEPT) {
-                doomed.push(found?.0.to_vec());
-            }
-            for key in doomed {
-                self.delete(self.dbs.audit, &key)?;
+        if self.dbs.audit.len(&self.raw)? as usize > AUDIT_KEPT {
+            if let Some(oldest) = self.dbs.audit.first(&self.raw)?.map(|(key, _)| key.to_vec()) {
+                self.delete(self.dbs.audit, &oldest)?;
             }
         }
         Ok(())
+    }
+
+    /// Drops audit entries made before `cutoff`; returns how many.
+    pub fn prune_audit(&mut self, cutoff: i64) -> Result<usize, Error> {
+        let mut doomed = Vec::new();
+        for found in self.dbs.audit.iter(&self.raw)? {
+            let (key, value) = found?;
+            if decode::<AuditRecord>(value)?.at >= cutoff {
+                break;
+            }
+            doomed.push(key.to_vec());
+        }
+        for key in &doomed {
+            self.delete(self.dbs.audit, key)?;
+        }
+        Ok(doomed.len())
     }
 
     fn delete(&mut self, db: Database, key: &[u8]) -> Result<(), Error> {

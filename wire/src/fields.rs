@@ -159,15 +159,40 @@ impl Fields {
 
 fn string(name: &str, value: &Value, max_len: usize) -> Result<String, WireError> {
     match value {
-        Value::String(s) if s.len() <= max_len => Ok(s.clone()),
+        Value::String(s) if s.len() <= max_len => Ok(printable(s)),
         Value::String(_) => Err(WireError::field(name, format!("is longer than {max_len} bytes"))),
         _ => Err(WireError::field(name, "must be a string")),
     }
 }
 
+/// Whether `c` reorders or hides text: bidirectional controls, zero-width characters
+/// and the byte-order mark. A name holding them can look like another's.
+pub fn is_deceptive(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `text` without what could make it pass for other text: control characters become
+/// spaces, bidirectional and zero-width characters go.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() || is_deceptive(c)) {
+        return text.to_owned();
+    }
+    text.chars().filter(|c| !is_deceptive(*c)).map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_lose_control_and_bidi_characters() {
+        assert_eq!(printable("web-1"), "web-1");
+        assert_eq!(printable("web\u{202E}1-bew"), "web1-bew");
+        assert_eq!(printable("a\u{200B}b\u{FEFF}"), "ab");
+        assert_eq!(printable("line\nbreak\u{7}"), "line break ");
+        let f = Fields::parse(r#"{"hostname":"pi\u202e\u0000x"}"#).unwrap();
+        assert_eq!(f.str("hostname", 64).unwrap(), "pi x");
+    }
 
     fn check_err(body: &str, read: impl Fn(&Fields) -> Result<(), WireError>, expected: &str) {
         let got = Fields::parse(body).and_then(|fields| read(&fields)).unwrap_err().to_string();

@@ -46,7 +46,7 @@ pub fn record(
         let deliveries: Vec<Delivery> = channels
             .list
             .iter()
-            .filter(|c| c.wants(kind, &node.tags))
+            .filter(|c| c.wants(kind, &node.all_tags()))
             .map(|c| Delivery {
                 channel: c.name.clone(),
                 state: "pending".into(),
@@ -65,7 +65,7 @@ pub fn record(
             node_id: node.node_id.clone(),
             name: node.name.clone(),
             hostname: node.hostname.clone(),
-            tags: node.tags.clone(),
+            tags: node.all_tags(),
             check: change.check.clone(),
             detail: change.detail.clone(),
             at: now,

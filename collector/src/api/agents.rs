@@ -1,12 +1,16 @@
 //! What agents call: enrolment with a one-time token, and heartbeats with the agent token.
 
-use super::{internal, ApiError, Context, Handled, Reply, Request};
+use super::{internal, session, too_many, ApiError, Context, Failure, Handled, Reply, Request};
 use crate::alerts;
+use crate::limits;
 use crate::liveness;
 use crate::model::{EnrolledFacts, NodeRecord};
 use crate::secret::{self, AGENT_PREFIX};
 use crate::store::{RwTxn, Txn};
 use hearth_wire::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck};
+
+/// Past this many nodes in all, no node may register by an anonymous heartbeat.
+pub const MAX_ANONYMOUS_FLEET: u64 = 10_000;
 
 const HOW_TO_ENROL: &str = "enrol this node first: mint a token with `hearth-collector token create` \
      and run `hearth-agent enroll --token TOKEN` on the node";
@@ -38,21 +42,44 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
         }
         _ => {}
     }
-    let mut node = existing.unwrap_or_else(|| {
-        log::info!("node {} ({}) registered by its first anonymous heartbeat", hb.node_id, hb.hostname);
-        NodeRecord {
-            node_id: hb.node_id.clone(),
-            name: hb.hostname.clone(),
-            enrolled_at: ctx.now_ms,
-            ..NodeRecord::default()
+    let mut node = match existing {
+        Some(node) => node,
+        None => {
+            admit_anonymous(req, txn, ctx)?;
+            log::info!("node {} ({}) registered by its first anonymous heartbeat", hb.node_id, hb.hostname);
+            NodeRecord {
+                node_id: hb.node_id.clone(),
+                name: hb.hostname.clone(),
+                enrolled_at: ctx.now_ms,
+                ..NodeRecord::default()
+            }
         }
-    });
+    };
     let ack = HeartbeatAck { status: "ok".into(), node_id: hb.node_id.clone(), device_id: hb.node_id.clone() };
     let previous = node.deadline;
     let changes = liveness::on_heartbeat(&mut node, hb, ctx.now_ms, ctx.policy);
     alerts::record(txn, &node, &changes, ctx.now_ms, ctx.channels)?;
     txn.save_node(&node, previous)?;
     Ok(Reply::json(200, &ack))
+}
+
+/// Whether one more node may register by an anonymous heartbeat: a few a minute from
+/// one source, and none once the fleet is [`MAX_ANONYMOUS_FLEET`] nodes.
+fn admit_anonymous(req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Result<(), Failure> {
+    if txn.node_count()? >= MAX_ANONYMOUS_FLEET {
+        let message = format!(
+            "this collector holds {MAX_ANONYMOUS_FLEET} nodes, the most that may register without enrolling; \
+             enrol this node with a token"
+        );
+        return Err(ApiError::new(403, "fleet_full", message).into());
+    }
+    let source = req.client.map_or_else(|| "local".to_owned(), session::client_key);
+    let limit = limits::Limit { count: ctx.anonymous_per_minute, window_ms: 60_000 };
+    if let Err(wait) = ctx.limits.take(&format!("anonymous:{source}"), limit, ctx.now_ms) {
+        let what = format!("at most {} new nodes a minute may register anonymously from one address", limit.count);
+        return Err(too_many(&what, wait).into());
+    }
+    Ok(())
 }
 
 pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
@@ -81,9 +108,12 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
         (None, None) => secret::new_node_id().map_err(internal)?,
     };
     let existing = txn.node(&node_id)?;
-    if existing.as_ref().is_some_and(|n| n.token_hash.is_some()) && token.node_id.is_none() {
+    // An id belongs to whoever holds it: a node enrolled, or one that registered
+    // anonymously. Only a token minted for that node (`--node ID`) may take it over.
+    if existing.is_some() && token.node_id.is_none() {
         let message = format!(
-            "node {node_id} is already enrolled; to enrol it again, mint a token bound to it \
+            "node {node_id} already exists (enrolled, or registered by anonymous heartbeats); to enrol it, \
+             mint a token bound to it \
              (`hearth-collector token create --node {node_id}`), or enrol without a node id"
         );
         return Err(ApiError::new(409, "node_exists", message).into());

@@ -1,6 +1,7 @@
 //! The fleet, for people: nodes, enrolment tokens, events, alerts and the audit log.
 
-use super::{audit, internal, limit_param, query_param, ApiError, Context, Handled, Reply, Request, User};
+use super::{audit, internal, limit_param, query_param, too_many, ApiError, Context, Handled, Reply, Request, User};
+use crate::limits;
 use crate::model::{AlertRecord, AuditRecord, EnrollTokenRecord, EventRecord, NodeView};
 use crate::secret::{self, ENROLL_PREFIX};
 use crate::store::{ReadTxn, RwTxn, Txn};
@@ -136,6 +137,11 @@ pub(super) fn mint_token(
     ctx: &Context,
 ) -> Handled {
     let asked: TokenRequest = parse_body(req, r#"{"name": "…", "hostname": "…", "tags": ["…"], "ttl_secs": 3600}"#)?;
+    let limit = limits::MINTS_PER_USER;
+    if let Err(wait) = ctx.limits.take(&format!("mint:{}", user.name), limit, ctx.now_ms) {
+        let what = format!("{} may mint at most {} enrolment tokens an hour", user.name, limit.count);
+        return Err(too_many(&what, wait).into());
+    }
     let ttl = asked.ttl_secs.unwrap_or(3600);
     if !(60..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
         return Err(ApiError::invalid(format!("ttl_secs must be from 60 to {MAX_TOKEN_TTL_SECS}, not {ttl}")).into());
@@ -301,14 +307,28 @@ pub(super) fn alerts<T: ReadTxn>(req: &Request, txn: &Txn<T>) -> Handled {
     Ok(Reply::json(200, &AlertList { alerts }))
 }
 
+/// `GET /api/audit?limit=N&before=ID`: the newest entries first, a page at a time; `next`
+/// is the `before=` of the next (older) page, `null` on the last.
 pub(super) fn audit_log<T: ReadTxn>(req: &Request, txn: &Txn<T>) -> Handled {
-    let entries = txn.audit(limit_param(&req.query)?)?.iter().map(AuditView::from).collect();
-    Ok(Reply::json(200, &AuditList { entries }))
+    let before = match query_param(&req.query, "before") {
+        None => None,
+        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+            ApiError::new(
+                400,
+                "invalid_query",
+                format!("before={text} must be an entry id, from the last page's `next`"),
+            )
+        })?),
+    };
+    let (page, more) = txn.audit_page(before, limit_param(&req.query)?)?;
+    let next = page.last().filter(|_| more).map(|e| e.id);
+    Ok(Reply::json(200, &AuditList { entries: page.iter().map(AuditView::from).collect(), next }))
 }
 
 #[derive(Serialize)]
 struct AuditList {
     entries: Vec<AuditView>,
+    next: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -347,8 +367,10 @@ fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -> Result<T,
 
 /// A name or hostname: 1 to 64 characters, no control characters.
 fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() || value.chars().count() > 64 || value.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!("{field} must be 1 to 64 printable characters")));
+    let odd = |c: char| c.is_control() || hearth_wire::fields::is_deceptive(c);
+    if value.trim().is_empty() || value.chars().count() > 64 || value.chars().any(odd) {
+        let message = format!("{field} must be 1 to 64 printable characters, without control or bidirectional ones");
+        return Err(ApiError::invalid(message));
     }
     Ok(())
 }
@@ -480,14 +502,17 @@ mod tests {
         let (policy, channels, metrics) = ctx_parts();
         let stats = crate::alerts::worker::Stats::default();
         let logins = Default::default();
+        let limits = Default::default();
         let ctx = Context {
             now_ms: 0,
             allow_anonymous: false,
+            anonymous_per_minute: 10,
             policy: &policy,
             channels: &channels,
             metrics: &metrics,
             alert_stats: &stats,
             logins: &logins,
+            limits: &limits,
             agent_dir: None,
             public_url: None,
         };

@@ -13,6 +13,7 @@ mod web;
 pub use session::{LoginLimiter, LoginOutcome};
 
 use crate::alerts::{config::Channels, worker::Stats};
+use crate::limits::RateLimits;
 use crate::liveness::Policy;
 use crate::metrics::{self, Metrics};
 use crate::model::{AuditRecord, Role};
@@ -113,12 +114,16 @@ pub struct Context<'a> {
     /// Unix milliseconds by the collector's clock.
     pub now_ms: i64,
     pub allow_anonymous: bool,
+    /// New nodes one address may register by anonymous heartbeat, a minute.
+    pub anonymous_per_minute: u32,
     pub policy: &'a Policy,
     pub channels: &'a Channels,
     pub metrics: &'a std::sync::Mutex<Metrics>,
     pub alert_stats: &'a Stats,
     /// Failed logins, per user and per client address.
     pub logins: &'a Mutex<LoginLimiter>,
+    /// How fast clients may make the collector store things (`limits.rs`).
+    pub limits: &'a RateLimits,
     /// Where agent binaries are served from (`--agent-dir`).
     pub agent_dir: Option<&'a Path>,
     /// The collector's address as agents reach it (`--public-url`), for install commands.
@@ -568,6 +573,13 @@ fn query_param(query: &str, name: &str) -> Option<String> {
         .split('&')
         .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
         .map(|v| v.replace("%3A", ":").replace("%2B", "+"))
+}
+
+/// A 429 answer: try again in `wait_ms`.
+fn too_many(what: &str, wait_ms: i64) -> ApiError {
+    let wait = ((wait_ms + 999) / 1000).max(1);
+    let error = ApiError::new(429, "too_many_requests", format!("{what}; try again in {wait} s"));
+    ApiError { headers: vec![("Retry-After", wait.to_string())], ..error }
 }
 
 /// `limit=N`, 1 to 1000, default 100.

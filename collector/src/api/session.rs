@@ -6,6 +6,7 @@
 //! `finish` writes what that decided, in a batch.
 
 use super::{audit, internal, ApiError, Context, Handled, Reply, Request, User};
+use crate::limits;
 use crate::model::{Role, SessionRecord};
 use crate::secret::{self, SESSION_PREFIX};
 use crate::store::{ReadTxn, RwTxn, Txn};
@@ -89,7 +90,7 @@ impl LoginLimiter {
 }
 
 /// The address a client is counted under: IPv6 by its /64, which one host usually holds whole.
-fn client_key(ip: IpAddr) -> String {
+pub(super) fn client_key(ip: IpAddr) -> String {
     match ip {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
             let s = v6.segments();
@@ -185,7 +186,10 @@ pub(super) fn finish(outcome: LoginOutcome, req: &Request, txn: &mut Txn<RwTxn>,
             // What was typed as a name is never logged unless it is one: it may be a password.
             let actor = user.unwrap_or_else(|| "(unknown user)".to_owned());
             log::warn!("failed login for {actor} from {}", req.client_text());
-            audit(txn, ctx, req, &actor, "login_failed", None, String::new())?;
+            // A flood of failures must not crowd the rest out of the audit log.
+            if ctx.limits.take("audit:login_failed", limits::AUDITED_LOGIN_FAILURES, ctx.now_ms).is_ok() {
+                audit(txn, ctx, req, &actor, "login_failed", None, String::new())?;
+            }
             return Err(ApiError::new(401, "invalid_credentials", "the user name or password is wrong").into());
         }
         LoginOutcome::Verified(name) => name,

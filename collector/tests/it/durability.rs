@@ -42,7 +42,7 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
     let rounds: u64 = std::env::var("HEARTH_CHAOS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("db");
-    let mut collector = Collector::start_in(&dir, &["--allow-anonymous"]);
+    let mut collector = Collector::start_in(&dir, &["--allow-anonymous", "--anonymous-per-minute", "1000000"]);
     let key = collector.api_key();
     let tokens: Vec<String> = (0..8 * rounds).map(|_| collector.enroll_token()).collect();
     let tokens = Arc::new(Mutex::new(tokens));
@@ -94,7 +94,7 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
         next_seq = workers.into_iter().map(|w| w.join().unwrap()).max().unwrap() + 1;
         enroller.join().unwrap();
 
-        collector = Collector::start_in(&dir, &["--allow-anonymous"]);
+        collector = Collector::start_in(&dir, &["--allow-anonymous", "--anonymous-per-minute", "1000000"]);
         let acked = acked.lock().unwrap().clone();
         assert!(!acked.is_empty(), "round {round}: nothing was acknowledged; the test proves nothing");
         for (node, seq) in &acked {
@@ -143,7 +143,8 @@ fn try_send_full(addr: std::net::SocketAddr, path: &str, body: &str) -> Option<(
 fn a_full_store_answers_507_stays_up_and_continues_when_given_room() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("db");
-    let mut collector = Collector::start_in(&dir, &["--allow-anonymous", "--max-db-mb", "1"]);
+    let mut collector =
+        Collector::start_in(&dir, &["--allow-anonymous", "--anonymous-per-minute", "1000000", "--max-db-mb", "1"]);
     let key = collector.api_key();
     let padding = "x".repeat(4000);
     let mut full = None;
@@ -165,7 +166,8 @@ fn a_full_store_answers_507_stays_up_and_continues_when_given_room() {
     assert_eq!(collector.get("/api/nodes", &key).status, 200);
 
     collector.kill9();
-    let collector = Collector::start_in(&dir, &["--allow-anonymous", "--max-db-mb", "8"]);
+    let collector =
+        Collector::start_in(&dir, &["--allow-anonymous", "--anonymous-per-minute", "1000000", "--max-db-mb", "8"]);
     for _ in 0..20 {
         let r = collector.post("/api/agent/heartbeat", &[], &v1_heartbeat(&new_node_id()));
         assert_eq!(r.status, 200, "with room again: {}", r.body);

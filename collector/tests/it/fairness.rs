@@ -16,7 +16,8 @@ fn sixty_four_keep_alive_clients_all_get_every_answer() {
     const CLIENTS: usize = 64;
     const BEATS: u64 = 10;
     // Idle connections must not be cut off during the test, or starvation would heal itself.
-    let collector = Collector::start(&["--allow-anonymous", "--io-timeout", "120"]);
+    let collector =
+        Collector::start(&["--allow-anonymous", "--anonymous-per-minute", "1000000", "--io-timeout", "120"]);
     let start = Arc::new(Barrier::new(CLIENTS));
     let done = Arc::new(Barrier::new(CLIENTS));
     let addr = collector.addr;

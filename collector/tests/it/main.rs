@@ -8,6 +8,7 @@ mod durability;
 mod enrolment;
 mod errors;
 mod fairness;
+mod floods;
 mod isolation;
 mod metrics;
 mod operators;
