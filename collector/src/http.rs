@@ -418,7 +418,7 @@ fn flush(batches: Receiver<Committed>, shared: &Shared, wake: &SyncSender<()>) {
 /// Sends `reply` and counts it (`heartbeat` says whether it answers one).
 fn answer(shared: &Shared, request: tiny_http::Request, reply: Reply, heartbeat: Option<()>, since: Instant) {
     let status = reply.status;
-    shared.responder.send(request, reply, shared.config.io_timeout);
+    shared.responder.send(request, reply, shared.config.io_timeout, shared.config.clock.now_ms());
     let mut metrics = lock(&shared.metrics);
     if heartbeat.is_some() {
         metrics.count_heartbeat(status);
@@ -435,9 +435,9 @@ struct Responder {
 }
 
 impl Responder {
-    fn send(&self, request: tiny_http::Request, reply: Reply, io_timeout: Duration) {
+    fn send(&self, request: tiny_http::Request, reply: Reply, io_timeout: Duration, now_ms: i64) {
         let head_only = *request.method() == tiny_http::Method::Head;
-        let out = encode(&reply, head_only);
+        let out = encode(&reply, head_only, now_ms);
         if out.len() <= INLINE_ANSWER {
             return write_answer(request.into_writer(), &out, Instant::now() + io_timeout);
         }
@@ -456,7 +456,8 @@ impl Responder {
             log::warn!("too many large answers still being read; refusing one of {size} bytes");
             let busy = ApiError::new(503, "busy", "too many large answers are still being sent; try again");
             let busy = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..busy };
-            return write_answer(request.into_writer(), &encode(&busy.into_reply(), head_only), Instant::now());
+            let busy = encode(&busy.into_reply(), head_only, now_ms);
+            return write_answer(request.into_writer(), &busy, Instant::now());
         }
         let writer = request.into_writer();
         let spawned = std::thread::Builder::new().name("answer".into()).stack_size(64 << 10).spawn(move || {
@@ -472,17 +473,19 @@ impl Responder {
     }
 }
 
-/// The answer's bytes: status line, headers, and the body unless `head_only`.
-fn encode(reply: &Reply, head_only: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(160 + reply.body.len());
+/// The answer's bytes: status line, headers, and the body unless `head_only`. `Date` is
+/// the collector's clock, which the dashboard uses to say how long ago a node was seen.
+fn encode(reply: &Reply, head_only: bool, now_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(200 + reply.body.len());
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nDate: {}\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n",
         reply.status,
         reason(reply.status),
         reply.content_type,
-        reply.body.len()
+        reply.body.len(),
+        http_date(now_ms)
     );
     for (name, value) in &reply.headers {
         let _ = write!(out, "{name}: {value}\r\n");
@@ -588,6 +591,32 @@ fn read_request(request: &mut tiny_http::Request, shared: &Shared) -> Result<api
     })
 }
 
+/// An HTTP date (RFC 9110 IMF-fixdate), such as `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn http_date(ms: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
@@ -629,5 +658,28 @@ fn set_socket_timeout(fd: RawFd, option: libc::c_int, timeout: Duration) -> io::
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(1_709_210_096_999), "Thu, 29 Feb 2024 12:34:56 GMT");
+    }
+
+    #[test]
+    fn answers_say_close_and_carry_the_collectors_date() {
+        let reply = ApiError::new(503, "busy", "try again").into_reply();
+        let text = String::from_utf8(encode(&reply, false, 0)).unwrap();
+        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+        assert!(text.contains("\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+        let head = String::from_utf8(encode(&reply, true, 0)).unwrap();
+        assert!(head.ends_with("\r\n\r\n") && head.contains("Content-Length: 35"), "{head}");
     }
 }

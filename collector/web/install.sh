@@ -13,6 +13,8 @@
 #   HEARTH_PREFIX          install under this directory instead of / (for tests and images)
 #   HEARTH_NO_SYSTEMD      1: do not touch systemd; print how to run the agent instead
 #   HEARTH_ARCH            the machine, if `uname -m` should not decide
+#   HEARTH_ALLOW_HTTP      1: download over plain http from a collector that is not on
+#                          this host (a network you trust); https is the rule
 set -eu
 
 say() { printf 'hearth-install: %s\n' "$*" >&2; }
@@ -23,6 +25,21 @@ server=${server%/}
 prefix=${HEARTH_PREFIX:-}
 [ -n "$server" ] || die "HEARTH_SERVER is not set: run it as
   curl -fsSL \$SERVER/install.sh | sudo HEARTH_SERVER=\$SERVER HEARTH_TOKEN=\$TOKEN sh"
+
+# The agent is code this host will run as root: it comes over https, or plain http from
+# this very host, or plain http only when asked for.
+case $server in
+  *@*) die "HEARTH_SERVER must not hold a user name or password ($server has '@'); give the collector's URL alone." ;;
+  https://*) ;;
+  http://localhost | http://localhost:* | http://127.0.0.1 | http://127.0.0.1:* | http://\[::1\] | http://\[::1\]:*) ;;
+  http://*)
+    [ "${HEARTH_ALLOW_HTTP:-0}" = 1 ] || die "HEARTH_SERVER is plain http ($server): anyone on the way could swap the agent.
+  Use the collector's https:// address (its --public-url), or set HEARTH_ALLOW_HTTP=1 on a network you trust." ;;
+  *) die "HEARTH_SERVER must be the collector's URL, starting with https:// (it is $server)." ;;
+esac
+# Redirects never lead from https to plain http.
+curl_proto=
+case $server in https://*) curl_proto="--proto =https --proto-redir =https" ;; esac
 
 bin_dir=$prefix/usr/local/bin
 bin=$bin_dir/hearth-agent
@@ -58,7 +75,8 @@ esac
 # fetch URL FILE: downloads, and on failure explains; an HTTP error shows the collector's message.
 fetch() {
   if command -v curl >/dev/null 2>&1; then
-    status=$(curl -sS -L -o "$2" -w '%{http_code}' "$1" 2>"$2.err") || {
+    # shellcheck disable=SC2086 # curl_proto is two options, or none
+    status=$(curl -sS -L $curl_proto -o "$2" -w '%{http_code}' "$1" 2>"$2.err") || {
       die "cannot reach the collector at $server: $(cat "$2.err"). Check HEARTH_SERVER, and that this host can reach it."
     }
   elif command -v wget >/dev/null 2>&1; then

@@ -30,6 +30,10 @@ pub fn run(args: &[&str]) -> Result<(), String> {
     }
     let targets: Vec<&str> = if chosen.is_empty() { TARGETS.iter().map(|(t, _)| *t).collect() } else { chosen };
     let dist = util::root().join("target/dist");
+    // Start empty: SHA256SUMS lists what this run built, never a stale tarball from an earlier one.
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist).map_err(|e| format!("cannot empty {}: {e}", dist.display()))?;
+    }
     std::fs::create_dir_all(&dist).map_err(|e| e.to_string())?;
     let version = env!("CARGO_PKG_VERSION");
     let mut table = String::from("| target | board | hearth-agent | hearth-collector |\n|---|---|---:|---:|\n");

@@ -132,7 +132,10 @@ fn the_installer_says_what_went_wrong() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let cases: [(&[(&str, &str)], &str); 5] = [
+    let cases: [(&[(&str, &str)], &str); 8] = [
+        (&[("HEARTH_SERVER", "http://0.0.0.0:1"), ("HEARTH_TOKEN", "hen_x")], "plain http"),
+        (&[("HEARTH_SERVER", "http://127.0.0.1:1@0.0.0.0"), ("HEARTH_TOKEN", "hen_x")], "user name or password"),
+        (&[("HEARTH_SERVER", "ftp://0.0.0.0:1"), ("HEARTH_TOKEN", "hen_x")], "https://"),
         (&[], "HEARTH_SERVER is not set"),
         (&[("HEARTH_SERVER", &server)], "HEARTH_TOKEN is not set"),
         (
