@@ -49,6 +49,11 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
     rows.push(measure(&hearth, "new connection", new_conn)?);
     rows.push(measure(&hearth, "keep-alive", keep_alive)?);
     rows.push(measure(&hearth, "paced, new connection", PACED)?);
+    let mix = HostileMix::start(collector.addr(), &key);
+    let row = measure(&hearth, "paced, beside a hostile mix", PACED);
+    let mix_said = mix.stop();
+    println!("hostile mix: {mix_said}");
+    rows.push(row?);
     drop(collector);
 
     let one = Collector::start(&release.join("hearth-collector"), &data_dir, &["--max-batch", "1"])?;
@@ -96,7 +101,101 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
         }
         Err(why) => println!("skipping Pushgateway: {why}"),
     }
-    Ok(write(&rows, enrol_rate))
+    let (mut text, targets) = write(&rows, enrol_rate);
+    let _ = writeln!(text, "The hostile mix beside the last paced row: {mix_said}.\n");
+    Ok((text, targets))
+}
+
+/// What a careless or hostile crowd does at once, beside the paced heartbeats: clients
+/// that ask for `/metrics/nodes` (every node's facts, megabytes) and never read it, a
+/// flood of failed logins (argon2id each), Prometheus scraping `/metrics` and
+/// `/metrics/nodes`, and dashboards reading every page of `/api/nodes`.
+struct HostileMix {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(&'static str, usize)>>,
+}
+
+impl HostileMix {
+    fn start(addr: std::net::SocketAddr, key: &str) -> HostileMix {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let auth = format!("Bearer {key}");
+        let mut threads = Vec::new();
+        let mut spawn = |what: &'static str, mut work: Box<dyn FnMut() -> bool + Send>| {
+            let stop = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut done = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    done += usize::from(work());
+                }
+                (what, done)
+            }));
+        };
+        spawn(
+            "never-reading clients of /metrics/nodes",
+            Box::new(move || {
+                let mut held = Vec::new();
+                for _ in 0..8 {
+                    if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+                        let _ = s.write_all(b"GET /metrics/nodes HTTP/1.1\r\nHost: bench\r\n\r\n");
+                        held.push(s);
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(3));
+                !held.is_empty()
+            }),
+        );
+        for _ in 0..2 {
+            spawn(
+                "failed logins",
+                Box::new(move || {
+                    let body = r#"{"username":"intruder","password":"guess"}"#;
+                    super::seed::request(addr, "POST", "/api/auth/login", "", body).is_some()
+                }),
+            );
+        }
+        spawn(
+            "scrapes of /metrics and /metrics/nodes",
+            Box::new(move || {
+                let ok = super::seed::request(addr, "GET", "/metrics", "", "").is_some()
+                    && super::seed::request(addr, "GET", "/metrics/nodes", "", "").is_some();
+                std::thread::sleep(Duration::from_millis(500));
+                ok
+            }),
+        );
+        for _ in 0..2 {
+            let auth = auth.clone();
+            spawn(
+                "dashboard refreshes (every page of /api/nodes)",
+                Box::new(move || {
+                    let mut path = "/api/nodes?limit=5000".to_owned();
+                    while let Some((200, body)) = super::seed::request(addr, "GET", &path, &auth, "") {
+                        match body.split("\"next\":\"").nth(1).and_then(|rest| rest.split('"').next()) {
+                            Some(next) => path = format!("/api/nodes?limit=5000&after={next}"),
+                            None => return true,
+                        }
+                    }
+                    false
+                }),
+            );
+        }
+        HostileMix { stop, threads }
+    }
+
+    /// Stops the crowd; says what it did.
+    fn stop(self) -> String {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut done: Vec<(&str, usize)> = Vec::new();
+        for thread in self.threads {
+            let Ok((what, n)) = thread.join() else { continue };
+            match done.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, total)) => *total += n,
+                None => done.push((what, n)),
+            }
+        }
+        done.iter().map(|(what, n)| format!("{n} × {what}")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 fn server<'a>(name: &'static str, collector: &Collector, hearth: bool, nodes: &'a Path) -> Server<'a> {
@@ -216,6 +315,29 @@ fn write(rows: &[Row], enrol_rate: f64) -> (String, Vec<Target>) {
             what: "p99 ≤ 5 ms at 2,000 heartbeats/s",
             measured: format!("p99 {:.2} ms at {rate:.0}/s", paced.load.p99_ms),
             met: paced.load.p99_ms <= 5.0 && rate >= 1800.0,
+        });
+    }
+    if let (Some(quiet), Some(mixed)) =
+        (find("Hearth (group", "paced, new connection"), find("Hearth (group", "paced, beside a hostile mix"))
+    {
+        let _ = writeln!(
+            ratios,
+            "- paced heartbeats beside the hostile mix / alone: p99 {:.2} vs {:.2} ms (**{:.2}×**), max {:.1} vs {:.1} ms, {} vs {} errors",
+            mixed.load.p99_ms,
+            quiet.load.p99_ms,
+            mixed.load.p99_ms / quiet.load.p99_ms.max(1e-9),
+            mixed.load.max_ms,
+            quiet.load.max_ms,
+            mixed.load.errors,
+            quiet.load.errors
+        );
+        targets.push(Target {
+            what: "heartbeat p99 ≤ 5 ms at 2,000/s beside non-readers, a login flood, scrapes and dashboards",
+            measured: format!(
+                "p99 {:.2} ms, max {:.1} ms, {} errors",
+                mixed.load.p99_ms, mixed.load.max_ms, mixed.load.errors
+            ),
+            met: mixed.load.p99_ms <= 5.0 && mixed.load.errors == 0,
         });
     }
     let _ = writeln!(text, "\n{ratios}");
