@@ -446,6 +446,46 @@ mod tests {
         }
     }
 
+    /// A record as this version stores it, byte for byte: renumbering or re-encoding a
+    /// field breaks every store already written, and this test.
+    fn golden_node() -> NodeRecord {
+        let heartbeat = Heartbeat {
+            node_id: "550e8400-e29b-41d4-a716-446655440000".into(),
+            hostname: "pi4".into(),
+            timestamp: "2026-11-22T10:00:00Z".into(),
+            services_ok: true,
+            tags: Some(vec!["lab".into()]),
+            load: Some(vec![0.5, 0.25, 0.0]),
+            seq: Some(7),
+            checks: Some(vec![Check { name: "disk".into(), ok: false, detail: "full".into() }]),
+            state: Some(State::Running),
+            ..Heartbeat::default()
+        };
+        NodeRecord {
+            node_id: heartbeat.node_id.clone(),
+            name: "garage".into(),
+            hostname: "pi4".into(),
+            tags: vec!["home".into()],
+            enrolled_at: 1_795_000_000_000,
+            last_seen: Some(1_795_000_001_000),
+            down_since: Some(-1),
+            deadline: Some(1_795_000_091_000),
+            heartbeat: Some(heartbeat),
+            ..NodeRecord::default()
+        }
+    }
+
+    const GOLDEN: &str = "010a2435353065383430302d653239622d343164342d613731362d34343636353534343030303012066761726167651a0370693420012a04686f6d653080f8b2e5bd6838d087b3e5bd68626512037069341a002000280132003a14323032362d31312d32325431303a30303a30305a680172036c6162b80103c101000000000000e03fc101000000000000d03fc1010000000000000000d80107e80101f2010e0a046469736b10001a0466756c6cf801018001019001f085bee5bd68";
+
+    #[test]
+    fn the_stored_form_does_not_change() {
+        let hex: String = encode_node(&golden_node()).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, GOLDEN);
+        let bytes: Vec<u8> =
+            (0..GOLDEN.len() / 2).map(|i| u8::from_str_radix(&GOLDEN[2 * i..2 * i + 2], 16).unwrap()).collect();
+        assert_eq!(decode_node(&bytes), Some(golden_node()));
+    }
+
     #[test]
     fn every_field_survives_a_round_trip() {
         let node = full_node();

@@ -279,11 +279,12 @@ fn accept(
 /// its pool (or a refusal when the pool's queue is full), a write to the next batch.
 fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, writes: &mut Vec<PendingWrite>) {
     let received = Instant::now();
-    let parsed = match read_request(&mut request, shared) {
+    let parsed = match read_request(&mut request, shared.config.trust_cloudflare, &shared.warned_forwarded) {
         Ok(parsed) => parsed,
         Err(reply) => {
-            let heartbeat = request.url().split('?').next().is_some_and(|p| p.ends_with("/agent/heartbeat"));
-            return answer(shared, request, reply, heartbeat.then_some(()), received);
+            let path = request.url().split('?').next().unwrap_or_default();
+            let heartbeat = [hearth_wire::paths::HEARTBEAT, hearth_wire::paths::HEARTBEAT_SHORT].contains(&path);
+            return answer(shared, request, reply, heartbeat, received);
         }
     };
     let job = Job { request, parsed, received };
@@ -297,7 +298,7 @@ fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, wri
         Ok(()) => pools.logins_in_flight += usize::from(work == Work::Login),
         Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
             let reply = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..refusal }.into_reply();
-            answer(shared, job.request, reply, None, job.received);
+            answer(shared, job.request, reply, false, job.received);
         }
     }
 }
@@ -314,7 +315,7 @@ fn read(jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
             .store
             .read(|txn| api::handle_read(&job.parsed, txn, &ctx))
             .unwrap_or_else(|e| ApiError::storage(&e).into_reply());
-        answer(shared, job.request, reply, None, job.received);
+        answer(shared, job.request, reply, false, job.received);
     }
 }
 
@@ -406,7 +407,7 @@ fn flush(batches: Receiver<Committed>, shared: &Shared, wake: &SyncSender<()>) {
                     Ok(()) => answer.reply,
                     Err(e) => ApiError::storage(e).into_reply(),
                 };
-                self::answer(shared, answer.request, reply, answer.heartbeat.then_some(()), batch.started);
+                self::answer(shared, answer.request, reply, answer.heartbeat, batch.started);
             }
         }
         if alerts > 0 && flushed.is_ok() {
@@ -416,11 +417,11 @@ fn flush(batches: Receiver<Committed>, shared: &Shared, wake: &SyncSender<()>) {
 }
 
 /// Sends `reply` and counts it (`heartbeat` says whether it answers one).
-fn answer(shared: &Shared, request: tiny_http::Request, reply: Reply, heartbeat: Option<()>, since: Instant) {
+fn answer(shared: &Shared, request: tiny_http::Request, reply: Reply, heartbeat: bool, since: Instant) {
     let status = reply.status;
     shared.responder.send(request, reply, shared.config.io_timeout, shared.config.clock.now_ms());
     let mut metrics = lock(&shared.metrics);
-    if heartbeat.is_some() {
+    if heartbeat {
         metrics.count_heartbeat(status);
     }
     metrics.request_seconds.observe(since.elapsed().as_secs_f64());
@@ -514,8 +515,12 @@ fn write_answer(mut writer: Box<dyn io::Write + Send>, out: &[u8], deadline: Ins
 }
 
 /// Reads what the API needs from a request: method, path, credentials and a capped body.
-fn read_request(request: &mut tiny_http::Request, shared: &Shared) -> Result<api::Request, Reply> {
-    let trust_cloudflare = shared.config.trust_cloudflare;
+/// `warned` remembers whether the missing `--trust-proxy` was already logged.
+fn read_request(
+    request: &mut tiny_http::Request,
+    trust_cloudflare: bool,
+    warned: &AtomicBool,
+) -> Result<api::Request, Reply> {
     let method = match request.method() {
         tiny_http::Method::Get => Method::Get,
         tiny_http::Method::Head => Method::Head,
@@ -543,7 +548,7 @@ fn read_request(request: &mut tiny_http::Request, shared: &Shared) -> Result<api
     let forwarded = header("X-Forwarded-For").is_some() || header("CF-Connecting-IP").is_some() || forwarded_https;
     // A Unix socket has no remote address, and counts as local.
     let local = !forwarded && request.remote_addr().is_none_or(|a| a.ip().is_loopback());
-    if forwarded && !trust_cloudflare && !shared.warned_forwarded.swap(true, Ordering::Relaxed) {
+    if forwarded && !trust_cloudflare && !warned.swap(true, Ordering::Relaxed) {
         log::warn!(
             "requests arrive through a proxy (X-Forwarded-For, CF-Connecting-IP or X-Forwarded-Proto), but \
              --trust-proxy is not set: every client looks like the proxy's address, and login limits count them \
@@ -664,6 +669,54 @@ fn set_socket_timeout(fd: RawFd, option: libc::c_int, timeout: Duration) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(request: tiny_http::TestRequest, trust_cloudflare: bool) -> Result<api::Request, Reply> {
+        let mut request: tiny_http::Request = request.into();
+        read_request(&mut request, trust_cloudflare, &AtomicBool::new(false))
+    }
+
+    fn header(text: &str) -> tiny_http::Header {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn requests_are_read_into_what_the_api_needs() {
+        let peer: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let base = || {
+            tiny_http::TestRequest::new()
+                .with_method(tiny_http::Method::Post)
+                .with_path("/api/agent/heartbeat?x=1")
+                .with_remote_addr(peer)
+                .with_body("{}")
+        };
+        let r = parsed(base().with_header(header("Authorization: Bearer  hag_abc ")), false).unwrap();
+        assert_eq!((r.method, r.path.as_str(), r.query.as_str()), (Method::Post, "/api/agent/heartbeat", "x=1"));
+        assert_eq!(r.bearer.as_deref(), Some("hag_abc"));
+        assert!(r.local && !r.forwarded && !r.https && r.client == Some(peer.ip()));
+        let r = parsed(base().with_header(header("X-Host-Token: jwt")), false).unwrap();
+        assert_eq!(r.bearer.as_deref(), Some("jwt"));
+        let r = parsed(base().with_header(header("Cookie: a=b; hearth_session=hs_x")), false).unwrap();
+        assert_eq!(r.session.as_deref(), Some("hs_x"));
+        // A proxy's headers: not local; believed only with --trust-proxy.
+        let proxied = || {
+            base().with_header(header("CF-Connecting-IP: 198.51.100.7")).with_header(header("X-Forwarded-Proto: https"))
+        };
+        let untrusted = parsed(proxied(), false).unwrap();
+        assert!(!untrusted.local && untrusted.forwarded && untrusted.forwarded_https && !untrusted.https);
+        assert_eq!((untrusted.client, untrusted.trusted_client), (Some(peer.ip()), false));
+        let trusted = parsed(proxied(), true).unwrap();
+        assert!(trusted.https && trusted.trusted_client);
+        assert_eq!(trusted.client, Some("198.51.100.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn bodies_that_are_not_text_or_too_large_are_refused() {
+        let request = || tiny_http::TestRequest::new().with_method(tiny_http::Method::Post).with_path("/x");
+        assert!(parsed(request().with_body("\u{0}\u{ff}"), false).is_ok(), "NUL and ÿ are UTF-8");
+        let huge: &'static str = Box::leak("x".repeat(MAX_BODY + 1).into_boxed_str());
+        let refused = parsed(request().with_body(huge), false).unwrap_err();
+        assert_eq!(refused.status, 413);
+    }
 
     #[test]
     fn http_dates() {

@@ -9,6 +9,7 @@ mod enroll;
 pub mod fields;
 mod heartbeat;
 mod id;
+pub mod paths;
 mod timestamp;
 
 pub use enroll::{EnrollRequest, EnrollResponse};

@@ -19,7 +19,7 @@ use crate::metrics::{self, Metrics};
 use crate::model::{AuditRecord, Role};
 use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX};
 use crate::store::{self, ReadTxn, RwTxn, Txn};
-use hearth_wire::{ErrorBody, WireError};
+use hearth_wire::{paths, ErrorBody, WireError};
 use miniserde::{json, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
@@ -340,8 +340,8 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/healthz" => (read.then_some(Route::Health), READ),
         "/metrics" => (read.then_some(Route::Metrics(false)), READ),
         "/metrics/nodes" => (read.then_some(Route::Metrics(true)), READ),
-        "/api/agent/heartbeat" | "/agent/heartbeat" => (only(Post, Route::Heartbeat), "POST"),
-        "/api/agents/enroll" => (only(Post, Route::Enroll), "POST"),
+        paths::HEARTBEAT | paths::HEARTBEAT_SHORT => (only(Post, Route::Heartbeat), "POST"),
+        paths::ENROLL => (only(Post, Route::Enroll), "POST"),
         "/api/auth/login" => (only(Post, Route::Login), "POST"),
         "/api/auth/logout" => (only(Post, Route::Logout), "POST"),
         "/api/auth/me" => (read.then_some(Route::Me), READ),
@@ -601,7 +601,10 @@ fn internal(e: getrandom::Error) -> Failure {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod routing_tests {
     use super::*;
 
     fn req(method: Method, path: &str, content_type: Option<&str>) -> Request {
