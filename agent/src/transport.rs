@@ -5,8 +5,12 @@ use hearth_wire::ErrorBody;
 use std::fmt;
 use std::net::{IpAddr, ToSocketAddrs};
 
-/// The largest answer the agent reads from the collector.
+/// The largest answer body the agent reads from the collector.
 const MAX_RESPONSE: usize = 64 * 1024;
+/// The longest status line the agent reads (`HTTP/1.1 200 OK` is 15 bytes).
+const MAX_STATUS_LINE: usize = 1024;
+/// The most header bytes the agent reads.
+const MAX_HEADERS: usize = 16 * 1024;
 
 /// A collector's base URL, checked once.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +31,9 @@ pub enum SendError {
     Rejected { status: u16, code: String, message: String },
     /// This configuration must not send (plain HTTP to a public address).
     Refused(String),
+    /// The collector answered a redirect, which the agent does not follow: it would carry
+    /// the token (or the enrolment token) to wherever the `Location` points.
+    Redirected { status: u16, to: String },
 }
 
 impl SendError {
@@ -43,6 +50,12 @@ impl fmt::Display for SendError {
             SendError::Rejected { status, code, message } => {
                 write!(f, "the collector answered {status} {code}: {message}")
             }
+            SendError::Redirected { status, to } => write!(
+                f,
+                "the collector answered {status}, a redirect to {to}, which the agent does not follow \
+                 (it would send the token there); set HEARTH_COLLECTOR_URL (--collector) to the URL \
+                 the collector answers at"
+            ),
         }
     }
 }
@@ -98,6 +111,7 @@ impl Collector {
     }
 
     /// POSTs a JSON body and returns the answer's body if the status is 2xx.
+    /// Redirects are not followed, and every part of the answer is bounded.
     pub fn post(&self, path: &str, body: &str, token: Option<&str>, timeout_secs: u64) -> Result<String, SendError> {
         self.check_transport()?;
         let url = format!("{}{path}", self.base);
@@ -106,7 +120,9 @@ impl Collector {
             .with_header("User-Agent", concat!("hearth-agent/", env!("CARGO_PKG_VERSION")))
             .with_body(body)
             .with_timeout(timeout_secs)
-            .with_max_headers_size(16 * 1024);
+            .with_follow_redirects(false)
+            .with_max_status_line_length(MAX_STATUS_LINE)
+            .with_max_headers_size(MAX_HEADERS);
         if let Some(token) = token {
             request = request.with_header("Authorization", format!("Bearer {token}"));
         }
@@ -116,12 +132,23 @@ impl Collector {
         let response =
             request.send_lazy().map_err(|e| SendError::Network(format!("cannot reach {}: {e}", self.base)))?;
         let status = u16::try_from(response.status_code).unwrap_or(0);
-        let text = response
-            .take(MAX_RESPONSE)
+        if (300..400).contains(&status) {
+            let to = response.headers.get("location").map_or_else(|| "nowhere (no Location)".to_owned(), |l| origin(l));
+            return Err(SendError::Redirected { status, to });
+        }
+        let bytes = response
+            .take(MAX_RESPONSE + 1)
             .map(|byte| byte.map(|(b, _)| b))
             .collect::<Result<Vec<u8>, _>>()
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .map_err(|e| SendError::Network(format!("the answer from {} was cut off: {e}", self.base)))?;
+        if bytes.len() > MAX_RESPONSE {
+            return Err(SendError::Network(format!(
+                "the answer from {} is longer than {} KiB, which no Hearth collector sends; check the collector URL",
+                self.base,
+                MAX_RESPONSE / 1024
+            )));
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         if (200..300).contains(&status) {
             return Ok(text);
         }
@@ -150,6 +177,19 @@ impl Collector {
         minreq::Proxy::new(proxy.as_str())
             .map(Some)
             .map_err(|e| SendError::Refused(format!("HTTPS_PROXY `{proxy}` is not usable: {e}")))
+    }
+}
+
+/// The scheme and host of a redirect's `Location`, safe to log: no user, path or query.
+fn origin(location: &str) -> String {
+    let printable = |s: &str| s.chars().filter(char::is_ascii_graphic).take(100).collect::<String>();
+    match location.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            format!("{}://{}", printable(scheme), printable(host))
+        }
+        None => "another path on the same host".to_owned(),
     }
 }
 
@@ -209,6 +249,18 @@ mod tests {
             assert_eq!(Collector::parse(url, true).unwrap().check_transport(), Ok(()), "{url}");
         }
         assert_eq!(Collector::parse("https://8.8.8.8", false).unwrap().check_transport(), Ok(()));
+    }
+
+    #[test]
+    fn redirect_origins() {
+        for (location, expected) in [
+            ("http://evil.example:8080/api/agent/heartbeat?x=1", "http://evil.example:8080"),
+            ("https://user:pw@host/path", "https://host"),
+            ("/elsewhere", "another path on the same host"),
+            ("http://a\r\nb/", "http://ab"),
+        ] {
+            assert_eq!(origin(location), expected, "{location}");
+        }
     }
 
     #[test]
