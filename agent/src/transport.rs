@@ -21,6 +21,7 @@ pub struct Collector {
     pub port: u16,
     pub https: bool,
     allow_insecure_http: bool,
+    proxies: ProxyEnv,
 }
 
 #[derive(Debug, PartialEq)]
@@ -87,27 +88,32 @@ impl Collector {
         }
         let port = port.unwrap_or(if https { 443 } else { 80 });
         let base = url.trim_end_matches('/').to_owned();
-        Ok(Collector { base, host: host.to_owned(), port, https, allow_insecure_http })
+        Ok(Collector { base, host: host.to_owned(), port, https, allow_insecure_http, proxies: ProxyEnv::default() })
+    }
+
+    /// Uses the proxy settings the agent was started with (see [`ProxyEnv::take`]).
+    pub fn with_proxies(mut self, proxies: ProxyEnv) -> Collector {
+        self.proxies = proxies;
+        self
     }
 
     /// Refuses plain HTTP to anything but loopback and private addresses, because the token
-    /// travels in a header. Returns `Network` if the name does not resolve (it may later).
+    /// travels in a header; the same goes for a proxy that plain HTTP would pass through.
+    /// Returns `Network` if a name does not resolve (it may later).
     pub fn check_transport(&self) -> Result<(), SendError> {
-        if self.https || self.allow_insecure_http || self.host == "localhost" {
+        self.proxy()?;
+        if self.https || self.allow_insecure_http {
             return Ok(());
         }
-        let addrs: Vec<IpAddr> = match (self.host.as_str(), self.port).to_socket_addrs() {
-            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-            Err(e) => return Err(SendError::Network(format!("cannot resolve {}: {e}", self.host))),
-        };
-        if !addrs.is_empty() && addrs.iter().all(is_local) {
-            return Ok(());
+        match stays_local(&self.host, self.port) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SendError::Refused(format!(
+                "refusing to send the agent token over plain http to {}, which is not a loopback or private \
+                 address; use https:// or pass --allow-insecure-http",
+                self.host
+            ))),
+            Err(e) => Err(SendError::Network(format!("cannot resolve {}: {e}", self.host))),
         }
-        Err(SendError::Refused(format!(
-            "refusing to send the agent token over plain http to {}, which is not a loopback or private address; \
-             use https:// or pass --allow-insecure-http",
-            self.host
-        )))
     }
 
     /// POSTs a JSON body and returns the answer's body if the status is 2xx.
@@ -165,18 +171,93 @@ impl Collector {
         })
     }
 
-    /// The proxy from HTTPS_PROXY (or https_proxy) for https URLs.
-    /// minreq 2.14 reads only the lower-case name, so both are read here.
+    /// The proxy for this collector, from the variables curl reads: `https_proxy` or
+    /// `HTTPS_PROXY` for https, `http_proxy` for http (curl ignores `HTTP_PROXY`), else
+    /// `all_proxy` or `ALL_PROXY`. Plain http through a proxy shows the proxy the token, so
+    /// such a proxy must pass the rule a plain-http collector must pass. Through https the
+    /// proxy only relays TLS, checked end to end, so any proxy will do.
     fn proxy(&self) -> Result<Option<minreq::Proxy>, SendError> {
-        if !self.https {
-            return Ok(None);
-        }
-        let Some(proxy) = ["HTTPS_PROXY", "https_proxy"].iter().find_map(|name| std::env::var(name).ok()) else {
+        let names: &[&str] = if self.https {
+            &["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
+        } else {
+            &["http_proxy", "all_proxy", "ALL_PROXY"]
+        };
+        let Some((name, value)) = self.proxies.first(names) else {
             return Ok(None);
         };
-        minreq::Proxy::new(proxy.as_str())
-            .map(Some)
-            .map_err(|e| SendError::Refused(format!("HTTPS_PROXY `{proxy}` is not usable: {e}")))
+        // The value is not repeated in errors: it may hold the proxy's password.
+        let proxy = minreq::Proxy::new(value).map_err(|e| {
+            SendError::Refused(format!(
+                "the proxy in {name} is not usable ({e}); write it like http://proxy.example.com:3128, or unset {name}"
+            ))
+        })?;
+        if self.https || self.allow_insecure_http {
+            return Ok(Some(proxy));
+        }
+        let (host, port) = proxy_address(value);
+        match stays_local(&host, port) {
+            Ok(true) => Ok(Some(proxy)),
+            Ok(false) => Err(SendError::Refused(format!(
+                "refusing to send the agent token over plain http through the proxy {host} ({name}), which is \
+                 not a loopback or private address; unset {name}, use https://, or pass --allow-insecure-http"
+            ))),
+            Err(e) => Err(SendError::Network(format!("cannot resolve the proxy {host} ({name}): {e}"))),
+        }
+    }
+}
+
+/// The proxy variables the agent honours; minreq reads the lower-case ones by itself.
+const PROXY_VARS: [&str; 5] = ["https_proxy", "HTTPS_PROXY", "http_proxy", "all_proxy", "ALL_PROXY"];
+
+/// The proxy settings the agent was started with: each variable of [`PROXY_VARS`] that is set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProxyEnv(Vec<(&'static str, String)>);
+
+impl ProxyEnv {
+    /// Reads the proxy variables and removes them from this process's environment, so that
+    /// minreq, which reads `http_proxy` and `https_proxy` by itself whenever it is given no
+    /// proxy, only ever uses one that [`Collector::check_transport`]'s rule allowed.
+    /// Call it first thing in `main`, before any other thread exists.
+    pub fn take() -> ProxyEnv {
+        let proxies = ProxyEnv::read(&|name| std::env::var(name).ok());
+        for name in PROXY_VARS {
+            std::env::remove_var(name);
+        }
+        proxies
+    }
+
+    /// The proxy variables as `env` sees them; empty ones count as unset, as in curl.
+    pub fn read(env: &dyn Fn(&str) -> Option<String>) -> ProxyEnv {
+        ProxyEnv(
+            PROXY_VARS
+                .into_iter()
+                .filter_map(|name| Some((name, env(name).filter(|v| !v.trim().is_empty())?)))
+                .collect(),
+        )
+    }
+
+    /// The first of `names` that is set.
+    fn first(&self, names: &[&str]) -> Option<(&'static str, &str)> {
+        names.iter().find_map(|want| self.0.iter().find(|(name, _)| name == want)).map(|(n, v)| (*n, v.as_str()))
+    }
+}
+
+/// Whether `host` is `localhost` or resolves only to loopback and private addresses.
+fn stays_local(host: &str, port: u16) -> Result<bool, std::io::Error> {
+    if host == "localhost" {
+        return Ok(true);
+    }
+    let addrs: Vec<IpAddr> = (host, port).to_socket_addrs()?.map(|a| a.ip()).collect();
+    Ok(!addrs.is_empty() && addrs.iter().all(is_local))
+}
+
+/// A proxy's host and port as minreq reads them: `[http://][user[:password]@]host[:port]`, port 8080.
+fn proxy_address(value: &str) -> (String, u16) {
+    let authority = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, rest)| rest);
+    match host_port.split_once(':') {
+        Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(8080)),
+        None => (host_port.to_owned(), 8080),
     }
 }
 
@@ -251,6 +332,56 @@ mod tests {
         assert_eq!(Collector::parse("https://8.8.8.8", false).unwrap().check_transport(), Ok(()));
     }
 
+    /// The proxy a collector URL gets from `vars`: `Ok(Some(proxy as given))`, `Ok(None)` for
+    /// a direct connection, or `Err` with words the refusal must hold.
+    fn check_proxy(
+        url: &str,
+        allow_insecure_http: bool,
+        vars: &[(&str, &str)],
+        expected: Result<Option<&str>, &[&str]>,
+    ) {
+        let env = |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned());
+        let collector = Collector::parse(url, allow_insecure_http).unwrap().with_proxies(ProxyEnv::read(&env));
+        let got = collector.proxy();
+        match expected {
+            Ok(proxy) => assert_eq!(got, Ok(proxy.map(|p| minreq::Proxy::new(p).unwrap())), "{url} {vars:?}"),
+            Err(words) => {
+                let Err(SendError::Refused(why)) = &got else { panic!("{url} {vars:?}: {got:?} should be refused") };
+                assert!(words.iter().all(|w| why.contains(w)), "{url} {vars:?}: {why}");
+                assert!(!why.contains("secret"), "a proxy's password leaked into: {why}");
+                assert_eq!(collector.check_transport(), got.map(drop), "`run` must refuse it at start too");
+            }
+        }
+    }
+
+    #[test]
+    fn proxies_meet_the_plain_http_rule() {
+        let http = "http://127.0.0.1:8088";
+        let https = "https://hearth.example.com";
+        let public = "http://user:secret@8.8.8.8:3128";
+        check_proxy(http, false, &[], Ok(None));
+        check_proxy(http, false, &[("http_proxy", "http://10.0.0.1:3128")], Ok(Some("http://10.0.0.1:3128")));
+        check_proxy(http, false, &[("http_proxy", "127.0.0.1")], Ok(Some("127.0.0.1")));
+        check_proxy(http, false, &[("http_proxy", public)], Err(&["http_proxy", "8.8.8.8", "--allow-insecure-http"]));
+        check_proxy(http, false, &[("all_proxy", public)], Err(&["all_proxy", "8.8.8.8"]));
+        check_proxy(http, false, &[("ALL_PROXY", public)], Err(&["ALL_PROXY", "8.8.8.8"]));
+        check_proxy(
+            http,
+            false,
+            &[("http_proxy", "http://10.0.0.1:3128"), ("all_proxy", public)],
+            Ok(Some("http://10.0.0.1:3128")),
+        );
+        check_proxy(http, true, &[("http_proxy", public)], Ok(Some(public)));
+        check_proxy(http, false, &[("https_proxy", public), ("HTTPS_PROXY", public)], Ok(None));
+        check_proxy(http, false, &[("http_proxy", "")], Ok(None));
+        // Through https a proxy relays TLS only; the upper-case names count as well.
+        check_proxy(https, false, &[("https_proxy", public)], Ok(Some(public)));
+        check_proxy(https, false, &[("HTTPS_PROXY", public)], Ok(Some(public)));
+        check_proxy(https, false, &[("ALL_PROXY", public)], Ok(Some(public)));
+        check_proxy(https, false, &[("http_proxy", public)], Ok(None));
+        check_proxy(https, false, &[("https_proxy", "socks5://secret@10.0.0.1")], Err(&["https_proxy", "not usable"]));
+    }
+
     #[test]
     fn redirect_origins() {
         for (location, expected) in [
@@ -260,6 +391,17 @@ mod tests {
             ("http://a\r\nb/", "http://ab"),
         ] {
             assert_eq!(origin(location), expected, "{location}");
+        }
+    }
+
+    #[test]
+    fn proxy_addresses() {
+        for (value, expected) in [
+            ("http://user:pw@proxy:3128", ("proxy", 3128)),
+            ("proxy", ("proxy", 8080)),
+            ("10.0.0.1:81", ("10.0.0.1", 81)),
+        ] {
+            assert_eq!(proxy_address(value), (expected.0.to_owned(), expected.1), "{value}");
         }
     }
 

@@ -1,5 +1,5 @@
 //! The agent against answers a collector should never give: redirects that would carry
-//! the token elsewhere, and answers that never end.
+//! the token elsewhere, proxies the plain-http rule refuses, and answers that never end.
 
 use crate::agent::*;
 use crate::support::*;
@@ -95,6 +95,25 @@ fn a_redirect_is_not_followed_and_the_tokens_stay_home() {
     let hits = elsewhere.hits();
     assert!(hits.is_empty(), "the redirect was followed, carrying the enrolment token: {hits:#?}");
     assert!(stderr(&out).contains("307"), "{}", stderr(&out));
+}
+
+#[test]
+fn plain_http_never_goes_through_a_proxy_the_rule_refuses() {
+    let proxy = Receiver::start();
+    let agent = agent_with_token("http://127.0.0.1:9");
+    // Linux takes 0.0.0.0 to mean this host, so nothing leaves loopback; the plain-http rule
+    // sees an address that is neither loopback nor private, as a proxy out on the internet is.
+    let via = format!("http://0.0.0.0:{}", proxy.addr.port());
+    for name in ["http_proxy", "all_proxy", "ALL_PROXY"] {
+        let out = agent.command(&["once"]).env(name, &via).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(name) && err.contains("--allow-insecure-http"), "{name}: {err}");
+    }
+    let out = agent.command(&["run"]).env("http_proxy", &via).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "`run` should refuse to start: {}", stderr(&out));
+    let hits = proxy.hits();
+    assert!(hits.is_empty(), "the proxy saw plain-http requests: {hits:#?}");
 }
 
 /// A server that answers `prefix` and then bytes without end (up to 64 MiB, then it hangs up).
