@@ -101,12 +101,17 @@ impl Collector {
     /// travels in a header; the same goes for a proxy that plain HTTP would pass through.
     /// Returns `Network` if a name does not resolve (it may later).
     pub fn check_transport(&self) -> Result<(), SendError> {
-        self.proxy()?;
+        self.route().map(drop)
+    }
+
+    /// [`Collector::check_transport`], returning the proxy the request goes through, if any.
+    fn route(&self) -> Result<Option<minreq::Proxy>, SendError> {
+        let proxy = self.proxy()?;
         if self.https || self.allow_insecure_http {
-            return Ok(());
+            return Ok(proxy);
         }
         match stays_local(&self.host, self.port) {
-            Ok(true) => Ok(()),
+            Ok(true) => Ok(proxy),
             Ok(false) => Err(SendError::Refused(format!(
                 "refusing to send the agent token over plain http to {}, which is not a loopback or private \
                  address; use https:// or pass --allow-insecure-http",
@@ -119,7 +124,7 @@ impl Collector {
     /// POSTs a JSON body and returns the answer's body if the status is 2xx.
     /// Redirects are not followed, and every part of the answer is bounded.
     pub fn post(&self, path: &str, body: &str, token: Option<&str>, timeout_secs: u64) -> Result<String, SendError> {
-        self.check_transport()?;
+        let proxy = self.route()?;
         let url = format!("{}{path}", self.base);
         let mut request = minreq::post(&url)
             .with_header("Content-Type", "application/json")
@@ -132,7 +137,7 @@ impl Collector {
         if let Some(token) = token {
             request = request.with_header("Authorization", format!("Bearer {token}"));
         }
-        if let Some(proxy) = self.proxy()? {
+        if let Some(proxy) = proxy {
             request = request.with_proxy(proxy);
         }
         let response =
