@@ -12,9 +12,13 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Builds the heartbeat numbered `seq` for `node_id`.
 pub async fn build(config: &Config, collector: &Collector, node_id: &str, seq: u64, state: State) -> Heartbeat {
     let facts = facts::gather("/");
-    let outcome = checks::run(&config.root, &config.check_services, &config.check_paths).await;
+    let absent = if config.check_services_defaulted { checks::Absent::Skipped } else { checks::Absent::Failing };
+    let outcome = checks::run(&config.root, &config.check_services, &config.check_paths, absent).await;
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let ip_address = facts::primary_ip(&collector.host, collector.port);
+    // Resolving the collector's name may block (a slow resolver); keep it off the loop,
+    // which must stay free to notice a signal.
+    let (host, port) = (collector.host.clone(), collector.port);
+    let ip_address = smol::unblock(move || facts::primary_ip(&host, port)).await;
     let name = config.name.clone().unwrap_or_else(|| facts.hostname.clone());
     Heartbeat {
         node_id: node_id.to_owned(),

@@ -6,7 +6,7 @@ use crate::config::{Config, Flags};
 use crate::daemon::Daemon;
 use crate::facts;
 use crate::state::State;
-use crate::transport::{Collector, SendError};
+use crate::transport::{Collector, ProxyEnv, SendError};
 use hearth_wire::{EnrollRequest, EnrollResponse};
 
 /// A failed command: the exit code and what to tell the person.
@@ -32,9 +32,10 @@ fn usage(message: impl Into<String>) -> Failure {
     Failure { code: 2, message: message.into() }
 }
 
-pub fn run(command: Command, flags: &Flags, config: Config) -> Result<(), Failure> {
+pub fn run(command: Command, flags: &Flags, config: Config, proxies: ProxyEnv) -> Result<(), Failure> {
     let state = State::new(&config.state_dir);
-    let collector = Collector::parse(&config.collector_url, config.allow_insecure_http).map_err(usage)?;
+    let collector =
+        Collector::parse(&config.collector_url, config.allow_insecure_http).map_err(usage)?.with_proxies(proxies);
     match command {
         Command::Init => init(&config, flags, &state),
         Command::Enroll => enroll(&config, flags, &state, &collector),

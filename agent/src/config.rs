@@ -24,6 +24,9 @@ pub struct Config {
     /// The path whose presence `services_ok` reports (V1: `VAULTMESH_ROOT`).
     pub root: String,
     pub check_services: Vec<String>,
+    /// Whether `check_services` is the default list rather than one the operator gave:
+    /// a default service the host does not have is left out rather than failing.
+    pub check_services_defaulted: bool,
     pub check_paths: Vec<String>,
     pub tags: Vec<String>,
     /// A node id fixed by configuration (V1: `VAULTMESH_NODE_ID`) rather than the state file.
@@ -140,7 +143,9 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             return Err(format!("the node id `{}` (from {}) is not a UUID v4", found.value, found.source));
         }
     }
+    let given_services = layers.list("HEARTH_CHECK_SERVICES");
     Ok(Config {
+        check_services_defaulted: given_services.is_none(),
         collector_url: layers
             .string("HEARTH_COLLECTOR_URL", Some("VAULTMESH_CC_URL"))
             .unwrap_or_else(|| DEFAULT_COLLECTOR.into()),
@@ -149,7 +154,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         interval_secs,
         os_profile: layers.string("HEARTH_OS_PROFILE", Some("VAULTMESH_OS_PROFILE")),
         root: layers.string("HEARTH_ROOT", Some("VAULTMESH_ROOT")).unwrap_or_else(|| "/".into()),
-        check_services: layers.list("HEARTH_CHECK_SERVICES").unwrap_or_else(|| vec!["cloudflared".into()]),
+        check_services: given_services.unwrap_or_else(|| vec![crate::checks::CLOUDFLARED.into()]),
         check_paths: layers.list("HEARTH_CHECK_PATHS").unwrap_or_default(),
         tags: layers.list("HEARTH_TAGS").unwrap_or_default(),
         node_id: node_id.map(|f| f.value.to_ascii_lowercase()),
@@ -213,6 +218,7 @@ mod tests {
         assert_eq!(c.interval_secs, 30);
         assert_eq!(c.root, "/");
         assert_eq!(c.check_services, ["cloudflared"]);
+        assert!(c.check_services_defaulted);
         assert!(c.check_paths.is_empty() && !c.allow_insecure_http);
     }
 
@@ -253,6 +259,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.check_services, ["cloudflared", "nginx", "sshd"]);
+        assert!(!c.check_services_defaulted, "a list the operator gave is never a default");
         let c = load_with(&[], &[("HEARTH_CHECK_SERVICES", "")], None).unwrap();
         assert!(c.check_services.is_empty(), "an empty value turns the default off");
     }

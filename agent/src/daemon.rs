@@ -3,7 +3,8 @@
 //! The first beat waits a random part of the interval, so a fleet that boots together
 //! does not stampede; later beats come every interval ± 10 %. A failed beat is retried
 //! with exponential backoff plus jitter, capped at the interval. Nothing but a signal
-//! ends the loop: not the network, not the collector.
+//! ends the loop: not the network, not the collector. A signal cuts short a heartbeat
+//! in flight; the `stopping` heartbeat then gets at most [`STOP_BUDGET`].
 
 use crate::beat;
 use crate::config::Config;
@@ -17,8 +18,11 @@ use std::time::Duration;
 pub const HEARTBEAT_PATH: &str = "/api/agent/heartbeat";
 /// How long one heartbeat may take on the wire.
 const SEND_TIMEOUT_SECS: u64 = 15;
-/// How long the final `stopping` heartbeat may take.
+/// How long the final `stopping` heartbeat may take on the wire.
 const STOP_TIMEOUT_SECS: u64 = 3;
+/// How long stopping may take in all, checks included: well within the unit's
+/// `TimeoutStopSec=15`, after which systemd kills the agent.
+const STOP_BUDGET: Duration = Duration::from_secs(5);
 
 pub struct Daemon {
     pub config: Config,
@@ -61,8 +65,21 @@ impl Daemon {
                 break;
             }
             seq += 1;
-            let heartbeat = beat::build(&self.config, &self.collector, &self.node_id, seq, State::Running).await;
-            match self.send(&heartbeat, SEND_TIMEOUT_SECS) {
+            // A send can hang for SEND_TIMEOUT_SECS; a signal must not wait for it, or
+            // systemd's TimeoutStopSec runs out before the `stopping` heartbeat goes.
+            let beat = async {
+                let heartbeat = beat::build(&self.config, &self.collector, &self.node_id, seq, State::Running).await;
+                Some(self.send_off(&heartbeat, SEND_TIMEOUT_SECS).await)
+            };
+            let stop = async {
+                signals.next().await;
+                None
+            };
+            let Some(sent) = future::or(stop, beat).await else {
+                log::info!("heartbeat {seq} abandoned: a signal arrived while it was being sent");
+                break;
+            };
+            match sent {
                 Ok(()) => {
                     if failures > 0 {
                         log::info!("heartbeat {seq} delivered after {failures} failed attempts");
@@ -83,11 +100,30 @@ impl Daemon {
         }
         seq += 1;
         log::info!("stopping; telling the collector");
-        let heartbeat = beat::build(&self.config, &self.collector, &self.node_id, seq, State::Stopping).await;
-        if let Err(e) = self.send(&heartbeat, STOP_TIMEOUT_SECS) {
+        let stopping = async {
+            let heartbeat = beat::build(&self.config, &self.collector, &self.node_id, seq, State::Stopping).await;
+            self.send_off(&heartbeat, STOP_TIMEOUT_SECS).await.map_err(|e| e.to_string())
+        };
+        let give_up = async {
+            async_io::Timer::after(STOP_BUDGET).await;
+            Err(format!("it took longer than {} s", STOP_BUDGET.as_secs()))
+        };
+        let again = async {
+            signals.next().await;
+            Err("a second signal arrived".to_owned())
+        };
+        if let Err(e) = future::or(stopping, future::or(give_up, again)).await {
             log::warn!("could not send the stopping heartbeat: {e}");
         }
         Ok(())
+    }
+
+    /// Sends one heartbeat on a blocking thread, so that the loop can stop waiting for it.
+    /// Dropping the future abandons the send; its thread ends at the send's timeout.
+    async fn send_off(&self, heartbeat: &Heartbeat, timeout_secs: u64) -> Result<(), SendError> {
+        let (collector, token) = (self.collector.clone(), self.token.clone());
+        let body = miniserde::json::to_string(heartbeat);
+        smol::unblock(move || collector.post(HEARTBEAT_PATH, &body, token.as_deref(), timeout_secs).map(drop)).await
     }
 
     /// Sends one heartbeat.

@@ -15,6 +15,8 @@ mod transport;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: minreq must never read these by itself.
+    let proxies = transport::ProxyEnv::take();
     let (command, flags) = match cli::parse(std::env::args_os().skip(1)) {
         Ok(parsed) => parsed,
         Err(message) => return fail(2, &message),
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
         Err(message) => return fail(2, &message),
     };
     init_logging(config.log_filter.as_deref());
-    match commands::run(command, &flags, config) {
+    match commands::run(command, &flags, config, proxies) {
         Ok(()) => ExitCode::SUCCESS,
         Err(commands::Failure { code, message }) => fail(code, &message),
     }

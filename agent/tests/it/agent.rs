@@ -124,6 +124,36 @@ fn check_prints_a_complete_heartbeat_and_sends_nothing() {
     assert!(heartbeat.seq.is_some() && heartbeat.load.is_some());
 }
 
+/// The default `cloudflared` check, on a host without the unit or without systemd (as most
+/// containers and CI runners are): left out, not failing, since a failing check paged on a
+/// node's very first heartbeat. A service the operator names is still a failure when missing.
+#[test]
+fn the_default_service_check_is_left_out_where_the_host_lacks_it() {
+    let agent = Agent::new("http://127.0.0.1:9");
+    let check = |services: Option<&str>| {
+        let mut command = agent.command(&["check"]);
+        match services {
+            Some(list) => command.env("HEARTH_CHECK_SERVICES", list),
+            None => command.env_remove("HEARTH_CHECK_SERVICES"),
+        };
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        hearth_wire::Heartbeat::from_json(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
+    };
+    let lacking =
+        |c: &&hearth_wire::Check| c.detail.contains("systemd is not running") || c.detail.contains("no such unit");
+
+    let heartbeat = check(None);
+    let checks = heartbeat.checks.unwrap();
+    assert!(!checks.iter().any(|c| lacking(&c)), "the default check failed for a service this host lacks: {checks:#?}");
+
+    let heartbeat = check(Some("hearth-test-no-such-unit"));
+    let checks = heartbeat.checks.unwrap();
+    let named = checks.iter().find(|c| c.name == "hearth-test-no-such-unit");
+    assert!(named.is_some_and(|c| !c.ok && lacking(&c)), "{checks:#?}");
+    assert!(!heartbeat.services_ok);
+}
+
 #[test]
 fn config_show_says_whether_a_token_is_stored_but_never_shows_it() {
     let collector = Collector::start(&[]);

@@ -209,3 +209,80 @@ impl FailingServer {
         self.thread.join().unwrap()
     }
 }
+
+/// A collector stand-in that reads every request and never answers; keeps the bodies.
+struct Mute {
+    addr: std::net::SocketAddr,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Mute {
+    fn start() -> Mute {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let record = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let mut reader = BufReader::new(&stream);
+                    let mut length = 0;
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        line.clear();
+                    }
+                    let mut body = String::new();
+                    let _ = reader.take(length).read_to_string(&mut body);
+                    record.lock().unwrap().push(body);
+                    // Hold the connection open, answering nothing, until the agent hangs up.
+                    let _ = std::io::Read::read(&mut &stream, &mut [0; 1]);
+                });
+            }
+        });
+        Mute { addr, bodies }
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+/// systemd's unit gives the agent `TimeoutStopSec=15` before SIGKILL. A heartbeat hung on a
+/// collector that never answers must not hold SIGTERM up: the agent abandons it, tries the
+/// `stopping` heartbeat briefly, and exits well within the limit.
+#[test]
+fn sigterm_during_a_hung_send_exits_well_before_systemd_kills_it() {
+    let mute = Mute::start();
+    let agent = Agent::new(&format!("http://{}", mute.addr));
+    agent.ok(&["init"]);
+    let mut child = spawn_run(&agent);
+    wait_for("the first heartbeat to hang", || !mute.bodies().is_empty());
+    // SAFETY: kill(2) on a child we spawned and have not yet reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the agent was still running 12 s after SIGTERM; systemd kills it at 15 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "exit: {status}; log: {log}");
+    let bodies = mute.bodies();
+    assert!(
+        bodies.iter().any(|b| b.contains(r#""state":"stopping""#)),
+        "the stopping heartbeat was not even tried: {bodies:#?}; log: {log}"
+    );
+}

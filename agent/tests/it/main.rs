@@ -8,5 +8,6 @@ mod agent;
 mod daemon;
 mod dashboard;
 mod edge;
+mod hostile;
 mod install;
 mod tls;
