@@ -163,7 +163,7 @@ fn enroll(config: &Config, flags: &Flags, state: &State, collector: &Collector) 
         disk_gb: facts.disk_gb,
     };
     let body = miniserde::json::to_string(&request);
-    let answer = collector.post("/api/agents/enroll", &body, None, 30).map_err(|e| {
+    let answer = collector.post(hearth_wire::paths::ENROLL, &body, None, 30).map_err(|e| {
         let hint = match &e {
             SendError::Rejected { status: 401, .. } => {
                 "; check the token was copied whole and minted on this collector"

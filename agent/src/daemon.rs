@@ -15,7 +15,7 @@ use nanorand::{Rng, WyRand};
 use smol::{future, stream::StreamExt};
 use std::time::Duration;
 
-pub const HEARTBEAT_PATH: &str = "/api/agent/heartbeat";
+use hearth_wire::paths::HEARTBEAT as HEARTBEAT_PATH;
 /// How long one heartbeat may take on the wire.
 const SEND_TIMEOUT_SECS: u64 = 15;
 /// How long the final `stopping` heartbeat may take on the wire.
