@@ -32,7 +32,7 @@ use crate::metrics::{lock, Metrics};
 use crate::store::{self, Store};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -111,6 +111,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         limits: RateLimits::default(),
         responder: Responder::default(),
         warned_forwarded: AtomicBool::new(false),
+        requests: AtomicU64::new(0),
     };
     let shared = &shared;
     let (reads, to_read) = std::sync::mpsc::sync_channel::<Job>(READ_QUEUE);
@@ -140,6 +141,8 @@ struct Shared<'a> {
     limits: RateLimits,
     responder: Responder,
     warned_forwarded: AtomicBool,
+    /// Requests taken so far: each one's `seq`.
+    requests: AtomicU64,
 }
 
 impl Shared<'_> {
@@ -280,7 +283,7 @@ fn accept(
 fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, writes: &mut Vec<PendingWrite>) {
     let received = Instant::now();
     let parsed = match read_request(&mut request, shared.config.trust_cloudflare, &shared.warned_forwarded) {
-        Ok(parsed) => parsed,
+        Ok(parsed) => api::Request { seq: shared.requests.fetch_add(1, Ordering::Relaxed) + 1, ..parsed },
         Err(reply) => {
             let path = request.url().split('?').next().unwrap_or_default();
             let heartbeat = [hearth_wire::paths::HEARTBEAT, hearth_wire::paths::HEARTBEAT_SHORT].contains(&path);
@@ -592,6 +595,7 @@ fn read_request(
         trusted_client,
         body,
         local,
+        seq: 0,
         client,
     })
 }

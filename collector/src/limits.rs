@@ -1,6 +1,10 @@
 //! Rate limits on what a client can make the collector store: counts per key over a
 //! fixed window, in memory, by the collector's clock. Past `MAX_KEYS` keys, the stalest
 //! windows are forgotten.
+//!
+//! Limits are taken inside a batch's write transaction, which runs again from the start
+//! when the store's map has to grow: each request carries a sequence number
+//! (`api::Request::seq`), and a request already counted is not counted twice.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,29 +24,43 @@ pub const MINTS_PER_USER: Limit = Limit { count: 60, window_ms: 3_600_000 };
 /// only counted in the log, so a flood cannot crowd out the rest of the trail.
 pub const AUDITED_LOGIN_FAILURES: Limit = Limit { count: 600, window_ms: 3_600_000 };
 
+/// One key's window: when it started, how many it counted, and the last request counted.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: i64,
+    count: u32,
+    last_seq: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct RateLimits {
-    windows: Mutex<HashMap<String, (i64, u32)>>,
+    windows: Mutex<HashMap<String, Window>>,
 }
 
 impl RateLimits {
-    /// Counts one for `key` if `limit` allows it; else how many milliseconds until it does.
-    pub fn take(&self, key: &str, limit: Limit, now: i64) -> Result<(), i64> {
+    /// Counts request `seq` for `key` if `limit` allows it; else how many milliseconds
+    /// until it does. A request counted already (the same `seq`, or an earlier one) is
+    /// allowed again without counting; `seq` 0 is always counted.
+    pub fn take(&self, key: &str, limit: Limit, now: i64, seq: u64) -> Result<(), i64> {
         let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if windows.len() >= MAX_KEYS && !windows.contains_key(key) {
-            windows.retain(|_, (start, _)| now - *start < limit.window_ms);
+            windows.retain(|_, w| now - w.start < limit.window_ms);
             if windows.len() >= MAX_KEYS {
                 windows.clear();
             }
         }
-        let (start, count) = windows.entry(key.to_owned()).or_insert((now, 0));
-        if now - *start >= limit.window_ms || now < *start {
-            (*start, *count) = (now, 0);
+        let window = windows.entry(key.to_owned()).or_insert(Window { start: now, count: 0, last_seq: 0 });
+        if seq != 0 && seq <= window.last_seq {
+            return Ok(());
         }
-        if *count >= limit.count {
-            return Err(*start + limit.window_ms - now);
+        if now - window.start >= limit.window_ms || now < window.start {
+            (window.start, window.count) = (now, 0);
         }
-        *count += 1;
+        if window.count >= limit.count {
+            return Err(window.start + limit.window_ms - now);
+        }
+        window.count += 1;
+        window.last_seq = seq;
         Ok(())
     }
 }
@@ -55,10 +73,23 @@ mod tests {
     fn a_key_gets_its_count_per_window() {
         let limits = RateLimits::default();
         let limit = Limit { count: 2, window_ms: 1000 };
-        assert_eq!(limits.take("a", limit, 0), Ok(()));
-        assert_eq!(limits.take("a", limit, 10), Ok(()));
-        assert_eq!(limits.take("a", limit, 400), Err(600));
-        assert_eq!(limits.take("b", limit, 400), Ok(()), "keys are apart");
-        assert_eq!(limits.take("a", limit, 1000), Ok(()), "a new window");
+        assert_eq!(limits.take("a", limit, 0, 0), Ok(()));
+        assert_eq!(limits.take("a", limit, 10, 0), Ok(()));
+        assert_eq!(limits.take("a", limit, 400, 0), Err(600));
+        assert_eq!(limits.take("b", limit, 400, 0), Ok(()), "keys are apart");
+        assert_eq!(limits.take("a", limit, 1000, 0), Ok(()), "a new window");
+    }
+
+    #[test]
+    fn a_request_run_again_is_not_counted_again() {
+        let limits = RateLimits::default();
+        let limit = Limit { count: 2, window_ms: 1000 };
+        assert_eq!(limits.take("a", limit, 0, 1), Ok(()));
+        assert_eq!(limits.take("a", limit, 0, 2), Ok(()));
+        // The batch ran again after the map grew: requests 1 and 2 come again.
+        assert_eq!(limits.take("a", limit, 0, 1), Ok(()));
+        assert_eq!(limits.take("a", limit, 0, 2), Ok(()));
+        assert_eq!(limits.take("a", limit, 0, 3), Err(1000), "only two were counted");
+        assert_eq!(limits.take("a", limit, 0, 3), Err(1000), "and a refusal stays one");
     }
 }

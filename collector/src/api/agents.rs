@@ -75,7 +75,7 @@ fn admit_anonymous(req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Result<(),
     }
     let source = req.client.map_or_else(|| "local".to_owned(), session::client_key);
     let limit = limits::Limit { count: ctx.anonymous_per_minute, window_ms: 60_000 };
-    if let Err(wait) = ctx.limits.take(&format!("anonymous:{source}"), limit, ctx.now_ms) {
+    if let Err(wait) = ctx.limits.take(&format!("anonymous:{source}"), limit, ctx.now_ms, req.seq) {
         let what = format!("at most {} new nodes a minute may register anonymously from one address", limit.count);
         return Err(too_many(&what, wait).into());
     }

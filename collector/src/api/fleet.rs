@@ -138,7 +138,7 @@ pub(super) fn mint_token(
 ) -> Handled {
     let asked: TokenRequest = parse_body(req, r#"{"name": "…", "hostname": "…", "tags": ["…"], "ttl_secs": 3600}"#)?;
     let limit = limits::MINTS_PER_USER;
-    if let Err(wait) = ctx.limits.take(&format!("mint:{}", user.name), limit, ctx.now_ms) {
+    if let Err(wait) = ctx.limits.take(&format!("mint:{}", user.name), limit, ctx.now_ms, req.seq) {
         let what = format!("{} may mint at most {} enrolment tokens an hour", user.name, limit.count);
         return Err(too_many(&what, wait).into());
     }

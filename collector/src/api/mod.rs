@@ -65,6 +65,9 @@ pub struct Request {
     pub body: String,
     /// From loopback, and not forwarded by a proxy (no `X-Forwarded-For`/`CF-Connecting-IP`).
     pub local: bool,
+    /// This request's place in the order the server took requests (from 1), so that
+    /// work run again after the store's map grew counts it once (`limits.rs`); 0 if unknown.
+    pub seq: u64,
     /// Who sent it: the peer's address, or with `--trust-proxy cloudflare` the one
     /// `CF-Connecting-IP` names. `None` over a Unix socket with no trusted proxy header.
     pub client: Option<std::net::IpAddr>,

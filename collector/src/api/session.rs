@@ -187,7 +187,7 @@ pub(super) fn finish(outcome: LoginOutcome, req: &Request, txn: &mut Txn<RwTxn>,
             let actor = user.unwrap_or_else(|| "(unknown user)".to_owned());
             log::warn!("failed login for {actor} from {}", req.client_text());
             // A flood of failures must not crowd the rest out of the audit log.
-            if ctx.limits.take("audit:login_failed", limits::AUDITED_LOGIN_FAILURES, ctx.now_ms).is_ok() {
+            if ctx.limits.take("audit:login_failed", limits::AUDITED_LOGIN_FAILURES, ctx.now_ms, req.seq).is_ok() {
                 audit(txn, ctx, req, &actor, "login_failed", None, String::new())?;
             }
             return Err(ApiError::new(401, "invalid_credentials", "the user name or password is wrong").into());
