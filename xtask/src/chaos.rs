@@ -7,17 +7,20 @@
 //!   (collector/tests/it/chaos.rs)
 //! - the collector gone, then failing, for 30 s each, under a running agent
 //!   (agent/tests/it/daemon.rs)
+//! - clients that never read large answers and a login flood, beside heartbeats
+//!   (collector/tests/it/isolation.rs)
 
 use crate::util;
 use std::process::Command;
 
 /// (package, test name filter) for each fault.
-const TESTS: [(&str, &str); 5] = [
+const TESTS: [(&str, &str); 6] = [
     ("hearth-collector", "durability::kill_9_under_load_loses_no_acknowledged_write"),
     ("hearth-collector", "durability::a_full_store_answers_507"),
     ("hearth-collector", "durability::a_data_directory_that_cannot_be_used"),
     ("hearth-collector", "chaos::hostile_clients"),
     ("hearth-agent", "daemon::a_long_outage_then_a_failing_collector"),
+    ("hearth-collector", "isolation::non_readers_and_a_login_flood"),
 ];
 
 pub fn run(args: &[&str]) -> Result<(), String> {
@@ -45,7 +48,7 @@ pub fn run(args: &[&str]) -> Result<(), String> {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let passed = out.status.success() && !stdout.contains(" 0 passed");
         let figures: Vec<&str> =
-            stderr.lines().filter(|l| ["kill -9", "hostile mix", "outage"].iter().any(|p| l.starts_with(p))).collect();
+            stderr.lines().filter(|l| ["kill -9", "hostile mix", "outage", "isolation"].iter().any(|p| l.starts_with(p))).collect();
         report.push_str(&format!("- `{test}`: **{}**", if passed { "passed" } else { "FAILED" }));
         for line in &figures {
             report.push_str(&format!("\n  {line}"));
