@@ -13,6 +13,22 @@ pub struct Outgoing {
     pub body: String,
 }
 
+impl Outgoing {
+    /// Scheme, host and port of the url: what errors and logs may show of it, since the
+    /// rest of a webhook url (Discord, Slack) is a credential.
+    pub fn origin(&self) -> String {
+        origin(&self.url)
+    }
+}
+
+/// `https://hooks.slack.com/services/T0/B0/xyz` → `https://hooks.slack.com`.
+pub fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}")
+}
+
 /// One line a person reads: "garage-pi is offline: no heartbeat for 125 s".
 pub fn summary(alert: &AlertRecord) -> String {
     let what = match alert.kind.as_str() {
@@ -22,6 +38,7 @@ pub fn summary(alert: &AlertRecord) -> String {
         "check_failed" => "has a failing check",
         "check_recovered" => "has a check passing again",
         "reboot" => "rebooted",
+        "pending" => "has never sent a heartbeat",
         "test" => "sent a test notification",
         _ => "changed",
     };
@@ -30,10 +47,18 @@ pub fn summary(alert: &AlertRecord) -> String {
 
 /// Whether the alert reports trouble (as opposed to trouble ending, or news).
 fn is_trouble(alert: &AlertRecord) -> bool {
-    matches!(alert.kind.as_str(), "offline" | "reminder" | "check_failed")
+    matches!(alert.kind.as_str(), "offline" | "reminder" | "check_failed" | "pending")
 }
 
 pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
+    let mut out = build_for(channel, alert);
+    if let Some(user_password) = &channel.basic_auth {
+        out.headers.push(("Authorization", format!("Basic {}", base64(user_password.as_bytes()))));
+    }
+    out
+}
+
+fn build_for(channel: &Channel, alert: &AlertRecord) -> Outgoing {
     let text = summary(alert);
     let title = format!("Hearth: {} {}", alert.name, alert.kind.replace('_', " "));
     let json_headers = || vec![("Content-Type", "application/json".to_owned())];
@@ -44,7 +69,7 @@ pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
         Kind::Ntfy => {
             let (priority, tag) = match alert.kind.as_str() {
                 "offline" | "reminder" => ("5", "red_circle"),
-                "check_failed" => ("4", "warning"),
+                "check_failed" | "pending" => ("4", "warning"),
                 "recovered" | "check_recovered" => ("3", "green_circle"),
                 _ => ("3", "information_source"),
             };
@@ -97,10 +122,12 @@ pub fn webhook_body(alert: &AlertRecord) -> Value {
 }
 
 /// An alert in Alertmanager's v2 form. An ongoing problem is posted with an `endsAt` a week
-/// out (reminders re-post it); its end is posted with `endsAt` now, which resolves it.
+/// out (reminders re-post it); its end is posted with `endsAt` now and the same labels, which
+/// resolves it. A node never heard from (`pending`) is `HearthNodeOffline` too, so that its
+/// first heartbeat (`recovered`) resolves it.
 fn alertmanager_alert(alert: &AlertRecord, text: &str) -> Value {
     let (alertname, severity) = match alert.kind.as_str() {
-        "offline" | "recovered" | "reminder" => ("HearthNodeOffline", "critical"),
+        "offline" | "recovered" | "reminder" | "pending" => ("HearthNodeOffline", "critical"),
         "check_failed" | "check_recovered" => ("HearthCheckFailing", "warning"),
         "reboot" => ("HearthNodeRebooted", "info"),
         _ => ("HearthTest", "info"),
@@ -124,6 +151,23 @@ fn alertmanager_alert(alert: &AlertRecord, text: &str) -> Value {
         ("startsAt", string(&format_rfc3339(starts))),
         ("endsAt", string(&format_rfc3339(ends))),
     ])
+}
+
+/// Standard base64 with padding (RFC 4648), for `Authorization: Basic`.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn object<'a>(fields: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
@@ -163,7 +207,52 @@ mod tests {
     }
 
     fn channel(kind: Kind, url: &str, token: Option<&str>) -> Channel {
-        Channel { name: "c".into(), kind, url: url.into(), token: token.map(Into::into), tags: vec![], reboot: false }
+        Channel {
+            name: "c".into(),
+            kind,
+            url: url.into(),
+            token: token.map(Into::into),
+            basic_auth: None,
+            tags: vec![],
+            reboot: false,
+        }
+    }
+
+    /// A check that failed, then went away from the agent's list, resolves in Alertmanager:
+    /// the same labels as the firing alert, and `endsAt` at the recovery.
+    #[test]
+    fn a_check_recovery_resolves_its_alertmanager_alert() {
+        let am = channel(Kind::Alertmanager, "http://am:9093", None);
+        let failing = AlertRecord { check: Some("cloudflared".into()), down_since: None, ..alert("check_failed") };
+        let gone = AlertRecord {
+            at: failing.at + 60_000,
+            detail: "cloudflared is no longer reported".into(),
+            ..AlertRecord { kind: "check_recovered".into(), ..failing.clone() }
+        };
+        let labels = |body: &str| body.split(r#""labels":"#).nth(1).unwrap().split('}').next().unwrap().to_owned();
+        let (fired, resolved) = (build(&am, &failing).body, build(&am, &gone).body);
+        assert_eq!(labels(&fired), labels(&resolved));
+        assert!(labels(&fired).contains(r#""check":"cloudflared""#), "{fired}");
+        assert!(resolved.contains(r#""endsAt":"2023-11-14T22:14:20Z""#), "{resolved}");
+    }
+
+    #[test]
+    fn basic_auth_goes_in_a_header_and_origins_keep_only_scheme_and_host() {
+        for (raw, encoded) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("hearth:p@ss", "aGVhcnRoOnBAc3M=")] {
+            assert_eq!(base64(raw.as_bytes()), encoded, "{raw}");
+        }
+        let am = Channel { basic_auth: Some("hearth:p@ss".into()), ..channel(Kind::Alertmanager, "https://am.lan", None) };
+        let out = build(&am, &alert("offline"));
+        assert!(out.headers.contains(&("Authorization", "Basic aGVhcnRoOnBAc3M=".into())), "{:?}", out.headers);
+        assert_eq!(out.url, "https://am.lan/api/v2/alerts");
+        for (url, expected) in [
+            ("https://discord.com/api/webhooks/1/s3cret", "https://discord.com"),
+            ("http://127.0.0.1:9093/api/v2/alerts?x=1", "http://127.0.0.1:9093"),
+            ("https://me:s3cret@ntfy.lan/topic", "https://ntfy.lan"),
+            ("https://hooks.slack.com", "https://hooks.slack.com"),
+        ] {
+            assert_eq!(origin(url), expected);
+        }
     }
 
     #[test]
@@ -189,8 +278,10 @@ mod tests {
             out.body.contains(r#""alertname":"HearthNodeOffline""#)
                 && out.body.contains(r#""endsAt":"2023-11-21T22:13:20Z""#)
         );
-        let resolved = build(&channel(Kind::Alertmanager, "http://am:9093", None), &alert("recovered"));
-        assert!(resolved.body.contains(r#""endsAt":"2023-11-14T22:13:20Z""#), "{}", resolved.body);
+        let recovered = AlertRecord { at: 1_700_000_060_000, ..alert("recovered") };
+        let resolved = build(&channel(Kind::Alertmanager, "http://am:9093", None), &recovered);
+        assert!(resolved.body.contains(r#""endsAt":"2023-11-14T22:14:20Z""#), "{}", resolved.body);
+        assert!(resolved.body.contains(r#""startsAt":"2023-11-14T22:13:20Z""#), "starts when it went down: {}", resolved.body);
         let out = build(&channel(Kind::Webhook, "https://example.com/hook", None), &offline);
         assert!(out.body.contains(r#""kind":"offline""#) && out.body.contains(r#""id":7"#));
     }

@@ -98,19 +98,21 @@ impl Worker {
     }
 }
 
-/// Sends one request; the answer's status line, or why it failed.
+/// Sends one request; the answer's status line, or why it failed. The error names only the
+/// url's scheme and host (see [`channel::origin`]): it is logged and shown to every viewer
+/// in `GET /api/alerts`, and a webhook url's path is its secret.
 pub fn send(out: &channel::Outgoing) -> Result<String, String> {
     let mut request = minreq::post(&out.url).with_body(out.body.as_str()).with_timeout(10);
     for (name, value) in &out.headers {
         request = request.with_header(*name, value);
     }
-    let response = request.send().map_err(|e| format!("cannot reach {}: {e}", out.url))?;
+    let response = request.send().map_err(|e| format!("cannot reach {}: {e}", out.origin()))?;
     let status = format!("{} {}", response.status_code, response.reason_phrase);
     if (200..300).contains(&response.status_code) {
         Ok(status)
     } else {
         let body: String = response.as_str().unwrap_or("").chars().take(200).collect();
-        Err(format!("{status}: {body}"))
+        Err(format!("{} answered {status}: {body}", out.origin()))
     }
 }
 
