@@ -30,7 +30,7 @@ pub struct NodeRecord {
     pub interval_override: Option<u64>,
     /// When an operator last renamed or retagged the node; from then on heartbeats do not change them.
     pub edited_at: Option<i64>,
-    /// When the offline alert went out; `None` while the node is up.
+    /// When the offline (or `pending`) alert went out; `None` while the node is up.
     pub down_since: Option<i64>,
     /// When the last reminder went out, while down.
     pub reminded_at: Option<i64>,
@@ -158,7 +158,7 @@ pub struct EventRecord {
     pub node_id: String,
     pub at: i64,
     /// `offline`, `recovered`, `stopped`, `reboot`, `check_failed`, `check_recovered`,
-    /// `services_failed`, `clock_skew` or `reminder`.
+    /// `services_failed`, `services_recovered`, `clock_skew`, `reminder` or `pending`.
     pub kind: String,
     pub check: Option<String>,
     pub detail: String,
@@ -176,7 +176,8 @@ pub struct AlertRecord {
     pub check: Option<String>,
     pub detail: String,
     pub at: i64,
-    /// When the node was declared offline; what Alertmanager calls `startsAt`.
+    /// When the node was declared offline (for `recovered`, when it had been); what
+    /// Alertmanager calls `startsAt`.
     pub down_since: Option<i64>,
     pub deliveries: Vec<Delivery>,
 }

@@ -81,7 +81,8 @@ struct Dbs {
     outbox: Database,
     /// deadline (i64 BE, Unix ms) ++ node id → nothing: when the sweep looks at each node
     deadlines: Database,
-    /// `next_id` → u64 BE, the last id handed out to an event, alert or audit entry
+    /// `next_id` → u64 BE, the last id handed out to an event, alert or audit entry;
+    /// `setting:NAME` → JSON, what the collector keeps across restarts (see [`setting`])
     meta: Database,
     /// user name → [`UserRecord`]
     users: Database,
@@ -89,6 +90,18 @@ struct Dbs {
     sessions: Database,
     /// entry id (u64 BE) → [`AuditRecord`]
     audit: Database,
+}
+
+/// The names of the settings kept in `meta`, read with [`Txn::setting`].
+pub mod setting {
+    /// The `liveness::Policy` the last `serve` ran with, so the CLI judges nodes as it does.
+    pub const POLICY: &str = "policy";
+    /// The channels file the last `serve` read (an absolute path), for `alert test`.
+    pub const CHANNELS_FILE: &str = "channels_file";
+    /// When the running collector last said it was alive (Unix ms, its clock).
+    pub const ALIVE_AT: &str = "alive_at";
+    /// Since when this collector has been watching, and how long it was away before (`alerts::Watching`).
+    pub const WATCHING: &str = "watching";
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -109,6 +122,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// Whether `dir` holds a store (LMDB's `data.mdb`), for commands that only read one.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("data.mdb").is_file()
+    }
+
     /// Opens (creating if needed) the store in `config.dir`.
     pub fn open(config: &StoreConfig) -> Result<Store, Error> {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
@@ -263,6 +281,10 @@ fn deadline_key(when: i64, node_id: &str) -> Vec<u8> {
     let mut key = when.to_be_bytes().to_vec();
     key.extend_from_slice(node_id.as_bytes());
     key
+}
+
+fn setting_key(name: &str) -> String {
+    format!("setting:{name}")
 }
 
 fn round_to_page(bytes: usize) -> usize {
@@ -425,6 +447,11 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(out)
     }
 
+    /// A setting kept in `meta` (see [`setting`]); `None` if never written.
+    pub fn setting<V: Deserialize>(&self, name: &str) -> Result<Option<V>, Error> {
+        self.get(self.dbs.meta, setting_key(name).as_bytes())
+    }
+
     /// The newest alerts first, at most `limit`.
     pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, Error> {
         let mut out = Vec::new();
@@ -526,6 +553,11 @@ impl Txn<'_, RwTxn<'_>> {
             }
         }
         self.put_node(node)
+    }
+
+    /// Writes a setting into `meta` (see [`setting`]).
+    pub fn put_setting<V: Serialize>(&mut self, name: &str, value: &V) -> Result<(), Error> {
+        self.put(self.dbs.meta, setting_key(name).as_bytes(), value)
     }
 
     /// How many unsettled alerts this transaction put in the outbox.

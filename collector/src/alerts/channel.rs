@@ -238,10 +238,13 @@ mod tests {
 
     #[test]
     fn basic_auth_goes_in_a_header_and_origins_keep_only_scheme_and_host() {
-        for (raw, encoded) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("hearth:p@ss", "aGVhcnRoOnBAc3M=")] {
+        for (raw, encoded) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("hearth:p@ss", "aGVhcnRoOnBAc3M=")]
+        {
             assert_eq!(base64(raw.as_bytes()), encoded, "{raw}");
         }
-        let am = Channel { basic_auth: Some("hearth:p@ss".into()), ..channel(Kind::Alertmanager, "https://am.lan", None) };
+        let am =
+            Channel { basic_auth: Some("hearth:p@ss".into()), ..channel(Kind::Alertmanager, "https://am.lan", None) };
         let out = build(&am, &alert("offline"));
         assert!(out.headers.contains(&("Authorization", "Basic aGVhcnRoOnBAc3M=".into())), "{:?}", out.headers);
         assert_eq!(out.url, "https://am.lan/api/v2/alerts");
@@ -281,7 +284,11 @@ mod tests {
         let recovered = AlertRecord { at: 1_700_000_060_000, ..alert("recovered") };
         let resolved = build(&channel(Kind::Alertmanager, "http://am:9093", None), &recovered);
         assert!(resolved.body.contains(r#""endsAt":"2023-11-14T22:14:20Z""#), "{}", resolved.body);
-        assert!(resolved.body.contains(r#""startsAt":"2023-11-14T22:13:20Z""#), "starts when it went down: {}", resolved.body);
+        assert!(
+            resolved.body.contains(r#""startsAt":"2023-11-14T22:13:20Z""#),
+            "starts when it went down: {}",
+            resolved.body
+        );
         let out = build(&channel(Kind::Webhook, "https://example.com/hook", None), &offline);
         assert!(out.body.contains(r#""kind":"offline""#) && out.body.contains(r#""id":7"#));
     }

@@ -186,8 +186,9 @@ fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
     if host.is_empty() {
         return Err(format!("the url has no host after {scheme}://…@"));
     }
-    let decoded = percent_decode(userinfo)
-        .ok_or_else(|| format!("the user:password part of the url for {scheme}://{host} is not valid percent-encoded UTF-8"))?;
+    let decoded = percent_decode(userinfo).ok_or_else(|| {
+        format!("the user:password part of the url for {scheme}://{host} is not valid percent-encoded UTF-8")
+    })?;
     Ok((format!("{scheme}://{host}{path}"), Some(decoded)))
 }
 
@@ -240,7 +241,11 @@ mod tests {
         assert_eq!(am.url, "https://am.example.com:9093");
         assert_eq!(am.basic_auth.as_deref(), Some("hearth:p@ss:w"));
         let plain = parse("[channel s]\ntype = slack\nurl = https://hooks.slack.com/a@b\n").unwrap().list.remove(0);
-        assert_eq!((plain.url.as_str(), plain.basic_auth), ("https://hooks.slack.com/a@b", None), "an @ in the path is not a user");
+        assert_eq!(
+            (plain.url.as_str(), plain.basic_auth),
+            ("https://hooks.slack.com/a@b", None),
+            "an @ in the path is not a user"
+        );
     }
 
     #[test]
