@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::http::{self, ServeConfig};
 use crate::listen::Listener;
 use crate::liveness::Policy;
-use crate::model::{AlertRecord, ApiKeyRecord, AuditRecord, EnrollTokenRecord, NodeRecord, UserRecord};
+use crate::model::{AlertRecord, ApiKeyRecord, AuditRecord, EnrollTokenRecord, EventKind, NodeRecord, UserRecord};
 use crate::secret::{self, API_KEY_PREFIX, ENROLL_PREFIX};
 use crate::store::{setting, Store, StoreConfig, DEFAULT_MAX_MAP};
 use hearth_wire::format_rfc3339;
@@ -408,7 +408,7 @@ fn alert_test(data_dir: &Path, path: Option<&Path>, only: Option<&str>) -> Resul
     eprintln!("channels from {file}");
     let alert = AlertRecord {
         id: 0,
-        kind: "test".into(),
+        kind: EventKind::Test,
         node_id: "00000000-0000-4000-8000-000000000000".into(),
         name: "hearth-collector".into(),
         hostname: "hearth-collector".into(),

@@ -1,6 +1,7 @@
 //! When a node counts as down, and what a heartbeat says has changed.
 //! Pure: every function is handed the time, so tests never wait through a grace period.
 
+pub use crate::model::EventKind as Kind;
 use crate::model::NodeRecord;
 use hearth_wire::Heartbeat;
 
@@ -93,54 +94,6 @@ pub struct Change {
     pub detail: String,
     /// For a recovery: when the node was declared down.
     pub down_since: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Offline,
-    Recovered,
-    Stopped,
-    Reboot,
-    CheckFailed,
-    CheckRecovered,
-    ServicesFailed,
-    ServicesRecovered,
-    ClockSkew,
-    Reminder,
-    /// Enrolled, and not heard from within `--pending-alert-secs`.
-    Pending,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Offline => "offline",
-            Kind::Recovered => "recovered",
-            Kind::Stopped => "stopped",
-            Kind::Reboot => "reboot",
-            Kind::CheckFailed => "check_failed",
-            Kind::CheckRecovered => "check_recovered",
-            Kind::ServicesFailed => "services_failed",
-            Kind::ServicesRecovered => "services_recovered",
-            Kind::ClockSkew => "clock_skew",
-            Kind::Reminder => "reminder",
-            Kind::Pending => "pending",
-        }
-    }
-
-    /// Whether channels are told (reboot only where a channel asks for it).
-    pub fn alerts(self) -> bool {
-        matches!(
-            self,
-            Kind::Offline
-                | Kind::Recovered
-                | Kind::CheckFailed
-                | Kind::CheckRecovered
-                | Kind::Reboot
-                | Kind::Reminder
-                | Kind::Pending
-        )
-    }
 }
 
 fn change(kind: Kind, check: Option<&str>, detail: String) -> Change {

@@ -1,7 +1,7 @@
 //! What each kind of channel is sent for an alert: URL, headers and body. Pure.
 
 use super::config::{Channel, Kind};
-use crate::model::AlertRecord;
+use crate::model::{AlertRecord, EventKind};
 use hearth_wire::format_rfc3339;
 use miniserde::json::{self, Array, Number, Object, Value};
 
@@ -29,25 +29,51 @@ pub fn origin(url: &str) -> String {
     format!("{scheme}://{host}")
 }
 
-/// One line a person reads: "garage-pi is offline: no heartbeat for 125 s".
-pub fn summary(alert: &AlertRecord) -> String {
-    let what = match alert.kind.as_str() {
-        "offline" => "is offline",
-        "recovered" => "is back online",
-        "reminder" => "is still offline",
-        "check_failed" => "has a failing check",
-        "check_recovered" => "has a check passing again",
-        "reboot" => "rebooted",
-        "pending" => "has never sent a heartbeat",
-        "test" => "sent a test notification",
-        _ => "changed",
-    };
-    format!("{} {what}: {}", alert.name, alert.detail)
+/// How an alert of one kind is told, on every channel type. Each kind is spelled out (no
+/// `_` arm), so a new kind does not compile until it is decided here.
+struct Telling {
+    /// After the node's name: "garage-pi is offline".
+    what: &'static str,
+    /// Trouble (as opposed to trouble ending, or news): Gotify's high priority.
+    trouble: bool,
+    /// ntfy's priority and tag.
+    ntfy: (&'static str, &'static str),
+    /// Alertmanager's `alertname` and `severity`; an alert and the one that ends it share them.
+    alertmanager: (&'static str, &'static str),
+    /// Whether this ends the Alertmanager alert (`endsAt` now) rather than starting it.
+    resolves: bool,
 }
 
-/// Whether the alert reports trouble (as opposed to trouble ending, or news).
-fn is_trouble(alert: &AlertRecord) -> bool {
-    matches!(alert.kind.as_str(), "offline" | "reminder" | "check_failed" | "pending")
+fn telling(kind: EventKind) -> Telling {
+    const OFFLINE: (&str, &str) = ("HearthNodeOffline", "critical");
+    const CHECK: (&str, &str) = ("HearthCheckFailing", "warning");
+    const NEWS: (&str, &str) = ("3", "information_source");
+    let t = |what, trouble, ntfy, alertmanager, resolves| Telling { what, trouble, ntfy, alertmanager, resolves };
+    match kind {
+        EventKind::Offline => t("is offline", true, ("5", "red_circle"), OFFLINE, false),
+        EventKind::Reminder => t("is still offline", true, ("5", "red_circle"), OFFLINE, false),
+        // A node never heard from is offline to Alertmanager, so that its first heartbeat resolves it.
+        EventKind::Pending => t("has never sent a heartbeat", true, ("4", "warning"), OFFLINE, false),
+        EventKind::Recovered => t("is back online", false, ("3", "green_circle"), OFFLINE, true),
+        EventKind::CheckFailed => t("has a failing check", true, ("4", "warning"), CHECK, false),
+        EventKind::CheckRecovered => t("has a check passing again", false, ("3", "green_circle"), CHECK, true),
+        EventKind::Reboot => t("rebooted", false, NEWS, ("HearthNodeRebooted", "info"), true),
+        EventKind::Test => t("sent a test notification", false, NEWS, ("HearthTest", "info"), true),
+        // Events that never alert (`EventKind::alerts`), told plainly should that change.
+        EventKind::Stopped => t("stopped cleanly", false, NEWS, ("HearthNodeStopped", "info"), true),
+        EventKind::ServicesFailed => {
+            t("reports services failing", true, ("4", "warning"), ("HearthServicesFailing", "warning"), false)
+        }
+        EventKind::ServicesRecovered => {
+            t("reports services ok again", false, ("3", "green_circle"), ("HearthServicesFailing", "warning"), true)
+        }
+        EventKind::ClockSkew => t("has a skewed clock", false, NEWS, ("HearthClockSkew", "info"), true),
+    }
+}
+
+/// One line a person reads: "garage-pi is offline: no heartbeat for 125 s".
+pub fn summary(alert: &AlertRecord) -> String {
+    format!("{} {}: {}", alert.name, telling(alert.kind).what, alert.detail)
 }
 
 pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
@@ -60,19 +86,15 @@ pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
 
 fn build_for(channel: &Channel, alert: &AlertRecord) -> Outgoing {
     let text = summary(alert);
-    let title = format!("Hearth: {} {}", alert.name, alert.kind.replace('_', " "));
+    let tell = telling(alert.kind);
+    let title = format!("Hearth: {} {}", alert.name, alert.kind.as_str().replace('_', " "));
     let json_headers = || vec![("Content-Type", "application/json".to_owned())];
     match channel.kind {
         Kind::Webhook => {
             Outgoing { url: channel.url.clone(), headers: json_headers(), body: json::to_string(&webhook_body(alert)) }
         }
         Kind::Ntfy => {
-            let (priority, tag) = match alert.kind.as_str() {
-                "offline" | "reminder" => ("5", "red_circle"),
-                "check_failed" | "pending" => ("4", "warning"),
-                "recovered" | "check_recovered" => ("3", "green_circle"),
-                _ => ("3", "information_source"),
-            };
+            let (priority, tag) = tell.ntfy;
             let mut headers = vec![("Title", title), ("Priority", priority.into()), ("Tags", tag.into())];
             if let Some(token) = &channel.token {
                 headers.push(("Authorization", format!("Bearer {token}")));
@@ -90,7 +112,7 @@ fn build_for(channel: &Channel, alert: &AlertRecord) -> Outgoing {
             body: json::to_string(&object([("text", string(&text))])),
         },
         Kind::Gotify => {
-            let priority = if is_trouble(alert) { 8 } else { 4 };
+            let priority = if tell.trouble { 8 } else { 4 };
             let body = object([("title", string(&title)), ("message", string(&text)), ("priority", number(priority))]);
             let mut headers = json_headers();
             headers.push(("X-Gotify-Key", channel.token.clone().unwrap_or_default()));
@@ -108,7 +130,7 @@ fn build_for(channel: &Channel, alert: &AlertRecord) -> Outgoing {
 pub fn webhook_body(alert: &AlertRecord) -> Value {
     object([
         ("id", number(alert.id)),
-        ("kind", string(&alert.kind)),
+        ("kind", string(alert.kind.as_str())),
         ("summary", string(&summary(alert))),
         ("node_id", string(&alert.node_id)),
         ("name", string(&alert.name)),
@@ -123,15 +145,9 @@ pub fn webhook_body(alert: &AlertRecord) -> Value {
 
 /// An alert in Alertmanager's v2 form. An ongoing problem is posted with an `endsAt` a week
 /// out (reminders re-post it); its end is posted with `endsAt` now and the same labels, which
-/// resolves it. A node never heard from (`pending`) is `HearthNodeOffline` too, so that its
-/// first heartbeat (`recovered`) resolves it.
+/// resolves it.
 fn alertmanager_alert(alert: &AlertRecord, text: &str) -> Value {
-    let (alertname, severity) = match alert.kind.as_str() {
-        "offline" | "recovered" | "reminder" | "pending" => ("HearthNodeOffline", "critical"),
-        "check_failed" | "check_recovered" => ("HearthCheckFailing", "warning"),
-        "reboot" => ("HearthNodeRebooted", "info"),
-        _ => ("HearthTest", "info"),
-    };
+    let Telling { alertmanager: (alertname, severity), resolves, .. } = telling(alert.kind);
     let mut labels = vec![
         ("alertname", string(alertname)),
         ("severity", string(severity)),
@@ -142,7 +158,6 @@ fn alertmanager_alert(alert: &AlertRecord, text: &str) -> Value {
     if let Some(check) = &alert.check {
         labels.push(("check", string(check)));
     }
-    let resolves = matches!(alert.kind.as_str(), "recovered" | "check_recovered" | "reboot" | "test");
     let starts = alert.down_since.unwrap_or(alert.at);
     let ends = if resolves { alert.at } else { alert.at + 7 * 86_400_000 };
     object([
@@ -190,10 +205,10 @@ fn number(n: u64) -> Value {
 mod tests {
     use super::*;
 
-    fn alert(kind: &str) -> AlertRecord {
+    fn alert(kind: EventKind) -> AlertRecord {
         AlertRecord {
             id: 7,
-            kind: kind.into(),
+            kind,
             node_id: "550e8400-e29b-41d4-a716-446655440000".into(),
             name: "garage-pi".into(),
             hostname: "pi".into(),
@@ -223,11 +238,12 @@ mod tests {
     #[test]
     fn a_check_recovery_resolves_its_alertmanager_alert() {
         let am = channel(Kind::Alertmanager, "http://am:9093", None);
-        let failing = AlertRecord { check: Some("cloudflared".into()), down_since: None, ..alert("check_failed") };
+        let failing =
+            AlertRecord { check: Some("cloudflared".into()), down_since: None, ..alert(EventKind::CheckFailed) };
         let gone = AlertRecord {
             at: failing.at + 60_000,
             detail: "cloudflared is no longer reported".into(),
-            ..AlertRecord { kind: "check_recovered".into(), ..failing.clone() }
+            ..AlertRecord { kind: EventKind::CheckRecovered, ..failing.clone() }
         };
         let labels = |body: &str| body.split(r#""labels":"#).nth(1).unwrap().split('}').next().unwrap().to_owned();
         let (fired, resolved) = (build(&am, &failing).body, build(&am, &gone).body);
@@ -245,7 +261,7 @@ mod tests {
         }
         let am =
             Channel { basic_auth: Some("hearth:p@ss".into()), ..channel(Kind::Alertmanager, "https://am.lan", None) };
-        let out = build(&am, &alert("offline"));
+        let out = build(&am, &alert(EventKind::Offline));
         assert!(out.headers.contains(&("Authorization", "Basic aGVhcnRoOnBAc3M=".into())), "{:?}", out.headers);
         assert_eq!(out.url, "https://am.lan/api/v2/alerts");
         for (url, expected) in [
@@ -260,7 +276,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_channel() {
-        let offline = alert("offline");
+        let offline = alert(EventKind::Offline);
         let out = build(&channel(Kind::Slack, "https://hooks.slack.com/x", None), &offline);
         assert_eq!(out.body, r#"{"text":"garage-pi is offline: no heartbeat for 125 s"}"#);
         let out = build(&channel(Kind::Discord, "https://discord.com/api/webhooks/1/x", None), &offline);
@@ -281,7 +297,7 @@ mod tests {
             out.body.contains(r#""alertname":"HearthNodeOffline""#)
                 && out.body.contains(r#""endsAt":"2023-11-21T22:13:20Z""#)
         );
-        let recovered = AlertRecord { at: 1_700_000_060_000, ..alert("recovered") };
+        let recovered = AlertRecord { at: 1_700_000_060_000, ..alert(EventKind::Recovered) };
         let resolved = build(&channel(Kind::Alertmanager, "http://am:9093", None), &recovered);
         assert!(resolved.body.contains(r#""endsAt":"2023-11-14T22:14:20Z""#), "{}", resolved.body);
         assert!(

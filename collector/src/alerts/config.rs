@@ -9,6 +9,7 @@
 //! reboot = true             # also reboots (optional)
 //! ```
 
+use crate::model::EventKind;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +54,8 @@ pub struct Channel {
 
 impl Channel {
     /// Whether this channel wants an alert of `kind` about a node tagged `tags`.
-    pub fn wants(&self, kind: &str, tags: &[String]) -> bool {
-        let kind_ok = kind != "reboot" || self.reboot;
+    pub fn wants(&self, kind: EventKind, tags: &[String]) -> bool {
+        let kind_ok = kind != EventKind::Reboot || self.reboot;
         kind_ok && (self.tags.is_empty() || self.tags.iter().any(|t| tags.contains(t)))
     }
 }
@@ -228,10 +229,10 @@ mod tests {
         assert_eq!(channels.list.len(), 2);
         let phone = channels.get("phone").unwrap();
         assert_eq!((phone.kind, phone.url.as_str(), phone.reboot), (Kind::Ntfy, "https://ntfy.sh/topic", true));
-        assert!(phone.wants("reboot", &["garage".into()]));
-        assert!(!phone.wants("offline", &["kitchen".into()]));
+        assert!(phone.wants(EventKind::Reboot, &["garage".into()]));
+        assert!(!phone.wants(EventKind::Offline, &["kitchen".into()]));
         let am = channels.get("am").unwrap();
-        assert!(am.wants("offline", &[]) && !am.wants("reboot", &[]));
+        assert!(am.wants(EventKind::Offline, &[]) && !am.wants(EventKind::Reboot, &[]));
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod config;
 pub mod worker;
 
 use crate::liveness::{self, Change, Policy, Watching};
-use crate::model::{AlertRecord, Delivery, EventRecord, NodeRecord};
+use crate::model::{AlertRecord, Delivery, DeliveryState, EventRecord, NodeRecord};
 use crate::store::{self, setting, Txn};
 use config::Channels;
 use heed::RwTxn;
@@ -58,17 +58,17 @@ pub fn record(
 ) -> Result<usize, store::Error> {
     let mut alerts = 0;
     for change in changes {
-        let kind = change.kind.as_str();
+        let kind = change.kind;
         let event = EventRecord {
             id: txn.next_id()?,
             node_id: node.node_id.clone(),
             at: now,
-            kind: kind.to_owned(),
+            kind,
             check: change.check.clone(),
             detail: change.detail.clone(),
         };
         txn.put_event(&event)?;
-        log::info!("node {} ({}): {kind}: {}", node.name, node.node_id, change.detail);
+        log::info!("node {} ({}): {}: {}", node.name, node.node_id, kind.as_str(), change.detail);
         if !change.kind.alerts() {
             continue;
         }
@@ -78,7 +78,7 @@ pub fn record(
             .filter(|c| c.wants(kind, &node.tags))
             .map(|c| Delivery {
                 channel: c.name.clone(),
-                state: "pending".into(),
+                state: DeliveryState::Pending,
                 attempts: 0,
                 next_attempt: now,
                 last_error: None,
@@ -90,7 +90,7 @@ pub fn record(
         }
         let alert = AlertRecord {
             id: txn.next_id()?,
-            kind: kind.to_owned(),
+            kind,
             node_id: node.node_id.clone(),
             name: node.name.clone(),
             hostname: node.hostname.clone(),
@@ -165,7 +165,7 @@ mod tests {
             .unwrap();
     }
 
-    fn alert_kinds(store: &Store) -> Vec<(String, i64, Option<i64>, String)> {
+    fn alert_kinds(store: &Store) -> Vec<(liveness::Kind, i64, Option<i64>, String)> {
         let mut alerts = store.read(|txn| txn.alerts(100)).unwrap();
         alerts.reverse();
         alerts.into_iter().map(|a| (a.kind, a.at, a.down_since, a.detail)).collect()
@@ -205,8 +205,8 @@ mod tests {
         store.write(|txn| sweep(txn, 40 * S, &policy, &channels)).unwrap();
         heartbeat(&store, 55 * S, &channels);
         let alerts = alert_kinds(&store);
-        assert_eq!(alerts[0].0, "offline");
-        assert_eq!(alerts[1].0, "recovered");
+        assert_eq!(alerts[0].0, liveness::Kind::Offline);
+        assert_eq!(alerts[1].0, liveness::Kind::Recovered);
         assert_eq!((alerts[1].1, alerts[1].2), (55 * S, Some(40 * S)), "{alerts:?}");
         let recovered = store.read(|txn| txn.alerts(1)).unwrap().remove(0);
         assert_eq!(
