@@ -230,6 +230,9 @@ pub enum DeliveryState {
     /// Given up on, after the last attempt.
     #[serde(rename = "failed")]
     Failed,
+    /// Never sent: too many newer alerts about the same node were waiting (`alerts::PENDING_PER_NODE`).
+    #[serde(rename = "dropped")]
+    Dropped,
 }
 
 /// Something that happened to a node, kept for `GET /api/events`.
@@ -481,6 +484,7 @@ mod tests {
             (DeliveryState::Pending, "pending"),
             (DeliveryState::Delivered, "delivered"),
             (DeliveryState::Failed, "failed"),
+            (DeliveryState::Dropped, "dropped"),
         ] {
             assert_eq!(miniserde::json::to_string(&state), format!("\"{text}\""));
         }

@@ -22,6 +22,10 @@ pub const EVENT_MAX_AGE_MS: i64 = 30 * 86_400_000;
 /// long it knows it was away after a restart.
 pub const ALIVE_EVERY_MS: i64 = 5_000;
 
+/// The most alerts about one node that wait in the outbox: past it, the oldest is dropped
+/// unsent, so that one node (a flapping check, with a channel down) cannot fill the outbox.
+pub const PENDING_PER_NODE: usize = 20;
+
 /// An absence longer than this is logged and told in the offline alerts that follow it.
 pub const AWAY_NOTED_MS: i64 = 3 * ALIVE_EVERY_MS;
 
@@ -88,6 +92,7 @@ pub fn record(
         if deliveries.is_empty() {
             continue;
         }
+        make_room(txn, node)?;
         let alert = AlertRecord {
             id: txn.next_id()?,
             kind,
@@ -105,6 +110,31 @@ pub fn record(
         alerts += 1;
     }
     Ok(alerts)
+}
+
+/// Drops the oldest alerts about `node` still waiting, so that a new one keeps it within
+/// [`PENDING_PER_NODE`]; each drop is counted and logged.
+fn make_room(txn: &mut Txn<RwTxn>, node: &NodeRecord) -> Result<(), store::Error> {
+    let waiting = txn.outbox_of(&node.node_id)?;
+    let excess = (waiting.len() + 1).saturating_sub(PENDING_PER_NODE);
+    for id in waiting.into_iter().take(excess) {
+        let Some(mut alert) = txn.alert(id)? else { continue };
+        for delivery in alert.deliveries.iter_mut().filter(|d| d.state == DeliveryState::Pending) {
+            delivery.state = DeliveryState::Dropped;
+            delivery.last_error =
+                Some(format!("dropped unsent: more than {PENDING_PER_NODE} alerts about this node were waiting"));
+        }
+        txn.put_alert(&alert)?;
+        let dropped = txn.setting::<u64>(setting::ALERTS_DROPPED)?.unwrap_or(0) + 1;
+        txn.put_setting(setting::ALERTS_DROPPED, &dropped)?;
+        log::warn!(
+            "node {} ({}): dropped its oldest waiting alert {id} ({}): more than {PENDING_PER_NODE} were waiting; {dropped} dropped so far",
+            node.name,
+            node.node_id,
+            alert.kind.as_str()
+        );
+    }
+    Ok(())
 }
 
 /// Looks at every node whose deadline has passed, and notes that the collector is alive.
@@ -194,6 +224,40 @@ mod tests {
         assert!(alerts[0].3.contains("no heartbeat for 650 s; the collector itself was down for 595 s"), "{alerts:?}");
         let kept = store.read(|txn| txn.setting::<Policy>(setting::POLICY)).unwrap();
         assert_eq!(kept, Some(policy), "the policy `nodes` reads");
+    }
+
+    /// A node with a channel down cannot fill the outbox: its oldest waiting alerts are
+    /// dropped, counted, and other nodes' alerts are untouched.
+    #[test]
+    fn one_node_keeps_at_most_its_share_of_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let channels = webhook();
+        let node = |id: &str| NodeRecord { node_id: id.into(), name: id.into(), ..Default::default() };
+        let flip = |i: usize| Change {
+            kind: if i % 2 == 0 { liveness::Kind::CheckFailed } else { liveness::Kind::CheckRecovered },
+            check: Some("disk".into()),
+            detail: format!("flip {i}"),
+            down_since: None,
+        };
+        let offline = Change { kind: liveness::Kind::Offline, check: None, detail: "quiet".into(), down_since: None };
+        store.write(|txn| record(txn, &node("calm"), std::slice::from_ref(&offline), 0, &channels)).unwrap();
+        for i in 0..100 {
+            store.write(|txn| record(txn, &node("noisy"), &[flip(i)], i as i64, &channels)).unwrap();
+        }
+        let (noisy, calm, dropped) = store
+            .read(|txn| {
+                Ok((txn.outbox_of("noisy")?, txn.outbox_of("calm")?, txn.setting::<u64>(setting::ALERTS_DROPPED)?))
+            })
+            .unwrap();
+        assert_eq!(noisy.len(), PENDING_PER_NODE);
+        assert_eq!(calm.len(), 1, "another node's alert was dropped");
+        assert_eq!(dropped, Some(100 - PENDING_PER_NODE as u64));
+        let newest = store.read(|txn| txn.alert(*noisy.last().unwrap())).unwrap().unwrap();
+        assert_eq!(newest.detail, "flip 99", "the newest alerts are the ones kept");
+        let oldest = store.read(|txn| txn.alerts(200)).unwrap().into_iter().find(|a| a.detail == "flip 0").unwrap();
+        assert_eq!(oldest.deliveries[0].state, DeliveryState::Dropped);
+        assert!(oldest.deliveries[0].last_error.as_deref().is_some_and(|e| e.contains("dropped unsent")));
     }
 
     #[test]
