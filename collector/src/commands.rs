@@ -414,6 +414,7 @@ fn alert_test(data_dir: &Path, path: Option<&Path>, only: Option<&str>) -> Resul
         hostname: "hearth-collector".into(),
         tags: Vec::new(),
         check: None,
+        checks: None,
         detail: "this is a test notification from `hearth-collector alert test`".into(),
         at: now_ms(),
         down_since: None,

@@ -3,7 +3,7 @@
 
 pub use crate::model::EventKind as Kind;
 use crate::model::NodeRecord;
-use hearth_wire::Heartbeat;
+use hearth_wire::{Check, Heartbeat};
 
 /// How long silence is tolerated, and how often a down node is reminded about.
 /// `serve` keeps the one it runs with in the store, so that `nodes` judges alike.
@@ -86,7 +86,7 @@ pub fn duration(ms: i64) -> String {
 }
 
 /// Something that happened to a node. `alert` says whether channels hear of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub kind: Kind,
     /// The check involved, for check events.
@@ -94,10 +94,107 @@ pub struct Change {
     pub detail: String,
     /// For a recovery: when the node was declared down.
     pub down_since: Option<i64>,
+    /// The checks involved, as they stand now: those that failed or passed again (one
+    /// change lists every check that did so in one heartbeat), or all of them (flapping).
+    pub checks: Vec<Check>,
 }
 
 fn change(kind: Kind, check: Option<&str>, detail: String) -> Change {
-    Change { kind, check: check.map(String::from), detail, down_since: None }
+    Change { kind, check: check.map(String::from), detail, down_since: None, checks: Vec::new() }
+}
+
+/// A node whose checks change in more than this many heartbeats within [`FLAP_WINDOW_MS`]
+/// is flapping: that is reported once, and its check changes are held back until they
+/// have been steady for [`FLAP_WINDOW_MS`].
+pub const FLAP_LIMIT: u64 = 5;
+pub const FLAP_WINDOW_MS: i64 = 10 * 60_000;
+
+/// What the checks of `new` changed since `old`: one change for every check that began
+/// failing, one for every check that passes again or is no longer reported.
+fn check_changes(old: Option<&Heartbeat>, new: &Heartbeat) -> Vec<Change> {
+    let old_checks = old.and_then(|o| o.checks.as_deref()).unwrap_or_default();
+    let (mut failed, mut back) = (Vec::new(), Vec::new());
+    for check in new.checks.iter().flatten() {
+        // A check never seen before counts as having been ok, so a failing one is reported.
+        let was_ok = old_checks.iter().find(|c| c.name == check.name).is_none_or(|c| c.ok);
+        if was_ok && !check.ok {
+            failed.push(check.clone());
+        } else if !was_ok && check.ok {
+            back.push(check.clone());
+        }
+    }
+    // A failing check the agent stopped reporting (removed from its list) is over too.
+    for gone in old_checks.iter().filter(|c| !c.ok) {
+        if !new.checks.iter().flatten().any(|c| c.name == gone.name) {
+            back.push(Check { name: gone.name.clone(), ok: true, detail: NO_LONGER_REPORTED.into() });
+        }
+    }
+    [grouped(Kind::CheckFailed, failed), grouped(Kind::CheckRecovered, back)].into_iter().flatten().collect()
+}
+
+const NO_LONGER_REPORTED: &str = "no longer reported";
+
+/// One change for several checks that changed the same way in one heartbeat.
+fn grouped(kind: Kind, checks: Vec<Check>) -> Option<Change> {
+    let (one, many) =
+        if kind == Kind::CheckFailed { ("is failing", "are failing") } else { ("is ok again", "are ok again") };
+    let detail = match checks.as_slice() {
+        [] => return None,
+        [check] if check.detail == NO_LONGER_REPORTED => format!("{} is {NO_LONGER_REPORTED}", check.name),
+        [check] => format!("{} {one}: {}", check.name, check.detail),
+        all => {
+            let list: Vec<String> = all.iter().map(|c| format!("{} ({})", c.name, c.detail)).collect();
+            format!("{} checks {many}: {}", all.len(), list.join(", "))
+        }
+    };
+    let check = (checks.len() == 1).then(|| checks[0].name.as_str());
+    Some(Change { checks: checks.clone(), ..change(kind, check, detail) })
+}
+
+/// Passes on a heartbeat's check changes, unless the node is flapping: past [`FLAP_LIMIT`]
+/// heartbeats with check changes in [`FLAP_WINDOW_MS`], one `flapping` change stands for
+/// them, and later ones are held back until the checks have been steady for
+/// [`FLAP_WINDOW_MS`], when one `flapping_stopped` change says where they stand.
+fn unless_flapping(node: &mut NodeRecord, changes: Vec<Change>, current: &[Check], now: i64) -> Vec<Change> {
+    let changed = !changes.is_empty();
+    let window = duration(FLAP_WINDOW_MS);
+    if let Some(since) = node.flapping_since {
+        if changed {
+            node.flip_window = Some(now); // the last change, while flapping
+            return Vec::new();
+        }
+        if node.flip_window.is_some_and(|last| now - last < FLAP_WINDOW_MS) {
+            return Vec::new();
+        }
+        (node.flapping_since, node.flip_window, node.flips) = (None, None, None);
+        let failing: Vec<&str> = current.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+        let standing = if failing.is_empty() {
+            "every check passes".to_owned()
+        } else {
+            format!("failing now: {}", failing.join(", "))
+        };
+        let detail = format!("checks steady for {window} after flapping for {}; {standing}", duration(now - since));
+        return vec![Change { checks: current.to_vec(), ..change(Kind::FlappingStopped, None, detail) }];
+    }
+    if !changed {
+        return changes;
+    }
+    if node.flip_window.is_none_or(|start| now - start >= FLAP_WINDOW_MS) {
+        (node.flip_window, node.flips) = (Some(now), Some(0));
+    }
+    let flips = node.flips.unwrap_or(0) + 1;
+    node.flips = Some(flips);
+    if flips <= FLAP_LIMIT {
+        return changes;
+    }
+    (node.flapping_since, node.flip_window) = (Some(now), Some(now));
+    let mut names: Vec<&str> = changes.iter().flat_map(|c| &c.checks).map(|c| c.name.as_str()).collect();
+    names.dedup();
+    let detail = format!(
+        "checks changed in {flips} heartbeats within {window} (lately {}); check alerts are held until they are steady for {window}",
+        names.join(", ")
+    );
+    vec![Change { checks: current.to_vec(), ..change(Kind::Flapping, None, detail) }]
 }
 
 /// Takes in a node just enrolled at `now`: with `--pending-alert-secs`, the sweep looks
@@ -141,36 +238,8 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
         let uptime = new.uptime_secs.map_or_else(String::new, |u| format!(" (up {u} s)"));
         changes.push(change(Kind::Reboot, None, format!("the node rebooted{uptime}")));
     }
-    for check in new.checks.iter().flatten() {
-        // A check never seen before counts as having been ok, so a failing one is reported.
-        let was_ok = old
-            .and_then(|o| o.checks.as_ref())
-            .and_then(|checks| checks.iter().find(|c| c.name == check.name))
-            .is_none_or(|c| c.ok);
-        if was_ok && !check.ok {
-            changes.push(change(
-                Kind::CheckFailed,
-                Some(&check.name),
-                format!("{} is failing: {}", check.name, check.detail),
-            ));
-        } else if !was_ok && check.ok {
-            changes.push(change(
-                Kind::CheckRecovered,
-                Some(&check.name),
-                format!("{} is ok again: {}", check.name, check.detail),
-            ));
-        }
-    }
-    // A failing check the agent stopped reporting (removed from its list) is over too.
-    for gone in old.and_then(|o| o.checks.as_ref()).into_iter().flatten().filter(|c| !c.ok) {
-        if !new.checks.iter().flatten().any(|c| c.name == gone.name) {
-            changes.push(change(
-                Kind::CheckRecovered,
-                Some(&gone.name),
-                format!("{} is no longer reported", gone.name),
-            ));
-        }
-    }
+    let check_changes = check_changes(old, new);
+    let current = new.checks.clone().unwrap_or_default();
     if !new.services_ok && old.is_none_or(|o| o.services_ok) {
         changes.push(change(Kind::ServicesFailed, None, "services_ok turned false".into()));
     } else if new.services_ok && old.is_some_and(|o| !o.services_ok) {
@@ -180,6 +249,7 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
     if skew.abs() > SKEW_LIMIT_SECS && old_skew <= SKEW_LIMIT_SECS {
         changes.push(change(Kind::ClockSkew, None, format!("the node's clock is {skew} s off the collector's")));
     }
+    changes.extend(unless_flapping(node, check_changes, &current, now));
     // An earlier deadline is left where it is: the sweep then finds the node not yet offline
     // and moves it once, instead of every heartbeat moving it in the index.
     let offline_at = policy.offline_at(node, now);
@@ -427,6 +497,65 @@ mod tests {
             let got: Vec<(Kind, &str)> = got.iter().map(|c| (c.kind, c.detail.as_str())).collect();
             assert_eq!(got, expected, "{list:?}");
         }
+    }
+
+    fn with_checks(failing: &[&str], passing: &[&str]) -> Heartbeat {
+        let check = |name: &&str, ok: bool| Check {
+            name: (*name).into(),
+            ok,
+            detail: if ok { "active" } else { "inactive" }.into(),
+        };
+        let checks = failing.iter().map(|n| check(n, false)).chain(passing.iter().map(|n| check(n, true))).collect();
+        Heartbeat { checks: Some(checks), ..beat(10) }
+    }
+
+    #[test]
+    fn checks_that_change_together_are_one_change_that_lists_them() {
+        let policy = Policy::default();
+        let mut node: NodeRecord = Default::default();
+        on_heartbeat(&mut node, with_checks(&[], &["a", "b", "c"]), 0, &policy);
+        let failed = on_heartbeat(&mut node, with_checks(&["a", "b"], &["c"]), 10 * S, &policy);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!((failed[0].kind, failed[0].check.as_deref()), (Kind::CheckFailed, None));
+        assert_eq!(failed[0].detail, "2 checks are failing: a (inactive), b (inactive)");
+        assert_eq!(failed[0].checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let back = on_heartbeat(&mut node, with_checks(&[], &["b", "c"]), 20 * S, &policy);
+        assert_eq!(back.len(), 1, "{back:?}");
+        assert_eq!(back[0].detail, "2 checks are ok again: b (active), a (no longer reported)");
+    }
+
+    #[test]
+    fn a_flapping_node_is_reported_once_then_held_until_steady() {
+        let policy = Policy::default();
+        let mut node: NodeRecord = Default::default();
+        let checks: Vec<String> = (0..64).map(|i| format!("c{i}")).collect();
+        let names: Vec<&str> = checks.iter().map(String::as_str).collect();
+        let mut log = Vec::new();
+        // Every heartbeat for 1,000 s flips all 64 checks; then they stay ok; at 2,010 s they fail once.
+        for i in 0..=210 {
+            let failing = (1..=100).contains(&i) && i % 2 == 1 || i == 201;
+            let hb = if failing { with_checks(&names, &[]) } else { with_checks(&[], &names) };
+            for change in on_heartbeat(&mut node, hb, i * 10 * S, &policy) {
+                log.push((i * 10, change.kind, change.detail));
+            }
+        }
+        let kinds: Vec<(i64, Kind)> = log.iter().map(|(t, k, _)| (*t, *k)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (10, Kind::CheckFailed),
+                (20, Kind::CheckRecovered),
+                (30, Kind::CheckFailed),
+                (40, Kind::CheckRecovered),
+                (50, Kind::CheckFailed),
+                (60, Kind::Flapping),
+                (1600, Kind::FlappingStopped),
+                (2010, Kind::CheckFailed),
+                (2020, Kind::CheckRecovered),
+            ]
+        );
+        assert!(log[5].2.contains("6 heartbeats within 10 min"), "{}", log[5].2);
+        assert!(log[6].2.contains("every check passes"), "{}", log[6].2);
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub struct NodeRecord {
     pub reminded_at: Option<i64>,
     /// When the sweep next looks at this node (its key in the deadline index).
     pub deadline: Option<i64>,
+    /// Heartbeats that changed checks since `flip_window`, for the flap limit.
+    pub flips: Option<u64>,
+    /// When the flap limit's window began; while flapping, the last check change.
+    pub flip_window: Option<i64>,
+    /// Since when the node's checks are flapping (their alerts held back).
+    pub flapping_since: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -178,6 +184,12 @@ pub enum EventKind {
     /// Enrolled, and not heard from within `--pending-alert-secs`.
     #[serde(rename = "pending")]
     Pending,
+    /// Checks changed too often (`liveness::FLAP_LIMIT`); check alerts are held back.
+    #[serde(rename = "flapping")]
+    Flapping,
+    /// Checks steady again after flapping.
+    #[serde(rename = "flapping_stopped")]
+    FlappingStopped,
     /// `hearth-collector alert test`; never stored.
     #[serde(rename = "test")]
     Test,
@@ -197,6 +209,8 @@ impl EventKind {
             EventKind::ClockSkew => "clock_skew",
             EventKind::Reminder => "reminder",
             EventKind::Pending => "pending",
+            EventKind::Flapping => "flapping",
+            EventKind::FlappingStopped => "flapping_stopped",
             EventKind::Test => "test",
         }
     }
@@ -211,6 +225,8 @@ impl EventKind {
             | EventKind::Reboot
             | EventKind::Reminder
             | EventKind::Pending
+            | EventKind::Flapping
+            | EventKind::FlappingStopped
             | EventKind::Test => true,
             EventKind::Stopped | EventKind::ServicesFailed | EventKind::ServicesRecovered | EventKind::ClockSkew => {
                 false
@@ -256,6 +272,8 @@ pub struct AlertRecord {
     pub hostname: String,
     pub tags: Vec<String>,
     pub check: Option<String>,
+    /// The checks the alert is about, as they stood (several failing at once, say).
+    pub checks: Option<Vec<Check>>,
     pub detail: String,
     pub at: i64,
     /// When the node was declared offline (for `recovered`, when it had been); what
@@ -468,6 +486,8 @@ mod tests {
             ClockSkew,
             Reminder,
             Pending,
+            Flapping,
+            FlappingStopped,
             Test,
         ];
         for kind in kinds {

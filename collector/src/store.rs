@@ -937,6 +937,7 @@ mod tests {
             hostname: "h".into(),
             tags: Vec::new(),
             check: None,
+            checks: None,
             detail: String::new(),
             at: 0,
             down_since: None,

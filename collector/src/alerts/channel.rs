@@ -3,6 +3,7 @@
 use super::config::{Channel, Kind};
 use crate::model::{AlertRecord, EventKind};
 use hearth_wire::format_rfc3339;
+use hearth_wire::Check;
 use miniserde::json::{self, Array, Number, Object, Value};
 
 /// An HTTP POST to make.
@@ -44,9 +45,13 @@ struct Telling {
     resolves: bool,
 }
 
+/// Alertmanager's `alertname` and `severity` for a failing check.
+const CHECK_ALERT: (&str, &str) = ("HearthCheckFailing", "warning");
+
 fn telling(kind: EventKind) -> Telling {
     const OFFLINE: (&str, &str) = ("HearthNodeOffline", "critical");
-    const CHECK: (&str, &str) = ("HearthCheckFailing", "warning");
+    const CHECK: (&str, &str) = CHECK_ALERT;
+    const FLAPPING: (&str, &str) = ("HearthChecksFlapping", "warning");
     const NEWS: (&str, &str) = ("3", "information_source");
     let t = |what, trouble, ntfy, alertmanager, resolves| Telling { what, trouble, ntfy, alertmanager, resolves };
     match kind {
@@ -58,6 +63,8 @@ fn telling(kind: EventKind) -> Telling {
         EventKind::CheckFailed => t("has a failing check", true, ("4", "warning"), CHECK, false),
         EventKind::CheckRecovered => t("has a check passing again", false, ("3", "green_circle"), CHECK, true),
         EventKind::Reboot => t("rebooted", false, NEWS, ("HearthNodeRebooted", "info"), true),
+        EventKind::Flapping => t("has flapping checks", true, ("4", "warning"), FLAPPING, false),
+        EventKind::FlappingStopped => t("has steady checks again", false, ("3", "green_circle"), FLAPPING, true),
         EventKind::Test => t("sent a test notification", false, NEWS, ("HearthTest", "info"), true),
         // Events that never alert (`EventKind::alerts`), told plainly should that change.
         EventKind::Stopped => t("stopped cleanly", false, NEWS, ("HearthNodeStopped", "info"), true),
@@ -121,7 +128,7 @@ fn build_for(channel: &Channel, alert: &AlertRecord) -> Outgoing {
         Kind::Alertmanager => Outgoing {
             url: format!("{}/api/v2/alerts", channel.url),
             headers: json_headers(),
-            body: json::to_string(&Value::Array(Array::from_iter([alertmanager_alert(alert, &text)]))),
+            body: json::to_string(&Value::Array(Array::from_iter(alertmanager_alerts(alert, &text)))),
         },
     }
 }
@@ -137,35 +144,58 @@ pub fn webhook_body(alert: &AlertRecord) -> Value {
         ("hostname", string(&alert.hostname)),
         ("tags", Value::Array(alert.tags.iter().map(|t| string(t)).collect())),
         ("check", alert.check.as_deref().map_or(Value::Null, string)),
+        (
+            "checks",
+            alert.checks.as_ref().map_or(Value::Null, |checks| {
+                let check = |c: &Check| {
+                    object([("name", string(&c.name)), ("ok", Value::Bool(c.ok)), ("detail", string(&c.detail))])
+                };
+                Value::Array(checks.iter().map(check).collect())
+            }),
+        ),
         ("detail", string(&alert.detail)),
         ("at", string(&format_rfc3339(alert.at))),
         ("down_since", alert.down_since.map_or(Value::Null, |t| string(&format_rfc3339(t)))),
     ])
 }
 
-/// An alert in Alertmanager's v2 form. An ongoing problem is posted with an `endsAt` a week
+/// An alert in Alertmanager's v2 form (see `alertmanager_alerts`). An ongoing problem is posted with an `endsAt` a week
 /// out (reminders re-post it); its end is posted with `endsAt` now and the same labels, which
 /// resolves it.
-fn alertmanager_alert(alert: &AlertRecord, text: &str) -> Value {
-    let Telling { alertmanager: (alertname, severity), resolves, .. } = telling(alert.kind);
-    let mut labels = vec![
-        ("alertname", string(alertname)),
-        ("severity", string(severity)),
-        ("node_id", string(&alert.node_id)),
-        ("node", string(&alert.name)),
-        ("hostname", string(&alert.hostname)),
-    ];
-    if let Some(check) = &alert.check {
-        labels.push(("check", string(check)));
+fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
+    let tell = telling(alert.kind);
+    let entry = |(alertname, severity): (&str, &str), check: Option<&str>, resolves: bool| {
+        let mut labels = vec![
+            ("alertname", string(alertname)),
+            ("severity", string(severity)),
+            ("node_id", string(&alert.node_id)),
+            ("node", string(&alert.name)),
+            ("hostname", string(&alert.hostname)),
+        ];
+        if let Some(check) = check {
+            labels.push(("check", string(check)));
+        }
+        let starts = alert.down_since.unwrap_or(alert.at);
+        let ends = if resolves { alert.at } else { alert.at + 7 * 86_400_000 };
+        object([
+            ("labels", object(labels)),
+            ("annotations", object([("summary", string(text)), ("description", string(&alert.detail))])),
+            ("startsAt", string(&format_rfc3339(starts))),
+            ("endsAt", string(&format_rfc3339(ends))),
+        ])
+    };
+    let checks = alert.checks.as_deref().unwrap_or_default();
+    match alert.kind {
+        // Several checks at once: one entry each, as if they had changed one at a time.
+        EventKind::CheckFailed | EventKind::CheckRecovered if !checks.is_empty() => {
+            checks.iter().map(|c| entry(tell.alertmanager, Some(&c.name), tell.resolves)).collect()
+        }
+        // Check alerts were held back while flapping: each check's entry says where it stands now.
+        EventKind::FlappingStopped => std::iter::once(entry(tell.alertmanager, None, true))
+            .chain(checks.iter().map(|c| entry(CHECK_ALERT, Some(&c.name), c.ok)))
+            .collect(),
+        _ => vec![entry(tell.alertmanager, alert.check.as_deref(), tell.resolves)],
     }
-    let starts = alert.down_since.unwrap_or(alert.at);
-    let ends = if resolves { alert.at } else { alert.at + 7 * 86_400_000 };
-    object([
-        ("labels", object(labels)),
-        ("annotations", object([("summary", string(text)), ("description", string(&alert.detail))])),
-        ("startsAt", string(&format_rfc3339(starts))),
-        ("endsAt", string(&format_rfc3339(ends))),
-    ])
 }
 
 /// Standard base64 with padding (RFC 4648), for `Authorization: Basic`.
@@ -214,6 +244,7 @@ mod tests {
             hostname: "pi".into(),
             tags: vec!["garage".into()],
             check: None,
+            checks: None,
             detail: "no heartbeat for 125 s".into(),
             at: 1_700_000_000_000,
             down_since: Some(1_700_000_000_000),
@@ -250,6 +281,38 @@ mod tests {
         assert_eq!(labels(&fired), labels(&resolved));
         assert!(labels(&fired).contains(r#""check":"cloudflared""#), "{fired}");
         assert!(resolved.contains(r#""endsAt":"2023-11-14T22:14:20Z""#), "{resolved}");
+    }
+
+    /// Several checks in one alert are one Alertmanager entry each, labelled as if they had
+    /// changed one at a time; after flapping, each check's entry says where it stands.
+    #[test]
+    fn alerts_about_several_checks_give_alertmanager_one_entry_per_check() {
+        let am = channel(Kind::Alertmanager, "http://am:9093", None);
+        let check = |name: &str, ok| Check { name: name.into(), ok, detail: "x".into() };
+        let failing =
+            AlertRecord { checks: Some(vec![check("a", false), check("b", false)]), ..alert(EventKind::CheckFailed) };
+        let body = build(&am, &failing).body;
+        let entries: Vec<Value> = match json::from_str::<Value>(&body).unwrap() {
+            Value::Array(entries) => entries.into_iter().collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(entries.len(), 2, "{body}");
+        assert!(body.contains(r#""check":"a""#) && body.contains(r#""check":"b""#), "{body}");
+        let webhook = build(&channel(Kind::Webhook, "https://example.com/hook", None), &failing).body;
+        assert!(webhook.contains(r#""checks":[{"detail":"x","name":"a","ok":false}"#), "{webhook}");
+
+        let steady = AlertRecord {
+            checks: Some(vec![check("a", true), check("b", false)]),
+            ..alert(EventKind::FlappingStopped)
+        };
+        let body = build(&am, &steady).body;
+        let ended = |label: &str| {
+            let entry = body.split(r#"{"annotations""#).find(|e| e.contains(label)).unwrap();
+            entry.contains(r#""endsAt":"2023-11-14T22:13:20Z""#)
+        };
+        assert!(ended(r#""alertname":"HearthChecksFlapping""#), "the flapping alert resolves: {body}");
+        assert!(ended(r#""check":"a""#), "a passing check resolves: {body}");
+        assert!(!ended(r#""check":"b""#), "a failing check fires: {body}");
     }
 
     #[test]

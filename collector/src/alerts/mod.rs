@@ -101,6 +101,7 @@ pub fn record(
             hostname: node.hostname.clone(),
             tags: node.tags.clone(),
             check: change.check.clone(),
+            checks: (!change.checks.is_empty()).then(|| change.checks.clone()),
             detail: change.detail.clone(),
             at: now,
             down_since: change.down_since.or(node.down_since),
@@ -239,8 +240,15 @@ mod tests {
             check: Some("disk".into()),
             detail: format!("flip {i}"),
             down_since: None,
+            checks: Vec::new(),
         };
-        let offline = Change { kind: liveness::Kind::Offline, check: None, detail: "quiet".into(), down_since: None };
+        let offline = Change {
+            kind: liveness::Kind::Offline,
+            check: None,
+            detail: "quiet".into(),
+            down_since: None,
+            checks: Vec::new(),
+        };
         store.write(|txn| record(txn, &node("calm"), std::slice::from_ref(&offline), 0, &channels)).unwrap();
         for i in 0..100 {
             store.write(|txn| record(txn, &node("noisy"), &[flip(i)], i as i64, &channels)).unwrap();

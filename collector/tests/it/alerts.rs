@@ -431,3 +431,40 @@ fn alert_test_uses_the_file_serve_uses_and_basic_auth_from_the_url() {
         assert!(!out.status.success() && stderr.contains("--alerts"), "{stderr}");
     }
 }
+
+/// A heartbeat from `node` whose 64 checks all pass or all fail.
+fn beat_with_checks(node: &str, ok: bool) -> String {
+    let checks: Vec<String> = (0..64)
+        .map(|i| format!(r#"{{"name":"check-{i}","ok":{ok},"detail":"{}"}}"#, if ok { "active" } else { "inactive" }))
+        .collect();
+    let base = beat(node, "b1", "running");
+    format!(r#"{},"checks":[{}]}}"#, &base[..base.len() - 1], checks.join(","))
+}
+
+/// A node flipping 64 checks every heartbeat, with its channel down, used to add 64 alerts
+/// per heartbeat to the outbox. Now checks failing together are one alert, and past the
+/// flap limit the node is reported as flapping once.
+#[test]
+fn a_node_flapping_64_checks_cannot_flood_the_outbox() {
+    let temp = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let conf = temp.path().join("down.conf");
+    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = http://{closed}/hook\n")).unwrap();
+    let clock = TestClock::new(temp.path());
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let node = new_node_id();
+    for i in 0..40 {
+        let r = collector.post("/api/agent/heartbeat", &[], &beat_with_checks(&node, i % 2 == 0));
+        assert_eq!(r.status, 200, "{}", r.body);
+        clock.advance_secs(10);
+    }
+    let alerts = collector.get("/api/alerts?limit=1000", &collector.api_key()).body;
+    let kinds: Vec<&str> = alerts.split(r#""kind":""#).skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+    assert_eq!(
+        kinds.iter().rev().copied().collect::<Vec<_>>(),
+        ["check_failed", "check_recovered", "check_failed", "check_recovered", "check_failed", "flapping"],
+        "{alerts}"
+    );
+    assert!(alerts.contains("64 checks are failing: check-0 (inactive), check-1 (inactive)"), "{alerts}");
+}
