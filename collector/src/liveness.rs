@@ -134,6 +134,19 @@ fn check_changes(old: Option<&Heartbeat>, new: &Heartbeat) -> Vec<Change> {
 
 const NO_LONGER_REPORTED: &str = "no longer reported";
 
+/// Items in a sentence, the first [`LISTED`] of them: a chat message has a length limit
+/// (Discord's is 2,000 characters); the alert's `checks` keeps them all.
+fn listed(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    let shown = items[..items.len().min(LISTED)].join(", ");
+    match items.len().saturating_sub(LISTED) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+const LISTED: usize = 10;
+
 /// One change for several checks that changed the same way in one heartbeat.
 fn grouped(kind: Kind, checks: Vec<Check>) -> Option<Change> {
     let (one, many) =
@@ -143,8 +156,8 @@ fn grouped(kind: Kind, checks: Vec<Check>) -> Option<Change> {
         [check] if check.detail == NO_LONGER_REPORTED => format!("{} is {NO_LONGER_REPORTED}", check.name),
         [check] => format!("{} {one}: {}", check.name, check.detail),
         all => {
-            let list: Vec<String> = all.iter().map(|c| format!("{} ({})", c.name, c.detail)).collect();
-            format!("{} checks {many}: {}", all.len(), list.join(", "))
+            let list = listed(all.iter().map(|c| format!("{} ({})", c.name, c.detail)));
+            format!("{} checks {many}: {list}", all.len())
         }
     };
     let check = (checks.len() == 1).then(|| checks[0].name.as_str());
@@ -171,7 +184,7 @@ fn unless_flapping(node: &mut NodeRecord, changes: Vec<Change>, current: &[Check
         let standing = if failing.is_empty() {
             "every check passes".to_owned()
         } else {
-            format!("failing now: {}", failing.join(", "))
+            format!("failing now: {}", listed(failing.iter().map(|name| name.to_string())))
         };
         let detail = format!("checks steady for {window} after flapping for {}; {standing}", duration(now - since));
         return vec![Change { checks: current.to_vec(), ..change(Kind::FlappingStopped, None, detail) }];
@@ -188,11 +201,9 @@ fn unless_flapping(node: &mut NodeRecord, changes: Vec<Change>, current: &[Check
         return changes;
     }
     (node.flapping_since, node.flip_window) = (Some(now), Some(now));
-    let mut names: Vec<&str> = changes.iter().flat_map(|c| &c.checks).map(|c| c.name.as_str()).collect();
-    names.dedup();
+    let names = listed(changes.iter().flat_map(|c| &c.checks).map(|c| c.name.clone()));
     let detail = format!(
-        "checks changed in {flips} heartbeats within {window} (lately {}); check alerts are held until they are steady for {window}",
-        names.join(", ")
+        "checks changed in {flips} heartbeats within {window} (lately {names}); check alerts are held until they are steady for {window}"
     );
     vec![Change { checks: current.to_vec(), ..change(Kind::Flapping, None, detail) }]
 }
@@ -554,7 +565,8 @@ mod tests {
                 (2020, Kind::CheckRecovered),
             ]
         );
-        assert!(log[5].2.contains("6 heartbeats within 10 min"), "{}", log[5].2);
+        assert!(log[5].2.contains("6 heartbeats within 10 min (lately c0, c1,"), "{}", log[5].2);
+        assert!(log[5].2.contains("c9 and 54 more)"), "a long list is cut short: {}", log[5].2);
         assert!(log[6].2.contains("every check passes"), "{}", log[6].2);
     }
 
