@@ -36,7 +36,9 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// One destination. Its `Debug` shows the url's scheme and host only, and hides the token
+/// and password: a webhook url's path is its key.
+#[derive(Clone, PartialEq)]
 pub struct Channel {
     pub name: String,
     pub kind: Kind,
@@ -50,6 +52,21 @@ pub struct Channel {
     pub tags: Vec<String>,
     /// Whether reboots are sent too.
     pub reboot: bool,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "…");
+        f.debug_struct("Channel")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &super::channel::origin(&self.url))
+            .field("token", &hidden(&self.token))
+            .field("basic_auth", &hidden(&self.basic_auth))
+            .field("tags", &self.tags)
+            .field("reboot", &self.reboot)
+            .finish()
+    }
 }
 
 impl Channel {
@@ -247,6 +264,14 @@ mod tests {
             ("https://hooks.slack.com/a@b", None),
             "an @ in the path is not a user"
         );
+    }
+
+    #[test]
+    fn a_channel_printed_for_debugging_keeps_its_secrets() {
+        let text = "[channel d]\ntype = ntfy\nurl = https://me:pw-s3cret@ntfy.lan/topic-s3cret\n\
+                    [channel g]\ntype = gotify\nurl = https://g.lan\ntoken = tok-s3cret\n";
+        let shown = format!("{:?}", parse(text).unwrap());
+        assert!(!shown.contains("s3cret") && shown.contains("https://ntfy.lan"), "{shown}");
     }
 
     #[test]

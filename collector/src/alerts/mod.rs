@@ -38,7 +38,10 @@ pub fn on_start(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy) -> Result<Optio
     let alive_at: Option<i64> = txn.setting(setting::ALIVE_AT)?;
     let away = alive_at.map(|at| now - at).filter(|away| *away > AWAY_NOTED_MS);
     if let Some(away) = away {
-        log::warn!(
+        // An idle exit (socket activation) is an absence nobody needs warning of.
+        let level = if txn.busy()? { log::Level::Warn } else { log::Level::Info };
+        log::log!(
+            level,
             "the collector was not running for about {} (last alive at {}): every node gets a fresh grace from now",
             liveness::duration(away),
             hearth_wire::format_rfc3339(now - away)
