@@ -11,13 +11,14 @@ hearth-collector: knows which of your nodes are alive, and since when
 Usage:
   hearth-collector serve [--listen ADDR] [--data-dir DIR] [--allow-anonymous [--anonymous-per-minute N]]
                          [--alerts FILE] [--grace-secs N] [--min-down-secs N] [--remind-hours N]
+                         [--pending-alert-secs N]
                          [--max-db-mb N] [--max-batch N] [--io-timeout SECS] [--idle-exit SECS]
                          [--trust-proxy cloudflare] [--agent-dir DIR] [--public-url URL]
   hearth-collector user add NAME --role viewer|operator|admin
   hearth-collector user passwd NAME | user remove NAME | user list
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
   hearth-collector apikey create --user NAME [--name N]
-  hearth-collector nodes [--json]
+  hearth-collector nodes [--json] [--grace-secs N] [--min-down-secs N]
   hearth-collector node set NODE_ID --grace-secs N
   hearth-collector alert test [--channel NAME] [--alerts FILE]
 
@@ -29,9 +30,12 @@ Commands:
   user list      print the users and their roles
   token create   mint a one-time enrolment token and print it, alone, on stdout
   apikey create  mint an API key that acts as the user, and print it, alone, on stdout
-  nodes          print the node table (--json: as the API returns it)
+  nodes          print the node table (--json: as the API returns it), judged with the
+                 grace settings the last `serve` on this data directory used (flags override)
   node set       give one node its own grace (0 returns it to the default)
-  alert test     send a test notification to each channel (or one) and print its answer
+  alert test     send a test notification to each channel (or one) and print its answer;
+                 the channels file is --alerts, else HEARTH_ALERTS, else the one the last
+                 `serve` on --data-dir read, else /etc/hearth/alerts.conf
 
 Options:
   --listen ADDR      address to listen on [env HEARTH_LISTEN; default 127.0.0.1:8088], or
@@ -48,9 +52,14 @@ Options:
                      a minute [default 10]
   --alerts FILE      the alert channels file [env HEARTH_ALERTS; default
                      /etc/hearth/alerts.conf, if it exists]; see README
-  --grace-secs N     silence allowed before a node is late→offline [default 3 × its interval]
+  --grace-secs N     silence allowed before a node is late→offline [default 3 × its interval];
+                     never less than 2 × a node's interval: a shorter one is raised to
+                     that for the node (a warning at start says so), or it would flap
   --min-down-secs N  how long past grace before the offline alert [default one interval]
   --remind-hours N   remind every N hours while a node stays down [default 6; 0 = never]
+  --pending-alert-secs N
+                     alert once about a node enrolled N seconds ago that has never sent
+                     a heartbeat [default: never]
   --max-db-mb N      the store never grows past N MiB; past it, writes get 507
   --max-batch N      the most requests one commit carries [default 256; 1 = no group commit]
   --io-timeout SECS  how long a client may take to send its request or read the answer
@@ -77,15 +86,51 @@ Exit status: 0 success, 1 failure (the message says what failed), 2 bad usage.
 #[derive(Debug)]
 pub enum Command {
     Serve(Serve),
-    TokenCreate { data_dir: PathBuf, ttl: Duration, name: Option<String>, tags: Vec<String>, node: Option<String> },
-    ApiKeyCreate { data_dir: PathBuf, name: Option<String>, user: String },
-    UserAdd { data_dir: PathBuf, name: String, role: Role },
-    UserPasswd { data_dir: PathBuf, name: String },
-    UserRemove { data_dir: PathBuf, name: String },
-    UserList { data_dir: PathBuf },
-    Nodes { data_dir: PathBuf, json: bool },
-    AlertTest { alerts: Option<PathBuf>, channel: Option<String> },
-    NodeSet { data_dir: PathBuf, node_id: String, grace_secs: Option<u64> },
+    TokenCreate {
+        data_dir: PathBuf,
+        ttl: Duration,
+        name: Option<String>,
+        tags: Vec<String>,
+        node: Option<String>,
+    },
+    ApiKeyCreate {
+        data_dir: PathBuf,
+        name: Option<String>,
+        user: String,
+    },
+    UserAdd {
+        data_dir: PathBuf,
+        name: String,
+        role: Role,
+    },
+    UserPasswd {
+        data_dir: PathBuf,
+        name: String,
+    },
+    UserRemove {
+        data_dir: PathBuf,
+        name: String,
+    },
+    UserList {
+        data_dir: PathBuf,
+    },
+    /// The grace flags override what the last `serve` used.
+    Nodes {
+        data_dir: PathBuf,
+        json: bool,
+        grace_secs: Option<u64>,
+        min_down_secs: Option<u64>,
+    },
+    AlertTest {
+        data_dir: PathBuf,
+        alerts: Option<PathBuf>,
+        channel: Option<String>,
+    },
+    NodeSet {
+        data_dir: PathBuf,
+        node_id: String,
+        grace_secs: Option<u64>,
+    },
     Help,
     Version,
 }
@@ -106,6 +151,7 @@ pub struct Serve {
     pub min_down_secs: Option<u64>,
     /// `None` turns reminders off.
     pub remind_hours: Option<u64>,
+    pub pending_alert_secs: Option<u64>,
     pub idle_exit: Option<Duration>,
     pub trust_cloudflare: bool,
     pub agent_dir: Option<PathBuf>,
@@ -133,7 +179,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let (mut ttl, mut name, mut tags, mut node) = (Duration::from_secs(3600), None, Vec::new(), None);
     let mut alerts: Option<PathBuf> = std::env::var_os("HEARTH_ALERTS").map(Into::into);
     let (mut grace_secs, mut min_down_secs, mut remind_hours, mut channel) = (None, None, Some(6), None);
-    let (mut idle_exit, mut trust_cloudflare) = (None, false);
+    let (mut idle_exit, mut trust_cloudflare, mut pending_alert_secs) = (None, false, None);
     let mut agent_dir: Option<PathBuf> = std::env::var_os("HEARTH_AGENT_DIR").map(Into::into);
     let mut public_url = std::env::var("HEARTH_PUBLIC_URL").ok();
     let (mut role, mut user) = (None, None);
@@ -174,6 +220,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("channel") => channel = Some(parser.value()?.string()?),
             Long("grace-secs") => grace_secs = Some(whole(&mut parser, "--grace-secs")?),
             Long("min-down-secs") => min_down_secs = Some(whole(&mut parser, "--min-down-secs")?),
+            Long("pending-alert-secs") => {
+                pending_alert_secs = Some(number(&mut parser, "--pending-alert-secs")? as u64)
+            }
             Long("remind-hours") => remind_hours = Some(whole(&mut parser, "--remind-hours")?).filter(|h| *h > 0),
             Value(word) => words.push(word.string()?),
             _ => return Err(arg.unexpected().into()),
@@ -194,6 +243,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             alerts,
             min_down_secs,
             remind_hours,
+            pending_alert_secs,
             idle_exit,
             trust_cloudflare,
             agent_dir,
@@ -217,8 +267,8 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         ["user", "passwd", name] => Command::UserPasswd { data_dir, name: user_name(name)? },
         ["user", "remove", name] => Command::UserRemove { data_dir, name: user_name(name)? },
         ["user", "list"] => Command::UserList { data_dir },
-        ["nodes"] => Command::Nodes { data_dir, json },
-        ["alert", "test"] => Command::AlertTest { alerts, channel },
+        ["nodes"] => Command::Nodes { data_dir, json, grace_secs: grace_secs.filter(|g| *g > 0), min_down_secs },
+        ["alert", "test"] => Command::AlertTest { data_dir, alerts, channel },
         ["node", "set", id] => {
             let grace_secs = grace_secs.ok_or_else(|| UsageError("node set needs --grace-secs N".into()))?;
             Command::NodeSet {

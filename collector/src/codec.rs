@@ -52,6 +52,9 @@ pub fn encode_node(node: &NodeRecord) -> Vec<u8> {
     w.opt_int(16, node.down_since);
     w.opt_int(17, node.reminded_at);
     w.opt_int(18, node.deadline);
+    w.opt_uint(19, node.flips);
+    w.opt_int(20, node.flip_window);
+    w.opt_int(21, node.flapping_since);
     w.0
 }
 
@@ -158,6 +161,9 @@ fn node_with(bytes: &[u8], part: Part) -> Option<NodeRecord> {
             (16, Value::Varint(v)) => node.down_since = Some(unzigzag(v)),
             (17, Value::Varint(v)) => node.reminded_at = Some(unzigzag(v)),
             (18, Value::Varint(v)) => node.deadline = Some(unzigzag(v)),
+            (19, Value::Varint(v)) => node.flips = Some(v),
+            (20, Value::Varint(v)) => node.flip_window = Some(unzigzag(v)),
+            (21, Value::Varint(v)) => node.flapping_since = Some(unzigzag(v)),
             _ => {} // a field this version does not know, or the tags count
         }
     }
@@ -443,6 +449,9 @@ mod tests {
             down_since: None,
             reminded_at: Some(0),
             deadline: Some(1_795_000_091_000),
+            flips: Some(6),
+            flip_window: Some(1_795_000_000_500),
+            flapping_since: Some(1_795_000_000_900),
         }
     }
 

@@ -1,5 +1,6 @@
 //! What each command does: `serve`, and the administration commands that share its data directory.
 
+use crate::alerts;
 use crate::alerts::config::{self as alert_config, Channels};
 use crate::alerts::{channel, worker};
 use crate::cli::{Command, Serve, HELP};
@@ -7,13 +8,13 @@ use crate::clock::Clock;
 use crate::http::{self, ServeConfig};
 use crate::listen::Listener;
 use crate::liveness::Policy;
-use crate::model::{AlertRecord, ApiKeyRecord, AuditRecord, EnrollTokenRecord, NodeRecord, UserRecord};
+use crate::model::{AlertRecord, ApiKeyRecord, AuditRecord, EnrollTokenRecord, EventKind, NodeRecord, UserRecord};
 use crate::secret::{self, API_KEY_PREFIX, ENROLL_PREFIX};
-use crate::store::{Store, StoreConfig, DEFAULT_MAX_MAP};
+use crate::store::{setting, Store, StoreConfig, DEFAULT_MAX_MAP};
 use hearth_wire::format_rfc3339;
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn now_ms() -> i64 {
@@ -64,7 +65,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             );
         }
         Command::ApiKeyCreate { data_dir, name, user } => {
-            let store = open_store(&data_dir, None)?;
+            let store = open_existing_store(&data_dir)?;
             let key = secret::new_secret(API_KEY_PREFIX).map_err(|e| format!("cannot get random bytes: {e}"))?;
             let id = secret::new_id().map_err(|e| format!("cannot get random bytes: {e}"))?;
             let record = ApiKeyRecord { id, name, user: Some(user.clone()), created_at: now_ms() };
@@ -109,7 +110,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             println!("user {name} added as {}", role.as_str());
         }
         Command::UserPasswd { data_dir, name } => {
-            let store = open_store(&data_dir, None)?;
+            let store = open_existing_store(&data_dir)?;
             if store.read(|txn| txn.user(&name)).map_err(|e| e.to_string())?.is_none() {
                 return Err(no_user(&name));
             }
@@ -128,7 +129,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             println!("password of {name} changed; {ended} session(s) ended");
         }
         Command::UserRemove { data_dir, name } => {
-            let store = open_store(&data_dir, None)?;
+            let store = open_existing_store(&data_dir)?;
             let removed = store
                 .write(|txn| {
                     if txn.user(&name)?.is_none() {
@@ -145,7 +146,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             println!("user {name} removed, with their sessions and API keys");
         }
         Command::UserList { data_dir } => {
-            let store = open_store(&data_dir, None)?;
+            let store = open_existing_store(&data_dir)?;
             let users = store.read(|txn| txn.users()).map_err(|e| e.to_string())?;
             if users.is_empty() {
                 eprintln!("no users yet; add one with `hearth-collector user add NAME --role admin`");
@@ -154,9 +155,11 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 println!("{:<24} {:<9} added {}", user.name, user.role().as_str(), format_rfc3339(user.created_at));
             }
         }
-        Command::AlertTest { alerts, channel } => return alert_test(alerts.as_deref(), channel.as_deref()),
+        Command::AlertTest { data_dir, alerts, channel } => {
+            return alert_test(&data_dir, alerts.as_deref(), channel.as_deref())
+        }
         Command::NodeSet { data_dir, node_id, grace_secs } => {
-            let store = open_store(&data_dir, None)?;
+            let store = open_existing_store(&data_dir)?;
             let found = store
                 .write(|txn| {
                     let Some(mut node) = txn.node(&node_id)? else { return Ok(false) };
@@ -178,17 +181,22 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 None => println!("node {node_id} uses the default grace again"),
             }
         }
-        Command::Nodes { data_dir, json } => {
-            let store = open_store(&data_dir, None)?;
-            let nodes = store.read(|txn| txn.nodes()).map_err(|e| e.to_string())?;
+        Command::Nodes { data_dir, json, grace_secs, min_down_secs } => {
+            let store = open_existing_store(&data_dir)?;
+            let (nodes, served_with) = store
+                .read(|txn| Ok((txn.nodes()?, txn.setting::<Policy>(setting::POLICY)?)))
+                .map_err(|e| e.to_string())?;
+            // Judged as `serve` judges them: with the settings it last ran with.
+            let mut policy = served_with.unwrap_or_default();
+            policy.grace_secs = grace_secs.or(policy.grace_secs);
+            policy.min_down_secs = min_down_secs.or(policy.min_down_secs);
             let mut out = std::io::stdout().lock();
-            let policy = Policy::default();
+            let now = Clock::from_env().now_ms(); // the clock `serve` reads
             let printed = if json {
-                let now = now_ms();
                 let views: Vec<_> = nodes.iter().map(|n| n.view(now, policy.grace_ms(n))).collect();
                 writeln!(out, "{}", miniserde::json::to_string(&views))
             } else {
-                out.write_all(node_table(&nodes, now_ms()).as_bytes())
+                out.write_all(node_table(&nodes, now, &policy).as_bytes())
             };
             // A closed pipe (`| head`) is not a failure.
             if let Err(e) = printed {
@@ -218,8 +226,29 @@ fn raise_file_limit() {
 
 fn run_serve(serve: &Serve) -> Result<(), Failure> {
     raise_file_limit();
-    let channels = Arc::new(load_channels(serve.alerts.as_deref())?);
+    let (channels, channels_file) = load_channels(serve.alerts.as_deref())?;
+    let channels = Arc::new(channels);
     let store = Arc::new(open_store(&serve.data_dir, serve.max_db_mb)?);
+    let clock = Clock::from_env();
+    let policy = Policy {
+        grace_secs: serve.grace_secs,
+        min_down_secs: serve.min_down_secs,
+        remind_every_secs: serve.remind_hours.map(|h| h * 3600),
+        pending_alert_secs: serve.pending_alert_secs,
+    };
+    if let Some(warning) = policy.short_grace_warning(crate::model::DEFAULT_INTERVAL_SECS) {
+        log::warn!("{warning}");
+    }
+    // Before the first sweep: no node is blamed for the time this collector was not running.
+    store
+        .write(|txn| {
+            alerts::on_start(txn, clock.now_ms(), &policy)?;
+            match &channels_file {
+                Some(path) => txn.put_setting(setting::CHANNELS_FILE, &path.to_string_lossy().into_owned()),
+                None => txn.put_setting(setting::CHANNELS_FILE, &String::new()),
+            }
+        })
+        .map_err(|e| format!("cannot write to the store in {}: {e}", serve.data_dir.display()))?;
     let listener = match Listener::from_systemd()? {
         Some(listener) => listener,
         None => Listener::bind(&serve.listen)?,
@@ -231,7 +260,6 @@ fn run_serve(serve: &Serve) -> Result<(), Failure> {
         store.path().display(),
         if serve.allow_anonymous { "accepting " } else { "refusing " }
     );
-    let clock = Clock::from_env();
     let (wake, woken) = std::sync::mpsc::sync_channel(1);
     let alert_stats = Arc::new(worker::Stats::default());
     let worker = worker::Worker {
@@ -249,11 +277,7 @@ fn run_serve(serve: &Serve) -> Result<(), Failure> {
         anonymous_per_minute: serve.anonymous_per_minute,
         max_batch: serve.max_batch,
         io_timeout: serve.io_timeout,
-        policy: Policy {
-            grace_secs: serve.grace_secs,
-            min_down_secs: serve.min_down_secs,
-            remind_every_secs: serve.remind_hours.map(|h| h * 3600),
-        },
+        policy,
         channels,
         clock,
         alert_stats,
@@ -331,7 +355,8 @@ fn prompt_hidden(prompt: &str) -> Result<String, Failure> {
 }
 
 /// Reads the channels file; without one named, /etc/hearth/alerts.conf if it exists.
-fn load_channels(path: Option<&Path>) -> Result<Channels, Failure> {
+/// Also returns the file read, as an absolute path.
+fn load_channels(path: Option<&Path>) -> Result<(Channels, Option<PathBuf>), Failure> {
     let (path, explicit) = match path {
         Some(path) => (path, true),
         None => (Path::new(DEFAULT_ALERTS), false),
@@ -340,35 +365,57 @@ fn load_channels(path: Option<&Path>) -> Result<Channels, Failure> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
             log::info!("no alert channels ({} does not exist): events are recorded, nobody is told", path.display());
-            return Ok(Channels::default());
+            return Ok((Channels::default(), None));
         }
-        Err(e) => return Err(format!("cannot read the alert channels file {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the alert channels file {}: {e} (name another with --alerts FILE or HEARTH_ALERTS)",
+                path.display()
+            ))
+        }
     };
     let channels = alert_config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     log::info!("{} alert channel(s) from {}", channels.list.len(), path.display());
-    Ok(channels)
+    Ok((channels, Some(std::path::absolute(path).unwrap_or_else(|_| path.to_owned()))))
 }
 
 const DEFAULT_ALERTS: &str = "/etc/hearth/alerts.conf";
 
-/// Sends a test notification to each channel and prints what it answered.
-fn alert_test(path: Option<&Path>, only: Option<&str>) -> Result<(), Failure> {
-    let channels = load_channels(path)?;
+/// Sends a test notification to each channel and prints what it answered. The channels
+/// file is the one named (`--alerts`, `HEARTH_ALERTS`), else the one the last `serve` on
+/// `data_dir` read, else the default.
+fn alert_test(data_dir: &Path, path: Option<&Path>, only: Option<&str>) -> Result<(), Failure> {
+    let served: Option<PathBuf> = match path {
+        Some(_) => None,
+        None if Store::exists(data_dir) => open_existing_store(data_dir)?
+            .read(|txn| txn.setting::<String>(setting::CHANNELS_FILE))
+            .map_err(|e| e.to_string())?
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+        None => None,
+    };
+    let (channels, read) = load_channels(path.or(served.as_deref()))?;
     let chosen: Vec<_> = channels.list.iter().filter(|c| only.is_none_or(|name| c.name == name)).collect();
+    let file = read.map_or_else(|| format!("{DEFAULT_ALERTS} does not exist"), |p| p.display().to_string());
     if chosen.is_empty() {
         return Err(match only {
-            Some(name) => format!("no channel is named `{name}`"),
-            None => "no channels are configured; see the README's \"Alerts\" section".into(),
+            Some(name) => format!("no channel is named `{name}` in {file}"),
+            None => format!(
+                "no channels are configured ({file}); name the channels file with --alerts FILE or \
+                 HEARTH_ALERTS, and see the README's \"Alerts\" section"
+            ),
         });
     }
+    eprintln!("channels from {file}");
     let alert = AlertRecord {
         id: 0,
-        kind: "test".into(),
+        kind: EventKind::Test,
         node_id: "00000000-0000-4000-8000-000000000000".into(),
         name: "hearth-collector".into(),
         hostname: "hearth-collector".into(),
         tags: Vec::new(),
         check: None,
+        checks: None,
         detail: "this is a test notification from `hearth-collector alert test`".into(),
         at: now_ms(),
         down_since: None,
@@ -390,6 +437,18 @@ fn alert_test(path: Option<&Path>, only: Option<&str>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Opens the store of a command that needs one already there: never creates one.
+fn open_existing_store(dir: &Path) -> Result<Store, Failure> {
+    if !Store::exists(dir) {
+        return Err(format!(
+            "no store in {}: is that the collector's data directory? Name it with --data-dir DIR \
+             (or HEARTH_DATA_DIR); `serve` creates the store",
+            dir.display()
+        ));
+    }
+    open_store(dir, None)
+}
+
 fn open_store(dir: &Path, max_db_mb: Option<usize>) -> Result<Store, Failure> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -403,11 +462,11 @@ fn open_store(dir: &Path, max_db_mb: Option<usize>) -> Result<Store, Failure> {
 }
 
 /// The node table for a terminal.
-pub fn node_table(nodes: &[NodeRecord], now: i64) -> String {
+pub fn node_table(nodes: &[NodeRecord], now: i64, policy: &Policy) -> String {
     let mut rows =
         vec![["NAME", "STATUS", "LAST SEEN", "SEQ", "HOSTNAME", "ARCH", "VERSION", "NODE ID"].map(String::from)];
     for node in nodes {
-        let view = node.view(now, Policy::default().grace_ms(node));
+        let view = node.view(now, policy.grace_ms(node));
         let last_seen = node.last_seen.map_or_else(|| "never".to_owned(), |seen| ago(now - seen));
         rows.push([
             view.name,

@@ -1,11 +1,13 @@
 //! When a node counts as down, and what a heartbeat says has changed.
 //! Pure: every function is handed the time, so tests never wait through a grace period.
 
+pub use crate::model::EventKind as Kind;
 use crate::model::NodeRecord;
-use hearth_wire::Heartbeat;
+use hearth_wire::{Check, Heartbeat};
 
 /// How long silence is tolerated, and how often a down node is reminded about.
-#[derive(Debug, Clone, Default)]
+/// `serve` keeps the one it runs with in the store, so that `nodes` judges alike.
+#[derive(Debug, Clone, Default, PartialEq, miniserde::Serialize, miniserde::Deserialize)]
 pub struct Policy {
     /// Overrides 3 × the node's interval for every node without its own grace.
     pub grace_secs: Option<u64>,
@@ -14,86 +16,226 @@ pub struct Policy {
     pub min_down_secs: Option<u64>,
     /// How often to remind while a node stays down; `None` turns reminders off.
     pub remind_every_secs: Option<u64>,
+    /// Alert once about a node enrolled this long ago and never heard from; `None`: never.
+    pub pending_alert_secs: Option<u64>,
 }
 
 /// Clock skew past this many seconds is worth an event.
 pub const SKEW_LIMIT_SECS: i64 = 60;
 
+/// Grace is never shorter than this many intervals: with less, a healthy node would be
+/// declared offline between two of its heartbeats, and recover with the next.
+pub const MIN_GRACE_INTERVALS: u64 = 2;
+
 impl Policy {
+    /// The node's own grace, else the global one, else 3 × its interval; never less than
+    /// [`MIN_GRACE_INTERVALS`] × its interval.
     pub fn grace_ms(&self, node: &NodeRecord) -> u64 {
-        node.grace_secs.or(self.grace_secs).unwrap_or(3 * node.interval_secs()) * 1000
+        let interval = node.interval_secs();
+        let grace = node.grace_secs.or(self.grace_secs).unwrap_or(3 * interval);
+        grace.max(MIN_GRACE_INTERVALS * interval).saturating_mul(1000)
     }
 
     fn min_down_ms(&self, node: &NodeRecord) -> u64 {
-        self.min_down_secs.unwrap_or(node.interval_secs()) * 1000
+        self.min_down_secs.unwrap_or(node.interval_secs()).saturating_mul(1000)
     }
 
     /// When a node last heard from at `last_seen` is declared offline, if it stays silent.
     pub fn offline_at(&self, node: &NodeRecord, last_seen: i64) -> i64 {
-        last_seen.saturating_add((self.grace_ms(node) + self.min_down_ms(node)) as i64)
+        last_seen.saturating_add(self.grace_ms(node).saturating_add(self.min_down_ms(node)) as i64)
+    }
+
+    /// A warning when the global grace is shorter than nodes beating every `interval_secs`
+    /// are allowed, and so will not be used for them.
+    pub fn short_grace_warning(&self, interval_secs: u64) -> Option<String> {
+        let grace = self.grace_secs?;
+        let floor = MIN_GRACE_INTERVALS * interval_secs;
+        (grace < floor).then(|| {
+            format!(
+                "--grace-secs {grace} is shorter than {MIN_GRACE_INTERVALS} intervals for nodes that beat every \
+                 {interval_secs} s: they get {floor} s of grace (grace is never under {MIN_GRACE_INTERVALS} × a node's \
+                 interval, or they would flap)"
+            )
+        })
+    }
+}
+
+/// Since when this collector has been watching, and whether it was away before that.
+/// Nobody is blamed for the collector's own absence: a node's silence counts from `since`
+/// at the earliest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, miniserde::Serialize, miniserde::Deserialize)]
+pub struct Watching {
+    /// When this collector started (Unix ms).
+    pub since: i64,
+    /// When the previous run was last known alive, if it was away long enough to say so.
+    pub away_from: Option<i64>,
+}
+
+/// "15 s", "3 min", "2 h 5 min", "3 d 4 h": an honest length of time.
+pub fn duration(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    let (mins, hours, days) = (secs / 60, secs / 3600, secs / 86_400);
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{mins} min"),
+        7200..172_800 if mins % 60 == 0 => format!("{hours} h"),
+        7200..172_800 => format!("{hours} h {} min", mins % 60),
+        _ if hours % 24 == 0 => format!("{days} d"),
+        _ => format!("{days} d {} h", hours % 24),
     }
 }
 
 /// Something that happened to a node. `alert` says whether channels hear of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub kind: Kind,
     /// The check involved, for check events.
     pub check: Option<String>,
     pub detail: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Offline,
-    Recovered,
-    Stopped,
-    Reboot,
-    CheckFailed,
-    CheckRecovered,
-    ServicesFailed,
-    ClockSkew,
-    Reminder,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Offline => "offline",
-            Kind::Recovered => "recovered",
-            Kind::Stopped => "stopped",
-            Kind::Reboot => "reboot",
-            Kind::CheckFailed => "check_failed",
-            Kind::CheckRecovered => "check_recovered",
-            Kind::ServicesFailed => "services_failed",
-            Kind::ClockSkew => "clock_skew",
-            Kind::Reminder => "reminder",
-        }
-    }
-
-    /// Whether channels are told (reboot only where a channel asks for it).
-    pub fn alerts(self) -> bool {
-        matches!(
-            self,
-            Kind::Offline | Kind::Recovered | Kind::CheckFailed | Kind::CheckRecovered | Kind::Reboot | Kind::Reminder
-        )
-    }
+    /// For a recovery: when the node was declared down.
+    pub down_since: Option<i64>,
+    /// The checks involved, as they stand now: those that failed or passed again (one
+    /// change lists every check that did so in one heartbeat), or all of them (flapping).
+    pub checks: Vec<Check>,
 }
 
 fn change(kind: Kind, check: Option<&str>, detail: String) -> Change {
-    Change { kind, check: check.map(String::from), detail }
+    Change { kind, check: check.map(String::from), detail, down_since: None, checks: Vec::new() }
+}
+
+/// A node whose checks change in more than this many heartbeats within [`FLAP_WINDOW_MS`]
+/// is flapping: that is reported once, and its check changes are held back until they
+/// have been steady for [`FLAP_WINDOW_MS`].
+pub const FLAP_LIMIT: u64 = 5;
+pub const FLAP_WINDOW_MS: i64 = 10 * 60_000;
+
+/// What the checks of `new` changed since `old`: one change for every check that began
+/// failing, one for every check that passes again or is no longer reported.
+fn check_changes(old: Option<&Heartbeat>, new: &Heartbeat) -> Vec<Change> {
+    let old_checks = old.and_then(|o| o.checks.as_deref()).unwrap_or_default();
+    let (mut failed, mut back) = (Vec::new(), Vec::new());
+    for check in new.checks.iter().flatten() {
+        // A check never seen before counts as having been ok, so a failing one is reported.
+        let was_ok = old_checks.iter().find(|c| c.name == check.name).is_none_or(|c| c.ok);
+        if was_ok && !check.ok {
+            failed.push(check.clone());
+        } else if !was_ok && check.ok {
+            back.push(check.clone());
+        }
+    }
+    // A failing check the agent stopped reporting (removed from its list) is over too.
+    for gone in old_checks.iter().filter(|c| !c.ok) {
+        if !new.checks.iter().flatten().any(|c| c.name == gone.name) {
+            back.push(Check { name: gone.name.clone(), ok: true, detail: NO_LONGER_REPORTED.into() });
+        }
+    }
+    [grouped(Kind::CheckFailed, failed), grouped(Kind::CheckRecovered, back)].into_iter().flatten().collect()
+}
+
+const NO_LONGER_REPORTED: &str = "no longer reported";
+
+/// Items in a sentence, the first [`LISTED`] of them: a chat message has a length limit
+/// (Discord's is 2,000 characters); the alert's `checks` keeps them all.
+fn listed(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    let shown = items[..items.len().min(LISTED)].join(", ");
+    match items.len().saturating_sub(LISTED) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+const LISTED: usize = 10;
+
+/// One change for several checks that changed the same way in one heartbeat.
+fn grouped(kind: Kind, checks: Vec<Check>) -> Option<Change> {
+    let (one, many) =
+        if kind == Kind::CheckFailed { ("is failing", "are failing") } else { ("is ok again", "are ok again") };
+    let detail = match checks.as_slice() {
+        [] => return None,
+        [check] if check.detail == NO_LONGER_REPORTED => format!("{} is {NO_LONGER_REPORTED}", check.name),
+        [check] => format!("{} {one}: {}", check.name, check.detail),
+        all => {
+            let list = listed(all.iter().map(|c| format!("{} ({})", c.name, c.detail)));
+            format!("{} checks {many}: {list}", all.len())
+        }
+    };
+    let check = (checks.len() == 1).then(|| checks[0].name.as_str());
+    Some(Change { checks: checks.clone(), ..change(kind, check, detail) })
+}
+
+/// Passes on a heartbeat's check changes, unless the node is flapping: past [`FLAP_LIMIT`]
+/// heartbeats with check changes in [`FLAP_WINDOW_MS`], one `flapping` change stands for
+/// them, and later ones are held back until the checks have been steady for
+/// [`FLAP_WINDOW_MS`], when one `flapping_stopped` change says where they stand.
+fn unless_flapping(node: &mut NodeRecord, changes: Vec<Change>, current: &[Check], now: i64) -> Vec<Change> {
+    let changed = !changes.is_empty();
+    let window = duration(FLAP_WINDOW_MS);
+    if let Some(since) = node.flapping_since {
+        if changed {
+            node.flip_window = Some(now); // the last change, while flapping
+            return Vec::new();
+        }
+        if node.flip_window.is_some_and(|last| now - last < FLAP_WINDOW_MS) {
+            return Vec::new();
+        }
+        (node.flapping_since, node.flip_window, node.flips) = (None, None, None);
+        let failing: Vec<&str> = current.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+        let standing = if failing.is_empty() {
+            "every check passes".to_owned()
+        } else {
+            format!("failing now: {}", listed(failing.iter().map(|name| name.to_string())))
+        };
+        let detail = format!("checks steady for {window} after flapping for {}; {standing}", duration(now - since));
+        return vec![Change { checks: current.to_vec(), ..change(Kind::FlappingStopped, None, detail) }];
+    }
+    if !changed {
+        return changes;
+    }
+    if node.flip_window.is_none_or(|start| now - start >= FLAP_WINDOW_MS) {
+        (node.flip_window, node.flips) = (Some(now), Some(0));
+    }
+    let flips = node.flips.unwrap_or(0) + 1;
+    node.flips = Some(flips);
+    if flips <= FLAP_LIMIT {
+        return changes;
+    }
+    (node.flapping_since, node.flip_window) = (Some(now), Some(now));
+    let names = listed(changes.iter().flat_map(|c| &c.checks).map(|c| c.name.clone()));
+    let detail = format!(
+        "checks changed in {flips} heartbeats within {window} (lately {names}); check alerts are held until they are steady for {window}"
+    );
+    vec![Change { checks: current.to_vec(), ..change(Kind::Flapping, None, detail) }]
+}
+
+/// Takes in a node just enrolled at `now`: with `--pending-alert-secs`, the sweep looks
+/// at it once that time has passed, in case it never sends a heartbeat.
+pub fn on_enrolled(node: &mut NodeRecord, now: i64, policy: &Policy) {
+    if node.last_seen.is_none() {
+        node.deadline = policy.pending_alert_secs.map(|secs| now.saturating_add(secs.saturating_mul(1000) as i64));
+    }
 }
 
 /// Records a heartbeat that arrived at `now`, updates the node's liveness state, and
 /// says what changed since the previous heartbeat.
 pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Policy) -> Vec<Change> {
     let old_skew = node.clock_skew_secs.unwrap_or(0).abs();
+    let last_seen = node.last_seen;
     let old = node.record_heartbeat(new, now);
     let (old, new) = (old.as_ref(), node.heartbeat.as_ref().expect("just recorded"));
     let mut changes = Vec::new();
     if let Some(since) = node.down_since.take() {
-        let minutes = (now - since).max(0) / 60_000;
-        changes.push(change(Kind::Recovered, None, format!("heard from again after {minutes} min offline")));
+        let detail = match last_seen {
+            Some(seen) => format!(
+                "heard from again after {} offline ({} without a heartbeat)",
+                duration(now - since),
+                duration(now - seen)
+            ),
+            None => {
+                format!("heard from for the first time, {} after it was enrolled", duration(now - node.enrolled_at))
+            }
+        };
+        changes.push(Change { down_since: Some(since), ..change(Kind::Recovered, None, detail) });
         node.reminded_at = None;
     }
     if new.is_stopping() {
@@ -107,33 +249,18 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
         let uptime = new.uptime_secs.map_or_else(String::new, |u| format!(" (up {u} s)"));
         changes.push(change(Kind::Reboot, None, format!("the node rebooted{uptime}")));
     }
-    for check in new.checks.iter().flatten() {
-        // A check never seen before counts as having been ok, so a failing one is reported.
-        let was_ok = old
-            .and_then(|o| o.checks.as_ref())
-            .and_then(|checks| checks.iter().find(|c| c.name == check.name))
-            .is_none_or(|c| c.ok);
-        if was_ok && !check.ok {
-            changes.push(change(
-                Kind::CheckFailed,
-                Some(&check.name),
-                format!("{} is failing: {}", check.name, check.detail),
-            ));
-        } else if !was_ok && check.ok {
-            changes.push(change(
-                Kind::CheckRecovered,
-                Some(&check.name),
-                format!("{} is ok again: {}", check.name, check.detail),
-            ));
-        }
-    }
+    let check_changes = check_changes(old, new);
+    let current = new.checks.clone().unwrap_or_default();
     if !new.services_ok && old.is_none_or(|o| o.services_ok) {
         changes.push(change(Kind::ServicesFailed, None, "services_ok turned false".into()));
+    } else if new.services_ok && old.is_some_and(|o| !o.services_ok) {
+        changes.push(change(Kind::ServicesRecovered, None, "services_ok is true again".into()));
     }
     let skew = node.clock_skew_secs.unwrap_or(0);
     if skew.abs() > SKEW_LIMIT_SECS && old_skew <= SKEW_LIMIT_SECS {
         changes.push(change(Kind::ClockSkew, None, format!("the node's clock is {skew} s off the collector's")));
     }
+    changes.extend(unless_flapping(node, check_changes, &current, now));
     // An earlier deadline is left where it is: the sweep then finds the node not yet offline
     // and moves it once, instead of every heartbeat moving it in the index.
     let offline_at = policy.offline_at(node, now);
@@ -141,12 +268,25 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
     changes
 }
 
-/// Looks at a node whose deadline has passed: declares it offline, or reminds that it still is.
+/// Looks at a node whose deadline has passed: declares it offline, or reminds that it still is,
+/// or, for a node never heard from, says so once (with `--pending-alert-secs`).
+/// Silence counts from when the collector started watching at the earliest.
 /// Sets the node's next deadline.
-pub fn on_deadline(node: &mut NodeRecord, now: i64, policy: &Policy) -> Vec<Change> {
+pub fn on_deadline(node: &mut NodeRecord, now: i64, policy: &Policy, watching: &Watching) -> Vec<Change> {
     let Some(seen) = node.last_seen else {
         node.deadline = None;
-        return Vec::new();
+        let Some(after) = policy.pending_alert_secs else { return Vec::new() };
+        let due = node.enrolled_at.max(watching.since).saturating_add(after.saturating_mul(1000) as i64);
+        if node.down_since.is_some() {
+            return Vec::new();
+        }
+        if now < due {
+            node.deadline = Some(due);
+            return Vec::new();
+        }
+        node.down_since = Some(now);
+        let detail = format!("enrolled {} ago and never heard from", duration(now - node.enrolled_at));
+        return vec![change(Kind::Pending, None, detail)];
     };
     if node.is_stopped() {
         node.deadline = None;
@@ -156,20 +296,27 @@ pub fn on_deadline(node: &mut NodeRecord, now: i64, policy: &Policy) -> Vec<Chan
     let mut changes = Vec::new();
     match node.down_since {
         None => {
-            let offline_at = policy.offline_at(node, seen);
+            // A heartbeat moved it, or the collector was away: look again then.
+            let offline_at = policy.offline_at(node, seen.max(watching.since));
             if now < offline_at {
-                node.deadline = Some(offline_at); // a heartbeat moved it; look again then
+                node.deadline = Some(offline_at);
                 return changes;
             }
             let silent = (now - seen) / 1000;
-            changes.push(change(Kind::Offline, None, format!("no heartbeat for {silent} s")));
+            let mut detail = format!("no heartbeat for {silent} s");
+            if let Some(from) = watching.away_from.filter(|_| seen < watching.since) {
+                detail.push_str(&format!(
+                    "; the collector itself was down for {} s of that, and gave the node a fresh grace when it started",
+                    (watching.since - from) / 1000
+                ));
+            }
+            changes.push(change(Kind::Offline, None, detail));
             node.down_since = Some(now);
         }
         Some(since) => {
             let last = node.reminded_at.unwrap_or(since);
             if remind_ms.is_some_and(|every| now >= last + every) {
-                let hours = (now - since) / 3_600_000;
-                changes.push(change(Kind::Reminder, None, format!("still offline, for {hours} h now")));
+                changes.push(change(Kind::Reminder, None, format!("still offline, for {} now", duration(now - since))));
                 node.reminded_at = Some(now);
             }
         }
@@ -208,7 +355,7 @@ mod tests {
                 }
             }
             if node.deadline.is_some_and(|d| d <= now) {
-                for c in on_deadline(&mut node, now, policy) {
+                for c in on_deadline(&mut node, now, policy, &Watching::default()) {
                     log.push((t, c.kind));
                 }
             }
@@ -247,11 +394,180 @@ mod tests {
 
     #[test]
     fn grace_and_minimum_down_time_can_be_set() {
-        let policy = Policy { grace_secs: Some(5), min_down_secs: Some(2), ..Policy::default() };
-        assert_eq!(simulate(&[0], 20, &policy), [(7, Kind::Offline)]);
+        let policy = Policy { grace_secs: Some(25), min_down_secs: Some(2), ..Policy::default() };
+        assert_eq!(simulate(&[0], 40, &policy), [(27, Kind::Offline)]);
         let mut node = NodeRecord { grace_secs: Some(100), ..Default::default() };
         on_heartbeat(&mut node, beat(10), 0, &policy);
         assert_eq!(policy.offline_at(&node, 0), 102 * S, "a node's own grace wins over the global one");
+    }
+
+    #[test]
+    fn a_global_grace_shorter_than_the_interval_allows_never_makes_a_node_flap() {
+        // Interval 10 s, --grace-secs 5: raised to 2 intervals for this node.
+        let policy = Policy { grace_secs: Some(5), min_down_secs: Some(2), ..Policy::default() };
+        let beats: Vec<i64> = (0..=200).step_by(10).collect();
+        assert_eq!(simulate(&beats, 200, &policy), []);
+        assert_eq!(simulate(&[0], 40, &policy), [(22, Kind::Offline)], "20 s of grace, then 2 s");
+        assert!(policy.short_grace_warning(10).is_some_and(|w| w.contains("20 s of grace")));
+        assert_eq!(Policy { grace_secs: Some(60), ..policy }.short_grace_warning(30), None);
+    }
+
+    #[test]
+    fn a_collector_that_was_away_gives_every_node_a_fresh_grace_and_says_so() {
+        let policy = Policy::default();
+        let mut node: NodeRecord = Default::default();
+        on_heartbeat(&mut node, beat(10), 0, &policy);
+        assert_eq!(node.deadline, Some(40 * S));
+        // The collector stopped at 5 s and started again at 300 s, long past the deadline.
+        let watching = Watching { since: 300 * S, away_from: Some(5 * S) };
+        assert_eq!(
+            on_deadline(&mut node, 300 * S, &policy, &watching),
+            [],
+            "blamed the node for the collector's absence"
+        );
+        assert_eq!(node.deadline, Some(340 * S), "grace and minimum down time, counted from the start");
+        let changes = on_deadline(&mut node, 340 * S, &policy, &watching);
+        assert_eq!(changes.iter().map(|c| c.kind).collect::<Vec<_>>(), [Kind::Offline]);
+        assert!(
+            changes[0].detail.contains("no heartbeat for 340 s; the collector itself was down for 295 s"),
+            "{changes:?}"
+        );
+        // A node heard from after the start owes nothing to the absence.
+        let mut fresh: NodeRecord = Default::default();
+        on_heartbeat(&mut fresh, beat(10), 310 * S, &policy);
+        assert!(!on_deadline(&mut fresh, 350 * S, &policy, &watching)[0].detail.contains("collector"));
+    }
+
+    #[test]
+    fn a_recovery_says_when_the_node_went_down_and_for_how_long() {
+        let policy = Policy::default();
+        let mut node: NodeRecord = Default::default();
+        on_heartbeat(&mut node, beat(10), 0, &policy);
+        assert_eq!(on_deadline(&mut node, 40 * S, &policy, &Watching::default())[0].kind, Kind::Offline);
+        let back = on_heartbeat(&mut node, beat(10), 55 * S, &policy);
+        assert_eq!(back.len(), 1);
+        assert_eq!((back[0].kind, back[0].down_since), (Kind::Recovered, Some(40 * S)));
+        assert_eq!(back[0].detail, "heard from again after 15 s offline (55 s without a heartbeat)");
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        let cases = [
+            (0, "0 s"),
+            (15_400, "15 s"),
+            (119_999, "119 s"),
+            (180_000, "3 min"),
+            (7_199_000, "119 min"),
+            (7_200_000, "2 h"),
+            (7_500_000, "2 h 5 min"),
+            (172_800_000, "2 d"),
+            (187_200_000, "2 d 4 h"),
+            (-5, "0 s"),
+        ];
+        for (ms, text) in cases {
+            assert_eq!(duration(ms), text, "{ms} ms");
+        }
+    }
+
+    #[test]
+    fn a_node_never_heard_from_pages_once_if_asked_and_recovers_with_its_first_beat() {
+        let policy = Policy { pending_alert_secs: Some(600), ..Policy::default() };
+        let mut node = NodeRecord { enrolled_at: 1000 * S, ..Default::default() };
+        on_enrolled(&mut node, 1000 * S, &policy);
+        assert_eq!(node.deadline, Some(1600 * S));
+        let changes = on_deadline(&mut node, 1600 * S, &policy, &Watching::default());
+        assert_eq!(changes.iter().map(|c| c.kind).collect::<Vec<_>>(), [Kind::Pending]);
+        assert!(changes[0].detail.contains("enrolled 10 min ago and never heard from"), "{changes:?}");
+        assert_eq!(node.deadline, None, "once is enough");
+        let back = on_heartbeat(&mut node, beat(10), 1700 * S, &policy);
+        assert_eq!((back[0].kind, back[0].down_since), (Kind::Recovered, Some(1600 * S)));
+        assert!(back[0].detail.contains("for the first time"), "{back:?}");
+
+        let mut quiet = NodeRecord::default();
+        on_enrolled(&mut quiet, 0, &Policy::default());
+        assert_eq!(quiet.deadline, None, "off by default");
+    }
+
+    #[test]
+    fn a_failing_check_that_is_no_longer_reported_recovers() {
+        let policy = Policy::default();
+        let checks = |list: &[(&str, bool)]| {
+            Some(list.iter().map(|(name, ok)| Check { name: (*name).into(), ok: *ok, detail: "x".into() }).collect())
+        };
+        let mut node: NodeRecord = Default::default();
+        on_heartbeat(&mut node, Heartbeat { checks: checks(&[("a", false), ("b", true)]), ..beat(10) }, 0, &policy);
+        let cases = [
+            (checks(&[("b", true)]), vec![(Kind::CheckRecovered, "a is no longer reported")]),
+            (checks(&[("b", false)]), vec![(Kind::CheckFailed, "b is failing: x")]),
+            (None, vec![(Kind::CheckRecovered, "b is no longer reported")]),
+            (checks(&[("c", true)]), vec![]),
+            (checks(&[]), vec![]),
+        ];
+        for (list, expected) in cases {
+            let got = on_heartbeat(&mut node, Heartbeat { checks: list.clone(), ..beat(10) }, 0, &policy);
+            let got: Vec<(Kind, &str)> = got.iter().map(|c| (c.kind, c.detail.as_str())).collect();
+            assert_eq!(got, expected, "{list:?}");
+        }
+    }
+
+    fn with_checks(failing: &[&str], passing: &[&str]) -> Heartbeat {
+        let check = |name: &&str, ok: bool| Check {
+            name: (*name).into(),
+            ok,
+            detail: if ok { "active" } else { "inactive" }.into(),
+        };
+        let checks = failing.iter().map(|n| check(n, false)).chain(passing.iter().map(|n| check(n, true))).collect();
+        Heartbeat { checks: Some(checks), ..beat(10) }
+    }
+
+    #[test]
+    fn checks_that_change_together_are_one_change_that_lists_them() {
+        let policy = Policy::default();
+        let mut node: NodeRecord = Default::default();
+        on_heartbeat(&mut node, with_checks(&[], &["a", "b", "c"]), 0, &policy);
+        let failed = on_heartbeat(&mut node, with_checks(&["a", "b"], &["c"]), 10 * S, &policy);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!((failed[0].kind, failed[0].check.as_deref()), (Kind::CheckFailed, None));
+        assert_eq!(failed[0].detail, "2 checks are failing: a (inactive), b (inactive)");
+        assert_eq!(failed[0].checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let back = on_heartbeat(&mut node, with_checks(&[], &["b", "c"]), 20 * S, &policy);
+        assert_eq!(back.len(), 1, "{back:?}");
+        assert_eq!(back[0].detail, "2 checks are ok again: b (active), a (no longer reported)");
+    }
+
+    #[test]
+    fn a_flapping_node_is_reported_once_then_held_until_steady() {
+        let policy = Policy::default();
+        let mut node: NodeRecord = Default::default();
+        let checks: Vec<String> = (0..64).map(|i| format!("c{i}")).collect();
+        let names: Vec<&str> = checks.iter().map(String::as_str).collect();
+        let mut log = Vec::new();
+        // Every heartbeat for 1,000 s flips all 64 checks; then they stay ok; at 2,010 s they fail once.
+        for i in 0..=210 {
+            let failing = (1..=100).contains(&i) && i % 2 == 1 || i == 201;
+            let hb = if failing { with_checks(&names, &[]) } else { with_checks(&[], &names) };
+            for change in on_heartbeat(&mut node, hb, i * 10 * S, &policy) {
+                log.push((i * 10, change.kind, change.detail));
+            }
+        }
+        let kinds: Vec<(i64, Kind)> = log.iter().map(|(t, k, _)| (*t, *k)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (10, Kind::CheckFailed),
+                (20, Kind::CheckRecovered),
+                (30, Kind::CheckFailed),
+                (40, Kind::CheckRecovered),
+                (50, Kind::CheckFailed),
+                (60, Kind::Flapping),
+                (1600, Kind::FlappingStopped),
+                (2010, Kind::CheckFailed),
+                (2020, Kind::CheckRecovered),
+            ]
+        );
+        assert!(log[5].2.contains("6 heartbeats within 10 min (lately c0, c1,"), "{}", log[5].2);
+        assert!(log[5].2.contains("c9 and 54 more)"), "a long list is cut short: {}", log[5].2);
+        assert!(log[6].2.contains("every check passes"), "{}", log[6].2);
     }
 
     #[test]
@@ -263,7 +579,7 @@ mod tests {
         let changes = on_heartbeat(&mut node, stopping, 5 * S, &policy);
         assert_eq!(changes.iter().map(|c| c.kind).collect::<Vec<_>>(), [Kind::Stopped]);
         assert_eq!(node.deadline, None, "a stopped node is not watched");
-        assert_eq!(on_deadline(&mut node, 1_000 * S, &policy), []);
+        assert_eq!(on_deadline(&mut node, 1_000 * S, &policy, &Watching::default()), []);
     }
 
     #[test]
@@ -283,6 +599,7 @@ mod tests {
             (Heartbeat { boot_id: Some("boot-2".into()), ..first.clone() }, vec![Kind::Reboot]),
             (Heartbeat { boot_id: None, uptime_secs: Some(20), ..first.clone() }, vec![Kind::Reboot]),
             (Heartbeat { services_ok: false, ..first.clone() }, vec![Kind::ServicesFailed]),
+            (first.clone(), vec![Kind::ServicesRecovered]),
             (late_clock.clone(), vec![Kind::ClockSkew]),
             (late_clock, vec![]),
             (first.clone(), vec![]),

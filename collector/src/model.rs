@@ -30,12 +30,18 @@ pub struct NodeRecord {
     pub interval_override: Option<u64>,
     /// When an operator last renamed or retagged the node; from then on heartbeats do not change them.
     pub edited_at: Option<i64>,
-    /// When the offline alert went out; `None` while the node is up.
+    /// When the offline (or `pending`) alert went out; `None` while the node is up.
     pub down_since: Option<i64>,
     /// When the last reminder went out, while down.
     pub reminded_at: Option<i64>,
     /// When the sweep next looks at this node (its key in the deadline index).
     pub deadline: Option<i64>,
+    /// Heartbeats that changed checks since `flip_window`, for the flap limit.
+    pub flips: Option<u64>,
+    /// When the flap limit's window began; while flapping, the last check change.
+    pub flip_window: Option<i64>,
+    /// Since when the node's checks are flapping (their alerts held back).
+    pub flapping_since: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -151,15 +157,107 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// What happened to a node: the kind of an event, and of an alert. Stored, and shown in
+/// the API and the webhook body, as the snake_case names below.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    #[serde(rename = "offline")]
+    Offline,
+    #[serde(rename = "recovered")]
+    Recovered,
+    #[serde(rename = "stopped")]
+    Stopped,
+    #[serde(rename = "reboot")]
+    Reboot,
+    #[serde(rename = "check_failed")]
+    CheckFailed,
+    #[serde(rename = "check_recovered")]
+    CheckRecovered,
+    #[serde(rename = "services_failed")]
+    ServicesFailed,
+    #[serde(rename = "services_recovered")]
+    ServicesRecovered,
+    #[serde(rename = "clock_skew")]
+    ClockSkew,
+    #[serde(rename = "reminder")]
+    Reminder,
+    /// Enrolled, and not heard from within `--pending-alert-secs`.
+    #[serde(rename = "pending")]
+    Pending,
+    /// Checks changed too often (`liveness::FLAP_LIMIT`); check alerts are held back.
+    #[serde(rename = "flapping")]
+    Flapping,
+    /// Checks steady again after flapping.
+    #[serde(rename = "flapping_stopped")]
+    FlappingStopped,
+    /// `hearth-collector alert test`; never stored.
+    #[serde(rename = "test")]
+    Test,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Offline => "offline",
+            EventKind::Recovered => "recovered",
+            EventKind::Stopped => "stopped",
+            EventKind::Reboot => "reboot",
+            EventKind::CheckFailed => "check_failed",
+            EventKind::CheckRecovered => "check_recovered",
+            EventKind::ServicesFailed => "services_failed",
+            EventKind::ServicesRecovered => "services_recovered",
+            EventKind::ClockSkew => "clock_skew",
+            EventKind::Reminder => "reminder",
+            EventKind::Pending => "pending",
+            EventKind::Flapping => "flapping",
+            EventKind::FlappingStopped => "flapping_stopped",
+            EventKind::Test => "test",
+        }
+    }
+
+    /// Whether channels are told (reboot only where a channel asks for it).
+    pub fn alerts(self) -> bool {
+        match self {
+            EventKind::Offline
+            | EventKind::Recovered
+            | EventKind::CheckFailed
+            | EventKind::CheckRecovered
+            | EventKind::Reboot
+            | EventKind::Reminder
+            | EventKind::Pending
+            | EventKind::Flapping
+            | EventKind::FlappingStopped
+            | EventKind::Test => true,
+            EventKind::Stopped | EventKind::ServicesFailed | EventKind::ServicesRecovered | EventKind::ClockSkew => {
+                false
+            }
+        }
+    }
+}
+
+/// Where one channel's delivery of one alert stands.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not yet accepted; the worker tries again at `next_attempt`.
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "delivered")]
+    Delivered,
+    /// Given up on, after the last attempt.
+    #[serde(rename = "failed")]
+    Failed,
+    /// Never sent: too many newer alerts about the same node were waiting (`alerts::PENDING_PER_NODE`).
+    #[serde(rename = "dropped")]
+    Dropped,
+}
+
 /// Something that happened to a node, kept for `GET /api/events`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct EventRecord {
     pub id: u64,
     pub node_id: String,
     pub at: i64,
-    /// `offline`, `recovered`, `stopped`, `reboot`, `check_failed`, `check_recovered`,
-    /// `services_failed`, `clock_skew` or `reminder`.
-    pub kind: String,
+    pub kind: EventKind,
     pub check: Option<String>,
     pub detail: String,
 }
@@ -168,15 +266,18 @@ pub struct EventRecord {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct AlertRecord {
     pub id: u64,
-    pub kind: String,
+    pub kind: EventKind,
     pub node_id: String,
     pub name: String,
     pub hostname: String,
     pub tags: Vec<String>,
     pub check: Option<String>,
+    /// The checks the alert is about, as they stood (several failing at once, say).
+    pub checks: Option<Vec<Check>>,
     pub detail: String,
     pub at: i64,
-    /// When the node was declared offline; what Alertmanager calls `startsAt`.
+    /// When the node was declared offline (for `recovered`, when it had been); what
+    /// Alertmanager calls `startsAt`.
     pub down_since: Option<i64>,
     pub deliveries: Vec<Delivery>,
 }
@@ -185,8 +286,7 @@ pub struct AlertRecord {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Delivery {
     pub channel: String,
-    /// `pending`, `delivered` or `failed` (gave up).
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: u64,
     pub next_attempt: i64,
     pub last_error: Option<String>,
@@ -195,7 +295,7 @@ pub struct Delivery {
 
 impl AlertRecord {
     pub fn is_settled(&self) -> bool {
-        self.deliveries.iter().all(|d| d.state != "pending")
+        self.deliveries.iter().all(|d| d.state != DeliveryState::Pending)
     }
 }
 
@@ -378,6 +478,47 @@ mod tests {
         let state = stopping.then_some(hearth_wire::State::Stopping);
         let heartbeat = Heartbeat { interval_secs: interval, state, ..Default::default() };
         NodeRecord { last_seen: Some(at), heartbeat: Some(heartbeat), ..Default::default() }
+    }
+
+    /// Kinds and states are stored and shown as the strings they always were: records
+    /// written before they were enums still read, and the API and webhooks are unchanged.
+    #[test]
+    fn kinds_and_delivery_states_keep_their_stored_names() {
+        use EventKind::*;
+        let kinds = [
+            Offline,
+            Recovered,
+            Stopped,
+            Reboot,
+            CheckFailed,
+            CheckRecovered,
+            ServicesFailed,
+            ServicesRecovered,
+            ClockSkew,
+            Reminder,
+            Pending,
+            Flapping,
+            FlappingStopped,
+            Test,
+        ];
+        for kind in kinds {
+            let text = miniserde::json::to_string(&kind);
+            assert_eq!(text, format!("\"{}\"", kind.as_str()));
+            assert_eq!(miniserde::json::from_str::<EventKind>(&text).unwrap(), kind);
+        }
+        let stored = r#"{"id":3,"kind":"check_failed","node_id":"n","name":"pi","hostname":"pi","tags":[],
+            "check":"cloudflared","detail":"x","at":1,"down_since":null,"deliveries":[{"channel":"hook",
+            "state":"pending","attempts":0,"next_attempt":1,"last_error":null,"delivered_at":null}]}"#;
+        let alert: AlertRecord = miniserde::json::from_str(stored).unwrap();
+        assert_eq!((alert.kind, alert.deliveries[0].state), (CheckFailed, DeliveryState::Pending));
+        for (state, text) in [
+            (DeliveryState::Pending, "pending"),
+            (DeliveryState::Delivered, "delivered"),
+            (DeliveryState::Failed, "failed"),
+            (DeliveryState::Dropped, "dropped"),
+        ] {
+            assert_eq!(miniserde::json::to_string(&state), format!("\"{text}\""));
+        }
     }
 
     #[test]

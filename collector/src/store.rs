@@ -82,9 +82,14 @@ struct Dbs {
     alerts: Database,
     /// alert id (u64 BE) → nothing: the alerts not yet settled
     outbox: Database,
+    /// node id ++ alert id (u64 BE) → nothing: the outbox by node, for its cap per node
+    outbox_by_node: Database,
+    /// alert id (u64 BE) → nothing: the settled alerts, oldest first, for trimming
+    settled: Database,
     /// deadline (i64 BE, Unix ms) ++ node id → nothing: when the sweep looks at each node
     deadlines: Database,
-    /// `next_id` → u64 BE, the last id handed out to an event, alert or audit entry
+    /// `next_id` → u64 BE, the last id handed out to an event, alert or audit entry;
+    /// `setting:NAME` → JSON, what the collector keeps across restarts (see [`setting`])
     meta: Database,
     /// user name → [`UserRecord`]
     users: Database,
@@ -92,6 +97,20 @@ struct Dbs {
     sessions: Database,
     /// entry id (u64 BE) → [`AuditRecord`]
     audit: Database,
+}
+
+/// The names of the settings kept in `meta`, read with [`Txn::setting`].
+pub mod setting {
+    /// The `liveness::Policy` the last `serve` ran with, so the CLI judges nodes as it does.
+    pub const POLICY: &str = "policy";
+    /// The channels file the last `serve` read (an absolute path), for `alert test`.
+    pub const CHANNELS_FILE: &str = "channels_file";
+    /// When the running collector last said it was alive (Unix ms, its clock).
+    pub const ALIVE_AT: &str = "alive_at";
+    /// Since when this collector has been watching, and how long it was away before (`liveness::Watching`).
+    pub const WATCHING: &str = "watching";
+    /// How many alerts were dropped unsent by the per-node outbox cap, ever.
+    pub const ALERTS_DROPPED: &str = "alerts_dropped";
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -115,6 +134,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// Whether `dir` holds a store (LMDB's `data.mdb`), for commands that only read one.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("data.mdb").is_file()
+    }
+
     /// Opens (creating if needed) the store in `config.dir`.
     pub fn open(config: &StoreConfig) -> Result<Store, Error> {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
@@ -136,6 +160,7 @@ impl Store {
                 [create("nodes")?, create("agent_tokens")?, create("enroll_tokens")?, create("api_keys")?],
                 [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
                 [create("users")?, create("sessions")?, create("audit")?],
+                [create("outbox_by_node")?, create("settled")?],
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
@@ -143,6 +168,7 @@ impl Store {
             [nodes, agent_tokens, enroll_tokens, api_keys],
             [events, alerts, outbox, deadlines, meta],
             [users, sessions, audit],
+            [outbox_by_node, settled],
         )) = created.commit()
         else {
             unreachable!("the closure above always commits")
@@ -155,13 +181,17 @@ impl Store {
             events,
             alerts,
             outbox,
+            outbox_by_node,
+            settled,
             deadlines,
             meta,
             users,
             sessions,
             audit,
         };
-        Ok(Store { env, dbs, max_map: round_to_page(config.max_map), resizing: RwLock::new(()) })
+        let store = Store { env, dbs, max_map: round_to_page(config.max_map), resizing: RwLock::new(()) };
+        store.write(|txn| txn.index_alerts())?;
+        Ok(store)
     }
 
     /// Runs `work` in one write transaction and, if `work` wrote anything, commits it
@@ -269,6 +299,16 @@ fn deadline_key(when: i64, node_id: &str) -> Vec<u8> {
     let mut key = when.to_be_bytes().to_vec();
     key.extend_from_slice(node_id.as_bytes());
     key
+}
+
+fn outbox_by_node_key(node_id: &str, alert_id: u64) -> Vec<u8> {
+    let mut key = node_id.as_bytes().to_vec();
+    key.extend_from_slice(&alert_id.to_be_bytes());
+    key
+}
+
+fn setting_key(name: &str) -> String {
+    format!("setting:{name}")
 }
 
 fn round_to_page(bytes: usize) -> usize {
@@ -440,6 +480,11 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(out)
     }
 
+    /// A setting kept in `meta` (see [`setting`]); `None` if never written.
+    pub fn setting<V: Deserialize>(&self, name: &str) -> Result<Option<V>, Error> {
+        self.get(self.dbs.meta, setting_key(name).as_bytes())
+    }
+
     /// The newest alerts first, at most `limit`.
     pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, Error> {
         let mut out = Vec::new();
@@ -463,6 +508,25 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(out)
     }
 
+    /// The ids of one node's alerts in the outbox, oldest first.
+    pub fn outbox_of(&self, node_id: &str) -> Result<Vec<u64>, Error> {
+        let mut out = Vec::new();
+        if !storable(node_id.as_bytes()) {
+            return Ok(out);
+        }
+        for entry in self.dbs.outbox_by_node.prefix_iter(self.raw.ro(), node_id.as_bytes())? {
+            let key = entry?.0;
+            // The prefix also finds longer node ids that start with this one; the length tells them apart.
+            if key.len() != node_id.len() + 8 {
+                continue;
+            }
+            let id: [u8; 8] =
+                key[node_id.len()..].try_into().map_err(|_| Error::Corrupt("outbox_by_node key".into()))?;
+            out.push(u64::from_be_bytes(id));
+        }
+        Ok(out)
+    }
+
     /// The bytes each database's pages take, by name.
     pub fn database_bytes(&self) -> Result<Vec<(&'static str, u64)>, Error> {
         let d = &self.dbs;
@@ -474,6 +538,8 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("events", d.events),
             ("alerts", d.alerts),
             ("outbox", d.outbox),
+            ("outbox_by_node", d.outbox_by_node),
+            ("settled", d.settled),
             ("deadlines", d.deadlines),
             ("meta", d.meta),
             ("users", d.users),
@@ -543,6 +609,11 @@ impl Txn<'_, RwTxn<'_>> {
         self.put_node(node)
     }
 
+    /// Writes a setting into `meta` (see [`setting`]).
+    pub fn put_setting<V: Serialize>(&mut self, name: &str, value: &V) -> Result<(), Error> {
+        self.put(self.dbs.meta, setting_key(name).as_bytes(), value)
+    }
+
     /// How many unsettled alerts this transaction put in the outbox.
     pub fn alerts_written(&self) -> usize {
         self.alerts_written
@@ -596,29 +667,65 @@ impl Txn<'_, RwTxn<'_>> {
     }
 
     /// Stores an alert; an unsettled one goes into the outbox, a settled one leaves it.
+    /// Past [`ALERTS_KEPT`] settled alerts, the oldest settled one is dropped: the first key
+    /// of `settled`, never a walk over the alerts.
     pub fn put_alert(&mut self, alert: &AlertRecord) -> Result<(), Error> {
         let key = alert.id.to_be_bytes();
+        let by_node = outbox_by_node_key(&alert.node_id, alert.id);
         self.put(self.dbs.alerts, &key, alert)?;
         if alert.is_settled() {
             self.dbs.outbox.delete(&mut self.raw, &key)?;
+            if storable(&by_node) {
+                self.dbs.outbox_by_node.delete(&mut self.raw, &by_node)?;
+            }
+            self.dbs.settled.put(&mut self.raw, &key, &[])?;
         } else {
             self.dbs.outbox.put(&mut self.raw, &key, &[])?;
+            if storable(&by_node) {
+                self.dbs.outbox_by_node.put(&mut self.raw, &by_node, &[])?;
+            }
             self.alerts_written += 1;
         }
-        // Keep the history bounded: drop the oldest settled alerts.
-        let total = self.dbs.alerts.len(&self.raw)? as usize;
-        if total > ALERTS_KEPT {
-            let mut doomed = Vec::new();
-            for entry in self.dbs.alerts.iter(&self.raw)?.take(total - ALERTS_KEPT) {
-                let (key, _) = entry?;
-                if self.dbs.outbox.get(&self.raw, key)?.is_none() {
-                    doomed.push(key.to_vec());
+        while self.dbs.settled.len(&self.raw)? as usize > ALERTS_KEPT {
+            let Some((oldest, _)) = self.dbs.settled.first(&self.raw)? else { break };
+            let oldest = oldest.to_vec();
+            self.dbs.settled.delete(&mut self.raw, &oldest)?;
+            self.dbs.alerts.delete(&mut self.raw, &oldest)?;
+        }
+        Ok(())
+    }
+
+    /// Builds `settled` and `outbox_by_node` from `alerts` and `outbox` when they disagree:
+    /// once, for a store written before they existed.
+    fn index_alerts(&mut self) -> Result<(), Error> {
+        let (alerts, outbox) = (self.dbs.alerts.len(&self.raw)?, self.dbs.outbox.len(&self.raw)?);
+        let (settled, by_node) = (self.dbs.settled.len(&self.raw)?, self.dbs.outbox_by_node.len(&self.raw)?);
+        if settled + outbox == alerts && by_node == outbox {
+            return Ok(());
+        }
+        self.wrote = true;
+        self.dbs.settled.clear(&mut self.raw)?;
+        self.dbs.outbox_by_node.clear(&mut self.raw)?;
+        let mut index = Vec::new();
+        for entry in self.dbs.alerts.iter(&self.raw)? {
+            let (key, value) = entry?;
+            let pending = self.dbs.outbox.get(&self.raw, key)?.is_some();
+            // A record this version cannot read is left out of the per-node index, not fatal.
+            let node_id = pending.then(|| decode::<AlertRecord>(value).ok().map(|a| a.node_id)).flatten();
+            index.push((key.to_vec(), pending, node_id));
+        }
+        for (key, pending, node_id) in index {
+            if !pending {
+                self.dbs.settled.put(&mut self.raw, &key, &[])?;
+            } else if let Some(node_id) = node_id {
+                let id = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| Error::Corrupt("alert key".into()))?);
+                let by_node = outbox_by_node_key(&node_id, id);
+                if storable(&by_node) {
+                    self.dbs.outbox_by_node.put(&mut self.raw, &by_node, &[])?;
                 }
             }
-            for key in doomed {
-                self.dbs.alerts.delete(&mut self.raw, &key)?;
-            }
         }
+        log::info!("indexed {alerts} alerts ({outbox} waiting) for trimming and the per-node outbox cap");
         Ok(())
     }
 
@@ -843,6 +950,76 @@ mod tests {
         drop(store);
         let reopened = Store::open(&config).unwrap();
         assert_eq!(reopened.read(|txn| txn.node_count()).unwrap(), committed as u64);
+    }
+
+    fn alert(id: u64, node: &str, pending: bool) -> AlertRecord {
+        use crate::model::{Delivery, DeliveryState, EventKind};
+        let state = if pending { DeliveryState::Pending } else { DeliveryState::Delivered };
+        AlertRecord {
+            id,
+            kind: EventKind::Offline,
+            node_id: node.into(),
+            name: node.into(),
+            hostname: "h".into(),
+            tags: Vec::new(),
+            check: None,
+            checks: None,
+            detail: String::new(),
+            at: 0,
+            down_since: None,
+            deliveries: vec![Delivery {
+                channel: "hook".into(),
+                state,
+                attempts: 0,
+                next_attempt: 0,
+                last_error: None,
+                delivered_at: None,
+            }],
+        }
+    }
+
+    /// The history keeps the newest settled alerts; waiting ones are never dropped by it,
+    /// and a store from before the indexes gets them when opened.
+    #[test]
+    fn settled_alerts_are_trimmed_oldest_first_and_waiting_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::new(dir.path(), 256 << 20);
+        let store = Store::open(&config).unwrap();
+        let extra = 10u64;
+        store
+            .write(|txn| {
+                for id in 1..=20 {
+                    txn.put_alert(&alert(id, if id % 2 == 0 { "node-a" } else { "node-b" }, true))?;
+                }
+                for id in 21..=20 + ALERTS_KEPT as u64 + extra {
+                    txn.put_alert(&alert(id, "node-a", false))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let (outbox, of_a, oldest_settled, newest) = store
+            .read(|txn| Ok((txn.outbox()?, txn.outbox_of("node-a")?, txn.alert(21 + extra - 1)?, txn.alerts(1)?)))
+            .unwrap();
+        assert_eq!(outbox, (1..=20).collect::<Vec<u64>>(), "waiting alerts were dropped");
+        assert_eq!(of_a, (2..=20).step_by(2).collect::<Vec<u64>>());
+        assert!(oldest_settled.is_none(), "the oldest settled alerts should be gone");
+        assert_eq!(newest[0].id, 20 + ALERTS_KEPT as u64 + extra);
+        assert_eq!(store.read(|txn| txn.alerts(usize::MAX)).unwrap().len(), 20 + ALERTS_KEPT);
+
+        // A store written before `settled` and `outbox_by_node` existed.
+        store
+            .write(|txn| {
+                txn.dbs.settled.clear(&mut txn.raw)?;
+                txn.dbs.outbox_by_node.clear(&mut txn.raw)?;
+                txn.wrote = true;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(&config).unwrap();
+        assert_eq!(store.read(|txn| txn.outbox_of("node-b")).unwrap(), (1..=19).step_by(2).collect::<Vec<u64>>());
+        store.write(|txn| txn.put_alert(&alert(100_000, "node-c", false))).unwrap();
+        assert!(store.read(|txn| txn.alert(21 + extra)).unwrap().is_none(), "trimming works after the rebuild");
     }
 
     #[test]

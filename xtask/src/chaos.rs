@@ -47,8 +47,10 @@ pub fn run(args: &[&str]) -> Result<(), String> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let passed = out.status.success() && !stdout.contains(" 0 passed");
-        let figures: Vec<&str> =
-            stderr.lines().filter(|l| ["kill -9", "hostile mix", "outage", "isolation"].iter().any(|p| l.starts_with(p))).collect();
+        let figures: Vec<&str> = stderr
+            .lines()
+            .filter(|l| ["kill -9", "hostile mix", "outage", "isolation"].iter().any(|p| l.starts_with(p)))
+            .collect();
         report.push_str(&format!("- `{test}`: **{}**", if passed { "passed" } else { "FAILED" }));
         for line in &figures {
             report.push_str(&format!("\n  {line}"));

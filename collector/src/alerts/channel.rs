@@ -1,8 +1,9 @@
 //! What each kind of channel is sent for an alert: URL, headers and body. Pure.
 
 use super::config::{Channel, Kind};
-use crate::model::AlertRecord;
+use crate::model::{AlertRecord, EventKind};
 use hearth_wire::format_rfc3339;
+use hearth_wire::Check;
 use miniserde::json::{self, Array, Number, Object, Value};
 
 /// An HTTP POST to make.
@@ -13,41 +14,94 @@ pub struct Outgoing {
     pub body: String,
 }
 
-/// One line a person reads: "garage-pi is offline: no heartbeat for 125 s".
-pub fn summary(alert: &AlertRecord) -> String {
-    let what = match alert.kind.as_str() {
-        "offline" => "is offline",
-        "recovered" => "is back online",
-        "reminder" => "is still offline",
-        "check_failed" => "has a failing check",
-        "check_recovered" => "has a check passing again",
-        "reboot" => "rebooted",
-        "test" => "sent a test notification",
-        _ => "changed",
-    };
-    format!("{} {what}: {}", alert.name, alert.detail)
+impl Outgoing {
+    /// Scheme, host and port of the url: what errors and logs may show of it, since the
+    /// rest of a webhook url (Discord, Slack) is a credential.
+    pub fn origin(&self) -> String {
+        origin(&self.url)
+    }
 }
 
-/// Whether the alert reports trouble (as opposed to trouble ending, or news).
-fn is_trouble(alert: &AlertRecord) -> bool {
-    matches!(alert.kind.as_str(), "offline" | "reminder" | "check_failed")
+/// `https://hooks.slack.com/services/T0/B0/xyz` → `https://hooks.slack.com`.
+pub fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}")
+}
+
+/// How an alert of one kind is told, on every channel type. Each kind is spelled out (no
+/// `_` arm), so a new kind does not compile until it is decided here.
+struct Telling {
+    /// After the node's name: "garage-pi is offline".
+    what: &'static str,
+    /// Trouble (as opposed to trouble ending, or news): Gotify's high priority.
+    trouble: bool,
+    /// ntfy's priority and tag.
+    ntfy: (&'static str, &'static str),
+    /// Alertmanager's `alertname` and `severity`; an alert and the one that ends it share them.
+    alertmanager: (&'static str, &'static str),
+    /// Whether this ends the Alertmanager alert (`endsAt` now) rather than starting it.
+    resolves: bool,
+}
+
+/// Alertmanager's `alertname` and `severity` for a failing check.
+const CHECK_ALERT: (&str, &str) = ("HearthCheckFailing", "warning");
+
+fn telling(kind: EventKind) -> Telling {
+    const OFFLINE: (&str, &str) = ("HearthNodeOffline", "critical");
+    const CHECK: (&str, &str) = CHECK_ALERT;
+    const FLAPPING: (&str, &str) = ("HearthChecksFlapping", "warning");
+    const NEWS: (&str, &str) = ("3", "information_source");
+    let t = |what, trouble, ntfy, alertmanager, resolves| Telling { what, trouble, ntfy, alertmanager, resolves };
+    match kind {
+        EventKind::Offline => t("is offline", true, ("5", "red_circle"), OFFLINE, false),
+        EventKind::Reminder => t("is still offline", true, ("5", "red_circle"), OFFLINE, false),
+        // A node never heard from is offline to Alertmanager, so that its first heartbeat resolves it.
+        EventKind::Pending => t("has never sent a heartbeat", true, ("4", "warning"), OFFLINE, false),
+        EventKind::Recovered => t("is back online", false, ("3", "green_circle"), OFFLINE, true),
+        EventKind::CheckFailed => t("has a failing check", true, ("4", "warning"), CHECK, false),
+        EventKind::CheckRecovered => t("has a check passing again", false, ("3", "green_circle"), CHECK, true),
+        EventKind::Reboot => t("rebooted", false, NEWS, ("HearthNodeRebooted", "info"), true),
+        EventKind::Flapping => t("has flapping checks", true, ("4", "warning"), FLAPPING, false),
+        EventKind::FlappingStopped => t("has steady checks again", false, ("3", "green_circle"), FLAPPING, true),
+        EventKind::Test => t("sent a test notification", false, NEWS, ("HearthTest", "info"), true),
+        // Events that never alert (`EventKind::alerts`), told plainly should that change.
+        EventKind::Stopped => t("stopped cleanly", false, NEWS, ("HearthNodeStopped", "info"), true),
+        EventKind::ServicesFailed => {
+            t("reports services failing", true, ("4", "warning"), ("HearthServicesFailing", "warning"), false)
+        }
+        EventKind::ServicesRecovered => {
+            t("reports services ok again", false, ("3", "green_circle"), ("HearthServicesFailing", "warning"), true)
+        }
+        EventKind::ClockSkew => t("has a skewed clock", false, NEWS, ("HearthClockSkew", "info"), true),
+    }
+}
+
+/// One line a person reads: "garage-pi is offline: no heartbeat for 125 s".
+pub fn summary(alert: &AlertRecord) -> String {
+    format!("{} {}: {}", alert.name, telling(alert.kind).what, alert.detail)
 }
 
 pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
+    let mut out = build_for(channel, alert);
+    if let Some(user_password) = &channel.basic_auth {
+        out.headers.push(("Authorization", format!("Basic {}", base64(user_password.as_bytes()))));
+    }
+    out
+}
+
+fn build_for(channel: &Channel, alert: &AlertRecord) -> Outgoing {
     let text = summary(alert);
-    let title = format!("Hearth: {} {}", alert.name, alert.kind.replace('_', " "));
+    let tell = telling(alert.kind);
+    let title = format!("Hearth: {} {}", alert.name, alert.kind.as_str().replace('_', " "));
     let json_headers = || vec![("Content-Type", "application/json".to_owned())];
     match channel.kind {
         Kind::Webhook => {
             Outgoing { url: channel.url.clone(), headers: json_headers(), body: json::to_string(&webhook_body(alert)) }
         }
         Kind::Ntfy => {
-            let (priority, tag) = match alert.kind.as_str() {
-                "offline" | "reminder" => ("5", "red_circle"),
-                "check_failed" => ("4", "warning"),
-                "recovered" | "check_recovered" => ("3", "green_circle"),
-                _ => ("3", "information_source"),
-            };
+            let (priority, tag) = tell.ntfy;
             let mut headers = vec![("Title", title), ("Priority", priority.into()), ("Tags", tag.into())];
             if let Some(token) = &channel.token {
                 headers.push(("Authorization", format!("Bearer {token}")));
@@ -65,7 +119,7 @@ pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
             body: json::to_string(&object([("text", string(&text))])),
         },
         Kind::Gotify => {
-            let priority = if is_trouble(alert) { 8 } else { 4 };
+            let priority = if tell.trouble { 8 } else { 4 };
             let body = object([("title", string(&title)), ("message", string(&text)), ("priority", number(priority))]);
             let mut headers = json_headers();
             headers.push(("X-Gotify-Key", channel.token.clone().unwrap_or_default()));
@@ -74,7 +128,7 @@ pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
         Kind::Alertmanager => Outgoing {
             url: format!("{}/api/v2/alerts", channel.url),
             headers: json_headers(),
-            body: json::to_string(&Value::Array(Array::from_iter([alertmanager_alert(alert, &text)]))),
+            body: json::to_string(&Value::Array(Array::from_iter(alertmanager_alerts(alert, &text)))),
         },
     }
 }
@@ -83,47 +137,82 @@ pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
 pub fn webhook_body(alert: &AlertRecord) -> Value {
     object([
         ("id", number(alert.id)),
-        ("kind", string(&alert.kind)),
+        ("kind", string(alert.kind.as_str())),
         ("summary", string(&summary(alert))),
         ("node_id", string(&alert.node_id)),
         ("name", string(&alert.name)),
         ("hostname", string(&alert.hostname)),
         ("tags", Value::Array(alert.tags.iter().map(|t| string(t)).collect())),
         ("check", alert.check.as_deref().map_or(Value::Null, string)),
+        (
+            "checks",
+            alert.checks.as_ref().map_or(Value::Null, |checks| {
+                let check = |c: &Check| {
+                    object([("name", string(&c.name)), ("ok", Value::Bool(c.ok)), ("detail", string(&c.detail))])
+                };
+                Value::Array(checks.iter().map(check).collect())
+            }),
+        ),
         ("detail", string(&alert.detail)),
         ("at", string(&format_rfc3339(alert.at))),
         ("down_since", alert.down_since.map_or(Value::Null, |t| string(&format_rfc3339(t)))),
     ])
 }
 
-/// An alert in Alertmanager's v2 form. An ongoing problem is posted with an `endsAt` a week
-/// out (reminders re-post it); its end is posted with `endsAt` now, which resolves it.
-fn alertmanager_alert(alert: &AlertRecord, text: &str) -> Value {
-    let (alertname, severity) = match alert.kind.as_str() {
-        "offline" | "recovered" | "reminder" => ("HearthNodeOffline", "critical"),
-        "check_failed" | "check_recovered" => ("HearthCheckFailing", "warning"),
-        "reboot" => ("HearthNodeRebooted", "info"),
-        _ => ("HearthTest", "info"),
+/// An alert in Alertmanager's v2 form (see `alertmanager_alerts`). An ongoing problem is posted with an `endsAt` a week
+/// out (reminders re-post it); its end is posted with `endsAt` now and the same labels, which
+/// resolves it.
+fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
+    let tell = telling(alert.kind);
+    let entry = |(alertname, severity): (&str, &str), check: Option<&str>, resolves: bool| {
+        let mut labels = vec![
+            ("alertname", string(alertname)),
+            ("severity", string(severity)),
+            ("node_id", string(&alert.node_id)),
+            ("node", string(&alert.name)),
+            ("hostname", string(&alert.hostname)),
+        ];
+        if let Some(check) = check {
+            labels.push(("check", string(check)));
+        }
+        let starts = alert.down_since.unwrap_or(alert.at);
+        let ends = if resolves { alert.at } else { alert.at + 7 * 86_400_000 };
+        object([
+            ("labels", object(labels)),
+            ("annotations", object([("summary", string(text)), ("description", string(&alert.detail))])),
+            ("startsAt", string(&format_rfc3339(starts))),
+            ("endsAt", string(&format_rfc3339(ends))),
+        ])
     };
-    let mut labels = vec![
-        ("alertname", string(alertname)),
-        ("severity", string(severity)),
-        ("node_id", string(&alert.node_id)),
-        ("node", string(&alert.name)),
-        ("hostname", string(&alert.hostname)),
-    ];
-    if let Some(check) = &alert.check {
-        labels.push(("check", string(check)));
+    let checks = alert.checks.as_deref().unwrap_or_default();
+    match alert.kind {
+        // Several checks at once: one entry each, as if they had changed one at a time.
+        EventKind::CheckFailed | EventKind::CheckRecovered if !checks.is_empty() => {
+            checks.iter().map(|c| entry(tell.alertmanager, Some(&c.name), tell.resolves)).collect()
+        }
+        // Check alerts were held back while flapping: each check's entry says where it stands now.
+        EventKind::FlappingStopped => std::iter::once(entry(tell.alertmanager, None, true))
+            .chain(checks.iter().map(|c| entry(CHECK_ALERT, Some(&c.name), c.ok)))
+            .collect(),
+        _ => vec![entry(tell.alertmanager, alert.check.as_deref(), tell.resolves)],
     }
-    let resolves = matches!(alert.kind.as_str(), "recovered" | "check_recovered" | "reboot" | "test");
-    let starts = alert.down_since.unwrap_or(alert.at);
-    let ends = if resolves { alert.at } else { alert.at + 7 * 86_400_000 };
-    object([
-        ("labels", object(labels)),
-        ("annotations", object([("summary", string(text)), ("description", string(&alert.detail))])),
-        ("startsAt", string(&format_rfc3339(starts))),
-        ("endsAt", string(&format_rfc3339(ends))),
-    ])
+}
+
+/// Standard base64 with padding (RFC 4648), for `Authorization: Basic`.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn object<'a>(fields: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
@@ -146,15 +235,16 @@ fn number(n: u64) -> Value {
 mod tests {
     use super::*;
 
-    fn alert(kind: &str) -> AlertRecord {
+    fn alert(kind: EventKind) -> AlertRecord {
         AlertRecord {
             id: 7,
-            kind: kind.into(),
+            kind,
             node_id: "550e8400-e29b-41d4-a716-446655440000".into(),
             name: "garage-pi".into(),
             hostname: "pi".into(),
             tags: vec!["garage".into()],
             check: None,
+            checks: None,
             detail: "no heartbeat for 125 s".into(),
             at: 1_700_000_000_000,
             down_since: Some(1_700_000_000_000),
@@ -163,12 +253,93 @@ mod tests {
     }
 
     fn channel(kind: Kind, url: &str, token: Option<&str>) -> Channel {
-        Channel { name: "c".into(), kind, url: url.into(), token: token.map(Into::into), tags: vec![], reboot: false }
+        Channel {
+            name: "c".into(),
+            kind,
+            url: url.into(),
+            token: token.map(Into::into),
+            basic_auth: None,
+            tags: vec![],
+            reboot: false,
+        }
+    }
+
+    /// A check that failed, then went away from the agent's list, resolves in Alertmanager:
+    /// the same labels as the firing alert, and `endsAt` at the recovery.
+    #[test]
+    fn a_check_recovery_resolves_its_alertmanager_alert() {
+        let am = channel(Kind::Alertmanager, "http://am:9093", None);
+        let failing =
+            AlertRecord { check: Some("cloudflared".into()), down_since: None, ..alert(EventKind::CheckFailed) };
+        let gone = AlertRecord {
+            at: failing.at + 60_000,
+            detail: "cloudflared is no longer reported".into(),
+            ..AlertRecord { kind: EventKind::CheckRecovered, ..failing.clone() }
+        };
+        let labels = |body: &str| body.split(r#""labels":"#).nth(1).unwrap().split('}').next().unwrap().to_owned();
+        let (fired, resolved) = (build(&am, &failing).body, build(&am, &gone).body);
+        assert_eq!(labels(&fired), labels(&resolved));
+        assert!(labels(&fired).contains(r#""check":"cloudflared""#), "{fired}");
+        assert!(resolved.contains(r#""endsAt":"2023-11-14T22:14:20Z""#), "{resolved}");
+    }
+
+    /// Several checks in one alert are one Alertmanager entry each, labelled as if they had
+    /// changed one at a time; after flapping, each check's entry says where it stands.
+    #[test]
+    fn alerts_about_several_checks_give_alertmanager_one_entry_per_check() {
+        let am = channel(Kind::Alertmanager, "http://am:9093", None);
+        let check = |name: &str, ok| Check { name: name.into(), ok, detail: "x".into() };
+        let failing =
+            AlertRecord { checks: Some(vec![check("a", false), check("b", false)]), ..alert(EventKind::CheckFailed) };
+        let body = build(&am, &failing).body;
+        let entries: Vec<Value> = match json::from_str::<Value>(&body).unwrap() {
+            Value::Array(entries) => entries.into_iter().collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(entries.len(), 2, "{body}");
+        assert!(body.contains(r#""check":"a""#) && body.contains(r#""check":"b""#), "{body}");
+        let webhook = build(&channel(Kind::Webhook, "https://example.com/hook", None), &failing).body;
+        assert!(webhook.contains(r#""checks":[{"detail":"x","name":"a","ok":false}"#), "{webhook}");
+
+        let steady = AlertRecord {
+            checks: Some(vec![check("a", true), check("b", false)]),
+            ..alert(EventKind::FlappingStopped)
+        };
+        let body = build(&am, &steady).body;
+        let ended = |label: &str| {
+            let entry = body.split(r#"{"annotations""#).find(|e| e.contains(label)).unwrap();
+            entry.contains(r#""endsAt":"2023-11-14T22:13:20Z""#)
+        };
+        assert!(ended(r#""alertname":"HearthChecksFlapping""#), "the flapping alert resolves: {body}");
+        assert!(ended(r#""check":"a""#), "a passing check resolves: {body}");
+        assert!(!ended(r#""check":"b""#), "a failing check fires: {body}");
+    }
+
+    #[test]
+    fn basic_auth_goes_in_a_header_and_origins_keep_only_scheme_and_host() {
+        for (raw, encoded) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("hearth:p@ss", "aGVhcnRoOnBAc3M=")]
+        {
+            assert_eq!(base64(raw.as_bytes()), encoded, "{raw}");
+        }
+        let am =
+            Channel { basic_auth: Some("hearth:p@ss".into()), ..channel(Kind::Alertmanager, "https://am.lan", None) };
+        let out = build(&am, &alert(EventKind::Offline));
+        assert!(out.headers.contains(&("Authorization", "Basic aGVhcnRoOnBAc3M=".into())), "{:?}", out.headers);
+        assert_eq!(out.url, "https://am.lan/api/v2/alerts");
+        for (url, expected) in [
+            ("https://discord.com/api/webhooks/1/s3cret", "https://discord.com"),
+            ("http://127.0.0.1:9093/api/v2/alerts?x=1", "http://127.0.0.1:9093"),
+            ("https://me:s3cret@ntfy.lan/topic", "https://ntfy.lan"),
+            ("https://hooks.slack.com", "https://hooks.slack.com"),
+        ] {
+            assert_eq!(origin(url), expected);
+        }
     }
 
     #[test]
     fn every_kind_of_channel() {
-        let offline = alert("offline");
+        let offline = alert(EventKind::Offline);
         let out = build(&channel(Kind::Slack, "https://hooks.slack.com/x", None), &offline);
         assert_eq!(out.body, r#"{"text":"garage-pi is offline: no heartbeat for 125 s"}"#);
         let out = build(&channel(Kind::Discord, "https://discord.com/api/webhooks/1/x", None), &offline);
@@ -189,8 +360,14 @@ mod tests {
             out.body.contains(r#""alertname":"HearthNodeOffline""#)
                 && out.body.contains(r#""endsAt":"2023-11-21T22:13:20Z""#)
         );
-        let resolved = build(&channel(Kind::Alertmanager, "http://am:9093", None), &alert("recovered"));
-        assert!(resolved.body.contains(r#""endsAt":"2023-11-14T22:13:20Z""#), "{}", resolved.body);
+        let recovered = AlertRecord { at: 1_700_000_060_000, ..alert(EventKind::Recovered) };
+        let resolved = build(&channel(Kind::Alertmanager, "http://am:9093", None), &recovered);
+        assert!(resolved.body.contains(r#""endsAt":"2023-11-14T22:14:20Z""#), "{}", resolved.body);
+        assert!(
+            resolved.body.contains(r#""startsAt":"2023-11-14T22:13:20Z""#),
+            "starts when it went down: {}",
+            resolved.body
+        );
         let out = build(&channel(Kind::Webhook, "https://example.com/hook", None), &offline);
         assert!(out.body.contains(r#""kind":"offline""#) && out.body.contains(r#""id":7"#));
     }

@@ -9,6 +9,7 @@
 //! reboot = true             # also reboots (optional)
 //! ```
 
+use crate::model::EventKind;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,23 +36,43 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// One destination. Its `Debug` shows the url's scheme and host only, and hides the token
+/// and password: a webhook url's path is its key.
+#[derive(Clone, PartialEq)]
 pub struct Channel {
     pub name: String,
     pub kind: Kind,
     pub url: String,
     /// ntfy: a bearer token; gotify: the application token.
     pub token: Option<String>,
+    /// `user:password` taken out of the url (`https://user:password@host/…`), sent as
+    /// `Authorization: Basic`; the url keeps only scheme, host and path.
+    pub basic_auth: Option<String>,
     /// Only nodes with at least one of these tags; empty means every node.
     pub tags: Vec<String>,
     /// Whether reboots are sent too.
     pub reboot: bool,
 }
 
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "…");
+        f.debug_struct("Channel")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &super::channel::origin(&self.url))
+            .field("token", &hidden(&self.token))
+            .field("basic_auth", &hidden(&self.basic_auth))
+            .field("tags", &self.tags)
+            .field("reboot", &self.reboot)
+            .finish()
+    }
+}
+
 impl Channel {
     /// Whether this channel wants an alert of `kind` about a node tagged `tags`.
-    pub fn wants(&self, kind: &str, tags: &[String]) -> bool {
-        let kind_ok = kind != "reboot" || self.reboot;
+    pub fn wants(&self, kind: EventKind, tags: &[String]) -> bool {
+        let kind_ok = kind != EventKind::Reboot || self.reboot;
         kind_ok && (self.tags.is_empty() || self.tags.iter().any(|t| tags.contains(t)))
     }
 }
@@ -103,6 +124,7 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
                 kind: Kind::Webhook,
                 url: String::new(),
                 token: None,
+                basic_auth: None,
                 tags: Vec::new(),
                 reboot: false,
             });
@@ -126,10 +148,9 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
                 })?;
             }
             "url" => {
-                if !(value.starts_with("https://") || value.starts_with("http://")) {
-                    return Err(fail(format!("the url `{value}` must start with https:// or http://")));
-                }
-                channel.url = value.trim_end_matches('/').into();
+                let (url, basic_auth) = split_userinfo(value).map_err(fail)?;
+                channel.url = url.trim_end_matches('/').into();
+                channel.basic_auth = basic_auth;
             }
             "token" => channel.token = Some(value.into()),
             "tags" => channel.tags = value.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect(),
@@ -153,11 +174,57 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
         if channel.url.is_empty() {
             return fail(format!("channel `{}` has no url", channel.name));
         }
+        if channel.basic_auth.is_some() && channel.token.is_some() && channel.kind == Kind::Ntfy {
+            return fail(format!(
+                "ntfy channel `{}` has both a user:password in its url and a token; keep one",
+                channel.name
+            ));
+        }
         if channel.kind == Kind::Gotify && channel.token.is_none() {
             return fail(format!("gotify channel `{}` needs token = its application token", channel.name));
         }
     }
     Ok(Channels { list })
+}
+
+/// Splits `scheme://user:password@host/path` into the url without its user part, and
+/// `user:password` (percent-decoded). Errors never repeat the url: it may hold a secret.
+fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
+    let Some((scheme, rest)) = value.split_once("://").filter(|(s, _)| *s == "https" || *s == "http") else {
+        return Err("the url must start with https:// or http://".into());
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        if authority.is_empty() {
+            return Err(format!("the url has no host after {scheme}://"));
+        }
+        return Ok((value.to_owned(), None));
+    };
+    if host.is_empty() {
+        return Err(format!("the url has no host after {scheme}://…@"));
+    }
+    let decoded = percent_decode(userinfo).ok_or_else(|| {
+        format!("the user:password part of the url for {scheme}://{host} is not valid percent-encoded UTF-8")
+    })?;
+    Ok((format!("{scheme}://{host}{path}"), Some(decoded)))
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn strip_comment(line: &str) -> &str {
@@ -179,10 +246,40 @@ mod tests {
         assert_eq!(channels.list.len(), 2);
         let phone = channels.get("phone").unwrap();
         assert_eq!((phone.kind, phone.url.as_str(), phone.reboot), (Kind::Ntfy, "https://ntfy.sh/topic", true));
-        assert!(phone.wants("reboot", &["garage".into()]));
-        assert!(!phone.wants("offline", &["kitchen".into()]));
+        assert!(phone.wants(EventKind::Reboot, &["garage".into()]));
+        assert!(!phone.wants(EventKind::Offline, &["kitchen".into()]));
         let am = channels.get("am").unwrap();
-        assert!(am.wants("offline", &[]) && !am.wants("reboot", &[]));
+        assert!(am.wants(EventKind::Offline, &[]) && !am.wants(EventKind::Reboot, &[]));
+    }
+
+    #[test]
+    fn a_user_and_password_in_the_url_become_basic_auth_and_leave_the_url() {
+        let text = "[channel am]\ntype = alertmanager\nurl = https://hearth:p%40ss:w@am.example.com:9093/\n";
+        let am = parse(text).unwrap().list.remove(0);
+        assert_eq!(am.url, "https://am.example.com:9093");
+        assert_eq!(am.basic_auth.as_deref(), Some("hearth:p@ss:w"));
+        let plain = parse("[channel s]\ntype = slack\nurl = https://hooks.slack.com/a@b\n").unwrap().list.remove(0);
+        assert_eq!(
+            (plain.url.as_str(), plain.basic_auth),
+            ("https://hooks.slack.com/a@b", None),
+            "an @ in the path is not a user"
+        );
+    }
+
+    #[test]
+    fn a_channel_printed_for_debugging_keeps_its_secrets() {
+        let text = "[channel d]\ntype = ntfy\nurl = https://me:pw-s3cret@ntfy.lan/topic-s3cret\n\
+                    [channel g]\ntype = gotify\nurl = https://g.lan\ntoken = tok-s3cret\n";
+        let shown = format!("{:?}", parse(text).unwrap());
+        assert!(!shown.contains("s3cret") && shown.contains("https://ntfy.lan"), "{shown}");
+    }
+
+    #[test]
+    fn a_mistake_in_a_url_never_repeats_it() {
+        let err = parse("[channel a]\ntype = slack\nurl = ftp://me:s3cret@x/hook\n").unwrap_err();
+        assert!(!err.reason.contains("s3cret"), "{err}");
+        let err = parse("[channel a]\ntype = slack\nurl = https://me:%zz@x/hook\n").unwrap_err();
+        assert!(!err.reason.contains("%zz") && err.reason.contains("https://x"), "{err}");
     }
 
     #[test]
@@ -191,6 +288,9 @@ mod tests {
             ("url = https://x", 1, "before any [channel NAME]"),
             ("[channel a]\ntype = pager", 2, "unknown channel type `pager`"),
             ("[channel a]\ntype = slack\nurl = ftp://x", 3, "must start with https://"),
+            ("[channel a]\ntype = slack\nurl = https://", 3, "has no host"),
+            ("[channel a]\ntype = slack\nurl = https://me:s3cret@/x", 3, "has no host"),
+            ("[channel a]\ntype = ntfy\nurl = https://me:s3cret@ntfy.lan/t\ntoken = tk", 1, "keep one"),
             ("[channel a]\ntype = slack", 1, "has no url"),
             ("[channel a]\ntype = gotify\nurl = https://g", 1, "needs token"),
             ("[channel a]\nurl = https://x\n[channel a]", 3, "defined twice"),

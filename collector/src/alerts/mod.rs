@@ -9,14 +9,49 @@ pub mod channel;
 pub mod config;
 pub mod worker;
 
-use crate::liveness::{self, Change, Policy};
-use crate::model::{AlertRecord, Delivery, EventRecord, NodeRecord};
-use crate::store::{self, Txn};
+use crate::liveness::{self, Change, Policy, Watching};
+use crate::model::{AlertRecord, Delivery, DeliveryState, EventRecord, NodeRecord};
+use crate::store::{self, setting, RwTxn, Txn};
 use config::Channels;
-use heed::RwTxn;
 
 /// Events older than this are dropped.
 pub const EVENT_MAX_AGE_MS: i64 = 30 * 86_400_000;
+
+/// How often the sweep writes down that the collector is alive: the error, at most, in how
+/// long it knows it was away after a restart.
+pub const ALIVE_EVERY_MS: i64 = 5_000;
+
+/// The most alerts about one node that wait in the outbox: past it, the oldest is dropped
+/// unsent, so that one node (a flapping check, with a channel down) cannot fill the outbox.
+pub const PENDING_PER_NODE: usize = 20;
+
+/// An absence longer than this is logged and told in the offline alerts that follow it.
+pub const AWAY_NOTED_MS: i64 = 3 * ALIVE_EVERY_MS;
+
+/// What `serve` does with the store before its first sweep: it remembers the policy it
+/// runs with (for `hearth-collector nodes`), and starts watching now, so that no node is
+/// blamed for the collector's own absence: every node's silence counts from `now` at the
+/// earliest, a fresh grace. If it was away longer than [`AWAY_NOTED_MS`], it says so, in
+/// the log and in the offline alerts that follow. Returns how long it was away, in ms.
+pub fn on_start(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy) -> Result<Option<i64>, store::Error> {
+    let alive_at: Option<i64> = txn.setting(setting::ALIVE_AT)?;
+    let away = alive_at.map(|at| now - at).filter(|away| *away > AWAY_NOTED_MS);
+    if let Some(away) = away {
+        // An idle exit (socket activation) is an absence nobody needs warning of.
+        let level = if txn.busy()? { log::Level::Warn } else { log::Level::Info };
+        log::log!(
+            level,
+            "the collector was not running for about {} (last alive at {}): every node gets a fresh grace from now",
+            liveness::duration(away),
+            hearth_wire::format_rfc3339(now - away)
+        );
+    }
+    let watching = Watching { since: now, away_from: away.map(|away| now - away) };
+    txn.put_setting(setting::WATCHING, &watching)?;
+    txn.put_setting(setting::ALIVE_AT, &now)?;
+    txn.put_setting(setting::POLICY, policy)?;
+    Ok(away)
+}
 
 /// Writes `changes` of `node` as events, and those that alert as outbox alerts for every
 /// channel that wants them. Returns how many alerts were written.
@@ -29,17 +64,17 @@ pub fn record(
 ) -> Result<usize, store::Error> {
     let mut alerts = 0;
     for change in changes {
-        let kind = change.kind.as_str();
+        let kind = change.kind;
         let event = EventRecord {
             id: txn.next_id()?,
             node_id: node.node_id.clone(),
             at: now,
-            kind: kind.to_owned(),
+            kind,
             check: change.check.clone(),
             detail: change.detail.clone(),
         };
         txn.put_event(&event)?;
-        log::info!("node {} ({}): {kind}: {}", node.name, node.node_id, change.detail);
+        log::info!("node {} ({}): {}: {}", node.name, node.node_id, kind.as_str(), change.detail);
         if !change.kind.alerts() {
             continue;
         }
@@ -49,7 +84,7 @@ pub fn record(
             .filter(|c| c.wants(kind, &node.all_tags()))
             .map(|c| Delivery {
                 channel: c.name.clone(),
-                state: "pending".into(),
+                state: DeliveryState::Pending,
                 attempts: 0,
                 next_attempt: now,
                 last_error: None,
@@ -59,17 +94,19 @@ pub fn record(
         if deliveries.is_empty() {
             continue;
         }
+        make_room(txn, node)?;
         let alert = AlertRecord {
             id: txn.next_id()?,
-            kind: kind.to_owned(),
+            kind,
             node_id: node.node_id.clone(),
             name: node.name.clone(),
             hostname: node.hostname.clone(),
             tags: node.all_tags(),
             check: change.check.clone(),
+            checks: (!change.checks.is_empty()).then(|| change.checks.clone()),
             detail: change.detail.clone(),
             at: now,
-            down_since: node.down_since.or_else(|| (kind == "recovered").then_some(now)),
+            down_since: change.down_since.or(node.down_since),
             deliveries,
         };
         txn.put_alert(&alert)?;
@@ -78,15 +115,177 @@ pub fn record(
     Ok(alerts)
 }
 
-/// Looks at every node whose deadline has passed. Returns how many alerts were written.
+/// Drops the oldest alerts about `node` still waiting, so that a new one keeps it within
+/// [`PENDING_PER_NODE`]; each drop is counted and logged.
+fn make_room(txn: &mut Txn<RwTxn>, node: &NodeRecord) -> Result<(), store::Error> {
+    let waiting = txn.outbox_of(&node.node_id)?;
+    let excess = (waiting.len() + 1).saturating_sub(PENDING_PER_NODE);
+    for id in waiting.into_iter().take(excess) {
+        let Some(mut alert) = txn.alert(id)? else { continue };
+        for delivery in alert.deliveries.iter_mut().filter(|d| d.state == DeliveryState::Pending) {
+            delivery.state = DeliveryState::Dropped;
+            delivery.last_error =
+                Some(format!("dropped unsent: more than {PENDING_PER_NODE} alerts about this node were waiting"));
+        }
+        txn.put_alert(&alert)?;
+        let dropped = txn.setting::<u64>(setting::ALERTS_DROPPED)?.unwrap_or(0) + 1;
+        txn.put_setting(setting::ALERTS_DROPPED, &dropped)?;
+        log::warn!(
+            "node {} ({}): dropped its oldest waiting alert {id} ({}): more than {PENDING_PER_NODE} were waiting; {dropped} dropped so far",
+            node.name,
+            node.node_id,
+            alert.kind.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Looks at every node whose deadline has passed, and notes that the collector is alive.
+/// Returns how many alerts were written.
 pub fn sweep(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channels) -> Result<usize, store::Error> {
+    let alive_at: Option<i64> = txn.setting(setting::ALIVE_AT)?;
+    if alive_at.is_none_or(|at| now - at >= ALIVE_EVERY_MS || now < at) {
+        txn.put_setting(setting::ALIVE_AT, &now)?;
+    }
+    let due = txn.due_nodes(now)?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let watching: Watching = txn.setting(setting::WATCHING)?.unwrap_or_default();
     let mut alerts = 0;
-    for (_, node_id) in txn.due_nodes(now)? {
+    for (_, node_id) in due {
         let Some(mut node) = txn.node(&node_id)? else { continue };
         let previous = node.deadline;
-        let changes = liveness::on_deadline(&mut node, now, policy);
+        let changes = liveness::on_deadline(&mut node, now, policy, &watching);
         alerts += record(txn, &node, &changes, now, channels)?;
         txn.save_node(&node, previous)?;
     }
     Ok(alerts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreConfig};
+    use hearth_wire::Heartbeat;
+
+    const S: i64 = 1000;
+
+    fn webhook() -> Channels {
+        config::parse("[channel hook]\ntype = webhook\nurl = http://127.0.0.1:9/hook\n").unwrap()
+    }
+
+    fn beat() -> Heartbeat {
+        Heartbeat {
+            node_id: "n1".into(),
+            name: Some("garage-pi".into()),
+            interval_secs: Some(10),
+            services_ok: true,
+            ..Default::default()
+        }
+    }
+
+    /// A heartbeat at `at`, as the API takes it in.
+    fn heartbeat(store: &Store, at: i64, channels: &Channels) {
+        store
+            .write(|txn| {
+                let mut node = txn.node("n1")?.unwrap_or(NodeRecord { node_id: "n1".into(), ..Default::default() });
+                let previous = node.deadline;
+                let changes = liveness::on_heartbeat(&mut node, beat(), at, &Policy::default());
+                record(txn, &node, &changes, at, channels)?;
+                txn.save_node(&node, previous)
+            })
+            .unwrap();
+    }
+
+    fn alert_kinds(store: &Store) -> Vec<(liveness::Kind, i64, Option<i64>, String)> {
+        let mut alerts = store.read(|txn| txn.alerts(100)).unwrap();
+        alerts.reverse();
+        alerts.into_iter().map(|a| (a.kind, a.at, a.down_since, a.detail)).collect()
+    }
+
+    #[test]
+    fn a_restart_counts_silence_from_the_start_and_the_offline_alert_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let (policy, channels) = (Policy { grace_secs: Some(40), ..Policy::default() }, webhook());
+        store.write(|txn| on_start(txn, 0, &policy)).unwrap();
+        heartbeat(&store, 0, &channels);
+        for t in 1..=7 {
+            assert_eq!(store.write(|txn| sweep(txn, t * S, &policy, &channels)).unwrap(), 0);
+        }
+        // The collector stops after its sweep at 7 s (it last said it was alive at 5 s) and
+        // starts again at 600 s, long after the node's deadline.
+        let away = store.write(|txn| on_start(txn, 600 * S, &policy)).unwrap();
+        assert_eq!(away, Some(595 * S));
+        for t in 600..650 {
+            assert_eq!(store.write(|txn| sweep(txn, t * S, &policy, &channels)).unwrap(), 0, "paged at {t} s");
+        }
+        assert_eq!(store.write(|txn| sweep(txn, 650 * S, &policy, &channels)).unwrap(), 1);
+        let alerts = alert_kinds(&store);
+        assert_eq!(alerts.len(), 1);
+        assert!(alerts[0].3.contains("no heartbeat for 650 s; the collector itself was down for 595 s"), "{alerts:?}");
+        let kept = store.read(|txn| txn.setting::<Policy>(setting::POLICY)).unwrap();
+        assert_eq!(kept, Some(policy), "the policy `nodes` reads");
+    }
+
+    /// A node with a channel down cannot fill the outbox: its oldest waiting alerts are
+    /// dropped, counted, and other nodes' alerts are untouched.
+    #[test]
+    fn one_node_keeps_at_most_its_share_of_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let channels = webhook();
+        let node = |id: &str| NodeRecord { node_id: id.into(), name: id.into(), ..Default::default() };
+        let flip = |i: usize| Change {
+            kind: if i % 2 == 0 { liveness::Kind::CheckFailed } else { liveness::Kind::CheckRecovered },
+            check: Some("disk".into()),
+            detail: format!("flip {i}"),
+            down_since: None,
+            checks: Vec::new(),
+        };
+        let offline = Change {
+            kind: liveness::Kind::Offline,
+            check: None,
+            detail: "quiet".into(),
+            down_since: None,
+            checks: Vec::new(),
+        };
+        store.write(|txn| record(txn, &node("calm"), std::slice::from_ref(&offline), 0, &channels)).unwrap();
+        for i in 0..100 {
+            store.write(|txn| record(txn, &node("noisy"), &[flip(i)], i as i64, &channels)).unwrap();
+        }
+        let (noisy, calm, dropped) = store
+            .read(|txn| {
+                Ok((txn.outbox_of("noisy")?, txn.outbox_of("calm")?, txn.setting::<u64>(setting::ALERTS_DROPPED)?))
+            })
+            .unwrap();
+        assert_eq!(noisy.len(), PENDING_PER_NODE);
+        assert_eq!(calm.len(), 1, "another node's alert was dropped");
+        assert_eq!(dropped, Some(100 - PENDING_PER_NODE as u64));
+        let newest = store.read(|txn| txn.alert(*noisy.last().unwrap())).unwrap().unwrap();
+        assert_eq!(newest.detail, "flip 99", "the newest alerts are the ones kept");
+        let oldest = store.read(|txn| txn.alerts(200)).unwrap().into_iter().find(|a| a.detail == "flip 0").unwrap();
+        assert_eq!(oldest.deliveries[0].state, DeliveryState::Dropped);
+        assert!(oldest.deliveries[0].last_error.as_deref().is_some_and(|e| e.contains("dropped unsent")));
+    }
+
+    #[test]
+    fn a_recovered_alert_carries_when_the_node_went_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let (policy, channels) = (Policy::default(), webhook());
+        heartbeat(&store, 0, &channels);
+        store.write(|txn| sweep(txn, 40 * S, &policy, &channels)).unwrap();
+        heartbeat(&store, 55 * S, &channels);
+        let alerts = alert_kinds(&store);
+        assert_eq!(alerts[0].0, liveness::Kind::Offline);
+        assert_eq!(alerts[1].0, liveness::Kind::Recovered);
+        assert_eq!((alerts[1].1, alerts[1].2), (55 * S, Some(40 * S)), "{alerts:?}");
+        let recovered = store.read(|txn| txn.alerts(1)).unwrap().remove(0);
+        assert_eq!(
+            channel::summary(&recovered),
+            "garage-pi is back online: heard from again after 15 s offline (55 s without a heartbeat)"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 use super::channel;
 use super::config::Channels;
 use crate::clock::Clock;
-use crate::model::AlertRecord;
+use crate::model::{AlertRecord, DeliveryState};
 use crate::store::{self, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -51,7 +51,9 @@ impl Worker {
             let Some(mut alert) = self.store.read(|txn| txn.alert(id))? else { continue };
             let now = self.clock.now_ms();
             let due: Vec<usize> = (0..alert.deliveries.len())
-                .filter(|i| alert.deliveries[*i].state == "pending" && alert.deliveries[*i].next_attempt <= now)
+                .filter(|i| {
+                    alert.deliveries[*i].state == DeliveryState::Pending && alert.deliveries[*i].next_attempt <= now
+                })
                 .collect();
             if due.is_empty() {
                 continue;
@@ -64,7 +66,7 @@ impl Worker {
                 delivery.attempts += 1;
                 match outcome {
                     Ok(_) => {
-                        delivery.state = "delivered".into();
+                        delivery.state = DeliveryState::Delivered;
                         delivery.delivered_at = Some(now);
                         delivery.last_error = None;
                         self.stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -79,7 +81,7 @@ impl Worker {
                         self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                         delivery.last_error = Some(error);
                         if delivery.attempts >= MAX_ATTEMPTS {
-                            delivery.state = "failed".into();
+                            delivery.state = DeliveryState::Failed;
                             self.stats.given_up.fetch_add(1, Ordering::Relaxed);
                         } else {
                             delivery.next_attempt = now + backoff_ms(delivery.attempts) as i64;
@@ -98,19 +100,21 @@ impl Worker {
     }
 }
 
-/// Sends one request; the answer's status line, or why it failed.
+/// Sends one request; the answer's status line, or why it failed. The error names only the
+/// url's scheme and host (see [`channel::origin`]): it is logged and shown to every viewer
+/// in `GET /api/alerts`, and a webhook url's path is its secret.
 pub fn send(out: &channel::Outgoing) -> Result<String, String> {
     let mut request = minreq::post(&out.url).with_body(out.body.as_str()).with_timeout(10);
     for (name, value) in &out.headers {
         request = request.with_header(*name, value);
     }
-    let response = request.send().map_err(|e| format!("cannot reach {}: {e}", out.url))?;
+    let response = request.send().map_err(|e| format!("cannot reach {}: {e}", out.origin()))?;
     let status = format!("{} {}", response.status_code, response.reason_phrase);
     if (200..300).contains(&response.status_code) {
         Ok(status)
     } else {
         let body: String = response.as_str().unwrap_or("").chars().take(200).collect();
-        Err(format!("{status}: {body}"))
+        Err(format!("{} answered {status}: {body}", out.origin()))
     }
 }
 

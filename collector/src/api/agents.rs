@@ -144,7 +144,9 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
         ..node
     };
     txn.put_agent_token(&agent_hash, &node_id)?;
-    txn.put_node(&node)?;
+    let previous = node.deadline;
+    liveness::on_enrolled(&mut node, ctx.now_ms, ctx.policy);
+    txn.save_node(&node, previous)?;
     token.used_at = Some(ctx.now_ms);
     token.used_by = Some(node_id.clone());
     txn.put_enroll_token(&token_hash, &token)?;

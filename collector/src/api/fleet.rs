@@ -2,7 +2,7 @@
 
 use super::{audit, internal, limit_param, query_param, too_many, ApiError, Context, Handled, Reply, Request, User};
 use crate::limits;
-use crate::model::{AlertRecord, AuditRecord, EnrollTokenRecord, EventRecord, NodeView};
+use crate::model::{AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeView};
 use crate::secret::{self, ENROLL_PREFIX};
 use crate::store::{ReadTxn, RwTxn, Txn};
 use hearth_wire::format_rfc3339;
@@ -412,7 +412,7 @@ struct EventView {
     id: u64,
     node_id: String,
     at: String,
-    kind: String,
+    kind: EventKind,
     check: Option<String>,
     detail: String,
 }
@@ -420,7 +420,7 @@ struct EventView {
 impl From<&EventRecord> for EventView {
     fn from(e: &EventRecord) -> EventView {
         let (id, node_id, at) = (e.id, e.node_id.clone(), hearth_wire::format_rfc3339(e.at));
-        EventView { id, node_id, at, kind: e.kind.clone(), check: e.check.clone(), detail: e.detail.clone() }
+        EventView { id, node_id, at, kind: e.kind, check: e.check.clone(), detail: e.detail.clone() }
     }
 }
 
@@ -432,7 +432,7 @@ struct AlertList {
 #[derive(Serialize)]
 struct AlertView {
     id: u64,
-    kind: String,
+    kind: EventKind,
     node_id: String,
     name: String,
     check: Option<String>,
@@ -444,7 +444,7 @@ struct AlertView {
 #[derive(Serialize)]
 struct DeliveryView {
     channel: String,
-    state: String,
+    state: DeliveryState,
     attempts: u64,
     last_error: Option<String>,
     delivered_at: Option<String>,
@@ -458,16 +458,16 @@ impl From<&AlertRecord> for AlertView {
             .iter()
             .map(|d| DeliveryView {
                 channel: d.channel.clone(),
-                state: d.state.clone(),
+                state: d.state,
                 attempts: d.attempts,
                 last_error: d.last_error.clone(),
                 delivered_at: d.delivered_at.map(hearth_wire::format_rfc3339),
-                next_attempt: (d.state == "pending").then(|| hearth_wire::format_rfc3339(d.next_attempt)),
+                next_attempt: (d.state == DeliveryState::Pending).then(|| hearth_wire::format_rfc3339(d.next_attempt)),
             })
             .collect();
         AlertView {
             id: a.id,
-            kind: a.kind.clone(),
+            kind: a.kind,
             node_id: a.node_id.clone(),
             name: a.name.clone(),
             check: a.check.clone(),
@@ -484,7 +484,7 @@ mod tests {
     use crate::liveness::Policy;
 
     fn ctx_parts() -> (Policy, crate::alerts::config::Channels, std::sync::Mutex<crate::metrics::Metrics>) {
-        (Policy::default(), crate::alerts::config::Channels::default(), Default::default())
+        (<Policy as Default>::default(), crate::alerts::config::Channels::default(), Default::default())
     }
 
     #[test]

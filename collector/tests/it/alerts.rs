@@ -261,3 +261,210 @@ fn a_node_with_its_own_grace_pages_later_and_the_running_collector_heeds_it() {
         hits[0].body
     );
 }
+
+/// The `at` of a webhook body, in Unix ms.
+fn alert_at(body: &str) -> i64 {
+    let at = body.split(r#""at":""#).nth(1).unwrap().split('"').next().unwrap();
+    hearth_wire::parse_rfc3339(at).unwrap()
+}
+
+/// Down for 300 s, the collector comes back to a node it last heard from before: the node
+/// gets a fresh grace from the start, and the offline alert says the collector was away.
+#[test]
+fn a_restarted_collector_gives_every_node_a_fresh_grace_and_says_it_was_away() {
+    let temp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let clock = TestClock::new(temp.path());
+    let conf = one_webhook(temp.path(), receiver.addr);
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    let dir = temp.path().join("db");
+    let mut collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
+    let node = new_node_id();
+    assert_eq!(collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running")).status, 200);
+    collector.kill9();
+
+    clock.advance_secs(300);
+    let restarted_at = clock.now_ms();
+    let _collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
+    clock.advance_secs(41); // grace (30 s) and one interval, counted from the start
+    let hits = receiver.wait_for(1);
+    assert!(hits[0].body.contains(r#""kind":"offline""#), "{}", hits[0].body);
+    assert!(
+        alert_at(&hits[0].body) >= restarted_at + 40_000,
+        "paged {} ms after the start, before a fresh grace ran out: {}",
+        alert_at(&hits[0].body) - restarted_at,
+        hits[0].body
+    );
+    assert!(hits[0].body.contains("the collector itself was down for 300 s"), "{}", hits[0].body);
+    assert_eq!(receiver.hits().len(), 1, "{:#?}", receiver.hits());
+}
+
+/// `nodes` judges with the grace `serve` runs with, and reads only a store that exists.
+#[test]
+fn nodes_agrees_with_the_api_and_refuses_a_missing_store() {
+    let Watch { _temp, receiver: _r, clock, collector } = watch(one_webhook, &["--grace-secs", "600"]);
+    let node = new_node_id();
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    clock.advance_secs(100); // past the default grace (30 s), well within 600 s
+    assert_eq!(collector.get(&format!("/api/nodes/{node}"), &collector.api_key()).field("status"), "late");
+    let nodes = |extra: &[&str]| {
+        let out = std::process::Command::new(collector_bin())
+            .args(["nodes", "--json", "--data-dir"])
+            .arg(&collector.data_dir)
+            .args(extra)
+            .env(clock.env().0, clock.env().1)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(nodes(&[]).contains(r#""status":"late""#), "{}", nodes(&[]));
+    assert!(nodes(&["--grace-secs", "50"]).contains(r#""status":"offline""#), "a flag overrides the stored grace");
+
+    let missing = _temp.path().join("elsewhere");
+    let out = std::process::Command::new(collector_bin()).args(["nodes", "--data-dir"]).arg(&missing).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(missing.to_str().unwrap()) && stderr.contains("--data-dir"), "{stderr}");
+    assert!(!missing.exists(), "a read command created a store");
+}
+
+/// With --pending-alert-secs, a node enrolled and never heard from pages once; its first
+/// heartbeat is its recovery.
+#[test]
+fn a_node_that_never_shows_up_pages_when_asked_to() {
+    let Watch { _temp, receiver, clock, collector } = watch(one_webhook, &["--pending-alert-secs", "600"]);
+    let token = collector.admin(&["token", "create", "--ttl", "1000d"]);
+    let r = collector.post("/api/agents/enroll", &[], &format!(r#"{{"token":"{token}","hostname":"cam-3"}}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (node, agent_token) = (r.field("node_id"), r.field("agent_token"));
+    let enrolled_at = clock.now_ms();
+    clock.advance_secs(601);
+    let hits = receiver.wait_for(1);
+    assert!(
+        hits[0].body.contains(r#""kind":"pending""#) && hits[0].body.contains("never heard from"),
+        "{}",
+        hits[0].body
+    );
+    assert!(alert_at(&hits[0].body) >= enrolled_at + 600_000, "{}", hits[0].body);
+    let auth = format!("Bearer {agent_token}");
+    let first = collector.post("/api/agent/heartbeat", &[("Authorization", &auth)], &beat(&node, "b1", "running"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    let hits = receiver.wait_for(2);
+    assert!(hits[1].body.contains(r#""kind":"recovered""#) && hits[1].body.contains("first time"), "{}", hits[1].body);
+}
+
+/// A channel's url is a secret: errors show its scheme and host, never its path or password.
+#[test]
+fn delivery_errors_never_show_a_channel_url() {
+    let temp = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let conf = temp.path().join("secret.conf");
+    std::fs::write(
+        &conf,
+        format!("[channel team]\ntype = discord\nurl = http://hearth:pw-s3cret@{closed}/api/webhooks/1/tok-s3cret\n"),
+    )
+    .unwrap();
+    let clock = TestClock::new(temp.path());
+    let log = temp.path().join("collector.log");
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    let collector = Collector::start_logged("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()], Some(&log));
+    let key = collector.api_key();
+    collector.post("/api/agent/heartbeat", &[], &beat(&new_node_id(), "b1", "running"));
+    clock.advance_secs(45);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let alerts = loop {
+        let alerts = collector.get("/api/alerts", &key).body;
+        if alerts.contains(r#""attempts":1"#) {
+            break alerts;
+        }
+        assert!(std::time::Instant::now() < deadline, "the offline alert was never attempted: {alerts}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(alerts.contains(&format!("cannot reach http://{closed}")), "{alerts}");
+    let out = std::process::Command::new(collector_bin())
+        .args(["alert", "test", "--alerts", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains(&format!("team: FAILED: cannot reach http://{closed}")), "{said}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("cannot reach"), "{logged}");
+    for (what, text) in [("GET /api/alerts", &alerts), ("alert test", &said), ("the log", &logged)] {
+        assert!(!text.contains("s3cret"), "{what} shows the channel's secret: {text}");
+    }
+}
+
+/// A url with `user:password@` is sent with `Authorization: Basic`, not resolved as a host;
+/// `alert test` reads the channels file the last `serve` on the data directory read.
+#[test]
+fn alert_test_uses_the_file_serve_uses_and_basic_auth_from_the_url() {
+    let temp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let conf = temp.path().join("served.conf");
+    let url = format!("http://hearth:pa%40ss@{}/am", receiver.addr);
+    std::fs::write(&conf, format!("[channel am]\ntype = alertmanager\nurl = {url}\n")).unwrap();
+    let dir = temp.path().join("db");
+    drop(Collector::start_in(&dir, &["--alerts", conf.to_str().unwrap()]));
+    let out = std::process::Command::new(collector_bin())
+        .args(["alert", "test", "--data-dir"])
+        .arg(&dir)
+        .env_remove("HEARTH_ALERTS")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("am: 200 OK") && said.contains("served.conf"), "{said}");
+    let hits = receiver.wait_for(1);
+    assert_eq!(hits[0].path, "/am/api/v2/alerts");
+    assert!(hits[0].head.contains("Authorization: Basic aGVhcnRoOnBhQHNz"), "{}", hits[0].head);
+
+    let out = std::process::Command::new(collector_bin())
+        .args(["alert", "test", "--data-dir"])
+        .arg(temp.path().join("nothing-here"))
+        .env_remove("HEARTH_ALERTS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Unless this machine has /etc/hearth/alerts.conf, nothing is configured.
+    if !Path::new("/etc/hearth/alerts.conf").exists() {
+        assert!(!out.status.success() && stderr.contains("--alerts"), "{stderr}");
+    }
+}
+
+/// A heartbeat from `node` whose 64 checks all pass or all fail.
+fn beat_with_checks(node: &str, ok: bool) -> String {
+    let checks: Vec<String> = (0..64)
+        .map(|i| format!(r#"{{"name":"check-{i}","ok":{ok},"detail":"{}"}}"#, if ok { "active" } else { "inactive" }))
+        .collect();
+    let base = beat(node, "b1", "running");
+    format!(r#"{},"checks":[{}]}}"#, &base[..base.len() - 1], checks.join(","))
+}
+
+/// A node flipping 64 checks every heartbeat, with its channel down, used to add 64 alerts
+/// per heartbeat to the outbox. Now checks failing together are one alert, and past the
+/// flap limit the node is reported as flapping once.
+#[test]
+fn a_node_flapping_64_checks_cannot_flood_the_outbox() {
+    let temp = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let conf = temp.path().join("down.conf");
+    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = http://{closed}/hook\n")).unwrap();
+    let clock = TestClock::new(temp.path());
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let node = new_node_id();
+    for i in 0..40 {
+        let r = collector.post("/api/agent/heartbeat", &[], &beat_with_checks(&node, i % 2 == 0));
+        assert_eq!(r.status, 200, "{}", r.body);
+        clock.advance_secs(10);
+    }
+    let alerts = collector.get("/api/alerts?limit=1000", &collector.api_key()).body;
+    let kinds: Vec<&str> = alerts.split(r#""kind":""#).skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+    assert_eq!(
+        kinds.iter().rev().copied().collect::<Vec<_>>(),
+        ["check_failed", "check_recovered", "check_failed", "check_recovered", "check_failed", "flapping"],
+        "{alerts}"
+    );
+    assert!(alerts.contains("64 checks are failing: check-0 (inactive), check-1 (inactive)"), "{alerts}");
+}

@@ -392,6 +392,10 @@ impl TestClock {
         std::fs::rename(&temp, &self.path).unwrap();
     }
 
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms.get()
+    }
+
     pub fn advance_secs(&self, secs: i64) {
         self.set(self.now_ms.get() + secs * 1000);
     }
