@@ -100,6 +100,8 @@ pub struct Snapshot<'a> {
     pub metrics: &'a Metrics,
     pub alerts: &'a Stats,
     pub alerts_pending: u64,
+    /// Alerts dropped from the outbox because their node had too many waiting.
+    pub alerts_dropped: u64,
     pub now_ms: i64,
     pub policy: &'a Policy,
 }
@@ -168,6 +170,12 @@ pub fn render(s: &Snapshot, fleet: &Fleet) -> String {
     let _ = writeln!(out, "hearth_alerts_failed_total {}", s.alerts.given_up.load(Ordering::Relaxed));
     gauge(&mut out, "hearth_alerts_pending", "Alerts waiting in the outbox for at least one channel.");
     let _ = writeln!(out, "hearth_alerts_pending {}", s.alerts_pending);
+    counter(
+        &mut out,
+        "hearth_alerts_dropped_total",
+        "Alerts dropped unsent because their node already had too many waiting in the outbox.",
+    );
+    let _ = writeln!(out, "hearth_alerts_dropped_total {}", s.alerts_dropped);
 
     gauge(&mut out, "hearth_nodes", "Nodes, by status.");
     for (status, count) in STATUSES.iter().zip(fleet.counts) {

@@ -104,7 +104,14 @@ impl Worker {
 /// url's scheme and host (see [`channel::origin`]): it is logged and shown to every viewer
 /// in `GET /api/alerts`, and a webhook url's path is its secret.
 pub fn send(out: &channel::Outgoing) -> Result<String, String> {
-    let mut request = minreq::post(&out.url).with_body(out.body.as_str()).with_timeout(10);
+    // A redirect would carry the alert, and any Basic credentials, somewhere the channels
+    // file never named: it is an error, as is an endless status line or header.
+    let mut request = minreq::post(&out.url)
+        .with_body(out.body.as_str())
+        .with_timeout(10)
+        .with_follow_redirects(false)
+        .with_max_status_line_length(1024)
+        .with_max_headers_size(16 * 1024);
     for (name, value) in &out.headers {
         request = request.with_header(*name, value);
     }
@@ -112,6 +119,11 @@ pub fn send(out: &channel::Outgoing) -> Result<String, String> {
     let status = format!("{} {}", response.status_code, response.reason_phrase);
     if (200..300).contains(&response.status_code) {
         Ok(status)
+    } else if (300..400).contains(&response.status_code) {
+        Err(format!(
+            "{} answered {status}, a redirect, which is not followed: give the channel its final url",
+            out.origin()
+        ))
     } else {
         let body: String = response.as_str().unwrap_or("").chars().take(200).collect();
         Err(format!("{} answered {status}: {body}", out.origin()))

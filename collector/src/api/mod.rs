@@ -407,6 +407,7 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
                 metrics: &counters,
                 alerts: ctx.alert_stats,
                 alerts_pending: txn.outbox()?.len() as u64,
+                alerts_dropped: txn.setting(store::setting::ALERTS_DROPPED)?.unwrap_or(0),
                 now_ms: ctx.now_ms,
                 policy: ctx.policy,
             };

@@ -468,3 +468,39 @@ fn a_node_flapping_64_checks_cannot_flood_the_outbox() {
     );
     assert!(alerts.contains("64 checks are failing: check-0 (inactive), check-1 (inactive)"), "{alerts}");
 }
+
+/// A channel that answers with a redirect gets an error, and the alert (with any Basic
+/// credentials) never reaches where the redirect pointed.
+#[test]
+fn a_channel_redirect_is_not_followed() {
+    use std::io::{Read, Write};
+    let temp = tempfile::tempdir().unwrap();
+    let elsewhere = Receiver::start();
+    let redirector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = redirector.local_addr().unwrap();
+    let location = format!("http://{}/stolen", elsewhere.addr);
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = redirector.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        let answer = format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+        s.write_all(answer.as_bytes()).unwrap();
+    });
+    let conf = temp.path().join("alerts.conf");
+    let url = format!("http://hearth:secret@{addr}/hook");
+    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = {url}\n")).unwrap();
+    let out = std::process::Command::new(collector_bin())
+        .args(["alert", "test", "--alerts"])
+        .arg(&conf)
+        .arg("--data-dir")
+        .arg(temp.path().join("db"))
+        .output()
+        .unwrap();
+    server.join().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("redirect"), "{said}");
+    assert!(!said.contains("secret") && !said.contains("/stolen"), "{said}");
+    // The redirect's target heard nothing (the command sent what it sends before it exited).
+    assert!(elsewhere.hits().is_empty(), "the alert followed the redirect");
+}

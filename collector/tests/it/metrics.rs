@@ -26,6 +26,7 @@ fn metrics_pass_promtool_and_describe_the_collector_and_every_node() {
         r#"hearth_heartbeats_total{result="invalid"} 1"#.to_owned(),
         r#"hearth_nodes{status="online"} 1"#.to_owned(),
         "hearth_alerts_pending 0".to_owned(),
+        "hearth_alerts_dropped_total 0".to_owned(),
     ] {
         assert!(r.body.lines().any(|l| l == line), "missing {line}\n{}", r.body);
     }
