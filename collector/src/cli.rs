@@ -73,14 +73,29 @@ Options:
                      [env HEARTH_PUBLIC_URL; default: the address the browser used]
   --idle-exit SECS   exit after SECS without a request, when no node is watched and no
                      alert waits; with socket activation, the next request starts it again
-  --ttl DURATION     how long an enrolment token stays valid: 90s, 15m, 1h, 2d [default 1h]
-  --node ID          bind the token to an enrolled node, to enrol it again
+
+Options of the other commands:
+  --data-dir DIR     as for serve: the store they read and change
+  --role ROLE        user add: viewer (reads), operator (also enrols and edits nodes) or
+                     admin (also deletes nodes and reads the audit log)
+  --user NAME        apikey create: the user the key acts as, with their role
+  --name N           token create: the name the node gets; apikey create: a label
+  --tags a,b         token create: tags the node gets (an agent may add its own, never
+                     drop these)
+  --ttl DURATION     token create: how long it stays valid: 90s, 15m, 1h, 2d [default 1h]
+  --node ID          token create: bind the token to an existing node, to enrol it again
+  --json             nodes: print the nodes as the API returns them
+  --grace-secs N     nodes: judge with this grace instead of serve's; node set: this
+                     node's own grace (0 = the default)
+  --min-down-secs N  nodes: judge with this instead of serve's
+  --channel NAME     alert test: only this channel
   -h, --help         print this help
   -V, --version      print the version
 
 Administration commands are safe to run while `serve` runs on the same data directory.
 
-Exit status: 0 success, 1 failure (the message says what failed), 2 bad usage.
+Exit status: 0 success, 1 failure (the message says what failed), 2 bad usage or
+configuration (a flag the command does not take, an unreadable or wrong channels file).
 ";
 
 #[derive(Debug)]
@@ -183,7 +198,11 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut agent_dir: Option<PathBuf> = std::env::var_os("HEARTH_AGENT_DIR").map(Into::into);
     let mut public_url = std::env::var("HEARTH_PUBLIC_URL").ok();
     let (mut role, mut user) = (None, None);
+    let mut given: Vec<String> = Vec::new();
     while let Some(arg) = parser.next()? {
+        if let Long(flag) = &arg {
+            given.push((*flag).to_owned());
+        }
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
@@ -230,6 +249,13 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     }
     tags.retain(|t: &String| !t.is_empty());
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    if let Some(takes) = flags_of(&words) {
+        if let Some(stray) = given.iter().find(|flag| !takes.contains(&flag.as_str())) {
+            let command = words.iter().take(2).copied().collect::<Vec<_>>().join(" ");
+            let takes = takes.iter().map(|f| format!("--{f}")).collect::<Vec<_>>().join(", ");
+            return Err(UsageError(format!("`{command}` does not take --{stray}; it takes {takes} (see --help)")));
+        }
+    }
     Ok(match words.as_slice() {
         ["serve"] => Command::Serve(Serve {
             grace_secs: grace_secs.filter(|g| *g > 0),
@@ -282,6 +308,38 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     })
 }
 
+/// The flags each command takes (besides --help and --version); `None` for an unknown command.
+fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
+    Some(match words {
+        ["serve"] => &[
+            "listen",
+            "data-dir",
+            "allow-anonymous",
+            "anonymous-per-minute",
+            "alerts",
+            "grace-secs",
+            "min-down-secs",
+            "remind-hours",
+            "pending-alert-secs",
+            "max-db-mb",
+            "max-batch",
+            "io-timeout",
+            "idle-exit",
+            "trust-proxy",
+            "agent-dir",
+            "public-url",
+        ],
+        ["token", "create"] => &["data-dir", "ttl", "name", "tags", "node"],
+        ["apikey", "create"] => &["data-dir", "user", "name"],
+        ["user", "add", _] => &["data-dir", "role"],
+        ["user", "passwd" | "remove", _] | ["user", "list"] => &["data-dir"],
+        ["nodes"] => &["data-dir", "json", "grace-secs", "min-down-secs"],
+        ["node", "set", _] => &["data-dir", "grace-secs"],
+        ["alert", "test"] => &["data-dir", "alerts", "channel"],
+        _ => return None,
+    })
+}
+
 /// A user name: 1 to 64 letters, digits, `.`, `_`, `-` or `@`.
 fn user_name(name: &str) -> Result<String, UsageError> {
     let ok = |c: char| c.is_ascii_alphanumeric() || "._-@".contains(c);
@@ -324,6 +382,40 @@ pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(line: &str) -> Vec<std::ffi::OsString> {
+        line.split_whitespace().map(Into::into).collect()
+    }
+
+    #[test]
+    fn a_flag_the_command_does_not_take_is_refused() {
+        let err = parse(args("nodes --allow-anonymous")).unwrap_err().0;
+        assert!(err.contains("`nodes` does not take --allow-anonymous") && err.contains("--json"), "{err}");
+        let err = parse(args("user list --role admin")).unwrap_err().0;
+        assert!(err.contains("`user list` does not take --role"), "{err}");
+        assert!(parse(args("nodes --json --grace-secs 60")).is_ok());
+        assert!(parse(args("serve --listen 127.0.0.1:0 --allow-anonymous --anonymous-per-minute 5")).is_ok());
+    }
+
+    #[test]
+    fn the_help_names_every_flag() {
+        let mut seen: Vec<&str> = Vec::new();
+        for words in [
+            &["serve"][..],
+            &["token", "create"],
+            &["apikey", "create"],
+            &["user", "add", "x"],
+            &["user", "list"],
+            &["nodes"],
+            &["node", "set", "x"],
+            &["alert", "test"],
+        ] {
+            seen.extend(flags_of(words).unwrap().iter().copied());
+        }
+        for flag in seen {
+            assert!(HELP.contains(&format!("--{flag}")), "--help leaves out --{flag}");
+        }
+    }
 
     #[test]
     fn durations() {

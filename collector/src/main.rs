@@ -18,9 +18,9 @@ fn main() -> ExitCode {
     };
     match commands::run(command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("hearth-collector: {message}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("hearth-collector: {failure}");
+            ExitCode::from(failure.exit_code())
         }
     }
 }

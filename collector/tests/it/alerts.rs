@@ -237,7 +237,7 @@ fn a_mistake_in_the_channels_file_names_its_line() {
         .arg(temp.path().join("db"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a configuration error exits 2, like bad usage");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.conf: line 3: unknown channel type `pager`"), "{stderr}");
 }

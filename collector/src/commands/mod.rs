@@ -1,0 +1,141 @@
+//! What each command does: `serve` (`serve.rs`), and the administration commands that
+//! share its data directory: people and their keys (`people.rs`), nodes and enrolment
+//! tokens (`nodes.rs`), and the alert channels (`channels.rs`). Each command is one
+//! function; each failure says what failed and how the process exits.
+
+mod channels;
+mod nodes;
+mod people;
+mod serve;
+
+use crate::cli::{Command, HELP};
+use crate::clock::Clock;
+use crate::model::AuditRecord;
+use crate::store::{Store, StoreConfig, DEFAULT_MAX_MAP};
+use std::fmt;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// Why a command failed, worded for the operator: what failed and, where it helps, what to do.
+#[derive(Debug)]
+pub enum Failure {
+    /// The configuration is wrong (the channels file, a setting's value): exit 2, like bad usage.
+    Config(String),
+    /// The store in `dir` could not be created, opened, read or written: exit 1.
+    Store { dir: PathBuf, message: String },
+    /// Anything else: exit 1.
+    Failed(String),
+}
+
+impl Failure {
+    /// The process's exit status for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) => 2,
+            Failure::Store { .. } | Failure::Failed(_) => 1,
+        }
+    }
+
+    /// A failure to use the store in `dir`.
+    fn store(dir: &Path, e: impl fmt::Display) -> Failure {
+        Failure::Store { dir: dir.to_owned(), message: format!("the store in {}: {e}", dir.display()) }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Config(message) | Failure::Failed(message) | Failure::Store { message, .. } => {
+                f.write_str(message)
+            }
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Failed(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::Failed(message.to_owned())
+    }
+}
+
+pub fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Help => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Command::Version => {
+            println!("hearth-collector {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Serve(settings) => serve::run(&settings),
+        Command::TokenCreate { data_dir, ttl, name, tags, node } => {
+            nodes::token_create(&data_dir, ttl, name, tags, node)
+        }
+        Command::ApiKeyCreate { data_dir, name, user } => people::apikey_create(&data_dir, name, &user),
+        Command::UserAdd { data_dir, name, role } => people::user_add(&data_dir, &name, role),
+        Command::UserPasswd { data_dir, name } => people::user_passwd(&data_dir, &name),
+        Command::UserRemove { data_dir, name } => people::user_remove(&data_dir, &name),
+        Command::UserList { data_dir } => people::user_list(&data_dir),
+        Command::AlertTest { data_dir, alerts, channel } => {
+            channels::alert_test(&data_dir, alerts.as_deref(), channel.as_deref())
+        }
+        Command::NodeSet { data_dir, node_id, grace_secs } => nodes::node_set(&data_dir, &node_id, grace_secs),
+        Command::Nodes { data_dir, json, grace_secs, min_down_secs } => {
+            nodes::list(&data_dir, json, grace_secs, min_down_secs)
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    Clock::System.now_ms()
+}
+
+fn random_failed(e: getrandom::Error) -> Failure {
+    Failure::Failed(format!("cannot get random bytes: {e}"))
+}
+
+/// An audit entry for something done at the collector's own command line.
+fn cli_audit(action: &str, target: &str, detail: String) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        at: now_ms(),
+        actor: "cli".into(),
+        action: action.into(),
+        target: Some(target.into()),
+        client: "local".into(),
+        detail,
+    }
+}
+
+/// Opens the store of a command that needs one already there: never creates one.
+fn open_existing_store(dir: &Path) -> Result<Store, Failure> {
+    if !Store::exists(dir) {
+        let message = format!(
+            "no store in {}: is that the collector's data directory? Name it with --data-dir DIR \
+             (or HEARTH_DATA_DIR); `serve` creates the store",
+            dir.display()
+        );
+        return Err(Failure::Store { dir: dir.to_owned(), message });
+    }
+    open_store(dir, None)
+}
+
+/// Opens the store in `dir`, creating the directory (0700) and the store if need be.
+fn open_store(dir: &Path, max_db_mb: Option<usize>) -> Result<Store, Failure> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Failure::Store {
+        dir: dir.to_owned(),
+        message: format!("cannot create the data directory {}: {e}", dir.display()),
+    })?;
+    let max_map = max_db_mb.map_or(DEFAULT_MAX_MAP, |mb| mb.saturating_mul(1 << 20));
+    Store::open(&StoreConfig::new(dir, max_map)).map_err(|e| Failure::Store {
+        dir: dir.to_owned(),
+        message: format!("cannot open the store in {}: {e} (is the directory writable by this user?)", dir.display()),
+    })
+}

@@ -1,0 +1,93 @@
+//! `serve`: open the store, start the alert worker, and hand the socket to `http`.
+
+use super::channels::load_channels;
+use super::{open_store, Failure};
+use crate::alerts::{self, worker};
+use crate::cli::Serve;
+use crate::clock::Clock;
+use crate::http::{self, ServeConfig};
+use crate::listen::Listener;
+use crate::liveness::Policy;
+use crate::store::setting;
+use std::io::Write;
+use std::sync::Arc;
+
+/// Every connection is a file descriptor, and the usual soft limit (1024) would refuse
+/// connections long before memory runs short: take the hard limit, as Go servers do.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the one struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::warn!("cannot raise the open file limit: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
+pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
+    raise_file_limit();
+    let (channels, channels_file) = load_channels(serve.alerts.as_deref())?;
+    let channels = Arc::new(channels);
+    let store = Arc::new(open_store(&serve.data_dir, serve.max_db_mb)?);
+    let clock = Clock::from_env();
+    let policy = Policy {
+        grace_secs: serve.grace_secs,
+        min_down_secs: serve.min_down_secs,
+        remind_every_secs: serve.remind_hours.map(|h| h * 3600),
+        pending_alert_secs: serve.pending_alert_secs,
+    };
+    if let Some(warning) = policy.short_grace_warning(crate::model::DEFAULT_INTERVAL_SECS) {
+        log::warn!("{warning}");
+    }
+    // Before the first sweep: no node is blamed for the time this collector was not running.
+    store
+        .write(|txn| {
+            alerts::on_start(txn, clock.now_ms(), &policy)?;
+            match &channels_file {
+                Some(path) => txn.put_setting(setting::CHANNELS_FILE, &path.to_string_lossy().into_owned()),
+                None => txn.put_setting(setting::CHANNELS_FILE, &String::new()),
+            }
+        })
+        .map_err(|e| Failure::store(&serve.data_dir, e))?;
+    let listener = match Listener::from_systemd()? {
+        Some(listener) => listener,
+        None => Listener::bind(&serve.listen)?,
+    };
+    println!("listening on {listener}");
+    let _ = std::io::stdout().flush();
+    log::info!(
+        "serving {} ({}anonymous heartbeats)",
+        store.path().display(),
+        if serve.allow_anonymous { "accepting " } else { "refusing " }
+    );
+    let (wake, woken) = std::sync::mpsc::sync_channel(1);
+    let alert_stats = Arc::new(worker::Stats::default());
+    let worker = worker::Worker {
+        store: store.clone(),
+        channels: channels.clone(),
+        clock: clock.clone(),
+        stats: alert_stats.clone(),
+    };
+    std::thread::Builder::new()
+        .name("alerts".into())
+        .spawn(move || worker.run(woken))
+        .map_err(|e| Failure::Failed(format!("cannot start the alert worker: {e}")))?;
+    let config = ServeConfig {
+        allow_anonymous: serve.allow_anonymous,
+        anonymous_per_minute: serve.anonymous_per_minute,
+        max_batch: serve.max_batch,
+        io_timeout: serve.io_timeout,
+        policy,
+        channels,
+        clock,
+        alert_stats,
+        idle_exit: serve.idle_exit,
+        trust_cloudflare: serve.trust_cloudflare,
+        agent_dir: serve.agent_dir.clone(),
+        public_url: serve.public_url.clone(),
+    };
+    http::serve(listener, &store, &config, &wake).map_err(|e| Failure::Failed(format!("the server stopped: {e}")))
+}
