@@ -1,0 +1,114 @@
+//! Who may call: agent tokens, enrolment tokens, API keys, users and their sessions.
+
+use super::{Error, ReadTxn, RwTxn, Txn};
+use crate::model::{ApiKeyRecord, EnrollTokenRecord, SessionRecord, UserRecord};
+
+impl<T: ReadTxn> Txn<'_, T> {
+    /// The node an agent token belongs to.
+    pub fn agent_token_node(&self, token_hash: &[u8; 32]) -> Result<Option<String>, Error> {
+        let found = self.dbs.agent_tokens.get(self.raw.ro(), token_hash)?;
+        found
+            .map(|id| String::from_utf8(id.to_vec()).map_err(|_| Error::Corrupt("agent token index".into())))
+            .transpose()
+    }
+
+    pub fn enroll_token(&self, token_hash: &[u8; 32]) -> Result<Option<EnrollTokenRecord>, Error> {
+        self.get(self.dbs.enroll_tokens, token_hash)
+    }
+
+    /// Every enrolment token, keyed by the SHA-256 of its raw value.
+    pub fn enroll_tokens(&self) -> Result<Vec<([u8; 32], EnrollTokenRecord)>, Error> {
+        self.all(self.dbs.enroll_tokens, |key| key.try_into().ok())
+    }
+
+    pub fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, Error> {
+        self.get(self.dbs.api_keys, key_hash)
+    }
+
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>, Error> {
+        self.get(self.dbs.users, name.as_bytes())
+    }
+
+    /// Every user, ordered by name.
+    pub fn users(&self) -> Result<Vec<UserRecord>, Error> {
+        Ok(self.all(self.dbs.users, |_| Some(()))?.into_iter().map(|(_, user)| user).collect())
+    }
+
+    pub fn session(&self, session_hash: &[u8; 32]) -> Result<Option<SessionRecord>, Error> {
+        self.get(self.dbs.sessions, session_hash)
+    }
+}
+
+impl Txn<'_, RwTxn<'_>> {
+    pub fn put_agent_token(&mut self, token_hash: &[u8; 32], node_id: &str) -> Result<(), Error> {
+        self.wrote = true;
+        Ok(self.dbs.agent_tokens.put(&mut self.raw, token_hash, node_id.as_bytes())?)
+    }
+
+    pub fn delete_agent_token(&mut self, token_hash: &[u8; 32]) -> Result<(), Error> {
+        self.wrote = true;
+        self.dbs.agent_tokens.delete(&mut self.raw, token_hash)?;
+        Ok(())
+    }
+
+    pub fn put_enroll_token(&mut self, token_hash: &[u8; 32], record: &EnrollTokenRecord) -> Result<(), Error> {
+        self.put(self.dbs.enroll_tokens, token_hash, record)
+    }
+
+    pub fn delete_enroll_token(&mut self, token_hash: &[u8; 32]) -> Result<(), Error> {
+        self.delete(self.dbs.enroll_tokens, token_hash)
+    }
+
+    pub fn put_api_key(&mut self, key_hash: &[u8; 32], record: &ApiKeyRecord) -> Result<(), Error> {
+        self.put(self.dbs.api_keys, key_hash, record)
+    }
+
+    pub fn put_user(&mut self, user: &UserRecord) -> Result<(), Error> {
+        self.put(self.dbs.users, user.name.as_bytes(), user)
+    }
+
+    /// Ends every session of one user; returns how many there were.
+    pub fn delete_sessions_of(&mut self, name: &str) -> Result<usize, Error> {
+        let sessions: Vec<([u8; 32], SessionRecord)> = self.all(self.dbs.sessions, |k| k.try_into().ok())?;
+        let theirs: Vec<_> = sessions.iter().filter(|(_, s)| s.user == name).collect();
+        for (hash, _) in &theirs {
+            self.delete(self.dbs.sessions, hash)?;
+        }
+        Ok(theirs.len())
+    }
+
+    /// Removes a user, their sessions and their API keys.
+    pub fn delete_user(&mut self, name: &str) -> Result<(), Error> {
+        self.delete_sessions_of(name)?;
+        let keys: Vec<([u8; 32], ApiKeyRecord)> = self.all(self.dbs.api_keys, |k| k.try_into().ok())?;
+        for (hash, _) in keys.iter().filter(|(_, k)| k.user.as_deref() == Some(name)) {
+            self.delete(self.dbs.api_keys, hash)?;
+        }
+        self.delete(self.dbs.users, name.as_bytes())
+    }
+
+    pub fn put_session(&mut self, session_hash: &[u8; 32], session: &SessionRecord) -> Result<(), Error> {
+        self.put(self.dbs.sessions, session_hash, session)
+    }
+
+    pub fn delete_session(&mut self, session_hash: &[u8; 32]) -> Result<(), Error> {
+        self.delete(self.dbs.sessions, session_hash)
+    }
+
+    /// Drops sessions expired by `now`, and enrolment tokens used (or, unused, expired)
+    /// before `cutoff` (both Unix ms); returns how many.
+    pub fn prune_credentials(&mut self, now: i64, cutoff: i64) -> Result<usize, Error> {
+        let sessions: Vec<([u8; 32], SessionRecord)> = self.all(self.dbs.sessions, |k| k.try_into().ok())?;
+        let tokens = self.enroll_tokens()?;
+        let mut pruned = 0;
+        for (hash, _) in sessions.iter().filter(|(_, s)| s.expires_at <= now) {
+            self.delete(self.dbs.sessions, hash)?;
+            pruned += 1;
+        }
+        for (hash, _) in tokens.iter().filter(|(_, t)| t.used_at.unwrap_or(t.expires_at) < cutoff) {
+            self.delete(self.dbs.enroll_tokens, hash)?;
+            pruned += 1;
+        }
+        Ok(pruned)
+    }
+}
