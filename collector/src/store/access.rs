@@ -41,14 +41,11 @@ impl<T: ReadTxn> Txn<'_, T> {
 
 impl Txn<'_, RwTxn<'_>> {
     pub fn put_agent_token(&mut self, token_hash: &[u8; 32], node_id: &str) -> Result<(), Error> {
-        self.wrote = true;
-        Ok(self.dbs.agent_tokens.put(&mut self.raw, token_hash, node_id.as_bytes())?)
+        self.put_bytes(self.dbs.agent_tokens, token_hash, node_id.as_bytes())
     }
 
     pub fn delete_agent_token(&mut self, token_hash: &[u8; 32]) -> Result<(), Error> {
-        self.wrote = true;
-        self.dbs.agent_tokens.delete(&mut self.raw, token_hash)?;
-        Ok(())
+        self.delete(self.dbs.agent_tokens, token_hash)
     }
 
     pub fn put_enroll_token(&mut self, token_hash: &[u8; 32], record: &EnrollTokenRecord) -> Result<(), Error> {
@@ -110,5 +107,29 @@ impl Txn<'_, RwTxn<'_>> {
             pruned += 1;
         }
         Ok(pruned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Store, StoreConfig};
+
+    /// A transaction whose only change is an agent token, put or deleted, is committed:
+    /// the change is there after the store is closed and opened again.
+    #[test]
+    fn a_transaction_that_only_changes_an_agent_token_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::new(dir.path(), 16 << 20);
+        let hash = [7u8; 32];
+        let token_node_after = |change: &dyn Fn(&Store)| {
+            let store = Store::open(&config).unwrap();
+            change(&store);
+            drop(store);
+            Store::open(&config).unwrap().read(|txn| txn.agent_token_node(&hash)).unwrap()
+        };
+        let put = token_node_after(&|store| store.write(|txn| txn.put_agent_token(&hash, "node-1")).unwrap());
+        assert_eq!(put.as_deref(), Some("node-1"), "the token put alone was not committed");
+        let deleted = token_node_after(&|store| store.write(|txn| txn.delete_agent_token(&hash)).unwrap());
+        assert_eq!(deleted, None, "the token deleted alone was not committed");
     }
 }

@@ -135,8 +135,7 @@ impl Txn<'_, RwTxn<'_>> {
             Some(bytes) => u64::from_be_bytes(bytes.try_into().map_err(|_| Error::Corrupt("next_id".into()))?),
             None => 0,
         };
-        self.dbs.meta.put(&mut self.raw, b"next_id", &(last + 1).to_be_bytes())?;
-        self.wrote = true;
+        self.put_bytes(self.dbs.meta, b"next_id", &(last + 1).to_be_bytes())?;
         Ok(last + 1)
     }
 
@@ -153,7 +152,7 @@ impl Txn<'_, RwTxn<'_>> {
                 doomed.push(entry?.0.to_vec());
             }
             for key in doomed {
-                self.dbs.events.delete(&mut self.raw, &key)?;
+                self.delete(self.dbs.events, &key)?;
             }
         }
         Ok(())
@@ -170,9 +169,8 @@ impl Txn<'_, RwTxn<'_>> {
             }
         }
         for key in &doomed {
-            self.dbs.events.delete(&mut self.raw, key)?;
+            self.delete(self.dbs.events, key)?;
         }
-        self.wrote |= !doomed.is_empty();
         Ok(doomed.len())
     }
 
@@ -184,23 +182,23 @@ impl Txn<'_, RwTxn<'_>> {
         let by_node = outbox_by_node_key(&alert.node_id, alert.id);
         self.put(self.dbs.alerts, &key, alert)?;
         if alert.is_settled() {
-            self.dbs.outbox.delete(&mut self.raw, &key)?;
+            self.delete(self.dbs.outbox, &key)?;
             if storable(&by_node) {
-                self.dbs.outbox_by_node.delete(&mut self.raw, &by_node)?;
+                self.delete(self.dbs.outbox_by_node, &by_node)?;
             }
-            self.dbs.settled.put(&mut self.raw, &key, &[])?;
+            self.put_bytes(self.dbs.settled, &key, &[])?;
         } else {
-            self.dbs.outbox.put(&mut self.raw, &key, &[])?;
+            self.put_bytes(self.dbs.outbox, &key, &[])?;
             if storable(&by_node) {
-                self.dbs.outbox_by_node.put(&mut self.raw, &by_node, &[])?;
+                self.put_bytes(self.dbs.outbox_by_node, &by_node, &[])?;
             }
             self.alerts_written += 1;
         }
         while self.dbs.settled.len(&self.raw)? as usize > ALERTS_KEPT {
             let Some((oldest, _)) = self.dbs.settled.first(&self.raw)? else { break };
             let oldest = oldest.to_vec();
-            self.dbs.settled.delete(&mut self.raw, &oldest)?;
-            self.dbs.alerts.delete(&mut self.raw, &oldest)?;
+            self.delete(self.dbs.settled, &oldest)?;
+            self.delete(self.dbs.alerts, &oldest)?;
         }
         Ok(())
     }
@@ -213,9 +211,8 @@ impl Txn<'_, RwTxn<'_>> {
         if settled + outbox == alerts && by_node == outbox {
             return Ok(());
         }
-        self.wrote = true;
-        self.dbs.settled.clear(&mut self.raw)?;
-        self.dbs.outbox_by_node.clear(&mut self.raw)?;
+        self.clear(self.dbs.settled)?;
+        self.clear(self.dbs.outbox_by_node)?;
         let mut index = Vec::new();
         for entry in self.dbs.alerts.iter(&self.raw)? {
             let (key, value) = entry?;
@@ -226,12 +223,12 @@ impl Txn<'_, RwTxn<'_>> {
         }
         for (key, pending, node_id) in index {
             if !pending {
-                self.dbs.settled.put(&mut self.raw, &key, &[])?;
+                self.put_bytes(self.dbs.settled, &key, &[])?;
             } else if let Some(node_id) = node_id {
                 let id = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| Error::Corrupt("alert key".into()))?);
                 let by_node = outbox_by_node_key(&node_id, id);
                 if storable(&by_node) {
-                    self.dbs.outbox_by_node.put(&mut self.raw, &by_node, &[])?;
+                    self.put_bytes(self.dbs.outbox_by_node, &by_node, &[])?;
                 }
             }
         }
@@ -331,10 +328,8 @@ mod tests {
         // A store written before `settled` and `outbox_by_node` existed.
         store
             .write(|txn| {
-                txn.dbs.settled.clear(&mut txn.raw)?;
-                txn.dbs.outbox_by_node.clear(&mut txn.raw)?;
-                txn.wrote = true;
-                Ok(())
+                txn.clear(txn.dbs.settled)?;
+                txn.clear(txn.dbs.outbox_by_node)
             })
             .unwrap();
         drop(store);

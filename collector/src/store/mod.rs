@@ -397,6 +397,8 @@ impl<T: ReadTxn> Txn<'_, T> {
     }
 }
 
+/// Every change goes through these, and each marks the transaction dirty: a transaction
+/// that is not marked is dropped, not committed (see `Store::try_write`).
 impl Txn<'_, RwTxn<'_>> {
     fn delete(&mut self, db: Database, key: &[u8]) -> Result<(), Error> {
         self.wrote = true;
@@ -405,8 +407,17 @@ impl Txn<'_, RwTxn<'_>> {
     }
 
     fn put<V: Serialize>(&mut self, db: Database, key: &[u8], value: &V) -> Result<(), Error> {
+        self.put_bytes(db, key, json::to_string(value).as_bytes())
+    }
+
+    fn put_bytes(&mut self, db: Database, key: &[u8], value: &[u8]) -> Result<(), Error> {
         self.wrote = true;
-        Ok(db.put(&mut self.raw, key, json::to_string(value).as_bytes())?)
+        Ok(db.put(&mut self.raw, key, value)?)
+    }
+
+    fn clear(&mut self, db: Database) -> Result<(), Error> {
+        self.wrote = true;
+        Ok(db.clear(&mut self.raw)?)
     }
 }
 

@@ -68,18 +68,17 @@ impl<T: ReadTxn> Txn<'_, T> {
 
 impl Txn<'_, RwTxn<'_>> {
     pub fn put_node(&mut self, node: &NodeRecord) -> Result<(), Error> {
-        self.wrote = true;
-        Ok(self.dbs.nodes.put(&mut self.raw, node.node_id.as_bytes(), &codec::encode_node(node))?)
+        self.put_bytes(self.dbs.nodes, node.node_id.as_bytes(), &codec::encode_node(node))
     }
 
     /// Saves a node whose deadline was `previous`, moving it in the deadline index if it changed.
     pub fn save_node(&mut self, node: &NodeRecord, previous: Option<i64>) -> Result<(), Error> {
         if previous != node.deadline {
             if let Some(old) = previous {
-                self.dbs.deadlines.delete(&mut self.raw, &deadline_key(old, &node.node_id))?;
+                self.delete(self.dbs.deadlines, &deadline_key(old, &node.node_id))?;
             }
             if let Some(new) = node.deadline {
-                self.dbs.deadlines.put(&mut self.raw, &deadline_key(new, &node.node_id), &[])?;
+                self.put_bytes(self.dbs.deadlines, &deadline_key(new, &node.node_id), &[])?;
             }
         }
         self.put_node(node)
