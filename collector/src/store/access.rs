@@ -1,7 +1,8 @@
 //! Who may call: agent tokens, enrolment tokens, API keys, users and their sessions.
 
-use super::{Error, ReadTxn, RwTxn, Txn};
+use super::{decode, Error, ReadTxn, RwTxn, Scan, Txn};
 use crate::model::{ApiKeyRecord, EnrollTokenRecord, SessionRecord, UserRecord};
+use miniserde::Deserialize;
 
 impl<T: ReadTxn> Txn<'_, T> {
     /// The node an agent token belongs to.
@@ -66,21 +67,15 @@ impl Txn<'_, RwTxn<'_>> {
 
     /// Ends every session of one user; returns how many there were.
     pub fn delete_sessions_of(&mut self, name: &str) -> Result<usize, Error> {
-        let sessions: Vec<([u8; 32], SessionRecord)> = self.all(self.dbs.sessions, |k| k.try_into().ok())?;
-        let theirs: Vec<_> = sessions.iter().filter(|(_, s)| s.user == name).collect();
-        for (hash, _) in &theirs {
-            self.delete(self.dbs.sessions, hash)?;
-        }
-        Ok(theirs.len())
+        self.delete_scan(self.dbs.sessions, None, |k, v| judge_hashed(k, v, |s: &SessionRecord| s.user == name))
     }
 
     /// Removes a user, their sessions and their API keys.
     pub fn delete_user(&mut self, name: &str) -> Result<(), Error> {
         self.delete_sessions_of(name)?;
-        let keys: Vec<([u8; 32], ApiKeyRecord)> = self.all(self.dbs.api_keys, |k| k.try_into().ok())?;
-        for (hash, _) in keys.iter().filter(|(_, k)| k.user.as_deref() == Some(name)) {
-            self.delete(self.dbs.api_keys, hash)?;
-        }
+        self.delete_scan(self.dbs.api_keys, None, |k, v| {
+            judge_hashed(k, v, |key: &ApiKeyRecord| key.user.as_deref() == Some(name))
+        })?;
         self.delete(self.dbs.users, name.as_bytes())
     }
 
@@ -95,19 +90,23 @@ impl Txn<'_, RwTxn<'_>> {
     /// Drops sessions expired by `now`, and enrolment tokens used (or, unused, expired)
     /// before `cutoff` (both Unix ms); returns how many.
     pub fn prune_credentials(&mut self, now: i64, cutoff: i64) -> Result<usize, Error> {
-        let sessions: Vec<([u8; 32], SessionRecord)> = self.all(self.dbs.sessions, |k| k.try_into().ok())?;
-        let tokens = self.enroll_tokens()?;
-        let mut pruned = 0;
-        for (hash, _) in sessions.iter().filter(|(_, s)| s.expires_at <= now) {
-            self.delete(self.dbs.sessions, hash)?;
-            pruned += 1;
-        }
-        for (hash, _) in tokens.iter().filter(|(_, t)| t.used_at.unwrap_or(t.expires_at) < cutoff) {
-            self.delete(self.dbs.enroll_tokens, hash)?;
-            pruned += 1;
-        }
-        Ok(pruned)
+        let sessions = self.delete_scan(self.dbs.sessions, None, |k, v| {
+            judge_hashed(k, v, |session: &SessionRecord| session.expires_at <= now)
+        })?;
+        let tokens = self.delete_scan(self.dbs.enroll_tokens, None, |k, v| {
+            judge_hashed(k, v, |token: &EnrollTokenRecord| token.used_at.unwrap_or(token.expires_at) < cutoff)
+        })?;
+        Ok(sessions + tokens)
     }
+}
+
+/// Whether to delete a record of a table keyed by SHA-256, as `doomed` says of it; a key
+/// of another length is damage, as when the table is read whole.
+fn judge_hashed<V: Deserialize>(key: &[u8], value: &[u8], doomed: impl FnOnce(&V) -> bool) -> Result<Scan, Error> {
+    if key.len() != 32 {
+        return Err(Error::Corrupt(format!("a {}-byte key", key.len())));
+    }
+    Ok(if doomed(&decode(value)?) { Scan::Delete } else { Scan::Keep })
 }
 
 #[cfg(test)]

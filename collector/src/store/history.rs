@@ -2,7 +2,7 @@
 //! `outbox_by_node` indexes), the audit log, and `meta` (settings and the id counter).
 
 use super::{
-    decode, outbox_by_node_key, setting_key, storable, Error, ReadTxn, RwTxn, Txn, ALERTS_KEPT, AUDIT_KEPT,
+    decode, outbox_by_node_key, setting_key, storable, Error, ReadTxn, RwTxn, Scan, Txn, ALERTS_KEPT, AUDIT_KEPT,
     EVENTS_PER_NODE,
 };
 use crate::model::{AlertRecord, AuditRecord, EventRecord};
@@ -146,32 +146,24 @@ impl Txn<'_, RwTxn<'_>> {
         self.put(self.dbs.events, &key, event)?;
         let count = self.dbs.events.prefix_iter(&self.raw, event.node_id.as_bytes())?.count();
         if count > EVENTS_PER_NODE {
-            let mut doomed = Vec::new();
-            for entry in self.dbs.events.prefix_iter(&self.raw, event.node_id.as_bytes())?.take(count - EVENTS_PER_NODE)
-            {
-                doomed.push(entry?.0.to_vec());
-            }
-            for key in doomed {
-                self.delete(self.dbs.events, &key)?;
-            }
+            let mut excess = count - EVENTS_PER_NODE;
+            self.delete_scan(self.dbs.events, Some(event.node_id.as_bytes()), |_, _| {
+                if excess == 0 {
+                    return Ok(Scan::Stop);
+                }
+                excess -= 1;
+                Ok(Scan::Delete)
+            })?;
         }
         Ok(())
     }
 
     /// Drops events that happened before `cutoff` (Unix ms); returns how many.
     pub fn prune_events(&mut self, cutoff: i64) -> Result<usize, Error> {
-        let mut doomed = Vec::new();
-        for entry in self.dbs.events.iter(&self.raw)? {
-            let (key, value) = entry?;
+        self.delete_scan(self.dbs.events, None, |_, value| {
             let event: EventRecord = decode(value)?;
-            if event.at < cutoff {
-                doomed.push(key.to_vec());
-            }
-        }
-        for key in &doomed {
-            self.delete(self.dbs.events, key)?;
-        }
-        Ok(doomed.len())
+            Ok(if event.at < cutoff { Scan::Delete } else { Scan::Keep })
+        })
     }
 
     /// Stores an alert; an unsettled one goes into the outbox, a settled one leaves it.
@@ -251,18 +243,7 @@ impl Txn<'_, RwTxn<'_>> {
 
     /// Drops audit entries made before `cutoff`; returns how many.
     pub fn prune_audit(&mut self, cutoff: i64) -> Result<usize, Error> {
-        let mut doomed = Vec::new();
-        for found in self.dbs.audit.iter(&self.raw)? {
-            let (key, value) = found?;
-            if decode::<AuditRecord>(value)?.at >= cutoff {
-                break;
-            }
-            doomed.push(key.to_vec());
-        }
-        for key in &doomed {
-            self.delete(self.dbs.audit, key)?;
-        }
-        Ok(doomed.len())
+        self.delete_while(self.dbs.audit, |_, value| Ok(decode::<AuditRecord>(value)?.at < cutoff))
     }
 }
 
@@ -337,5 +318,51 @@ mod tests {
         assert_eq!(store.read(|txn| txn.outbox_of("node-b")).unwrap(), (1..=19).step_by(2).collect::<Vec<u64>>());
         store.write(|txn| txn.put_alert(&alert(100_000, "node-c", false))).unwrap();
         assert!(store.read(|txn| txn.alert(21 + extra)).unwrap().is_none(), "trimming works after the rebuild");
+    }
+
+    fn event(id: u64, node: &str, at: i64) -> EventRecord {
+        use crate::model::EventKind;
+        EventRecord { id, node_id: node.into(), at, kind: EventKind::Offline, check: None, detail: String::new() }
+    }
+
+    /// A node's events past [`EVENTS_PER_NODE`] go oldest first, and no other node's; pruning
+    /// drops what is older than the cutoff, and a prune that finds nothing commits nothing.
+    #[test]
+    fn events_and_audit_entries_are_dropped_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 64 << 20)).unwrap();
+        let many = EVENTS_PER_NODE as i64 + 3;
+        store
+            .write(|txn| {
+                for (node, count) in [("node-a", many), ("node-b", 10)] {
+                    for at in 1..=count {
+                        let id = txn.next_id()?;
+                        txn.put_event(&event(id, node, at))?;
+                    }
+                }
+                for at in [10, 20, 30] {
+                    txn.put_audit(AuditRecord { at, ..Default::default() })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let kept = |node: &str| {
+            let events = store.read(|txn| txn.events(Some(node), i64::MIN, usize::MAX)).unwrap();
+            (events.len(), events[0].at)
+        };
+        assert_eq!(kept("node-a"), (EVENTS_PER_NODE, 4));
+        assert_eq!(kept("node-b"), (10, 1));
+
+        let pruned = store.write(|txn| Ok((txn.prune_events(6)?, txn.prune_audit(25)?))).unwrap();
+        assert_eq!(pruned, (2 + 5, 2));
+        assert_eq!(kept("node-a"), (EVENTS_PER_NODE - 2, 6));
+        assert_eq!(kept("node-b"), (5, 6));
+        let audit = store.read(|txn| txn.audit_page(None, 10)).unwrap().0;
+        assert_eq!(audit.iter().map(|entry| entry.at).collect::<Vec<_>>(), [30]);
+
+        let before = store.env.info().last_txn_id;
+        let pruned = store.write(|txn| Ok((txn.prune_events(6)?, txn.prune_audit(25)?))).unwrap();
+        assert_eq!(pruned, (0, 0));
+        assert_eq!(store.env.info().last_txn_id, before, "a prune that dropped nothing committed");
     }
 }

@@ -419,6 +419,65 @@ impl Txn<'_, RwTxn<'_>> {
         self.wrote = true;
         Ok(db.clear(&mut self.raw)?)
     }
+
+    /// Deletes records of `db` from its first key for as long as `keep_going` says yes:
+    /// the oldest, where keys are ids or times. Returns how many.
+    fn delete_while(
+        &mut self,
+        db: Database,
+        mut keep_going: impl FnMut(&[u8], &[u8]) -> Result<bool, Error>,
+    ) -> Result<usize, Error> {
+        self.delete_scan(db, None, |key, value| Ok(if keep_going(key, value)? { Scan::Delete } else { Scan::Stop }))
+    }
+
+    /// Walks `db` in key order, from its first key or the first under `prefix`, deleting
+    /// what `judge` says to until it says [`Scan::Stop`]; returns how many were deleted.
+    /// The keys are collected first and deleted after, since the walk borrows the transaction.
+    fn delete_scan(
+        &mut self,
+        db: Database,
+        prefix: Option<&[u8]>,
+        mut judge: impl FnMut(&[u8], &[u8]) -> Result<Scan, Error>,
+    ) -> Result<usize, Error> {
+        let mut doomed = Vec::new();
+        let mut visit = |entry: heed::Result<(&[u8], &[u8])>| -> Result<bool, Error> {
+            let (key, value) = entry?;
+            match judge(key, value)? {
+                Scan::Delete => doomed.push(key.to_vec()),
+                Scan::Keep => {}
+                Scan::Stop => return Ok(false),
+            }
+            Ok(true)
+        };
+        match prefix {
+            Some(prefix) => {
+                for entry in db.prefix_iter(&self.raw, prefix)? {
+                    if !visit(entry)? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for entry in db.iter(&self.raw)? {
+                    if !visit(entry)? {
+                        break;
+                    }
+                }
+            }
+        }
+        for key in &doomed {
+            self.delete(db, key)?;
+        }
+        Ok(doomed.len())
+    }
+}
+
+/// What [`Txn::delete_scan`] does with each record it walks over.
+enum Scan {
+    Delete,
+    Keep,
+    /// Leave this record and every one after it.
+    Stop,
 }
 
 fn decode_node(bytes: &[u8]) -> Result<NodeRecord, Error> {

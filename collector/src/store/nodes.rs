@@ -1,6 +1,6 @@
 //! Nodes, and the index of their deadlines that the sweep reads.
 
-use super::{corrupt_node, deadline_key, decode_node, storable, Error, ReadTxn, RwTxn, Txn};
+use super::{corrupt_node, deadline_key, decode_node, storable, Error, ReadTxn, RwTxn, Scan, Txn};
 use crate::codec;
 use crate::model::NodeRecord;
 
@@ -93,13 +93,7 @@ impl Txn<'_, RwTxn<'_>> {
         if let Some(deadline) = node.deadline {
             self.delete(self.dbs.deadlines, &deadline_key(deadline, &node.node_id))?;
         }
-        let mut doomed = Vec::new();
-        for entry in self.dbs.events.prefix_iter(&self.raw, node.node_id.as_bytes())? {
-            doomed.push(entry?.0.to_vec());
-        }
-        for key in doomed {
-            self.delete(self.dbs.events, &key)?;
-        }
+        self.delete_scan(self.dbs.events, Some(node.node_id.as_bytes()), |_, _| Ok(Scan::Delete))?;
         self.delete(self.dbs.nodes, node.node_id.as_bytes())
     }
 }
