@@ -675,7 +675,7 @@ mod routing_tests {
     fn store_failures_become_507_or_500() {
         let full = ApiError::storage(&store::Error::Full);
         assert_eq!((full.status, full.code), (507, "storage_full"));
-        let broken = ApiError::storage(&store::Error::Lmdb(heed::Error::Mdb(heed::MdbError::Panic)));
+        let broken = ApiError::storage(&store::Error::lmdb_failure());
         assert_eq!((broken.status, broken.code), (500, "internal"));
         // A damaged record fails only the request that read it, not the whole batch.
         match Failure::from(store::Error::Corrupt("x".into())) {

@@ -74,6 +74,14 @@ impl From<heed::Error> for Error {
     }
 }
 
+impl Error {
+    /// An LMDB failure, for tests of what callers make of one.
+    #[cfg(test)]
+    pub fn lmdb_failure() -> Error {
+        Error::Lmdb(heed::Error::Mdb(heed::MdbError::Panic))
+    }
+}
+
 type Database = heed::Database<'static, Bytes, Bytes>;
 
 struct Dbs {
