@@ -58,6 +58,8 @@ pub struct Metrics {
     pub request_seconds: Histogram,
     pub batch_requests: Histogram,
     pub commit_seconds: Histogram,
+    /// Flushes the flusher made, and the times a later commit's flush made one unneeded.
+    flushes: [u64; 2],
     pub db_bytes: u64,
     /// The pages of each database, in bytes.
     pub db_used: Vec<(&'static str, u64)>,
@@ -70,6 +72,7 @@ impl Default for Metrics {
             request_seconds: Histogram::new(SECONDS),
             batch_requests: Histogram::new(BATCH),
             commit_seconds: Histogram::new(SECONDS),
+            flushes: [0; 2],
             db_bytes: 0,
             db_used: Vec::new(),
         }
@@ -92,6 +95,11 @@ impl Metrics {
             _ => 4,
         };
         self.heartbeats[result] += 1;
+    }
+
+    /// Counts the flusher's round: its own flush, or `covered` by a later commit's.
+    pub fn count_flush(&mut self, covered: bool) {
+        self.flushes[usize::from(covered)] += 1;
     }
 }
 
@@ -152,6 +160,14 @@ pub fn render(s: &Snapshot, fleet: &Fleet) -> String {
     );
     m.batch_requests.render(&mut out, "hearth_commit_batch_requests", "Requests carried by one group commit.");
     m.commit_seconds.render(&mut out, "hearth_commit_duration_seconds", "Time to apply and commit one batch.");
+    counter(
+        &mut out,
+        "hearth_flushes_total",
+        "Rounds of the flusher: `own` flushed to disk itself, `covered` found a later commit had already flushed its batches.",
+    );
+    for (how, count) in ["own", "covered"].iter().zip(m.flushes) {
+        let _ = writeln!(out, "hearth_flushes_total{{how=\"{how}\"}} {count}");
+    }
     gauge(&mut out, "hearth_db_size_bytes", "Size of the LMDB data file.");
     let _ = writeln!(out, "hearth_db_size_bytes {}", m.db_bytes);
     gauge(&mut out, "hearth_db_used_bytes", "Bytes of the LMDB pages each database uses.");

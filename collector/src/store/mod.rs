@@ -26,6 +26,7 @@ use heed::{CommitOrAbort, Env, EnvOpenOptions, MdbError, RoTxn, WithoutTls};
 use miniserde::{json, Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 /// How the store is opened.
@@ -134,6 +135,9 @@ pub struct Store {
     /// only while this process has no transaction open (the request thread and the
     /// alert worker share the store).
     resizing: RwLock<()>,
+    /// Commits made by this process so far. Each commit flushes the whole file, so the
+    /// meta page of every earlier commit is on disk once a later one has returned.
+    commits: AtomicU64,
 }
 
 impl Store {
@@ -192,7 +196,13 @@ impl Store {
             sessions,
             audit,
         };
-        let store = Store { env, dbs, max_map: round_to_page(config.max_map), resizing: RwLock::new(()) };
+        let store = Store {
+            env,
+            dbs,
+            max_map: round_to_page(config.max_map),
+            resizing: RwLock::new(()),
+            commits: AtomicU64::new(0),
+        };
         store.write(|txn| txn.index_alerts())?;
         Ok(store)
     }
@@ -242,8 +252,17 @@ impl Store {
         let result = work(&mut txn)?;
         if txn.wrote {
             txn.raw.commit()?;
+            self.commits.fetch_add(1, Ordering::SeqCst);
         }
         Ok((result, txn.wrote))
+    }
+
+    /// How many commits this process has made. A commit flushes its pages with one
+    /// `fdatasync` of the file, after every earlier commit wrote its meta page: so once
+    /// `commits()` has grown past the count read right after a commit, that commit is
+    /// durable without a [`Store::sync`] of its own.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
     }
 
     /// Runs `work` on a read-only snapshot.
@@ -506,6 +525,17 @@ fn decode<V: Deserialize>(bytes: &[u8]) -> Result<V, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_commit_that_wrote_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 64 << 20)).unwrap();
+        let before = store.commits();
+        store.write_unsynced(|txn| txn.node("nobody")).unwrap();
+        assert_eq!(store.commits(), before, "a transaction that wrote nothing commits nothing");
+        store.write_unsynced(|txn| txn.put_agent_token(&[7; 32], "n")).unwrap();
+        assert_eq!(store.commits(), before + 1);
+    }
 
     fn node(id: usize, padding: usize) -> NodeRecord {
         NodeRecord { node_id: format!("node-{id:06}"), hostname: "h".repeat(padding), ..Default::default() }

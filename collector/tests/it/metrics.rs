@@ -35,6 +35,7 @@ fn metrics_pass_promtool_and_describe_the_collector_and_every_node() {
         "hearth_commit_batch_requests_bucket{",
         "hearth_request_duration_seconds_count ",
         "hearth_commit_duration_seconds_sum ",
+        "hearth_flushes_total{how=\"own\"} ",
         "hearth_db_size_bytes ",
     ] {
         assert!(r.body.contains(prefix), "missing {prefix}\n{}", r.body);
