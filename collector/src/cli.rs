@@ -11,7 +11,7 @@ hearth-collector: knows which of your nodes are alive, and since when
 Usage:
   hearth-collector serve [--listen ADDR] [--data-dir DIR] [--allow-anonymous [--anonymous-per-minute N]]
                          [--alerts FILE] [--grace-secs N] [--min-down-secs N] [--remind-hours N]
-                         [--pending-alert-secs N]
+                         [--pending-alert-secs N] [--mints-per-hour N]
                          [--max-db-mb N] [--max-batch N] [--io-timeout SECS] [--idle-exit SECS]
                          [--trust-proxy cloudflare] [--agent-dir DIR] [--public-url URL]
   hearth-collector user add NAME --role viewer|operator|admin
@@ -50,6 +50,8 @@ Options:
   --anonymous-per-minute N
                      with --allow-anonymous, how many new nodes one address may register
                      a minute [default 10]
+  --mints-per-hour N how many enrolment tokens one user may mint an hour [default 600];
+                     past it, 429 (enrol fleets with a fleet key instead)
   --alerts FILE      the alert channels file [env HEARTH_ALERTS; default
                      /etc/hearth/alerts.conf, if it exists]; see README
   --grace-secs N     silence allowed before a node is late→offline [default 3 × its interval];
@@ -157,6 +159,8 @@ pub struct Serve {
     pub allow_anonymous: bool,
     /// New nodes one address may register by anonymous heartbeat, a minute.
     pub anonymous_per_minute: u32,
+    /// Enrolment tokens one user may mint an hour.
+    pub mints_per_hour: u32,
     pub max_db_mb: Option<usize>,
     pub max_batch: usize,
     pub io_timeout: Duration,
@@ -189,7 +193,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut listen = std::env::var("HEARTH_LISTEN").unwrap_or_else(|_| "127.0.0.1:8088".into());
     let mut data_dir: PathBuf =
         std::env::var_os("HEARTH_DATA_DIR").map_or_else(|| "/var/lib/hearth-collector".into(), Into::into);
-    let (mut allow_anonymous, mut json, mut anonymous_per_minute) = (false, false, 10);
+    let (mut allow_anonymous, mut json, mut anonymous_per_minute, mut mints_per_hour) = (false, false, 10, 600);
     let (mut max_db_mb, mut max_batch, mut io_timeout) = (None, 256, Duration::from_secs(10));
     let (mut ttl, mut name, mut tags, mut node) = (Duration::from_secs(3600), None, Vec::new(), None);
     let mut alerts: Option<PathBuf> = std::env::var_os("HEARTH_ALERTS").map(Into::into);
@@ -212,6 +216,10 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("anonymous-per-minute") => {
                 anonymous_per_minute = u32::try_from(whole(&mut parser, "--anonymous-per-minute")?)
                     .map_err(|_| UsageError("--anonymous-per-minute is too large".into()))?;
+            }
+            Long("mints-per-hour") => {
+                mints_per_hour = u32::try_from(number(&mut parser, "--mints-per-hour")?)
+                    .map_err(|_| UsageError("--mints-per-hour is too large".into()))?;
             }
             Long("json") => json = true,
             Long("max-db-mb") => max_db_mb = Some(number(&mut parser, "--max-db-mb")?),
@@ -263,6 +271,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             data_dir,
             allow_anonymous,
             anonymous_per_minute,
+            mints_per_hour,
             max_db_mb,
             max_batch,
             io_timeout,
@@ -316,6 +325,7 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
             "data-dir",
             "allow-anonymous",
             "anonymous-per-minute",
+            "mints-per-hour",
             "alerts",
             "grace-secs",
             "min-down-secs",

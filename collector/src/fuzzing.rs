@@ -64,7 +64,6 @@ pub fn request(data: &[u8]) {
     let context = Context {
         now_ms: 1_795_000_000_000,
         allow_anonymous: true,
-        anonymous_per_minute: u32::MAX,
         policy: &policy,
         channels: &channels,
         metrics: &metrics,

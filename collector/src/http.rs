@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub allow_anonymous: bool,
     /// New nodes one address may register by anonymous heartbeat, a minute.
     pub anonymous_per_minute: u32,
+    /// Enrolment tokens one user may mint an hour.
+    pub mints_per_hour: u32,
     /// The most requests one commit may carry; 1 turns group commit off.
     pub max_batch: usize,
     /// How long a client may take to send its request or read its answer.
@@ -108,7 +110,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         config,
         metrics: Mutex::new(Metrics::default()),
         logins: Mutex::new(LoginLimiter::default()),
-        limits: RateLimits::default(),
+        limits: RateLimits::new(config.anonymous_per_minute, config.mints_per_hour),
         responder: Responder::default(),
         warned_forwarded: AtomicBool::new(false),
         requests: AtomicU64::new(0),
@@ -151,7 +153,6 @@ impl Shared<'_> {
         Context {
             now_ms,
             allow_anonymous: config.allow_anonymous,
-            anonymous_per_minute: config.anonymous_per_minute,
             policy: &config.policy,
             channels: &config.channels,
             metrics: &self.metrics,

@@ -18,8 +18,6 @@ pub struct Limit {
     pub window_ms: i64,
 }
 
-/// Enrolment tokens one user may mint.
-pub const MINTS_PER_USER: Limit = Limit { count: 60, window_ms: 3_600_000 };
 /// Failed logins written to the audit log, from everyone together; past it they are
 /// only counted in the log, so a flood cannot crowd out the rest of the trail.
 pub const AUDITED_LOGIN_FAILURES: Limit = Limit { count: 600, window_ms: 3_600_000 };
@@ -32,12 +30,32 @@ struct Window {
     last_seq: u64,
 }
 
+/// The limits, and the windows counted against them.
 #[derive(Debug, Default)]
 pub struct RateLimits {
+    /// New nodes one source (an address, IPv6 by /64) may register by anonymous heartbeat.
+    pub anonymous_per_source: Limit,
+    /// Enrolment tokens one user may mint.
+    pub mints_per_user: Limit,
     windows: Mutex<HashMap<String, Window>>,
 }
 
+impl Default for Limit {
+    fn default() -> Limit {
+        Limit { count: u32::MAX, window_ms: 1 }
+    }
+}
+
 impl RateLimits {
+    /// The limits `serve` was given: `--anonymous-per-minute`, `--mints-per-hour`.
+    pub fn new(anonymous_per_minute: u32, mints_per_hour: u32) -> RateLimits {
+        RateLimits {
+            anonymous_per_source: Limit { count: anonymous_per_minute, window_ms: 60_000 },
+            mints_per_user: Limit { count: mints_per_hour, window_ms: 3_600_000 },
+            windows: Mutex::default(),
+        }
+    }
+
     /// Counts request `seq` for `key` if `limit` allows it; else how many milliseconds
     /// until it does. A request counted already (the same `seq`, or an earlier one) is
     /// allowed again without counting; `seq` 0 is always counted.

@@ -2,7 +2,6 @@
 
 use super::{internal, session, too_many, ApiError, Context, Failure, Handled, Reply, Request};
 use crate::alerts;
-use crate::limits;
 use crate::liveness;
 use crate::model::{EnrolledFacts, NodeRecord};
 use crate::secret::{self, AGENT_PREFIX};
@@ -74,7 +73,7 @@ fn admit_anonymous(req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Result<(),
         return Err(ApiError::new(403, "fleet_full", message).into());
     }
     let source = req.client.map_or_else(|| "local".to_owned(), session::client_key);
-    let limit = limits::Limit { count: ctx.anonymous_per_minute, window_ms: 60_000 };
+    let limit = ctx.limits.anonymous_per_source;
     if let Err(wait) = ctx.limits.take(&format!("anonymous:{source}"), limit, ctx.now_ms, req.seq) {
         let what = format!("at most {} new nodes a minute may register anonymously from one address", limit.count);
         return Err(too_many(&what, wait).into());

@@ -1,7 +1,6 @@
 //! The fleet, for people: nodes, enrolment tokens, events, alerts and the audit log.
 
 use super::{audit, internal, limit_param, query_param, too_many, ApiError, Context, Handled, Reply, Request, User};
-use crate::limits;
 use crate::model::{AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeView};
 use crate::secret::{self, ENROLL_PREFIX};
 use crate::store::{ReadTxn, RwTxn, Txn};
@@ -137,7 +136,7 @@ pub(super) fn mint_token(
     ctx: &Context,
 ) -> Handled {
     let asked: TokenRequest = parse_body(req, r#"{"name": "…", "hostname": "…", "tags": ["…"], "ttl_secs": 3600}"#)?;
-    let limit = limits::MINTS_PER_USER;
+    let limit = ctx.limits.mints_per_user;
     if let Err(wait) = ctx.limits.take(&format!("mint:{}", user.name), limit, ctx.now_ms, req.seq) {
         let what = format!("{} may mint at most {} enrolment tokens an hour", user.name, limit.count);
         return Err(too_many(&what, wait).into());
@@ -506,7 +505,6 @@ mod tests {
         let ctx = Context {
             now_ms: 0,
             allow_anonymous: false,
-            anonymous_per_minute: 10,
             policy: &policy,
             channels: &channels,
             metrics: &metrics,

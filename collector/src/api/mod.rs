@@ -117,8 +117,6 @@ pub struct Context<'a> {
     /// Unix milliseconds by the collector's clock.
     pub now_ms: i64,
     pub allow_anonymous: bool,
-    /// New nodes one address may register by anonymous heartbeat, a minute.
-    pub anonymous_per_minute: u32,
     pub policy: &'a Policy,
     pub channels: &'a Channels,
     pub metrics: &'a std::sync::Mutex<Metrics>,

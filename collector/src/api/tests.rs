@@ -51,7 +51,7 @@ impl Harness {
             metrics: Mutex::default(),
             stats: Stats::default(),
             logins: Mutex::default(),
-            limits: RateLimits::default(),
+            limits: RateLimits::new(10, 600),
         }
     }
 
@@ -59,7 +59,6 @@ impl Harness {
         Context {
             now_ms: NOW,
             allow_anonymous: false,
-            anonymous_per_minute: 10,
             policy: &self.policy,
             channels: &self.channels,
             metrics: &self.metrics,

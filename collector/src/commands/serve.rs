@@ -78,6 +78,7 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
     let config = ServeConfig {
         allow_anonymous: serve.allow_anonymous,
         anonymous_per_minute: serve.anonymous_per_minute,
+        mints_per_hour: serve.mints_per_hour,
         max_batch: serve.max_batch,
         io_timeout: serve.io_timeout,
         policy,

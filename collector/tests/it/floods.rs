@@ -46,7 +46,7 @@ fn an_anonymous_nodes_id_is_claimed_only_by_a_token_bound_to_it() {
 /// and the audit log is read a page at a time.
 #[test]
 fn minting_is_limited_and_the_audit_log_pages() {
-    let c = Collector::start(&[]);
+    let c = Collector::start(&["--mints-per-hour", "60"]);
     c.add_user("otto", "operator", "a long enough password");
     c.add_user("root", "admin", "a long enough password");
     let otto = format!("Bearer {}", c.admin(&["apikey", "create", "--user", "otto"]));

@@ -41,7 +41,7 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
     let keep_alive = Shape { close: false, ..new_conn };
     let mut rows = Vec::new();
 
-    let collector = Collector::start(&release.join("hearth-collector"), &data_dir, &[])?;
+    let collector = Collector::start(&release.join("hearth-collector"), &data_dir, &["--mints-per-hour", "1000000"])?;
     let key = seed::api_key(&collector)?;
     println!("enrolling {NODES} nodes");
     let enrol_rate = seed::enrol(&collector, &key, NODES, false, &nodes)?;

@@ -14,7 +14,7 @@ const TRIES: usize = 5;
 pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
     let bin = util::root().join("target/release/hearth-collector");
     let data_dir = out.join("scale");
-    let collector = Collector::start(&bin, &data_dir, &[])?;
+    let collector = Collector::start(&bin, &data_dir, &["--mints-per-hour", "1000000"])?;
     let key = seed::api_key(&collector)?;
     println!("enrolling {NODES} nodes, each with one heartbeat");
     let seed_rate = seed::enrol(&collector, &key, NODES, true, &out.join("nodes-100k.txt"))?;
@@ -40,7 +40,7 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
     drop(collector);
 
     let started = Instant::now();
-    let collector = Collector::start(&bin, &data_dir, &[])?;
+    let collector = Collector::start(&bin, &data_dir, &["--mints-per-hour", "1000000"])?;
     let listening = started.elapsed();
     while seed::request(collector.addr(), "GET", "/healthz", "", "").is_none_or(|(s, _)| s != 200) {
         std::thread::sleep(Duration::from_millis(1));
