@@ -25,7 +25,7 @@ use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
 use crate::api::{self, ApiError, Context, LoginLimiter, LoginOutcome, Method, Reply, Work, MAX_BODY};
 use crate::clock::Clock;
-use crate::limits::RateLimits;
+use crate::limits::{PasswordChecks, RateLimits};
 use crate::listen::Listener;
 use crate::liveness::Policy;
 use crate::metrics::{lock, Metrics};
@@ -93,6 +93,8 @@ const INLINE_ANSWER: usize = 4096;
 const MAX_WRITERS: usize = 64;
 const MAX_WRITER_BYTES: usize = 256 << 20;
 const WRITE_DEADLINE: Duration = Duration::from_secs(120);
+/// About how large one piece of a streamed body is (`metrics::node_pieces`), for the budget.
+const STREAM_PIECE: usize = 256 << 10;
 
 /// Serves requests until the process ends. `wake` tells the alert worker that the
 /// outbox has something new.
@@ -111,6 +113,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         metrics: Mutex::new(Metrics::default()),
         logins: Mutex::new(LoginLimiter::default()),
         limits: RateLimits::new(config.anonymous_per_minute, config.mints_per_hour),
+        password_checks: PasswordChecks::default(),
         responder: Responder::default(),
         warned_forwarded: AtomicBool::new(false),
         requests: AtomicU64::new(0),
@@ -141,6 +144,7 @@ struct Shared<'a> {
     metrics: Mutex<Metrics>,
     logins: Mutex<LoginLimiter>,
     limits: RateLimits,
+    password_checks: PasswordChecks,
     responder: Responder,
     warned_forwarded: AtomicBool,
     /// Requests taken so far: each one's `seq`.
@@ -293,6 +297,15 @@ fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, wri
     };
     let job = Job { request, parsed, received };
     let work = api::work(&job.parsed);
+    if work == Work::Login {
+        if let Err(wait) = shared.password_checks.take() {
+            let message = "too many logins at once; try again in a second";
+            let error = ApiError::new(429, "too_many_attempts", message);
+            let retry = ((wait + 999) / 1000).max(1).to_string();
+            let reply = ApiError { headers: vec![("Retry-After", retry)], ..error }.into_reply();
+            return answer(shared, job.request, reply, false, job.received);
+        }
+    }
     let (queue, refusal) = match work {
         Work::Write => return writes.push(PendingWrite { job, login: None }),
         Work::Read => (&pools.reads, ApiError::new(503, "busy", "the collector is busy answering reads; try again")),
@@ -430,15 +443,17 @@ fn flush(batches: Receiver<Committed>, shared: &Shared, wake: &SyncSender<()>) {
     }
 }
 
-/// Sends `reply` and counts it (`heartbeat` says whether it answers one).
+/// Counts `reply`, then sends it (`heartbeat` says whether it answers one): counted
+/// first, so a client that reads /metrics after its answer sees it counted.
 fn answer(shared: &Shared, request: tiny_http::Request, reply: Reply, heartbeat: bool, since: Instant) {
-    let status = reply.status;
-    shared.responder.send(request, reply, shared.config.io_timeout, shared.config.clock.now_ms());
-    let mut metrics = lock(&shared.metrics);
-    if heartbeat {
-        metrics.count_heartbeat(status);
+    {
+        let mut metrics = lock(&shared.metrics);
+        if heartbeat {
+            metrics.count_heartbeat(reply.status);
+        }
+        metrics.request_seconds.observe(since.elapsed().as_secs_f64());
     }
-    metrics.request_seconds.observe(since.elapsed().as_secs_f64());
+    shared.responder.send(request, reply, shared.config.io_timeout, shared.config.clock.now_ms());
 }
 
 /// Writes answers without letting a client that reads slowly, or never, hold up anyone else.
@@ -453,10 +468,12 @@ impl Responder {
     fn send(&self, request: tiny_http::Request, reply: Reply, io_timeout: Duration, now_ms: i64) {
         let head_only = *request.method() == tiny_http::Method::Head;
         let out = encode(&reply, head_only, now_ms);
-        if out.len() <= INLINE_ANSWER {
+        let pieces = reply.pieces.as_ref().filter(|_| !head_only).and_then(api::Pieces::take);
+        if out.len() <= INLINE_ANSWER && pieces.is_none() {
             return write_answer(request.into_writer(), &out, Instant::now() + io_timeout);
         }
-        let size = out.len();
+        // A streamed body is made a piece at a time: it holds about one piece.
+        let size = out.len() + if pieces.is_some() { STREAM_PIECE } else { 0 };
         let over = self.writers.fetch_add(1, Ordering::SeqCst) >= MAX_WRITERS
             || self.bytes.fetch_add(size, Ordering::SeqCst) + size > MAX_WRITER_BYTES;
         let release = {
@@ -474,9 +491,15 @@ impl Responder {
             let busy = encode(&busy.into_reply(), head_only, now_ms);
             return write_answer(request.into_writer(), &busy, Instant::now());
         }
-        let writer = request.into_writer();
+        let mut writer = request.into_writer();
         let spawned = std::thread::Builder::new().name("answer".into()).stack_size(64 << 10).spawn(move || {
-            write_answer(writer, &out, Instant::now() + WRITE_DEADLINE);
+            let deadline = Instant::now() + WRITE_DEADLINE;
+            let mut pieces = pieces.into_iter().flatten();
+            if write_all_by(&mut writer, &out, deadline) && pieces.all(|p| write_all_by(&mut writer, &p, deadline)) {
+                if let Err(e) = writer.flush() {
+                    log::debug!("client left before its answer was written: {e}");
+                }
+            }
             release();
         });
         if let Err(e) = spawned {
@@ -492,16 +515,13 @@ impl Responder {
 /// the collector's clock, which the dashboard uses to say how long ago a node was seen.
 fn encode(reply: &Reply, head_only: bool, now_ms: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(200 + reply.body.len());
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nDate: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n",
-        reply.status,
-        reason(reply.status),
-        reply.content_type,
-        reply.body.len(),
-        http_date(now_ms)
-    );
+    let _ =
+        write!(out, "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n", reply.status, reason(reply.status), reply.content_type);
+    // A streamed body has no length known in advance: it ends when the connection closes.
+    if reply.pieces.is_none() {
+        let _ = write!(out, "Content-Length: {}\r\n", reply.body.len());
+    }
+    let _ = write!(out, "Date: {}\r\nCache-Control: no-store\r\nConnection: close\r\n", http_date(now_ms));
     for (name, value) in &reply.headers {
         let _ = write!(out, "{name}: {value}\r\n");
     }
@@ -512,20 +532,30 @@ fn encode(reply: &Reply, head_only: bool, now_ms: i64) -> Vec<u8> {
     out
 }
 
-/// Writes `out` in pieces, giving up once `deadline` passes: each piece may also wait up
-/// to the socket's send timeout, so a client that reads a byte now and then is still cut off.
+/// Writes `out` and flushes, giving up once `deadline` passes.
 fn write_answer(mut writer: Box<dyn io::Write + Send>, out: &[u8], deadline: Instant) {
+    if write_all_by(&mut writer, out, deadline) {
+        if let Err(e) = writer.flush() {
+            log::debug!("client left before its answer was written: {e}");
+        }
+    }
+}
+
+/// Writes `out` 64 KiB at a time, giving up once `deadline` passes: each write may also
+/// wait up to the socket's send timeout, so a client that reads a byte now and then is
+/// still cut off. Whether all of it was written.
+fn write_all_by(writer: &mut Box<dyn io::Write + Send>, out: &[u8], deadline: Instant) -> bool {
     for piece in out.chunks(64 << 10) {
         if let Err(e) = writer.write_all(piece) {
-            return log::debug!("client left before its answer was written: {e}");
+            log::debug!("client left before its answer was written: {e}");
+            return false;
         }
         if Instant::now() > deadline {
-            return log::debug!("a client took too long to read its answer; closing the connection");
+            log::debug!("a client took too long to read its answer; closing the connection");
+            return false;
         }
     }
-    if let Err(e) = writer.flush() {
-        log::debug!("client left before its answer was written: {e}");
-    }
+    true
 }
 
 /// Reads what the API needs from a request: method, path, credentials and a capped body.

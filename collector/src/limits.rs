@@ -83,6 +83,43 @@ impl RateLimits {
     }
 }
 
+/// Password checks (argon2id: tens of ms of a core each) for everyone together: a burst
+/// of up to 40, then 4 a second. A login flood costs at most about a third of one core;
+/// a person logging in never notices.
+#[derive(Debug)]
+pub struct PasswordChecks {
+    /// Checks that may start now, and when that was counted.
+    bucket: Mutex<(f64, std::time::Instant)>,
+}
+
+const CHECKS_BURST: f64 = 40.0;
+const CHECKS_PER_SEC: f64 = 4.0;
+
+impl Default for PasswordChecks {
+    fn default() -> PasswordChecks {
+        PasswordChecks { bucket: Mutex::new((CHECKS_BURST, std::time::Instant::now())) }
+    }
+}
+
+impl PasswordChecks {
+    /// Takes one check if one may start; else how many milliseconds until one may.
+    pub fn take(&self) -> Result<(), i64> {
+        self.take_at(std::time::Instant::now())
+    }
+
+    fn take_at(&self, now: std::time::Instant) -> Result<(), i64> {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (tokens, counted) = *bucket;
+        let tokens = (tokens + now.saturating_duration_since(counted).as_secs_f64() * CHECKS_PER_SEC).min(CHECKS_BURST);
+        if tokens < 1.0 {
+            *bucket = (tokens, now);
+            return Err(((1.0 - tokens) / CHECKS_PER_SEC * 1000.0).ceil() as i64);
+        }
+        *bucket = (tokens - 1.0, now);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +133,20 @@ mod tests {
         assert_eq!(limits.take("a", limit, 400, 0), Err(600));
         assert_eq!(limits.take("b", limit, 400, 0), Ok(()), "keys are apart");
         assert_eq!(limits.take("a", limit, 1000, 0), Ok(()), "a new window");
+    }
+
+    #[test]
+    fn password_checks_allow_a_burst_then_a_steady_rate() {
+        let checks = PasswordChecks::default();
+        let start = std::time::Instant::now();
+        for _ in 0..40 {
+            assert_eq!(checks.take_at(start), Ok(()));
+        }
+        assert_eq!(checks.take_at(start), Err(250));
+        let later = start + std::time::Duration::from_millis(500);
+        assert_eq!(checks.take_at(later), Ok(()));
+        assert_eq!(checks.take_at(later), Ok(()));
+        assert!(checks.take_at(later).is_err());
     }
 
     #[test]

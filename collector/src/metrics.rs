@@ -2,7 +2,6 @@
 //! Rendered in the text exposition format (version 0.0.4).
 
 use crate::alerts::worker::Stats;
-use crate::liveness::Policy;
 use crate::model::{NodeRecord, Status};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -110,8 +109,6 @@ pub struct Snapshot<'a> {
     pub alerts_pending: u64,
     /// Alerts dropped from the outbox because their node had too many waiting.
     pub alerts_dropped: u64,
-    pub now_ms: i64,
-    pub policy: &'a Policy,
 }
 
 /// `/metrics`'s per-node lines, gathered one node at a time (`add`), so that the whole
@@ -208,60 +205,103 @@ pub fn render(s: &Snapshot, fleet: &Fleet) -> String {
     out
 }
 
-/// `/metrics/nodes`: per node, its status and what its last heartbeat said (load, memory,
-/// disk, uptime, checks). About 2 KB a node: scrape it for a small fleet.
-pub fn render_nodes(s: &Snapshot, nodes: &[NodeRecord]) -> String {
-    let mut out = String::with_capacity(1024 + nodes.len() * 2048);
-    let per_node: Vec<(String, Status)> = nodes
-        .iter()
-        .map(|n| {
-            let mut l = String::new();
-            labels(&mut l, n);
-            (l, n.status(s.now_ms, s.policy.grace_ms(n)))
-        })
-        .collect();
-    gauge(&mut out, "hearth_node_status", "1 for the node's current status, 0 for the others.");
-    for (l, status) in &per_node {
-        for candidate in STATUSES {
-            let _ = writeln!(
-                out,
-                "hearth_node_status{{{l},status=\"{}\"}} {}",
-                candidate.as_str(),
-                u8::from(candidate == *status)
-            );
+/// What `/metrics/nodes` says of one node, kept small: 100,000 of them take a few tens
+/// of MiB, where the text they become takes over a hundred.
+pub struct NodeSeries {
+    labels: String,
+    status: Status,
+    facts: [Option<f64>; FACTS.len()],
+    checks: Vec<(String, bool)>,
+}
+
+type Fact = fn(&hearth_wire::Heartbeat) -> Option<f64>;
+
+/// The per-node gauges taken from the last heartbeat: name, help, and how to read it.
+const FACTS: [(&str, &str, Fact); 8] = [
+    ("hearth_node_load1", "Load average over 1 minute.", |h| Some(*h.load.as_ref()?.first()?)),
+    ("hearth_node_load5", "Load average over 5 minutes.", |h| Some(*h.load.as_ref()?.get(1)?)),
+    ("hearth_node_load15", "Load average over 15 minutes.", |h| Some(*h.load.as_ref()?.get(2)?)),
+    ("hearth_node_memory_bytes", "Total memory.", |h| h.memory_mb.map(|v| v as f64 * 1_048_576.0)),
+    ("hearth_node_memory_available_bytes", "Available memory.", |h| h.mem_available_mb.map(|v| v as f64 * 1_048_576.0)),
+    ("hearth_node_disk_bytes", "Size of the root filesystem.", |h| h.disk_gb.map(|v| v as f64 * 1_073_741_824.0)),
+    ("hearth_node_disk_free_bytes", "Free space on the root filesystem.", |h| {
+        h.disk_free_gb.map(|v| v as f64 * 1_073_741_824.0)
+    }),
+    ("hearth_node_uptime_seconds", "Seconds since the node booted.", |h| h.uptime_secs.map(|v| v as f64)),
+];
+
+impl NodeSeries {
+    pub fn of(node: &NodeRecord, now_ms: i64, grace_ms: u64) -> NodeSeries {
+        let mut labels = String::new();
+        self::labels(&mut labels, node);
+        let hb = node.heartbeat.as_ref();
+        NodeSeries {
+            labels,
+            status: node.status(now_ms, grace_ms),
+            facts: FACTS.map(|(_, _, fact)| hb.and_then(fact)),
+            checks: hb
+                .iter()
+                .flat_map(|h| h.checks.iter().flatten())
+                .map(|c| (escape(&c.name).into_owned(), c.ok))
+                .collect(),
         }
     }
-    type Fact = fn(&hearth_wire::Heartbeat) -> Option<f64>;
-    let facts: [(&str, &str, Fact); 8] = [
-        ("hearth_node_load1", "Load average over 1 minute.", |h| Some(*h.load.as_ref()?.first()?)),
-        ("hearth_node_load5", "Load average over 5 minutes.", |h| Some(*h.load.as_ref()?.get(1)?)),
-        ("hearth_node_load15", "Load average over 15 minutes.", |h| Some(*h.load.as_ref()?.get(2)?)),
-        ("hearth_node_memory_bytes", "Total memory.", |h| h.memory_mb.map(|v| v as f64 * 1_048_576.0)),
-        ("hearth_node_memory_available_bytes", "Available memory.", |h| {
-            h.mem_available_mb.map(|v| v as f64 * 1_048_576.0)
-        }),
-        ("hearth_node_disk_bytes", "Size of the root filesystem.", |h| h.disk_gb.map(|v| v as f64 * 1_073_741_824.0)),
-        ("hearth_node_disk_free_bytes", "Free space on the root filesystem.", |h| {
-            h.disk_free_gb.map(|v| v as f64 * 1_073_741_824.0)
-        }),
-        ("hearth_node_uptime_seconds", "Seconds since the node booted.", |h| h.uptime_secs.map(|v| v as f64)),
-    ];
-    for (name, help, fact) in facts {
-        gauge(&mut out, name, help);
-        for (node, (l, _)) in nodes.iter().zip(&per_node) {
-            if let Some(value) = node.heartbeat.as_ref().and_then(fact) {
-                let _ = writeln!(out, "{name}{{{l}}} {value}");
+}
+
+/// How many nodes one piece of `/metrics/nodes` holds.
+const NODES_PER_PIECE: usize = 500;
+
+/// `/metrics/nodes` (each node's status, facts and checks) in Prometheus text, a piece
+/// at a time: each metric family whole and in turn, as the format requires, a few
+/// hundred nodes a piece, so the answer is never in memory whole.
+pub fn node_pieces(nodes: Vec<NodeSeries>) -> impl Iterator<Item = Vec<u8>> + Send {
+    // Families: 0 status, 1..=8 the facts, 9 checks.
+    let (mut family, mut from) = (0usize, 0usize);
+    std::iter::from_fn(move || {
+        if family > FACTS.len() + 1 {
+            return None;
+        }
+        let mut out = String::with_capacity(NODES_PER_PIECE * 160);
+        if from == 0 {
+            match family {
+                0 => gauge(&mut out, "hearth_node_status", "1 for the node's current status, 0 for the others."),
+                f if f <= FACTS.len() => gauge(&mut out, FACTS[f - 1].0, FACTS[f - 1].1),
+                _ => gauge(
+                    &mut out,
+                    "hearth_node_check_ok",
+                    "1 if the node's check passed in its last heartbeat, 0 if not.",
+                ),
             }
         }
-    }
-    gauge(&mut out, "hearth_node_check_ok", "1 if the node's check passed in its last heartbeat, 0 if not.");
-    for (node, (l, _)) in nodes.iter().zip(&per_node) {
-        for check in node.heartbeat.iter().flat_map(|h| h.checks.iter().flatten()) {
-            let _ =
-                writeln!(out, "hearth_node_check_ok{{{l},check=\"{}\"}} {}", escape(&check.name), u8::from(check.ok));
+        let to = (from + NODES_PER_PIECE).min(nodes.len());
+        for node in &nodes[from..to] {
+            let l = &node.labels;
+            match family {
+                0 => {
+                    for candidate in STATUSES {
+                        let on = u8::from(candidate == node.status);
+                        let _ = writeln!(out, "hearth_node_status{{{l},status=\"{}\"}} {on}", candidate.as_str());
+                    }
+                }
+                f if f <= FACTS.len() => {
+                    if let Some(value) = node.facts[f - 1] {
+                        let _ = writeln!(out, "{}{{{l}}} {value}", FACTS[f - 1].0);
+                    }
+                }
+                _ => {
+                    for (check, ok) in &node.checks {
+                        let _ = writeln!(out, "hearth_node_check_ok{{{l},check=\"{check}\"}} {}", u8::from(*ok));
+                    }
+                }
+            }
         }
-    }
-    out
+        if to == nodes.len() {
+            (family, from) = (family + 1, 0);
+        } else {
+            from = to;
+        }
+        Some(out.into_bytes())
+    })
 }
 
 const STATUSES: [Status; 5] = [Status::Pending, Status::Online, Status::Late, Status::Offline, Status::Stopped];
@@ -301,6 +341,41 @@ fn escape(value: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_pieces_keep_each_family_whole_and_in_turn() {
+        let node = |i: usize| NodeRecord {
+            node_id: format!("n{i:04}"),
+            last_seen: Some(0),
+            heartbeat: Some(hearth_wire::Heartbeat {
+                load: Some(vec![1.0, 2.0, 3.0]),
+                checks: Some(vec![hearth_wire::Check { name: "disk".into(), ok: i % 2 == 0, detail: String::new() }]),
+                ..Default::default()
+            }),
+            ..NodeRecord::default()
+        };
+        let series: Vec<NodeSeries> = (0..1200).map(|i| NodeSeries::of(&node(i), 0, 90_000)).collect();
+        let pieces: Vec<String> = node_pieces(series).map(|p| String::from_utf8(p).unwrap()).collect();
+        assert!(pieces.len() > 10, "{} pieces", pieces.len());
+        let text = pieces.concat();
+        // Every family once, whole: its samples all follow its TYPE line, before the next family's.
+        let mut seen = Vec::new();
+        for line in text.lines() {
+            let family = match line.strip_prefix("# TYPE ") {
+                Some(rest) => rest.split(' ').next().unwrap().to_owned(),
+                None if line.starts_with('#') => continue,
+                None => line.split('{').next().unwrap().to_owned(),
+            };
+            if seen.last() != Some(&family) {
+                assert!(!seen.contains(&family), "{family} comes twice");
+                seen.push(family);
+            }
+        }
+        assert_eq!(text.matches("hearth_node_status{").count(), 1200 * 5);
+        assert_eq!(text.matches("hearth_node_load15{").count(), 1200);
+        assert_eq!(text.matches("hearth_node_memory_bytes{").count(), 0, "absent facts are left out");
+        assert_eq!(text.matches("check=\"disk\"} 1").count(), 600);
+    }
 
     #[test]
     fn histograms_are_cumulative() {

@@ -94,6 +94,39 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Further headers: `Allow`, `Set-Cookie`, `Retry-After`, `Content-Security-Policy`…
     pub headers: Vec<(&'static str, String)>,
+    /// A body made a piece at a time instead of `body`, for answers too large to hold
+    /// whole (`/metrics/nodes`); it ends when the connection closes.
+    pub pieces: Option<Pieces>,
+}
+
+/// A streamed body: the pieces in turn.
+pub type PieceIter = Box<dyn Iterator<Item = Vec<u8>> + Send>;
+
+/// The pieces of a streamed body, taken once by whoever writes the answer.
+#[derive(Clone)]
+pub struct Pieces(std::sync::Arc<Mutex<Option<PieceIter>>>);
+
+impl Pieces {
+    pub fn new(pieces: impl Iterator<Item = Vec<u8>> + Send + 'static) -> Pieces {
+        Pieces(std::sync::Arc::new(Mutex::new(Some(Box::new(pieces)))))
+    }
+
+    /// The pieces; `None` if they were taken already.
+    pub fn take(&self) -> Option<PieceIter> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for Pieces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pieces(…)")
+    }
+}
+
+impl PartialEq for Pieces {
+    fn eq(&self, other: &Pieces) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Reply {
@@ -102,7 +135,7 @@ impl Reply {
     }
 
     fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
-        Reply { status, content_type, body, headers: Vec::new() }
+        Reply { status, content_type, body, headers: Vec::new(), pieces: None }
     }
 
     fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
@@ -400,23 +433,23 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             if !req.local {
                 require(Viewer, req, txn, ctx)?;
             }
+            const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+            if per_node {
+                let mut series = Vec::new();
+                txn.each_node(|n| series.push(metrics::NodeSeries::of(&n, ctx.now_ms, ctx.policy.grace_ms(&n))))?;
+                let pieces = Some(Pieces::new(metrics::node_pieces(series)));
+                return Ok(Reply { pieces, ..Reply::bytes(200, PROMETHEUS_TEXT, Vec::new()) });
+            }
             let counters = metrics::lock(ctx.metrics).clone();
             let snapshot = metrics::Snapshot {
                 metrics: &counters,
                 alerts: ctx.alert_stats,
                 alerts_pending: txn.outbox()?.len() as u64,
                 alerts_dropped: txn.setting(store::setting::ALERTS_DROPPED)?.unwrap_or(0),
-                now_ms: ctx.now_ms,
-                policy: ctx.policy,
             };
-            let body = if per_node {
-                metrics::render_nodes(&snapshot, &txn.nodes()?)
-            } else {
-                let mut fleet = metrics::Fleet::default();
-                txn.each_node_status(|node| fleet.add(&node, node.status(ctx.now_ms, ctx.policy.grace_ms(&node))))?;
-                metrics::render(&snapshot, &fleet)
-            };
-            Ok(Reply::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes()))
+            let mut fleet = metrics::Fleet::default();
+            txn.each_node_status(|node| fleet.add(&node, node.status(ctx.now_ms, ctx.policy.grace_ms(&node))))?;
+            Ok(Reply::bytes(200, PROMETHEUS_TEXT, metrics::render(&snapshot, &fleet).into_bytes()))
         }
         Route::Me => session::me(&require(Viewer, req, txn, ctx)?),
         Route::Nodes => {

@@ -19,6 +19,15 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(out)
     }
 
+    /// Hands `visit` every node in id order, one at a time, so that the whole fleet is
+    /// never in memory at once.
+    pub fn each_node(&self, mut visit: impl FnMut(NodeRecord)) -> Result<(), Error> {
+        for entry in self.dbs.nodes.iter(self.raw.ro())? {
+            visit(decode_node(entry?.1)?);
+        }
+        Ok(())
+    }
+
     /// Hands `visit` every node in id order, with only what its status needs
     /// (`codec::decode_node_status`), one at a time: for reading the whole fleet fast.
     /// These partial records are never to be saved.

@@ -251,16 +251,24 @@ pub fn exchange(addr: SocketAddr, bytes: &[u8], head_only: bool) -> Option<Respo
     }
 }
 
-/// Reads one response, by Content-Length; `None` if the connection closed first.
+/// Reads one response, by Content-Length, or without one to the end of the connection
+/// (a streamed body); `None` if the connection closed before the body was whole.
 pub fn read_response(reader: &mut impl BufRead) -> Option<Response> {
     let mut response = read_head(reader)?;
-    let length: usize = response
+    let length: Option<usize> = response
         .head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()));
+    let mut body = Vec::new();
+    match length {
+        Some(length) => {
+            body.resize(length, 0);
+            reader.read_exact(&mut body).ok()?;
+        }
+        None => {
+            reader.read_to_end(&mut body).ok()?;
+        }
+    }
     response.body = String::from_utf8(body).unwrap();
     Some(response)
 }
