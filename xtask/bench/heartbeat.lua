@@ -58,7 +58,7 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     '{"wrk":1,"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,'
-      .. '"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+      .. '"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d}\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
 end

@@ -135,3 +135,71 @@ pub fn output(command: &mut Command) -> Result<String, String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// A memory cgroup holding one process, limited as the shipped unit limits the
+/// collector (`MemoryMax=`), where this machine lets one be made (cgroup v2 or v1).
+pub struct MemoryLimit {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl MemoryLimit {
+    /// The unit's `MemoryMax=`, in bytes.
+    pub fn of_unit() -> Result<u64, String> {
+        let unit =
+            std::fs::read_to_string(root().join("systemd/hearth-collector.service")).map_err(|e| e.to_string())?;
+        let value = unit.lines().find_map(|l| l.strip_prefix("MemoryMax=")).ok_or("the unit sets no MemoryMax=")?;
+        let (digits, unit) =
+            value.trim().split_at(value.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(value.trim().len()));
+        let scale = match unit {
+            "" => 1,
+            "K" => 1 << 10,
+            "M" => 1 << 20,
+            "G" => 1 << 30,
+            other => return Err(format!("MemoryMax={value}: unknown unit {other}")),
+        };
+        Ok(digits.parse::<u64>().map_err(|e| e.to_string())? * scale)
+    }
+
+    /// Moves `pid` into a new cgroup limited to `bytes`.
+    pub fn confine(pid: u32, bytes: u64) -> Result<MemoryLimit, String> {
+        let (base, v2) = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            (PathBuf::from("/sys/fs/cgroup"), true)
+        } else {
+            (PathBuf::from("/sys/fs/cgroup/memory"), false)
+        };
+        let dir = base.join(format!("hearth-bench-{pid}"));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make the cgroup {}: {e}", dir.display()))?;
+        let limit = if v2 { "memory.max" } else { "memory.limit_in_bytes" };
+        let write = |file: &str, value: String| {
+            std::fs::write(dir.join(file), value).map_err(|e| format!("cannot write {}/{file}: {e}", dir.display()))
+        };
+        write(limit, bytes.to_string())?;
+        write("cgroup.procs", pid.to_string())?;
+        Ok(MemoryLimit { dir, v2 })
+    }
+
+    /// The most memory the cgroup held (RSS and page cache together), in bytes.
+    pub fn peak_bytes(&self) -> Option<u64> {
+        let file = if self.v2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
+        std::fs::read_to_string(self.dir.join(file)).ok()?.trim().parse().ok()
+    }
+
+    /// How often the cgroup reached its limit (the kernel reclaimed, or killed).
+    pub fn hits(&self) -> u64 {
+        let (file, key) = if self.v2 { ("memory.events", Some("max ")) } else { ("memory.failcnt", None) };
+        let text = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
+        let value = match key {
+            Some(key) => text.lines().find_map(|l| l.strip_prefix(key)).unwrap_or("0"),
+            None => text.trim(),
+        };
+        value.trim().parse().unwrap_or(0)
+    }
+}
+
+impl Drop for MemoryLimit {
+    fn drop(&mut self) {
+        // Empty once its process has exited; a cgroup with no process can be removed.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

@@ -27,6 +27,7 @@ pub struct Measured {
     pub timeouts: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
     pub max_ms: f64,
 }
 
@@ -72,6 +73,7 @@ pub fn wrk(url: &str, nodes: &Path, shape: Shape) -> Result<Measured, String> {
         timeouts: number("timeout") as u64,
         p50_ms: number("p50_us") / 1000.0,
         p99_ms: number("p99_us") / 1000.0,
+        p999_ms: number("p999_us") / 1000.0,
         max_ms: number("max_us") / 1000.0,
     })
 }
