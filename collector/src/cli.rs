@@ -14,6 +14,7 @@ Usage:
                          [--pending-alert-secs N] [--mints-per-hour N]
                          [--max-db-mb N] [--max-batch N] [--io-timeout SECS] [--idle-exit SECS]
                          [--trust-proxy cloudflare] [--agent-dir DIR] [--public-url URL]
+                         [--watchdog-url URL [--watchdog-secs N]]
   hearth-collector user add NAME --role viewer|operator|admin
   hearth-collector user passwd NAME | user remove NAME | user list
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
@@ -73,6 +74,11 @@ Options:
                      `agent` directory `cargo xtask dist` writes) [env HEARTH_AGENT_DIR]
   --public-url URL   this collector's address as nodes reach it, for install commands
                      [env HEARTH_PUBLIC_URL; default: the address the browser used]
+  --watchdog-url URL while the collector is healthy (its request loop turns, its store
+                     takes writes), GET this URL every --watchdog-secs: a Healthchecks or
+                     Uptime Kuma push URL, or another Hearth's job [env HEARTH_WATCHDOG_URL]
+  --watchdog-secs N  how often [default 60]; an alertmanager channel with
+                     `watchdog = true` gets its HearthWatchdog alert as often
   --idle-exit SECS   exit after SECS without a request, when no node is watched and no
                      alert waits; with socket activation, the next request starts it again
 
@@ -175,6 +181,9 @@ pub struct Serve {
     pub trust_cloudflare: bool,
     pub agent_dir: Option<PathBuf>,
     pub public_url: Option<String>,
+    /// Pinged while the collector is healthy (`--watchdog-url`).
+    pub watchdog_url: Option<String>,
+    pub watchdog_secs: u64,
 }
 
 /// A usage error, already worded for the person at the terminal.
@@ -201,6 +210,8 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let (mut idle_exit, mut trust_cloudflare, mut pending_alert_secs) = (None, false, None);
     let mut agent_dir: Option<PathBuf> = std::env::var_os("HEARTH_AGENT_DIR").map(Into::into);
     let mut public_url = std::env::var("HEARTH_PUBLIC_URL").ok();
+    let mut watchdog_url = std::env::var("HEARTH_WATCHDOG_URL").ok();
+    let mut watchdog_secs = 60;
     let (mut role, mut user) = (None, None);
     let mut given: Vec<String> = Vec::new();
     while let Some(arg) = parser.next()? {
@@ -237,6 +248,8 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("alerts") => alerts = Some(parser.value()?.into()),
             Long("agent-dir") => agent_dir = Some(parser.value()?.into()),
             Long("public-url") => public_url = Some(parser.value()?.string()?),
+            Long("watchdog-url") => watchdog_url = Some(parser.value()?.string()?),
+            Long("watchdog-secs") => watchdog_secs = number(&mut parser, "--watchdog-secs")? as u64,
             Long("user") => user = Some(parser.value()?.string()?),
             Long("role") => {
                 let text = parser.value()?.string()?;
@@ -283,6 +296,13 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             trust_cloudflare,
             agent_dir,
             public_url: public_url.filter(|u| !u.is_empty()),
+            watchdog_url: match watchdog_url.filter(|u| !u.is_empty()) {
+                Some(url) if !url.starts_with("https://") && !url.starts_with("http://") => {
+                    return Err(UsageError("--watchdog-url must start with https:// or http://".into()))
+                }
+                other => other,
+            },
+            watchdog_secs,
         }),
         ["token", "create"] => Command::TokenCreate { data_dir, ttl, name, tags, node },
         ["apikey", "create"] => {
@@ -338,6 +358,8 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
             "trust-proxy",
             "agent-dir",
             "public-url",
+            "watchdog-url",
+            "watchdog-secs",
         ],
         ["token", "create"] => &["data-dir", "ttl", "name", "tags", "node"],
         ["apikey", "create"] => &["data-dir", "user", "name"],

@@ -63,6 +63,8 @@ pub struct ServeConfig {
     pub agent_dir: Option<std::path::PathBuf>,
     /// The collector's address as nodes reach it, for install commands (`--public-url`).
     pub public_url: Option<String>,
+    /// Where the request loop and the store say they are still working, for the watchdog.
+    pub health: std::sync::Arc<crate::watchdog::Health>,
 }
 
 // The patched tiny_http reads bodies up to this size on the connection's thread, so the
@@ -204,6 +206,7 @@ fn accept(
     let (mut last_sweep, mut last_prune) = (Instant::now() - SWEEP_EVERY, Instant::now() - PRUNE_EVERY);
     let mut writes = Vec::new();
     loop {
+        config.health.loop_turned();
         // While a login is being checked, look for its outcome often.
         let wait = if pools.logins_in_flight > 0 { Duration::from_millis(2) } else { SWEEP_EVERY };
         if let Some(first) = server.recv_timeout(wait)? {
@@ -233,9 +236,11 @@ fn accept(
             let now = config.clock.now_ms();
             // `write` is durable when it returns, so the worker may send at once.
             match store.write(|txn| alerts::sweep(txn, now, &config.policy, &config.channels)) {
-                Ok(0) => {}
-                Ok(_) => {
-                    let _ = wake.try_send(());
+                Ok(alerts) => {
+                    config.health.store_wrote();
+                    if alerts > 0 {
+                        let _ = wake.try_send(());
+                    }
                 }
                 Err(e) => log::error!("sweep: {e}"),
             }

@@ -17,3 +17,4 @@ mod metrics;
 mod model;
 mod secret;
 mod store;
+mod watchdog;

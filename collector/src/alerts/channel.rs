@@ -84,7 +84,11 @@ pub fn summary(alert: &AlertRecord) -> String {
 }
 
 pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
-    let mut out = build_for(channel, alert);
+    authorized(channel, build_for(channel, alert))
+}
+
+/// `out` with the channel's `user:password` as `Authorization: Basic`, if it has one.
+fn authorized(channel: &Channel, mut out: Outgoing) -> Outgoing {
     if let Some(user_password) = &channel.basic_auth {
         out.headers.push(("Authorization", format!("Basic {}", base64(user_password.as_bytes()))));
     }
@@ -198,6 +202,32 @@ fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
     }
 }
 
+/// The always-firing `HearthWatchdog` alert for an Alertmanager channel with
+/// `watchdog = true`: posted every `every`, it lasts three rounds, so it resolves
+/// by itself a few minutes after the collector stops posting it. `since` is when this
+/// collector started, so Alertmanager sees one alert, not a new one each round.
+pub fn watchdog(channel: &Channel, since: &str, now_ms: i64, every: std::time::Duration) -> Outgoing {
+    let ends = now_ms.saturating_add(3 * every.as_millis() as i64);
+    let alert = object([
+        ("labels", object([("alertname", string("HearthWatchdog")), ("severity", string("none"))])),
+        (
+            "annotations",
+            object([(
+                "summary",
+                string("The Hearth collector is running; this alert always fires, so that its silence is noticed"),
+            )]),
+        ),
+        ("startsAt", string(since)),
+        ("endsAt", string(&format_rfc3339(ends))),
+    ]);
+    let out = Outgoing {
+        url: format!("{}/api/v2/alerts", channel.url),
+        headers: vec![("Content-Type", "application/json".to_owned())],
+        body: json::to_string(&Value::Array(Array::from_iter([alert]))),
+    };
+    authorized(channel, out)
+}
+
 /// Standard base64 with padding (RFC 4648), for `Authorization: Basic`.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -261,6 +291,7 @@ mod tests {
             basic_auth: None,
             tags: vec![],
             reboot: false,
+            watchdog: false,
         }
     }
 

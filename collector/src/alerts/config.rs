@@ -7,6 +7,11 @@
 //! url = https://ntfy.sh/my-hearth-topic
 //! tags = garage, cameras    # only nodes with one of these tags (optional)
 //! reboot = true             # also reboots (optional)
+//!
+//! [channel am]
+//! type = alertmanager
+//! url = http://127.0.0.1:9093
+//! watchdog = true           # keep an always-firing HearthWatchdog alert there (optional)
 //! ```
 
 use crate::model::EventKind;
@@ -52,6 +57,9 @@ pub struct Channel {
     pub tags: Vec<String>,
     /// Whether reboots are sent too.
     pub reboot: bool,
+    /// Alertmanager only: keep an always-firing `HearthWatchdog` alert there while the
+    /// collector is healthy, so that a dead collector is noticed outside it.
+    pub watchdog: bool,
 }
 
 impl fmt::Debug for Channel {
@@ -65,6 +73,7 @@ impl fmt::Debug for Channel {
             .field("basic_auth", &hidden(&self.basic_auth))
             .field("tags", &self.tags)
             .field("reboot", &self.reboot)
+            .field("watchdog", &self.watchdog)
             .finish()
     }
 }
@@ -127,6 +136,7 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
                 basic_auth: None,
                 tags: Vec::new(),
                 reboot: false,
+                watchdog: false,
             });
             started.push((line_no, false));
             continue;
@@ -154,15 +164,22 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
             }
             "token" => channel.token = Some(value.into()),
             "tags" => channel.tags = value.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect(),
-            "reboot" => {
-                channel.reboot = match value {
+            "reboot" | "watchdog" => {
+                let on = match value {
                     "true" | "yes" => true,
                     "false" | "no" => false,
-                    _ => return Err(fail(format!("reboot takes true or false, not `{value}`"))),
+                    _ => return Err(fail(format!("{key} takes true or false, not `{value}`"))),
+                };
+                if key == "reboot" {
+                    channel.reboot = on;
+                } else {
+                    channel.watchdog = on;
                 }
             }
             _ => {
-                return Err(fail(format!("unknown setting `{key}`; a channel takes type, url, token, tags and reboot")))
+                return Err(fail(format!(
+                    "unknown setting `{key}`; a channel takes type, url, token, tags, reboot and watchdog"
+                )))
             }
         }
     }
@@ -177,6 +194,12 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
         if channel.basic_auth.is_some() && channel.token.is_some() && channel.kind == Kind::Ntfy {
             return fail(format!(
                 "ntfy channel `{}` has both a user:password in its url and a token; keep one",
+                channel.name
+            ));
+        }
+        if channel.watchdog && channel.kind != Kind::Alertmanager {
+            return fail(format!(
+                "channel `{}`: watchdog = true is for alertmanager channels (for others, see --watchdog-url)",
                 channel.name
             ));
         }

@@ -9,6 +9,7 @@ use crate::http::{self, ServeConfig};
 use crate::listen::Listener;
 use crate::liveness::Policy;
 use crate::store::setting;
+use crate::watchdog::{Health, Watchdog};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -75,6 +76,19 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
         .name("alerts".into())
         .spawn(move || worker.run(woken))
         .map_err(|e| Failure::Failed(format!("cannot start the alert worker: {e}")))?;
+    let health = Arc::new(Health::default());
+    let watchdog = Watchdog {
+        url: serve.watchdog_url.clone(),
+        every: std::time::Duration::from_secs(serve.watchdog_secs),
+        channels: channels.clone(),
+        health: health.clone(),
+    };
+    if watchdog.wanted() {
+        std::thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || watchdog.run())
+            .map_err(|e| Failure::Failed(format!("cannot start the watchdog: {e}")))?;
+    }
     let config = ServeConfig {
         allow_anonymous: serve.allow_anonymous,
         anonymous_per_minute: serve.anonymous_per_minute,
@@ -89,6 +103,7 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
         trust_cloudflare: serve.trust_cloudflare,
         agent_dir: serve.agent_dir.clone(),
         public_url: serve.public_url.clone(),
+        health: health.clone(),
     };
     http::serve(listener, &store, &config, &wake).map_err(|e| Failure::Failed(format!("the server stopped: {e}")))
 }
