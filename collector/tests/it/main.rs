@@ -1,6 +1,7 @@
 //! Integration tests: the real `hearth-collector` binary on 127.0.0.1 port 0.
 
 mod activation;
+mod alertmanager;
 mod alerts;
 mod chaos;
 mod contract;

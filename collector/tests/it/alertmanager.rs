@@ -1,0 +1,100 @@
+//! The alerts as a real Alertmanager (Debian's `prometheus-alertmanager`) takes them:
+//! a node that goes offline is an active `HearthNodeOffline`, its recovery resolves it,
+//! and `watchdog = true` keeps `HearthWatchdog` active.
+
+use crate::support::*;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Alertmanager {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts Alertmanager on a free loopback port; `None` (or a failure in CI) without it.
+fn alertmanager() -> Option<Alertmanager> {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("am.yml");
+    std::fs::write(&config, "route:\n  receiver: none\nreceivers:\n  - name: none\n").unwrap();
+    let addr: SocketAddr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let spawned = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "skipping: prometheus-alertmanager is not installed ({e}); apt-get install prometheus-alertmanager"
+            );
+            return None;
+        }
+        Err(e) => panic!("prometheus-alertmanager is needed in CI: {e}"),
+    };
+    let am = Alertmanager { child, addr, _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while exchange(addr, &request_bytes(addr, "GET", "/-/ready", &[], b""), false).is_none_or(|r| r.status != 200) {
+        assert!(Instant::now() < deadline, "Alertmanager did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(am)
+}
+
+/// Alertmanager's active alerts (`GET /api/v2/alerts?active=true`), as JSON text.
+fn active(am: &Alertmanager) -> String {
+    send(am.addr, "GET", "/api/v2/alerts?active=true&silenced=false&inhibited=false", &[], b"").body
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited 30 s for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_real_alertmanager_sees_offline_recovery_and_the_watchdog() {
+    let Some(am) = alertmanager() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let conf = temp.path().join("alerts.conf");
+    std::fs::write(&conf, format!("[channel am]\ntype = alertmanager\nurl = http://{}\nwatchdog = true\n", am.addr))
+        .unwrap();
+    let clock = TestClock::new(temp.path());
+    let real_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    // The collector's clock starts 400 s back, so that after the 300 s of silence below it
+    // is still behind Alertmanager's: a recovery's `endsAt` (the collector's now) is past.
+    clock.set(real_now - 400_000);
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap(), "--watchdog-secs", "1"];
+    let c = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let node = new_node_id();
+    assert_eq!(c.post("/api/agent/heartbeat", &[], &v1_heartbeat(&node)).status, 200);
+    wait_until("HearthWatchdog to be active", || active(&am).contains(r#""alertname":"HearthWatchdog""#));
+
+    // Silent past grace: the sweep declares the node offline, and Alertmanager has it.
+    clock.advance_secs(300);
+    wait_until("HearthNodeOffline to be active", || {
+        let alerts = active(&am);
+        alerts.contains(r#""alertname":"HearthNodeOffline""#) && alerts.contains(&node)
+    });
+    // Back: the recovery resolves it.
+    assert_eq!(c.post("/api/agent/heartbeat", &[], &v1_heartbeat(&node)).status, 200);
+    wait_until("HearthNodeOffline to be resolved", || !active(&am).contains(r#""alertname":"HearthNodeOffline""#));
+    assert!(active(&am).contains(r#""alertname":"HearthWatchdog""#), "the watchdog stays active");
+}
