@@ -93,7 +93,7 @@ const INLINE_ANSWER: usize = 4096;
 /// Larger answers each get a writer thread: at most this many at once, holding at most
 /// this many bytes between them, and each given this long to be read.
 const MAX_WRITERS: usize = 64;
-const MAX_WRITER_BYTES: usize = 256 << 20;
+const MAX_WRITER_BYTES: usize = 64 << 20;
 const WRITE_DEADLINE: Duration = Duration::from_secs(120);
 /// About how large one piece of a streamed body is (`metrics::node_pieces`), for the budget.
 const STREAM_PIECE: usize = 256 << 10;
@@ -477,8 +477,8 @@ impl Responder {
         if out.len() <= INLINE_ANSWER && pieces.is_none() {
             return write_answer(request.into_writer(), &out, Instant::now() + io_timeout);
         }
-        // A streamed body is made a piece at a time: it holds about one piece.
-        let size = out.len() + if pieces.is_some() { STREAM_PIECE } else { 0 };
+        // A streamed body holds what it is made from, and one piece at a time.
+        let size = out.len() + reply.pieces.as_ref().filter(|_| pieces.is_some()).map_or(0, |p| p.held + STREAM_PIECE);
         let over = self.writers.fetch_add(1, Ordering::SeqCst) >= MAX_WRITERS
             || self.bytes.fetch_add(size, Ordering::SeqCst) + size > MAX_WRITER_BYTES;
         let release = {

@@ -231,6 +231,13 @@ const FACTS: [(&str, &str, Fact); 8] = [
 ];
 
 impl NodeSeries {
+    /// About how many bytes this takes in memory.
+    pub fn size(&self) -> usize {
+        std::mem::size_of::<NodeSeries>()
+            + self.labels.len()
+            + self.checks.iter().map(|(c, _)| c.len() + 32).sum::<usize>()
+    }
+
     pub fn of(node: &NodeRecord, now_ms: i64, grace_ms: u64) -> NodeSeries {
         let mut labels = String::new();
         self::labels(&mut labels, node);

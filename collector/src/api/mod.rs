@@ -102,18 +102,22 @@ pub struct Reply {
 /// A streamed body: the pieces in turn.
 pub type PieceIter = Box<dyn Iterator<Item = Vec<u8>> + Send>;
 
-/// The pieces of a streamed body, taken once by whoever writes the answer.
+/// The pieces of a streamed body, taken once by whoever writes the answer; `held` is
+/// about how many bytes the iterator keeps while it runs, for the writers' memory budget.
 #[derive(Clone)]
-pub struct Pieces(std::sync::Arc<Mutex<Option<PieceIter>>>);
+pub struct Pieces {
+    iter: std::sync::Arc<Mutex<Option<PieceIter>>>,
+    pub held: usize,
+}
 
 impl Pieces {
-    pub fn new(pieces: impl Iterator<Item = Vec<u8>> + Send + 'static) -> Pieces {
-        Pieces(std::sync::Arc::new(Mutex::new(Some(Box::new(pieces)))))
+    pub fn new(pieces: impl Iterator<Item = Vec<u8>> + Send + 'static, held: usize) -> Pieces {
+        Pieces { iter: std::sync::Arc::new(Mutex::new(Some(Box::new(pieces)))), held }
     }
 
     /// The pieces; `None` if they were taken already.
     pub fn take(&self) -> Option<PieceIter> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+        self.iter.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 }
 
@@ -125,7 +129,7 @@ impl std::fmt::Debug for Pieces {
 
 impl PartialEq for Pieces {
     fn eq(&self, other: &Pieces) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
+        std::sync::Arc::ptr_eq(&self.iter, &other.iter)
     }
 }
 
@@ -437,7 +441,8 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             if per_node {
                 let mut series = Vec::new();
                 txn.each_node(|n| series.push(metrics::NodeSeries::of(&n, ctx.now_ms, ctx.policy.grace_ms(&n))))?;
-                let pieces = Some(Pieces::new(metrics::node_pieces(series)));
+                let held = series.iter().map(metrics::NodeSeries::size).sum();
+                let pieces = Some(Pieces::new(metrics::node_pieces(series), held));
                 return Ok(Reply { pieces, ..Reply::bytes(200, PROMETHEUS_TEXT, Vec::new()) });
             }
             let counters = metrics::lock(ctx.metrics).clone();
