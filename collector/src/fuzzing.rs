@@ -57,7 +57,11 @@ pub fn request(data: &[u8]) {
         https: false,
         body: lines.next().unwrap_or("").to_owned(),
         local: data.len() % 2 == 0,
-        client: None,
+        forwarded: data.len() % 3 == 0,
+        forwarded_https: data.len() % 5 == 0,
+        seq: data.len() as u64,
+        // Fields added later take their defaults, so that this harness keeps compiling.
+        ..Request::default()
     };
     let (policy, channels, stats) = (Policy::default(), Channels::default(), Stats::default());
     let (metrics, logins) = (Mutex::new(Metrics::default()), Mutex::new(LoginLimiter::default()));
@@ -69,7 +73,7 @@ pub fn request(data: &[u8]) {
         metrics: &metrics,
         alert_stats: &stats,
         logins: &logins,
-        limits: &crate::limits::RateLimits::default(),
+        limits: &crate::limits::RateLimits::new(u32::MAX, u32::MAX),
         agent_dir: None,
         public_url: None,
     };
