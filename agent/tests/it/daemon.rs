@@ -165,7 +165,7 @@ struct FailingServer {
 
 impl FailingServer {
     fn start(port: u16) -> FailingServer {
-        use std::io::{BufRead, BufReader, Read, Write};
+        use std::io::{BufReader, Read, Write};
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -181,14 +181,7 @@ impl FailingServer {
                 stream.set_nonblocking(false).unwrap();
                 stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 let mut reader = BufReader::new(stream);
-                let mut length = 0;
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    line.clear();
-                }
+                let length = read_content_length(&mut reader);
                 let _ = reader.by_ref().take(length).read_to_end(&mut Vec::new());
                 let body = r#"{"code":"storage_error","error":"the store failed"}"#;
                 let answer = format!(
@@ -218,7 +211,7 @@ struct Mute {
 
 impl Mute {
     fn start() -> Mute {
-        use std::io::{BufRead, BufReader, Read};
+        use std::io::{BufReader, Read};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
@@ -229,14 +222,7 @@ impl Mute {
                 std::thread::spawn(move || {
                     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
                     let mut reader = BufReader::new(&stream);
-                    let mut length = 0;
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        line.clear();
-                    }
+                    let length = read_content_length(&mut reader);
                     let mut body = String::new();
                     let _ = reader.take(length).read_to_string(&mut body);
                     record.lock().unwrap().push(body);

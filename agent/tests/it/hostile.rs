@@ -3,7 +3,7 @@
 
 use crate::agent::*;
 use crate::support::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -30,14 +30,7 @@ fn scripted(answer: impl Fn(&mut TcpStream) + Send + Sync + 'static) -> SocketAd
                 stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0;
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    line.clear();
-                }
+                let length = read_content_length(&mut reader);
                 let _ = reader.take(length).read_to_end(&mut Vec::new());
                 answer(&mut stream);
             });
