@@ -238,6 +238,7 @@ fn accept(
             match store.write(|txn| alerts::sweep(txn, now, &config.policy, &config.channels)) {
                 Ok(alerts) => {
                     config.health.store_wrote();
+                    lock(&shared.metrics).sweeps += 1;
                     if alerts > 0 {
                         let _ = wake.try_send(());
                     }

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Flushes the flusher made, and the times a later commit's flush made one unneeded.
     flushes: [u64; 2],
+    /// Sweeps of the deadline index finished.
+    pub sweeps: u64,
     pub db_bytes: u64,
     /// The pages of each database, in bytes.
     pub db_used: Vec<(&'static str, u64)>,
@@ -72,6 +74,7 @@ impl Default for Metrics {
             batch_requests: Histogram::new(BATCH),
             commit_seconds: Histogram::new(SECONDS),
             flushes: [0; 2],
+            sweeps: 0,
             db_bytes: 0,
             db_used: Vec::new(),
         }
@@ -165,6 +168,8 @@ pub fn render(s: &Snapshot, fleet: &Fleet) -> String {
     for (how, count) in ["own", "covered"].iter().zip(m.flushes) {
         let _ = writeln!(out, "hearth_flushes_total{{how=\"{how}\"}} {count}");
     }
+    counter(&mut out, "hearth_sweeps_total", "Sweeps of the deadline index finished (about one a second).");
+    let _ = writeln!(out, "hearth_sweeps_total {}", m.sweeps);
     gauge(&mut out, "hearth_db_size_bytes", "Size of the LMDB data file.");
     let _ = writeln!(out, "hearth_db_size_bytes {}", m.db_bytes);
     gauge(&mut out, "hearth_db_used_bytes", "Bytes of the LMDB pages each database uses.");

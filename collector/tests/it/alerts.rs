@@ -59,6 +59,32 @@ fn one_webhook(dir: &Path, receiver: SocketAddr) -> PathBuf {
     path
 }
 
+/// How many alerts were written (`GET /api/alerts`).
+fn alert_count(collector: &Collector) -> usize {
+    collector.get("/api/alerts?limit=1000", &collector.api_key()).body.matches(r#""kind":""#).count()
+}
+
+/// Waits until no delivery is pending (`hearth_alerts_pending 0` with at least one alert
+/// sent): what was due has been delivered and recorded, so nothing more will be sent.
+fn wait_until_settled(collector: &Collector) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = send(collector.addr, "GET", "/metrics", &[], b"").body;
+        if text.lines().any(|l| l == "hearth_alerts_pending 0") {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "alerts still pending after 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// No alert was written: the outbox and the alert list are empty, whatever the channels
+/// have heard so far (an alert is written by the sweep before any channel hears of it).
+fn assert_no_alert(collector: &Collector) {
+    let alerts = collector.get("/api/alerts", &collector.api_key());
+    assert_eq!(alerts.body, r#"{"alerts":[]}"#, "an alert was written");
+}
+
 fn by_path<'a>(hits: &'a [Hit], path: &str) -> Vec<&'a Hit> {
     hits.iter().filter(|h| h.path == path).collect()
 }
@@ -71,7 +97,8 @@ fn every_channel_hears_offline_and_recovery_in_its_own_form() {
 
     // Interval 10 s: grace 30 s, then one interval more before the node is declared offline.
     clock.advance_secs(39);
-    std::thread::sleep(Duration::from_millis(1500));
+    collector.wait_for_sweeps(2);
+    assert_no_alert(&collector);
     assert!(receiver.hits().is_empty(), "paged before grace and minimum down time: {:?}", receiver.hits());
     clock.advance_secs(2);
     let hits = receiver.wait_for(7);
@@ -108,7 +135,8 @@ fn every_channel_hears_offline_and_recovery_in_its_own_form() {
     assert_eq!(collector.post("/api/agent/heartbeat", &[], &beat(&node, "b2", "running")).status, 200);
     let hits = receiver.wait_for(15);
     assert!(by_path(&hits, "/reboots")[2].body.contains(r#""kind":"reboot""#));
-    std::thread::sleep(Duration::from_millis(1200));
+    // Every alert settled (each channel's delivery recorded), so no more will come.
+    wait_until_settled(&collector);
     assert_eq!(receiver.hits().len(), 15, "{:#?}", receiver.hits());
 
     let events = collector.get(&format!("/api/events?node={node}"), &key);
@@ -131,11 +159,12 @@ fn a_missed_beat_and_a_clean_stop_never_page() {
     let node = new_node_id();
     collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
     clock.advance_secs(25); // one beat missed, the next one late
-    std::thread::sleep(Duration::from_millis(1200));
+    collector.wait_for_sweeps(2);
     collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
     collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "stopping"));
     clock.advance_secs(6 * 3600);
-    std::thread::sleep(Duration::from_millis(2500));
+    collector.wait_for_sweeps(2);
+    assert_no_alert(&collector);
     assert!(receiver.hits().is_empty(), "{:#?}", receiver.hits());
     let view = collector.get(&format!("/api/nodes/{node}"), &collector.api_key());
     assert_eq!(view.field("status"), "stopped");
@@ -155,8 +184,8 @@ fn a_node_that_stays_away_pages_once_reminds_on_schedule_and_recovers_once() {
     clock.advance_secs(45);
     assert_eq!(kinds(1), ["offline"]);
     clock.advance_secs(1800);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(receiver.hits().len(), 1, "reminded early");
+    collector.wait_for_sweeps(2);
+    assert_eq!(alert_count(&collector), 1, "reminded early");
     clock.advance_secs(1800);
     assert_eq!(kinds(2), ["offline", "reminder"]);
     clock.advance_secs(3600);
@@ -165,7 +194,8 @@ fn a_node_that_stays_away_pages_once_reminds_on_schedule_and_recovers_once() {
     assert_eq!(kinds(4), ["offline", "reminder", "reminder", "recovered"]);
     clock.advance_secs(3 * 3600);
     collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
-    std::thread::sleep(Duration::from_millis(2000));
+    collector.wait_for_sweeps(2);
+    assert_eq!(alert_count(&collector), 4, "no alert for a node that was fine");
     assert_eq!(receiver.hits().len(), 4, "{:#?}", receiver.hits());
 }
 
@@ -197,7 +227,7 @@ fn kill_9_between_the_state_change_and_delivery_still_delivers_once() {
     clock.advance_secs(5); // past the retry's backoff
     let hits = receiver.wait_for(1);
     assert!(hits[0].body.contains(r#""kind":"offline""#), "{}", hits[0].body);
-    std::thread::sleep(Duration::from_millis(2000));
+    wait_until_settled(&_collector);
     assert_eq!(receiver.hits().len(), 1, "delivered more than once: {:#?}", receiver.hits());
 }
 
@@ -250,7 +280,8 @@ fn a_node_with_its_own_grace_pages_later_and_the_running_collector_heeds_it() {
     let said = collector.admin(&["node", "set", &node, "--grace-secs", "600"]);
     assert!(said.contains("600 s of grace"), "{said}");
     clock.advance_secs(300); // far past the default (30 s + 10 s), well within 600 s
-    std::thread::sleep(Duration::from_millis(2000));
+    collector.wait_for_sweeps(2);
+    assert_no_alert(&collector);
     assert!(receiver.hits().is_empty(), "paged despite the node's own grace: {:?}", receiver.hits());
     assert_eq!(collector.get(&format!("/api/nodes/{node}"), &collector.api_key()).field("status"), "late");
     clock.advance_secs(311); // 611 s of silence: past 600 s of grace plus one 10 s interval

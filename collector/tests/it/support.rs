@@ -161,6 +161,20 @@ impl Collector {
         send(self.addr, "POST", path, &all, body.as_bytes())
     }
 
+    /// Waits until the collector has finished `count` more sweeps of its deadline index
+    /// (`hearth_sweeps_total`): proof that it looked at the time as it is now.
+    pub fn wait_for_sweeps(&self, count: u64) {
+        let sweeps = || {
+            let text = send(self.addr, "GET", "/metrics", &[], b"").body;
+            text.lines().find_map(|l| l.strip_prefix("hearth_sweeps_total ")?.parse::<u64>().ok()).unwrap()
+        };
+        let (start, deadline) = (sweeps(), std::time::Instant::now() + Duration::from_secs(20));
+        while sweeps() < start + count {
+            assert!(std::time::Instant::now() < deadline, "the collector did not sweep {count} times in 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Enrols a new node and returns (node id, agent token).
     pub fn enroll(&self) -> (String, String) {
         let token = self.enroll_token();
