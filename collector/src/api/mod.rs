@@ -13,6 +13,7 @@ mod fleetkeys;
 mod session;
 mod web;
 
+pub use fleetkeys::{KeyView, DEFAULT_MAX_USES, DEFAULT_TTL_SECS, MAX_TTL_SECS, MAX_USES};
 pub use session::{LoginLimiter, LoginOutcome};
 
 use crate::alerts::{config::Channels, worker::Stats};

@@ -2,6 +2,7 @@
 
 mod activation;
 mod alerts;
+mod beacon;
 mod chaos;
 mod contract;
 mod durability;
