@@ -153,7 +153,9 @@ fn enroll(config: &Config, flags: &Flags, state: &State, collector: &Collector) 
             EnrolFailure::Collector(SendError::Rejected { status: 401, .. }) => {
                 "; check the token was copied whole and minted on this collector"
             }
-            EnrolFailure::Collector(SendError::Network(_)) => "; check the collector URL and that the collector is running",
+            EnrolFailure::Collector(SendError::Network(_)) => {
+                "; check the collector URL and that the collector is running"
+            }
             _ => "",
         };
         Failure::from(format!("enrolment failed: {e}{hint}"))

@@ -38,9 +38,14 @@ fn beacons_command_names_log_in_start_and_log_out() {
         assert!(out.contains("enrolled"), "{out}");
         let node = agent.node_id();
         let view = node_view(&collector, &node);
-        assert!(view.body.contains(&format!(r#""name":"{name}""#)) && view.body.contains(r#""auth":"agent_token""#), "{}", view.body);
+        assert!(
+            view.body.contains(&format!(r#""name":"{name}""#)) && view.body.contains(r#""auth":"agent_token""#),
+            "{}",
+            view.body
+        );
         // `start` is `run`: it reports until told to stop.
-        let mut child = agent.command(&["start", "--interval", "1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child =
+            agent.command(&["start", "--interval", "1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         wait_for("a heartbeat from `start`", || node_view(&collector, &node).body.contains(r#""status":"online""#));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -69,7 +74,8 @@ fn a_flashed_image_enrols_itself_on_first_run_even_before_the_collector_is_up() 
     for pi in &pis {
         let env_file = pi.state.path().join("test-agent.env");
         std::fs::write(&env_file, format!("HEARTH_COLLECTOR_URL={url}\nHEARTH_TOKEN={key}\n")).unwrap();
-        let child = pi.command(&["run", "--interval", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let child =
+            pi.command(&["run", "--interval", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         children.push(child);
     }
     std::thread::sleep(Duration::from_secs(2));

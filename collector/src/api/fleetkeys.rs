@@ -33,7 +33,8 @@ pub(super) struct Admitted {
 pub(super) fn alive<T: ReadTxn>(raw: &str, txn: &Txn<T>) -> Result<Admitted, super::Failure> {
     let hash = secret::hash(raw);
     let Some(key) = txn.fleet_key(&hash)? else {
-        let message = format!("the fleet key is not recognised (mistyped, or from another collector); {HOW_TO_GET_ONE}");
+        let message =
+            format!("the fleet key is not recognised (mistyped, or from another collector); {HOW_TO_GET_ONE}");
         return Err(ApiError::new(401, "unauthorized", message).into());
     };
     if key.revoked_at.is_some() {
@@ -51,7 +52,8 @@ pub(super) fn take_use(admitted: &mut Admitted, txn: &mut Txn<RwTxn>, ctx: &Cont
     match key.state(ctx.now_ms) {
         FleetKeyState::Valid => {}
         FleetKeyState::Expired => {
-            let message = format!("fleet key {} ({}) has expired and lets no new node in; {HOW_TO_GET_ONE}", key.id, key.name);
+            let message =
+                format!("fleet key {} ({}) has expired and lets no new node in; {HOW_TO_GET_ONE}", key.id, key.name);
             return Err(ApiError::new(410, "key_expired", message).into());
         }
         FleetKeyState::UsedUp => {
@@ -61,7 +63,11 @@ pub(super) fn take_use(admitted: &mut Admitted, txn: &mut Txn<RwTxn>, ctx: &Cont
             );
             return Err(ApiError::new(410, "key_used_up", message).into());
         }
-        FleetKeyState::Revoked => unreachable!("`alive` refuses revoked keys"),
+        // `alive` refuses these already; refused again here rather than trusted.
+        FleetKeyState::Revoked => {
+            let message = format!("fleet key {} ({}) was revoked; {HOW_TO_GET_ONE}", key.id, key.name);
+            return Err(ApiError::new(401, "key_revoked", message).into());
+        }
     }
     key.uses += 1;
     txn.put_fleet_key(&admitted.hash, key)?;
@@ -93,8 +99,7 @@ struct MintedKey {
 }
 
 pub(super) fn mint(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let asked: KeyRequest =
-        parse_body(req, r#"{"name": "…", "tags": ["…"], "max_uses": 50, "ttl_secs": 2592000}"#)?;
+    let asked: KeyRequest = parse_body(req, r#"{"name": "…", "tags": ["…"], "max_uses": 50, "ttl_secs": 2592000}"#)?;
     let limit = limits::MINTS_PER_USER;
     if let Err(wait) = ctx.limits.take(&format!("mint:{}", user.name), limit, ctx.now_ms, req.seq) {
         let what = format!("{} may mint at most {} keys and tokens an hour", user.name, limit.count);

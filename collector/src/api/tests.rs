@@ -233,7 +233,13 @@ fn each_beacon_device_of_a_key_is_one_stable_node() {
     list.session = Some("hs_viewer".into());
     let shown = h.check(&list, 200, r#""auth":"fleet_key""#);
     let shown = String::from_utf8_lossy(&shown.body);
-    for part in [r#""name":"my-homelab-server""#, r#""metadata":{"role":"beacon-master"}"#, r#""arch":"amd64""#, "beacon-master", "192.168.1.100"] {
+    for part in [
+        r#""name":"my-homelab-server""#,
+        r#""metadata":{"role":"beacon-master"}"#,
+        r#""arch":"amd64""#,
+        "beacon-master",
+        "192.168.1.100",
+    ] {
         assert!(shown.contains(part), "{shown} lacks {part}");
     }
     assert!(shown.contains(r#""os_profile":null"#), "Beacon nodes show no V1 placeholders: {shown}");
@@ -258,10 +264,12 @@ fn a_fleet_key_does_only_what_it_must() {
     h.check(&beacon(Some("hag_node"), &v1), 200, NODE);
     let id = device_id(&h.check(&beacon(Some("usr_fleet"), BEACON), 200, ""));
     // Another key cannot reach the first key's device: same name, another node.
-    h.store.write(|txn| {
-        let key = FleetKeyRecord { id: "fk3".into(), name: "other".into(), max_uses: 3, ..Default::default() };
-        txn.put_fleet_key(&secret::hash("usr_other"), &key)
-    }).unwrap();
+    h.store
+        .write(|txn| {
+            let key = FleetKeyRecord { id: "fk3".into(), name: "other".into(), max_uses: 3, ..Default::default() };
+            txn.put_fleet_key(&secret::hash("usr_other"), &key)
+        })
+        .unwrap();
     let theirs = device_id(&h.check(&beacon(Some("usr_other"), BEACON), 200, ""));
     assert_ne!(id, theirs);
     // Nor may an anonymous V1 heartbeat take the device's node over.
@@ -289,7 +297,8 @@ fn fleet_keys_are_minted_listed_and_revoked() {
     list.session = Some("hs_operator".into());
     let listed = h.check(&list, 200, &id);
     assert!(!String::from_utf8_lossy(&listed.body).contains(&key[4..]), "a listing never shows the key");
-    let bad = [r#"{}"#, r#"{"name":"x","max_uses":0}"#, r#"{"name":"x","ttl_secs":10}"#, r#"{"name":"x","tags":["a b"]}"#];
+    let bad =
+        [r#"{}"#, r#"{"name":"x","max_uses":0}"#, r#"{"name":"x","ttl_secs":10}"#, r#"{"name":"x","tags":["a b"]}"#];
     for body in bad {
         let mut req = request(Method::Post, "/api/fleet-keys", body);
         req.session = Some("hs_operator".into());
@@ -312,10 +321,13 @@ fn fleet_keys_are_minted_listed_and_revoked() {
 #[test]
 fn a_fleet_key_enrols_nodes_like_a_token() {
     let h = Harness::new();
-    let enrol = |key: &str, host: &str| request(Method::Post, "/api/agents/enroll", &format!(r#"{{"token":"{key}","hostname":"{host}"}}"#));
+    let enrol = |key: &str, host: &str| {
+        request(Method::Post, "/api/agents/enroll", &format!(r#"{{"token":"{key}","hostname":"{host}"}}"#))
+    };
     let a = h.check(&enrol("usr_fleet", "pi-a"), 200, "hag_");
     let b = h.check(&enrol("usr_fleet", "pi-b"), 200, "hag_");
-    let token = |r: &Reply| -> hearth_wire::EnrollResponse { json::from_str(std::str::from_utf8(&r.body).unwrap()).unwrap() };
+    let token =
+        |r: &Reply| -> hearth_wire::EnrollResponse { json::from_str(std::str::from_utf8(&r.body).unwrap()).unwrap() };
     let (a, b) = (token(&a), token(&b));
     assert_ne!(a.agent_token, b.agent_token);
     assert_ne!(a.node_id, b.node_id);
@@ -324,7 +336,13 @@ fn a_fleet_key_enrols_nodes_like_a_token() {
     h.check(&enrol("usr_revoked", "pi-e"), 401, "key_revoked");
     h.check(&enrol("usr_unknown", "pi-f"), 401, "");
     let expired = h.store.write(|txn| {
-        let key = FleetKeyRecord { id: "fk4".into(), name: "old".into(), max_uses: 3, expires_at: Some(NOW), ..Default::default() };
+        let key = FleetKeyRecord {
+            id: "fk4".into(),
+            name: "old".into(),
+            max_uses: 3,
+            expires_at: Some(NOW),
+            ..Default::default()
+        };
         txn.put_fleet_key(&secret::hash("usr_expired"), &key)
     });
     expired.unwrap();

@@ -28,9 +28,12 @@ pub(super) fn create(data_dir: &Path, asked: NewKey) -> Result<(), Failure> {
     if !label_ok(&asked.name) {
         return Err(Failure::Config("--name must be 1 to 64 printable characters".into()));
     }
-    let tag_ok = |t: &String| (1..=64).contains(&t.len()) && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:=".contains(c));
+    let tag_ok =
+        |t: &String| (1..=64).contains(&t.len()) && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:=".contains(c));
     if let Some(bad) = asked.tags.iter().find(|t| !tag_ok(t)) {
-        return Err(Failure::Config(format!("the tag {bad:?} is not allowed: use 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `=`")));
+        return Err(Failure::Config(format!(
+            "the tag {bad:?} is not allowed: use 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `=`"
+        )));
     }
     let store = open_store(data_dir, None)?;
     let raw = secret::new_secret(FLEET_PREFIX).map_err(random_failed)?;
@@ -49,7 +52,12 @@ pub(super) fn create(data_dir: &Path, asked: NewKey) -> Result<(), Failure> {
     store
         .write(|txn| {
             txn.put_fleet_key(&secret::hash(&raw), &record)?;
-            let detail = format!("fleet key {:?}, up to {} nodes, new nodes until {}", record.name, record.max_uses, format_rfc3339(record.expires_at.unwrap_or(now)));
+            let detail = format!(
+                "fleet key {:?}, up to {} nodes, new nodes until {}",
+                record.name,
+                record.max_uses,
+                format_rfc3339(record.expires_at.unwrap_or(now))
+            );
             txn.put_audit(cli_audit("fleet_key_minted", &record.id, detail))
         })
         .map_err(|e| Failure::store(data_dir, e))?;

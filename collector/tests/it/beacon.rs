@@ -47,7 +47,9 @@ fn beacons_payload_and_headers_work_unchanged_and_keep_one_device_id() {
     assert_eq!(first.status, 200, "{}", first.body);
     let device_id = first.field("device_id");
     assert_eq!(device_id.len(), 36, "a UUID: {device_id}");
-    for (path, how) in [("/api/agent/heartbeat", "bearer"), ("/agent/heartbeat", "x-api-key"), ("/api/agent/heartbeat", "both")] {
+    for (path, how) in
+        [("/api/agent/heartbeat", "bearer"), ("/agent/heartbeat", "x-api-key"), ("/api/agent/heartbeat", "both")]
+    {
         let r = beacon_beat(&collector, path, &key, how);
         assert_eq!(r.status, 200, "{path} {how}: {}", r.body);
         assert_eq!(r.field("device_id"), device_id, "{path} {how}: the same device keeps its id");
@@ -76,7 +78,8 @@ fn beacons_payload_and_headers_work_unchanged_and_keep_one_device_id() {
     // V1 heartbeats keep working on the same paths.
     let (node_id, token) = collector.enroll();
     for path in ["/api/agent/heartbeat", "/agent/heartbeat"] {
-        let r = collector.post(path, &[("Authorization", &format!("Bearer {token}"))], &heartbeat(&node_id, 1, "running"));
+        let r =
+            collector.post(path, &[("Authorization", &format!("Bearer {token}"))], &heartbeat(&node_id, 1, "running"));
         assert_eq!(r.status, 200, "{path}: {}", r.body);
         assert_eq!(r.field("node_id"), node_id);
     }
@@ -87,7 +90,8 @@ fn a_fleet_key_reads_nothing_and_once_revoked_its_beats_get_401() {
     let collector = Collector::start(&[]);
     let key = fleet_key(&collector, &[]);
     assert_eq!(beacon_beat(&collector, "/agent/heartbeat", &key, "both").status, 200);
-    for path in ["/api/nodes", "/api/auth/me", "/api/fleet-keys", "/api/enrollment-tokens", "/api/audit", "/api/events"] {
+    for path in ["/api/nodes", "/api/auth/me", "/api/fleet-keys", "/api/enrollment-tokens", "/api/audit", "/api/events"]
+    {
         collector.get(path, &key).assert_error(403, "forbidden", "fleet key");
         let r = send(collector.addr, "GET", path, &[("X-API-Key", &key)], b"");
         r.assert_error(403, "forbidden", "fleet key");
@@ -147,7 +151,11 @@ fn a_flood_of_device_names_stops_at_the_keys_cap() {
     let headers = [("Authorization", format!("Bearer {key}"))];
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     for i in 0..3 {
-        let r = collector.post("/agent/heartbeat", &headers, &BEACON_PAYLOAD.replace("my-homelab-server", &format!("d{i}")));
+        let r = collector.post(
+            "/agent/heartbeat",
+            &headers,
+            &BEACON_PAYLOAD.replace("my-homelab-server", &format!("d{i}")),
+        );
         assert_eq!(r.status, 200, "{}", r.body);
     }
     let r = collector.post("/agent/heartbeat", &headers, &BEACON_PAYLOAD.replace("my-homelab-server", "d3"));
