@@ -352,3 +352,24 @@ fn a_fleet_key_enrols_nodes_like_a_token() {
     let shown = h.check(&node, 200, r#""fleet_key":"fk1""#);
     assert!(String::from_utf8_lossy(&shown.body).contains(r#""auth":"agent_token""#));
 }
+
+/// A node that enrolled with a fleet key has its own token: revoking the key afterwards
+/// stops new nodes, and touches none already enrolled.
+#[test]
+fn revoking_a_fleet_key_leaves_the_nodes_it_enrolled_alone() {
+    let h = Harness::new();
+    let body = r#"{"token":"usr_fleet","hostname":"pi-a"}"#;
+    let reply = h.check(&request(Method::Post, "/api/agents/enroll", body), 200, "hag_");
+    let enrolled: hearth_wire::EnrollResponse = json::from_str(std::str::from_utf8(&reply.body).unwrap()).unwrap();
+    let mut revoke = request(Method::Delete, "/api/fleet-keys/fk1", "");
+    revoke.session = Some("hs_operator".into());
+    h.check(&revoke, 200, r#""state":"revoked""#);
+    let beat = format!(
+        r#"{{"node_id":"{}","hostname":"pi-a","os_profile":"p","cloudflare_ok":true,"services_ok":true,"vaultmesh_root":"/","timestamp":"2026-11-22T10:00:00Z"}}"#,
+        enrolled.node_id
+    );
+    let mut hb = request(Method::Post, "/api/agent/heartbeat", &beat);
+    hb.bearer = Some(enrolled.agent_token);
+    h.check(&hb, 200, &enrolled.node_id);
+    h.check(&request(Method::Post, "/api/agents/enroll", body), 401, "key_revoked");
+}
