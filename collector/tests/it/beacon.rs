@@ -75,6 +75,8 @@ fn beacons_payload_and_headers_work_unchanged_and_keep_one_device_id() {
     ] {
         assert!(node.body.contains(part), "{} lacks {part}", node.body);
     }
+    let table = collector.admin(&["nodes"]);
+    assert!(table.contains("AUTH") && table.contains("fleet_key") && table.contains(&device_id), "{table}");
     // V1 heartbeats keep working on the same paths.
     let (node_id, token) = collector.enroll();
     for path in ["/api/agent/heartbeat", "/agent/heartbeat"] {
