@@ -98,6 +98,12 @@ pub fn run(command: Command, flags: &Flags, config: Config, proxies: ProxyEnv) -
             println!("name:           {}", config.name.as_deref().unwrap_or("(the hostname)"));
             println!("node id:        {}", node_id.as_deref().unwrap_or("(none yet; run `hearth-agent init`)"));
             println!("token stored:   {token}");
+            let key = if config.enroll_token.is_some() {
+                "set (never shown); `run` enrols with it if no token is stored"
+            } else {
+                "none"
+            };
+            println!("enrol token:    {key}");
             println!("interval:       {} s", config.interval_secs);
             println!("root path:      {}", config.root);
             println!("services:       {}", config.check_services.join(", "));
