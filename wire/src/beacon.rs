@@ -29,6 +29,9 @@ pub struct BeaconHeartbeat {
     pub arch: Option<String>,
     /// Free-form facts; scalar values are kept as text.
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The id an earlier answer gave this device, if the agent sends it back (Beacon caches
+    /// it): a device renamed since keeps its node.
+    pub device_id: Option<String>,
 }
 
 /// What the collector answers to a Beacon heartbeat: Beacon caches `device_id`.
@@ -70,6 +73,8 @@ impl BeaconHeartbeat {
             os: f.opt_str("os", 64)?,
             arch: f.opt_str("arch", 32)?,
             metadata: f.opt_scalar_map("metadata", MAX_METADATA_ENTRIES, MAX_METADATA_KEY, MAX_METADATA_VALUE)?,
+            // Beacon's config starts with `device_id: ""`: empty, or not a UUID, is no id.
+            device_id: f.opt_str("device_id", 64)?.filter(|id| crate::is_uuid_v4(id)).map(|id| id.to_ascii_lowercase()),
         })
     }
 }

@@ -25,7 +25,19 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
     let mut admitted = fleetkeys::alive(raw, txn)?;
     let beat = BeaconHeartbeat::from_json(&req.body)?;
     let key_id = admitted.key.id.clone();
-    let (node_id, existing) = match txn.fleet_device(&key_id, &beat.device_name)? {
+    // A device renamed since its last beat, sending back the id it was given: its node, if
+    // this key made that node, under its new name too.
+    let known = match txn.fleet_device(&key_id, &beat.device_name)? {
+        Some(id) => Some(id),
+        None => match beat.device_id.as_deref() {
+            Some(id) if txn.node(id)?.is_some_and(|n| n.fleet_key.as_deref() == Some(key_id.as_str())) => {
+                txn.put_fleet_device(&key_id, &beat.device_name, id)?;
+                Some(id.to_owned())
+            }
+            _ => None,
+        },
+    };
+    let (node_id, existing) = match known {
         Some(id) => {
             let node = txn.node(&id)?;
             (id, node)

@@ -373,3 +373,25 @@ fn revoking_a_fleet_key_leaves_the_nodes_it_enrolled_alone() {
     h.check(&hb, 200, &enrolled.node_id);
     h.check(&request(Method::Post, "/api/agents/enroll", body), 401, "key_revoked");
 }
+
+/// A renamed device that sends back its cached `device_id` keeps its node; an id the key
+/// did not make is ignored (a new node), so no key can claim another's node by its id.
+#[test]
+fn a_renamed_beacon_device_keeps_its_node_by_its_cached_id() {
+    let h = Harness::new();
+    let id = device_id(&h.check(&beacon(Some("usr_fleet"), BEACON), 200, ""));
+    let renamed =
+        BEACON.replace("my-homelab-server", "attic").replace("\"os\"", &format!("\"device_id\": \"{id}\", \"os\""));
+    assert_eq!(device_id(&h.check(&beacon(Some("usr_fleet"), &renamed), 200, "")), id);
+    h.store
+        .write(|txn| {
+            let key = FleetKeyRecord { id: "fk3".into(), name: "other".into(), max_uses: 3, ..Default::default() };
+            txn.put_fleet_key(&secret::hash("usr_other"), &key)
+        })
+        .unwrap();
+    let claimed = renamed.replace("attic", "thief");
+    let theirs = device_id(&h.check(&beacon(Some("usr_other"), &claimed), 200, ""));
+    assert_ne!(theirs, id, "another key cannot take a node by naming its id");
+    let enrolled = renamed.replace(&id, NODE);
+    assert_ne!(device_id(&h.check(&beacon(Some("usr_fleet"), &enrolled), 200, "")), NODE);
+}
