@@ -182,12 +182,22 @@ fn enroll_on_first_start(
     token: &str,
 ) -> Result<(), Failure> {
     log::info!("no agent token yet: enrolling with {} using the configured token", collector.base);
-    let mut failures = 0u32;
+    let (mut failures, mut renewed) = (0u32, false);
     loop {
         match enroll_with(config, flags, state, collector, token) {
             Ok(node_id) => {
                 log::info!("enrolled with {} as node {node_id}", collector.base);
                 return Ok(());
+            }
+            // The node id came with the image (its state directory was not left out): every
+            // copy holds the same one, and the collector has it already. This copy makes its own.
+            Err(EnrolFailure::Collector(SendError::Rejected { status: 409, .. }))
+                if config.node_id.is_none() && !renewed =>
+            {
+                let old = state.node_id().ok().flatten().unwrap_or_default();
+                log::warn!("node id {old} is already on the collector (copied with the image?); making a new one");
+                state.forget_node_id().map_err(Failure::from)?;
+                renewed = true;
             }
             Err(e) if e.is_retryable() => {
                 failures = failures.saturating_add(1);

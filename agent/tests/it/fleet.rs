@@ -71,6 +71,11 @@ fn a_flashed_image_enrols_itself_on_first_run_even_before_the_collector_is_up() 
     let url = format!("http://127.0.0.1:{port}");
     let pis: Vec<Agent> = (0..2).map(|_| Agent::new(&url)).collect();
     let mut children = Vec::new();
+    // The image was made carelessly, with the master's node id in it: every copy holds it.
+    let cloned = new_node_id();
+    for pi in &pis {
+        std::fs::write(pi.state.path().join("node_id"), format!("{cloned}\n")).unwrap();
+    }
     for pi in &pis {
         let env_file = pi.state.path().join("test-agent.env");
         std::fs::write(&env_file, format!("HEARTH_COLLECTOR_URL={url}\nHEARTH_TOKEN={key}\n")).unwrap();
@@ -88,6 +93,7 @@ fn a_flashed_image_enrols_itself_on_first_run_even_before_the_collector_is_up() 
         let node = pi.node_id();
         wait_for("its first heartbeat", || node_view(&collector, &node).body.contains(r#""status":"online""#));
     }
+    assert_ne!(pis[0].node_id(), pis[1].node_id(), "each copy of the image is its own node");
     for child in &mut children {
         child.kill().unwrap();
         let out = stderr_of(child);
