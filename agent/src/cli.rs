@@ -8,19 +8,24 @@ hearth-agent: tells your Hearth collector, every interval, that this node is ali
 
 Usage:
   hearth-agent init [--name N] [--collector URL]   create this node's id; no network
-  hearth-agent enroll --token T [--collector URL]  trade a one-time token for an agent token
-  hearth-agent run                                 send a heartbeat every interval (the daemon)
+  hearth-agent enroll --token T [--collector URL]  trade a one-time token or a fleet key for an agent token
+  hearth-agent login --api-key K [--name N]        the same, as Beacon spells it (also `cloud login`)
+  hearth-agent run                                 send a heartbeat every interval (the daemon; also
+                                                   `start`); with HEARTH_TOKEN set and no agent token
+                                                   yet, enrol first, retrying until the collector answers
   hearth-agent once                                send one heartbeat now
   hearth-agent check                               print the heartbeat it would send; send nothing
   hearth-agent config show                         print paths, name, collector, node id
-  hearth-agent logout                              forget the token and stop reporting
+  hearth-agent logout                              forget the token and stop reporting (also `cloud logout`)
   hearth-agent install-service [--user]            write the systemd unit for this binary and start it
                                                    (--user: a user unit, for hosts without root)
 
 Options (each overrides the environment variable named after it):
   --collector URL        HEARTH_COLLECTOR_URL (V1: VAULTMESH_CC_URL) [default http://127.0.0.1:8088]
-  --name NAME            HEARTH_NAME [default: the hostname]
-  --token TOKEN          HEARTH_TOKEN, the enrolment token for `enroll`
+  --name NAME            HEARTH_NAME (Beacon: BEACON_DEVICE_NAME) [default: the hostname]
+  --token TOKEN          HEARTH_TOKEN (Beacon: BEACON_API_KEY), the enrolment token or fleet
+                         key for `enroll`, and for `run` until it has an agent token
+  --api-key KEY          the same as --token, as Beacon's `login` spells it
   --interval SECS        HEARTH_INTERVAL_SECS (V1: VAULTMESH_HEARTBEAT_SECS) [default 30]
   --state-dir DIR        HEARTH_STATE_DIR [default /var/lib/hearth-agent, or ~/.hearth when not root]
   --config FILE          HEARTH_CONFIG, an env file [default /etc/hearth/agent.env,
@@ -77,7 +82,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(Comm
             }
             Long("collector") => "HEARTH_COLLECTOR_URL",
             Long("name") => "HEARTH_NAME",
-            Long("token") => "HEARTH_TOKEN",
+            Long("token") | Long("api-key") => "HEARTH_TOKEN",
             Long("interval") => "HEARTH_INTERVAL_SECS",
             Long("state-dir") => "HEARTH_STATE_DIR",
             Long("config") => "HEARTH_CONFIG",
@@ -89,12 +94,13 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(Comm
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let command = match words.as_slice() {
         ["init"] => Command::Init,
-        ["enroll" | "enrol"] => Command::Enroll,
-        ["run"] => Command::Run,
+        // Beacon's names for the same commands, so its users' habits and units keep working.
+        ["enroll" | "enrol" | "login"] | ["cloud", "login"] => Command::Enroll,
+        ["run" | "start"] => Command::Run,
         ["once"] => Command::Once,
         ["check"] => Command::Check,
         ["config", "show"] | ["config"] => Command::ConfigShow,
-        ["logout"] => Command::Logout,
+        ["logout"] | ["cloud", "logout"] => Command::Logout,
         ["install-service"] => Command::InstallService { user },
         [] => return Err("no command given; try `hearth-agent run`, or --help".into()),
         other => return Err(format!("unknown command `{}`; see --help", other.join(" "))),
@@ -116,6 +122,13 @@ mod tests {
         assert_eq!(parse("config show").unwrap().0, Command::ConfigShow);
         assert_eq!(parse("run --allow-insecure-http").unwrap().1["HEARTH_ALLOW_INSECURE_HTTP"], "true");
         assert_eq!(parse("install-service --user").unwrap().0, Command::InstallService { user: true });
+        assert_eq!(parse("start").unwrap().0, Command::Run);
+        assert_eq!(parse("cloud logout").unwrap().0, Command::Logout);
+        for line in ["login --api-key usr_k --name pi", "cloud login --api-key usr_k --name pi"] {
+            let (command, flags) = parse(line).unwrap();
+            assert_eq!(command, Command::Enroll, "{line}");
+            assert_eq!((flags["HEARTH_TOKEN"].as_str(), flags["HEARTH_NAME"].as_str()), ("usr_k", "pi"));
+        }
         for bad in ["", "fly", "run --bogus", "enroll --token"] {
             assert!(parse(bad).is_err(), "{bad}");
         }

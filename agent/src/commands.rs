@@ -47,6 +47,11 @@ pub fn run(command: Command, flags: &Flags, config: Config, proxies: ProxyEnv) -
             if let Err(SendError::Refused(reason)) = collector.check_transport() {
                 return Err(usage(reason));
             }
+            if state.token()?.is_none() {
+                if let Some(token) = config.enroll_token.clone() {
+                    enroll_on_first_start(&config, flags, &state, &collector, &token)?;
+                }
+            }
             let daemon = daemon(config, &state, collector)?;
             smol::block_on(daemon.run()).map_err(Failure::from)
         }
@@ -93,6 +98,12 @@ pub fn run(command: Command, flags: &Flags, config: Config, proxies: ProxyEnv) -
             println!("name:           {}", config.name.as_deref().unwrap_or("(the hostname)"));
             println!("node id:        {}", node_id.as_deref().unwrap_or("(none yet; run `hearth-agent init`)"));
             println!("token stored:   {token}");
+            let key = if config.enroll_token.is_some() {
+                "set (never shown); `run` enrols with it if no token is stored"
+            } else {
+                "none"
+            };
+            println!("enrol token:    {key}");
             println!("interval:       {} s", config.interval_secs);
             println!("root path:      {}", config.root);
             println!("services:       {}", config.check_services.join(", "));
@@ -137,16 +148,116 @@ fn remember(flags: &Flags, state: &State) -> Result<(), Failure> {
 }
 
 fn enroll(config: &Config, flags: &Flags, state: &State, collector: &Collector) -> Result<(), Failure> {
-    let token = flags
-        .get("HEARTH_TOKEN")
-        .cloned()
-        .or_else(|| std::env::var("HEARTH_TOKEN").ok())
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| usage("enroll needs a token: hearth-agent enroll --token TOKEN (mint one on the collector)"))?;
-    state.create_dir()?;
+    let token = config.enroll_token.clone().filter(|t| !t.is_empty()).ok_or_else(|| {
+        usage(
+            "enroll needs a token: hearth-agent enroll --token TOKEN, or login --api-key KEY \
+             (mint one on the collector: `token create`, or a fleet key with `fleetkey create`)",
+        )
+    })?;
+    let enrolled = enroll_with(config, flags, state, collector, &token).map_err(|e| {
+        let hint = match &e {
+            EnrolFailure::Collector(SendError::Rejected { status: 401, .. }) => {
+                "; check the token was copied whole and minted on this collector"
+            }
+            EnrolFailure::Collector(SendError::Network(_)) => {
+                "; check the collector URL and that the collector is running"
+            }
+            _ => "",
+        };
+        Failure::from(format!("enrolment failed: {e}{hint}"))
+    })?;
+    println!("enrolled with {} as node {}", collector.base, enrolled);
+    Ok(())
+}
+
+/// `run` with an enrolment token or fleet key and no agent token yet (a freshly flashed
+/// image): enrol first. The collector being away, or overloaded, is waited out with
+/// backoff, for as long as it takes; only a refusal (a bad, used-up or revoked key) ends
+/// the agent, since trying again cannot change it.
+fn enroll_on_first_start(
+    config: &Config,
+    flags: &Flags,
+    state: &State,
+    collector: &Collector,
+    token: &str,
+) -> Result<(), Failure> {
+    log::info!("no agent token yet: enrolling with {} using the configured token", collector.base);
+    let (mut failures, mut renewed) = (0u32, false);
+    loop {
+        match enroll_with(config, flags, state, collector, token) {
+            Ok(node_id) => {
+                log::info!("enrolled with {} as node {node_id}", collector.base);
+                return Ok(());
+            }
+            // The node id came with the image (its state directory was not left out): every
+            // copy holds the same one, and the collector has it already. This copy makes its own.
+            Err(EnrolFailure::Collector(SendError::Rejected { status: 409, .. }))
+                if config.node_id.is_none() && !renewed =>
+            {
+                let old = state.node_id().ok().flatten().unwrap_or_default();
+                log::warn!("node id {old} is already on the collector (copied with the image?); making a new one");
+                state.forget_node_id().map_err(Failure::from)?;
+                renewed = true;
+            }
+            Err(e) if e.is_retryable() => {
+                failures = failures.saturating_add(1);
+                let wait = crate::daemon::retry_delay(failures, config.interval_secs.max(60) * 1000)?;
+                log::warn!("enrolment failed: {e}; retrying in {:.1} s", wait.as_secs_f64());
+                std::thread::sleep(wait);
+            }
+            Err(e) => {
+                return Err(Failure::from(format!(
+                    "enrolment refused: {e}; fix HEARTH_TOKEN (mint a fresh key or token) and restart the agent"
+                )));
+            }
+        }
+    }
+}
+
+/// Why an enrolment did not happen: the collector (unreachable, or it refused), or this host.
+enum EnrolFailure {
+    Collector(SendError),
+    Here(String),
+}
+
+impl EnrolFailure {
+    /// Whether trying again later may work: the collector was away, busy or failing.
+    fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            EnrolFailure::Collector(SendError::Network(_) | SendError::Rejected { status: 408 | 429 | 500..=599, .. })
+        )
+    }
+}
+
+impl From<SendError> for EnrolFailure {
+    fn from(e: SendError) -> EnrolFailure {
+        EnrolFailure::Collector(e)
+    }
+}
+
+impl std::fmt::Display for EnrolFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnrolFailure::Collector(e) => e.fmt(f),
+            EnrolFailure::Here(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Trades `token` for a node id and an agent token, and stores them; returns the node id.
+fn enroll_with(
+    config: &Config,
+    flags: &Flags,
+    state: &State,
+    collector: &Collector,
+    token: &str,
+) -> Result<String, EnrolFailure> {
+    let local = EnrolFailure::Here;
+    state.create_dir().map_err(local)?;
     let node_id = match &config.node_id {
         Some(id) => id.clone(),
-        None => state.node_id_or_create()?.0,
+        None => state.node_id_or_create().map_err(local)?.0,
     };
     let facts = facts::gather("/");
     let request = EnrollRequest {
@@ -163,26 +274,16 @@ fn enroll(config: &Config, flags: &Flags, state: &State, collector: &Collector) 
         disk_gb: facts.disk_gb,
     };
     let body = miniserde::json::to_string(&request);
-    let answer = collector.post(hearth_wire::paths::ENROLL, &body, None, 30).map_err(|e| {
-        let hint = match &e {
-            SendError::Rejected { status: 401, .. } => {
-                "; check the token was copied whole and minted on this collector"
-            }
-            SendError::Network(_) => "; check the collector URL and that the collector is running",
-            _ => "",
-        };
-        Failure::from(format!("enrolment failed: {e}{hint}"))
-    })?;
+    let answer = collector.post(hearth_wire::paths::ENROLL, &body, None, 30)?;
     let enrolled: EnrollResponse = miniserde::json::from_str(&answer)
-        .map_err(|_| Failure::from(format!("enrolment answer from {} is not what Hearth sends", collector.base)))?;
+        .map_err(|_| local(format!("the enrolment answer from {} is not what Hearth sends", collector.base)))?;
     if !hearth_wire::is_uuid_v4(&enrolled.node_id) || enrolled.agent_token.is_empty() {
-        return Err(Failure::from("enrolment answer holds no usable node id or token".to_owned()));
+        return Err(local("the enrolment answer holds no usable node id or token".to_owned()));
     }
-    state.set_node_id(&enrolled.node_id)?;
-    state.set_token(&enrolled.agent_token)?;
-    remember(flags, state)?;
-    println!("enrolled with {} as node {}", collector.base, enrolled.node_id);
-    Ok(())
+    state.set_node_id(&enrolled.node_id).map_err(local)?;
+    state.set_token(&enrolled.agent_token).map_err(local)?;
+    remember(flags, state).map_err(|f| local(f.message))?;
+    Ok(enrolled.node_id)
 }
 
 const SYSTEM_UNIT: &str = include_str!("../../systemd/hearth-agent.service");

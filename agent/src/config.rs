@@ -29,6 +29,9 @@ pub struct Config {
     pub check_services_defaulted: bool,
     pub check_paths: Vec<String>,
     pub tags: Vec<String>,
+    /// An enrolment token or fleet key (`HEARTH_TOKEN`, or Beacon's `BEACON_API_KEY`): what
+    /// `enroll` trades for an agent token, and `run` too, on its first start without one.
+    pub enroll_token: Option<String>,
     /// A node id fixed by configuration (V1: `VAULTMESH_NODE_ID`) rather than the state file.
     pub node_id: Option<String>,
     pub allow_insecure_http: bool,
@@ -149,7 +152,8 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         collector_url: layers
             .string("HEARTH_COLLECTOR_URL", Some("VAULTMESH_CC_URL"))
             .unwrap_or_else(|| DEFAULT_COLLECTOR.into()),
-        name: layers.string("HEARTH_NAME", None),
+        name: layers.string("HEARTH_NAME", Some("BEACON_DEVICE_NAME")),
+        enroll_token: layers.string("HEARTH_TOKEN", Some("BEACON_API_KEY")).map(|t| t.trim().to_owned()),
         state_dir,
         interval_secs,
         os_profile: layers.string("HEARTH_OS_PROFILE", Some("VAULTMESH_OS_PROFILE")),

@@ -141,6 +141,12 @@ fn seeded_rng() -> Result<WyRand, String> {
     Ok(WyRand::new_seed(u64::from_le_bytes(seed)))
 }
 
+/// How long to wait before the next try after `failures` failures in a row: [`backoff`]
+/// capped at `cap_ms`, from a freshly seeded generator.
+pub fn retry_delay(failures: u32, cap_ms: u64) -> Result<Duration, String> {
+    Ok(Duration::from_millis(backoff(&mut seeded_rng()?, failures, cap_ms)))
+}
+
 /// The interval ± 10 %.
 fn jitter(rng: &mut WyRand, interval_ms: u64) -> u64 {
     let spread = interval_ms / 10;

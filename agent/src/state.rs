@@ -59,6 +59,11 @@ impl State {
         }
     }
 
+    /// Forgets the node id, so that the next `node_id_or_create` makes a new one.
+    pub fn forget_node_id(&self) -> Result<(), String> {
+        self.remove(NODE_ID)
+    }
+
     pub fn set_node_id(&self, id: &str) -> Result<(), String> {
         self.write(NODE_ID, &format!("{id}\n"))
     }

@@ -19,6 +19,8 @@ Usage:
   hearth-collector user passwd NAME | user remove NAME | user list
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
   hearth-collector apikey create --user NAME [--name N]
+  hearth-collector fleetkey create --name N [--tags a,b] [--max-uses N] [--ttl 30d]
+  hearth-collector fleetkey list | fleetkey revoke ID
   hearth-collector nodes [--json] [--grace-secs N] [--min-down-secs N]
   hearth-collector node set NODE_ID --grace-secs N
   hearth-collector alert test [--channel NAME] [--alerts FILE]
@@ -31,6 +33,13 @@ Commands:
   user list      print the users and their roles
   token create   mint a one-time enrolment token and print it, alone, on stdout
   apikey create  mint an API key that acts as the user, and print it, alone, on stdout
+  fleetkey create
+                 mint a fleet key (`usr_…`): one key that lets up to --max-uses nodes in,
+                 each enrolling for its own token, or Beacon agents beating with the key
+                 itself; printed, alone, on stdout, once
+  fleetkey list  print the fleet keys (never the keys themselves) and how many nodes each let in
+  fleetkey revoke
+                 revoke a fleet key: enrolments and Beacon heartbeats with it get 401
   nodes          print the node table (--json: as the API returns it), judged with the
                  grace settings the last `serve` on this data directory used (flags override)
   node set       give one node its own grace (0 returns it to the default)
@@ -87,10 +96,14 @@ Options of the other commands:
   --role ROLE        user add: viewer (reads), operator (also enrols and edits nodes) or
                      admin (also deletes nodes and reads the audit log)
   --user NAME        apikey create: the user the key acts as, with their role
-  --name N           token create: the name the node gets; apikey create: a label
+  --name N           token create: the name the node gets; apikey create: a label;
+                     fleetkey create: the key's name (required)
   --tags a,b         token create: tags the node gets (an agent may add its own, never
                      drop these)
-  --ttl DURATION     token create: how long it stays valid: 90s, 15m, 1h, 2d [default 1h]
+  --ttl DURATION     token create: how long it stays valid: 90s, 15m, 1h, 2d [default 1h];
+                     fleetkey create: how long it lets new nodes in (those in stay) [default
+                     30d, at most 365d]
+  --max-uses N       fleetkey create: how many nodes it may let in [default 1000, at most 10000]
   --node ID          token create: bind the token to an existing node, to enrol it again
   --json             nodes: print the nodes as the API returns them
   --grace-secs N     nodes: judge with this grace instead of serve's; node set: this
@@ -120,6 +133,17 @@ pub enum Command {
         data_dir: PathBuf,
         name: Option<String>,
         user: String,
+    },
+    FleetKeyCreate {
+        data_dir: PathBuf,
+        key: crate::commands::NewKey,
+    },
+    FleetKeyList {
+        data_dir: PathBuf,
+    },
+    FleetKeyRevoke {
+        data_dir: PathBuf,
+        id: String,
     },
     UserAdd {
         data_dir: PathBuf,
@@ -212,7 +236,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut public_url = std::env::var("HEARTH_PUBLIC_URL").ok();
     let mut watchdog_url = std::env::var("HEARTH_WATCHDOG_URL").ok();
     let mut watchdog_secs = 60;
-    let (mut role, mut user) = (None, None);
+    let (mut role, mut user, mut max_uses, mut ttl_given) = (None, None, None, false);
     let mut given: Vec<String> = Vec::new();
     while let Some(arg) = parser.next()? {
         if let Long(flag) = &arg {
@@ -241,7 +265,11 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             },
             Long("idle-exit") => idle_exit = Some(Duration::from_secs(number(&mut parser, "--idle-exit")? as u64)),
             Long("io-timeout") => io_timeout = Duration::from_secs(number(&mut parser, "--io-timeout")? as u64),
-            Long("ttl") => ttl = parse_duration(&parser.value()?.string()?)?,
+            Long("ttl") => {
+                ttl = parse_duration(&parser.value()?.string()?)?;
+                ttl_given = true;
+            }
+            Long("max-uses") => max_uses = Some(number(&mut parser, "--max-uses")? as u64),
             Long("name") => name = Some(parser.value()?.string()?),
             Long("tags") => tags = parser.value()?.string()?.split(',').map(|t| t.trim().to_owned()).collect(),
             Long("node") => node = Some(parser.value()?.string()?.to_ascii_lowercase()),
@@ -315,6 +343,16 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             })?;
             Command::ApiKeyCreate { data_dir, name, user }
         }
+        ["fleetkey", "create"] => {
+            let name = name.ok_or_else(|| {
+                UsageError("fleetkey create needs --name N: say what the key is for, such as --name pi-fleet".into())
+            })?;
+            let ttl = if ttl_given { ttl } else { Duration::from_secs(crate::api::DEFAULT_TTL_SECS) };
+            let max_uses = max_uses.unwrap_or(crate::api::DEFAULT_MAX_USES);
+            Command::FleetKeyCreate { data_dir, key: crate::commands::NewKey { name, tags, max_uses, ttl } }
+        }
+        ["fleetkey", "list"] => Command::FleetKeyList { data_dir },
+        ["fleetkey", "revoke", id] => Command::FleetKeyRevoke { data_dir, id: (*id).to_owned() },
         ["user", "add", name] => {
             let role = role.ok_or_else(|| UsageError("user add needs --role viewer, operator or admin".into()))?;
             Command::UserAdd { data_dir, name: user_name(name)?, role }
@@ -363,6 +401,8 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
         ],
         ["token", "create"] => &["data-dir", "ttl", "name", "tags", "node"],
         ["apikey", "create"] => &["data-dir", "user", "name"],
+        ["fleetkey", "create"] => &["data-dir", "name", "tags", "max-uses", "ttl"],
+        ["fleetkey", "list"] | ["fleetkey", "revoke", _] => &["data-dir"],
         ["user", "add", _] => &["data-dir", "role"],
         ["user", "passwd" | "remove", _] | ["user", "list"] => &["data-dir"],
         ["nodes"] => &["data-dir", "json", "grace-secs", "min-down-secs"],
@@ -436,6 +476,7 @@ mod tests {
             &["serve"][..],
             &["token", "create"],
             &["apikey", "create"],
+            &["fleetkey", "create"],
             &["user", "add", "x"],
             &["user", "list"],
             &["nodes"],
@@ -472,6 +513,11 @@ mod tests {
         assert!(matches!(parse("user add ann --role operator"),
             Ok(Command::UserAdd { name, role: Role::Operator, .. }) if name == "ann"));
         assert!(matches!(parse("apikey create --user ann"), Ok(Command::ApiKeyCreate { user, .. }) if user == "ann"));
+        assert!(matches!(parse("fleetkey create --name pis --max-uses 50 --ttl 30d --tags pi,lab"),
+            Ok(Command::FleetKeyCreate { key, .. }) if key.max_uses == 50 && key.ttl.as_secs() == 2_592_000 && key.tags == ["pi", "lab"]));
+        assert!(matches!(parse("fleetkey create --name pis"),
+            Ok(Command::FleetKeyCreate { key, .. }) if key.max_uses == 1000 && key.ttl.as_secs() == 2_592_000));
+        assert!(matches!(parse("fleetkey revoke abc"), Ok(Command::FleetKeyRevoke { id, .. }) if id == "abc"));
         for bad in [
             "",
             "serve --bogus",
@@ -482,6 +528,9 @@ mod tests {
             "user add ann",
             "user add ann --role root",
             "user add a/b --role admin",
+            "fleetkey create",
+            "fleetkey create --name x --max-uses 0",
+            "fleetkey list --name x",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -55,6 +55,8 @@ pub fn encode_node(node: &NodeRecord) -> Vec<u8> {
     w.opt_uint(19, node.flips);
     w.opt_int(20, node.flip_window);
     w.opt_int(21, node.flapping_since);
+    w.opt_str(22, node.fleet_key.as_deref());
+    w.opt_str(23, node.metadata.as_deref());
     w.0
 }
 
@@ -140,7 +142,7 @@ fn node_with(bytes: &[u8], part: Part) -> Option<NodeRecord> {
     let mut tags = Vec::new();
     for field in Reader(bytes) {
         let field = field?;
-        if part == Part::Status && matches!(field.0, 4 | 5 | 9 | 10 | 11) {
+        if part == Part::Status && matches!(field.0, 4 | 5 | 9 | 10 | 11 | 23) {
             continue;
         }
         match field {
@@ -164,6 +166,8 @@ fn node_with(bytes: &[u8], part: Part) -> Option<NodeRecord> {
             (19, Value::Varint(v)) => node.flips = Some(v),
             (20, Value::Varint(v)) => node.flip_window = Some(unzigzag(v)),
             (21, Value::Varint(v)) => node.flapping_since = Some(unzigzag(v)),
+            (22, Value::Bytes(v)) => node.fleet_key = Some(text(v)?),
+            (23, Value::Bytes(v)) => node.metadata = Some(text(v)?),
             _ => {} // a field this version does not know, or the tags count
         }
     }
@@ -452,6 +456,8 @@ mod tests {
             flips: Some(6),
             flip_window: Some(1_795_000_000_500),
             flapping_since: Some(1_795_000_000_900),
+            fleet_key: Some("0123456789abcdef".into()),
+            metadata: Some(r#"{"role":"beacon-master"}"#.into()),
         }
     }
 

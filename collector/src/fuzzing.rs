@@ -8,13 +8,16 @@ use crate::alerts::{config::Channels, worker::Stats};
 use crate::api::{self, Context, LoginLimiter, Method, Request};
 use crate::liveness::Policy;
 use crate::metrics::Metrics;
-use crate::model::ApiKeyRecord;
+use crate::model::{ApiKeyRecord, FleetKeyRecord};
 use crate::secret;
 use crate::store::{Store, StoreConfig};
 use std::sync::{Mutex, OnceLock};
 
 /// An admin's API key, stored in the fuzzing store; corpus entries use it as their bearer.
 pub const ADMIN_KEY: &str = "hk_0000000000000000000000000000000000000000000000000000000000000000";
+/// A fleet key with every use free, stored too: Beacon heartbeats and fleet enrolments get
+/// past authentication with it.
+pub const FLEET_KEY: &str = "usr_0000000000000000000000000000000000000000000000000000000000000000";
 
 fn store() -> &'static Store {
     static STORE: OnceLock<Store> = OnceLock::new();
@@ -23,7 +26,13 @@ fn store() -> &'static Store {
         std::fs::create_dir_all(&dir).expect("a directory for the fuzzing store");
         let store = Store::open(&StoreConfig::new(dir, 1 << 30)).expect("a store for fuzzing");
         let key = ApiKeyRecord { id: "fuzz".into(), name: None, user: None, created_at: 0 };
-        store.write(|txn| txn.put_api_key(&secret::hash(ADMIN_KEY), &key)).expect("the fuzzing key");
+        let fleet = FleetKeyRecord { id: "fuzz".into(), name: "fuzz".into(), max_uses: u64::MAX, ..Default::default() };
+        store
+            .write(|txn| {
+                txn.put_api_key(&secret::hash(ADMIN_KEY), &key)?;
+                txn.put_fleet_key(&secret::hash(FLEET_KEY), &fleet)
+            })
+            .expect("the fuzzing keys");
         store
     })
 }

@@ -588,6 +588,8 @@ fn read_request(
     let bearer = header("Authorization")
         .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_owned()))
         .or_else(|| header("X-Host-Token"))
+        // Beacon's agents send their key here (and/or as a bearer token).
+        .or_else(|| header("X-API-Key"))
         .filter(|t| !t.is_empty());
     let content_type = header("Content-Type");
     let session = header("Cookie").and_then(|cookies| {
@@ -746,6 +748,8 @@ mod tests {
         assert!(r.local && !r.forwarded && !r.https && r.client == Some(peer.ip()));
         let r = parsed(base().with_header(header("X-Host-Token: jwt")), false).unwrap();
         assert_eq!(r.bearer.as_deref(), Some("jwt"));
+        let r = parsed(base().with_header(header("X-API-Key: usr_k")), false).unwrap();
+        assert_eq!(r.bearer.as_deref(), Some("usr_k"));
         let r = parsed(base().with_header(header("Cookie: a=b; hearth_session=hs_x")), false).unwrap();
         assert_eq!(r.session.as_deref(), Some("hs_x"));
         // A proxy's headers: not local; believed only with --trust-proxy.

@@ -42,6 +42,26 @@ pub struct NodeRecord {
     pub flip_window: Option<i64>,
     /// Since when the node's checks are flapping (their alerts held back).
     pub flapping_since: Option<i64>,
+    /// The id of the fleet key the node was enrolled or registered with, if one.
+    pub fleet_key: Option<String>,
+    /// What a Beacon agent reports under `metadata`, as a JSON object of strings (bounded
+    /// by `hearth_wire::BeaconHeartbeat`); `None` for other agents.
+    pub metadata: Option<String>,
+}
+
+/// How a node proves who it is, as the node list shows it.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAuth {
+    /// Its own agent token, from enrolment.
+    #[serde(rename = "agent_token")]
+    AgentToken,
+    /// Only a fleet key shared with other nodes (a Beacon agent): the weakest credential
+    /// that still names who let it in.
+    #[serde(rename = "fleet_key")]
+    FleetKey,
+    /// Nothing: registered by an anonymous heartbeat (`--allow-anonymous`).
+    #[serde(rename = "anonymous")]
+    Anonymous,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -71,6 +91,59 @@ pub struct EnrollTokenRecord {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub used_by: Option<String>,
+}
+
+/// A fleet key, stored under the SHA-256 of its raw value: one key that lets many nodes
+/// in, each enrolling for its own agent token or, for Beacon agents, sending heartbeats
+/// with the key itself.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct FleetKeyRecord {
+    /// A short public id for listing and revoking; not the key.
+    pub id: String,
+    pub name: String,
+    /// Tags every node it lets in gets.
+    pub tags: Vec<String>,
+    /// How many nodes it may let in; counted by `uses`.
+    pub max_uses: u64,
+    /// Nodes let in so far: enrolments, and Beacon devices heard from for the first time.
+    pub uses: u64,
+    /// Who minted it: a user name, or `cli`.
+    pub created_by: String,
+    pub created_at: i64,
+    /// After this, no new node may use it; nodes already in keep working.
+    pub expires_at: Option<i64>,
+    /// Once set, the key is dead: enrolments and heartbeats with it get 401.
+    pub revoked_at: Option<i64>,
+}
+
+/// Where a fleet key stands.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetKeyState {
+    #[serde(rename = "valid")]
+    Valid,
+    /// Every use is taken: nodes already in keep working, no new one may join.
+    #[serde(rename = "used_up")]
+    UsedUp,
+    /// Past its time: as `UsedUp`.
+    #[serde(rename = "expired")]
+    Expired,
+    /// Dead for every node.
+    #[serde(rename = "revoked")]
+    Revoked,
+}
+
+impl FleetKeyRecord {
+    pub fn state(&self, now_ms: i64) -> FleetKeyState {
+        if self.revoked_at.is_some() {
+            FleetKeyState::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now_ms) {
+            FleetKeyState::Expired
+        } else if self.uses >= self.max_uses {
+            FleetKeyState::UsedUp
+        } else {
+            FleetKeyState::Valid
+        }
+    }
 }
 
 /// An API key, stored under the SHA-256 of its raw value. It acts as its user, with that
@@ -387,11 +460,22 @@ impl NodeRecord {
         all
     }
 
+    /// How the node proves who it is.
+    pub fn auth(&self) -> NodeAuth {
+        match (&self.token_hash, &self.fleet_key) {
+            (Some(_), _) => NodeAuth::AgentToken,
+            (None, Some(_)) => NodeAuth::FleetKey,
+            (None, None) => NodeAuth::Anonymous,
+        }
+    }
+
     /// The node as `GET /api/nodes` shows it.
     pub fn view(&self, now_ms: i64, grace_ms: u64) -> NodeView {
         let hb = self.heartbeat.clone().unwrap_or_default();
         let facts = &self.enrolled_with;
         let heard = self.heartbeat.is_some();
+        // A Beacon agent sends none of V1's fields: its heartbeat holds placeholders, not news.
+        let v1 = heard && self.auth() != NodeAuth::FleetKey;
         NodeView {
             node_id: self.node_id.clone(),
             name: self.name.clone(),
@@ -404,10 +488,13 @@ impl NodeRecord {
             tags: self.all_tags(),
             interval_secs: self.interval_secs(),
             authenticated: self.token_hash.is_some(),
-            os_profile: heard.then_some(hb.os_profile),
-            cloudflare_ok: heard.then_some(hb.cloudflare_ok),
-            services_ok: heard.then_some(hb.services_ok),
-            vaultmesh_root: heard.then_some(hb.vaultmesh_root),
+            auth: self.auth(),
+            fleet_key: self.fleet_key.clone(),
+            metadata: self.metadata.as_deref().and_then(|m| miniserde::json::from_str(m).ok()),
+            os_profile: v1.then_some(hb.os_profile),
+            cloudflare_ok: v1.then_some(hb.cloudflare_ok),
+            services_ok: v1.then_some(hb.services_ok),
+            vaultmesh_root: v1.then_some(hb.vaultmesh_root),
             timestamp: heard.then_some(hb.timestamp),
             agent_version: hb.agent_version.or_else(|| facts.agent_version.clone()),
             os: hb.os.or_else(|| facts.os.clone()),
@@ -446,6 +533,12 @@ pub struct NodeView {
     pub interval_secs: u64,
     /// Whether the node enrolled and authenticates with its own token.
     pub authenticated: bool,
+    /// How the node authenticates: `agent_token`, `fleet_key` or `anonymous`.
+    pub auth: NodeAuth,
+    /// The id of the fleet key it joined with, if one.
+    pub fleet_key: Option<String>,
+    /// A Beacon agent's `metadata`.
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
     pub os_profile: Option<String>,
     pub cloudflare_ok: Option<bool>,
     pub services_ok: Option<bool>,

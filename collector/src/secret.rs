@@ -11,6 +11,9 @@ pub const ENROLL_PREFIX: &str = "hen_";
 pub const AGENT_PREFIX: &str = "hag_";
 /// Prefix of API keys.
 pub const API_KEY_PREFIX: &str = "hk_";
+/// Prefix of fleet keys (one key, many nodes). `usr_` because Beacon's `cloud login`
+/// accepts only keys that start so, and a fleet key is what a Beacon agent logs in with.
+pub const FLEET_PREFIX: &str = "usr_";
 /// Prefix of session cookies.
 pub const SESSION_PREFIX: &str = "hs_";
 

@@ -128,6 +128,7 @@ function cells(n) {
     ["Tags", el("span", {}, (n.tags || []).map((t) => el("span", { className: "tag", textContent: t })))],
     ["Arch", n.arch || "–"],
     ["Agent", n.agent_version || "–"],
+    ["Auth", { agent_token: "own token", fleet_key: "fleet key", anonymous: "none" }[n.auth] || "–"],
   ];
 }
 
@@ -225,10 +226,18 @@ async function mint() {
   $("add-error").textContent = "";
   const name = $("add-name").value.trim();
   const tags = $("add-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+  const fleet = $("add-fleet").checked;
   try {
-    const minted = await api("POST", "/api/enrollment-tokens", { ...(name && { name }), tags });
+    const minted = fleet ?
+      await api("POST", "/api/fleet-keys", { name: name || "fleet", tags, max_uses: Number($("add-uses").value) }) :
+      await api("POST", "/api/enrollment-tokens", { ...(name && { name }), tags });
     $("install-command").textContent = minted.install_command;
-    $("add-expires").textContent = new Date(minted.expires_at).toLocaleString();
+    $("add-expires").textContent = $("add-until").textContent = new Date(minted.expires_at).toLocaleString();
+    $("add-once").hidden = fleet;
+    $("add-many").hidden = !fleet;
+    $("add-key").hidden = !fleet;
+    $("fleet-key").textContent = fleet ? minted.key : "";
+    $("beacon-login").textContent = fleet ? minted.beacon_login : "";
     $("add-result").hidden = false;
     $("copied").textContent = "";
   } catch (e) {
@@ -278,6 +287,10 @@ document.addEventListener("DOMContentLoaded", () => {
     $("add-dialog").showModal();
   });
   $("mint").addEventListener("click", mint);
+  $("add-fleet").addEventListener("change", () => {
+    $("add-uses-label").hidden = !$("add-fleet").checked;
+    $("add-result").hidden = true;
+  });
   $("copy").addEventListener("click", copyCommand);
   fetch("/api/auth/me", { credentials: "same-origin" })
     .then((res) => (res.ok ? res.json().then(loggedIn) : showLogin()))

@@ -132,6 +132,53 @@ impl Fields {
             .map(Some)
     }
 
+    /// Whether the object has `name` at all (even as `null`).
+    pub fn has(&self, name: &str) -> bool {
+        self.object.contains_key(name)
+    }
+
+    /// An object of at most `max_entries` keys (each at most `key_len` bytes) whose values
+    /// are strings, numbers or booleans (kept as text, at most `value_len` bytes); `null`
+    /// values are left out. Nested objects and lists are refused: they would be unbounded.
+    pub fn opt_scalar_map(
+        &self,
+        name: &str,
+        max_entries: usize,
+        key_len: usize,
+        value_len: usize,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, WireError> {
+        let object = match self.get(name) {
+            None => return Ok(None),
+            Some(Value::Object(object)) if object.len() <= max_entries => object,
+            Some(Value::Object(_)) => {
+                return Err(WireError::field(name, format!("may hold at most {max_entries} entries")));
+            }
+            Some(_) => return Err(WireError::field(name, "must be a JSON object")),
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for (key, value) in object.iter() {
+            if key.is_empty() || key.len() > key_len {
+                return Err(WireError::field(name, format!("keys must be 1 to {key_len} bytes")));
+            }
+            let text = match value {
+                Value::Null => continue,
+                Value::String(_) => string(name, value, value_len)?,
+                Value::Bool(b) => b.to_string(),
+                Value::Number(Number::U64(n)) => n.to_string(),
+                Value::Number(Number::I64(n)) => n.to_string(),
+                Value::Number(Number::F64(n)) => n.to_string(),
+                Value::Array(_) | Value::Object(_) => {
+                    return Err(WireError::field(name, "values must be strings, numbers or booleans"));
+                }
+            };
+            if text.len() > value_len {
+                return Err(WireError::field(name, format!("values must be at most {value_len} bytes")));
+            }
+            out.insert(printable(key), text);
+        }
+        Ok(Some(out))
+    }
+
     /// A list of JSON objects, each read with its own [`Fields`].
     pub fn opt_object_list(&self, name: &str) -> Result<Option<Vec<Fields>>, WireError> {
         let Some(items) = self.opt_list(name, MAX_ITEMS)? else {

@@ -159,7 +159,7 @@ impl Check {
     }
 }
 
-fn check_ip(field: &str, address: &str) -> Result<(), WireError> {
+pub(crate) fn check_ip(field: &str, address: &str) -> Result<(), WireError> {
     match address.parse::<IpAddr>() {
         Ok(_) => Ok(()),
         Err(_) => Err(WireError::field(field, format!("holds {address:?}, which is not an IP address"))),

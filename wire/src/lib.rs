@@ -5,6 +5,7 @@
 //! Parsing goes through [`fields::Fields`] rather than miniserde's derive,
 //! because a client that sends a bad field deserves to be told which one.
 
+mod beacon;
 mod enroll;
 pub mod fields;
 mod heartbeat;
@@ -12,6 +13,7 @@ mod id;
 pub mod paths;
 mod timestamp;
 
+pub use beacon::{BeaconAck, BeaconHeartbeat, MAX_DEVICE_NAME};
 pub use enroll::{EnrollRequest, EnrollResponse};
 pub use fields::WireError;
 pub use heartbeat::{Check, Heartbeat, HeartbeatAck, State, MAX_INTERVAL_SECS};

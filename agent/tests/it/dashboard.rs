@@ -224,4 +224,17 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
     );
     let token = line.split("HEARTH_TOKEN=").nth(1).unwrap().split_whitespace().next().unwrap();
     assert!(!tokens.body.contains(token), "the listing never shows a raw token");
+
+    // Many nodes, one key: the same dialog mints a fleet key, in the form Beacon takes.
+    browser.click("#add-fleet");
+    browser.click("#mint");
+    browser.wait_for(
+        "the fleet key",
+        "return document.getElementById('fleet-key').textContent.startsWith('usr_') && \
+         document.getElementById('install-command').textContent.includes('HEARTH_TOKEN=usr_');",
+    );
+    let fleet_key = browser.text("return document.getElementById('fleet-key').textContent");
+    let keys = c.get("/api/fleet-keys", &key);
+    assert!(keys.body.contains(r#""name":"new-pi""#) && keys.body.contains(r#""max_uses":50"#), "{}", keys.body);
+    assert!(!keys.body.contains(&fleet_key), "the listing never shows a raw key");
 }

@@ -8,6 +8,7 @@ mod agent;
 mod daemon;
 mod dashboard;
 mod edge;
+mod fleet;
 mod hostile;
 mod install;
 mod tls;

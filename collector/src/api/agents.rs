@@ -1,10 +1,11 @@
-//! What agents call: enrolment with a one-time token, and heartbeats with the agent token.
+//! What agents call: enrolment with a one-time token or a fleet key, and heartbeats with
+//! the agent token (Beacon's heartbeats, with a fleet key, are `beacon.rs`'s).
 
-use super::{internal, session, too_many, ApiError, Context, Failure, Handled, Reply, Request};
+use super::{fleetkeys, internal, session, too_many, ApiError, Context, Failure, Handled, Reply, Request};
 use crate::alerts;
 use crate::liveness;
 use crate::model::{EnrolledFacts, NodeRecord};
-use crate::secret::{self, AGENT_PREFIX};
+use crate::secret::{self, AGENT_PREFIX, FLEET_PREFIX};
 use crate::store::{RwTxn, Txn};
 use hearth_wire::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck};
 
@@ -17,6 +18,11 @@ const HOW_TO_ENROL: &str = "enrol this node first: mint a token with `hearth-col
 pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     // Authenticate before looking at the body, so strangers learn nothing from validation errors.
     let token_node = match &req.bearer {
+        Some(token) if token.starts_with(FLEET_PREFIX) => {
+            let message = "a fleet key sends Beacon heartbeats (with `device_name`, without `node_id`), or enrols \
+                 a node for its own agent token: `hearth-agent login --api-key KEY`";
+            return Err(ApiError::unauthorized(message).into());
+        }
         Some(token) => match txn.agent_token_node(&secret::hash(token))? {
             Some(node_id) => Some(node_id),
             None => {
@@ -34,6 +40,10 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
         (Some(owner), _) if *owner != hb.node_id => {
             let message = format!("this agent token belongs to node {owner}, not {}", hb.node_id);
             return Err(ApiError::forbidden(message).into());
+        }
+        (None, Some(node)) if node.fleet_key.is_some() && node.token_hash.is_none() => {
+            let message = format!("node {} is a Beacon device; its heartbeats must carry its fleet key", hb.node_id);
+            return Err(ApiError::unauthorized(message).into());
         }
         (None, Some(node)) if node.token_hash.is_some() => {
             let message = format!("node {} is enrolled, so its heartbeats must carry its agent token", hb.node_id);
@@ -83,6 +93,9 @@ fn admit_anonymous(req: &Request, txn: &Txn<RwTxn>, ctx: &Context) -> Result<(),
 
 pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     let body = EnrollRequest::from_json(&req.body)?;
+    if body.token.starts_with(FLEET_PREFIX) {
+        return enroll_with_fleet_key(req, body, txn, ctx);
+    }
     let token_hash = secret::hash(&body.token);
     let from = req.client_text();
     let refuse = |error: ApiError| -> Handled {
@@ -110,24 +123,85 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
     // An id belongs to whoever holds it: a node enrolled, or one that registered
     // anonymously. Only a token minted for that node (`--node ID`) may take it over.
     if existing.is_some() && token.node_id.is_none() {
-        let message = format!(
-            "node {node_id} already exists (enrolled, or registered by anonymous heartbeats); to enrol it, \
-             mint a token bound to it \
-             (`hearth-collector token create --node {node_id}`), or enrol without a node id"
-        );
-        return Err(ApiError::new(409, "node_exists", message).into());
+        return Err(node_exists(&node_id).into());
     }
+    let given = Given { name: token.name.clone(), tags: token.tags.clone(), fleet_key: None };
+    let (node, reply) = enrol_node(body, node_id.clone(), existing, given, txn, ctx)?;
+    token.used_at = Some(ctx.now_ms);
+    token.used_by = Some(node_id.clone());
+    txn.put_enroll_token(&token_hash, &token)?;
+    log::info!("node {node_id} ({}) enrolled from {from} with token {}", node.hostname, token.id);
+    Ok(reply)
+}
+
+fn node_exists(node_id: &str) -> ApiError {
+    let message = format!(
+        "node {node_id} already exists (enrolled, or registered by anonymous heartbeats); to enrol it, \
+         mint a token bound to it \
+         (`hearth-collector token create --node {node_id}`), or enrol without a node id"
+    );
+    ApiError::new(409, "node_exists", message)
+}
+
+/// Enrolment with a fleet key: like a one-time token, but the key lets in up to its
+/// `max_uses` nodes, each with an id of its own (never an existing node's).
+fn enroll_with_fleet_key(req: &Request, body: EnrollRequest, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+    let from = req.client_text();
+    let mut admitted = match fleetkeys::alive(&body.token, txn) {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            log::warn!("enrolment of {} from {from} with a fleet key refused", body.hostname);
+            return Err(e);
+        }
+    };
+    let node_id = match &body.node_id {
+        Some(id) => id.clone(),
+        None => secret::new_node_id().map_err(internal)?,
+    };
+    if txn.node(&node_id)?.is_some() {
+        return Err(node_exists(&node_id).into());
+    }
+    fleetkeys::take_use(&mut admitted, txn, ctx)?;
+    let key = admitted.key;
+    let given = Given { name: None, tags: key.tags.clone(), fleet_key: Some(key.id.clone()) };
+    let (node, reply) = enrol_node(body, node_id.clone(), None, given, txn, ctx)?;
+    log::info!(
+        "node {node_id} ({}) enrolled from {from} with fleet key {} ({} of {})",
+        node.hostname,
+        key.id,
+        key.uses,
+        key.max_uses
+    );
+    Ok(reply)
+}
+
+/// What the credential an agent enrolled with gives its node.
+struct Given {
+    name: Option<String>,
+    tags: Vec<String>,
+    fleet_key: Option<String>,
+}
+
+/// Makes (or, for a bound token, takes over) the node and its agent token.
+fn enrol_node(
+    body: EnrollRequest,
+    node_id: String,
+    existing: Option<NodeRecord>,
+    given: Given,
+    txn: &mut Txn<RwTxn>,
+    ctx: &Context,
+) -> Result<(NodeRecord, Reply), Failure> {
     let agent_token = secret::new_secret(AGENT_PREFIX).map_err(internal)?;
     let agent_hash = secret::hash(&agent_token);
     let mut node = existing.unwrap_or_default();
     if let Some(old) = node.token_hash.as_deref().and_then(secret::unhex32) {
         txn.delete_agent_token(&old)?;
     }
-    let mut tags = token.tags.clone();
-    tags.extend(body.tags.iter().flatten().filter(|t| !token.tags.contains(t)).cloned());
+    let mut tags = given.tags.clone();
+    tags.extend(body.tags.iter().flatten().filter(|t| !given.tags.contains(t)).cloned());
     node = NodeRecord {
         node_id: node_id.clone(),
-        name: body.name.or(token.name.clone()).unwrap_or_else(|| body.hostname.clone()),
+        name: body.name.or(given.name).unwrap_or_else(|| body.hostname.clone()),
         hostname: body.hostname,
         tags,
         enrolled_at: ctx.now_ms,
@@ -140,15 +214,13 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
             memory_mb: body.memory_mb,
             disk_gb: body.disk_gb,
         },
+        fleet_key: given.fleet_key.or(node.fleet_key.take()),
         ..node
     };
     txn.put_agent_token(&agent_hash, &node_id)?;
     let previous = node.deadline;
     liveness::on_enrolled(&mut node, ctx.now_ms, ctx.policy);
     txn.save_node(&node, previous)?;
-    token.used_at = Some(ctx.now_ms);
-    token.used_by = Some(node_id.clone());
-    txn.put_enroll_token(&token_hash, &token)?;
-    log::info!("node {node_id} ({}) enrolled from {from} with token {}", node.hostname, token.id);
-    Ok(Reply::json(200, &EnrollResponse { host_id: node_id.clone(), node_id, agent_token }))
+    let reply = Reply::json(200, &EnrollResponse { host_id: node_id.clone(), node_id, agent_token });
+    Ok((node, reply))
 }

@@ -191,7 +191,7 @@ pub(super) fn mint_token(
 /// The collector's address as nodes reach it: `--public-url`, else what the request came
 /// to. A forwarded request is taken to have come over https (cloudflared, a reverse
 /// proxy), whatever it says: an install line must not fetch code over plain HTTP.
-fn server_url(req: &Request, ctx: &Context) -> String {
+pub(super) fn server_url(req: &Request, ctx: &Context) -> String {
     if let Some(url) = ctx.public_url {
         return url.trim_end_matches('/').to_owned();
     }
@@ -210,7 +210,7 @@ fn install_command(server: &str, token: &str) -> String {
 }
 
 /// `value` as one shell word: in single quotes, with any single quote spelled `'\''`.
-fn sh_quote(value: &str) -> String {
+pub(super) fn sh_quote(value: &str) -> String {
     let plain = !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:@%+=,".contains(&b));
     if plain {
         value.to_owned()
@@ -356,7 +356,7 @@ impl From<&AuditRecord> for AuditView {
 }
 
 /// Reads a JSON object body into `T`; an empty body is `{}`.
-fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -> Result<T, ApiError> {
     if req.body.trim().is_empty() {
         return Ok(<T as Default>::default());
     }
@@ -365,7 +365,7 @@ fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -> Result<T,
 }
 
 /// A name or hostname: 1 to 64 characters, no control characters.
-fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
+pub(super) fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
     let odd = |c: char| c.is_control() || hearth_wire::fields::is_deceptive(c);
     if value.trim().is_empty() || value.chars().count() > 64 || value.chars().any(odd) {
         let message = format!("{field} must be 1 to 64 printable characters, without control or bidirectional ones");
@@ -375,7 +375,7 @@ fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// At most 32 tags of 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `=`.
-fn check_tags(tags: &[String]) -> Result<(), ApiError> {
+pub(super) fn check_tags(tags: &[String]) -> Result<(), ApiError> {
     if tags.len() > 32 {
         return Err(ApiError::invalid("a node may have at most 32 tags"));
     }

@@ -2,14 +2,18 @@
 //! No sockets here; `http` moves bytes, this module decides what they mean.
 //!
 //! `route` names what was asked for; `dispatch` checks who is asking (`require`) and hands
-//! the request to its handler: `agents` (enrolment, heartbeats), `fleet` (nodes, tokens,
-//! events, alerts, audit), `session` (login), `web` (the dashboard, install script, binaries).
+//! the request to its handler: `agents` (enrolment, heartbeats), `beacon` (Beacon's
+//! heartbeats, with a fleet key), `fleet` (nodes, tokens, events, alerts, audit),
+//! `fleetkeys` (one key, many nodes), `session` (login), `web` (the dashboard, install script, binaries).
 
 mod agents;
+mod beacon;
 mod fleet;
+mod fleetkeys;
 mod session;
 mod web;
 
+pub use fleetkeys::{KeyView, DEFAULT_MAX_USES, DEFAULT_TTL_SECS, MAX_TTL_SECS, MAX_USES};
 pub use session::{LoginLimiter, LoginOutcome};
 
 use crate::alerts::{config::Channels, worker::Stats};
@@ -17,7 +21,7 @@ use crate::limits::RateLimits;
 use crate::liveness::Policy;
 use crate::metrics::{self, Metrics};
 use crate::model::{AuditRecord, Role};
-use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX};
+use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX, FLEET_PREFIX};
 use crate::store::{self, ReadTxn, RwTxn, Txn};
 use hearth_wire::{paths, ErrorBody, WireError};
 use miniserde::{json, Serialize};
@@ -46,7 +50,7 @@ pub struct Request {
     pub path: String,
     /// What followed `?` in the URL, if anything.
     pub query: String,
-    /// The credential from `Authorization: Bearer …` or `X-Host-Token: …`.
+    /// The credential from `Authorization: Bearer …`, `X-Host-Token: …` or `X-API-Key: …`.
     pub bearer: Option<String>,
     /// The `hearth_session` cookie.
     pub session: Option<String>,
@@ -276,6 +280,7 @@ pub fn work(req: &Request) -> Work {
     match route(req) {
         Ok(Route::Login) => Work::Login,
         Ok(Route::Heartbeat | Route::Enroll | Route::Logout | Route::TokenMint) => Work::Write,
+        Ok(Route::FleetKeyMint | Route::FleetKeyRevoke(_)) => Work::Write,
         Ok(Route::NodeEdit(_) | Route::NodeDelete(_) | Route::NodeToken(_) | Route::TokenRevoke(_)) => Work::Write,
         Ok(_) | Err(_) => Work::Read,
     }
@@ -358,6 +363,9 @@ enum Route<'a> {
     Tokens,
     TokenMint,
     TokenRevoke(&'a str),
+    FleetKeys,
+    FleetKeyMint,
+    FleetKeyRevoke(&'a str),
 }
 
 fn route(req: &Request) -> Result<Route<'_>, ApiError> {
@@ -390,6 +398,9 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/api/enrollment-tokens" => {
             (if read { Some(Route::Tokens) } else { only(Post, Route::TokenMint) }, "GET, HEAD, POST")
         }
+        "/api/fleet-keys" => {
+            (if read { Some(Route::FleetKeys) } else { only(Post, Route::FleetKeyMint) }, "GET, HEAD, POST")
+        }
         _ => {
             if let Some(rest) = path.strip_prefix("/api/nodes/") {
                 match rest.split_once('/') {
@@ -407,6 +418,8 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
                 }
             } else if let Some(id) = path.strip_prefix("/api/enrollment-tokens/").filter(|id| !id.contains('/')) {
                 ((m == Delete).then_some(Route::TokenRevoke(id)), "DELETE")
+            } else if let Some(id) = path.strip_prefix("/api/fleet-keys/").filter(|id| !id.contains('/')) {
+                ((m == Delete).then_some(Route::FleetKeyRevoke(id)), "DELETE")
             } else {
                 return Err(not_found());
             }
@@ -481,6 +494,10 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             require(Operator, req, txn, ctx)?;
             fleet::tokens(txn, ctx)
         }
+        Route::FleetKeys => {
+            require(Operator, req, txn, ctx)?;
+            fleetkeys::list(txn, ctx)
+        }
         Route::Heartbeat
         | Route::Enroll
         | Route::Login
@@ -489,7 +506,9 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
         | Route::NodeDelete(_)
         | Route::NodeToken(_)
         | Route::TokenMint
-        | Route::TokenRevoke(_) => {
+        | Route::TokenRevoke(_)
+        | Route::FleetKeyMint
+        | Route::FleetKeyRevoke(_) => {
             Err(ApiError::new(500, "internal", "a write was sent to the read path; this is a bug").into())
         }
     }
@@ -498,6 +517,8 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
 fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     use Role::{Admin, Operator};
     match route {
+        // Beacon's body has `device_name` and no `node_id`; its credential is a fleet key.
+        Route::Heartbeat if hearth_wire::BeaconHeartbeat::is_beacon(&req.body) => beacon::heartbeat(req, txn, ctx),
         Route::Heartbeat => agents::heartbeat(req, txn, ctx),
         Route::Enroll => agents::enroll(req, txn, ctx),
         Route::Logout => session::logout(req, txn, ctx),
@@ -506,6 +527,8 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
         Route::NodeToken(id) => fleet::mint_token(&require(Operator, req, txn, ctx)?, Some(id), req, txn, ctx),
         Route::TokenMint => fleet::mint_token(&require(Operator, req, txn, ctx)?, None, req, txn, ctx),
         Route::TokenRevoke(id) => fleet::revoke_token(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::FleetKeyMint => fleetkeys::mint(&require(Operator, req, txn, ctx)?, req, txn, ctx),
+        Route::FleetKeyRevoke(id) => fleetkeys::revoke(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         other => dispatch_read(other, req, txn, ctx),
     }
 }
@@ -567,6 +590,9 @@ fn authenticate<T: ReadTxn>(req: &Request, txn: &Txn<T>, now_ms: i64) -> Result<
             }
         } else if credential.starts_with(AGENT_PREFIX) && txn.agent_token_node(&secret::hash(credential))?.is_some() {
             let message = "an agent token may only send heartbeats; log in, or use an API key";
+            return Err(ApiError::forbidden(message).into());
+        } else if credential.starts_with(FLEET_PREFIX) && txn.fleet_key(&secret::hash(credential))?.is_some() {
+            let message = "a fleet key may only enrol nodes and send their heartbeats; log in, or use an API key";
             return Err(ApiError::forbidden(message).into());
         }
         return Err(ApiError::unauthorized(format!("the API key is not valid; {HOW_TO_GET_A_KEY}")).into());
@@ -688,6 +714,12 @@ mod routing_tests {
             (Delete, "/api/enrollment-tokens/abc", Some("text/plain"), Err(415)),
             (Delete, "/api/enrollment-tokens/abc", None, Ok(Route::TokenRevoke("abc"))),
             (Get, "/api/audit", None, Ok(Route::Audit)),
+            (Get, "/api/fleet-keys", None, Ok(Route::FleetKeys)),
+            (Post, "/api/fleet-keys", json, Ok(Route::FleetKeyMint)),
+            (Put, "/api/fleet-keys", json, Err(405)),
+            (Delete, "/api/fleet-keys/abc", None, Ok(Route::FleetKeyRevoke("abc"))),
+            (Get, "/api/fleet-keys/abc", None, Err(405)),
+            (Delete, "/api/fleet-keys/abc/x", None, Err(404)),
             (Get, "/nope", None, Err(404)),
             (Other, "/healthz", None, Err(405)),
         ];

@@ -4,14 +4,15 @@
 use super::*;
 use crate::alerts::config::Channels;
 use crate::alerts::worker::Stats;
-use crate::model::{ApiKeyRecord, NodeRecord, SessionRecord, UserRecord};
+use crate::model::{ApiKeyRecord, FleetKeyRecord, NodeRecord, SessionRecord, UserRecord};
 use crate::store::{Store, StoreConfig};
 
 const NOW: i64 = 1_795_000_000_000;
 const NODE: &str = "550e8400-e29b-41d4-a716-446655440000";
 
 /// A store holding a node with an agent token, and one user of each role, each with a
-/// session (`hs_ROLE`) and an API key (`hk_ROLE`); plus an expired session.
+/// session (`hs_ROLE`) and an API key (`hk_ROLE`); plus an expired session, a fleet key
+/// (`usr_fleet`, 3 uses) and a revoked one (`usr_revoked`).
 struct Harness {
     _dir: tempfile::TempDir,
     store: Store,
@@ -39,6 +40,10 @@ impl Harness {
                     let key = ApiKeyRecord { id: role.into(), user: Some(role.into()), ..ApiKeyRecord::default() };
                     txn.put_api_key(&secret::hash(&format!("hk_{role}")), &key)?;
                 }
+                let fleet = FleetKeyRecord { id: "fk1".into(), name: "pis".into(), max_uses: 3, ..Default::default() };
+                txn.put_fleet_key(&secret::hash("usr_fleet"), &fleet)?;
+                let revoked = FleetKeyRecord { id: "fk2".into(), revoked_at: Some(NOW - 1), max_uses: 3, ..fleet };
+                txn.put_fleet_key(&secret::hash("usr_revoked"), &revoked)?;
                 let old = SessionRecord { user: "admin".into(), created_at: 0, expires_at: NOW - 1 };
                 txn.put_session(&secret::hash("hs_expired"), &old)
             })
@@ -107,30 +112,34 @@ fn request(method: Method, path: &str, body: &str) -> Request {
 
 /// Every route that needs a person, against every kind of caller. The expected status
 /// per caller: anonymous, agent token, expired session, viewer, operator, admin (sessions),
-/// and an operator's API key.
+/// an operator's API key, and a fleet key (refused everywhere: it reads nothing).
 #[test]
 fn who_may_call_what() {
     use Method::{Delete, Get, Post, Put};
     let h = Harness::new();
     let node = format!("/api/nodes/{NODE}");
     let token = format!("/api/nodes/{NODE}/token");
-    let table: &[(Method, &str, &str, [u16; 7])] = &[
-        (Get, "/api/auth/me", "", [401, 403, 401, 200, 200, 200, 200]),
-        (Get, "/api/nodes", "", [401, 403, 401, 200, 200, 200, 200]),
-        (Get, &node, "", [401, 403, 401, 200, 200, 200, 200]),
-        (Get, "/api/events", "", [401, 403, 401, 200, 200, 200, 200]),
-        (Get, "/api/alerts", "", [401, 403, 401, 200, 200, 200, 200]),
-        (Get, "/api/enrollment-tokens", "", [401, 403, 401, 403, 200, 200, 200]),
-        (Get, "/api/audit", "", [401, 403, 401, 403, 403, 200, 403]),
-        (Get, "/metrics", "", [401, 403, 401, 200, 200, 200, 200]),
-        (Post, "/api/enrollment-tokens", "{}", [401, 403, 401, 403, 201, 201, 201]),
-        (Put, &node, r#"{"name":"renamed"}"#, [401, 403, 401, 403, 200, 200, 200]),
-        (Post, &token, "{}", [401, 403, 401, 403, 201, 201, 201]),
-        (Delete, "/api/enrollment-tokens/nope", "", [401, 403, 401, 403, 404, 404, 404]),
-        (Delete, &node, "", [401, 403, 401, 403, 403, 200, 403]),
+    let table: &[(Method, &str, &str, [u16; 8])] = &[
+        (Get, "/api/auth/me", "", [401, 403, 401, 200, 200, 200, 200, 403]),
+        (Get, "/api/nodes", "", [401, 403, 401, 200, 200, 200, 200, 403]),
+        (Get, &node, "", [401, 403, 401, 200, 200, 200, 200, 403]),
+        (Get, "/api/events", "", [401, 403, 401, 200, 200, 200, 200, 403]),
+        (Get, "/api/alerts", "", [401, 403, 401, 200, 200, 200, 200, 403]),
+        (Get, "/api/enrollment-tokens", "", [401, 403, 401, 403, 200, 200, 200, 403]),
+        (Get, "/api/fleet-keys", "", [401, 403, 401, 403, 200, 200, 200, 403]),
+        (Get, "/api/audit", "", [401, 403, 401, 403, 403, 200, 403, 403]),
+        (Get, "/metrics", "", [401, 403, 401, 200, 200, 200, 200, 403]),
+        (Get, "/metrics/nodes", "", [401, 403, 401, 200, 200, 200, 200, 403]),
+        (Post, "/api/enrollment-tokens", "{}", [401, 403, 401, 403, 201, 201, 201, 403]),
+        (Post, "/api/fleet-keys", r#"{"name":"pis"}"#, [401, 403, 401, 403, 201, 201, 201, 403]),
+        (Put, &node, r#"{"name":"renamed"}"#, [401, 403, 401, 403, 200, 200, 200, 403]),
+        (Post, &token, "{}", [401, 403, 401, 403, 201, 201, 201, 403]),
+        (Delete, "/api/enrollment-tokens/nope", "", [401, 403, 401, 403, 404, 404, 404, 403]),
+        (Delete, "/api/fleet-keys/nope", "", [401, 403, 401, 403, 404, 404, 404, 403]),
+        (Delete, &node, "", [401, 403, 401, 403, 403, 200, 403, 403]),
     ];
     for (method, path, body, expected) in table {
-        let callers: [(Option<&str>, Option<&str>); 7] = [
+        let callers: [(Option<&str>, Option<&str>); 8] = [
             (None, None),
             (Some("hag_node"), None),
             (None, Some("hs_expired")),
@@ -138,6 +147,7 @@ fn who_may_call_what() {
             (None, Some("hs_operator")),
             (None, Some("hs_admin")),
             (Some("hk_operator"), None),
+            (Some("usr_fleet"), None),
         ];
         for ((bearer, session), status) in callers.into_iter().zip(expected) {
             let mut req = request(*method, path, body);
@@ -178,4 +188,209 @@ fn a_write_sent_down_the_read_path_is_refused_not_done() {
     let mut still = request(Method::Get, &format!("/api/nodes/{NODE}"), "");
     still.session = Some("hs_viewer".into());
     h.check(&still, 200, NODE);
+}
+
+/// Beacon's payload, as its document gives it.
+const BEACON: &str = r#"{
+  "hostname": "my-server",
+  "ip_address": "192.168.1.100",
+  "tags": ["beacon-master"],
+  "agent_version": "1.0.0",
+  "device_name": "my-homelab-server",
+  "os": "linux",
+  "arch": "amd64",
+  "metadata": {
+    "role": "beacon-master"
+  }
+}"#;
+
+fn beacon(key: Option<&str>, body: &str) -> Request {
+    Request { bearer: key.map(str::to_owned), ..request(Method::Post, "/agent/heartbeat", body) }
+}
+
+fn device_id(reply: &Reply) -> String {
+    let ack: hearth_wire::BeaconAck = json::from_str(std::str::from_utf8(&reply.body).unwrap()).unwrap();
+    ack.device_id
+}
+
+/// One node per (key, device name): the same device id on every beat, a new one for a new
+/// name, each a use of the key; once the uses are gone, new names get 410 and old ones go on.
+#[test]
+fn each_beacon_device_of_a_key_is_one_stable_node() {
+    let h = Harness::new();
+    let first = device_id(&h.check(&beacon(Some("usr_fleet"), BEACON), 200, "device_id"));
+    assert!(hearth_wire::is_uuid_v4(&first), "{first}");
+    let again = device_id(&h.check(&beacon(Some("usr_fleet"), BEACON), 200, "device_id"));
+    assert_eq!(first, again, "a device keeps its id");
+    let other = BEACON.replace("my-homelab-server", "pi-2");
+    let second = device_id(&h.check(&beacon(Some("usr_fleet"), &other), 200, "device_id"));
+    assert_ne!(first, second);
+    h.check(&beacon(Some("usr_fleet"), &BEACON.replace("my-homelab-server", "pi-3")), 200, "");
+    h.check(&beacon(Some("usr_fleet"), &BEACON.replace("my-homelab-server", "pi-4")), 410, "key_used_up");
+    h.check(&beacon(Some("usr_fleet"), BEACON), 200, &first);
+    let mut list = request(Method::Get, &format!("/api/nodes/{first}"), "");
+    list.session = Some("hs_viewer".into());
+    let shown = h.check(&list, 200, r#""auth":"fleet_key""#);
+    let shown = String::from_utf8_lossy(&shown.body);
+    for part in [
+        r#""name":"my-homelab-server""#,
+        r#""metadata":{"role":"beacon-master"}"#,
+        r#""arch":"amd64""#,
+        "beacon-master",
+        "192.168.1.100",
+    ] {
+        assert!(shown.contains(part), "{shown} lacks {part}");
+    }
+    assert!(shown.contains(r#""os_profile":null"#), "Beacon nodes show no V1 placeholders: {shown}");
+    let mut enrolled = request(Method::Get, &format!("/api/nodes/{NODE}"), "");
+    enrolled.session = Some("hs_viewer".into());
+    h.check(&enrolled, 200, r#""auth":"anonymous""#); // the harness's node has no token_hash
+}
+
+/// A fleet key's weaker node: no key, an unknown or a revoked one gets 401; the key cannot
+/// touch a node it did not create (V1 bodies with it are refused), nor read anything.
+#[test]
+fn a_fleet_key_does_only_what_it_must() {
+    let h = Harness::new();
+    h.check(&beacon(None, BEACON), 401, "fleet key");
+    h.check(&beacon(Some("usr_nope"), BEACON), 401, "not recognised");
+    h.check(&beacon(Some("usr_revoked"), BEACON), 401, "key_revoked");
+    h.check(&beacon(Some("hag_node"), BEACON), 401, "");
+    let v1 = format!(
+        r#"{{"node_id":"{NODE}","hostname":"pi","os_profile":"p","cloudflare_ok":true,"services_ok":true,"vaultmesh_root":"/","timestamp":"2026-11-22T10:00:00Z"}}"#
+    );
+    h.check(&beacon(Some("usr_fleet"), &v1), 401, "fleet key");
+    h.check(&beacon(Some("hag_node"), &v1), 200, NODE);
+    let id = device_id(&h.check(&beacon(Some("usr_fleet"), BEACON), 200, ""));
+    // Another key cannot reach the first key's device: same name, another node.
+    h.store
+        .write(|txn| {
+            let key = FleetKeyRecord { id: "fk3".into(), name: "other".into(), max_uses: 3, ..Default::default() };
+            txn.put_fleet_key(&secret::hash("usr_other"), &key)
+        })
+        .unwrap();
+    let theirs = device_id(&h.check(&beacon(Some("usr_other"), BEACON), 200, ""));
+    assert_ne!(id, theirs);
+    // Nor may an anonymous V1 heartbeat take the device's node over.
+    let takeover = v1.replace(NODE, &id);
+    h.check(&beacon(None, &takeover), 401, "");
+}
+
+/// Revoking a key over the API makes its beats 401, is audited, and lists without the secret.
+#[test]
+fn fleet_keys_are_minted_listed_and_revoked() {
+    let h = Harness::new();
+    let mut mint = request(Method::Post, "/api/fleet-keys", r#"{"name":"pi fleet","tags":["pi"],"max_uses":2}"#);
+    mint.session = Some("hs_operator".into());
+    let minted = h.check(&mint, 201, "usr_");
+    let minted: miniserde::json::Value = json::from_str(std::str::from_utf8(&minted.body).unwrap()).unwrap();
+    let miniserde::json::Value::Object(fields) = minted else { panic!("not an object") };
+    let text = |name: &str| match &fields[name] {
+        miniserde::json::Value::String(s) => s.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    let (key, id) = (text("key"), text("id"));
+    assert!(key.starts_with("usr_") && key.len() == 4 + 64, "{key}");
+    assert!(text("install_command").contains(&key) && text("beacon_login").contains("--api-key"));
+    let mut list = request(Method::Get, "/api/fleet-keys", "");
+    list.session = Some("hs_operator".into());
+    let listed = h.check(&list, 200, &id);
+    assert!(!String::from_utf8_lossy(&listed.body).contains(&key[4..]), "a listing never shows the key");
+    let bad =
+        [r#"{}"#, r#"{"name":"x","max_uses":0}"#, r#"{"name":"x","ttl_secs":10}"#, r#"{"name":"x","tags":["a b"]}"#];
+    for body in bad {
+        let mut req = request(Method::Post, "/api/fleet-keys", body);
+        req.session = Some("hs_operator".into());
+        h.check(&req, 400, "");
+    }
+    h.check(&beacon(Some(&key), BEACON), 200, "device_id");
+    let mut revoke = request(Method::Delete, &format!("/api/fleet-keys/{id}"), "");
+    revoke.session = Some("hs_operator".into());
+    h.check(&revoke, 200, r#""state":"revoked""#);
+    h.check(&beacon(Some(&key), BEACON), 401, "revoked");
+    let mut audit = request(Method::Get, "/api/audit", "");
+    audit.session = Some("hs_admin".into());
+    let log = h.check(&audit, 200, "fleet_key_minted");
+    assert!(String::from_utf8_lossy(&log.body).contains("fleet_key_revoked"));
+    assert!(!String::from_utf8_lossy(&log.body).contains(&key[4..]), "the audit log never holds the key");
+}
+
+/// Enrolment with a fleet key: each node its own agent token, tags from the key; a revoked
+/// key 401, a used-up one 410.
+#[test]
+fn a_fleet_key_enrols_nodes_like_a_token() {
+    let h = Harness::new();
+    let enrol = |key: &str, host: &str| {
+        request(Method::Post, "/api/agents/enroll", &format!(r#"{{"token":"{key}","hostname":"{host}"}}"#))
+    };
+    let a = h.check(&enrol("usr_fleet", "pi-a"), 200, "hag_");
+    let b = h.check(&enrol("usr_fleet", "pi-b"), 200, "hag_");
+    let token =
+        |r: &Reply| -> hearth_wire::EnrollResponse { json::from_str(std::str::from_utf8(&r.body).unwrap()).unwrap() };
+    let (a, b) = (token(&a), token(&b));
+    assert_ne!(a.agent_token, b.agent_token);
+    assert_ne!(a.node_id, b.node_id);
+    h.check(&enrol("usr_fleet", "pi-c"), 200, "");
+    h.check(&enrol("usr_fleet", "pi-d"), 410, "key_used_up");
+    h.check(&enrol("usr_revoked", "pi-e"), 401, "key_revoked");
+    h.check(&enrol("usr_unknown", "pi-f"), 401, "");
+    let expired = h.store.write(|txn| {
+        let key = FleetKeyRecord {
+            id: "fk4".into(),
+            name: "old".into(),
+            max_uses: 3,
+            expires_at: Some(NOW),
+            ..Default::default()
+        };
+        txn.put_fleet_key(&secret::hash("usr_expired"), &key)
+    });
+    expired.unwrap();
+    h.check(&enrol("usr_expired", "pi-g"), 410, "key_expired");
+    let mut node = request(Method::Get, &format!("/api/nodes/{}", a.node_id), "");
+    node.session = Some("hs_viewer".into());
+    let shown = h.check(&node, 200, r#""fleet_key":"fk1""#);
+    assert!(String::from_utf8_lossy(&shown.body).contains(r#""auth":"agent_token""#));
+}
+
+/// A node that enrolled with a fleet key has its own token: revoking the key afterwards
+/// stops new nodes, and touches none already enrolled.
+#[test]
+fn revoking_a_fleet_key_leaves_the_nodes_it_enrolled_alone() {
+    let h = Harness::new();
+    let body = r#"{"token":"usr_fleet","hostname":"pi-a"}"#;
+    let reply = h.check(&request(Method::Post, "/api/agents/enroll", body), 200, "hag_");
+    let enrolled: hearth_wire::EnrollResponse = json::from_str(std::str::from_utf8(&reply.body).unwrap()).unwrap();
+    let mut revoke = request(Method::Delete, "/api/fleet-keys/fk1", "");
+    revoke.session = Some("hs_operator".into());
+    h.check(&revoke, 200, r#""state":"revoked""#);
+    let beat = format!(
+        r#"{{"node_id":"{}","hostname":"pi-a","os_profile":"p","cloudflare_ok":true,"services_ok":true,"vaultmesh_root":"/","timestamp":"2026-11-22T10:00:00Z"}}"#,
+        enrolled.node_id
+    );
+    let mut hb = request(Method::Post, "/api/agent/heartbeat", &beat);
+    hb.bearer = Some(enrolled.agent_token);
+    h.check(&hb, 200, &enrolled.node_id);
+    h.check(&request(Method::Post, "/api/agents/enroll", body), 401, "key_revoked");
+}
+
+/// A renamed device that sends back its cached `device_id` keeps its node; an id the key
+/// did not make is ignored (a new node), so no key can claim another's node by its id.
+#[test]
+fn a_renamed_beacon_device_keeps_its_node_by_its_cached_id() {
+    let h = Harness::new();
+    let id = device_id(&h.check(&beacon(Some("usr_fleet"), BEACON), 200, ""));
+    let renamed =
+        BEACON.replace("my-homelab-server", "attic").replace("\"os\"", &format!("\"device_id\": \"{id}\", \"os\""));
+    assert_eq!(device_id(&h.check(&beacon(Some("usr_fleet"), &renamed), 200, "")), id);
+    h.store
+        .write(|txn| {
+            let key = FleetKeyRecord { id: "fk3".into(), name: "other".into(), max_uses: 3, ..Default::default() };
+            txn.put_fleet_key(&secret::hash("usr_other"), &key)
+        })
+        .unwrap();
+    let claimed = renamed.replace("attic", "thief");
+    let theirs = device_id(&h.check(&beacon(Some("usr_other"), &claimed), 200, ""));
+    assert_ne!(theirs, id, "another key cannot take a node by naming its id");
+    let enrolled = renamed.replace(&id, NODE);
+    assert_ne!(device_id(&h.check(&beacon(Some("usr_fleet"), &enrolled), 200, "")), NODE);
 }

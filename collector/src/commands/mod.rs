@@ -1,9 +1,10 @@
 //! What each command does: `serve` (`serve.rs`), and the administration commands that
 //! share its data directory: people and their keys (`people.rs`), nodes and enrolment
-//! tokens (`nodes.rs`), and the alert channels (`channels.rs`). Each command is one
+//! tokens (`nodes.rs`), fleet keys (`fleetkeys.rs`), and the alert channels (`channels.rs`). Each command is one
 //! function; each failure says what failed and how the process exits.
 
 mod channels;
+mod fleetkeys;
 mod nodes;
 mod people;
 mod serve;
@@ -78,6 +79,9 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::TokenCreate { data_dir, ttl, name, tags, node } => {
             nodes::token_create(&data_dir, ttl, name, tags, node)
         }
+        Command::FleetKeyCreate { data_dir, key } => fleetkeys::create(&data_dir, key),
+        Command::FleetKeyList { data_dir } => fleetkeys::list(&data_dir),
+        Command::FleetKeyRevoke { data_dir, id } => fleetkeys::revoke(&data_dir, &id),
         Command::ApiKeyCreate { data_dir, name, user } => people::apikey_create(&data_dir, name, &user),
         Command::UserAdd { data_dir, name, role } => people::user_add(&data_dir, &name, role),
         Command::UserPasswd { data_dir, name } => people::user_passwd(&data_dir, &name),
@@ -139,3 +143,5 @@ fn open_store(dir: &Path, max_db_mb: Option<usize>) -> Result<Store, Failure> {
         message: format!("cannot open the store in {}: {e} (is the directory writable by this user?)", dir.display()),
     })
 }
+
+pub use fleetkeys::NewKey;

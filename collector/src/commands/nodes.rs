@@ -121,8 +121,9 @@ fn no_node(id: &str) -> Failure {
 
 /// The node table for a terminal.
 pub fn node_table(nodes: &[NodeRecord], now: i64, policy: &Policy) -> String {
-    let mut rows =
-        vec![["NAME", "STATUS", "LAST SEEN", "SEQ", "HOSTNAME", "ARCH", "VERSION", "NODE ID"].map(String::from)];
+    let mut rows = vec![
+        ["NAME", "STATUS", "LAST SEEN", "SEQ", "HOSTNAME", "ARCH", "VERSION", "AUTH", "NODE ID"].map(String::from)
+    ];
     for node in nodes {
         let view = node.view(now, policy.grace_ms(node));
         let last_seen = node.last_seen.map_or_else(|| "never".to_owned(), |seen| ago(now - seen));
@@ -134,10 +135,11 @@ pub fn node_table(nodes: &[NodeRecord], now: i64, policy: &Policy) -> String {
             view.hostname,
             view.arch.unwrap_or_else(|| "-".into()),
             view.agent_version.unwrap_or_else(|| "-".into()),
+            miniserde::json::to_string(&view.auth).trim_matches('"').to_owned(),
             view.node_id,
         ]);
     }
-    let widths: Vec<usize> = (0..8).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..9).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();

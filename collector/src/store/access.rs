@@ -1,7 +1,8 @@
-//! Who may call: agent tokens, enrolment tokens, API keys, users and their sessions.
+//! Who may call: agent tokens, enrolment tokens, fleet keys (and the Beacon devices each
+//! let in), API keys, users and their sessions.
 
-use super::{decode, Error, ReadTxn, RwTxn, Scan, Txn};
-use crate::model::{ApiKeyRecord, EnrollTokenRecord, SessionRecord, UserRecord};
+use super::{decode, fleet_device_key, storable, Error, ReadTxn, RwTxn, Scan, Txn};
+use crate::model::{ApiKeyRecord, EnrollTokenRecord, FleetKeyRecord, SessionRecord, UserRecord};
 use miniserde::Deserialize;
 
 impl<T: ReadTxn> Txn<'_, T> {
@@ -20,6 +21,27 @@ impl<T: ReadTxn> Txn<'_, T> {
     /// Every enrolment token, keyed by the SHA-256 of its raw value.
     pub fn enroll_tokens(&self) -> Result<Vec<([u8; 32], EnrollTokenRecord)>, Error> {
         self.all(self.dbs.enroll_tokens, |key| key.try_into().ok())
+    }
+
+    pub fn fleet_key(&self, key_hash: &[u8; 32]) -> Result<Option<FleetKeyRecord>, Error> {
+        self.get(self.dbs.fleet_keys, key_hash)
+    }
+
+    /// Every fleet key, keyed by the SHA-256 of its raw value.
+    pub fn fleet_keys(&self) -> Result<Vec<([u8; 32], FleetKeyRecord)>, Error> {
+        self.all(self.dbs.fleet_keys, |key| key.try_into().ok())
+    }
+
+    /// The node a fleet key's Beacon device already has.
+    pub fn fleet_device(&self, key_id: &str, device_name: &str) -> Result<Option<String>, Error> {
+        let key = fleet_device_key(key_id, device_name);
+        if !storable(&key) {
+            return Ok(None);
+        }
+        let found = self.dbs.fleet_devices.get(self.raw.ro(), &key)?;
+        found
+            .map(|id| String::from_utf8(id.to_vec()).map_err(|_| Error::Corrupt("fleet device index".into())))
+            .transpose()
     }
 
     pub fn api_key(&self, key_hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, Error> {
@@ -55,6 +77,19 @@ impl Txn<'_, RwTxn<'_>> {
 
     pub fn delete_enroll_token(&mut self, token_hash: &[u8; 32]) -> Result<(), Error> {
         self.delete(self.dbs.enroll_tokens, token_hash)
+    }
+
+    pub fn put_fleet_key(&mut self, key_hash: &[u8; 32], record: &FleetKeyRecord) -> Result<(), Error> {
+        self.put(self.dbs.fleet_keys, key_hash, record)
+    }
+
+    /// Remembers that `device_name`, beating with fleet key `key_id`, is node `node_id`.
+    pub fn put_fleet_device(&mut self, key_id: &str, device_name: &str, node_id: &str) -> Result<(), Error> {
+        let key = fleet_device_key(key_id, device_name);
+        if !storable(&key) {
+            return Err(Error::Corrupt(format!("a {}-byte fleet device key", key.len())));
+        }
+        self.put_bytes(self.dbs.fleet_devices, &key, node_id.as_bytes())
     }
 
     pub fn put_api_key(&mut self, key_hash: &[u8; 32], record: &ApiKeyRecord) -> Result<(), Error> {

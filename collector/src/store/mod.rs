@@ -8,7 +8,7 @@
 //!
 //! This file holds the environment, the transactions and the low-level reads and writes;
 //! the accessors live beside it by what they hold: `nodes.rs` (nodes and the deadline
-//! index), `access.rs` (tokens, API keys, users, sessions) and `history.rs` (events,
+//! index), `access.rs` (tokens, fleet keys and their devices, API keys, users, sessions) and `history.rs` (events,
 //! alerts and the outbox, the audit log, settings and the id counter).
 
 mod access;
@@ -115,6 +115,10 @@ struct Dbs {
     sessions: Database,
     /// entry id (u64 BE) → [`AuditRecord`](crate::model::AuditRecord)
     audit: Database,
+    /// SHA-256 of a fleet key → [`FleetKeyRecord`](crate::model::FleetKeyRecord)
+    fleet_keys: Database,
+    /// fleet key id ++ 0 ++ Beacon `device_name` → node id: the one node each device of a key has
+    fleet_devices: Database,
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -149,7 +153,7 @@ impl Store {
     /// Opens (creating if needed) the store in `config.dir`.
     pub fn open(config: &StoreConfig) -> Result<Store, Error> {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(round_to_page(config.initial_map)).max_dbs(16);
+        options.map_size(round_to_page(config.initial_map)).max_dbs(32);
         // A commit flushes its pages but not the meta page that makes them current: that
         // flush is `sync`'s, so the request thread can go on to the next batch while the
         // last one's second flush runs (see `write_unsynced`). LMDB keeps the store intact
@@ -167,7 +171,7 @@ impl Store {
                 [create("nodes")?, create("agent_tokens")?, create("enroll_tokens")?, create("api_keys")?],
                 [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
                 [create("users")?, create("sessions")?, create("audit")?],
-                [create("outbox_by_node")?, create("settled")?],
+                [create("outbox_by_node")?, create("settled")?, create("fleet_keys")?, create("fleet_devices")?],
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
@@ -175,7 +179,7 @@ impl Store {
             [nodes, agent_tokens, enroll_tokens, api_keys],
             [events, alerts, outbox, deadlines, meta],
             [users, sessions, audit],
-            [outbox_by_node, settled],
+            [outbox_by_node, settled, fleet_keys, fleet_devices],
         )) = created.commit()
         else {
             unreachable!("the closure above always commits")
@@ -195,6 +199,8 @@ impl Store {
             users,
             sessions,
             audit,
+            fleet_keys,
+            fleet_devices,
         };
         let store = Store {
             env,
@@ -329,6 +335,13 @@ fn outbox_by_node_key(node_id: &str, alert_id: u64) -> Vec<u8> {
     key
 }
 
+fn fleet_device_key(key_id: &str, device_name: &str) -> Vec<u8> {
+    let mut key = key_id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(device_name.as_bytes());
+    key
+}
+
 fn setting_key(name: &str) -> String {
     format!("setting:{name}")
 }
@@ -394,6 +407,8 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("users", d.users),
             ("sessions", d.sessions),
             ("audit", d.audit),
+            ("fleet_keys", d.fleet_keys),
+            ("fleet_devices", d.fleet_devices),
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in all {

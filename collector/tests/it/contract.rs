@@ -90,12 +90,14 @@ fn the_node_list_pages_through_every_node_once() {
 
 /// Every fenced block in docs/protocol.md whose info string reads
 /// `json request METHOD PATH STATUS` is sent as written, and must get that status.
-/// Placeholders `NODE_ID`, `ENROLL_TOKEN` and `AGENT_TOKEN` are filled in first.
+/// Placeholders `NODE_ID`, `ENROLL_TOKEN`, `FLEET_KEY` and `AGENT_TOKEN` are filled in
+/// first; a Beacon heartbeat (with `device_name`) goes with the fleet key, as Beacon sends it.
 #[test]
 fn the_examples_in_the_protocol_document_hold() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md")).unwrap();
     let collector = Collector::start(&["--allow-anonymous"]);
     let (enrolled_node, agent_token) = collector.enroll();
+    let fleet_key = collector.admin(&["fleetkey", "create", "--name", "examples"]);
     let mut checked = 0;
     let mut lines = doc.lines();
     while let Some(line) = lines.next() {
@@ -110,9 +112,17 @@ fn the_examples_in_the_protocol_document_hold() {
             .join("\n")
             .replace("ENROLLED_NODE_ID", &enrolled_node)
             .replace("NODE_ID", &fresh_node)
-            .replace("ENROLL_TOKEN", &collector.enroll_token());
+            .replace("ENROLL_TOKEN", &collector.enroll_token())
+            .replace("FLEET_KEY", &fleet_key);
         let auth = format!("Bearer {agent_token}");
-        let headers: &[(&str, &str)] = if body.contains(&enrolled_node) { &[("Authorization", &auth)] } else { &[] };
+        let fleet_auth = format!("Bearer {fleet_key}");
+        let headers: &[(&str, &str)] = if body.contains(&enrolled_node) {
+            &[("Authorization", &auth)]
+        } else if body.contains("\"device_name\"") {
+            &[("Authorization", &fleet_auth), ("X-API-Key", &fleet_key)]
+        } else {
+            &[]
+        };
         let all: Vec<(&str, &str)> =
             [("Content-Type", "application/json")].into_iter().chain(headers.iter().copied()).collect();
         let r = send(collector.addr, method, path, &all, body.as_bytes());

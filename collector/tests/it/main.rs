@@ -3,6 +3,7 @@
 mod activation;
 mod alertmanager;
 mod alerts;
+mod beacon;
 mod chaos;
 mod contract;
 mod durability;

@@ -33,6 +33,7 @@ fn every_route_against_every_caller() {
     c.add_user("spare", "viewer", PASSWORD);
     c.add_user("keyholder", "operator", PASSWORD);
     let key = c.admin(&["apikey", "create", "--user", "keyholder"]);
+    let fleet = c.admin(&["fleetkey", "create", "--name", "pis", "--ttl", "365d"]);
     // The collector's clock is a test clock in 2027; tokens minted at the command line use the real one.
     let enroll = || {
         let token = c.admin(&["token", "create", "--ttl", "1000d"]);
@@ -58,39 +59,46 @@ fn every_route_against_every_caller() {
         ("API key (operator)", bearer(&key)),
         ("expired session", cookie(expired)),
         ("logged-out session", cookie(logged_out)),
+        ("fleet key", bearer(&fleet)),
+        ("fleet key as X-API-Key", vec![("X-API-Key", fleet.clone())]),
     ];
     let hb = heartbeat(&node, 1, "running");
+    let beacon = r#"{"hostname":"b","device_name":"b","os":"linux","arch":"arm64"}"#;
     let login = format!(r#"{{"username":"spare","password":"{PASSWORD}"}}"#);
     let (node_path, token_path, doomed_path) =
         (format!("/api/nodes/{node}"), format!("/api/nodes/{node}/token"), format!("/api/nodes/{doomed}"));
     // Every request also says it was forwarded, as through cloudflared: /metrics is then not "local".
     #[rustfmt::skip]
-    let table: Vec<(&str, &str, &str, [u16; 9])> = vec![
-        //                                                         anon agent other viewer oper admin key  expired out
-        ("GET", "/", "",                                           [200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        ("GET", "/app.js", "",                                     [200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        ("GET", "/install.sh", "",                                 [200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        ("GET", "/agent/binary?os=linux&arch=x86_64", "",          [404, 404, 404, 404, 404, 404, 404, 404, 404]),
-        ("GET", "/healthz", "",                                    [200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        ("GET", "/metrics", "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401]),
-        ("GET", "/metrics/nodes", "",                              [401, 403, 403, 200, 200, 200, 200, 401, 401]),
-        ("POST", "/api/agent/heartbeat", &hb,                      [401, 200, 403, 401, 401, 401, 401, 401, 401]),
+    let table: Vec<(&str, &str, &str, [u16; 11])> = vec![
+        //                                                         anon agent other viewer oper admin key  expired out  fleet  x-api-key
+        ("GET", "/", "",                                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("GET", "/app.js", "",                                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("GET", "/install.sh", "",                                 [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("GET", "/agent/binary?os=linux&arch=x86_64", "",          [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
+        ("GET", "/healthz", "",                                    [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("GET", "/metrics", "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
+        ("GET", "/metrics/nodes", "",                              [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
+        ("POST", "/api/agent/heartbeat", &hb,                      [401, 200, 403, 401, 401, 401, 401, 401, 401, 401, 401]),
         ("POST", "/api/agents/enroll", r#"{"token":"hen_x","hostname":"h"}"#,
-                                                                   [401, 401, 401, 401, 401, 401, 401, 401, 401]),
-        ("GET", "/api/auth/me", "",                                [401, 403, 403, 200, 200, 200, 200, 401, 401]),
-        ("GET", "/api/nodes", "",                                  [401, 403, 403, 200, 200, 200, 200, 401, 401]),
-        ("GET", &node_path, "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401]),
-        ("GET", "/api/events", "",                                 [401, 403, 403, 200, 200, 200, 200, 401, 401]),
-        ("GET", "/api/alerts", "",                                 [401, 403, 403, 200, 200, 200, 200, 401, 401]),
-        ("PUT", &node_path, r#"{"tags":["rack-1"]}"#,              [401, 403, 403, 403, 200, 200, 200, 401, 401]),
-        ("POST", &token_path, "",                                  [401, 403, 403, 403, 201, 201, 201, 401, 401]),
-        ("GET", "/api/enrollment-tokens", "",                      [401, 403, 403, 403, 200, 200, 200, 401, 401]),
-        ("POST", "/api/enrollment-tokens", r#"{"name":"new"}"#,    [401, 403, 403, 403, 201, 201, 201, 401, 401]),
-        ("DELETE", "/api/enrollment-tokens/nope", "",              [401, 403, 403, 403, 404, 404, 404, 401, 401]),
-        ("GET", "/api/audit", "",                                  [401, 403, 403, 403, 403, 200, 403, 401, 401]),
-        ("DELETE", &doomed_path, "",                               [401, 403, 403, 403, 403, 200, 403, 401, 401]),
-        ("POST", "/api/auth/login", &login,                        [200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        ("POST", "/api/auth/logout", "",                           [200, 200, 200, 200, 200, 200, 200, 200, 200]),
+                                                                   [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+        ("GET", "/api/auth/me", "",                                [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
+        ("GET", "/api/nodes", "",                                  [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
+        ("GET", &node_path, "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
+        ("GET", "/api/events", "",                                 [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
+        ("GET", "/api/alerts", "",                                 [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
+        ("PUT", &node_path, r#"{"tags":["rack-1"]}"#,              [401, 403, 403, 403, 200, 200, 200, 401, 401, 403, 403]),
+        ("POST", &token_path, "",                                  [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403]),
+        ("GET", "/api/enrollment-tokens", "",                      [401, 403, 403, 403, 200, 200, 200, 401, 401, 403, 403]),
+        ("POST", "/api/enrollment-tokens", r#"{"name":"new"}"#,    [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403]),
+        ("DELETE", "/api/enrollment-tokens/nope", "",              [401, 403, 403, 403, 404, 404, 404, 401, 401, 403, 403]),
+        ("GET", "/api/audit", "",                                  [401, 403, 403, 403, 403, 200, 403, 401, 401, 403, 403]),
+        ("DELETE", &doomed_path, "",                               [401, 403, 403, 403, 403, 200, 403, 401, 401, 403, 403]),
+        ("GET", "/api/fleet-keys", "",                             [401, 403, 403, 403, 200, 200, 200, 401, 401, 403, 403]),
+        ("POST", "/api/fleet-keys", r#"{"name":"more"}"#,           [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403]),
+        ("DELETE", "/api/fleet-keys/nope", "",                     [401, 403, 403, 403, 404, 404, 404, 401, 401, 403, 403]),
+        ("POST", "/agent/heartbeat", beacon,                       [401, 401, 401, 401, 401, 401, 401, 401, 401, 200, 200]),
+        ("POST", "/api/auth/login", &login,                        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("POST", "/api/auth/logout", "",                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ];
     let mut wrong = Vec::new();
     for (method, path, body, expected) in &table {
@@ -106,7 +114,7 @@ fn every_route_against_every_caller() {
             }
         }
     }
-    assert!(wrong.is_empty(), "{} of {} pairs wrong:\n{}", wrong.len(), table.len() * 9, wrong.join("\n"));
+    assert!(wrong.is_empty(), "{} of {} pairs wrong:\n{}", wrong.len(), table.len() * 11, wrong.join("\n"));
 }
 
 #[test]

@@ -1,0 +1,138 @@
+//! Beacon's master-agent heartbeat: the payload a Beacon agent posts to
+//! `/agent/heartbeat` (or `/api/agent/heartbeat`) with its API key, and the answer it reads.
+
+use crate::fields::{Fields, WireError};
+use crate::heartbeat::check_ip;
+use miniserde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The most entries `metadata` may hold.
+pub const MAX_METADATA_ENTRIES: usize = 32;
+/// The longest a `metadata` key may be, in bytes.
+pub const MAX_METADATA_KEY: usize = 64;
+/// The longest a `metadata` value may be, in bytes.
+pub const MAX_METADATA_VALUE: usize = 256;
+/// The longest a `device_name` may be, in bytes: it becomes the node's name.
+pub const MAX_DEVICE_NAME: usize = 128;
+
+/// One Beacon heartbeat. Beacon sends every field; all but a name are optional here, so a
+/// device that leaves one out still reports.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct BeaconHeartbeat {
+    pub hostname: String,
+    pub ip_address: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub agent_version: Option<String>,
+    /// Which device of the key this is; `hostname` when empty or absent.
+    pub device_name: String,
+    pub os: Option<String>,
+    pub arch: Option<String>,
+    /// Free-form facts; scalar values are kept as text.
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// The id an earlier answer gave this device, if the agent sends it back (Beacon caches
+    /// it): a device renamed since keeps its node.
+    pub device_id: Option<String>,
+}
+
+/// What the collector answers to a Beacon heartbeat: Beacon caches `device_id`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BeaconAck {
+    pub device_id: String,
+    pub status: String,
+    /// The same as `device_id`, in Hearth's name.
+    pub node_id: String,
+}
+
+impl BeaconHeartbeat {
+    /// Whether `body` looks like a Beacon heartbeat rather than a Hearth (V1) one: it has a
+    /// `device_name` and no `node_id`. Anything unparsable is not.
+    pub fn is_beacon(body: &str) -> bool {
+        Fields::parse(body).is_ok_and(|f| f.has("device_name") && !f.has("node_id"))
+    }
+
+    /// Parses and validates a Beacon heartbeat; the error names the first bad field.
+    pub fn from_json(body: &str) -> Result<BeaconHeartbeat, WireError> {
+        let f = Fields::parse(body)?;
+        let hostname = f.opt_str("hostname", 253)?.unwrap_or_default();
+        let device_name = f.opt_str("device_name", MAX_DEVICE_NAME)?.filter(|n| !n.trim().is_empty());
+        let device_name = match device_name {
+            Some(name) => name.trim().to_owned(),
+            None if !hostname.trim().is_empty() => hostname.trim().to_owned(),
+            None => return Err(WireError::field("device_name", "is required (or a hostname to name the device by)")),
+        };
+        let ip_address = f.opt_str("ip_address", 64)?.filter(|a| !a.is_empty());
+        if let Some(address) = &ip_address {
+            check_ip("ip_address", address)?;
+        }
+        Ok(BeaconHeartbeat {
+            hostname,
+            ip_address,
+            tags: f.opt_str_list("tags", 64)?,
+            agent_version: f.opt_str("agent_version", 64)?,
+            device_name,
+            os: f.opt_str("os", 64)?,
+            arch: f.opt_str("arch", 32)?,
+            metadata: f.opt_scalar_map("metadata", MAX_METADATA_ENTRIES, MAX_METADATA_KEY, MAX_METADATA_VALUE)?,
+            // Beacon's config starts with `device_id: ""`: empty, or not a UUID, is no id.
+            device_id: f.opt_str("device_id", 64)?.filter(|id| crate::is_uuid_v4(id)).map(|id| id.to_ascii_lowercase()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload exactly as Beacon's document gives it.
+    const SEED: &str = r#"{
+  "hostname": "my-server",
+  "ip_address": "192.168.1.100",
+  "tags": ["beacon-master"],
+  "agent_version": "1.0.0",
+  "device_name": "my-homelab-server",
+  "os": "linux",
+  "arch": "amd64",
+  "metadata": {
+    "role": "beacon-master"
+  }
+}"#;
+
+    #[test]
+    fn the_seed_payload_reads_whole() {
+        assert!(BeaconHeartbeat::is_beacon(SEED));
+        let hb = BeaconHeartbeat::from_json(SEED).unwrap();
+        assert_eq!(hb.device_name, "my-homelab-server");
+        assert_eq!(hb.hostname, "my-server");
+        assert_eq!(hb.ip_address.as_deref(), Some("192.168.1.100"));
+        assert_eq!(hb.tags, Some(vec!["beacon-master".to_owned()]));
+        assert_eq!((hb.os.as_deref(), hb.arch.as_deref()), (Some("linux"), Some("amd64")));
+        assert_eq!(hb.metadata.unwrap().get("role").map(String::as_str), Some("beacon-master"));
+    }
+
+    #[test]
+    fn v1_bodies_are_not_beacon_ones() {
+        assert!(!BeaconHeartbeat::is_beacon(r#"{"node_id":"x","device_name":"d"}"#));
+        assert!(!BeaconHeartbeat::is_beacon(r#"{"hostname":"h"}"#));
+        assert!(!BeaconHeartbeat::is_beacon("not json"));
+    }
+
+    #[test]
+    fn hostile_metadata_and_names_are_bounded() {
+        let many: Vec<String> = (0..33).map(|i| format!("\"k{i}\":\"v\"")).collect();
+        let body = format!(r#"{{"device_name":"d","metadata":{{{}}}}}"#, many.join(","));
+        assert!(BeaconHeartbeat::from_json(&body).unwrap_err().to_string().contains("metadata"));
+        let long = format!(r#"{{"device_name":"d","metadata":{{"k":"{}"}}}}"#, "x".repeat(257));
+        assert!(BeaconHeartbeat::from_json(&long).is_err());
+        let nested = r#"{"device_name":"d","metadata":{"k":{"deep":1}}}"#;
+        assert!(BeaconHeartbeat::from_json(nested).is_err());
+        let scalars = r#"{"device_name":"d","metadata":{"n":3,"b":true,"z":null}}"#;
+        let map = BeaconHeartbeat::from_json(scalars).unwrap().metadata.unwrap();
+        assert_eq!((map["n"].as_str(), map["b"].as_str(), map.get("z")), ("3", "true", None));
+        let odd = BeaconHeartbeat::from_json("{\"device_name\":\"pi\\u0007\\u202e-1\"}").unwrap();
+        assert_eq!(odd.device_name, "pi -1");
+        let too_long = format!(r#"{{"device_name":"{}"}}"#, "d".repeat(MAX_DEVICE_NAME + 1));
+        assert!(BeaconHeartbeat::from_json(&too_long).is_err());
+        assert!(BeaconHeartbeat::from_json(r#"{"device_name":"  "}"#).is_err());
+        assert_eq!(BeaconHeartbeat::from_json(r#"{"device_name":"","hostname":"h"}"#).unwrap().device_name, "h");
+    }
+}
