@@ -14,6 +14,7 @@ Usage:
                          [--pending-alert-secs N]
                          [--max-db-mb N] [--max-batch N] [--io-timeout SECS] [--idle-exit SECS]
                          [--trust-proxy cloudflare] [--agent-dir DIR] [--public-url URL]
+                         [--cert-pin SHA256]
   hearth-collector user add NAME --role viewer|operator|admin
   hearth-collector user passwd NAME | user remove NAME | user list
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
@@ -71,6 +72,8 @@ Options:
                      `agent` directory `cargo xtask dist` writes) [env HEARTH_AGENT_DIR]
   --public-url URL   this collector's address as nodes reach it, for install commands
                      [env HEARTH_PUBLIC_URL; default: the address the browser used]
+  --cert-pin SHA256  the certificate fingerprint enrolment answers tell agents to pin
+                     (`cert_pin_sha256`) [env HEARTH_CERT_PIN; default: none, null]
   --idle-exit SECS   exit after SECS without a request, when no node is watched and no
                      alert waits; with socket activation, the next request starts it again
 
@@ -171,6 +174,8 @@ pub struct Serve {
     pub trust_cloudflare: bool,
     pub agent_dir: Option<PathBuf>,
     pub public_url: Option<String>,
+    /// SHA-256 (hex) of the certificate agents should pin, told in enrolment answers.
+    pub cert_pin: Option<String>,
 }
 
 /// A usage error, already worded for the person at the terminal.
@@ -197,6 +202,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let (mut idle_exit, mut trust_cloudflare, mut pending_alert_secs) = (None, false, None);
     let mut agent_dir: Option<PathBuf> = std::env::var_os("HEARTH_AGENT_DIR").map(Into::into);
     let mut public_url = std::env::var("HEARTH_PUBLIC_URL").ok();
+    let mut cert_pin = std::env::var("HEARTH_CERT_PIN").ok();
     let (mut role, mut user) = (None, None);
     let mut given: Vec<String> = Vec::new();
     while let Some(arg) = parser.next()? {
@@ -229,6 +235,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("alerts") => alerts = Some(parser.value()?.into()),
             Long("agent-dir") => agent_dir = Some(parser.value()?.into()),
             Long("public-url") => public_url = Some(parser.value()?.string()?),
+            Long("cert-pin") => cert_pin = Some(parser.value()?.string()?),
             Long("user") => user = Some(parser.value()?.string()?),
             Long("role") => {
                 let text = parser.value()?.string()?;
@@ -274,6 +281,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             trust_cloudflare,
             agent_dir,
             public_url: public_url.filter(|u| !u.is_empty()),
+            cert_pin: cert_pin.map(|p| p.trim().to_ascii_lowercase()).filter(|p| !p.is_empty()),
         }),
         ["token", "create"] => Command::TokenCreate { data_dir, ttl, name, tags, node },
         ["apikey", "create"] => {
@@ -328,6 +336,7 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
             "trust-proxy",
             "agent-dir",
             "public-url",
+            "cert-pin",
         ],
         ["token", "create"] => &["data-dir", "ttl", "name", "tags", "node"],
         ["apikey", "create"] => &["data-dir", "user", "name"],

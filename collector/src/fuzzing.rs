@@ -73,6 +73,7 @@ pub fn request(data: &[u8]) {
         limits: &crate::limits::RateLimits::default(),
         agent_dir: None,
         public_url: None,
+        cert_pin: None,
     };
     let reply = store().write_unsynced(|txn| api::handle(&request, txn, &context));
     if let Ok(reply) = reply {

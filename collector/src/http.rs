@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub agent_dir: Option<std::path::PathBuf>,
     /// The collector's address as nodes reach it, for install commands (`--public-url`).
     pub public_url: Option<String>,
+    /// The certificate pin enrolment answers carry (`--cert-pin`).
+    pub cert_pin: Option<String>,
 }
 
 // The patched tiny_http reads bodies up to this size on the connection's thread, so the
@@ -160,6 +162,7 @@ impl Shared<'_> {
             limits: &self.limits,
             agent_dir: config.agent_dir.as_deref(),
             public_url: config.public_url.as_deref(),
+            cert_pin: config.cert_pin.as_deref(),
         }
     }
 }
@@ -737,6 +740,6 @@ mod tests {
         assert!(text.contains("\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"), "{text}");
         assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
         let head = String::from_utf8(encode(&reply, true, 0)).unwrap();
-        assert!(head.ends_with("\r\n\r\n") && head.contains("Content-Length: 35"), "{head}");
+        assert!(head.ends_with("\r\n\r\n") && head.contains("Content-Length: 57"), "{head}");
     }
 }

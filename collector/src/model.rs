@@ -235,6 +235,37 @@ impl EventKind {
     }
 }
 
+/// A Wrenn host: a node created by `POST /v1/hosts` that registers with a one-time
+/// token and then beats with a host JWT (`api/wrenn.rs`). Its liveness is its node's.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HostRecord {
+    pub state: HostState,
+    /// What the host agent said at registration.
+    pub address: Option<String>,
+    pub arch: Option<String>,
+    pub cpu_cores: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub disk_gb: Option<u64>,
+    /// The user who created it.
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// SHA-256 (hex) of the registration token that may register it now, so that a new one
+    /// replaces it.
+    pub registration_hash: Option<String>,
+}
+
+/// Whether a Wrenn host has traded its registration token for a host JWT yet.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// Created, waiting for its agent to register.
+    #[serde(rename = "pending")]
+    Pending,
+    /// Holds a host JWT.
+    #[serde(rename = "registered")]
+    Registered,
+}
+
 /// Where one channel's delivery of one alert stands.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {

@@ -18,6 +18,10 @@ const HOW_TO_ENROL: &str = "enrol this node first: mint a token with `hearth-col
 pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     // Authenticate before looking at the body, so strangers learn nothing from validation errors.
     let token_node = match &req.bearer {
+        Some(token) if crate::jwt::looks_like(token) => {
+            let message = "a Wrenn host token is for POST /v1/hosts/{id}/heartbeat, not for Hearth's heartbeats";
+            return Err(ApiError::unauthorized(message).into());
+        }
         Some(token) => match txn.agent_token_node(&secret::hash(token))? {
             Some(node_id) => Some(node_id),
             None => {
@@ -102,6 +106,13 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
         let message = "this enrolment token has expired; mint a fresh one";
         return refuse(ApiError::new(410, "token_expired", message));
     }
+    if let Some(host) = &token.node_id {
+        if txn.host(host)?.is_some() {
+            let message =
+                format!("this token registers Wrenn host {host}: its agent sends it to POST /v1/hosts/register");
+            return refuse(ApiError::unauthorized(message));
+        }
+    }
     let node_id = match (&token.node_id, &body.node_id) {
         (Some(bound), _) => bound.clone(),
         (None, Some(id)) => id.clone(),
@@ -151,5 +162,13 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
     token.used_by = Some(node_id.clone());
     txn.put_enroll_token(&token_hash, &token)?;
     log::info!("node {node_id} ({}) enrolled from {from} with token {}", node.hostname, token.id);
-    Ok(Reply::json(200, &EnrollResponse { host_id: node_id.clone(), node_id, agent_token }))
+    Ok(Reply::json(
+        200,
+        &EnrollResponse {
+            host_id: node_id.clone(),
+            node_id,
+            agent_token,
+            cert_pin_sha256: ctx.cert_pin.map(str::to_owned),
+        },
+    ))
 }

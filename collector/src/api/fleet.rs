@@ -376,7 +376,7 @@ fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// At most 32 tags of 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `=`.
-fn check_tags(tags: &[String]) -> Result<(), ApiError> {
+pub(super) fn check_tags(tags: &[String]) -> Result<(), ApiError> {
     if tags.len() > 32 {
         return Err(ApiError::invalid("a node may have at most 32 tags"));
     }
@@ -515,6 +515,7 @@ mod tests {
             limits: &limits,
             agent_dir: None,
             public_url: None,
+            cert_pin: None,
         };
         let direct = Request { host: Some("10.0.0.5:8088".into()), ..Request::default() };
         assert_eq!(server_url(&direct, &ctx), "http://10.0.0.5:8088");

@@ -3,12 +3,16 @@
 //!
 //! `route` names what was asked for; `dispatch` checks who is asking (`require`) and hands
 //! the request to its handler: `agents` (enrolment, heartbeats), `fleet` (nodes, tokens,
-//! events, alerts, audit), `session` (login), `web` (the dashboard, install script, binaries).
+//! events, alerts, audit), `session` (login), `web` (the dashboard, install script, binaries),
+//! and for other systems' clients: `wrenn` (Wrenn's `/v1/hosts`), `restic` (restic-manager's
+//! health poll).
 
 mod agents;
 mod fleet;
+mod restic;
 mod session;
 mod web;
+mod wrenn;
 
 pub use session::{LoginLimiter, LoginOutcome};
 
@@ -131,6 +135,8 @@ pub struct Context<'a> {
     pub agent_dir: Option<&'a Path>,
     /// The collector's address as agents reach it (`--public-url`), for install commands.
     pub public_url: Option<&'a str>,
+    /// The certificate pin enrolment answers carry (`--cert-pin`), if any.
+    pub cert_pin: Option<&'a str>,
 }
 
 /// An error answer: status, stable code, and a sentence a person can act on.
@@ -182,7 +188,7 @@ impl ApiError {
     }
 
     pub fn into_reply(self) -> Reply {
-        let body = ErrorBody { code: self.code.to_owned(), error: self.message };
+        let body = ErrorBody { code: self.code.to_owned(), message: Some(self.message.clone()), error: self.message };
         Reply { headers: self.headers, ..Reply::json(self.status, &body) }
     }
 }
@@ -242,13 +248,22 @@ pub fn work(req: &Request) -> Work {
         Ok(Route::Login) => Work::Login,
         Ok(Route::Heartbeat | Route::Enroll | Route::Logout | Route::TokenMint) => Work::Write,
         Ok(Route::NodeEdit(_) | Route::NodeDelete(_) | Route::NodeToken(_) | Route::TokenRevoke(_)) => Work::Write,
+        Ok(
+            Route::HostCreate
+            | Route::HostRegister
+            | Route::HostBeat(_)
+            | Route::HostDelete(_)
+            | Route::HostToken(_)
+            | Route::HostTagAdd(_)
+            | Route::HostTagRemove(..),
+        ) => Work::Write,
         Ok(_) | Err(_) => Work::Read,
     }
 }
 
 /// Whether `req` is an agent's heartbeat, for the heartbeat counters.
 pub fn is_heartbeat(req: &Request) -> bool {
-    route(req) == Ok(Route::Heartbeat)
+    matches!(route(req), Ok(Route::Heartbeat | Route::HostBeat(_)))
 }
 
 /// Answers one request inside the batch's transaction. Reads and logins are answered
@@ -267,12 +282,12 @@ pub fn handle(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Result<Repl
         Ok(route) => dispatch_read(route, req, txn, ctx),
         Err(e) => Err(e.into()),
     };
-    settle(result)
+    settle(req, result)
 }
 
 /// Answers a request that only reads ([`Work::Read`]), on any snapshot.
 pub fn handle_read<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> Result<Reply, store::Error> {
-    settle(route(req).map_err(Failure::from).and_then(|route| dispatch_read(route, req, txn, ctx)))
+    settle(req, route(req).map_err(Failure::from).and_then(|route| dispatch_read(route, req, txn, ctx)))
 }
 
 /// Writes what a checked login leads to (a session, or a failure in the audit log).
@@ -282,7 +297,7 @@ pub fn finish_login(
     txn: &mut Txn<RwTxn>,
     ctx: &Context,
 ) -> Result<Reply, store::Error> {
-    settle(session::finish(outcome, req, txn, ctx))
+    settle(req, session::finish(outcome, req, txn, ctx))
 }
 
 /// Checks a login's password, off the request thread: slow on purpose (argon2id).
@@ -290,9 +305,12 @@ pub fn verify_login<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> L
     session::verify(req, txn, ctx)
 }
 
-fn settle(result: Handled) -> Result<Reply, store::Error> {
+/// Turns a handler's outcome into the answer; errors take the shape the route's clients
+/// read (Wrenn's on `/v1`, Hearth's everywhere else).
+fn settle(req: &Request, result: Handled) -> Result<Reply, store::Error> {
     match result {
         Ok(reply) => Ok(reply),
+        Err(Failure::Api(e)) if wrenn::is_v1(req) => Ok(wrenn::error_reply(e)),
         Err(Failure::Api(e)) => Ok(e.into_reply()),
         Err(Failure::Store(e)) => Err(e),
     }
@@ -323,6 +341,19 @@ enum Route<'a> {
     Tokens,
     TokenMint,
     TokenRevoke(&'a str),
+    /// restic-manager's health poll, `GET /api/hosts`.
+    ResticHosts,
+    /// Wrenn's `/v1/hosts` routes.
+    HostList,
+    HostCreate,
+    HostRegister,
+    Host(&'a str),
+    HostDelete(&'a str),
+    HostToken(&'a str),
+    HostBeat(&'a str),
+    HostTags(&'a str),
+    HostTagAdd(&'a str),
+    HostTagRemove(&'a str, &'a str),
 }
 
 fn route(req: &Request) -> Result<Route<'_>, ApiError> {
@@ -337,7 +368,7 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
     let not_found = || ApiError::not_found(format!("there is nothing at {}", req.path));
     let (found, allow): (Option<Route>, &'static str) = match path {
         "/" | "/index.html" | "/app.js" | "/style.css" => (read.then_some(Route::Asset(path)), READ),
-        "/install.sh" => (read.then_some(Route::InstallScript), READ),
+        "/install.sh" | "/install/install.sh" => (read.then_some(Route::InstallScript), READ),
         "/agent/binary" => (read.then_some(Route::AgentBinary), READ),
         "/agent/binary.sha256" => (read.then_some(Route::AgentChecksum), READ),
         "/healthz" => (read.then_some(Route::Health), READ),
@@ -352,6 +383,9 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/api/events" => (read.then_some(Route::Events), READ),
         "/api/alerts" => (read.then_some(Route::Alerts), READ),
         "/api/audit" => (read.then_some(Route::Audit), READ),
+        "/api/hosts" => (read.then_some(Route::ResticHosts), READ),
+        "/v1/hosts" => (if read { Some(Route::HostList) } else { only(Post, Route::HostCreate) }, "GET, HEAD, POST"),
+        "/v1/hosts/register" => (only(Post, Route::HostRegister), "POST"),
         "/api/enrollment-tokens" => {
             (if read { Some(Route::Tokens) } else { only(Post, Route::TokenMint) }, "GET, HEAD, POST")
         }
@@ -368,6 +402,32 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
                         (found, "GET, HEAD, PUT, DELETE")
                     }
                     Some((id, "token")) if !id.is_empty() => ((m == Post).then_some(Route::NodeToken(id)), "POST"),
+                    _ => return Err(not_found()),
+                }
+            } else if let Some(rest) = path.strip_prefix("/v1/hosts/") {
+                let mut parts = rest.splitn(3, '/');
+                match (parts.next().filter(|id| !id.is_empty()), parts.next(), parts.next()) {
+                    (Some(id), None, None) => {
+                        let found = match m {
+                            Get | Head => Some(Route::Host(id)),
+                            Delete => Some(Route::HostDelete(id)),
+                            _ => None,
+                        };
+                        (found, "GET, HEAD, DELETE")
+                    }
+                    (Some(id), Some("token"), None) => ((m == Post).then_some(Route::HostToken(id)), "POST"),
+                    (Some(id), Some("heartbeat"), None) => ((m == Post).then_some(Route::HostBeat(id)), "POST"),
+                    (Some(id), Some("tags"), None) => {
+                        let found = match m {
+                            Get | Head => Some(Route::HostTags(id)),
+                            Post => Some(Route::HostTagAdd(id)),
+                            _ => None,
+                        };
+                        (found, "GET, HEAD, POST")
+                    }
+                    (Some(id), Some("tags"), Some(tag)) if !tag.is_empty() && !tag.contains('/') => {
+                        ((m == Delete).then_some(Route::HostTagRemove(id, tag)), "DELETE")
+                    }
                     _ => return Err(not_found()),
                 }
             } else if let Some(id) = path.strip_prefix("/api/enrollment-tokens/").filter(|id| !id.contains('/')) {
@@ -445,6 +505,22 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             require(Operator, req, txn, ctx)?;
             fleet::tokens(txn, ctx)
         }
+        Route::ResticHosts => {
+            require(Viewer, req, txn, ctx)?;
+            restic::hosts(txn, ctx)
+        }
+        Route::HostList => {
+            require(Viewer, req, txn, ctx)?;
+            wrenn::list(txn, ctx)
+        }
+        Route::Host(id) => {
+            require(Viewer, req, txn, ctx)?;
+            wrenn::get(id, txn, ctx)
+        }
+        Route::HostTags(id) => {
+            require(Viewer, req, txn, ctx)?;
+            wrenn::tags(id, txn)
+        }
         Route::Heartbeat
         | Route::Enroll
         | Route::Login
@@ -453,7 +529,14 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
         | Route::NodeDelete(_)
         | Route::NodeToken(_)
         | Route::TokenMint
-        | Route::TokenRevoke(_) => {
+        | Route::TokenRevoke(_)
+        | Route::HostCreate
+        | Route::HostRegister
+        | Route::HostBeat(_)
+        | Route::HostDelete(_)
+        | Route::HostToken(_)
+        | Route::HostTagAdd(_)
+        | Route::HostTagRemove(..) => {
             Err(ApiError::new(500, "internal", "a write was sent to the read path; this is a bug").into())
         }
     }
@@ -470,6 +553,14 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
         Route::NodeToken(id) => fleet::mint_token(&require(Operator, req, txn, ctx)?, Some(id), req, txn, ctx),
         Route::TokenMint => fleet::mint_token(&require(Operator, req, txn, ctx)?, None, req, txn, ctx),
         Route::TokenRevoke(id) => fleet::revoke_token(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        // The registration token in the body is the credential; the host JWT, checked in `wrenn`.
+        Route::HostRegister => wrenn::register(req, txn, ctx),
+        Route::HostBeat(id) => wrenn::heartbeat(id, req, txn, ctx),
+        Route::HostCreate => wrenn::create(&require(Operator, req, txn, ctx)?, req, txn, ctx),
+        Route::HostToken(id) => wrenn::regenerate(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::HostTagAdd(id) => wrenn::add_tag(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::HostTagRemove(id, tag) => wrenn::remove_tag(&require(Operator, req, txn, ctx)?, id, tag, req, txn, ctx),
+        Route::HostDelete(id) => wrenn::delete(&require(Admin, req, txn, ctx)?, id, req, txn, ctx),
         other => dispatch_read(other, req, txn, ctx),
     }
 }
@@ -529,8 +620,10 @@ fn authenticate<T: ReadTxn>(req: &Request, txn: &Txn<T>, now_ms: i64) -> Result<
                     .into()),
                 };
             }
-        } else if credential.starts_with(AGENT_PREFIX) && txn.agent_token_node(&secret::hash(credential))?.is_some() {
-            let message = "an agent token may only send heartbeats; log in, or use an API key";
+        } else if (credential.starts_with(AGENT_PREFIX) || crate::jwt::looks_like(credential))
+            && txn.agent_token_node(&secret::hash(credential))?.is_some()
+        {
+            let message = "an agent or host token may only send heartbeats; log in, or use an API key";
             return Err(ApiError::forbidden(message).into());
         }
         return Err(ApiError::unauthorized(format!("the API key is not valid; {HOW_TO_GET_A_KEY}")).into());

@@ -88,6 +88,7 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
         trust_cloudflare: serve.trust_cloudflare,
         agent_dir: serve.agent_dir.clone(),
         public_url: serve.public_url.clone(),
+        cert_pin: serve.cert_pin.clone(),
     };
     http::serve(listener, &store, &config, &wake).map_err(|e| Failure::Failed(format!("the server stopped: {e}")))
 }

@@ -13,6 +13,7 @@
 
 mod access;
 mod history;
+mod hosts;
 mod nodes;
 
 pub use history::setting;
@@ -114,6 +115,8 @@ struct Dbs {
     sessions: Database,
     /// entry id (u64 BE) → [`AuditRecord`](crate::model::AuditRecord)
     audit: Database,
+    /// node id → [`HostRecord`](crate::model::HostRecord): the nodes that are Wrenn hosts
+    hosts: Database,
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -145,7 +148,7 @@ impl Store {
     /// Opens (creating if needed) the store in `config.dir`.
     pub fn open(config: &StoreConfig) -> Result<Store, Error> {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(round_to_page(config.initial_map)).max_dbs(16);
+        options.map_size(round_to_page(config.initial_map)).max_dbs(32);
         // A commit flushes its pages but not the meta page that makes them current: that
         // flush is `sync`'s, so the request thread can go on to the next batch while the
         // last one's second flush runs (see `write_unsynced`). LMDB keeps the store intact
@@ -163,7 +166,7 @@ impl Store {
                 [create("nodes")?, create("agent_tokens")?, create("enroll_tokens")?, create("api_keys")?],
                 [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
                 [create("users")?, create("sessions")?, create("audit")?],
-                [create("outbox_by_node")?, create("settled")?],
+                [create("outbox_by_node")?, create("settled")?, create("hosts")?],
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
@@ -171,7 +174,7 @@ impl Store {
             [nodes, agent_tokens, enroll_tokens, api_keys],
             [events, alerts, outbox, deadlines, meta],
             [users, sessions, audit],
-            [outbox_by_node, settled],
+            [outbox_by_node, settled, hosts],
         )) = created.commit()
         else {
             unreachable!("the closure above always commits")
@@ -191,6 +194,7 @@ impl Store {
             users,
             sessions,
             audit,
+            hosts,
         };
         let store = Store { env, dbs, max_map: round_to_page(config.max_map), resizing: RwLock::new(()) };
         store.write(|txn| txn.index_alerts())?;
@@ -375,6 +379,7 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("users", d.users),
             ("sessions", d.sessions),
             ("audit", d.audit),
+            ("hosts", d.hosts),
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in all {

@@ -1,0 +1,37 @@
+//! What restic-manager's onboarding reads beyond Hearth's own API: its health poll,
+//! `GET /api/hosts`, a bare array of hosts.
+//!
+//! Hearth keeps no backup repositories, so there is no repository to initialise:
+//! `repo_status` is always `ready`, and the poll waits on `status` alone.
+
+use super::{Context, Handled, Reply};
+use crate::store::{ReadTxn, Txn};
+use miniserde::Serialize;
+
+#[derive(Serialize)]
+struct Host {
+    host_id: String,
+    hostname: String,
+    name: String,
+    /// The node's status: `pending`, `online`, `late`, `offline` or `stopped`.
+    status: &'static str,
+    repo_status: &'static str,
+    tags: Vec<String>,
+}
+
+/// `GET /api/hosts`: every node, in id order.
+pub(super) fn hosts<T: ReadTxn>(txn: &Txn<T>, ctx: &Context) -> Handled {
+    let hosts: Vec<Host> = txn
+        .nodes()?
+        .into_iter()
+        .map(|node| Host {
+            status: node.status(ctx.now_ms, ctx.policy.grace_ms(&node)).as_str(),
+            host_id: node.node_id.clone(),
+            hostname: node.hostname.clone(),
+            tags: node.all_tags(),
+            name: node.name,
+            repo_status: "ready",
+        })
+        .collect();
+    Ok(Reply::json(200, &hosts))
+}
