@@ -139,7 +139,9 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
     tags.extend(body.tags.iter().flatten().filter(|t| !token.tags.contains(t)).cloned());
     node = NodeRecord {
         node_id: node_id.clone(),
-        name: body.name.or(token.name.clone()).unwrap_or_else(|| body.hostname.clone()),
+        // The name the operator gave when minting (restic-manager's mint says `hostname`),
+        // else the machine's own.
+        name: body.name.or(token.name.clone()).or(token.hostname.clone()).unwrap_or_else(|| body.hostname.clone()),
         hostname: body.hostname,
         tags,
         enrolled_at: ctx.now_ms,

@@ -11,8 +11,11 @@ use miniserde::Serialize;
 #[derive(Serialize)]
 struct Host {
     host_id: String,
+    /// The node's name: restic-manager finds its host by the hostname given when the
+    /// token was minted, which enrolment makes the node's name.
     hostname: String,
-    name: String,
+    /// What the machine calls itself.
+    machine_hostname: String,
     /// The node's status: `pending`, `online`, `late`, `offline` or `stopped`.
     status: &'static str,
     repo_status: &'static str,
@@ -27,9 +30,9 @@ pub(super) fn hosts<T: ReadTxn>(txn: &Txn<T>, ctx: &Context) -> Handled {
         .map(|node| Host {
             status: node.status(ctx.now_ms, ctx.policy.grace_ms(&node)).as_str(),
             host_id: node.node_id.clone(),
-            hostname: node.hostname.clone(),
+            machine_hostname: node.hostname.clone(),
             tags: node.all_tags(),
-            name: node.name,
+            hostname: node.name,
             repo_status: "ready",
         })
         .collect();

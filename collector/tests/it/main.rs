@@ -15,3 +15,4 @@ mod operators;
 mod proxy;
 mod support;
 mod units;
+mod wrenn;
