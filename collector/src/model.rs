@@ -394,10 +394,16 @@ impl NodeRecord {
         let sent_ms = hearth_wire::parse_rfc3339(&heartbeat.timestamp).unwrap_or(now_ms);
         self.clock_skew_secs = Some((sent_ms - now_ms) / 1000);
         self.last_seen = Some(now_ms);
+        // A name an enrolment token gave (restic-manager names hosts when it mints) stays
+        // until an agent configured with a name of its own says otherwise: an agent without
+        // one sends its hostname, which replaces only a name that was a hostname already.
+        let named_by_default = self.name.is_empty() || self.name == self.hostname;
         self.hostname.clone_from(&heartbeat.hostname);
         if self.edited_at.is_none() {
             if let Some(name) = heartbeat.name.as_ref().filter(|n| !n.is_empty()) {
-                self.name.clone_from(name);
+                if named_by_default || *name != heartbeat.hostname {
+                    self.name.clone_from(name);
+                }
             }
         }
         self.heartbeat.replace(heartbeat)
@@ -598,5 +604,27 @@ mod tests {
         node.record_heartbeat(hb, 40_000);
         assert_eq!(node.clock_skew_secs, Some(60));
         assert_eq!(node.last_seen, Some(40_000));
+    }
+
+    /// A name from the enrolment token survives an agent that sends its hostname as its
+    /// name; a name the agent was configured with, or a hostname that changed, still wins.
+    #[test]
+    fn a_token_given_name_outlives_the_default_one() {
+        let beat = |hostname: &str, name: &str| Heartbeat {
+            hostname: hostname.into(),
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        let cases = [
+            ("newhost.example", "vm", beat("vm", "vm"), "newhost.example"),
+            ("newhost.example", "vm", beat("vm", "web-1"), "web-1"),
+            ("vm", "vm", beat("vm2", "vm2"), "vm2"),
+            ("", "", beat("vm", "vm"), "vm"),
+        ];
+        for (name, hostname, hb, expected) in cases {
+            let mut node = NodeRecord { name: name.into(), hostname: hostname.into(), ..Default::default() };
+            node.record_heartbeat(hb, 0);
+            assert_eq!(node.name, expected, "{name:?} on {hostname:?}");
+        }
     }
 }
