@@ -8,9 +8,10 @@
 //! and every host answers `"type": "regular"`, `"team_id": null`.
 //! Errors on these routes have Wrenn's shape, `{"error": {"code", "message"}}` ([`error_reply`]).
 
-use super::{audit, fleet, internal, ApiError, Context, Failure, Handled, Reply, Request, User};
+use super::{audit, fleet, internal, too_many, ApiError, Context, Failure, Handled, Reply, Request, User};
 use crate::alerts;
 use crate::jwt::{self, Claims};
+use crate::limits;
 use crate::liveness;
 use crate::model::{EnrollTokenRecord, HostRecord, HostState, NodeRecord, Status};
 use crate::secret::{self, ENROLL_PREFIX};
@@ -160,6 +161,7 @@ struct Created {
 pub(super) fn create(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     // Wrenn's `type`, `team_id`, `provider` and `availability_zone` mean nothing here.
     object(req)?;
+    check_mint_limit(user, req, ctx)?;
     let node_id = secret::new_node_id().map_err(internal)?;
     let node = NodeRecord {
         name: format!("host-{}", &node_id[..8]),
@@ -167,7 +169,6 @@ pub(super) fn create(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Con
         enrolled_at: ctx.now_ms,
         ..NodeRecord::default()
     };
-    txn.save_node(&node, None)?;
     let mut host = HostRecord {
         state: HostState::Pending,
         address: None,
@@ -180,10 +181,23 @@ pub(super) fn create(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Con
         updated_at: ctx.now_ms,
         registration_hash: None,
     };
+    // The token first: it is what can fail (no random bytes) before anything is written.
     let token = mint_registration(user, &node_id, &mut host, txn, ctx)?;
+    txn.save_node(&node, None)?;
     audit(txn, ctx, req, &user.name, "host_created", Some(&node_id), "Wrenn host, pending registration".into())?;
     log::info!("{} created Wrenn host {node_id}", user.name);
     Ok(Reply::json(201, &Created { host: view(&host, &node, ctx), registration_token: token }))
+}
+
+/// Registration tokens count against the same hourly budget as enrolment tokens. Checked
+/// before anything is written: a refusal must leave the store as it was.
+fn check_mint_limit(user: &User, req: &Request, ctx: &Context) -> Result<(), Failure> {
+    let limit = limits::MINTS_PER_USER;
+    if let Err(wait) = ctx.limits.take(&format!("mint:{}", user.name), limit, ctx.now_ms, req.seq) {
+        let what = format!("{} may mint at most {} enrolment or registration tokens an hour", user.name, limit.count);
+        return Err(too_many(&what, wait).into());
+    }
+    Ok(())
 }
 
 /// Makes a registration token for `node_id`, replacing the host's previous one; saves the host.
@@ -194,13 +208,14 @@ fn mint_registration(
     txn: &mut Txn<RwTxn>,
     ctx: &Context,
 ) -> Result<String, Failure> {
+    let token = secret::new_secret(ENROLL_PREFIX).map_err(internal)?;
+    let id = secret::new_id().map_err(internal)?;
     if let Some(old) = host.registration_hash.as_deref().and_then(secret::unhex32) {
         txn.delete_enroll_token(&old)?;
     }
-    let token = secret::new_secret(ENROLL_PREFIX).map_err(internal)?;
     let hash = secret::hash(&token);
     let record = EnrollTokenRecord {
-        id: secret::new_id().map_err(internal)?,
+        id,
         name: Some(format!("registers Wrenn host {node_id}")),
         tags: Vec::new(),
         node_id: Some(node_id.to_owned()),
@@ -222,12 +237,13 @@ fn mint_registration(
 /// one, is revoked with it: the host must register again.
 pub(super) fn regenerate(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     let (mut host, mut node) = find(id, txn)?;
+    check_mint_limit(user, req, ctx)?;
+    host.state = HostState::Pending;
+    let token = mint_registration(user, &node.node_id, &mut host, txn, ctx)?;
     if let Some(old) = node.token_hash.take().as_deref().and_then(secret::unhex32) {
         txn.delete_agent_token(&old)?;
     }
     txn.save_node(&node, node.deadline)?;
-    host.state = HostState::Pending;
-    let token = mint_registration(user, &node.node_id, &mut host, txn, ctx)?;
     let detail = "new registration token; the host's token, if any, revoked".to_owned();
     audit(txn, ctx, req, &user.name, "host_token_regenerated", Some(&node.node_id), detail)?;
     log::info!("{} regenerated the registration token of Wrenn host {}", user.name, node.node_id);
