@@ -303,7 +303,8 @@ fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, wri
     match queue.try_send(job) {
         Ok(()) => pools.logins_in_flight += usize::from(work == Work::Login),
         Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-            let reply = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..refusal }.into_reply();
+            let refusal = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..refusal };
+            let reply = refusal.into_reply_for(&job.parsed.path);
             answer(shared, job.request, reply, false, job.received);
         }
     }
@@ -320,7 +321,7 @@ fn read(jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
         let reply = shared
             .store
             .read(|txn| api::handle_read(&job.parsed, txn, &ctx))
-            .unwrap_or_else(|e| ApiError::storage(&e).into_reply());
+            .unwrap_or_else(|e| ApiError::storage(&e).into_reply_for(&job.parsed.path));
         answer(shared, job.request, reply, false, job.received);
     }
 }
@@ -385,7 +386,8 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
         metrics.commit_seconds.observe(committing.elapsed().as_secs_f64());
         metrics.batch_requests.observe(jobs.len() as f64);
     }
-    let replies = outcome.unwrap_or_else(|e| vec![ApiError::storage(&e).into_reply(); jobs.len()]);
+    let replies = outcome
+        .unwrap_or_else(|e| jobs.iter().map(|job| ApiError::storage(&e).into_reply_for(&job.parsed.path)).collect());
     log::debug!("committed a batch of {}", jobs.len());
     let answers = jobs
         .into_iter()
@@ -411,7 +413,7 @@ fn flush(batches: Receiver<Committed>, shared: &Shared, wake: &SyncSender<()>) {
             for answer in batch.answers {
                 let reply = match &flushed {
                     Ok(()) => answer.reply,
-                    Err(e) => ApiError::storage(e).into_reply(),
+                    Err(e) => ApiError::storage(e).into_reply_for(answer.request.url()),
                 };
                 self::answer(shared, answer.request, reply, answer.heartbeat, batch.started);
             }
@@ -463,7 +465,7 @@ impl Responder {
             log::warn!("too many large answers still being read; refusing one of {size} bytes");
             let busy = ApiError::new(503, "busy", "too many large answers are still being sent; try again");
             let busy = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..busy };
-            let busy = encode(&busy.into_reply(), head_only, now_ms);
+            let busy = encode(&busy.into_reply_for(request.url()), head_only, now_ms);
             return write_answer(request.into_writer(), &busy, Instant::now());
         }
         let writer = request.into_writer();
@@ -568,7 +570,7 @@ fn read_request(
     let host = header("Host");
     let client = relayed.or_else(|| request.remote_addr().map(|a| a.ip()));
     if request.body_length().is_some_and(|len| len > MAX_BODY) {
-        return Err(ApiError::body_too_large().into_reply());
+        return Err(ApiError::body_too_large().into_reply_for(&path));
     }
     let mut body = Vec::new();
     let read = request.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body);
@@ -577,13 +579,14 @@ fn read_request(
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => (408, "request_timeout"),
             _ => (400, "invalid_body"),
         };
-        return Err(ApiError::new(status, code, format!("could not read the request body: {e}")).into_reply());
+        return Err(ApiError::new(status, code, format!("could not read the request body: {e}")).into_reply_for(&path));
     }
     if body.len() > MAX_BODY {
-        return Err(ApiError::body_too_large().into_reply());
+        return Err(ApiError::body_too_large().into_reply_for(&path));
     }
-    let body = String::from_utf8(body)
-        .map_err(|_| ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply())?;
+    let body = String::from_utf8(body).map_err(|_| {
+        ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply_for(&path)
+    })?;
     Ok(api::Request {
         method,
         path,

@@ -187,6 +187,15 @@ impl ApiError {
         ApiError::new(400, "invalid_request", message)
     }
 
+    /// The answer for a request to `path`: in Wrenn's shape on its `/v1` routes, else Hearth's.
+    pub fn into_reply_for(self, path: &str) -> Reply {
+        if wrenn::is_v1_path(path) {
+            wrenn::error_reply(self)
+        } else {
+            self.into_reply()
+        }
+    }
+
     pub fn into_reply(self) -> Reply {
         let body = ErrorBody { code: self.code.to_owned(), message: Some(self.message.clone()), error: self.message };
         Reply { headers: self.headers, ..Reply::json(self.status, &body) }
@@ -310,8 +319,7 @@ pub fn verify_login<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> L
 fn settle(req: &Request, result: Handled) -> Result<Reply, store::Error> {
     match result {
         Ok(reply) => Ok(reply),
-        Err(Failure::Api(e)) if wrenn::is_v1(req) => Ok(wrenn::error_reply(e)),
-        Err(Failure::Api(e)) => Ok(e.into_reply()),
+        Err(Failure::Api(e)) => Ok(e.into_reply_for(&req.path)),
         Err(Failure::Store(e)) => Err(e),
     }
 }
@@ -745,6 +753,26 @@ mod routing_tests {
             (Delete, "/api/enrollment-tokens/abc", Some("text/plain"), Err(415)),
             (Delete, "/api/enrollment-tokens/abc", None, Ok(Route::TokenRevoke("abc"))),
             (Get, "/api/audit", None, Ok(Route::Audit)),
+            (Get, "/install/install.sh", None, Ok(Route::InstallScript)),
+            (Get, "/api/hosts", None, Ok(Route::ResticHosts)),
+            (Get, "/v1/hosts", None, Ok(Route::HostList)),
+            (Post, "/v1/hosts", json, Ok(Route::HostCreate)),
+            (Delete, "/v1/hosts", None, Err(405)),
+            (Post, "/v1/hosts/register", json, Ok(Route::HostRegister)),
+            (Get, "/v1/hosts/register", None, Err(405)),
+            (Get, "/v1/hosts/h1", None, Ok(Route::Host("h1"))),
+            (Delete, "/v1/hosts/h1", None, Ok(Route::HostDelete("h1"))),
+            (Put, "/v1/hosts/h1", json, Err(405)),
+            (Post, "/v1/hosts/h1/token", None, Ok(Route::HostToken("h1"))),
+            (Post, "/v1/hosts/h1/heartbeat", None, Ok(Route::HostBeat("h1"))),
+            (Post, "/v1/hosts/h1/heartbeat", Some("text/plain"), Err(415)),
+            (Get, "/v1/hosts/h1/heartbeat", None, Err(405)),
+            (Get, "/v1/hosts/h1/tags", None, Ok(Route::HostTags("h1"))),
+            (Post, "/v1/hosts/h1/tags", json, Ok(Route::HostTagAdd("h1"))),
+            (Delete, "/v1/hosts/h1/tags/gpu", None, Ok(Route::HostTagRemove("h1", "gpu"))),
+            (Delete, "/v1/hosts/h1/tags/a/b", None, Err(404)),
+            (Get, "/v1/hosts//tags", None, Err(404)),
+            (Get, "/v1/hosts/h1/other", None, Err(404)),
             (Get, "/nope", None, Err(404)),
             (Other, "/healthz", None, Err(405)),
         ];

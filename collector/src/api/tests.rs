@@ -222,6 +222,16 @@ fn reads_and_writes_go_their_own_ways() {
         (Method::Post, "/api/auth/login", Work::Login),
         (Method::Post, "/api/auth/logout", Work::Write),
         (Method::Delete, "/api/nodes/x", Work::Write),
+        (Method::Get, "/api/hosts", Work::Read),
+        (Method::Get, "/v1/hosts", Work::Read),
+        (Method::Get, "/v1/hosts/x/tags", Work::Read),
+        (Method::Post, "/v1/hosts", Work::Write),
+        (Method::Post, "/v1/hosts/register", Work::Write),
+        (Method::Post, "/v1/hosts/x/heartbeat", Work::Write),
+        (Method::Post, "/v1/hosts/x/token", Work::Write),
+        (Method::Post, "/v1/hosts/x/tags", Work::Write),
+        (Method::Delete, "/v1/hosts/x/tags/t", Work::Write),
+        (Method::Delete, "/v1/hosts/x", Work::Write),
     ];
     for (method, path, expected) in cases {
         assert_eq!(work(&request(method, path, "")), expected, "{method:?} {path}");

@@ -27,9 +27,9 @@ const REGISTRATION_MS: i64 = 3_600_000;
 /// The interval Wrenn's host agent beats at (the seed's 30 s), for the liveness rules.
 const HOST_INTERVAL_SECS: u64 = 30;
 
-/// Whether `req` is for Wrenn's routes, whose errors take Wrenn's shape.
-pub(super) fn is_v1(req: &Request) -> bool {
-    req.path == "/v1" || req.path.starts_with("/v1/")
+/// Whether `path` is one of Wrenn's routes, whose errors take Wrenn's shape.
+pub(super) fn is_v1_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
 }
 
 #[derive(Serialize)]
