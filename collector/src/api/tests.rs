@@ -251,3 +251,27 @@ fn a_write_sent_down_the_read_path_is_refused_not_done() {
     still.session = Some("hs_viewer".into());
     h.check(&still, 200, NODE);
 }
+
+/// A regeneration refused by the mint limit leaves the host as it was: its JWT still
+/// beats, and no token was minted or revoked (an error answer commits what was written).
+#[test]
+fn a_refused_regeneration_revokes_nothing() {
+    let h = Harness::new();
+    let ctx = h.ctx();
+    let limit = crate::limits::MINTS_PER_USER;
+    for _ in 0..limit.count {
+        ctx.limits.take("mint:operator", limit, NOW, 0).unwrap();
+    }
+    let mut regenerate = request(Method::Post, &format!("/v1/hosts/{HOST}/token"), "");
+    regenerate.session = Some("hs_operator".into());
+    h.check(&regenerate, 429, "too_many_requests");
+    let mut create = request(Method::Post, "/v1/hosts", "{}");
+    create.session = Some("hs_operator".into());
+    h.check(&create, 429, "too_many_requests");
+    let mut beat = request(Method::Post, &format!("/v1/hosts/{HOST}/heartbeat"), "");
+    beat.bearer = Some(host_jwt());
+    h.check(&beat, 204, "");
+    let hosts = h.store.read(|txn| txn.hosts()).unwrap();
+    assert_eq!(hosts.len(), 1, "no pending host was left behind");
+    assert_eq!(hosts[0].1.state, HostState::Registered);
+}
