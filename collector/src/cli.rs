@@ -15,6 +15,7 @@ Usage:
                          [--max-db-mb N] [--max-batch N] [--io-timeout SECS] [--idle-exit SECS]
                          [--trust-proxy cloudflare] [--agent-dir DIR] [--public-url URL]
                          [--watchdog-url URL [--watchdog-secs N]]
+                         [--cert-pin SHA256]
   hearth-collector user add NAME --role viewer|operator|admin
   hearth-collector user passwd NAME | user remove NAME | user list
   hearth-collector token create [--ttl 1h] [--name N] [--tags a,b] [--node ID]
@@ -88,6 +89,8 @@ Options:
                      Uptime Kuma push URL, or another Hearth's job [env HEARTH_WATCHDOG_URL]
   --watchdog-secs N  how often [default 60]; an alertmanager channel with
                      `watchdog = true` gets its HearthWatchdog alert as often
+  --cert-pin SHA256  the certificate fingerprint enrolment answers tell agents to pin
+                     (`cert_pin_sha256`) [env HEARTH_CERT_PIN; default: none, null]
   --idle-exit SECS   exit after SECS without a request, when no node is watched and no
                      alert waits; with socket activation, the next request starts it again
 
@@ -208,6 +211,8 @@ pub struct Serve {
     /// Pinged while the collector is healthy (`--watchdog-url`).
     pub watchdog_url: Option<String>,
     pub watchdog_secs: u64,
+    /// SHA-256 (hex) of the certificate agents should pin, told in enrolment answers.
+    pub cert_pin: Option<String>,
 }
 
 /// A usage error, already worded for the person at the terminal.
@@ -236,6 +241,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut public_url = std::env::var("HEARTH_PUBLIC_URL").ok();
     let mut watchdog_url = std::env::var("HEARTH_WATCHDOG_URL").ok();
     let mut watchdog_secs = 60;
+    let mut cert_pin = std::env::var("HEARTH_CERT_PIN").ok();
     let (mut role, mut user, mut max_uses, mut ttl_given) = (None, None, None, false);
     let mut given: Vec<String> = Vec::new();
     while let Some(arg) = parser.next()? {
@@ -278,6 +284,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("public-url") => public_url = Some(parser.value()?.string()?),
             Long("watchdog-url") => watchdog_url = Some(parser.value()?.string()?),
             Long("watchdog-secs") => watchdog_secs = number(&mut parser, "--watchdog-secs")? as u64,
+            Long("cert-pin") => cert_pin = Some(parser.value()?.string()?),
             Long("user") => user = Some(parser.value()?.string()?),
             Long("role") => {
                 let text = parser.value()?.string()?;
@@ -331,6 +338,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 other => other,
             },
             watchdog_secs,
+            cert_pin: cert_pin.map(|p| p.trim().to_ascii_lowercase()).filter(|p| !p.is_empty()),
         }),
         ["token", "create"] => Command::TokenCreate { data_dir, ttl, name, tags, node },
         ["apikey", "create"] => {
@@ -398,6 +406,7 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
             "public-url",
             "watchdog-url",
             "watchdog-secs",
+            "cert-pin",
         ],
         ["token", "create"] => &["data-dir", "ttl", "name", "tags", "node"],
         ["apikey", "create"] => &["data-dir", "user", "name"],

@@ -85,6 +85,7 @@ pub fn request(data: &[u8]) {
         limits: &crate::limits::RateLimits::new(u32::MAX, u32::MAX),
         agent_dir: None,
         public_url: None,
+        cert_pin: None,
     };
     let reply = store().write_unsynced(|txn| api::handle(&request, txn, &context));
     if let Ok(reply) = reply {

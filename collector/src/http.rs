@@ -65,6 +65,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// Where the request loop and the store say they are still working, for the watchdog.
     pub health: std::sync::Arc<crate::watchdog::Health>,
+    /// The certificate pin enrolment answers carry (`--cert-pin`).
+    pub cert_pin: Option<String>,
 }
 
 // The patched tiny_http reads bodies up to this size on the connection's thread, so the
@@ -167,6 +169,7 @@ impl Shared<'_> {
             limits: &self.limits,
             agent_dir: config.agent_dir.as_deref(),
             public_url: config.public_url.as_deref(),
+            cert_pin: config.cert_pin.as_deref(),
         }
     }
 }
@@ -320,7 +323,8 @@ fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, wri
     match queue.try_send(job) {
         Ok(()) => pools.logins_in_flight += usize::from(work == Work::Login),
         Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-            let reply = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..refusal }.into_reply();
+            let refusal = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..refusal };
+            let reply = refusal.into_reply_for(&job.parsed.path);
             answer(shared, job.request, reply, false, job.received);
         }
     }
@@ -337,7 +341,7 @@ fn read(jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
         let reply = shared
             .store
             .read(|txn| api::handle_read(&job.parsed, txn, &ctx))
-            .unwrap_or_else(|e| ApiError::storage(&e).into_reply());
+            .unwrap_or_else(|e| ApiError::storage(&e).into_reply_for(&job.parsed.path));
         answer(shared, job.request, reply, false, job.received);
     }
 }
@@ -407,7 +411,8 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
     }
     // Any commit after this count makes this batch durable too (`Store::commits`).
     let commit_no = shared.store.commits();
-    let replies = outcome.unwrap_or_else(|e| vec![ApiError::storage(&e).into_reply(); jobs.len()]);
+    let replies = outcome
+        .unwrap_or_else(|e| jobs.iter().map(|job| ApiError::storage(&e).into_reply_for(&job.parsed.path)).collect());
     log::debug!("committed a batch of {}", jobs.len());
     let answers = jobs
         .into_iter()
@@ -438,7 +443,7 @@ fn flush(batches: Receiver<Committed>, shared: &Shared, wake: &SyncSender<()>) {
             for answer in batch.answers {
                 let reply = match &flushed {
                     Ok(()) => answer.reply,
-                    Err(e) => ApiError::storage(e).into_reply(),
+                    Err(e) => ApiError::storage(e).into_reply_for(answer.request.url()),
                 };
                 self::answer(shared, answer.request, reply, answer.heartbeat, batch.started);
             }
@@ -494,7 +499,7 @@ impl Responder {
             log::warn!("too many large answers still being read; refusing one of {size} bytes");
             let busy = ApiError::new(503, "busy", "too many large answers are still being sent; try again");
             let busy = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..busy };
-            let busy = encode(&busy.into_reply(), head_only, now_ms);
+            let busy = encode(&busy.into_reply_for(request.url()), head_only, now_ms);
             return write_answer(request.into_writer(), &busy, Instant::now());
         }
         let mut writer = request.into_writer();
@@ -614,7 +619,7 @@ fn read_request(
     let host = header("Host");
     let client = relayed.or_else(|| request.remote_addr().map(|a| a.ip()));
     if request.body_length().is_some_and(|len| len > MAX_BODY) {
-        return Err(ApiError::body_too_large().into_reply());
+        return Err(ApiError::body_too_large().into_reply_for(&path));
     }
     let mut body = Vec::new();
     let read = request.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body);
@@ -623,13 +628,14 @@ fn read_request(
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => (408, "request_timeout"),
             _ => (400, "invalid_body"),
         };
-        return Err(ApiError::new(status, code, format!("could not read the request body: {e}")).into_reply());
+        return Err(ApiError::new(status, code, format!("could not read the request body: {e}")).into_reply_for(&path));
     }
     if body.len() > MAX_BODY {
-        return Err(ApiError::body_too_large().into_reply());
+        return Err(ApiError::body_too_large().into_reply_for(&path));
     }
-    let body = String::from_utf8(body)
-        .map_err(|_| ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply())?;
+    let body = String::from_utf8(body).map_err(|_| {
+        ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply_for(&path)
+    })?;
     Ok(api::Request {
         method,
         path,
@@ -788,6 +794,6 @@ mod tests {
         assert!(text.contains("\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"), "{text}");
         assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
         let head = String::from_utf8(encode(&reply, true, 0)).unwrap();
-        assert!(head.ends_with("\r\n\r\n") && head.contains("Content-Length: 35"), "{head}");
+        assert!(head.ends_with("\r\n\r\n") && head.contains("Content-Length: 57"), "{head}");
     }
 }

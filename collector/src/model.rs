@@ -308,6 +308,37 @@ impl EventKind {
     }
 }
 
+/// A Wrenn host: a node created by `POST /v1/hosts` that registers with a one-time
+/// token and then beats with a host JWT (`api/wrenn.rs`). Its liveness is its node's.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HostRecord {
+    pub state: HostState,
+    /// What the host agent said at registration.
+    pub address: Option<String>,
+    pub arch: Option<String>,
+    pub cpu_cores: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub disk_gb: Option<u64>,
+    /// The user who created it.
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// SHA-256 (hex) of the registration token that may register it now, so that a new one
+    /// replaces it.
+    pub registration_hash: Option<String>,
+}
+
+/// Whether a Wrenn host has traded its registration token for a host JWT yet.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// Created, waiting for its agent to register.
+    #[serde(rename = "pending")]
+    Pending,
+    /// Holds a host JWT.
+    #[serde(rename = "registered")]
+    Registered,
+}
+
 /// Where one channel's delivery of one alert stands.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
@@ -436,10 +467,16 @@ impl NodeRecord {
         let sent_ms = hearth_wire::parse_rfc3339(&heartbeat.timestamp).unwrap_or(now_ms);
         self.clock_skew_secs = Some((sent_ms - now_ms) / 1000);
         self.last_seen = Some(now_ms);
+        // A name an enrolment token gave (restic-manager names hosts when it mints) stays
+        // until an agent configured with a name of its own says otherwise: an agent without
+        // one sends its hostname, which replaces only a name that was a hostname already.
+        let named_by_default = self.name.is_empty() || self.name == self.hostname;
         self.hostname.clone_from(&heartbeat.hostname);
         if self.edited_at.is_none() {
             if let Some(name) = heartbeat.name.as_ref().filter(|n| !n.is_empty()) {
-                self.name.clone_from(name);
+                if named_by_default || *name != heartbeat.hostname {
+                    self.name.clone_from(name);
+                }
             }
         }
         self.heartbeat.replace(heartbeat)
@@ -660,5 +697,27 @@ mod tests {
         node.record_heartbeat(hb, 40_000);
         assert_eq!(node.clock_skew_secs, Some(60));
         assert_eq!(node.last_seen, Some(40_000));
+    }
+
+    /// A name from the enrolment token survives an agent that sends its hostname as its
+    /// name; a name the agent was configured with, or a hostname that changed, still wins.
+    #[test]
+    fn a_token_given_name_outlives_the_default_one() {
+        let beat = |hostname: &str, name: &str| Heartbeat {
+            hostname: hostname.into(),
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        let cases = [
+            ("newhost.example", "vm", beat("vm", "vm"), "newhost.example"),
+            ("newhost.example", "vm", beat("vm", "web-1"), "web-1"),
+            ("vm", "vm", beat("vm2", "vm2"), "vm2"),
+            ("", "", beat("vm", "vm"), "vm"),
+        ];
+        for (name, hostname, hb, expected) in cases {
+            let mut node = NodeRecord { name: name.into(), hostname: hostname.into(), ..Default::default() };
+            node.record_heartbeat(hb, 0);
+            assert_eq!(node.name, expected, "{name:?} on {hostname:?}");
+        }
     }
 }

@@ -1,6 +1,10 @@
 #!/bin/sh
-# Hearth agent installer, served by your collector at /install.sh. Use it as
+# Hearth agent installer, served by your collector at /install.sh (and at
+# /install/install.sh, where restic-manager's onboarding looks). Use it as
 #   curl -fsSL $SERVER/install.sh | sudo HEARTH_SERVER=$SERVER HEARTH_TOKEN=$TOKEN sh
+# or, as restic-manager's documents give it,
+#   curl -fsSL $SERVER/install/install.sh | sudo RM_SERVER=$SERVER RM_TOKEN=$TOKEN bash
+# It runs under sh (POSIX) and bash alike.
 # It downloads the agent for this machine from the collector, checks its SHA-256,
 # installs it to /usr/local/bin, writes /etc/hearth/agent.env, enrols with the one-time
 # token, and starts the systemd unit. Running it again changes nothing, unless
@@ -15,11 +19,22 @@
 #   HEARTH_ARCH            the machine, if `uname -m` should not decide
 #   HEARTH_ALLOW_HTTP      1: download over plain http from a collector that is not on
 #                          this host (a network you trust); https is the rule
+# restic-manager's names are read too, where the HEARTH_ one is unset: RM_SERVER,
+# RM_TOKEN, RM_FORCE_REENROLL.
+#
+# Everything happens in `main`, called on the script's last line: a download cut short
+# defines nothing and runs nothing, and the whole script is read before anything runs.
+# Every way it can stop short of success exits non-zero.
 set -eu
 
 say() { printf 'hearth-install: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
+main() {
+HEARTH_SERVER=${HEARTH_SERVER:-${RM_SERVER:-}}
+HEARTH_TOKEN=${HEARTH_TOKEN:-${RM_TOKEN:-}}
+HEARTH_FORCE_REENROLL=${HEARTH_FORCE_REENROLL:-${RM_FORCE_REENROLL:-0}}
+export HEARTH_TOKEN
 server=${HEARTH_SERVER:-}
 server=${server%/}
 prefix=${HEARTH_PREFIX:-}
@@ -145,3 +160,6 @@ if [ "${HEARTH_NO_SYSTEMD:-0}" = 1 ] || [ -n "$prefix" ] || [ ! -d /run/systemd/
 fi
 "$bin" install-service
 say "done: this host reports to $server every 30 s."
+}
+
+main "$@"

@@ -29,6 +29,9 @@ pub struct EnrollResponse {
     pub host_id: String,
     /// The bearer token for heartbeats. It is shown once and stored only hashed.
     pub agent_token: String,
+    /// The SHA-256 of the certificate an agent should pin, if the operator configured one
+    /// (`--cert-pin`); `null` otherwise. restic-manager's agents read it.
+    pub cert_pin_sha256: Option<String>,
 }
 
 impl EnrollRequest {

@@ -29,4 +29,7 @@ pub struct ErrorBody {
     pub code: String,
     /// A sentence a person can act on.
     pub error: String,
+    /// The same sentence, for clients (restic-manager's) that read `message`; absent from
+    /// collectors before it was added, so optional here.
+    pub message: Option<String>,
 }

@@ -104,6 +104,100 @@ fn the_one_line_install_enrols_a_host_that_then_reports() {
     assert!(stderr(&forced).contains("expired or was already used: mint a fresh one"), "{}", stderr(&forced));
 }
 
+/// restic-manager's onboarding as its document gives it: log in, mint a token with its
+/// fields, run its install line under bash, then poll `GET /api/hosts` until the host is
+/// online with its repository ready.
+#[test]
+fn restic_managers_onboarding_installs_enrols_and_reports() {
+    if !native() {
+        return;
+    }
+    let dir = agent_dir();
+    let c = Collector::start(&["--agent-dir", dir.path().to_str().unwrap()]);
+    c.add_user("rm", "operator", PASSWORD);
+    let login = format!(r#"{{"username": "rm", "password": "{PASSWORD}"}}"#);
+    let r = send(c.addr, "POST", "/api/auth/login", &[("Content-Type", "application/json")], login.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!((r.field("user_id"), r.field("role")), ("rm".into(), "operator".into()));
+    let cookie = r.set_cookie().unwrap();
+    let jar = [("Cookie", cookie.as_str()), ("Content-Type", "application/json")];
+    // Its repository fields mean nothing to Hearth, and are neither refused nor kept.
+    let mint = br#"{"hostname":"newhost.example","repo_url":"rest:https://rest.example/newhost","repo_username":"u","repo_password":"p"}"#;
+    let r = send(c.addr, "POST", "/api/enrollment-tokens", &jar, mint);
+    assert!((200..300).contains(&r.status), "{}", r.body);
+    let token = r.field("token");
+
+    let server = format!("http://{}", c.addr);
+    let line = format!("curl -fsSL {server}/install/install.sh | sudo RM_SERVER={server} RM_TOKEN={token} bash");
+    let root = tempfile::tempdir().unwrap();
+    let out = run_line(&line, root.path(), &[]);
+    assert!(out.status.success(), "the installer failed: {}", stderr(&out));
+    let (env_file, state) = (root.path().join("etc/hearth/agent.env"), root.path().join("var/lib/hearth-agent"));
+    assert!(std::fs::read_to_string(&env_file).unwrap().contains(&format!("HEARTH_COLLECTOR_URL={server}")));
+    let node_id = std::fs::read_to_string(state.join("node_id")).unwrap();
+    let bin = root.path().join("usr/local/bin/hearth-agent");
+    let once = Command::new(&bin).arg("once").env("HEARTH_CONFIG", &env_file).env("HEARTH_STATE_DIR", &state).output();
+    assert!(once.unwrap().status.success());
+
+    let hosts = send(c.addr, "GET", "/api/hosts", &jar, b"");
+    assert_eq!(hosts.status, 200, "{}", hosts.body);
+    let list: Vec<miniserde::json::Value> = miniserde::json::from_str(&hosts.body).unwrap();
+    let text = |host: &miniserde::json::Object, name: &str| match host.get(name) {
+        Some(miniserde::json::Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let found = list.iter().find_map(|host| match host {
+        miniserde::json::Value::Object(o) if text(o, "hostname") == "newhost.example" => Some(o),
+        _ => None,
+    });
+    let host = found.unwrap_or_else(|| panic!("no host newhost.example in {}", hosts.body));
+    let text = |name: &str| text(host, name);
+    assert_eq!(
+        (text("host_id"), text("status"), text("repo_status")),
+        (node_id.trim().into(), "online".into(), "ready".into())
+    );
+
+    // Re-running is a no-op; RM_FORCE_REENROLL=1 tries again (and the spent token says so).
+    assert!(run_line(&line, root.path(), &[]).status.success());
+    let forced = run_line(&line, root.path(), &[("RM_FORCE_REENROLL", "1")]);
+    assert!(!forced.status.success() && stderr(&forced).contains("already used"), "{}", stderr(&forced));
+    // The installer fetches by Go's names as well as uname's.
+    let (amd, arm) = (
+        send(c.addr, "GET", "/agent/binary.sha256?os=linux&arch=amd64", &[], b""),
+        send(c.addr, "GET", "/agent/binary.sha256?os=linux&arch=arm64", &[], b""),
+    );
+    match machine().as_str() {
+        "x86_64" => assert_eq!((amd.status, arm.status), (200, 404)),
+        "aarch64" => assert_eq!((amd.status, arm.status), (404, 200)),
+        _ => {}
+    }
+}
+
+/// A download cut short must not run half an installer and must not pass for success.
+#[test]
+fn a_truncated_installer_runs_nothing_and_fails() {
+    let c = Collector::start(&[]);
+    let script = send(c.addr, "GET", "/install/install.sh", &[], b"").body;
+    let cut = &script[..script.len() * 2 / 3];
+    let root = tempfile::tempdir().unwrap();
+    for shell in ["sh", "bash"] {
+        let mut child = Command::new(shell)
+            .env("HEARTH_PREFIX", root.path())
+            .env("HEARTH_SERVER", format!("http://{}", c.addr))
+            .env("HEARTH_TOKEN", "hen_x")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), cut.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{shell}: a cut script exited 0");
+        assert!(!stderr(&out).contains("hearth-install:"), "{shell} ran part of it: {}", stderr(&out));
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "{shell} created files");
+    }
+}
+
 #[test]
 fn the_installer_says_what_went_wrong() {
     if !native() {
@@ -114,8 +208,10 @@ fn the_installer_says_what_went_wrong() {
     let temp = tempfile::tempdir().unwrap();
     let path = temp.path().join("install.sh");
     std::fs::write(&path, script).unwrap();
+    // The same script under sh and under bash (restic-manager pipes it to bash).
     let run = |env: &[(&str, &str)]| {
-        let out = Command::new("sh")
+        let shell = if env.len() % 2 == 0 { "sh" } else { "bash" };
+        let out = Command::new(shell)
             .arg(&path)
             .env("HEARTH_PREFIX", temp.path().join("root"))
             .env("HEARTH_NO_SYSTEMD", "1")

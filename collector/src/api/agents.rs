@@ -23,6 +23,10 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
                  a node for its own agent token: `hearth-agent login --api-key KEY`";
             return Err(ApiError::unauthorized(message).into());
         }
+        Some(token) if crate::jwt::looks_like(token) => {
+            let message = "a Wrenn host token is for POST /v1/hosts/{id}/heartbeat, not for Hearth's heartbeats";
+            return Err(ApiError::unauthorized(message).into());
+        }
         Some(token) => match txn.agent_token_node(&secret::hash(token))? {
             Some(node_id) => Some(node_id),
             None => {
@@ -114,6 +118,13 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
         let message = "this enrolment token has expired; mint a fresh one";
         return refuse(ApiError::new(410, "token_expired", message));
     }
+    if let Some(host) = &token.node_id {
+        if txn.host(host)?.is_some() {
+            let message =
+                format!("this token registers Wrenn host {host}: its agent sends it to POST /v1/hosts/register");
+            return refuse(ApiError::unauthorized(message));
+        }
+    }
     let node_id = match (&token.node_id, &body.node_id) {
         (Some(bound), _) => bound.clone(),
         (None, Some(id)) => id.clone(),
@@ -125,7 +136,10 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
     if existing.is_some() && token.node_id.is_none() {
         return Err(node_exists(&node_id).into());
     }
-    let given = Given { name: token.name.clone(), tags: token.tags.clone(), fleet_key: None };
+    // The name the operator gave when minting (restic-manager's mint says `hostname`),
+    // else (in `enrol_node`) the machine's own.
+    let name = token.name.clone().or(token.hostname.clone());
+    let given = Given { name, tags: token.tags.clone(), fleet_key: None };
     let (node, reply) = enrol_node(body, node_id.clone(), existing, given, txn, ctx)?;
     token.used_at = Some(ctx.now_ms);
     token.used_by = Some(node_id.clone());
@@ -221,6 +235,14 @@ fn enrol_node(
     let previous = node.deadline;
     liveness::on_enrolled(&mut node, ctx.now_ms, ctx.policy);
     txn.save_node(&node, previous)?;
-    let reply = Reply::json(200, &EnrollResponse { host_id: node_id.clone(), node_id, agent_token });
+    let reply = Reply::json(
+        200,
+        &EnrollResponse {
+            host_id: node_id.clone(),
+            node_id,
+            agent_token,
+            cert_pin_sha256: ctx.cert_pin.map(str::to_owned),
+        },
+    );
     Ok((node, reply))
 }

@@ -513,6 +513,7 @@ mod tests {
             limits: &limits,
             agent_dir: None,
             public_url: None,
+            cert_pin: None,
         };
         let direct = Request { host: Some("10.0.0.5:8088".into()), ..Request::default() };
         assert_eq!(server_url(&direct, &ctx), "http://10.0.0.5:8088");

@@ -4,14 +4,18 @@
 //! `route` names what was asked for; `dispatch` checks who is asking (`require`) and hands
 //! the request to its handler: `agents` (enrolment, heartbeats), `beacon` (Beacon's
 //! heartbeats, with a fleet key), `fleet` (nodes, tokens, events, alerts, audit),
-//! `fleetkeys` (one key, many nodes), `session` (login), `web` (the dashboard, install script, binaries).
+//! `fleetkeys` (one key, many nodes), `session` (login), `web` (the dashboard, install script, binaries),
+//! and for other systems' clients: `wrenn` (Wrenn's `/v1/hosts`), `restic` (restic-manager's
+//! health poll).
 
 mod agents;
 mod beacon;
 mod fleet;
 mod fleetkeys;
+mod restic;
 mod session;
 mod web;
+mod wrenn;
 
 pub use fleetkeys::{KeyView, DEFAULT_MAX_USES, DEFAULT_TTL_SECS, MAX_TTL_SECS, MAX_USES};
 pub use session::{LoginLimiter, LoginOutcome};
@@ -170,6 +174,8 @@ pub struct Context<'a> {
     pub agent_dir: Option<&'a Path>,
     /// The collector's address as agents reach it (`--public-url`), for install commands.
     pub public_url: Option<&'a str>,
+    /// The certificate pin enrolment answers carry (`--cert-pin`), if any.
+    pub cert_pin: Option<&'a str>,
 }
 
 /// An error answer: status, stable code, and a sentence a person can act on.
@@ -220,8 +226,17 @@ impl ApiError {
         ApiError::new(400, "invalid_request", message)
     }
 
+    /// The answer for a request to `path`: in Wrenn's shape on its `/v1` routes, else Hearth's.
+    pub fn into_reply_for(self, path: &str) -> Reply {
+        if wrenn::is_v1_path(path) {
+            wrenn::error_reply(self)
+        } else {
+            self.into_reply()
+        }
+    }
+
     pub fn into_reply(self) -> Reply {
-        let body = ErrorBody { code: self.code.to_owned(), error: self.message };
+        let body = ErrorBody { code: self.code.to_owned(), message: Some(self.message.clone()), error: self.message };
         Reply { headers: self.headers, ..Reply::json(self.status, &body) }
     }
 }
@@ -282,13 +297,22 @@ pub fn work(req: &Request) -> Work {
         Ok(Route::Heartbeat | Route::Enroll | Route::Logout | Route::TokenMint) => Work::Write,
         Ok(Route::FleetKeyMint | Route::FleetKeyRevoke(_)) => Work::Write,
         Ok(Route::NodeEdit(_) | Route::NodeDelete(_) | Route::NodeToken(_) | Route::TokenRevoke(_)) => Work::Write,
+        Ok(
+            Route::HostCreate
+            | Route::HostRegister
+            | Route::HostBeat(_)
+            | Route::HostDelete(_)
+            | Route::HostToken(_)
+            | Route::HostTagAdd(_)
+            | Route::HostTagRemove(..),
+        ) => Work::Write,
         Ok(_) | Err(_) => Work::Read,
     }
 }
 
 /// Whether `req` is an agent's heartbeat, for the heartbeat counters.
 pub fn is_heartbeat(req: &Request) -> bool {
-    route(req) == Ok(Route::Heartbeat)
+    matches!(route(req), Ok(Route::Heartbeat | Route::HostBeat(_)))
 }
 
 /// Answers one request inside the batch's transaction. Reads and logins are answered
@@ -307,12 +331,12 @@ pub fn handle(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Result<Repl
         Ok(route) => dispatch_read(route, req, txn, ctx),
         Err(e) => Err(e.into()),
     };
-    settle(result)
+    settle(req, result)
 }
 
 /// Answers a request that only reads ([`Work::Read`]), on any snapshot.
 pub fn handle_read<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> Result<Reply, store::Error> {
-    settle(route(req).map_err(Failure::from).and_then(|route| dispatch_read(route, req, txn, ctx)))
+    settle(req, route(req).map_err(Failure::from).and_then(|route| dispatch_read(route, req, txn, ctx)))
 }
 
 /// Writes what a checked login leads to (a session, or a failure in the audit log).
@@ -322,7 +346,7 @@ pub fn finish_login(
     txn: &mut Txn<RwTxn>,
     ctx: &Context,
 ) -> Result<Reply, store::Error> {
-    settle(session::finish(outcome, req, txn, ctx))
+    settle(req, session::finish(outcome, req, txn, ctx))
 }
 
 /// Checks a login's password, off the request thread: slow on purpose (argon2id).
@@ -330,10 +354,12 @@ pub fn verify_login<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> L
     session::verify(req, txn, ctx)
 }
 
-fn settle(result: Handled) -> Result<Reply, store::Error> {
+/// Turns a handler's outcome into the answer; errors take the shape the route's clients
+/// read (Wrenn's on `/v1`, Hearth's everywhere else).
+fn settle(req: &Request, result: Handled) -> Result<Reply, store::Error> {
     match result {
         Ok(reply) => Ok(reply),
-        Err(Failure::Api(e)) => Ok(e.into_reply()),
+        Err(Failure::Api(e)) => Ok(e.into_reply_for(&req.path)),
         Err(Failure::Store(e)) => Err(e),
     }
 }
@@ -366,6 +392,19 @@ enum Route<'a> {
     FleetKeys,
     FleetKeyMint,
     FleetKeyRevoke(&'a str),
+    /// restic-manager's health poll, `GET /api/hosts`.
+    ResticHosts,
+    /// Wrenn's `/v1/hosts` routes.
+    HostList,
+    HostCreate,
+    HostRegister,
+    Host(&'a str),
+    HostDelete(&'a str),
+    HostToken(&'a str),
+    HostBeat(&'a str),
+    HostTags(&'a str),
+    HostTagAdd(&'a str),
+    HostTagRemove(&'a str, &'a str),
 }
 
 fn route(req: &Request) -> Result<Route<'_>, ApiError> {
@@ -380,7 +419,7 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
     let not_found = || ApiError::not_found(format!("there is nothing at {}", req.path));
     let (found, allow): (Option<Route>, &'static str) = match path {
         "/" | "/index.html" | "/app.js" | "/style.css" => (read.then_some(Route::Asset(path)), READ),
-        "/install.sh" => (read.then_some(Route::InstallScript), READ),
+        "/install.sh" | "/install/install.sh" => (read.then_some(Route::InstallScript), READ),
         "/agent/binary" => (read.then_some(Route::AgentBinary), READ),
         "/agent/binary.sha256" => (read.then_some(Route::AgentChecksum), READ),
         "/healthz" => (read.then_some(Route::Health), READ),
@@ -395,6 +434,9 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/api/events" => (read.then_some(Route::Events), READ),
         "/api/alerts" => (read.then_some(Route::Alerts), READ),
         "/api/audit" => (read.then_some(Route::Audit), READ),
+        "/api/hosts" => (read.then_some(Route::ResticHosts), READ),
+        "/v1/hosts" => (if read { Some(Route::HostList) } else { only(Post, Route::HostCreate) }, "GET, HEAD, POST"),
+        "/v1/hosts/register" => (only(Post, Route::HostRegister), "POST"),
         "/api/enrollment-tokens" => {
             (if read { Some(Route::Tokens) } else { only(Post, Route::TokenMint) }, "GET, HEAD, POST")
         }
@@ -414,6 +456,32 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
                         (found, "GET, HEAD, PUT, DELETE")
                     }
                     Some((id, "token")) if !id.is_empty() => ((m == Post).then_some(Route::NodeToken(id)), "POST"),
+                    _ => return Err(not_found()),
+                }
+            } else if let Some(rest) = path.strip_prefix("/v1/hosts/") {
+                let mut parts = rest.splitn(3, '/');
+                match (parts.next().filter(|id| !id.is_empty()), parts.next(), parts.next()) {
+                    (Some(id), None, None) => {
+                        let found = match m {
+                            Get | Head => Some(Route::Host(id)),
+                            Delete => Some(Route::HostDelete(id)),
+                            _ => None,
+                        };
+                        (found, "GET, HEAD, DELETE")
+                    }
+                    (Some(id), Some("token"), None) => ((m == Post).then_some(Route::HostToken(id)), "POST"),
+                    (Some(id), Some("heartbeat"), None) => ((m == Post).then_some(Route::HostBeat(id)), "POST"),
+                    (Some(id), Some("tags"), None) => {
+                        let found = match m {
+                            Get | Head => Some(Route::HostTags(id)),
+                            Post => Some(Route::HostTagAdd(id)),
+                            _ => None,
+                        };
+                        (found, "GET, HEAD, POST")
+                    }
+                    (Some(id), Some("tags"), Some(tag)) if !tag.is_empty() && !tag.contains('/') => {
+                        ((m == Delete).then_some(Route::HostTagRemove(id, tag)), "DELETE")
+                    }
                     _ => return Err(not_found()),
                 }
             } else if let Some(id) = path.strip_prefix("/api/enrollment-tokens/").filter(|id| !id.contains('/')) {
@@ -498,6 +566,22 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             require(Operator, req, txn, ctx)?;
             fleetkeys::list(txn, ctx)
         }
+        Route::ResticHosts => {
+            require(Viewer, req, txn, ctx)?;
+            restic::hosts(txn, ctx)
+        }
+        Route::HostList => {
+            require(Viewer, req, txn, ctx)?;
+            wrenn::list(txn, ctx)
+        }
+        Route::Host(id) => {
+            require(Viewer, req, txn, ctx)?;
+            wrenn::get(id, txn, ctx)
+        }
+        Route::HostTags(id) => {
+            require(Viewer, req, txn, ctx)?;
+            wrenn::tags(id, txn)
+        }
         Route::Heartbeat
         | Route::Enroll
         | Route::Login
@@ -508,7 +592,14 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
         | Route::TokenMint
         | Route::TokenRevoke(_)
         | Route::FleetKeyMint
-        | Route::FleetKeyRevoke(_) => {
+        | Route::FleetKeyRevoke(_)
+        | Route::HostCreate
+        | Route::HostRegister
+        | Route::HostBeat(_)
+        | Route::HostDelete(_)
+        | Route::HostToken(_)
+        | Route::HostTagAdd(_)
+        | Route::HostTagRemove(..) => {
             Err(ApiError::new(500, "internal", "a write was sent to the read path; this is a bug").into())
         }
     }
@@ -529,6 +620,14 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
         Route::TokenRevoke(id) => fleet::revoke_token(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         Route::FleetKeyMint => fleetkeys::mint(&require(Operator, req, txn, ctx)?, req, txn, ctx),
         Route::FleetKeyRevoke(id) => fleetkeys::revoke(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        // The registration token in the body is the credential; the host JWT, checked in `wrenn`.
+        Route::HostRegister => wrenn::register(req, txn, ctx),
+        Route::HostBeat(id) => wrenn::heartbeat(id, req, txn, ctx),
+        Route::HostCreate => wrenn::create(&require(Operator, req, txn, ctx)?, req, txn, ctx),
+        Route::HostToken(id) => wrenn::regenerate(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::HostTagAdd(id) => wrenn::add_tag(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::HostTagRemove(id, tag) => wrenn::remove_tag(&require(Operator, req, txn, ctx)?, id, tag, req, txn, ctx),
+        Route::HostDelete(id) => wrenn::delete(&require(Admin, req, txn, ctx)?, id, req, txn, ctx),
         other => dispatch_read(other, req, txn, ctx),
     }
 }
@@ -588,8 +687,10 @@ fn authenticate<T: ReadTxn>(req: &Request, txn: &Txn<T>, now_ms: i64) -> Result<
                     .into()),
                 };
             }
-        } else if credential.starts_with(AGENT_PREFIX) && txn.agent_token_node(&secret::hash(credential))?.is_some() {
-            let message = "an agent token may only send heartbeats; log in, or use an API key";
+        } else if (credential.starts_with(AGENT_PREFIX) || crate::jwt::looks_like(credential))
+            && txn.agent_token_node(&secret::hash(credential))?.is_some()
+        {
+            let message = "an agent or host token may only send heartbeats; log in, or use an API key";
             return Err(ApiError::forbidden(message).into());
         } else if credential.starts_with(FLEET_PREFIX) && txn.fleet_key(&secret::hash(credential))?.is_some() {
             let message = "a fleet key may only enrol nodes and send their heartbeats; log in, or use an API key";
@@ -720,6 +821,26 @@ mod routing_tests {
             (Delete, "/api/fleet-keys/abc", None, Ok(Route::FleetKeyRevoke("abc"))),
             (Get, "/api/fleet-keys/abc", None, Err(405)),
             (Delete, "/api/fleet-keys/abc/x", None, Err(404)),
+            (Get, "/install/install.sh", None, Ok(Route::InstallScript)),
+            (Get, "/api/hosts", None, Ok(Route::ResticHosts)),
+            (Get, "/v1/hosts", None, Ok(Route::HostList)),
+            (Post, "/v1/hosts", json, Ok(Route::HostCreate)),
+            (Delete, "/v1/hosts", None, Err(405)),
+            (Post, "/v1/hosts/register", json, Ok(Route::HostRegister)),
+            (Get, "/v1/hosts/register", None, Err(405)),
+            (Get, "/v1/hosts/h1", None, Ok(Route::Host("h1"))),
+            (Delete, "/v1/hosts/h1", None, Ok(Route::HostDelete("h1"))),
+            (Put, "/v1/hosts/h1", json, Err(405)),
+            (Post, "/v1/hosts/h1/token", None, Ok(Route::HostToken("h1"))),
+            (Post, "/v1/hosts/h1/heartbeat", None, Ok(Route::HostBeat("h1"))),
+            (Post, "/v1/hosts/h1/heartbeat", Some("text/plain"), Err(415)),
+            (Get, "/v1/hosts/h1/heartbeat", None, Err(405)),
+            (Get, "/v1/hosts/h1/tags", None, Ok(Route::HostTags("h1"))),
+            (Post, "/v1/hosts/h1/tags", json, Ok(Route::HostTagAdd("h1"))),
+            (Delete, "/v1/hosts/h1/tags/gpu", None, Ok(Route::HostTagRemove("h1", "gpu"))),
+            (Delete, "/v1/hosts/h1/tags/a/b", None, Err(404)),
+            (Get, "/v1/hosts//tags", None, Err(404)),
+            (Get, "/v1/hosts/h1/other", None, Err(404)),
             (Get, "/nope", None, Err(404)),
             (Other, "/healthz", None, Err(405)),
         ];

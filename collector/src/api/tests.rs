@@ -4,11 +4,19 @@
 use super::*;
 use crate::alerts::config::Channels;
 use crate::alerts::worker::Stats;
-use crate::model::{ApiKeyRecord, FleetKeyRecord, NodeRecord, SessionRecord, UserRecord};
+use crate::jwt;
+use crate::model::{ApiKeyRecord, FleetKeyRecord, HostRecord, HostState, NodeRecord, SessionRecord, UserRecord};
 use crate::store::{Store, StoreConfig};
 
 const NOW: i64 = 1_795_000_000_000;
 const NODE: &str = "550e8400-e29b-41d4-a716-446655440000";
+/// A registered Wrenn host, whose JWT is [`host_jwt`].
+const HOST: &str = "6ba7b810-9dad-41d1-80b4-00c04fd430c8";
+const JWT_KEY: [u8; 32] = [9; 32];
+
+fn host_jwt() -> String {
+    jwt::sign(&JWT_KEY, &jwt::Claims::host(HOST, NOW / 1000, 86_400))
+}
 
 /// A store holding a node with an agent token, and one user of each role, each with a
 /// session (`hs_ROLE`) and an API key (`hk_ROLE`); plus an expired session, a fleet key
@@ -44,6 +52,29 @@ impl Harness {
                 txn.put_fleet_key(&secret::hash("usr_fleet"), &fleet)?;
                 let revoked = FleetKeyRecord { id: "fk2".into(), revoked_at: Some(NOW - 1), max_uses: 3, ..fleet };
                 txn.put_fleet_key(&secret::hash("usr_revoked"), &revoked)?;
+                txn.put_setting(store::setting::HOST_JWT_SECRET, &secret::hex(&JWT_KEY))?;
+                let hash = secret::hash(&host_jwt());
+                let host = NodeRecord {
+                    node_id: HOST.into(),
+                    name: "wrenn".into(),
+                    token_hash: Some(secret::hex(&hash)),
+                    ..NodeRecord::default()
+                };
+                txn.put_node(&host)?;
+                txn.put_agent_token(&hash, HOST)?;
+                let record = HostRecord {
+                    state: HostState::Registered,
+                    address: Some("10.0.0.9:8080".into()),
+                    arch: None,
+                    cpu_cores: None,
+                    memory_mb: None,
+                    disk_gb: None,
+                    created_by: "admin".into(),
+                    created_at: NOW,
+                    updated_at: NOW,
+                    registration_hash: None,
+                };
+                txn.put_host(HOST, &record)?;
                 let old = SessionRecord { user: "admin".into(), created_at: 0, expires_at: NOW - 1 };
                 txn.put_session(&secret::hash("hs_expired"), &old)
             })
@@ -72,6 +103,7 @@ impl Harness {
             limits: &self.limits,
             agent_dir: None,
             public_url: None,
+            cert_pin: None,
         }
     }
 
@@ -88,10 +120,14 @@ impl Harness {
         let what = format!("{:?} {} with {:?}/{:?}", req.method, req.path, req.bearer, req.session);
         assert_eq!(reply.status, status, "{what}: {body}");
         assert!(body.contains(contains), "{what}: {body} lacks {contains:?}");
-        if status >= 400 {
+        if status >= 400 && req.path.starts_with("/v1/") {
+            // Wrenn's shape: {"error": {"code", "message"}}.
+            assert!(body.starts_with(r#"{"error":{"code":""#) && body.contains(r#""message":""#), "{what}: {body}");
+        } else if status >= 400 {
             let error: ErrorBody =
                 json::from_str(&body).unwrap_or_else(|_| panic!("{what}: not an error body: {body}"));
             assert!(!error.code.is_empty() && !error.error.is_empty(), "{what}: {body}");
+            assert_eq!(error.message.as_deref(), Some(error.error.as_str()), "{what}: {body}");
         }
         reply
     }
@@ -110,36 +146,60 @@ fn request(method: Method, path: &str, body: &str) -> Request {
     }
 }
 
-/// Every route that needs a person, against every kind of caller. The expected status
-/// per caller: anonymous, agent token, expired session, viewer, operator, admin (sessions),
-/// an operator's API key, and a fleet key (refused everywhere: it reads nothing).
+/// Every route that needs a person or a host token, against every kind of caller. The
+/// expected status per caller: anonymous, agent token, expired session, viewer, operator,
+/// admin (sessions), an operator's API key, a fleet key (refused everywhere: it reads
+/// nothing), and a Wrenn host's JWT (as `X-Host-Token` sends it: the same field as a bearer).
+/// The rows that revoke the host's JWT (a new registration token, deleting the host) come last.
 #[test]
 fn who_may_call_what() {
     use Method::{Delete, Get, Post, Put};
     let h = Harness::new();
     let node = format!("/api/nodes/{NODE}");
     let token = format!("/api/nodes/{NODE}/token");
-    let table: &[(Method, &str, &str, [u16; 8])] = &[
-        (Get, "/api/auth/me", "", [401, 403, 401, 200, 200, 200, 200, 403]),
-        (Get, "/api/nodes", "", [401, 403, 401, 200, 200, 200, 200, 403]),
-        (Get, &node, "", [401, 403, 401, 200, 200, 200, 200, 403]),
-        (Get, "/api/events", "", [401, 403, 401, 200, 200, 200, 200, 403]),
-        (Get, "/api/alerts", "", [401, 403, 401, 200, 200, 200, 200, 403]),
-        (Get, "/api/enrollment-tokens", "", [401, 403, 401, 403, 200, 200, 200, 403]),
-        (Get, "/api/fleet-keys", "", [401, 403, 401, 403, 200, 200, 200, 403]),
-        (Get, "/api/audit", "", [401, 403, 401, 403, 403, 200, 403, 403]),
-        (Get, "/metrics", "", [401, 403, 401, 200, 200, 200, 200, 403]),
-        (Get, "/metrics/nodes", "", [401, 403, 401, 200, 200, 200, 200, 403]),
-        (Post, "/api/enrollment-tokens", "{}", [401, 403, 401, 403, 201, 201, 201, 403]),
-        (Post, "/api/fleet-keys", r#"{"name":"pis"}"#, [401, 403, 401, 403, 201, 201, 201, 403]),
-        (Put, &node, r#"{"name":"renamed"}"#, [401, 403, 401, 403, 200, 200, 200, 403]),
-        (Post, &token, "{}", [401, 403, 401, 403, 201, 201, 201, 403]),
-        (Delete, "/api/enrollment-tokens/nope", "", [401, 403, 401, 403, 404, 404, 404, 403]),
-        (Delete, "/api/fleet-keys/nope", "", [401, 403, 401, 403, 404, 404, 404, 403]),
-        (Delete, &node, "", [401, 403, 401, 403, 403, 200, 403, 403]),
+    let host = format!("/v1/hosts/{HOST}");
+    let (host_tags, host_tag) = (format!("{host}/tags"), format!("{host}/tags/x"));
+    let (host_beat, other_beat) = (format!("{host}/heartbeat"), format!("/v1/hosts/{NODE}/heartbeat"));
+    let host_token = format!("{host}/token");
+    let host_jwt = host_jwt();
+    let v1_heartbeat = format!(
+        r#"{{"node_id":"{HOST}","hostname":"h","os_profile":"p","cloudflare_ok":true,"services_ok":true,"vaultmesh_root":"/","timestamp":"2026-01-01T00:00:00Z"}}"#
+    );
+    let table: &[(Method, &str, &str, [u16; 9])] = &[
+        (Get, "/api/auth/me", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/api/nodes", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, &node, "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/api/events", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/api/alerts", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/api/enrollment-tokens", "", [401, 403, 401, 403, 200, 200, 200, 403, 403]),
+        (Get, "/api/fleet-keys", "", [401, 403, 401, 403, 200, 200, 200, 403, 403]),
+        (Get, "/api/audit", "", [401, 403, 401, 403, 403, 200, 403, 403, 403]),
+        (Get, "/metrics", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/metrics/nodes", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/api/hosts", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/v1/hosts", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, &host, "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, &host_tags, "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Post, &host_beat, "", [401, 401, 401, 401, 401, 401, 401, 401, 204]),
+        (Post, &other_beat, "", [401, 401, 401, 401, 401, 401, 401, 401, 403]),
+        (Post, "/v1/hosts/register", r#"{"token":"hen_x","address":"a:1"}"#, [401; 9]),
+        (Post, "/api/agent/heartbeat", &v1_heartbeat, [401, 403, 401, 401, 401, 401, 401, 401, 401]),
+        (Post, "/api/enrollment-tokens", "{}", [401, 403, 401, 403, 201, 201, 201, 403, 403]),
+        (Post, "/api/fleet-keys", r#"{"name":"pis"}"#, [401, 403, 401, 403, 201, 201, 201, 403, 403]),
+        (Put, &node, r#"{"name":"renamed"}"#, [401, 403, 401, 403, 200, 200, 200, 403, 403]),
+        (Post, &token, "{}", [401, 403, 401, 403, 201, 201, 201, 403, 403]),
+        (Delete, "/api/enrollment-tokens/nope", "", [401, 403, 401, 403, 404, 404, 404, 403, 403]),
+        (Delete, "/api/fleet-keys/nope", "", [401, 403, 401, 403, 404, 404, 404, 403, 403]),
+        (Post, "/v1/hosts", "{}", [401, 403, 401, 403, 201, 201, 201, 403, 403]),
+        (Post, &host_tags, r#"{"tag":"x"}"#, [401, 403, 401, 403, 204, 204, 204, 403, 403]),
+        (Delete, &host_tag, "", [401, 403, 401, 403, 204, 204, 204, 403, 403]),
+        (Delete, &node, "", [401, 403, 401, 403, 403, 200, 403, 403, 403]),
+        // The operator's new registration token revokes the JWT: from then on it is a stranger.
+        (Post, &host_token, "", [401, 403, 401, 403, 201, 201, 201, 403, 401]),
+        (Delete, &host, "", [401, 403, 401, 403, 403, 204, 403, 403, 401]),
     ];
     for (method, path, body, expected) in table {
-        let callers: [(Option<&str>, Option<&str>); 8] = [
+        let callers: [(Option<&str>, Option<&str>); 9] = [
             (None, None),
             (Some("hag_node"), None),
             (None, Some("hs_expired")),
@@ -148,6 +208,7 @@ fn who_may_call_what() {
             (None, Some("hs_admin")),
             (Some("hk_operator"), None),
             (Some("usr_fleet"), None),
+            (Some(host_jwt.as_str()), None),
         ];
         for ((bearer, session), status) in callers.into_iter().zip(expected) {
             let mut req = request(*method, path, body);
@@ -170,6 +231,16 @@ fn reads_and_writes_go_their_own_ways() {
         (Method::Post, "/api/auth/login", Work::Login),
         (Method::Post, "/api/auth/logout", Work::Write),
         (Method::Delete, "/api/nodes/x", Work::Write),
+        (Method::Get, "/api/hosts", Work::Read),
+        (Method::Get, "/v1/hosts", Work::Read),
+        (Method::Get, "/v1/hosts/x/tags", Work::Read),
+        (Method::Post, "/v1/hosts", Work::Write),
+        (Method::Post, "/v1/hosts/register", Work::Write),
+        (Method::Post, "/v1/hosts/x/heartbeat", Work::Write),
+        (Method::Post, "/v1/hosts/x/token", Work::Write),
+        (Method::Post, "/v1/hosts/x/tags", Work::Write),
+        (Method::Delete, "/v1/hosts/x/tags/t", Work::Write),
+        (Method::Delete, "/v1/hosts/x", Work::Write),
     ];
     for (method, path, expected) in cases {
         assert_eq!(work(&request(method, path, "")), expected, "{method:?} {path}");
@@ -393,4 +464,28 @@ fn a_renamed_beacon_device_keeps_its_node_by_its_cached_id() {
     assert_ne!(theirs, id, "another key cannot take a node by naming its id");
     let enrolled = renamed.replace(&id, NODE);
     assert_ne!(device_id(&h.check(&beacon(Some("usr_fleet"), &enrolled), 200, "")), NODE);
+}
+
+/// A regeneration refused by the mint limit leaves the host as it was: its JWT still
+/// beats, and no token was minted or revoked (an error answer commits what was written).
+#[test]
+fn a_refused_regeneration_revokes_nothing() {
+    let h = Harness::new();
+    let ctx = h.ctx();
+    let limit = ctx.limits.mints_per_user;
+    for _ in 0..limit.count {
+        ctx.limits.take("mint:operator", limit, NOW, 0).unwrap();
+    }
+    let mut regenerate = request(Method::Post, &format!("/v1/hosts/{HOST}/token"), "");
+    regenerate.session = Some("hs_operator".into());
+    h.check(&regenerate, 429, "too_many_requests");
+    let mut create = request(Method::Post, "/v1/hosts", "{}");
+    create.session = Some("hs_operator".into());
+    h.check(&create, 429, "too_many_requests");
+    let mut beat = request(Method::Post, &format!("/v1/hosts/{HOST}/heartbeat"), "");
+    beat.bearer = Some(host_jwt());
+    h.check(&beat, 204, "");
+    let hosts = h.store.read(|txn| txn.hosts()).unwrap();
+    assert_eq!(hosts.len(), 1, "no pending host was left behind");
+    assert_eq!(hosts[0].1.state, HostState::Registered);
 }

@@ -1,5 +1,6 @@
 //! What a browser or a new host fetches: the dashboard (embedded in the binary, no build
-//! step), the install script, and agent binaries from `--agent-dir`.
+//! step), the install script (at `/install.sh`, and at restic-manager's `/install/install.sh`),
+//! and agent binaries from `--agent-dir`.
 
 use super::{query_param, ApiError, Context, Handled, Reply, Request};
 use sha2::{Digest, Sha256};
@@ -35,10 +36,16 @@ pub(super) fn install_script() -> Reply {
 /// `GET /agent/binary?os=linux&arch=…`, or with `checksum` its `.sha256`.
 pub(super) fn agent_binary(req: &Request, ctx: &Context, checksum: bool) -> Handled {
     let os = query_param(&req.query, "os").unwrap_or_default();
-    let arch = query_param(&req.query, "arch").unwrap_or_default();
+    // restic-manager's installer says amd64 and arm64, as Go does.
+    let arch = match query_param(&req.query, "arch").unwrap_or_default().as_str() {
+        "amd64" => "x86_64".to_owned(),
+        "arm64" => "aarch64".to_owned(),
+        other => other.to_owned(),
+    };
     if os != "linux" || !ARCHES.contains(&arch.as_str()) {
         let message = format!(
-            "there is no agent for os={os:?} arch={arch:?}; agents exist for os=linux and arch={}",
+            "there is no agent for os={os:?} arch={arch:?}; agents exist for os=linux and arch={} \
+             (amd64 and arm64 also name the first two)",
             ARCHES.join(", ")
         );
         return Err(ApiError::new(400, "unsupported_platform", message).into());

@@ -117,6 +117,7 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
         agent_dir: serve.agent_dir.clone(),
         public_url: serve.public_url.clone(),
         health: health.clone(),
+        cert_pin: serve.cert_pin.clone(),
     };
     http::serve(listener, &store, &config, &wake).map_err(|e| Failure::Failed(format!("the server stopped: {e}")))
 }

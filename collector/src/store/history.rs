@@ -20,6 +20,9 @@ pub mod setting {
     pub const WATCHING: &str = "watching";
     /// How many alerts were dropped unsent by the per-node outbox cap, ever.
     pub const ALERTS_DROPPED: &str = "alerts_dropped";
+    /// The key host JWTs are signed with (hex), made once by the first registration
+    /// (`api/wrenn.rs`). A secret: never listed or logged.
+    pub const HOST_JWT_SECRET: &str = "host_jwt_secret";
 }
 
 impl<T: ReadTxn> Txn<'_, T> {

@@ -13,6 +13,7 @@
 
 mod access;
 mod history;
+mod hosts;
 mod nodes;
 
 pub use history::setting;
@@ -119,6 +120,8 @@ struct Dbs {
     fleet_keys: Database,
     /// fleet key id ++ 0 ++ Beacon `device_name` → node id: the one node each device of a key has
     fleet_devices: Database,
+    /// node id → [`HostRecord`](crate::model::HostRecord): the nodes that are Wrenn hosts
+    hosts: Database,
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -172,6 +175,7 @@ impl Store {
                 [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
                 [create("users")?, create("sessions")?, create("audit")?],
                 [create("outbox_by_node")?, create("settled")?, create("fleet_keys")?, create("fleet_devices")?],
+                [create("hosts")?],
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
@@ -180,6 +184,7 @@ impl Store {
             [events, alerts, outbox, deadlines, meta],
             [users, sessions, audit],
             [outbox_by_node, settled, fleet_keys, fleet_devices],
+            [hosts],
         )) = created.commit()
         else {
             unreachable!("the closure above always commits")
@@ -201,6 +206,7 @@ impl Store {
             audit,
             fleet_keys,
             fleet_devices,
+            hosts,
         };
         let store = Store {
             env,
@@ -409,6 +415,7 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("audit", d.audit),
             ("fleet_keys", d.fleet_keys),
             ("fleet_devices", d.fleet_devices),
+            ("hosts", d.hosts),
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in all {

@@ -113,3 +113,21 @@ fn the_api_needs_an_api_key_not_an_agent_token() {
     assert_eq!(collector.get("/api/nodes", &key).status, 200);
     collector.get(&format!("/api/nodes/{}", new_node_id()), &key).assert_error(404, "not_found", "no node");
 }
+
+/// restic-manager's manual enrolment, with its own fields: the answer carries
+/// `cert_pin_sha256`, null unless the operator configured a pin.
+#[test]
+fn the_enrolment_answer_carries_the_configured_certificate_pin() {
+    let pin = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    for (args, expected) in [(&[][..], "null".to_owned()), (&["--cert-pin", pin][..], format!("\"{pin}\""))] {
+        let c = Collector::start(args);
+        let body = format!(
+            r#"{{"token":"{}","hostname":"newhost.example","os":"linux","arch":"amd64","agent_version":"1.0","restic_version":"0.17.0"}}"#,
+            c.enroll_token()
+        );
+        let r = c.post("/api/agents/enroll", &[], &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(!r.field("host_id").is_empty() && r.field("agent_token").starts_with("hag_"), "{}", r.body);
+        assert!(r.body.contains(&format!(r#""cert_pin_sha256":{expected}"#)), "{args:?}: {}", r.body);
+    }
+}

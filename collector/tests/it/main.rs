@@ -18,3 +18,4 @@ mod proxy;
 mod support;
 mod units;
 mod watchdog;
+mod wrenn;

@@ -44,6 +44,22 @@ fn every_route_against_every_caller() {
     let (_, other_agent) = enroll();
     let (doomed, _) = enroll();
     // A session that expires: made, then a day and an hour pass.
+    // Wrenn hosts: one whose JWT is a caller, one to regenerate, one to delete.
+    let host = |c: &Collector| {
+        let r = call(c, "POST", "/v1/hosts", &bearer(&key), "{}");
+        let id = r.json().get("host").and_then(|h| match h {
+            miniserde::json::Value::Object(o) => match o.get("id") {
+                Some(miniserde::json::Value::String(id)) => Some(id.clone()),
+                _ => None,
+            },
+            _ => None,
+        });
+        let body = format!(r#"{{"token":"{}","address":"10.0.0.7:1"}}"#, r.field("registration_token"));
+        (id.unwrap(), c.post("/v1/hosts/register", &[], &body).field("token"))
+    };
+    let (wrenn, host_jwt) = host(&c);
+    let (regen_host, _) = host(&c);
+    let (doomed_host, _) = host(&c);
     let expired = c.login("exp", PASSWORD);
     clock.advance_secs(25 * 3600);
     let logged_out = c.login("vic", PASSWORD);
@@ -61,44 +77,64 @@ fn every_route_against_every_caller() {
         ("logged-out session", cookie(logged_out)),
         ("fleet key", bearer(&fleet)),
         ("fleet key as X-API-Key", vec![("X-API-Key", fleet.clone())]),
+        ("Wrenn host", vec![("X-Host-Token", host_jwt)]),
     ];
     let hb = heartbeat(&node, 1, "running");
     let beacon = r#"{"hostname":"b","device_name":"b","os":"linux","arch":"arm64"}"#;
     let login = format!(r#"{{"username":"spare","password":"{PASSWORD}"}}"#);
     let (node_path, token_path, doomed_path) =
         (format!("/api/nodes/{node}"), format!("/api/nodes/{node}/token"), format!("/api/nodes/{doomed}"));
+    let (host_path, host_tags, host_tag) =
+        (format!("/v1/hosts/{wrenn}"), format!("/v1/hosts/{wrenn}/tags"), format!("/v1/hosts/{wrenn}/tags/x"));
+    let (host_beat, other_beat) = (format!("/v1/hosts/{wrenn}/heartbeat"), format!("/v1/hosts/{regen_host}/heartbeat"));
+    let (regen_path, doomed_host_path) = (format!("/v1/hosts/{regen_host}/token"), format!("/v1/hosts/{doomed_host}"));
     // Every request also says it was forwarded, as through cloudflared: /metrics is then not "local".
     #[rustfmt::skip]
-    let table: Vec<(&str, &str, &str, [u16; 11])> = vec![
-        //                                                         anon agent other viewer oper admin key  expired out  fleet  x-api-key
-        ("GET", "/", "",                                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        ("GET", "/app.js", "",                                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        ("GET", "/install.sh", "",                                 [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        ("GET", "/agent/binary?os=linux&arch=x86_64", "",          [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
-        ("GET", "/healthz", "",                                    [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        ("GET", "/metrics", "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
-        ("GET", "/metrics/nodes", "",                              [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
-        ("POST", "/api/agent/heartbeat", &hb,                      [401, 200, 403, 401, 401, 401, 401, 401, 401, 401, 401]),
+    let table: Vec<(&str, &str, &str, [u16; 12])> = vec![
+        //                                                         anon agent other viewer oper admin key  expired out  fleet  x-api-key host
+        ("GET", "/", "",                                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("GET", "/app.js", "",                                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("GET", "/install.sh", "",                                 [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("GET", "/agent/binary?os=linux&arch=x86_64", "",          [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
+        ("GET", "/healthz", "",                                    [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("GET", "/metrics", "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("GET", "/metrics/nodes", "",                              [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("POST", "/api/agent/heartbeat", &hb,                      [401, 200, 403, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
         ("POST", "/api/agents/enroll", r#"{"token":"hen_x","hostname":"h"}"#,
-                                                                   [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
-        ("GET", "/api/auth/me", "",                                [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
-        ("GET", "/api/nodes", "",                                  [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
-        ("GET", &node_path, "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
-        ("GET", "/api/events", "",                                 [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
-        ("GET", "/api/alerts", "",                                 [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403]),
-        ("PUT", &node_path, r#"{"tags":["rack-1"]}"#,              [401, 403, 403, 403, 200, 200, 200, 401, 401, 403, 403]),
-        ("POST", &token_path, "",                                  [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403]),
-        ("GET", "/api/enrollment-tokens", "",                      [401, 403, 403, 403, 200, 200, 200, 401, 401, 403, 403]),
-        ("POST", "/api/enrollment-tokens", r#"{"name":"new"}"#,    [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403]),
-        ("DELETE", "/api/enrollment-tokens/nope", "",              [401, 403, 403, 403, 404, 404, 404, 401, 401, 403, 403]),
-        ("GET", "/api/audit", "",                                  [401, 403, 403, 403, 403, 200, 403, 401, 401, 403, 403]),
-        ("DELETE", &doomed_path, "",                               [401, 403, 403, 403, 403, 200, 403, 401, 401, 403, 403]),
-        ("GET", "/api/fleet-keys", "",                             [401, 403, 403, 403, 200, 200, 200, 401, 401, 403, 403]),
-        ("POST", "/api/fleet-keys", r#"{"name":"more"}"#,           [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403]),
-        ("DELETE", "/api/fleet-keys/nope", "",                     [401, 403, 403, 403, 404, 404, 404, 401, 401, 403, 403]),
-        ("POST", "/agent/heartbeat", beacon,                       [401, 401, 401, 401, 401, 401, 401, 401, 401, 200, 200]),
-        ("POST", "/api/auth/login", &login,                        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        ("POST", "/api/auth/logout", "",                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+                                                                   [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+        ("GET", "/api/auth/me", "",                                [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("GET", "/api/nodes", "",                                  [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("GET", &node_path, "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("GET", "/api/events", "",                                 [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("GET", "/api/alerts", "",                                 [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("PUT", &node_path, r#"{"tags":["rack-1"]}"#,              [401, 403, 403, 403, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("POST", &token_path, "",                                  [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403, 403]),
+        ("GET", "/api/enrollment-tokens", "",                      [401, 403, 403, 403, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("POST", "/api/enrollment-tokens", r#"{"name":"new"}"#,    [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403, 403]),
+        ("DELETE", "/api/enrollment-tokens/nope", "",              [401, 403, 403, 403, 404, 404, 404, 401, 401, 403, 403, 403]),
+        ("GET", "/api/audit", "",                                  [401, 403, 403, 403, 403, 200, 403, 401, 401, 403, 403, 403]),
+        ("DELETE", &doomed_path, "",                               [401, 403, 403, 403, 403, 200, 403, 401, 401, 403, 403, 403]),
+        ("GET", "/api/fleet-keys", "",                             [401, 403, 403, 403, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("POST", "/api/fleet-keys", r#"{"name":"more"}"#,           [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403, 403]),
+        ("DELETE", "/api/fleet-keys/nope", "",                     [401, 403, 403, 403, 404, 404, 404, 401, 401, 403, 403, 403]),
+        ("POST", "/agent/heartbeat", beacon,                       [401, 401, 401, 401, 401, 401, 401, 401, 401, 200, 200, 401]),
+        ("GET", "/install/install.sh", "",                         [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("GET", "/agent/binary?os=linux&arch=amd64", "",           [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
+        ("GET", "/api/hosts", "",                                  [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("GET", "/v1/hosts", "",                                   [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("GET", &host_path, "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("GET", &host_tags, "",                                    [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("POST", &host_beat, "",                                   [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 204]),
+        ("POST", &other_beat, "",                                  [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 403]),
+        ("POST", "/v1/hosts/register", r#"{"token":"hen_x","address":"a:1"}"#,
+                                                                   [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+        ("POST", "/v1/hosts", "{}",                                [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403, 403]),
+        ("POST", &host_tags, r#"{"tag":"x"}"#,                     [401, 403, 403, 403, 204, 204, 204, 401, 401, 403, 403, 403]),
+        ("DELETE", &host_tag, "",                                  [401, 403, 403, 403, 204, 204, 204, 401, 401, 403, 403, 403]),
+        ("POST", &regen_path, "",                                  [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403, 403]),
+        ("DELETE", &doomed_host_path, "",                          [401, 403, 403, 403, 403, 204, 403, 401, 401, 403, 403, 403]),
+        ("POST", "/api/auth/login", &login,                        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("POST", "/api/auth/logout", "",                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ];
     let mut wrong = Vec::new();
     for (method, path, body, expected) in &table {
@@ -109,12 +145,15 @@ fn every_route_against_every_caller() {
             if r.status != *want {
                 wrong.push(format!("{method} {path} as {caller}: {} (want {want}): {}", r.status, r.body));
             }
-            if r.status >= 400 {
+            if r.status >= 400 && path.starts_with("/v1/") {
+                assert!(r.body.starts_with(r#"{"error":{"code":"#), "Wrenn's error shape: {}", r.body);
+            } else if r.status >= 400 {
                 r.field("code"); // every refusal is the JSON error shape
+                assert_eq!(r.field("message"), r.field("error"));
             }
         }
     }
-    assert!(wrong.is_empty(), "{} of {} pairs wrong:\n{}", wrong.len(), table.len() * 11, wrong.join("\n"));
+    assert!(wrong.is_empty(), "{} of {} pairs wrong:\n{}", wrong.len(), table.len() * callers.len(), wrong.join("\n"));
 }
 
 #[test]

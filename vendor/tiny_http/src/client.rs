@@ -55,7 +55,7 @@ const HEADER_TOO_LARGE: &str = "header too large";
 
 /// Hearth patch: tiny_http's own error answers carry the JSON every Hearth error has.
 fn json_error(status: u16, code: &str, error: &str) -> crate::Response<std::io::Cursor<Vec<u8>>> {
-    let body = format!("{{\"code\":\"{code}\",\"error\":\"{error}\"}}");
+    let body = format!("{{\"code\":\"{code}\",\"error\":\"{error}\",\"message\":\"{error}\"}}");
     crate::Response::from_string(body)
         .with_status_code(crate::StatusCode(status))
         .with_header(crate::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap())
