@@ -10,6 +10,7 @@ pub mod commands;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 mod http;
+mod jobs;
 mod limits;
 mod listen;
 mod liveness;

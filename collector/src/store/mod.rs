@@ -9,10 +9,12 @@
 //! This file holds the environment, the transactions and the low-level reads and writes;
 //! the accessors live beside it by what they hold: `nodes.rs` (nodes and the deadline
 //! index), `access.rs` (tokens, API keys, users, sessions) and `history.rs` (events,
-//! alerts and the outbox, the audit log, settings and the id counter).
+//! alerts and the outbox, the audit log, settings and the id counter) and `jobs.rs` (jobs,
+//! their pings and indexes).
 
 mod access;
 mod history;
+mod jobs;
 mod nodes;
 
 pub use history::setting;
@@ -115,6 +117,16 @@ struct Dbs {
     sessions: Database,
     /// entry id (u64 BE) → [`AuditRecord`](crate::model::AuditRecord)
     audit: Database,
+    /// job id → [`JobRecord`](crate::model::JobRecord)
+    jobs: Database,
+    /// ping UUID → job id
+    job_uuids: Database,
+    /// slug → job id
+    job_slugs: Database,
+    /// job id ++ 0 ++ ping number (u64 BE) → [`PingRecord`](crate::model::PingRecord): the last 100 per job
+    job_pings: Database,
+    /// deadline (i64 BE, Unix ms) ++ job id → nothing: when the sweep looks at each job
+    job_deadlines: Database,
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -149,7 +161,7 @@ impl Store {
     /// Opens (creating if needed) the store in `config.dir`.
     pub fn open(config: &StoreConfig) -> Result<Store, Error> {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(round_to_page(config.initial_map)).max_dbs(16);
+        options.map_size(round_to_page(config.initial_map)).max_dbs(32);
         // A commit flushes its pages but not the meta page that makes them current: that
         // flush is `sync`'s, so the request thread can go on to the next batch while the
         // last one's second flush runs (see `write_unsynced`). LMDB keeps the store intact
@@ -168,6 +180,8 @@ impl Store {
                 [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
                 [create("users")?, create("sessions")?, create("audit")?],
                 [create("outbox_by_node")?, create("settled")?],
+                [create("jobs")?, create("job_uuids")?, create("job_slugs")?, create("job_pings")?],
+                create("job_deadlines")?,
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
@@ -176,6 +190,8 @@ impl Store {
             [events, alerts, outbox, deadlines, meta],
             [users, sessions, audit],
             [outbox_by_node, settled],
+            [jobs, job_uuids, job_slugs, job_pings],
+            job_deadlines,
         )) = created.commit()
         else {
             unreachable!("the closure above always commits")
@@ -195,6 +211,11 @@ impl Store {
             users,
             sessions,
             audit,
+            jobs,
+            job_uuids,
+            job_slugs,
+            job_pings,
+            job_deadlines,
         };
         let store = Store {
             env,
@@ -394,6 +415,11 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("users", d.users),
             ("sessions", d.sessions),
             ("audit", d.audit),
+            ("jobs", d.jobs),
+            ("job_uuids", d.job_uuids),
+            ("job_slugs", d.job_slugs),
+            ("job_pings", d.job_pings),
+            ("job_deadlines", d.job_deadlines),
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in all {
@@ -404,10 +430,11 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(out)
     }
 
-    /// Whether any node is watched (has a deadline) or any alert waits for delivery.
+    /// Whether any node or job is watched (has a deadline) or any alert waits for delivery.
     pub fn busy(&self) -> Result<bool, Error> {
         let txn = self.raw.ro();
-        Ok(self.dbs.deadlines.first(txn)?.is_some() || self.dbs.outbox.first(txn)?.is_some())
+        let deadlines = self.dbs.deadlines.first(txn)?.is_some() || self.dbs.job_deadlines.first(txn)?.is_some();
+        Ok(deadlines || self.dbs.outbox.first(txn)?.is_some())
     }
 
     /// A key LMDB cannot hold (empty, or over 511 bytes) is simply not there: names and
