@@ -81,6 +81,64 @@ impl Schedule {
     }
 }
 
+/// What a person says a job is: from the CLI or the API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobSpec {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub period_secs: Option<u64>,
+    pub cron: Option<String>,
+    pub tz: Option<String>,
+    pub grace_secs: u64,
+}
+
+/// Healthchecks' defaults for a job made by `?create=1`: every day, an hour's grace.
+pub const DEFAULT_PERIOD_SECS: u64 = 86_400;
+pub const DEFAULT_GRACE_SECS: u64 = 3600;
+
+/// A new job from `spec`, with its public `id` and ping `uuid`, made at `now`; or what is
+/// wrong with `spec`.
+pub fn new_job(spec: JobSpec, id: String, uuid: String, now: i64, remind_ms: Option<i64>) -> Result<JobRecord, String> {
+    let name = spec.name.trim().to_owned();
+    let odd = |c: char| c.is_control() || hearth_wire::fields::is_deceptive(c);
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(odd) {
+        return Err("a job's name must be 1 to 100 printable characters".into());
+    }
+    let slug = slugify(&name);
+    if !is_slug(&slug) {
+        return Err(format!("the name {name:?} makes no slug; use some letters or digits"));
+    }
+    check(&spec)?;
+    let mut job = JobRecord {
+        id,
+        uuid,
+        name,
+        slug,
+        tags: spec.tags,
+        period_secs: spec.period_secs,
+        cron: spec.cron,
+        tz: spec.tz,
+        grace_secs: spec.grace_secs,
+        created_at: now,
+        ..JobRecord::default()
+    };
+    place(&mut job, remind_ms);
+    Ok(job)
+}
+
+/// Whether `spec`'s schedule, grace and tags can be kept.
+pub fn check(spec: &JobSpec) -> Result<(), String> {
+    Schedule::parse(spec.period_secs, spec.cron.as_deref(), spec.tz.as_deref())?;
+    if spec.grace_secs == 0 || spec.grace_secs > MAX_SECS {
+        return Err(format!("the grace must be from 1 s to {MAX_SECS} s (a year), not {} s", spec.grace_secs));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.:=".contains(c);
+    if spec.tags.len() > 32 || spec.tags.iter().any(|t| !(1..=64).contains(&t.len()) || !t.chars().all(allowed)) {
+        return Err("a job may have at most 32 tags of 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `=`".into());
+    }
+    Ok(())
+}
+
 /// Where a job stands, by the collector's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
@@ -283,9 +341,10 @@ pub fn slugify(name: &str) -> String {
     slug.trim_matches('-').chars().take(100).collect()
 }
 
-/// Whether `text` could be a slug: 1 to 100 of `a-z`, `0-9`, `-`, `_`.
+/// Whether `text` is a slug as [`slugify`] makes them: 1 to 100 of `a-z`, `0-9`, `_` and
+/// single `-` between them.
 pub fn is_slug(text: &str) -> bool {
-    (1..=100).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    !text.is_empty() && slugify(text) == text
 }
 
 #[cfg(test)]
@@ -427,6 +486,6 @@ mod tests {
             assert_eq!(slugify(name), slug);
             assert!(is_slug(slug));
         }
-        assert!(!is_slug("") && !is_slug("A") && !is_slug("a/b"));
+        assert!(!is_slug("") && !is_slug("A") && !is_slug("a/b") && !is_slug("-a") && !is_slug("a--b"));
     }
 }

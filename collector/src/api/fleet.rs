@@ -191,7 +191,7 @@ pub(super) fn mint_token(
 /// The collector's address as nodes reach it: `--public-url`, else what the request came
 /// to. A forwarded request is taken to have come over https (cloudflared, a reverse
 /// proxy), whatever it says: an install line must not fetch code over plain HTTP.
-fn server_url(req: &Request, ctx: &Context) -> String {
+pub(super) fn server_url(req: &Request, ctx: &Context) -> String {
     if let Some(url) = ctx.public_url {
         return url.trim_end_matches('/').to_owned();
     }
@@ -356,7 +356,7 @@ impl From<&AuditRecord> for AuditView {
 }
 
 /// Reads a JSON object body into `T`; an empty body is `{}`.
-fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -> Result<T, ApiError> {
     if req.body.trim().is_empty() {
         return Ok(<T as Default>::default());
     }
