@@ -10,6 +10,7 @@ mod errors;
 mod fairness;
 mod floods;
 mod isolation;
+mod jobs;
 mod metrics;
 mod operators;
 mod proxy;
