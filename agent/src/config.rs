@@ -149,7 +149,8 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     let mut check_units = Vec::new();
     for spec in layers.list("HEARTH_CHECK_UNITS").unwrap_or_default() {
         let source = layers.get("HEARTH_CHECK_UNITS", None).map(|f| f.source).unwrap_or_default();
-        check_units.push(crate::units::parse_spec(&spec).map_err(|e| format!("HEARTH_CHECK_UNITS (from {source}): {e}"))?);
+        check_units
+            .push(crate::units::parse_spec(&spec).map_err(|e| format!("HEARTH_CHECK_UNITS (from {source}): {e}"))?);
     }
     Ok(Config {
         check_units,
@@ -270,7 +271,8 @@ mod tests {
         assert!(!c.check_services_defaulted, "a list the operator gave is never a default");
         let c = load_with(&[], &[("HEARTH_CHECK_SERVICES", "")], None).unwrap();
         assert!(c.check_services.is_empty(), "an empty value turns the default off");
-        let c = load_with(&[], &[("HEARTH_CHECK_UNITS", "restic-backup.service@26h, certbot.service@8d")], None).unwrap();
+        let c =
+            load_with(&[], &[("HEARTH_CHECK_UNITS", "restic-backup.service@26h, certbot.service@8d")], None).unwrap();
         let units: Vec<_> = c.check_units.iter().map(|u| (u.unit.as_str(), u.max_age_secs)).collect();
         assert_eq!(units, [("restic-backup.service", 93_600), ("certbot.service", 691_200)]);
         let err = load_with(&[], &[("HEARTH_CHECK_UNITS", "certbot.service")], None).unwrap_err();

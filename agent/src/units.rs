@@ -143,7 +143,10 @@ pub fn judge(check: &UnitCheck, shown: Result<&str, &str>, now_ms: i64, uptime_s
     };
     let shown = read(output);
     if shown.load_state == Some("not-found") {
-        return make(true, format!("this host has no unit {}; not checked (fix HEARTH_CHECK_UNITS if that is a typo)", check.unit));
+        return make(
+            true,
+            format!("this host has no unit {}; not checked (fix HEARTH_CHECK_UNITS if that is a typo)", check.unit),
+        );
     }
     let max_age = duration(check.max_age_secs as i64 * 1000);
     let started = shown.started.and_then(timestamp);
@@ -216,7 +219,12 @@ mod tests {
                 true,
                 "last run succeeded: finished 2026-11-29T03:12:45Z (8 h 47 min ago), took 12 min",
             ),
-            (show("exit-code", "1", start, exit, "loaded"), None, false, "last run failed: finished 2026-11-29T03:12:45Z"),
+            (
+                show("exit-code", "1", start, exit, "loaded"),
+                None,
+                false,
+                "last run failed: finished 2026-11-29T03:12:45Z",
+            ),
             (show("exit-code", "1", start, exit, "loaded"), None, false, "Result=exit-code, exit status 1"),
             (show("timeout", "0", start, exit, "loaded"), None, false, "Result=timeout"),
             (show("success", "0", "Fri 2026-11-27 03:00:01 UTC", old_exit, "loaded"), None, false, "last run too old"),

@@ -542,8 +542,10 @@ mod tests {
         let schedule = ["job", "add", "backup", "--schedule", "0 3 * * *", "--tz", "Europe/Berlin", "--grace", "2h"];
         assert!(matches!(super::parse(schedule.map(Into::into)),
             Ok(Command::JobAdd { cron: Some(c), tz: Some(_), grace_secs: 7200, period_secs: None, .. }) if c == "0 3 * * *"));
-        assert!(matches!(parse("job add certs --period 1d"),
-            Ok(Command::JobAdd { period_secs: Some(86_400), grace_secs: 3600, .. })));
+        assert!(matches!(
+            parse("job add certs --period 1d"),
+            Ok(Command::JobAdd { period_secs: Some(86_400), grace_secs: 3600, .. })
+        ));
         assert!(matches!(parse("job pause backup"), Ok(Command::JobPause { paused: true, .. })));
         for bad in [
             "",

@@ -48,11 +48,13 @@ impl Schedule {
             (None, Some(text)) => {
                 let parser = CronParser::builder().seconds(Seconds::Disallowed).build();
                 if text.split_whitespace().count() != 5 {
-                    return Err(format!("the cron schedule `{text}` must have 5 fields: minute hour day month weekday"));
+                    return Err(format!(
+                        "the cron schedule `{text}` must have 5 fields: minute hour day month weekday"
+                    ));
                 }
-                let cron = parser
-                    .parse(text)
-                    .map_err(|e| format!("the cron schedule `{text}` is not valid: {e}; write it like \"0 3 * * *\""))?;
+                let cron = parser.parse(text).map_err(|e| {
+                    format!("the cron schedule `{text}` is not valid: {e}; write it like \"0 3 * * *\"")
+                })?;
                 let tz = match tz {
                     None => Tz::UTC,
                     Some(name) => name.parse::<Tz>().map_err(|_| {
@@ -257,7 +259,8 @@ pub fn on_ping(
                 job.failed = true;
                 job.down_since = job.down_since.or(Some(now));
                 job.reminded_at = None;
-                let how = exit_status.map_or_else(|| "reported failure".to_owned(), |s| format!("exited with status {s}"));
+                let how =
+                    exit_status.map_or_else(|| "reported failure".to_owned(), |s| format!("exited with status {s}"));
                 out.changes.push(change(Kind::JobFailed, format!("{how}{took}"), None));
             }
         }
@@ -289,7 +292,9 @@ pub fn on_deadline(job: &mut JobRecord, now: i64, remind_ms: Option<i64>, watchi
             let grace = duration(job.grace_secs as i64 * 1000);
             let stuck = job.open_runs.first().filter(|run| run.at.saturating_add(job.grace_secs as i64 * 1000) <= now);
             let detail = match (stuck, expected_at(job)) {
-                (Some(run), _) => format!("started {} ago and not finished within its grace of {grace}", duration(now - run.at)),
+                (Some(run), _) => {
+                    format!("started {} ago and not finished within its grace of {grace}", duration(now - run.at))
+                }
                 (None, Some(expected)) => format!(
                     "expected at {} and no success since (grace {grace})",
                     hearth_wire::format_rfc3339(expected)
@@ -372,7 +377,8 @@ mod tests {
 
     #[test]
     fn schedules_are_checked() {
-        let cases: &[(Option<u64>, Option<&str>, Option<&str>, Result<(), &str>)] = &[
+        type Case<'a> = (Option<u64>, Option<&'a str>, Option<&'a str>, Result<(), &'a str>);
+        let cases: &[Case] = &[
             (Some(86_400), None, None, Ok(())),
             (None, Some("0 3 * * *"), Some("Europe/Berlin"), Ok(())),
             (None, Some("*/15 * * * 1-5"), None, Ok(())),
@@ -385,7 +391,7 @@ mod tests {
             (None, Some("0 3 * * *"), Some("Mars/Olympus"), Err("not a time zone")),
         ];
         for (period, cron, tz, expected) in cases {
-            let got = Schedule::parse(*period, *cron, *tz).map(|_| ()).map_err(|e| e);
+            let got = Schedule::parse(*period, *cron, *tz).map(|_| ());
             match (expected, got) {
                 (Ok(()), Ok(())) => {}
                 (Err(want), Err(e)) => assert!(e.contains(want), "{cron:?} {tz:?}: {e}"),

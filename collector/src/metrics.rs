@@ -225,7 +225,8 @@ impl Jobs {
             let _ = writeln!(self.last_success, "hearth_job_last_success_timestamp_seconds{{{labels}}} {secs}.{ms:03}");
         }
         if let Some(ms) = job.last_duration_ms {
-            let _ = writeln!(self.duration, "hearth_job_last_duration_seconds{{{labels}}} {}.{:03}", ms / 1000, ms % 1000);
+            let _ =
+                writeln!(self.duration, "hearth_job_last_duration_seconds{{{labels}}} {}.{:03}", ms / 1000, ms % 1000);
         }
     }
 

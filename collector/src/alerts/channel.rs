@@ -333,7 +333,10 @@ mod tests {
         let am = channel(Kind::Alertmanager, "http://am:9093", None);
         let job = |kind| AlertRecord { node_id: "job-1".into(), name: "nightly-backup".into(), ..alert(kind) };
         let down = build(&am, &job(EventKind::JobDown)).body;
-        assert!(down.contains(r#""alertname":"HearthJobDown""#) && down.contains(r#""job":"nightly-backup""#), "{down}");
+        assert!(
+            down.contains(r#""alertname":"HearthJobDown""#) && down.contains(r#""job":"nightly-backup""#),
+            "{down}"
+        );
         assert!(!down.contains("node_id"), "{down}");
         let failed = build(&am, &job(EventKind::JobFailed)).body;
         assert!(failed.contains(r#""alertname":"HearthJobFailed""#), "{failed}");

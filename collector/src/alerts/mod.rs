@@ -73,7 +73,14 @@ impl<'a> Subject<'a> {
     }
 
     pub fn job(job: &'a JobRecord) -> Subject<'a> {
-        Subject { id: &job.id, name: &job.name, hostname: "", tags: job.tags.clone(), down_since: job.down_since, what: "job" }
+        Subject {
+            id: &job.id,
+            name: &job.name,
+            hostname: "",
+            tags: job.tags.clone(),
+            down_since: job.down_since,
+            what: "job",
+        }
     }
 }
 
@@ -159,8 +166,10 @@ fn make_room(txn: &mut Txn<RwTxn>, subject: &Subject) -> Result<(), store::Error
         let Some(mut alert) = txn.alert(id)? else { continue };
         for delivery in alert.deliveries.iter_mut().filter(|d| d.state == DeliveryState::Pending) {
             delivery.state = DeliveryState::Dropped;
-            delivery.last_error =
-                Some(format!("dropped unsent: more than {PENDING_PER_NODE} alerts about this {} were waiting", subject.what));
+            delivery.last_error = Some(format!(
+                "dropped unsent: more than {PENDING_PER_NODE} alerts about this {} were waiting",
+                subject.what
+            ));
         }
         txn.put_alert(&alert)?;
         let dropped = txn.setting::<u64>(setting::ALERTS_DROPPED)?.unwrap_or(0) + 1;

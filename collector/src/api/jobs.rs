@@ -159,7 +159,8 @@ struct JobBody {
     paused: Option<bool>,
 }
 
-const SHAPE: &str = r#"{"name": "nightly-backup", "cron": "0 3 * * *", "tz": "Europe/Berlin", "grace_secs": 3600, "tags": ["nas"]}"#;
+const SHAPE: &str =
+    r#"{"name": "nightly-backup", "cron": "0 3 * * *", "tz": "Europe/Berlin", "grace_secs": 3600, "tags": ["nas"]}"#;
 
 /// Adds a job from `spec`: checks its name is free and the collector has room. Shared with
 /// `hearth-collector job add`.

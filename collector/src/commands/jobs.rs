@@ -151,6 +151,8 @@ pub(super) fn rotate_key(data_dir: &Path, public_url: &str) -> Result<(), Failur
         })
         .map_err(|e| Failure::store(data_dir, e))?;
     println!("{key}");
-    eprintln!("slug URLs are now {public_url}/ping/<key>/<slug>; the old key no longer works. This key is not shown again");
+    eprintln!(
+        "slug URLs are now {public_url}/ping/<key>/<slug>; the old key no longer works. This key is not shown again"
+    );
     Ok(())
 }

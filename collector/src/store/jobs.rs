@@ -2,7 +2,7 @@
 //! job by its ping UUID or slug, the index of their deadlines that the sweep reads, and
 //! the per-collector ping key (stored as SHA-256 only).
 
-use super::{decode, deadline_key, storable, Error, ReadTxn, RwTxn, Scan, Txn};
+use super::{deadline_key, decode, storable, Error, ReadTxn, RwTxn, Scan, Txn};
 use crate::jobs::PINGS_KEPT;
 use crate::model::{JobRecord, PingRecord};
 
@@ -90,7 +90,12 @@ impl<T: ReadTxn> Txn<'_, T> {
 impl Txn<'_, RwTxn<'_>> {
     /// Saves a job whose deadline was `previous`, moving it in the deadline index if it changed.
     /// A new job (`previous_slug` `None`) is indexed by its UUID too.
-    pub fn save_job(&mut self, job: &JobRecord, previous: Option<i64>, previous_slug: Option<&str>) -> Result<(), Error> {
+    pub fn save_job(
+        &mut self,
+        job: &JobRecord,
+        previous: Option<i64>,
+        previous_slug: Option<&str>,
+    ) -> Result<(), Error> {
         if previous != job.deadline {
             if let Some(old) = previous {
                 self.delete(self.dbs.job_deadlines, &deadline_key(old, &job.id))?;

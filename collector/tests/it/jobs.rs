@@ -112,7 +112,7 @@ fn a_cron_job_not_pinged_pages_once_after_its_grace_then_fails_and_recovers() {
     let got = wait_webhooks(&receiver, 5);
     assert!(is(&got[4], "job_recovered", "nightly backup"), "{got:#?}");
     let am = receiver.wait_for(10);
-    let last = &am.iter().filter(|h| h.path == "/am/api/v2/alerts").last().unwrap().body;
+    let last = &am.iter().rfind(|h| h.path == "/am/api/v2/alerts").unwrap().body;
     assert!(last.contains("HearthJobDown") && last.contains("HearthJobFailed"), "both resolve: {last}");
     let job = collector.get(&format!("/api/jobs/{id}"), &key);
     assert_eq!(job.field("status"), "up");
@@ -170,7 +170,8 @@ fn healthchecks_curl_lines_work_unchanged() {
     assert!(job.body.contains(r#""duration_ms":0"#), "the rid run was paired: {}", job.body);
     let kinds: Vec<&str> = job.body.split(r#""kind":""#).skip(1).map(|k| k.split('"').next().unwrap()).collect();
     assert_eq!(kinds, ["success", "start", "success", "log", "success", "fail", "fail", "start", "success"]);
-    let fail = job.body.split(r#"{"#).find(|p| p.contains(r#""kind":"fail""#) && p.contains("exit_status\":null")).unwrap();
+    let fail =
+        job.body.split(r#"{"#).find(|p| p.contains(r#""kind":"fail""#) && p.contains("exit_status\":null")).unwrap();
     let n = fail.split(r#""n":"#).nth(1).unwrap().split(',').next().unwrap();
     let log = collector.get(&format!("/api/jobs/{id}/pings/{n}"), &key);
     assert_eq!(log.field("log"), "backup log: 3 files");
