@@ -130,7 +130,13 @@ pub fn new_job(spec: JobSpec, id: String, uuid: String, now: i64, remind_ms: Opt
 
 /// Whether `spec`'s schedule, grace and tags can be kept.
 pub fn check(spec: &JobSpec) -> Result<(), String> {
-    Schedule::parse(spec.period_secs, spec.cron.as_deref(), spec.tz.as_deref())?;
+    let schedule = Schedule::parse(spec.period_secs, spec.cron.as_deref(), spec.tz.as_deref())?;
+    // One that names no real date (30 February) would make every look at the job search
+    // in vain for years ahead: refuse it here, once.
+    if schedule.next_after(0).is_none() {
+        let cron = spec.cron.as_deref().unwrap_or_default();
+        return Err(format!("the cron schedule `{cron}` names no date that exists (like 30 February)"));
+    }
     if spec.grace_secs == 0 || spec.grace_secs > MAX_SECS {
         return Err(format!("the grace must be from 1 s to {MAX_SECS} s (a year), not {} s", spec.grace_secs));
     }
@@ -398,6 +404,14 @@ mod tests {
                 (want, got) => panic!("{period:?} {cron:?} {tz:?}: expected {want:?}, got {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_schedule_that_never_comes_is_refused() {
+        let spec =
+            |cron: &str| JobSpec { name: "x".into(), cron: Some(cron.into()), grace_secs: 60, ..JobSpec::default() };
+        assert!(check(&spec("0 0 30 2 *")).unwrap_err().contains("names no date"));
+        assert!(check(&spec("0 0 29 2 *")).is_ok(), "a leap day comes");
     }
 
     #[test]
