@@ -24,7 +24,8 @@ fn watch(dir: &Path, at: i64) -> (Collector, Receiver, TestClock) {
     );
     std::fs::write(&conf, text).unwrap();
     let args = ["--alerts", conf.to_str().unwrap(), "--remind-hours", "0", "--allow-anonymous"];
-    let collector = Collector::start_with_env("127.0.0.1:0", &dir.join("db"), &args, &[clock.env()]);
+    let log = dir.join("collector.log");
+    let collector = Collector::start_logged("127.0.0.1:0", &dir.join("db"), &args, &[clock.env()], Some(&log));
     (collector, receiver, clock)
 }
 
@@ -177,6 +178,13 @@ fn healthchecks_curl_lines_work_unchanged() {
     assert_eq!(log.field("log"), "backup log: 3 files");
     let jobs = collector.get("/api/jobs", &key);
     assert!(jobs.body.contains(r#""slug":"zfs-scrub""#), "{}", jobs.body);
+    // The collector's log (at info) holds neither a run's log, nor a ping URL's UUID, nor the ping key.
+    let logged = std::fs::read_to_string(temp.path().join("collector.log")).unwrap();
+    assert!(logged.contains("zfs-scrub"), "the log was read: {logged}");
+    let uuid = url.rsplit('/').next().unwrap();
+    for secret in ["backup log: 3 files", "line one", uuid, ping_key.as_str()] {
+        assert!(!logged.contains(secret), "{secret} reached the log: {logged}");
+    }
 }
 
 /// A flood of pings with large bodies: the job keeps its last 100, and heartbeats are answered.
