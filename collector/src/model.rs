@@ -148,9 +148,10 @@ pub struct AuditRecord {
     /// or, for a failed login, the name that was tried.
     pub actor: String,
     /// `login`, `login_failed`, `logout`, `token_minted`, `token_revoked`, `node_updated`,
-    /// `node_deleted`, `user_added`, `user_removed`, `password_changed`, `apikey_created`.
+    /// `node_deleted`, `user_added`, `user_removed`, `password_changed`, `apikey_created`,
+    /// `job_added`, `job_updated`, `job_paused`, `job_resumed`, `job_removed`, `ping_key_rotated`.
     pub action: String,
-    /// What it was done to: a node id, a token id, a user name.
+    /// What it was done to: a node id, a token id, a user name, a job id.
     pub target: Option<String>,
     /// The client's address; `local` for the command line.
     pub client: String,
