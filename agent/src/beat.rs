@@ -4,6 +4,7 @@ use crate::checks;
 use crate::config::Config;
 use crate::facts;
 use crate::transport::Collector;
+use crate::units;
 use hearth_wire::{format_rfc3339, Heartbeat, State};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +14,13 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub async fn build(config: &Config, collector: &Collector, node_id: &str, seq: u64, state: State) -> Heartbeat {
     let facts = facts::gather("/");
     let absent = if config.check_services_defaulted { checks::Absent::Skipped } else { checks::Absent::Failing };
-    let outcome = checks::run(&config.root, &config.check_services, &config.check_paths, absent).await;
+    let mut outcome = checks::run(&config.root, &config.check_services, &config.check_paths, absent).await;
+    if !config.check_units.is_empty() {
+        let systemd = std::path::Path::new("/run/systemd/system").is_dir();
+        let units = units::run(&config.check_units, systemd).await;
+        outcome.services_ok &= units.iter().all(|c| c.ok);
+        outcome.checks.extend(units);
+    }
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     // Resolving the collector's name may block (a slow resolver); keep it off the loop,
     // which must stay free to notice a signal.

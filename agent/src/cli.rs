@@ -36,7 +36,9 @@ Options (each overrides the environment variable named after it):
 
 Other settings, from the environment or the env file: HEARTH_OS_PROFILE, HEARTH_ROOT,
 HEARTH_CHECK_SERVICES [default cloudflared], HEARTH_CHECK_PATHS, HEARTH_TAGS, HEARTH_NODE_ID,
-RUST_LOG, and the V1 names VAULTMESH_NODE_ID, VAULTMESH_OS_PROFILE, VAULTMESH_ROOT.
+HEARTH_CHECK_UNITS (units whose last run must have succeeded within an age, like
+restic-backup.service@26h,certbot.service@8d), RUST_LOG, and the V1 names
+VAULTMESH_NODE_ID, VAULTMESH_OS_PROFILE, VAULTMESH_ROOT.
 Precedence: flags > environment > env file > settings saved by init/enroll > defaults.
 
 Exit status: 0 success; 1 failure (the message says what failed); 2 bad usage or configuration.

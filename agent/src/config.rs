@@ -28,6 +28,8 @@ pub struct Config {
     /// a default service the host does not have is left out rather than failing.
     pub check_services_defaulted: bool,
     pub check_paths: Vec<String>,
+    /// Units whose last run must have succeeded recently (`HEARTH_CHECK_UNITS`, `units.rs`).
+    pub check_units: Vec<crate::units::UnitCheck>,
     pub tags: Vec<String>,
     /// An enrolment token or fleet key (`HEARTH_TOKEN`, or Beacon's `BEACON_API_KEY`): what
     /// `enroll` trades for an agent token, and `run` too, on its first start without one.
@@ -147,7 +149,14 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
     }
     let given_services = layers.list("HEARTH_CHECK_SERVICES");
+    let mut check_units = Vec::new();
+    for spec in layers.list("HEARTH_CHECK_UNITS").unwrap_or_default() {
+        let source = layers.get("HEARTH_CHECK_UNITS", None).map(|f| f.source).unwrap_or_default();
+        check_units
+            .push(crate::units::parse_spec(&spec).map_err(|e| format!("HEARTH_CHECK_UNITS (from {source}): {e}"))?);
+    }
     Ok(Config {
+        check_units,
         check_services_defaulted: given_services.is_none(),
         collector_url: layers
             .string("HEARTH_COLLECTOR_URL", Some("VAULTMESH_CC_URL"))
@@ -266,5 +275,11 @@ mod tests {
         assert!(!c.check_services_defaulted, "a list the operator gave is never a default");
         let c = load_with(&[], &[("HEARTH_CHECK_SERVICES", "")], None).unwrap();
         assert!(c.check_services.is_empty(), "an empty value turns the default off");
+        let c =
+            load_with(&[], &[("HEARTH_CHECK_UNITS", "restic-backup.service@26h, certbot.service@8d")], None).unwrap();
+        let units: Vec<_> = c.check_units.iter().map(|u| (u.unit.as_str(), u.max_age_secs)).collect();
+        assert_eq!(units, [("restic-backup.service", 93_600), ("certbot.service", 691_200)]);
+        let err = load_with(&[], &[("HEARTH_CHECK_UNITS", "certbot.service")], None).unwrap_err();
+        assert!(err.contains("HEARTH_CHECK_UNITS") && err.contains("UNIT@AGE"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ mod envfile;
 mod facts;
 mod state;
 mod transport;
+mod units;
 
 use std::process::ExitCode;
 

@@ -25,6 +25,10 @@ Usage:
   hearth-collector nodes [--json] [--grace-secs N] [--min-down-secs N]
   hearth-collector node set NODE_ID --grace-secs N
   hearth-collector alert test [--channel NAME] [--alerts FILE]
+  hearth-collector job add NAME (--period 1d | --schedule \"0 3 * * *\" [--tz Europe/Berlin])
+                           [--grace 1h] [--tags a,b] [--public-url URL]
+  hearth-collector job list [--json] | job pause JOB | job resume JOB | job remove JOB
+  hearth-collector ping-key rotate [--public-url URL]
 
 Commands:
   serve          answer heartbeats, enrolments, the API and the dashboard
@@ -47,6 +51,15 @@ Commands:
   alert test     send a test notification to each channel (or one) and print its answer;
                  the channels file is --alerts, else HEARTH_ALERTS, else the one the last
                  `serve` on --data-dir read, else /etc/hearth/alerts.conf
+  job add        watch a scheduled job by its pings (Healthchecks-style); prints its ping
+                 URL, alone, on stdout
+  job list       print the jobs, their state and when each is next expected
+  job pause      stop watching a job until its next ping (JOB is its id or slug)
+  job resume     watch a paused job again
+  job remove     forget a job and its pings
+  ping-key rotate
+                 make a new ping key for slug URLs (/ping/KEY/SLUG) and print it once;
+                 the old one stops working
 
 Options:
   --listen ADDR      address to listen on [env HEARTH_LISTEN; default 127.0.0.1:8088], or
@@ -113,6 +126,15 @@ Options of the other commands:
                      node's own grace (0 = the default)
   --min-down-secs N  nodes: judge with this instead of serve's
   --channel NAME     alert test: only this channel
+  --period DURATION  job add: the job runs every DURATION: 90s, 15m, 1h, 2d
+  --schedule CRON    job add: the job runs at the times a 5-field cron expression names
+  --tz ZONE          job add: the IANA time zone the schedule is read in [default UTC]
+  --grace DURATION   job add: how late a run may be, or how long a started run may take,
+                     before the job is down [default 1h]
+  --tags a,b         job add: tags for channel filters
+  --public-url URL   job add, ping-key rotate: the base of the printed URL
+                     [env HEARTH_PUBLIC_URL; default http://127.0.0.1:8088]
+  --json             job list: print the jobs as the API returns them
   -h, --help         print this help
   -V, --version      print the version
 
@@ -181,6 +203,34 @@ pub enum Command {
         node_id: String,
         grace_secs: Option<u64>,
     },
+    JobAdd {
+        data_dir: PathBuf,
+        name: String,
+        period_secs: Option<u64>,
+        cron: Option<String>,
+        tz: Option<String>,
+        grace_secs: u64,
+        tags: Vec<String>,
+        public_url: String,
+    },
+    JobList {
+        data_dir: PathBuf,
+        json: bool,
+    },
+    /// Pause (`true`) or resume a job, by id or slug.
+    JobPause {
+        data_dir: PathBuf,
+        job: String,
+        paused: bool,
+    },
+    JobRemove {
+        data_dir: PathBuf,
+        job: String,
+    },
+    PingKeyRotate {
+        data_dir: PathBuf,
+        public_url: String,
+    },
     Help,
     Version,
 }
@@ -243,6 +293,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut watchdog_secs = 60;
     let mut cert_pin = std::env::var("HEARTH_CERT_PIN").ok();
     let (mut role, mut user, mut max_uses, mut ttl_given) = (None, None, None, false);
+    let (mut period, mut schedule, mut tz, mut grace) = (None, None, None, None);
     let mut given: Vec<String> = Vec::new();
     while let Some(arg) = parser.next()? {
         if let Long(flag) = &arg {
@@ -293,6 +344,10 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 role = Some(parsed);
             }
             Long("channel") => channel = Some(parser.value()?.string()?),
+            Long("period") => period = Some(parse_duration(&parser.value()?.string()?)?.as_secs()),
+            Long("schedule") => schedule = Some(parser.value()?.string()?),
+            Long("tz") => tz = Some(parser.value()?.string()?),
+            Long("grace") => grace = Some(parse_duration(&parser.value()?.string()?)?.as_secs()),
             Long("grace-secs") => grace_secs = Some(whole(&mut parser, "--grace-secs")?),
             Long("min-down-secs") => min_down_secs = Some(whole(&mut parser, "--min-down-secs")?),
             Long("pending-alert-secs") => {
@@ -378,6 +433,27 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 grace_secs: Some(grace_secs).filter(|g| *g > 0),
             }
         }
+        ["job", "add", name] => {
+            if period.is_none() && schedule.is_none() {
+                return Err(UsageError("job add needs --period DURATION or --schedule \"CRON\" (see --help)".into()));
+            }
+            Command::JobAdd {
+                data_dir,
+                name: (*name).to_owned(),
+                period_secs: period,
+                cron: schedule,
+                tz,
+                grace_secs: grace.unwrap_or(3600),
+                tags,
+                public_url: base_url(public_url),
+            }
+        }
+        ["job", "list"] => Command::JobList { data_dir, json },
+        ["job", verb @ ("pause" | "resume"), job] => {
+            Command::JobPause { data_dir, job: (*job).to_owned(), paused: *verb == "pause" }
+        }
+        ["job", "remove", job] => Command::JobRemove { data_dir, job: (*job).to_owned() },
+        ["ping-key", "rotate"] => Command::PingKeyRotate { data_dir, public_url: base_url(public_url) },
         [] => return Err(UsageError("no command given; try `hearth-collector serve` or --help".into())),
         other => return Err(UsageError(format!("unknown command `{}`; see --help", other.join(" ")))),
     })
@@ -417,8 +493,18 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
         ["nodes"] => &["data-dir", "json", "grace-secs", "min-down-secs"],
         ["node", "set", _] => &["data-dir", "grace-secs"],
         ["alert", "test"] => &["data-dir", "alerts", "channel"],
+        ["job", "add", _] => &["data-dir", "period", "schedule", "tz", "grace", "tags", "public-url"],
+        ["job", "list"] => &["data-dir", "json"],
+        ["job", "pause" | "resume" | "remove", _] => &["data-dir"],
+        ["ping-key", "rotate"] => &["data-dir", "public-url"],
         _ => return None,
     })
+}
+
+/// The base of a printed ping URL: `--public-url`, else `HEARTH_PUBLIC_URL`, else the default address.
+fn base_url(public_url: Option<String>) -> String {
+    let url = public_url.filter(|u| !u.is_empty()).unwrap_or_else(|| "http://127.0.0.1:8088".into());
+    url.trim_end_matches('/').to_owned()
 }
 
 /// A user name: 1 to 64 letters, digits, `.`, `_`, `-` or `@`.
@@ -491,6 +577,9 @@ mod tests {
             &["nodes"],
             &["node", "set", "x"],
             &["alert", "test"],
+            &["job", "add", "x"],
+            &["job", "list"],
+            &["ping-key", "rotate"],
         ] {
             seen.extend(flags_of(words).unwrap().iter().copied());
         }
@@ -527,6 +616,14 @@ mod tests {
         assert!(matches!(parse("fleetkey create --name pis"),
             Ok(Command::FleetKeyCreate { key, .. }) if key.max_uses == 1000 && key.ttl.as_secs() == 2_592_000));
         assert!(matches!(parse("fleetkey revoke abc"), Ok(Command::FleetKeyRevoke { id, .. }) if id == "abc"));
+        let schedule = ["job", "add", "backup", "--schedule", "0 3 * * *", "--tz", "Europe/Berlin", "--grace", "2h"];
+        assert!(matches!(super::parse(schedule.map(Into::into)),
+            Ok(Command::JobAdd { cron: Some(c), tz: Some(_), grace_secs: 7200, period_secs: None, .. }) if c == "0 3 * * *"));
+        assert!(matches!(
+            parse("job add certs --period 1d"),
+            Ok(Command::JobAdd { period_secs: Some(86_400), grace_secs: 3600, .. })
+        ));
+        assert!(matches!(parse("job pause backup"), Ok(Command::JobPause { paused: true, .. })));
         for bad in [
             "",
             "serve --bogus",
@@ -540,6 +637,9 @@ mod tests {
             "fleetkey create",
             "fleetkey create --name x --max-uses 0",
             "fleetkey list --name x",
+            "job add backup",
+            "job add backup --period soon",
+            "job list --period 1d",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -23,7 +23,7 @@
 
 use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
-use crate::api::{self, ApiError, Context, LoginLimiter, LoginOutcome, Method, Reply, Work, MAX_BODY};
+use crate::api::{self, ApiError, Context, LoginLimiter, LoginOutcome, Method, Reply, Work, MAX_BODY, MAX_PING_BODY};
 use crate::clock::Clock;
 use crate::limits::{PasswordChecks, RateLimits};
 use crate::listen::Listener;
@@ -71,7 +71,7 @@ pub struct ServeConfig {
 
 // The patched tiny_http reads bodies up to this size on the connection's thread, so the
 // request thread never waits for a client.
-const _: () = assert!(MAX_BODY <= tiny_http::BUFFERED_BODY);
+const _: () = assert!(MAX_BODY <= tiny_http::BUFFERED_BODY && MAX_PING_BODY <= tiny_http::BUFFERED_BODY);
 
 /// How often the loop looks for nodes past their deadline.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -618,11 +618,14 @@ fn read_request(
     let https = trust_cloudflare && forwarded_https;
     let host = header("Host");
     let client = relayed.or_else(|| request.remote_addr().map(|a| a.ip()));
-    if request.body_length().is_some_and(|len| len > MAX_BODY) {
-        return Err(ApiError::body_too_large().into_reply_for(&path));
+    // A ping's body is its run's log, of any text, up to 100 KB as Healthchecks takes it.
+    let ping = path.starts_with("/ping/");
+    let limit = if ping { MAX_PING_BODY } else { MAX_BODY };
+    if request.body_length().is_some_and(|len| len > limit) {
+        return Err(ApiError::body_too_large_than(limit).into_reply());
     }
     let mut body = Vec::new();
-    let read = request.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body);
+    let read = request.as_reader().take(limit as u64 + 1).read_to_end(&mut body);
     if let Err(e) = read {
         let (status, code) = match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => (408, "request_timeout"),
@@ -630,12 +633,16 @@ fn read_request(
         };
         return Err(ApiError::new(status, code, format!("could not read the request body: {e}")).into_reply_for(&path));
     }
-    if body.len() > MAX_BODY {
-        return Err(ApiError::body_too_large().into_reply_for(&path));
+    if body.len() > limit {
+        return Err(ApiError::body_too_large_than(limit).into_reply_for(&path));
     }
-    let body = String::from_utf8(body).map_err(|_| {
-        ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply_for(&path)
-    })?;
+    let body = if ping {
+        String::from_utf8_lossy(&body).into_owned()
+    } else {
+        String::from_utf8(body).map_err(|_| {
+            ApiError::new(400, "invalid_json", "the body is not UTF-8 text; send JSON").into_reply_for(&path)
+        })?
+    };
     Ok(api::Request {
         method,
         path,

@@ -10,6 +10,7 @@ pub mod commands;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 mod http;
+mod jobs;
 mod jwt;
 mod limits;
 mod listen;

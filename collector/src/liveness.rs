@@ -36,6 +36,11 @@ impl Policy {
         grace.max(MIN_GRACE_INTERVALS * interval).saturating_mul(1000)
     }
 
+    /// How often a down node or job is reminded about, in ms; `None` when off.
+    pub fn remind_ms(&self) -> Option<i64> {
+        self.remind_every_secs.map(|s| s.saturating_mul(1000) as i64)
+    }
+
     fn min_down_ms(&self, node: &NodeRecord) -> u64 {
         self.min_down_secs.unwrap_or(node.interval_secs()).saturating_mul(1000)
     }

@@ -2,7 +2,8 @@
 //! Rendered in the text exposition format (version 0.0.4).
 
 use crate::alerts::worker::Stats;
-use crate::model::{NodeRecord, Status};
+use crate::jobs::JobStatus;
+use crate::model::{JobRecord, NodeRecord, Status};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
@@ -208,6 +209,40 @@ pub fn render(s: &Snapshot, fleet: &Fleet) -> String {
     );
     out.push_str(&fleet.last_seen);
     out
+}
+
+/// `/metrics`'s per-job lines: whether each job is up, when it last succeeded and how long
+/// its last run took.
+#[derive(Default)]
+pub struct Jobs {
+    up: String,
+    last_success: String,
+    duration: String,
+}
+
+impl Jobs {
+    pub fn add(&mut self, job: &JobRecord, status: JobStatus) {
+        let labels = format!("job_id=\"{}\",job=\"{}\"", escape(&job.id), escape(&job.name));
+        let up = u8::from(!matches!(status, JobStatus::Down));
+        let _ = writeln!(self.up, "hearth_job_up{{{labels}}} {up}");
+        if let Some(at) = job.last_success {
+            let (secs, ms) = (at.div_euclid(1000), at.rem_euclid(1000));
+            let _ = writeln!(self.last_success, "hearth_job_last_success_timestamp_seconds{{{labels}}} {secs}.{ms:03}");
+        }
+        if let Some(ms) = job.last_duration_ms {
+            let _ =
+                writeln!(self.duration, "hearth_job_last_duration_seconds{{{labels}}} {}.{:03}", ms / 1000, ms % 1000);
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        gauge(out, "hearth_job_up", "1 if the job is not down (new, up, started, in its grace or paused), 0 if down.");
+        out.push_str(&self.up);
+        gauge(out, "hearth_job_last_success_timestamp_seconds", "When the job last pinged success.");
+        out.push_str(&self.last_success);
+        gauge(out, "hearth_job_last_duration_seconds", "How long the job's last run took, from its start ping.");
+        out.push_str(&self.duration);
+    }
 }
 
 /// What `/metrics/nodes` says of one node, kept small: 100,000 of them take a few tens

@@ -221,9 +221,10 @@ pub struct AuditRecord {
     /// or, for a failed login, the name that was tried.
     pub actor: String,
     /// `login`, `login_failed`, `logout`, `token_minted`, `token_revoked`, `node_updated`,
-    /// `node_deleted`, `user_added`, `user_removed`, `password_changed`, `apikey_created`.
+    /// `node_deleted`, `user_added`, `user_removed`, `password_changed`, `apikey_created`,
+    /// `job_added`, `job_updated`, `job_paused`, `job_resumed`, `job_removed`, `ping_key_rotated`.
     pub action: String,
-    /// What it was done to: a node id, a token id, a user name.
+    /// What it was done to: a node id, a token id, a user name, a job id.
     pub target: Option<String>,
     /// The client's address; `local` for the command line.
     pub client: String,
@@ -266,6 +267,15 @@ pub enum EventKind {
     /// `hearth-collector alert test`; never stored.
     #[serde(rename = "test")]
     Test,
+    /// A job (`jobs.rs`) did not ping within its grace after it was expected; also its reminders.
+    #[serde(rename = "job_down")]
+    JobDown,
+    /// A job said it failed (`/fail`, or a non-zero exit status); also its reminders.
+    #[serde(rename = "job_failed")]
+    JobFailed,
+    /// A job that was down or failed pinged success again.
+    #[serde(rename = "job_recovered")]
+    JobRecovered,
 }
 
 impl EventKind {
@@ -285,6 +295,9 @@ impl EventKind {
             EventKind::Flapping => "flapping",
             EventKind::FlappingStopped => "flapping_stopped",
             EventKind::Test => "test",
+            EventKind::JobDown => "job_down",
+            EventKind::JobFailed => "job_failed",
+            EventKind::JobRecovered => "job_recovered",
         }
     }
 
@@ -300,7 +313,10 @@ impl EventKind {
             | EventKind::Pending
             | EventKind::Flapping
             | EventKind::FlappingStopped
-            | EventKind::Test => true,
+            | EventKind::Test
+            | EventKind::JobDown
+            | EventKind::JobFailed
+            | EventKind::JobRecovered => true,
             EventKind::Stopped | EventKind::ServicesFailed | EventKind::ServicesRecovered | EventKind::ClockSkew => {
                 false
             }
@@ -337,6 +353,13 @@ pub enum HostState {
     /// Holds a host JWT.
     #[serde(rename = "registered")]
     Registered,
+}
+
+impl EventKind {
+    /// Whether this is about a job (its subject id is a job id) rather than a node.
+    pub fn is_job(self) -> bool {
+        matches!(self, EventKind::JobDown | EventKind::JobFailed | EventKind::JobRecovered)
+    }
 }
 
 /// Where one channel's delivery of one alert stands.
@@ -720,4 +743,96 @@ mod tests {
             assert_eq!(node.name, expected, "{name:?} on {hostname:?}");
         }
     }
+}
+
+/// A scheduled job watched by its pings (`jobs.rs`), stored under its `id`.
+/// Times are Unix milliseconds by the collector's clock.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct JobRecord {
+    /// A short public id, for the API, events and alerts: not a credential.
+    pub id: String,
+    /// The UUID in its ping URL (`/ping/<uuid>`): whoever knows it can ping.
+    pub uuid: String,
+    pub name: String,
+    /// The name in the slug URL (`/ping/<ping-key>/<slug>`); unique.
+    pub slug: String,
+    pub tags: Vec<String>,
+    /// Expected every this many seconds; `None` when `cron` is set.
+    pub period_secs: Option<u64>,
+    /// A 5-field cron expression, read in `tz`.
+    pub cron: Option<String>,
+    /// An IANA time zone name; `None` means UTC.
+    pub tz: Option<String>,
+    /// How late past an expected run (or how long after a start) before it is down.
+    pub grace_secs: u64,
+    pub created_at: i64,
+    pub paused: bool,
+    /// The last ping of any kind.
+    pub last_ping: Option<i64>,
+    pub last_ping_kind: Option<PingKind>,
+    pub last_success: Option<i64>,
+    /// From the matching start to the last success or failure.
+    pub last_duration_ms: Option<i64>,
+    /// Runs started and not yet finished, oldest first (at most `jobs::OPEN_RUNS`).
+    pub open_runs: Vec<OpenRun>,
+    /// Whether the last finish was a failure (until a success).
+    pub failed: bool,
+    /// When the down (late) or failed alert went out; `None` while up.
+    pub down_since: Option<i64>,
+    pub reminded_at: Option<i64>,
+    /// When the sweep next looks at this job (its key in the job deadline index).
+    pub deadline: Option<i64>,
+    /// Pings received so far: the next ping's number, and the key of the ring of the last 100.
+    pub pings: u64,
+}
+
+/// A run that sent `/start` and has not finished.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct OpenRun {
+    pub rid: Option<String>,
+    pub at: i64,
+}
+
+/// What a ping said.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PingKind {
+    #[serde(rename = "success")]
+    Success,
+    #[serde(rename = "start")]
+    Start,
+    #[serde(rename = "fail")]
+    Fail,
+    #[serde(rename = "log")]
+    Log,
+}
+
+impl PingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PingKind::Success => "success",
+            PingKind::Start => "start",
+            PingKind::Fail => "fail",
+            PingKind::Log => "log",
+        }
+    }
+}
+
+/// One ping, kept in the job's ring of the last `jobs::PINGS_KEPT`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PingRecord {
+    /// Its number among the job's pings, from 0.
+    pub n: u64,
+    pub at: i64,
+    pub kind: PingKind,
+    /// The exit status, for `/ping/<uuid>/<status>`.
+    pub exit_status: Option<u64>,
+    pub rid: Option<String>,
+    /// For a finish that matched a start: how long the run took.
+    pub duration_ms: Option<i64>,
+    /// The request body, cut to `jobs::LOG_KEPT` bytes: the run's log.
+    pub log: String,
+    /// The body's full length, to say how much was cut.
+    pub log_bytes: u64,
+    pub method: String,
+    pub client: String,
 }

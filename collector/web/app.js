@@ -4,8 +4,11 @@
 
 const REFRESH_MS = 4000;
 const $ = (id) => document.getElementById(id);
-const views = ["login-view", "fleet-view", "detail-view"];
-const state = { me: null, nodes: [], rows: new Map(), detail: null, timer: null, serverSkewMs: 0 };
+const views = ["login-view", "fleet-view", "jobs-view", "detail-view"];
+const state = {
+  me: null, nodes: [], rows: new Map(), detail: null, timer: null, serverSkewMs: 0,
+  tab: "nodes", jobs: [], jobRows: new Map(),
+};
 
 // A request to the collector. Writes carry JSON (the collector refuses cookie-authenticated
 // writes without it); a 401 means the session is gone, so back to the login form.
@@ -37,6 +40,7 @@ function showLogin(message) {
   state.timer = null;
   $("who").textContent = "";
   $("logout").hidden = true;
+  $("tabs").hidden = true;
   $("login-error").textContent = message || "";
   show("login-view");
   $("username").focus();
@@ -47,13 +51,15 @@ function loggedIn(me) {
   $("who").textContent = `${me.user} (${me.role})`;
   $("logout").hidden = false;
   $("add-node").hidden = me.role === "viewer";
-  show(state.detail ? "detail-view" : "fleet-view");
+  $("tabs").hidden = false;
+  show(state.detail ? "detail-view" : state.tab === "jobs" ? "jobs-view" : "fleet-view");
   refresh();
   clearInterval(state.timer);
   state.timer = setInterval(refresh, REFRESH_MS);
 }
 
 async function refresh() {
+  if (state.tab === "jobs") return refreshJobs();
   try {
     state.nodes = await allNodes();
     renderTags();
@@ -222,6 +228,132 @@ async function renderDetail() {
     [el("li", { className: "muted", textContent: "Nothing has happened to this node yet." })]));
 }
 
+// The Jobs view: one row per job, with a strip of its recent runs, each run's log a click away.
+async function refreshJobs() {
+  try {
+    state.jobs = (await api("GET", "/api/jobs")).jobs;
+    renderJobs();
+  } catch (e) {
+    if (state.me) $("jobs-summary").textContent = `Could not refresh: ${e.message}`;
+  }
+}
+
+function schedule(j) {
+  if (j.cron) return `${j.cron} (${j.tz || "UTC"})`;
+  const s = j.period_secs;
+  if (s % 86400 === 0) return `every ${s / 86400} d`;
+  if (s % 3600 === 0) return `every ${s / 3600} h`;
+  return s < 60 ? `every ${s} s` : `every ${duration(s)}`;
+}
+
+function until(iso) {
+  if (!iso) return "–";
+  const secs = Math.round((Date.parse(iso) - Date.now() - state.serverSkewMs) / 1000);
+  const when = new Date(iso).toLocaleString();
+  return secs >= 0 ? `${when} (in ${duration(secs)})` : `${when} (${ago(iso)})`;
+}
+
+// A run's length: seconds under a minute, else as `duration` says it.
+function took(ms) {
+  if (ms == null) return "–";
+  return ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : duration(Math.round(ms / 1000));
+}
+
+function runLabel(p) {
+  const lasted = p.duration_ms != null ? `, took ${took(p.duration_ms)}` : "";
+  const exit = p.exit_status != null ? `, exit status ${p.exit_status}` : "";
+  return `${p.kind} at ${new Date(p.at).toLocaleString()}${exit}${lasted}`;
+}
+
+// Finished runs, oldest on the left like a timeline, and a run still going at the right.
+function strip(j) {
+  const recent = j.recent || [];
+  const finished = recent.filter((p, i) => p.kind === "success" || p.kind === "fail" || (p.kind === "start" && i === 0));
+  const runs = finished.reverse().map((p) => {
+    const b = el("button", { type: "button", className: `run run-${p.kind}`, title: runLabel(p) });
+    b.setAttribute("aria-label", runLabel(p));
+    b.dataset.job = j.id;
+    b.dataset.n = p.n;
+    return b;
+  });
+  return runs.length ? el("span", { className: "runs" }, runs) : el("span", { className: "muted", textContent: "no pings yet" });
+}
+
+function jobCells(j) {
+  const last = j.last_ping ? `${ago(j.last_ping)} (${j.last_ping_kind})` : "never";
+  return [
+    ["Status", el("span", { className: `status status-${j.status}`, textContent: j.status })],
+    ["Name", j.ping_url ? el("span", { textContent: j.name, title: `Ping URL: ${j.ping_url}` }) : j.name],
+    ["Schedule", schedule(j)],
+    ["Last ping", last],
+    ["Last duration", took(j.last_duration_ms)],
+    ["Next expected", j.status === "paused" ? "paused" : until(j.next_expected)],
+    ["Recent runs", strip(j)],
+    ["Tags", el("span", {}, (j.tags || []).map((t) => el("span", { className: "tag", textContent: t })))],
+  ];
+}
+
+function renderJobs() {
+  const tbody = document.querySelector("#jobs tbody");
+  const seen = new Set();
+  state.jobs.forEach((j, i) => {
+    seen.add(j.id);
+    let row = state.jobRows.get(j.id);
+    if (!row) {
+      row = el("tr");
+      state.jobRows.set(j.id, row);
+    }
+    jobCells(j).forEach(([label, content], c) => {
+      let td = row.children[c];
+      if (!td) td = row.appendChild(el("td"));
+      td.dataset.label = label;
+      const html = typeof content === "string" ? escapeText(content) : content.outerHTML;
+      if (td.dataset.html !== html) {
+        td.dataset.html = html;
+        td.replaceChildren(typeof content === "string" ? document.createTextNode(content) : content);
+      }
+    });
+    if (tbody.children[i] !== row) tbody.insertBefore(row, tbody.children[i] || null);
+  });
+  for (const [id, row] of state.jobRows) {
+    if (!seen.has(id)) {
+      row.remove();
+      state.jobRows.delete(id);
+    }
+  }
+  const counts = {};
+  for (const j of state.jobs) counts[j.status] = (counts[j.status] || 0) + 1;
+  $("jobs-summary").textContent = `${state.jobs.length} jobs: ` +
+    Object.entries(counts).map(([s, k]) => `${k} ${s}`).join(", ");
+  $("jobs-empty").hidden = state.jobs.length > 0;
+}
+
+async function openLog(job, n) {
+  try {
+    const p = await api("GET", `/api/jobs/${encodeURIComponent(job)}/pings/${encodeURIComponent(n)}`);
+    const name = (state.jobs.find((j) => j.id === job) || { name: job }).name;
+    $("log-title").textContent = `${name}: ${p.kind}`;
+    const exit = p.exit_status != null ? `, exit status ${p.exit_status}` : "";
+    const cut = p.truncated ? `; the first ${p.log.length} of ${p.log_bytes} bytes were kept` : "";
+    $("log-meta").textContent = `${new Date(p.at).toLocaleString()}${exit}${cut}`;
+    $("log-text").textContent = p.log || "(no log: the ping had no body)";
+  } catch (e) {
+    $("log-title").textContent = "Log";
+    $("log-meta").textContent = e.message;
+    $("log-text").textContent = "";
+  }
+  $("log-dialog").showModal();
+}
+
+function switchTab(tab) {
+  state.tab = tab;
+  state.detail = null;
+  $("tab-nodes").setAttribute("aria-pressed", String(tab === "nodes"));
+  $("tab-jobs").setAttribute("aria-pressed", String(tab === "jobs"));
+  show(tab === "jobs" ? "jobs-view" : "fleet-view");
+  refresh();
+}
+
 async function mint() {
   $("add-error").textContent = "";
   const name = $("add-name").value.trim();
@@ -290,6 +422,12 @@ document.addEventListener("DOMContentLoaded", () => {
   $("add-fleet").addEventListener("change", () => {
     $("add-uses-label").hidden = !$("add-fleet").checked;
     $("add-result").hidden = true;
+  });
+  $("tab-nodes").addEventListener("click", () => switchTab("nodes"));
+  $("tab-jobs").addEventListener("click", () => switchTab("jobs"));
+  document.querySelector("#jobs tbody").addEventListener("click", (event) => {
+    const run = event.target.closest(".run");
+    if (run) openLog(run.dataset.job, run.dataset.n);
   });
   $("copy").addEventListener("click", copyCommand);
   fetch("/api/auth/me", { credentials: "same-origin" })

@@ -238,3 +238,47 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
     assert!(keys.body.contains(r#""name":"new-pi""#) && keys.body.contains(r#""max_uses":50"#), "{}", keys.body);
     assert!(!keys.body.contains(&fleet_key), "the listing never shows a raw key");
 }
+
+/// The Jobs tab: a job's state, its strip of recent runs, and a run's log a click away.
+#[test]
+fn the_jobs_view_shows_runs_and_their_logs() {
+    if std::env::var_os("HEARTH_AGENT_RUNNER").is_some() {
+        return;
+    }
+    let Some(browser) = Browser::start() else { return };
+    let c = Collector::start(&[]);
+    c.add_user("ada", "operator", PASSWORD);
+    let key = c.api_key();
+    let auth = format!("Bearer {key}");
+    let job = c.post("/api/jobs", &[("Authorization", &auth)], r#"{"name":"nightly backup","period_secs":86400}"#);
+    assert_eq!(job.status, 201, "{}", job.body);
+    let url = job.field("ping_url");
+    let path = &url[url.find("/ping/").unwrap()..];
+    let ping = |suffix: &str, body: &str| {
+        let r = crate::support::send(c.addr, "POST", &format!("{path}{suffix}"), &[], body.as_bytes());
+        assert_eq!((r.status, r.body.as_str()), (200, "OK"));
+    };
+    ping("/start", "");
+    ping("", "3 snapshots kept");
+    ping("/start", "");
+    ping("/2", "restic: repository is locked");
+
+    browser.open(&format!("http://{}/", c.addr));
+    browser.wait_for("the login form", "return !document.getElementById('login-view').hidden");
+    browser.type_into("#username", "ada");
+    browser.type_into("#password", PASSWORD);
+    browser.click("#login-submit");
+    browser.wait_for("the tabs", "return !document.getElementById('tabs').hidden");
+    browser.click("#tab-jobs");
+    browser.wait_for(
+        "the job, down",
+        "const s = document.querySelector('#jobs tbody tr .status'); return !!s && s.textContent === 'down';",
+    );
+    // Two finished runs, oldest first: a success, then the failure.
+    let strip = browser.text("return [...document.querySelectorAll('#jobs .run')].map((r) => r.className).join(' ');");
+    assert_eq!(strip, "run run-success run run-fail");
+    browser.click("#jobs .run-fail");
+    browser.wait_for("the run's log", "return document.getElementById('log-dialog').open;");
+    assert_eq!(browser.text("return document.getElementById('log-text').textContent"), "restic: repository is locked");
+    assert!(browser.text("return document.getElementById('log-meta').textContent").contains("exit status 2"));
+}

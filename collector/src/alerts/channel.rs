@@ -47,6 +47,9 @@ struct Telling {
 
 /// Alertmanager's `alertname` and `severity` for a failing check.
 const CHECK_ALERT: (&str, &str) = ("HearthCheckFailing", "warning");
+/// Alertmanager's names for a job that is late, and one that failed.
+const JOB_DOWN: (&str, &str) = ("HearthJobDown", "critical");
+const JOB_FAILED: (&str, &str) = ("HearthJobFailed", "critical");
 
 fn telling(kind: EventKind) -> Telling {
     const OFFLINE: (&str, &str) = ("HearthNodeOffline", "critical");
@@ -75,6 +78,10 @@ fn telling(kind: EventKind) -> Telling {
             t("reports services ok again", false, ("3", "green_circle"), ("HearthServicesFailing", "warning"), true)
         }
         EventKind::ClockSkew => t("has a skewed clock", false, NEWS, ("HearthClockSkew", "info"), true),
+        EventKind::JobDown => t("is late", true, ("5", "red_circle"), JOB_DOWN, false),
+        EventKind::JobFailed => t("failed", true, ("5", "red_circle"), JOB_FAILED, false),
+        // Resolves both HearthJobDown and HearthJobFailed (`alertmanager_alerts`).
+        EventKind::JobRecovered => t("succeeded again", false, ("3", "green_circle"), JOB_DOWN, true),
     }
 }
 
@@ -169,13 +176,16 @@ pub fn webhook_body(alert: &AlertRecord) -> Value {
 fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
     let tell = telling(alert.kind);
     let entry = |(alertname, severity): (&str, &str), check: Option<&str>, resolves: bool| {
-        let mut labels = vec![
-            ("alertname", string(alertname)),
-            ("severity", string(severity)),
-            ("node_id", string(&alert.node_id)),
-            ("node", string(&alert.name)),
-            ("hostname", string(&alert.hostname)),
-        ];
+        let mut labels = vec![("alertname", string(alertname)), ("severity", string(severity))];
+        if alert.kind.is_job() {
+            labels.extend([("job_id", string(&alert.node_id)), ("job", string(&alert.name))]);
+        } else {
+            labels.extend([
+                ("node_id", string(&alert.node_id)),
+                ("node", string(&alert.name)),
+                ("hostname", string(&alert.hostname)),
+            ]);
+        }
         if let Some(check) = check {
             labels.push(("check", string(check)));
         }
@@ -198,6 +208,8 @@ fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
         EventKind::FlappingStopped => std::iter::once(entry(tell.alertmanager, None, true))
             .chain(checks.iter().map(|c| entry(CHECK_ALERT, Some(&c.name), c.ok)))
             .collect(),
+        // A success ends both the late and the failed alert, whichever was raised.
+        EventKind::JobRecovered => vec![entry(JOB_DOWN, None, true), entry(JOB_FAILED, None, true)],
         _ => vec![entry(tell.alertmanager, alert.check.as_deref(), tell.resolves)],
     }
 }
@@ -344,6 +356,27 @@ mod tests {
         assert!(ended(r#""alertname":"HearthChecksFlapping""#), "the flapping alert resolves: {body}");
         assert!(ended(r#""check":"a""#), "a passing check resolves: {body}");
         assert!(!ended(r#""check":"b""#), "a failing check fires: {body}");
+    }
+
+    /// A job's alerts carry the job's labels; a success resolves both the late and the failed alert.
+    #[test]
+    fn job_alerts_reach_alertmanager_and_success_resolves_them() {
+        let am = channel(Kind::Alertmanager, "http://am:9093", None);
+        let job = |kind| AlertRecord { node_id: "job-1".into(), name: "nightly-backup".into(), ..alert(kind) };
+        let down = build(&am, &job(EventKind::JobDown)).body;
+        assert!(
+            down.contains(r#""alertname":"HearthJobDown""#) && down.contains(r#""job":"nightly-backup""#),
+            "{down}"
+        );
+        assert!(!down.contains("node_id"), "{down}");
+        let failed = build(&am, &job(EventKind::JobFailed)).body;
+        assert!(failed.contains(r#""alertname":"HearthJobFailed""#), "{failed}");
+        let back = build(&am, &job(EventKind::JobRecovered)).body;
+        for name in ["HearthJobDown", "HearthJobFailed"] {
+            let entry = back.split(r#"{"annotations""#).find(|e| e.contains(name)).unwrap();
+            assert!(entry.contains(r#""endsAt":"2023-11-14T22:13:20Z""#), "{name} resolves: {back}");
+        }
+        assert_eq!(summary(&job(EventKind::JobFailed)), "nightly-backup failed: no heartbeat for 125 s");
     }
 
     #[test]

@@ -9,8 +9,9 @@ pub mod channel;
 pub mod config;
 pub mod worker;
 
+use crate::jobs;
 use crate::liveness::{self, Change, Policy, Watching};
-use crate::model::{AlertRecord, Delivery, DeliveryState, EventRecord, NodeRecord};
+use crate::model::{AlertRecord, Delivery, DeliveryState, EventRecord, JobRecord, NodeRecord};
 use crate::store::{self, setting, RwTxn, Txn};
 use config::Channels;
 
@@ -53,6 +54,36 @@ pub fn on_start(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy) -> Result<Optio
     Ok(away)
 }
 
+/// What an event or alert is about: a node or a job.
+pub struct Subject<'a> {
+    /// A node id, or a job id (`job-…`).
+    pub id: &'a str,
+    pub name: &'a str,
+    pub hostname: &'a str,
+    pub tags: Vec<String>,
+    pub down_since: Option<i64>,
+    /// "node" or "job", for the log.
+    pub what: &'static str,
+}
+
+impl<'a> Subject<'a> {
+    pub fn node(node: &'a NodeRecord) -> Subject<'a> {
+        let (id, name, hostname) = (&node.node_id, &node.name, &node.hostname);
+        Subject { id, name, hostname, tags: node.all_tags(), down_since: node.down_since, what: "node" }
+    }
+
+    pub fn job(job: &'a JobRecord) -> Subject<'a> {
+        Subject {
+            id: &job.id,
+            name: &job.name,
+            hostname: "",
+            tags: job.tags.clone(),
+            down_since: job.down_since,
+            what: "job",
+        }
+    }
+}
+
 /// Writes `changes` of `node` as events, and those that alert as outbox alerts for every
 /// channel that wants them. Returns how many alerts were written.
 pub fn record(
@@ -62,26 +93,37 @@ pub fn record(
     now: i64,
     channels: &Channels,
 ) -> Result<usize, store::Error> {
+    record_about(txn, &Subject::node(node), changes, now, channels)
+}
+
+/// [`record`] for any subject: a node or a job.
+pub fn record_about(
+    txn: &mut Txn<RwTxn>,
+    subject: &Subject,
+    changes: &[Change],
+    now: i64,
+    channels: &Channels,
+) -> Result<usize, store::Error> {
     let mut alerts = 0;
     for change in changes {
         let kind = change.kind;
         let event = EventRecord {
             id: txn.next_id()?,
-            node_id: node.node_id.clone(),
+            node_id: subject.id.to_owned(),
             at: now,
             kind,
             check: change.check.clone(),
             detail: change.detail.clone(),
         };
         txn.put_event(&event)?;
-        log::info!("node {} ({}): {}: {}", node.name, node.node_id, kind.as_str(), change.detail);
+        log::info!("{} {} ({}): {}: {}", subject.what, subject.name, subject.id, kind.as_str(), change.detail);
         if !change.kind.alerts() {
             continue;
         }
         let deliveries: Vec<Delivery> = channels
             .list
             .iter()
-            .filter(|c| c.wants(kind, &node.all_tags()))
+            .filter(|c| c.wants(kind, &subject.tags))
             .map(|c| Delivery {
                 channel: c.name.clone(),
                 state: DeliveryState::Pending,
@@ -94,19 +136,19 @@ pub fn record(
         if deliveries.is_empty() {
             continue;
         }
-        make_room(txn, node)?;
+        make_room(txn, subject)?;
         let alert = AlertRecord {
             id: txn.next_id()?,
             kind,
-            node_id: node.node_id.clone(),
-            name: node.name.clone(),
-            hostname: node.hostname.clone(),
-            tags: node.all_tags(),
+            node_id: subject.id.to_owned(),
+            name: subject.name.to_owned(),
+            hostname: subject.hostname.to_owned(),
+            tags: subject.tags.clone(),
             check: change.check.clone(),
             checks: (!change.checks.is_empty()).then(|| change.checks.clone()),
             detail: change.detail.clone(),
             at: now,
-            down_since: change.down_since.or(node.down_since),
+            down_since: change.down_since.or(subject.down_since),
             deliveries,
         };
         txn.put_alert(&alert)?;
@@ -115,50 +157,72 @@ pub fn record(
     Ok(alerts)
 }
 
-/// Drops the oldest alerts about `node` still waiting, so that a new one keeps it within
+/// Drops the oldest alerts about `subject` still waiting, so that a new one keeps it within
 /// [`PENDING_PER_NODE`]; each drop is counted and logged.
-fn make_room(txn: &mut Txn<RwTxn>, node: &NodeRecord) -> Result<(), store::Error> {
-    let waiting = txn.outbox_of(&node.node_id)?;
+fn make_room(txn: &mut Txn<RwTxn>, subject: &Subject) -> Result<(), store::Error> {
+    let waiting = txn.outbox_of(subject.id)?;
     let excess = (waiting.len() + 1).saturating_sub(PENDING_PER_NODE);
     for id in waiting.into_iter().take(excess) {
         let Some(mut alert) = txn.alert(id)? else { continue };
         for delivery in alert.deliveries.iter_mut().filter(|d| d.state == DeliveryState::Pending) {
             delivery.state = DeliveryState::Dropped;
-            delivery.last_error =
-                Some(format!("dropped unsent: more than {PENDING_PER_NODE} alerts about this node were waiting"));
+            delivery.last_error = Some(format!(
+                "dropped unsent: more than {PENDING_PER_NODE} alerts about this {} were waiting",
+                subject.what
+            ));
         }
         txn.put_alert(&alert)?;
         let dropped = txn.setting::<u64>(setting::ALERTS_DROPPED)?.unwrap_or(0) + 1;
         txn.put_setting(setting::ALERTS_DROPPED, &dropped)?;
         log::warn!(
-            "node {} ({}): dropped its oldest waiting alert {id} ({}): more than {PENDING_PER_NODE} were waiting; {dropped} dropped so far",
-            node.name,
-            node.node_id,
+            "{} {} ({}): dropped its oldest waiting alert {id} ({}): more than {PENDING_PER_NODE} were waiting; {dropped} dropped so far",
+            subject.what,
+            subject.name,
+            subject.id,
             alert.kind.as_str()
         );
     }
     Ok(())
 }
 
-/// Looks at every node whose deadline has passed, and notes that the collector is alive.
-/// Returns how many alerts were written.
+/// Looks at every node and job whose deadline has passed, and notes that the collector is
+/// alive. Returns how many alerts were written.
 pub fn sweep(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channels) -> Result<usize, store::Error> {
     let alive_at: Option<i64> = txn.setting(setting::ALIVE_AT)?;
     if alive_at.is_none_or(|at| now - at >= ALIVE_EVERY_MS || now < at) {
         txn.put_setting(setting::ALIVE_AT, &now)?;
     }
+    let mut alerts = sweep_jobs(txn, now, policy, channels)?;
     let due = txn.due_nodes(now)?;
     if due.is_empty() {
-        return Ok(0);
+        return Ok(alerts);
     }
     let watching: Watching = txn.setting(setting::WATCHING)?.unwrap_or_default();
-    let mut alerts = 0;
     for (_, node_id) in due {
         let Some(mut node) = txn.node(&node_id)? else { continue };
         let previous = node.deadline;
         let changes = liveness::on_deadline(&mut node, now, policy, &watching);
         alerts += record(txn, &node, &changes, now, channels)?;
         txn.save_node(&node, previous)?;
+    }
+    Ok(alerts)
+}
+
+/// Looks at every job whose deadline has passed (`jobs::on_deadline`); as with nodes, no
+/// job is declared down for the collector's own absence (its pings were refused then).
+fn sweep_jobs(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channels) -> Result<usize, store::Error> {
+    let mut alerts = 0;
+    let due = txn.due_jobs(now)?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let watching: Watching = txn.setting(setting::WATCHING)?.unwrap_or_default();
+    for job_id in due {
+        let Some(mut job) = txn.job(&job_id)? else { continue };
+        let previous = job.deadline;
+        let changes = jobs::on_deadline(&mut job, now, policy.remind_ms(), watching.since);
+        alerts += record_about(txn, &Subject::job(&job), &changes, now, channels)?;
+        txn.save_job(&job, previous, Some(&job.slug.clone()))?;
     }
     Ok(alerts)
 }

@@ -4,20 +4,29 @@
 //! `route` names what was asked for; `dispatch` checks who is asking (`require`) and hands
 //! the request to its handler: `agents` (enrolment, heartbeats), `beacon` (Beacon's
 //! heartbeats, with a fleet key), `fleet` (nodes, tokens, events, alerts, audit),
-//! `fleetkeys` (one key, many nodes), `session` (login), `web` (the dashboard, install script, binaries),
-//! and for other systems' clients: `wrenn` (Wrenn's `/v1/hosts`), `restic` (restic-manager's
-//! health poll).
+//! `fleetkeys` (one key, many nodes), `jobs` (scheduled jobs), `pings` (their
+//! Healthchecks-style ping routes), `session` (login), `web` (the dashboard, install script,
+//! binaries), and for other systems' clients: `wrenn` (Wrenn's `/v1/hosts`), `restic`
+//! (restic-manager's health poll).
 
 mod agents;
 mod beacon;
 mod fleet;
 mod fleetkeys;
+mod jobs;
+mod pings;
 mod restic;
 mod session;
 mod web;
 mod wrenn;
 
 pub use fleetkeys::{KeyView, DEFAULT_MAX_USES, DEFAULT_TTL_SECS, MAX_TTL_SECS, MAX_USES};
+pub(crate) use jobs::{create as create_job, new_ping_key};
+
+/// A job as `GET /api/jobs` shows it to a viewer (no ping URL, no recent pings), for `job list --json`.
+pub(crate) fn job_view(job: &crate::model::JobRecord, now: i64) -> impl Serialize {
+    jobs::view(job, &[], now, None)
+}
 pub use session::{LoginLimiter, LoginOutcome};
 
 use crate::alerts::{config::Channels, worker::Stats};
@@ -34,6 +43,8 @@ use std::sync::Mutex;
 
 /// The largest request body the collector reads, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
+/// The largest ping body (a run's log), as Healthchecks takes: 100 KB.
+pub const MAX_PING_BODY: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Method {
@@ -192,8 +203,8 @@ impl ApiError {
         ApiError { status, code, message: message.into(), headers: Vec::new() }
     }
 
-    pub fn body_too_large() -> ApiError {
-        ApiError::new(413, "body_too_large", format!("the request body is larger than {MAX_BODY} bytes"))
+    pub fn body_too_large_than(limit: usize) -> ApiError {
+        ApiError::new(413, "body_too_large", format!("the request body is larger than {limit} bytes"))
     }
 
     pub fn storage(e: &store::Error) -> ApiError {
@@ -306,6 +317,10 @@ pub fn work(req: &Request) -> Work {
             | Route::HostTagAdd(_)
             | Route::HostTagRemove(..),
         ) => Work::Write,
+        // A ping is a write: it goes through the batch like a heartbeat, in arrival order.
+        Ok(Route::Ping(_) | Route::JobAdd | Route::JobEdit(_) | Route::JobRemove(_) | Route::PingKeyRotate) => {
+            Work::Write
+        }
         Ok(_) | Err(_) => Work::Read,
     }
 }
@@ -405,6 +420,16 @@ enum Route<'a> {
     HostTags(&'a str),
     HostTagAdd(&'a str),
     HostTagRemove(&'a str, &'a str),
+    /// `/ping/…`: what follows `/ping/`.
+    Ping(&'a str),
+    Jobs,
+    JobAdd,
+    Job(&'a str),
+    JobEdit(&'a str),
+    JobRemove(&'a str),
+    /// A kept ping's log: job id and ping number.
+    JobPing(&'a str, &'a str),
+    PingKeyRotate,
 }
 
 fn route(req: &Request) -> Result<Route<'_>, ApiError> {
@@ -443,8 +468,26 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/api/fleet-keys" => {
             (if read { Some(Route::FleetKeys) } else { only(Post, Route::FleetKeyMint) }, "GET, HEAD, POST")
         }
+        "/api/jobs" => (if read { Some(Route::Jobs) } else { only(Post, Route::JobAdd) }, "GET, HEAD, POST"),
+        "/api/jobs/ping-key" => (only(Post, Route::PingKeyRotate), "POST"),
         _ => {
-            if let Some(rest) = path.strip_prefix("/api/nodes/") {
+            if let Some(rest) = path.strip_prefix("/ping/") {
+                (matches!(m, Get | Head | Post).then_some(Route::Ping(rest)), "GET, HEAD, POST")
+            } else if let Some(rest) = path.strip_prefix("/api/jobs/") {
+                match rest.split('/').collect::<Vec<_>>()[..] {
+                    [id] => {
+                        let found = match m {
+                            Get | Head => Some(Route::Job(id)),
+                            Put => Some(Route::JobEdit(id)),
+                            Delete => Some(Route::JobRemove(id)),
+                            _ => None,
+                        };
+                        (found, "GET, HEAD, PUT, DELETE")
+                    }
+                    [id, "pings", n] if !id.is_empty() => (read.then_some(Route::JobPing(id, n)), READ),
+                    _ => return Err(not_found()),
+                }
+            } else if let Some(rest) = path.strip_prefix("/api/nodes/") {
                 match rest.split_once('/') {
                     None => {
                         let found = match m {
@@ -498,7 +541,9 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         let error = ApiError::new(405, "method_not_allowed", message);
         return Err(ApiError { headers: vec![("Allow", allow.to_owned())], ..error });
     };
-    if matches!(m, Post | Put | Delete) && req.content_type.is_some() && !req.is_json() {
+    // Pings take any body (curl --data-raw sends a form type): it is the run's log.
+    let ping = matches!(found, Route::Ping(_));
+    if !ping && matches!(m, Post | Put | Delete) && req.content_type.is_some() && !req.is_json() {
         let message = "send the body as JSON with Content-Type: application/json";
         return Err(ApiError::new(415, "unsupported_media_type", message));
     }
@@ -535,7 +580,13 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             };
             let mut fleet = metrics::Fleet::default();
             txn.each_node_status(|node| fleet.add(&node, node.status(ctx.now_ms, ctx.policy.grace_ms(&node))))?;
-            Ok(Reply::bytes(200, PROMETHEUS_TEXT, metrics::render(&snapshot, &fleet).into_bytes()))
+            let mut text = metrics::render(&snapshot, &fleet);
+            let mut jobs = metrics::Jobs::default();
+            for job in txn.jobs()? {
+                jobs.add(&job, crate::jobs::status(&job, ctx.now_ms));
+            }
+            jobs.render(&mut text);
+            Ok(Reply::bytes(200, PROMETHEUS_TEXT, text.into_bytes()))
         }
         Route::Me => session::me(&require(Viewer, req, txn, ctx)?),
         Route::Nodes => {
@@ -582,7 +633,18 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             require(Viewer, req, txn, ctx)?;
             wrenn::tags(id, txn)
         }
+        Route::Jobs => jobs::list(&require(Viewer, req, txn, ctx)?, req, txn, ctx),
+        Route::Job(id) => jobs::get(&require(Viewer, req, txn, ctx)?, id, req, txn, ctx),
+        Route::JobPing(id, n) => {
+            require(Viewer, req, txn, ctx)?;
+            jobs::ping_log(id, n, txn)
+        }
         Route::Heartbeat
+        | Route::Ping(_)
+        | Route::JobAdd
+        | Route::JobEdit(_)
+        | Route::JobRemove(_)
+        | Route::PingKeyRotate
         | Route::Enroll
         | Route::Login
         | Route::Logout
@@ -628,6 +690,12 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
         Route::HostTagAdd(id) => wrenn::add_tag(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         Route::HostTagRemove(id, tag) => wrenn::remove_tag(&require(Operator, req, txn, ctx)?, id, tag, req, txn, ctx),
         Route::HostDelete(id) => wrenn::delete(&require(Admin, req, txn, ctx)?, id, req, txn, ctx),
+        // No credential but the UUID or the ping key in the path, as Healthchecks' clients send.
+        Route::Ping(rest) => pings::ping(rest, req, txn, ctx),
+        Route::JobAdd => jobs::add(&require(Operator, req, txn, ctx)?, req, txn, ctx),
+        Route::JobEdit(id) => jobs::edit(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::JobRemove(id) => jobs::remove(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::PingKeyRotate => jobs::rotate_key(&require(Admin, req, txn, ctx)?, req, txn, ctx),
         other => dispatch_read(other, req, txn, ctx),
     }
 }
@@ -842,6 +910,18 @@ mod routing_tests {
             (Get, "/v1/hosts//tags", None, Err(404)),
             (Get, "/v1/hosts/h1/other", None, Err(404)),
             (Get, "/nope", None, Err(404)),
+            (Get, "/ping/abc", None, Ok(Route::Ping("abc"))),
+            (Head, "/ping/abc/start", None, Ok(Route::Ping("abc/start"))),
+            (Post, "/ping/abc/fail", Some("application/x-www-form-urlencoded"), Ok(Route::Ping("abc/fail"))),
+            (Put, "/ping/abc", json, Err(405)),
+            (Get, "/api/jobs", None, Ok(Route::Jobs)),
+            (Post, "/api/jobs", json, Ok(Route::JobAdd)),
+            (Get, "/api/jobs/j1", None, Ok(Route::Job("j1"))),
+            (Put, "/api/jobs/j1", json, Ok(Route::JobEdit("j1"))),
+            (Delete, "/api/jobs/j1", None, Ok(Route::JobRemove("j1"))),
+            (Get, "/api/jobs/j1/pings/7", None, Ok(Route::JobPing("j1", "7"))),
+            (Get, "/api/jobs/j1/x", None, Err(404)),
+            (Post, "/api/jobs/ping-key", json, Ok(Route::PingKeyRotate)),
             (Other, "/healthz", None, Err(405)),
         ];
         for (method, path, ct, expected) in cases {
@@ -853,7 +933,7 @@ mod routing_tests {
 
     #[test]
     fn errors_are_json_with_code_and_sentence() {
-        let reply = ApiError::body_too_large().into_reply();
+        let reply = ApiError::body_too_large_than(MAX_BODY).into_reply();
         assert_eq!(reply.status, 413);
         let body: ErrorBody = json::from_str(std::str::from_utf8(&reply.body).unwrap()).unwrap();
         assert_eq!(body.code, "body_too_large");

@@ -17,6 +17,8 @@ const JWT_KEY: [u8; 32] = [9; 32];
 fn host_jwt() -> String {
     jwt::sign(&JWT_KEY, &jwt::Claims::host(HOST, NOW / 1000, 86_400))
 }
+const JOB: &str = "job-1";
+const JOB_UUID: &str = "5d8f1c1e-0c4a-4b7e-9f7e-2a1b3c4d5e6f";
 
 /// A store holding a node with an agent token, and one user of each role, each with a
 /// session (`hs_ROLE`) and an API key (`hk_ROLE`); plus an expired session, a fleet key
@@ -76,7 +78,16 @@ impl Harness {
                 };
                 txn.put_host(HOST, &record)?;
                 let old = SessionRecord { user: "admin".into(), created_at: 0, expires_at: NOW - 1 };
-                txn.put_session(&secret::hash("hs_expired"), &old)
+                txn.put_session(&secret::hash("hs_expired"), &old)?;
+                let spec = crate::jobs::JobSpec {
+                    name: "Nightly backup".into(),
+                    period_secs: Some(86_400),
+                    grace_secs: 3600,
+                    ..Default::default()
+                };
+                let job = crate::jobs::new_job(spec, JOB.into(), JOB_UUID.into(), NOW, None).unwrap();
+                txn.save_job(&job, None, None)?;
+                txn.put_ping_key_hash(&secret::hash("hpk_key"))
             })
             .unwrap();
         Harness {
@@ -194,6 +205,13 @@ fn who_may_call_what() {
         (Post, &host_tags, r#"{"tag":"x"}"#, [401, 403, 401, 403, 204, 204, 204, 403, 403]),
         (Delete, &host_tag, "", [401, 403, 401, 403, 204, 204, 204, 403, 403]),
         (Delete, &node, "", [401, 403, 401, 403, 403, 200, 403, 403, 403]),
+        (Get, "/api/jobs", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/api/jobs/job-1", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/api/jobs/job-1/pings/0", "", [401, 403, 401, 404, 404, 404, 404, 403, 403]),
+        (Post, "/api/jobs", r#"{"name":"no schedule"}"#, [401, 403, 401, 403, 400, 400, 400, 403, 403]),
+        (Put, "/api/jobs/job-1", r#"{"paused":true}"#, [401, 403, 401, 403, 200, 200, 200, 403, 403]),
+        (Delete, "/api/jobs/nope", "", [401, 403, 401, 403, 404, 404, 404, 403, 403]),
+        (Post, "/api/jobs/ping-key", "", [401, 403, 401, 403, 403, 201, 403, 403, 403]),
         // The operator's new registration token revokes the JWT: from then on it is a stranger.
         (Post, &host_token, "", [401, 403, 401, 403, 201, 201, 201, 403, 401]),
         (Delete, &host, "", [401, 403, 401, 403, 403, 204, 403, 403, 401]),
@@ -241,6 +259,11 @@ fn reads_and_writes_go_their_own_ways() {
         (Method::Post, "/v1/hosts/x/tags", Work::Write),
         (Method::Delete, "/v1/hosts/x/tags/t", Work::Write),
         (Method::Delete, "/v1/hosts/x", Work::Write),
+        (Method::Get, "/ping/x", Work::Write),
+        (Method::Head, "/ping/x/start", Work::Write),
+        (Method::Get, "/api/jobs", Work::Read),
+        (Method::Post, "/api/jobs", Work::Write),
+        (Method::Get, "/api/jobs/x/pings/1", Work::Read),
     ];
     for (method, path, expected) in cases {
         assert_eq!(work(&request(method, path, "")), expected, "{method:?} {path}");
@@ -488,4 +511,70 @@ fn a_refused_regeneration_revokes_nothing() {
     let hosts = h.store.read(|txn| txn.hosts()).unwrap();
     assert_eq!(hosts.len(), 1, "no pending host was left behind");
     assert_eq!(hosts[0].1.state, HostState::Registered);
+}
+
+/// Sends a ping as a Healthchecks client would, and checks its plain-text answer.
+fn ping(h: &Harness, method: Method, path: &str, body: &str, status: u16, text: &str) {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let req = Request {
+        method,
+        path: path.into(),
+        query: query.into(),
+        body: body.into(),
+        content_type: Some("application/x-www-form-urlencoded".into()),
+        client: Some("192.0.2.1".parse().unwrap()),
+        ..Request::default()
+    };
+    assert_eq!(work(&req), Work::Write);
+    let reply = h.store.write(|txn| handle(&req, txn, &h.ctx())).unwrap();
+    let body = String::from_utf8_lossy(&reply.body);
+    assert_eq!((reply.status, body.as_ref()), (status, text), "{method:?} {path}?{query}");
+    assert!(reply.content_type.starts_with("text/plain"), "{path}: {}", reply.content_type);
+}
+
+#[test]
+fn pings_answer_as_healthchecks_does() {
+    use Method::{Get, Head, Post};
+    let h = Harness::new();
+    let u = format!("/ping/{JOB_UUID}");
+    ping(&h, Get, &u, "", 200, "OK");
+    ping(&h, Head, &format!("{u}/start"), "", 200, "OK");
+    ping(&h, Post, &format!("{u}/fail"), "backup failed: disk full", 200, "OK");
+    ping(&h, Post, &format!("{u}/log"), "a line", 200, "OK");
+    ping(&h, Get, &format!("{u}/0"), "", 200, "OK");
+    ping(&h, Get, &format!("{u}/255"), "", 200, "OK");
+    ping(&h, Get, &format!("{u}/256"), "", 400, "invalid url format");
+    ping(&h, Get, &format!("{u}?rid=not-a-uuid"), "", 400, "invalid uuid format for rid");
+    ping(&h, Get, &format!("{u}/nope"), "", 404, "not found");
+    ping(&h, Get, "/ping/00000000-0000-4000-8000-000000000000", "", 404, "not found");
+    // The slug form, with the ping key; a wrong key is as unknown as a wrong slug.
+    ping(&h, Get, "/ping/hpk_key/nightly-backup/start", "", 200, "OK");
+    ping(&h, Get, "/ping/hpk_wrong/nightly-backup", "", 404, "not found");
+    ping(&h, Get, "/ping/hpk_key/weekly", "", 404, "not found");
+    ping(&h, Post, "/ping/hpk_key/weekly?create=1", "", 201, "Created");
+    ping(&h, Post, "/ping/hpk_key/weekly?create=1", "", 200, "OK");
+    let job = h.store.read(|txn| txn.job_by_slug("weekly")).unwrap().unwrap();
+    assert_eq!((job.period_secs, job.grace_secs, job.pings), (Some(86_400), 3600, 2));
+    // The fail ping's body is its log; the job is down and an event says so.
+    let pings = h.store.read(|txn| txn.job_pings(JOB, 100)).unwrap();
+    let fail = pings.iter().find(|p| p.kind == crate::model::PingKind::Fail && p.exit_status.is_none()).unwrap();
+    assert_eq!(fail.log, "backup failed: disk full");
+    let events = h.store.read(|txn| txn.events(Some(JOB), i64::MIN, 100)).unwrap();
+    assert_eq!(events[0].kind, crate::model::EventKind::JobFailed, "{events:?}");
+}
+
+/// However many pings come, a job keeps its last 100, each log cut to 10 KB.
+#[test]
+fn a_ping_flood_keeps_the_store_bounded() {
+    let h = Harness::new();
+    let log = "x".repeat(crate::api::MAX_PING_BODY);
+    for i in 0..250 {
+        let body = if i % 2 == 0 { log.as_str() } else { "" };
+        ping(&h, Method::Post, &format!("/ping/{JOB_UUID}"), body, 200, "OK");
+    }
+    let pings = h.store.read(|txn| txn.job_pings(JOB, 1000)).unwrap();
+    assert_eq!(pings.len(), 100);
+    assert_eq!((pings[0].n, pings[99].n), (249, 150), "the newest kept, newest first");
+    assert!(pings.iter().all(|p| p.log.len() <= crate::jobs::LOG_KEPT));
+    assert_eq!(pings[1].log_bytes, crate::api::MAX_PING_BODY as u64);
 }

@@ -1,10 +1,12 @@
 //! What each command does: `serve` (`serve.rs`), and the administration commands that
 //! share its data directory: people and their keys (`people.rs`), nodes and enrolment
-//! tokens (`nodes.rs`), fleet keys (`fleetkeys.rs`), and the alert channels (`channels.rs`). Each command is one
-//! function; each failure says what failed and how the process exits.
+//! tokens (`nodes.rs`), fleet keys (`fleetkeys.rs`), the alert channels (`channels.rs`) and
+//! scheduled jobs (`jobs.rs`). Each command is one function; each failure says what failed
+//! and how the process exits.
 
 mod channels;
 mod fleetkeys;
+mod jobs;
 mod nodes;
 mod people;
 mod serve;
@@ -94,6 +96,14 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::Nodes { data_dir, json, grace_secs, min_down_secs } => {
             nodes::list(&data_dir, json, grace_secs, min_down_secs)
         }
+        Command::JobAdd { data_dir, name, period_secs, cron, tz, grace_secs, tags, public_url } => {
+            let spec = crate::jobs::JobSpec { name, tags, period_secs, cron, tz, grace_secs };
+            jobs::add(&data_dir, spec, &public_url)
+        }
+        Command::JobList { data_dir, json } => jobs::list(&data_dir, json),
+        Command::JobPause { data_dir, job, paused } => jobs::pause(&data_dir, &job, paused),
+        Command::JobRemove { data_dir, job } => jobs::remove(&data_dir, &job),
+        Command::PingKeyRotate { data_dir, public_url } => jobs::rotate_key(&data_dir, &public_url),
     }
 }
 

@@ -150,7 +150,7 @@ pub fn node_table(nodes: &[NodeRecord], now: i64, policy: &Policy) -> String {
 }
 
 /// "12s ago", "5m ago", "3h ago", "2d ago".
-fn ago(ms: i64) -> String {
+pub(super) fn ago(ms: i64) -> String {
     let secs = ms.max(0) / 1000;
     match secs {
         0..60 => format!("{secs}s ago"),

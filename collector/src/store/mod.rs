@@ -8,12 +8,14 @@
 //!
 //! This file holds the environment, the transactions and the low-level reads and writes;
 //! the accessors live beside it by what they hold: `nodes.rs` (nodes and the deadline
-//! index), `access.rs` (tokens, fleet keys and their devices, API keys, users, sessions) and `history.rs` (events,
-//! alerts and the outbox, the audit log, settings and the id counter).
+//! index), `access.rs` (tokens, fleet keys and their devices, API keys, users, sessions), `history.rs` (events,
+//! alerts and the outbox, the audit log, settings and the id counter), `hosts.rs` (Wrenn hosts) and `jobs.rs`
+//! (jobs, their pings and indexes).
 
 mod access;
 mod history;
 mod hosts;
+mod jobs;
 mod nodes;
 
 pub use history::setting;
@@ -122,6 +124,16 @@ struct Dbs {
     fleet_devices: Database,
     /// node id → [`HostRecord`](crate::model::HostRecord): the nodes that are Wrenn hosts
     hosts: Database,
+    /// job id → [`JobRecord`](crate::model::JobRecord)
+    jobs: Database,
+    /// ping UUID → job id
+    job_uuids: Database,
+    /// slug → job id
+    job_slugs: Database,
+    /// job id ++ 0 ++ ping number (u64 BE) → [`PingRecord`](crate::model::PingRecord): the last 100 per job
+    job_pings: Database,
+    /// deadline (i64 BE, Unix ms) ++ job id → nothing: when the sweep looks at each job
+    job_deadlines: Database,
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -176,6 +188,8 @@ impl Store {
                 [create("users")?, create("sessions")?, create("audit")?],
                 [create("outbox_by_node")?, create("settled")?, create("fleet_keys")?, create("fleet_devices")?],
                 [create("hosts")?],
+                [create("jobs")?, create("job_uuids")?, create("job_slugs")?, create("job_pings")?],
+                create("job_deadlines")?,
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
@@ -185,6 +199,8 @@ impl Store {
             [users, sessions, audit],
             [outbox_by_node, settled, fleet_keys, fleet_devices],
             [hosts],
+            [jobs, job_uuids, job_slugs, job_pings],
+            job_deadlines,
         )) = created.commit()
         else {
             unreachable!("the closure above always commits")
@@ -207,6 +223,11 @@ impl Store {
             fleet_keys,
             fleet_devices,
             hosts,
+            jobs,
+            job_uuids,
+            job_slugs,
+            job_pings,
+            job_deadlines,
         };
         let store = Store {
             env,
@@ -416,6 +437,11 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("fleet_keys", d.fleet_keys),
             ("fleet_devices", d.fleet_devices),
             ("hosts", d.hosts),
+            ("jobs", d.jobs),
+            ("job_uuids", d.job_uuids),
+            ("job_slugs", d.job_slugs),
+            ("job_pings", d.job_pings),
+            ("job_deadlines", d.job_deadlines),
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in all {
@@ -426,10 +452,11 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(out)
     }
 
-    /// Whether any node is watched (has a deadline) or any alert waits for delivery.
+    /// Whether any node or job is watched (has a deadline) or any alert waits for delivery.
     pub fn busy(&self) -> Result<bool, Error> {
         let txn = self.raw.ro();
-        Ok(self.dbs.deadlines.first(txn)?.is_some() || self.dbs.outbox.first(txn)?.is_some())
+        let deadlines = self.dbs.deadlines.first(txn)?.is_some() || self.dbs.job_deadlines.first(txn)?.is_some();
+        Ok(deadlines || self.dbs.outbox.first(txn)?.is_some())
     }
 
     /// A key LMDB cannot hold (empty, or over 511 bytes) is simply not there: names and

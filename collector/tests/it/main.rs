@@ -12,6 +12,7 @@ mod errors;
 mod fairness;
 mod floods;
 mod isolation;
+mod jobs;
 mod metrics;
 mod operators;
 mod proxy;

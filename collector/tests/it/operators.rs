@@ -81,6 +81,12 @@ fn every_route_against_every_caller() {
     ];
     let hb = heartbeat(&node, 1, "running");
     let beacon = r#"{"hostname":"b","device_name":"b","os":"linux","arch":"arm64"}"#;
+    let job =
+        c.post("/api/jobs", &[("Authorization", &format!("Bearer {key}"))], r#"{"name":"backup","period_secs":3600}"#);
+    let (job_id, ping_url) = (job.field("id"), job.field("ping_url"));
+    let ping_path = ping_url[ping_url.find("/ping/").unwrap()..].to_owned();
+    assert_eq!(call(&c, "GET", &ping_path, &[], "").status, 200);
+    let (job_path, job_ping) = (format!("/api/jobs/{job_id}"), format!("/api/jobs/{job_id}/pings/0"));
     let login = format!(r#"{{"username":"spare","password":"{PASSWORD}"}}"#);
     let (node_path, token_path, doomed_path) =
         (format!("/api/nodes/{node}"), format!("/api/nodes/{node}/token"), format!("/api/nodes/{doomed}"));
@@ -133,6 +139,15 @@ fn every_route_against_every_caller() {
         ("DELETE", &host_tag, "",                                  [401, 403, 403, 403, 204, 204, 204, 401, 401, 403, 403, 403]),
         ("POST", &regen_path, "",                                  [401, 403, 403, 403, 201, 201, 201, 401, 401, 403, 403, 403]),
         ("DELETE", &doomed_host_path, "",                          [401, 403, 403, 403, 403, 204, 403, 401, 401, 403, 403, 403]),
+        ("GET", "/api/jobs", "",                                   [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("GET", &job_path, "",                                     [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("GET", &job_ping, "",                                     [401, 403, 403, 200, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("POST", "/api/jobs", r#"{"name":"no schedule"}"#,         [401, 403, 403, 403, 400, 400, 400, 401, 401, 403, 403, 403]),
+        ("PUT", &job_path, r#"{"paused":true}"#,                   [401, 403, 403, 403, 200, 200, 200, 401, 401, 403, 403, 403]),
+        ("DELETE", "/api/jobs/nope", "",                           [401, 403, 403, 403, 404, 404, 404, 401, 401, 403, 403, 403]),
+        ("POST", "/api/jobs/ping-key", "",                         [401, 403, 403, 403, 403, 201, 403, 401, 401, 403, 403, 403]),
+        // A ping needs nothing but its URL, whoever sends it.
+        ("GET", &ping_path, "",                                    [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         ("POST", "/api/auth/login", &login,                        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         ("POST", "/api/auth/logout", "",                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ];

@@ -102,7 +102,7 @@ impl<R> Drop for NotifyOnDrop<R> {
 
 /// Hearth patch: bodies up to this size are read in full by the connection's thread.
 /// Hearth's own limit (64 KiB) must not be larger.
-pub const BUFFERED_BODY: usize = 64 * 1024;
+pub const BUFFERED_BODY: usize = 100 * 1024;
 
 /// Error that can happen when building a `Request` object.
 #[derive(Debug)]
