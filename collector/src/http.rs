@@ -330,8 +330,23 @@ fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, wri
     }
 }
 
+/// Lowers the calling thread's CPU priority (nice 10): reads, password checks and large
+/// answers are slow work, and when the cores are busy the request thread and the flusher,
+/// which answer heartbeats, go first. (Raising one's own niceness needs no privilege.)
+fn yield_to_writes() {
+    // SAFETY: gettid has no preconditions; setpriority changes only this thread's niceness.
+    let failed = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0
+    };
+    if failed {
+        log::debug!("cannot lower a slow thread's priority: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// A reader thread: answers reads on a read-only snapshot each.
 fn read(jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
+    yield_to_writes();
     loop {
         let job = match jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv() {
             Ok(job) => job,
@@ -349,6 +364,7 @@ fn read(jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
 /// The login thread: checks each password on a snapshot, and hands the outcome back to
 /// the request thread to write.
 fn verify(jobs: &Receiver<Job>, shared: &Shared, checked: &SyncSender<(Job, LoginOutcome)>) {
+    yield_to_writes();
     while let Ok(job) = jobs.recv() {
         let ctx = shared.context(shared.config.clock.now_ms());
         let outcome = shared
@@ -504,6 +520,7 @@ impl Responder {
         }
         let mut writer = request.into_writer();
         let spawned = std::thread::Builder::new().name("answer".into()).stack_size(64 << 10).spawn(move || {
+            yield_to_writes();
             let deadline = Instant::now() + WRITE_DEADLINE;
             let mut pieces = pieces.into_iter().flatten();
             if write_all_by(&mut writer, &out, deadline) && pieces.all(|p| write_all_by(&mut writer, &p, deadline)) {
@@ -784,6 +801,19 @@ mod tests {
         let huge: &'static str = Box::leak("x".repeat(MAX_BODY + 1).into_boxed_str());
         let refused = parsed(request().with_body(huge), false).unwrap_err();
         assert_eq!(refused.status, 413);
+    }
+
+    #[test]
+    fn slow_threads_give_way_to_the_request_thread() {
+        let niceness = std::thread::spawn(|| {
+            yield_to_writes();
+            // SAFETY: as in `yield_to_writes`; getpriority reads this thread's niceness.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+        });
+        assert_eq!(niceness.join().unwrap(), 10);
+        // SAFETY: as above, for this (the test's own) thread, which is untouched.
+        let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        assert!(own < 10, "only the thread that asked gave way");
     }
 
     #[test]
