@@ -121,6 +121,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         responder: Responder::default(),
         warned_forwarded: AtomicBool::new(false),
         requests: AtomicU64::new(0),
+        commit_in_flight: InFlight::default(),
     };
     let shared = &shared;
     let (reads, to_read) = std::sync::mpsc::sync_channel::<Job>(READ_QUEUE);
@@ -153,6 +154,51 @@ struct Shared<'a> {
     warned_forwarded: AtomicBool,
     /// Requests taken so far: each one's `seq`.
     requests: AtomicU64,
+    /// Whether the request thread is committing a batch right now, for the flusher.
+    commit_in_flight: InFlight,
+}
+
+/// Whether a commit is under way, and a way to wait for it to end.
+#[derive(Default)]
+struct InFlight {
+    active: Mutex<bool>,
+    ended: std::sync::Condvar,
+}
+
+/// Marks a commit under way for as long as it lives.
+struct CommitGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    fn start(&self) -> CommitGuard<'_> {
+        *self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+        CommitGuard(self)
+    }
+
+    /// Whether a commit after `newest` has flushed the file (waiting for one under way to
+    /// finish): then the batches up to `newest` are durable without a flush of their own.
+    fn covers(&self, store: &Store, newest: u64) -> bool {
+        let mut active = self.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            if store.commits() > newest {
+                return true;
+            }
+            if !*active {
+                return false;
+            }
+            // Bounded, in case a commit ends without a notification reaching us.
+            active = match self.ended.wait_timeout(active, Duration::from_millis(50)) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+}
+
+impl Drop for CommitGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.active.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = false;
+        self.0.ended.notify_all();
+    }
 }
 
 impl Shared<'_> {
@@ -407,6 +453,8 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
     }
     let committing = Instant::now();
     let mut alerts = 0;
+    // Marked for the commit alone: never while this thread waits on the flusher.
+    let in_flight = shared.commit_in_flight.start();
     let outcome = shared.store.write_unsynced(|txn| {
         let replies = jobs
             .iter()
@@ -420,6 +468,7 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
         alerts = txn.alerts_written();
         replies
     });
+    drop(in_flight);
     {
         let mut metrics = lock(&shared.metrics);
         metrics.commit_seconds.observe(committing.elapsed().as_secs_f64());
@@ -444,10 +493,10 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
 fn flush(batches: Receiver<Committed>, shared: &Shared, wake: &SyncSender<()>) {
     while let Ok(first) = batches.recv() {
         let waiting: Vec<Committed> = std::iter::once(first).chain(batches.try_iter()).collect();
-        // Under load the request thread has often committed the next batch already, and
-        // that commit's flush covered these: no second flush needed.
+        // Under load the request thread is already committing the next batch, and that
+        // commit's flush covers these: wait for it rather than flush the file a second time.
         let newest = waiting.last().map_or(0, |b| b.commit_no);
-        let covered = shared.store.commits() > newest;
+        let covered = shared.commit_in_flight.covers(shared.store, newest);
         let flushed = if covered { Ok(()) } else { shared.store.sync() };
         lock(&shared.metrics).count_flush(covered);
         if let Err(e) = &flushed {
