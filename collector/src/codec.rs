@@ -55,6 +55,10 @@ pub fn encode_node(node: &NodeRecord) -> Vec<u8> {
     w.opt_uint(19, node.flips);
     w.opt_int(20, node.flip_window);
     w.opt_int(21, node.flapping_since);
+    w.opt_int(22, node.first_seen);
+    w.opt_int(23, node.down_from);
+    w.opt_int(24, node.acked_at);
+    w.opt_int(25, node.held_since);
     w.0
 }
 
@@ -164,6 +168,10 @@ fn node_with(bytes: &[u8], part: Part) -> Option<NodeRecord> {
             (19, Value::Varint(v)) => node.flips = Some(v),
             (20, Value::Varint(v)) => node.flip_window = Some(unzigzag(v)),
             (21, Value::Varint(v)) => node.flapping_since = Some(unzigzag(v)),
+            (22, Value::Varint(v)) => node.first_seen = Some(unzigzag(v)),
+            (23, Value::Varint(v)) => node.down_from = Some(unzigzag(v)),
+            (24, Value::Varint(v)) => node.acked_at = Some(unzigzag(v)),
+            (25, Value::Varint(v)) => node.held_since = Some(unzigzag(v)),
             _ => {} // a field this version does not know, or the tags count
         }
     }
@@ -452,6 +460,10 @@ mod tests {
             flips: Some(6),
             flip_window: Some(1_795_000_000_500),
             flapping_since: Some(1_795_000_000_900),
+            first_seen: Some(1_795_000_000_001),
+            down_from: Some(-5),
+            acked_at: Some(1_795_000_000_002),
+            held_since: Some(1_795_000_000_003),
         }
     }
 

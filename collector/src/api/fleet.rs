@@ -1,9 +1,14 @@
 //! The fleet, for people: nodes, enrolment tokens, events, alerts and the audit log.
 
+use super::uptime;
 use super::{audit, internal, limit_param, query_param, too_many, ApiError, Context, Handled, Reply, Request, User};
-use crate::model::{AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeView};
+use crate::model::{
+    AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeRecord, NodeView,
+};
 use crate::secret::{self, ENROLL_PREFIX};
+use crate::store;
 use crate::store::{ReadTxn, RwTxn, Txn};
+use crate::uptime::Window;
 use hearth_wire::format_rfc3339;
 use miniserde::{json, Deserialize, Serialize};
 
@@ -26,18 +31,30 @@ pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> H
     }
     let (page, more) = txn.nodes_page(after.as_deref(), limit)?;
     let next = page.last().filter(|_| more).map(|n| n.node_id.clone());
-    let nodes = page.iter().map(|n| n.view(ctx.now_ms, ctx.policy.grace_ms(n))).collect();
+    let mut nodes = Vec::with_capacity(page.len());
+    for n in &page {
+        nodes.push(view(n, txn, ctx)?);
+    }
     Ok(Reply::json(200, &NodeList { nodes, next }))
+}
+
+/// A node as the API shows it, with its uptime over 24 hours and 30 days.
+fn view<T: ReadTxn>(node: &NodeRecord, txn: &Txn<T>, ctx: &Context) -> Result<NodeView, store::Error> {
+    let mut view = node.view(ctx.now_ms, ctx.policy.grace_ms(node));
+    let spans = uptime::spans(txn, node, ctx.now_ms)?;
+    view.uptime_24h = uptime::ratio_over(node, &spans, Window::Day, ctx.now_ms);
+    view.uptime_30d = uptime::ratio_over(node, &spans, Window::Month, ctx.now_ms);
+    Ok(view)
 }
 
 pub(super) fn node<T: ReadTxn>(id: &str, txn: &Txn<T>, ctx: &Context) -> Handled {
     match txn.node(&id.to_ascii_lowercase())? {
-        Some(node) => Ok(Reply::json(200, &node.view(ctx.now_ms, ctx.policy.grace_ms(&node)))),
+        Some(node) => Ok(Reply::json(200, &view(&node, txn, ctx)?)),
         None => Err(no_such_node(id).into()),
     }
 }
 
-fn no_such_node(id: &str) -> ApiError {
+pub(super) fn no_such_node(id: &str) -> ApiError {
     ApiError::not_found(format!("no node has the id {id}"))
 }
 
@@ -87,7 +104,7 @@ pub(super) fn edit_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTx
     txn.save_node(&node, previous)?;
     audit(txn, ctx, req, &user.name, "node_updated", Some(&id), changed.join("; "))?;
     log::info!("{} edited node {id}", user.name);
-    Ok(Reply::json(200, &node.view(ctx.now_ms, ctx.policy.grace_ms(&node))))
+    Ok(Reply::json(200, &view(&node, txn, ctx)?))
 }
 
 pub(super) fn delete_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {

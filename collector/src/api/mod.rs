@@ -8,6 +8,7 @@
 mod agents;
 mod fleet;
 mod session;
+mod uptime;
 mod web;
 
 pub use session::{LoginLimiter, LoginOutcome};
@@ -349,6 +350,7 @@ enum Route<'a> {
     Me,
     Nodes,
     Node(&'a str),
+    NodeUptime(&'a str),
     NodeEdit(&'a str),
     NodeDelete(&'a str),
     NodeToken(&'a str),
@@ -403,6 +405,7 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
                         (found, "GET, HEAD, PUT, DELETE")
                     }
                     Some((id, "token")) if !id.is_empty() => ((m == Post).then_some(Route::NodeToken(id)), "POST"),
+                    Some((id, "uptime")) if !id.is_empty() => (read.then_some(Route::NodeUptime(id)), READ),
                     _ => return Err(not_found()),
                 }
             } else if let Some(id) = path.strip_prefix("/api/enrollment-tokens/").filter(|id| !id.contains('/')) {
@@ -440,7 +443,19 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
             if per_node {
                 let mut series = Vec::new();
-                txn.each_node(|n| series.push(metrics::NodeSeries::of(&n, ctx.now_ms, ctx.policy.grace_ms(&n))))?;
+                let mut failed = None;
+                txn.each_node(|n| {
+                    let one = metrics::NodeSeries::of(&n, ctx.now_ms, ctx.policy.grace_ms(&n));
+                    match uptime::spans(txn, &n, ctx.now_ms) {
+                        Ok(spans) => series.push(one.with_uptime(
+                            crate::uptime::Window::ALL.map(|w| uptime::ratio_over(&n, &spans, w, ctx.now_ms)),
+                        )),
+                        Err(e) => failed = Some(e),
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
                 let held = series.iter().map(metrics::NodeSeries::size).sum();
                 let pieces = Some(Pieces::new(metrics::node_pieces(series), held));
                 return Ok(Reply { pieces, ..Reply::bytes(200, PROMETHEUS_TEXT, Vec::new()) });
@@ -464,6 +479,10 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
         Route::Node(id) => {
             require(Viewer, req, txn, ctx)?;
             fleet::node(id, txn, ctx)
+        }
+        Route::NodeUptime(id) => {
+            require(Viewer, req, txn, ctx)?;
+            uptime::node_uptime(id, txn, ctx)
         }
         Route::Events => {
             require(Viewer, req, txn, ctx)?;
@@ -682,6 +701,8 @@ mod routing_tests {
             (Post, "/api/nodes/abc/token", json, Ok(Route::NodeToken("abc"))),
             (Get, "/api/nodes/abc/token", None, Err(405)),
             (Get, "/api/nodes/abc/x", None, Err(404)),
+            (Get, "/api/nodes/abc/uptime", None, Ok(Route::NodeUptime("abc"))),
+            (Post, "/api/nodes/abc/uptime", json, Err(405)),
             (Post, "/api/nodes//token", json, Err(404)),
             (Get, "/api/enrollment-tokens", None, Ok(Route::Tokens)),
             (Post, "/api/enrollment-tokens", json, Ok(Route::TokenMint)),

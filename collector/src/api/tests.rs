@@ -114,10 +114,12 @@ fn who_may_call_what() {
     let h = Harness::new();
     let node = format!("/api/nodes/{NODE}");
     let token = format!("/api/nodes/{NODE}/token");
+    let uptime = format!("/api/nodes/{NODE}/uptime");
     let table: &[(Method, &str, &str, [u16; 7])] = &[
         (Get, "/api/auth/me", "", [401, 403, 401, 200, 200, 200, 200]),
         (Get, "/api/nodes", "", [401, 403, 401, 200, 200, 200, 200]),
         (Get, &node, "", [401, 403, 401, 200, 200, 200, 200]),
+        (Get, &uptime, "", [401, 403, 401, 200, 200, 200, 200]),
         (Get, "/api/events", "", [401, 403, 401, 200, 200, 200, 200]),
         (Get, "/api/alerts", "", [401, 403, 401, 200, 200, 200, 200]),
         (Get, "/api/enrollment-tokens", "", [401, 403, 401, 403, 200, 200, 200]),

@@ -14,6 +14,7 @@
 mod access;
 mod history;
 mod nodes;
+mod spans;
 
 pub use history::setting;
 
@@ -115,6 +116,9 @@ struct Dbs {
     sessions: Database,
     /// entry id (u64 BE) → [`AuditRecord`](crate::model::AuditRecord)
     audit: Database,
+    /// node id ++ start (i64 BE) → end (i64 BE) ++ cause (one byte): each node's uptime log
+    /// ([`Span`](crate::model::Span)s); nothing for a node that never failed or stopped
+    spans: Database,
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -149,7 +153,7 @@ impl Store {
     /// Opens (creating if needed) the store in `config.dir`.
     pub fn open(config: &StoreConfig) -> Result<Store, Error> {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(round_to_page(config.initial_map)).max_dbs(16);
+        options.map_size(round_to_page(config.initial_map)).max_dbs(32);
         // A commit flushes its pages but not the meta page that makes them current: that
         // flush is `sync`'s, so the request thread can go on to the next batch while the
         // last one's second flush runs (see `write_unsynced`). LMDB keeps the store intact
@@ -167,7 +171,7 @@ impl Store {
                 [create("nodes")?, create("agent_tokens")?, create("enroll_tokens")?, create("api_keys")?],
                 [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
                 [create("users")?, create("sessions")?, create("audit")?],
-                [create("outbox_by_node")?, create("settled")?],
+                [create("outbox_by_node")?, create("settled")?, create("spans")?],
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
@@ -175,7 +179,7 @@ impl Store {
             [nodes, agent_tokens, enroll_tokens, api_keys],
             [events, alerts, outbox, deadlines, meta],
             [users, sessions, audit],
-            [outbox_by_node, settled],
+            [outbox_by_node, settled, spans],
         )) = created.commit()
         else {
             unreachable!("the closure above always commits")
@@ -195,6 +199,7 @@ impl Store {
             users,
             sessions,
             audit,
+            spans,
         };
         let store = Store {
             env,
@@ -329,6 +334,12 @@ fn outbox_by_node_key(node_id: &str, alert_id: u64) -> Vec<u8> {
     key
 }
 
+fn span_key(node_id: &str, start: i64) -> Vec<u8> {
+    let mut key = node_id.as_bytes().to_vec();
+    key.extend_from_slice(&start.to_be_bytes());
+    key
+}
+
 fn setting_key(name: &str) -> String {
     format!("setting:{name}")
 }
@@ -394,6 +405,7 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("users", d.users),
             ("sessions", d.sessions),
             ("audit", d.audit),
+            ("spans", d.spans),
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in all {

@@ -16,4 +16,5 @@ mod operators;
 mod proxy;
 mod support;
 mod units;
+mod uptime;
 mod watchdog;
