@@ -22,6 +22,12 @@ Usage:
   hearth-collector nodes [--json] [--grace-secs N] [--min-down-secs N]
   hearth-collector node set NODE_ID --grace-secs N
   hearth-collector alert test [--channel NAME] [--alerts FILE]
+  hearth-collector maintenance add --reason TEXT (--start TIME --end TIME | --cron EXPR --duration 2h
+                                   [--time-zone ZONE]) [--nodes ID,ID | --tags a,b]
+  hearth-collector maintenance list [--json] | maintenance remove ID
+  hearth-collector silence add (--node ID | --tag TAG) --duration 2h --reason TEXT
+  hearth-collector silence list [--json] | silence remove ID
+  hearth-collector node ack NODE_ID
 
 Commands:
   serve          answer heartbeats, enrolments, the API and the dashboard
@@ -37,6 +43,16 @@ Commands:
   alert test     send a test notification to each channel (or one) and print its answer;
                  the channels file is --alerts, else HEARTH_ALERTS, else the one the last
                  `serve` on --data-dir read, else /etc/hearth/alerts.conf
+  maintenance add
+                 hold offline and check alerts for every node, some node ids or some tags
+                 during a window: one-off (--start, --end) or recurring (--cron, --duration,
+                 --time-zone); prints the window's id
+  maintenance list | remove
+                 print the windows, or remove one
+  silence add    hold alerts about a node or a tag for --duration; prints the silence's id
+  silence list | remove
+                 print the silences in force, or remove one
+  node ack       acknowledge an offline node: no reminders until it recovers
 
 Options:
   --listen ADDR      address to listen on [env HEARTH_LISTEN; default 127.0.0.1:8088], or
@@ -97,6 +113,18 @@ Options of the other commands:
                      node's own grace (0 = the default)
   --min-down-secs N  nodes: judge with this instead of serve's
   --channel NAME     alert test: only this channel
+  --reason TEXT      maintenance add, silence add: why (shown in events and the audit log)
+  --start TIME, --end TIME
+                     maintenance add: a one-off window, in RFC 3339 (2026-12-01T02:00:00Z)
+  --cron EXPR        maintenance add: a recurring window's start, 5 cron fields
+                     (minute hour day-of-month month day-of-week): `0 2 * * 0`
+  --duration D       maintenance add: how long each occurrence lasts; silence add: how long
+                     the silence lasts (90s, 15m, 1h, 2d)
+  --time-zone ZONE   maintenance add: the IANA zone the cron is read in [default UTC]
+  --nodes ID,ID      maintenance add: only these nodes
+  --tags a,b         maintenance add: only nodes with one of these tags
+  --node ID          silence add: the node to silence
+  --tag TAG          silence add: silence every node with this tag
   -h, --help         print this help
   -V, --version      print the version
 
@@ -153,6 +181,44 @@ pub enum Command {
         data_dir: PathBuf,
         node_id: String,
         grace_secs: Option<u64>,
+    },
+    MaintenanceAdd {
+        data_dir: PathBuf,
+        reason: String,
+        start: Option<String>,
+        end: Option<String>,
+        cron: Option<String>,
+        duration: Option<Duration>,
+        time_zone: Option<String>,
+        nodes: Vec<String>,
+        tags: Vec<String>,
+    },
+    MaintenanceList {
+        data_dir: PathBuf,
+        json: bool,
+    },
+    MaintenanceRemove {
+        data_dir: PathBuf,
+        id: String,
+    },
+    SilenceAdd {
+        data_dir: PathBuf,
+        node: Option<String>,
+        tag: Option<String>,
+        duration: Duration,
+        reason: String,
+    },
+    SilenceList {
+        data_dir: PathBuf,
+        json: bool,
+    },
+    SilenceRemove {
+        data_dir: PathBuf,
+        id: String,
+    },
+    NodeAck {
+        data_dir: PathBuf,
+        node_id: String,
     },
     Help,
     Version,
@@ -213,6 +279,8 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut watchdog_url = std::env::var("HEARTH_WATCHDOG_URL").ok();
     let mut watchdog_secs = 60;
     let (mut role, mut user) = (None, None);
+    let (mut reason, mut start, mut end, mut cron) = (None, None, None, None);
+    let (mut duration, mut time_zone, mut nodes, mut tag) = (None, None, Vec::new(), None);
     let mut given: Vec<String> = Vec::new();
     while let Some(arg) = parser.next()? {
         if let Long(flag) = &arg {
@@ -258,6 +326,17 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 role = Some(parsed);
             }
             Long("channel") => channel = Some(parser.value()?.string()?),
+            Long("reason") => reason = Some(parser.value()?.string()?),
+            Long("start") => start = Some(parser.value()?.string()?),
+            Long("end") => end = Some(parser.value()?.string()?),
+            Long("cron") => cron = Some(parser.value()?.string()?),
+            Long("duration") => duration = Some(parse_duration(&parser.value()?.string()?)?),
+            Long("time-zone") => time_zone = Some(parser.value()?.string()?),
+            Long("nodes") => {
+                nodes = parser.value()?.string()?.split(',').map(|t| t.trim().to_ascii_lowercase()).collect();
+                nodes.retain(|n: &String| !n.is_empty());
+            }
+            Long("tag") => tag = Some(parser.value()?.string()?),
             Long("grace-secs") => grace_secs = Some(whole(&mut parser, "--grace-secs")?),
             Long("min-down-secs") => min_down_secs = Some(whole(&mut parser, "--min-down-secs")?),
             Long("pending-alert-secs") => {
@@ -332,6 +411,29 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 grace_secs: Some(grace_secs).filter(|g| *g > 0),
             }
         }
+        ["maintenance", "add"] => Command::MaintenanceAdd {
+            data_dir,
+            reason: reason.ok_or_else(|| UsageError("maintenance add needs --reason TEXT".into()))?,
+            start,
+            end,
+            cron,
+            duration,
+            time_zone,
+            nodes,
+            tags,
+        },
+        ["maintenance", "list"] => Command::MaintenanceList { data_dir, json },
+        ["maintenance", "remove", id] => Command::MaintenanceRemove { data_dir, id: (*id).to_owned() },
+        ["silence", "add"] => Command::SilenceAdd {
+            data_dir,
+            node,
+            tag,
+            duration: duration.ok_or_else(|| UsageError("silence add needs --duration, like 2h".into()))?,
+            reason: reason.ok_or_else(|| UsageError("silence add needs --reason TEXT".into()))?,
+        },
+        ["silence", "list"] => Command::SilenceList { data_dir, json },
+        ["silence", "remove", id] => Command::SilenceRemove { data_dir, id: (*id).to_owned() },
+        ["node", "ack", id] => Command::NodeAck { data_dir, node_id: id.to_ascii_lowercase() },
         [] => return Err(UsageError("no command given; try `hearth-collector serve` or --help".into())),
         other => return Err(UsageError(format!("unknown command `{}`; see --help", other.join(" ")))),
     })
@@ -368,6 +470,12 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
         ["nodes"] => &["data-dir", "json", "grace-secs", "min-down-secs"],
         ["node", "set", _] => &["data-dir", "grace-secs"],
         ["alert", "test"] => &["data-dir", "alerts", "channel"],
+        ["maintenance", "add"] => {
+            &["data-dir", "reason", "start", "end", "cron", "duration", "time-zone", "nodes", "tags"]
+        }
+        ["maintenance" | "silence", "list"] => &["data-dir", "json"],
+        ["maintenance" | "silence", "remove", _] | ["node", "ack", _] => &["data-dir"],
+        ["silence", "add"] => &["data-dir", "node", "tag", "duration", "reason"],
         _ => return None,
     })
 }
@@ -441,6 +549,9 @@ mod tests {
             &["nodes"],
             &["node", "set", "x"],
             &["alert", "test"],
+            &["maintenance", "add"],
+            &["silence", "add"],
+            &["silence", "list"],
         ] {
             seen.extend(flags_of(words).unwrap().iter().copied());
         }

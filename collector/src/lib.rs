@@ -13,6 +13,7 @@ mod http;
 mod limits;
 mod listen;
 mod liveness;
+mod maintenance;
 mod metrics;
 mod model;
 mod secret;

@@ -317,6 +317,39 @@ pub struct EventRecord {
     pub kind: EventKind,
     pub check: Option<String>,
     pub detail: String,
+    /// Why its alert was held, if it was: `maintenance: REASON`, `silenced: REASON` or
+    /// `acknowledged` (`maintenance.rs`).
+    pub held: Option<String>,
+}
+
+/// A maintenance window: one-off (`start`, `end`) or recurring (`cron`, `duration_secs`,
+/// `time_zone`), over every node (no `node_ids`, no `tags`), some node ids, or some tags.
+/// `maintenance::Window::parse` makes sense of it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct MaintenanceRecord {
+    pub id: String,
+    pub reason: String,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub cron: Option<String>,
+    pub duration_secs: Option<u64>,
+    pub time_zone: Option<String>,
+    pub node_ids: Vec<String>,
+    pub tags: Vec<String>,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// A silence: alerts about a node, or about every node with a tag, held until `until`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct SilenceRecord {
+    pub id: String,
+    pub node_id: Option<String>,
+    pub tag: Option<String>,
+    pub until: i64,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: i64,
 }
 
 /// An alert and where it must go. It stays in the outbox until every channel has it or gave up.

@@ -62,7 +62,7 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
     if let Some(span) = closed {
         alerts::record_span(txn, &node, span, ctx.now_ms)?;
     }
-    alerts::record(txn, &node, &changes, ctx.now_ms, ctx.channels)?;
+    alerts::record(txn, &mut node, &changes, ctx.now_ms, ctx.channels)?;
     txn.save_node(&node, previous)?;
     Ok(Reply::json(200, &ack))
 }

@@ -2,6 +2,7 @@
 
 use super::uptime;
 use super::{audit, internal, limit_param, query_param, too_many, ApiError, Context, Handled, Reply, Request, User};
+use crate::alerts::Holds;
 use crate::model::{
     AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeRecord, NodeView,
 };
@@ -32,16 +33,17 @@ pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> H
     let (page, more) = txn.nodes_page(after.as_deref(), limit)?;
     let next = page.last().filter(|_| more).map(|n| n.node_id.clone());
     let mut nodes = Vec::with_capacity(page.len());
+    let holds = Holds::load(txn)?;
     for n in &page {
-        nodes.push(view(n, txn, ctx)?);
+        nodes.push(view(n, txn, ctx, &holds)?);
     }
     Ok(Reply::json(200, &NodeList { nodes, next }))
 }
 
 /// A node as the API shows it, with its uptime over 24 hours and 30 days.
-fn view<T: ReadTxn>(node: &NodeRecord, txn: &Txn<T>, ctx: &Context) -> Result<NodeView, store::Error> {
+fn view<T: ReadTxn>(node: &NodeRecord, txn: &Txn<T>, ctx: &Context, holds: &Holds) -> Result<NodeView, store::Error> {
     let mut view = node.view(ctx.now_ms, ctx.policy.grace_ms(node));
-    let spans = uptime::spans(txn, node, ctx.now_ms)?;
+    let spans = uptime::spans(txn, node, ctx.now_ms, holds)?;
     view.uptime_24h = uptime::ratio_over(node, &spans, Window::Day, ctx.now_ms);
     view.uptime_30d = uptime::ratio_over(node, &spans, Window::Month, ctx.now_ms);
     Ok(view)
@@ -49,7 +51,7 @@ fn view<T: ReadTxn>(node: &NodeRecord, txn: &Txn<T>, ctx: &Context) -> Result<No
 
 pub(super) fn node<T: ReadTxn>(id: &str, txn: &Txn<T>, ctx: &Context) -> Handled {
     match txn.node(&id.to_ascii_lowercase())? {
-        Some(node) => Ok(Reply::json(200, &view(&node, txn, ctx)?)),
+        Some(node) => Ok(Reply::json(200, &view(&node, txn, ctx, &Holds::load(txn)?)?)),
         None => Err(no_such_node(id).into()),
     }
 }
@@ -104,7 +106,7 @@ pub(super) fn edit_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTx
     txn.save_node(&node, previous)?;
     audit(txn, ctx, req, &user.name, "node_updated", Some(&id), changed.join("; "))?;
     log::info!("{} edited node {id}", user.name);
-    Ok(Reply::json(200, &view(&node, txn, ctx)?))
+    Ok(Reply::json(200, &view(&node, txn, ctx, &Holds::load(txn)?)?))
 }
 
 pub(super) fn delete_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
@@ -373,7 +375,7 @@ impl From<&AuditRecord> for AuditView {
 }
 
 /// Reads a JSON object body into `T`; an empty body is `{}`.
-fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -> Result<T, ApiError> {
     if req.body.trim().is_empty() {
         return Ok(<T as Default>::default());
     }
@@ -431,12 +433,15 @@ struct EventView {
     kind: EventKind,
     check: Option<String>,
     detail: String,
+    /// Why its alert was held (maintenance, a silence, an acknowledgement), if it was.
+    held: Option<String>,
 }
 
 impl From<&EventRecord> for EventView {
     fn from(e: &EventRecord) -> EventView {
         let (id, node_id, at) = (e.id, e.node_id.clone(), hearth_wire::format_rfc3339(e.at));
-        EventView { id, node_id, at, kind: e.kind, check: e.check.clone(), detail: e.detail.clone() }
+        let (check, detail, held) = (e.check.clone(), e.detail.clone(), e.held.clone());
+        EventView { id, node_id, at, kind: e.kind, check, detail, held }
     }
 }
 

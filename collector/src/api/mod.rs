@@ -7,10 +7,12 @@
 
 mod agents;
 mod fleet;
+mod holds;
 mod session;
 mod uptime;
 mod web;
 
+pub(crate) use holds::{SilenceView, WindowView};
 pub use session::{LoginLimiter, LoginOutcome};
 
 use crate::alerts::{config::Channels, worker::Stats};
@@ -278,6 +280,9 @@ pub fn work(req: &Request) -> Work {
         Ok(Route::Login) => Work::Login,
         Ok(Route::Heartbeat | Route::Enroll | Route::Logout | Route::TokenMint) => Work::Write,
         Ok(Route::NodeEdit(_) | Route::NodeDelete(_) | Route::NodeToken(_) | Route::TokenRevoke(_)) => Work::Write,
+        Ok(
+            Route::NodeAck(_) | Route::WindowAdd | Route::WindowRemove(_) | Route::SilenceAdd | Route::SilenceRemove(_),
+        ) => Work::Write,
         Ok(_) | Err(_) => Work::Read,
     }
 }
@@ -351,6 +356,13 @@ enum Route<'a> {
     Nodes,
     Node(&'a str),
     NodeUptime(&'a str),
+    NodeAck(&'a str),
+    Windows,
+    WindowAdd,
+    WindowRemove(&'a str),
+    Silences,
+    SilenceAdd,
+    SilenceRemove(&'a str),
     NodeEdit(&'a str),
     NodeDelete(&'a str),
     NodeToken(&'a str),
@@ -389,6 +401,12 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/api/events" => (read.then_some(Route::Events), READ),
         "/api/alerts" => (read.then_some(Route::Alerts), READ),
         "/api/audit" => (read.then_some(Route::Audit), READ),
+        "/api/maintenance" => {
+            (if read { Some(Route::Windows) } else { only(Post, Route::WindowAdd) }, "GET, HEAD, POST")
+        }
+        "/api/silences" => {
+            (if read { Some(Route::Silences) } else { only(Post, Route::SilenceAdd) }, "GET, HEAD, POST")
+        }
         "/api/enrollment-tokens" => {
             (if read { Some(Route::Tokens) } else { only(Post, Route::TokenMint) }, "GET, HEAD, POST")
         }
@@ -406,8 +424,13 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
                     }
                     Some((id, "token")) if !id.is_empty() => ((m == Post).then_some(Route::NodeToken(id)), "POST"),
                     Some((id, "uptime")) if !id.is_empty() => (read.then_some(Route::NodeUptime(id)), READ),
+                    Some((id, "ack")) if !id.is_empty() => ((m == Post).then_some(Route::NodeAck(id)), "POST"),
                     _ => return Err(not_found()),
                 }
+            } else if let Some(id) = path.strip_prefix("/api/maintenance/").filter(|id| !id.contains('/')) {
+                ((m == Delete).then_some(Route::WindowRemove(id)), "DELETE")
+            } else if let Some(id) = path.strip_prefix("/api/silences/").filter(|id| !id.contains('/')) {
+                ((m == Delete).then_some(Route::SilenceRemove(id)), "DELETE")
             } else if let Some(id) = path.strip_prefix("/api/enrollment-tokens/").filter(|id| !id.contains('/')) {
                 ((m == Delete).then_some(Route::TokenRevoke(id)), "DELETE")
             } else {
@@ -444,9 +467,10 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             if per_node {
                 let mut series = Vec::new();
                 let mut failed = None;
+                let holds = crate::alerts::Holds::load(txn)?;
                 txn.each_node(|n| {
                     let one = metrics::NodeSeries::of(&n, ctx.now_ms, ctx.policy.grace_ms(&n));
-                    match uptime::spans(txn, &n, ctx.now_ms) {
+                    match uptime::spans(txn, &n, ctx.now_ms, &holds) {
                         Ok(spans) => series.push(one.with_uptime(
                             crate::uptime::Window::ALL.map(|w| uptime::ratio_over(&n, &spans, w, ctx.now_ms)),
                         )),
@@ -500,6 +524,14 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             require(Operator, req, txn, ctx)?;
             fleet::tokens(txn, ctx)
         }
+        Route::Windows => {
+            require(Viewer, req, txn, ctx)?;
+            holds::windows(txn, ctx)
+        }
+        Route::Silences => {
+            require(Viewer, req, txn, ctx)?;
+            holds::silences(txn, ctx)
+        }
         Route::Heartbeat
         | Route::Enroll
         | Route::Login
@@ -508,7 +540,12 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
         | Route::NodeDelete(_)
         | Route::NodeToken(_)
         | Route::TokenMint
-        | Route::TokenRevoke(_) => {
+        | Route::TokenRevoke(_)
+        | Route::NodeAck(_)
+        | Route::WindowAdd
+        | Route::WindowRemove(_)
+        | Route::SilenceAdd
+        | Route::SilenceRemove(_) => {
             Err(ApiError::new(500, "internal", "a write was sent to the read path; this is a bug").into())
         }
     }
@@ -525,6 +562,11 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
         Route::NodeToken(id) => fleet::mint_token(&require(Operator, req, txn, ctx)?, Some(id), req, txn, ctx),
         Route::TokenMint => fleet::mint_token(&require(Operator, req, txn, ctx)?, None, req, txn, ctx),
         Route::TokenRevoke(id) => fleet::revoke_token(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::NodeAck(id) => holds::acknowledge(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::WindowAdd => holds::add_window(&require(Operator, req, txn, ctx)?, req, txn, ctx),
+        Route::WindowRemove(id) => holds::remove_window(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::SilenceAdd => holds::add_silence(&require(Operator, req, txn, ctx)?, req, txn, ctx),
+        Route::SilenceRemove(id) => holds::remove_silence(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         other => dispatch_read(other, req, txn, ctx),
     }
 }
@@ -703,6 +745,14 @@ mod routing_tests {
             (Get, "/api/nodes/abc/x", None, Err(404)),
             (Get, "/api/nodes/abc/uptime", None, Ok(Route::NodeUptime("abc"))),
             (Post, "/api/nodes/abc/uptime", json, Err(405)),
+            (Post, "/api/nodes/abc/ack", json, Ok(Route::NodeAck("abc"))),
+            (Get, "/api/maintenance", None, Ok(Route::Windows)),
+            (Post, "/api/maintenance", json, Ok(Route::WindowAdd)),
+            (Delete, "/api/maintenance/w1", None, Ok(Route::WindowRemove("w1"))),
+            (Get, "/api/silences", None, Ok(Route::Silences)),
+            (Post, "/api/silences", json, Ok(Route::SilenceAdd)),
+            (Delete, "/api/silences/s1", None, Ok(Route::SilenceRemove("s1"))),
+            (Put, "/api/silences", json, Err(405)),
             (Post, "/api/nodes//token", json, Err(404)),
             (Get, "/api/enrollment-tokens", None, Ok(Route::Tokens)),
             (Post, "/api/enrollment-tokens", json, Ok(Route::TokenMint)),

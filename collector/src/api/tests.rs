@@ -115,6 +115,9 @@ fn who_may_call_what() {
     let node = format!("/api/nodes/{NODE}");
     let token = format!("/api/nodes/{NODE}/token");
     let uptime = format!("/api/nodes/{NODE}/uptime");
+    let ack = format!("/api/nodes/{NODE}/ack");
+    let window = r#"{"reason":"patching","cron":"0 2 * * 0","duration_secs":3600}"#;
+    let silence = r#"{"tag":"attic","duration_secs":3600,"reason":"moving"}"#;
     let table: &[(Method, &str, &str, [u16; 7])] = &[
         (Get, "/api/auth/me", "", [401, 403, 401, 200, 200, 200, 200]),
         (Get, "/api/nodes", "", [401, 403, 401, 200, 200, 200, 200]),
@@ -129,6 +132,13 @@ fn who_may_call_what() {
         (Put, &node, r#"{"name":"renamed"}"#, [401, 403, 401, 403, 200, 200, 200]),
         (Post, &token, "{}", [401, 403, 401, 403, 201, 201, 201]),
         (Delete, "/api/enrollment-tokens/nope", "", [401, 403, 401, 403, 404, 404, 404]),
+        (Get, "/api/maintenance", "", [401, 403, 401, 200, 200, 200, 200]),
+        (Post, "/api/maintenance", window, [401, 403, 401, 403, 201, 201, 201]),
+        (Delete, "/api/maintenance/nope", "", [401, 403, 401, 403, 404, 404, 404]),
+        (Get, "/api/silences", "", [401, 403, 401, 200, 200, 200, 200]),
+        (Post, "/api/silences", silence, [401, 403, 401, 403, 201, 201, 201]),
+        (Delete, "/api/silences/nope", "", [401, 403, 401, 403, 404, 404, 404]),
+        (Post, &ack, "{}", [401, 403, 401, 403, 409, 409, 409]),
         (Delete, &node, "", [401, 403, 401, 403, 403, 200, 403]),
     ];
     for (method, path, body, expected) in table {
@@ -162,6 +172,14 @@ fn reads_and_writes_go_their_own_ways() {
         (Method::Post, "/api/auth/login", Work::Login),
         (Method::Post, "/api/auth/logout", Work::Write),
         (Method::Delete, "/api/nodes/x", Work::Write),
+        (Method::Get, "/api/nodes/x/uptime", Work::Read),
+        (Method::Post, "/api/nodes/x/ack", Work::Write),
+        (Method::Get, "/api/maintenance", Work::Read),
+        (Method::Post, "/api/maintenance", Work::Write),
+        (Method::Delete, "/api/maintenance/x", Work::Write),
+        (Method::Get, "/api/silences", Work::Read),
+        (Method::Post, "/api/silences", Work::Write),
+        (Method::Delete, "/api/silences/x", Work::Write),
     ];
     for (method, path, expected) in cases {
         assert_eq!(work(&request(method, path, "")), expected, "{method:?} {path}");

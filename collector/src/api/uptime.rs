@@ -2,7 +2,7 @@
 //! `/metrics/nodes` carry.
 
 use super::{fleet::no_such_node, Context, Handled, Reply};
-use crate::alerts;
+use crate::alerts::Holds;
 use crate::model::{NodeRecord, Span};
 use crate::store::{self, ReadTxn, Txn};
 use crate::uptime::{self, Window, DAY_MS};
@@ -11,10 +11,15 @@ use miniserde::Serialize;
 
 /// The node's spans, oldest first, with the one it is in now (an outage split where a
 /// maintenance window covers it).
-pub(crate) fn spans<T: ReadTxn>(txn: &Txn<T>, node: &NodeRecord, now: i64) -> Result<Vec<Span>, store::Error> {
+pub(crate) fn spans<T: ReadTxn>(
+    txn: &Txn<T>,
+    node: &NodeRecord,
+    now: i64,
+    holds: &Holds,
+) -> Result<Vec<Span>, store::Error> {
     let mut spans = txn.spans(&node.node_id)?;
     if let Some(span) = uptime::ongoing(node, now) {
-        let windows = alerts::maintenance_spans(txn, node, span.start, span.end)?;
+        let windows = holds.covering(node, span.start, span.end);
         spans.extend(uptime::split(span, &windows));
     }
     Ok(spans)
@@ -70,7 +75,7 @@ pub(super) fn node_uptime<T: ReadTxn>(id: &str, txn: &Txn<T>, ctx: &Context) -> 
     let id = id.to_ascii_lowercase();
     let Some(node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
     let now = ctx.now_ms;
-    let spans = spans(txn, &node, now)?;
+    let spans = spans(txn, &node, now, &Holds::load(txn)?)?;
     let ratio = |w| ratio_over(&node, &spans, w, now);
     let ratios = Ratios {
         day: ratio(Window::Day),

@@ -1,9 +1,11 @@
 //! What each command does: `serve` (`serve.rs`), and the administration commands that
 //! share its data directory: people and their keys (`people.rs`), nodes and enrolment
-//! tokens (`nodes.rs`), and the alert channels (`channels.rs`). Each command is one
+//! tokens (`nodes.rs`), the alert channels (`channels.rs`), and maintenance windows,
+//! silences and acknowledgements (`holds.rs`). Each command is one
 //! function; each failure says what failed and how the process exits.
 
 mod channels;
+mod holds;
 mod nodes;
 mod people;
 mod serve;
@@ -90,6 +92,18 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::Nodes { data_dir, json, grace_secs, min_down_secs } => {
             nodes::list(&data_dir, json, grace_secs, min_down_secs)
         }
+        Command::MaintenanceAdd { data_dir, reason, start, end, cron, duration, time_zone, nodes, tags } => {
+            let flags = holds::WindowFlags { reason, start, end, cron, duration, time_zone, nodes, tags };
+            holds::maintenance_add(&data_dir, flags)
+        }
+        Command::MaintenanceList { data_dir, json } => holds::maintenance_list(&data_dir, json),
+        Command::MaintenanceRemove { data_dir, id } => holds::maintenance_remove(&data_dir, &id),
+        Command::SilenceAdd { data_dir, node, tag, duration, reason } => {
+            holds::silence_add(&data_dir, node, tag, duration, reason)
+        }
+        Command::SilenceList { data_dir, json } => holds::silence_list(&data_dir, json),
+        Command::SilenceRemove { data_dir, id } => holds::silence_remove(&data_dir, &id),
+        Command::NodeAck { data_dir, node_id } => holds::node_ack(&data_dir, &node_id),
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod access;
 mod history;
+mod holds;
 mod nodes;
 mod spans;
 
@@ -119,6 +120,10 @@ struct Dbs {
     /// node id ++ start (i64 BE) → end (i64 BE) ++ cause (one byte): each node's uptime log
     /// ([`Span`](crate::model::Span)s); nothing for a node that never failed or stopped
     spans: Database,
+    /// window id → [`MaintenanceRecord`](crate::model::MaintenanceRecord)
+    maintenance: Database,
+    /// silence id → [`SilenceRecord`](crate::model::SilenceRecord)
+    silences: Database,
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -172,6 +177,7 @@ impl Store {
                 [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
                 [create("users")?, create("sessions")?, create("audit")?],
                 [create("outbox_by_node")?, create("settled")?, create("spans")?],
+                [create("maintenance")?, create("silences")?],
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
@@ -180,6 +186,7 @@ impl Store {
             [events, alerts, outbox, deadlines, meta],
             [users, sessions, audit],
             [outbox_by_node, settled, spans],
+            [maintenance, silences],
         )) = created.commit()
         else {
             unreachable!("the closure above always commits")
@@ -200,6 +207,8 @@ impl Store {
             sessions,
             audit,
             spans,
+            maintenance,
+            silences,
         };
         let store = Store {
             env,
@@ -406,6 +415,8 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("sessions", d.sessions),
             ("audit", d.audit),
             ("spans", d.spans),
+            ("maintenance", d.maintenance),
+            ("silences", d.silences),
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in all {

@@ -11,6 +11,7 @@ mod errors;
 mod fairness;
 mod floods;
 mod isolation;
+mod maintenance;
 mod metrics;
 mod operators;
 mod proxy;
