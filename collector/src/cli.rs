@@ -28,6 +28,8 @@ Usage:
   hearth-collector silence add (--node ID | --tag TAG) --duration 2h --reason TEXT
   hearth-collector silence list [--json] | silence remove ID
   hearth-collector node ack NODE_ID
+  hearth-collector statuspage create --slug SLUG --title TEXT --tags a,b [--show-hostnames]
+  hearth-collector statuspage list | statuspage remove SLUG
 
 Commands:
   serve          answer heartbeats, enrolments, the API and the dashboard
@@ -53,6 +55,11 @@ Commands:
   silence list | remove
                  print the silences in force, or remove one
   node ack       acknowledge an offline node: no reminders until it recovers
+  statuspage create
+                 publish /status/SLUG (and SLUG.json), no login: the nodes with one of
+                 --tags, each with its name, status and 90 days of availability
+  statuspage list | remove
+                 print the status pages, or remove one
 
 Options:
   --listen ADDR      address to listen on [env HEARTH_LISTEN; default 127.0.0.1:8088], or
@@ -125,6 +132,9 @@ Options of the other commands:
   --tags a,b         maintenance add: only nodes with one of these tags
   --node ID          silence add: the node to silence
   --tag TAG          silence add: silence every node with this tag
+  --slug SLUG        statuspage create: where the page is served, /status/SLUG
+  --title TEXT       statuspage create: the page's heading
+  --show-hostnames   statuspage create: also show each node's hostname
   -h, --help         print this help
   -V, --version      print the version
 
@@ -220,6 +230,20 @@ pub enum Command {
         data_dir: PathBuf,
         node_id: String,
     },
+    StatusPageCreate {
+        data_dir: PathBuf,
+        slug: String,
+        title: String,
+        tags: Vec<String>,
+        show_hostnames: bool,
+    },
+    StatusPageList {
+        data_dir: PathBuf,
+    },
+    StatusPageRemove {
+        data_dir: PathBuf,
+        slug: String,
+    },
     Help,
     Version,
 }
@@ -281,6 +305,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let (mut role, mut user) = (None, None);
     let (mut reason, mut start, mut end, mut cron) = (None, None, None, None);
     let (mut duration, mut time_zone, mut nodes, mut tag) = (None, None, Vec::new(), None);
+    let (mut slug, mut title, mut show_hostnames) = (None, None, false);
     let mut given: Vec<String> = Vec::new();
     while let Some(arg) = parser.next()? {
         if let Long(flag) = &arg {
@@ -337,6 +362,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 nodes.retain(|n: &String| !n.is_empty());
             }
             Long("tag") => tag = Some(parser.value()?.string()?),
+            Long("slug") => slug = Some(parser.value()?.string()?),
+            Long("title") => title = Some(parser.value()?.string()?),
+            Long("show-hostnames") => show_hostnames = true,
             Long("grace-secs") => grace_secs = Some(whole(&mut parser, "--grace-secs")?),
             Long("min-down-secs") => min_down_secs = Some(whole(&mut parser, "--min-down-secs")?),
             Long("pending-alert-secs") => {
@@ -434,6 +462,16 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         ["silence", "list"] => Command::SilenceList { data_dir, json },
         ["silence", "remove", id] => Command::SilenceRemove { data_dir, id: (*id).to_owned() },
         ["node", "ack", id] => Command::NodeAck { data_dir, node_id: id.to_ascii_lowercase() },
+        ["statuspage", "create"] => Command::StatusPageCreate {
+            data_dir,
+            slug: slug
+                .ok_or_else(|| UsageError("statuspage create needs --slug SLUG (the page is /status/SLUG)".into()))?,
+            title: title.ok_or_else(|| UsageError("statuspage create needs --title TEXT".into()))?,
+            tags,
+            show_hostnames,
+        },
+        ["statuspage", "list"] => Command::StatusPageList { data_dir },
+        ["statuspage", "remove", slug] => Command::StatusPageRemove { data_dir, slug: (*slug).to_owned() },
         [] => return Err(UsageError("no command given; try `hearth-collector serve` or --help".into())),
         other => return Err(UsageError(format!("unknown command `{}`; see --help", other.join(" ")))),
     })
@@ -476,6 +514,8 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
         ["maintenance" | "silence", "list"] => &["data-dir", "json"],
         ["maintenance" | "silence", "remove", _] | ["node", "ack", _] => &["data-dir"],
         ["silence", "add"] => &["data-dir", "node", "tag", "duration", "reason"],
+        ["statuspage", "create"] => &["data-dir", "slug", "title", "tags", "show-hostnames"],
+        ["statuspage", "list"] | ["statuspage", "remove", _] => &["data-dir"],
         _ => return None,
     })
 }
@@ -552,6 +592,7 @@ mod tests {
             &["maintenance", "add"],
             &["silence", "add"],
             &["silence", "list"],
+            &["statuspage", "create"],
         ] {
             seen.extend(flags_of(words).unwrap().iter().copied());
         }

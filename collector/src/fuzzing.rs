@@ -72,6 +72,7 @@ pub fn request(data: &[u8]) {
         limits: &crate::limits::RateLimits::default(),
         agent_dir: None,
         public_url: None,
+        status_pages: &Default::default(),
     };
     let reply = store().write_unsynced(|txn| api::handle(&request, txn, &context));
     if let Ok(reply) = reply {

@@ -119,6 +119,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         responder: Responder::default(),
         warned_forwarded: AtomicBool::new(false),
         requests: AtomicU64::new(0),
+        status_pages: Default::default(),
     };
     let shared = &shared;
     let (reads, to_read) = std::sync::mpsc::sync_channel::<Job>(READ_QUEUE);
@@ -151,6 +152,7 @@ struct Shared<'a> {
     warned_forwarded: AtomicBool,
     /// Requests taken so far: each one's `seq`.
     requests: AtomicU64,
+    status_pages: api::status::Cache,
 }
 
 impl Shared<'_> {
@@ -167,6 +169,7 @@ impl Shared<'_> {
             limits: &self.limits,
             agent_dir: config.agent_dir.as_deref(),
             public_url: config.public_url.as_deref(),
+            status_pages: &self.status_pages,
         }
     }
 }

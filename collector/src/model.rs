@@ -340,6 +340,18 @@ pub struct MaintenanceRecord {
     pub created_at: i64,
 }
 
+/// A public status page (`/status/SLUG`): the nodes with one of its tags.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct StatusPageRecord {
+    pub slug: String,
+    pub title: String,
+    pub tags: Vec<String>,
+    /// Whether the page shows each node's hostname (it never shows ids, tags, facts or addresses).
+    pub show_hostnames: bool,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
 /// A silence: alerts about a node, or about every node with a tag, held until `until`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct SilenceRecord {

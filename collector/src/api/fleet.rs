@@ -535,6 +535,7 @@ mod tests {
             limits: &limits,
             agent_dir: None,
             public_url: None,
+            status_pages: &Default::default(),
         };
         let direct = Request { host: Some("10.0.0.5:8088".into()), ..Request::default() };
         assert_eq!(server_url(&direct, &ctx), "http://10.0.0.5:8088");

@@ -9,6 +9,7 @@ mod agents;
 mod fleet;
 mod holds;
 mod session;
+pub(crate) mod status;
 mod uptime;
 mod web;
 
@@ -169,6 +170,8 @@ pub struct Context<'a> {
     pub agent_dir: Option<&'a Path>,
     /// The collector's address as agents reach it (`--public-url`), for install commands.
     pub public_url: Option<&'a str>,
+    /// Public status pages as last rendered (`api/status.rs`).
+    pub status_pages: &'a status::Cache,
 }
 
 /// An error answer: status, stable code, and a sentence a person can act on.
@@ -283,6 +286,7 @@ pub fn work(req: &Request) -> Work {
         Ok(
             Route::NodeAck(_) | Route::WindowAdd | Route::WindowRemove(_) | Route::SilenceAdd | Route::SilenceRemove(_),
         ) => Work::Write,
+        Ok(Route::PageCreate | Route::PageRemove(_)) => Work::Write,
         Ok(_) | Err(_) => Work::Read,
     }
 }
@@ -357,6 +361,11 @@ enum Route<'a> {
     Node(&'a str),
     NodeUptime(&'a str),
     NodeAck(&'a str),
+    StatusPage(&'a str),
+    StatusCss,
+    Pages,
+    PageCreate,
+    PageRemove(&'a str),
     Windows,
     WindowAdd,
     WindowRemove(&'a str),
@@ -401,6 +410,10 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/api/events" => (read.then_some(Route::Events), READ),
         "/api/alerts" => (read.then_some(Route::Alerts), READ),
         "/api/audit" => (read.then_some(Route::Audit), READ),
+        "/status.css" => (read.then_some(Route::StatusCss), READ),
+        "/api/status-pages" => {
+            (if read { Some(Route::Pages) } else { only(Post, Route::PageCreate) }, "GET, HEAD, POST")
+        }
         "/api/maintenance" => {
             (if read { Some(Route::Windows) } else { only(Post, Route::WindowAdd) }, "GET, HEAD, POST")
         }
@@ -427,6 +440,10 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
                     Some((id, "ack")) if !id.is_empty() => ((m == Post).then_some(Route::NodeAck(id)), "POST"),
                     _ => return Err(not_found()),
                 }
+            } else if let Some(slug) = path.strip_prefix("/status/").filter(|s| !s.contains('/')) {
+                (read.then_some(Route::StatusPage(slug)), READ)
+            } else if let Some(slug) = path.strip_prefix("/api/status-pages/").filter(|s| !s.contains('/')) {
+                ((m == Delete).then_some(Route::PageRemove(slug)), "DELETE")
             } else if let Some(id) = path.strip_prefix("/api/maintenance/").filter(|id| !id.contains('/')) {
                 ((m == Delete).then_some(Route::WindowRemove(id)), "DELETE")
             } else if let Some(id) = path.strip_prefix("/api/silences/").filter(|id| !id.contains('/')) {
@@ -524,6 +541,14 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             require(Operator, req, txn, ctx)?;
             fleet::tokens(txn, ctx)
         }
+        // Public by design: what a page shows is chosen in `status.rs`, and nothing else.
+        Route::StatusPage(path) => status::page(path, txn, ctx),
+        Route::StatusCss => Ok(Reply::bytes(200, "text/css; charset=utf-8", status::STATUS_CSS.as_bytes().to_vec())
+            .with_header("X-Content-Type-Options", "nosniff")),
+        Route::Pages => {
+            require(Viewer, req, txn, ctx)?;
+            status::pages(txn)
+        }
         Route::Windows => {
             require(Viewer, req, txn, ctx)?;
             holds::windows(txn, ctx)
@@ -542,6 +567,8 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
         | Route::TokenMint
         | Route::TokenRevoke(_)
         | Route::NodeAck(_)
+        | Route::PageCreate
+        | Route::PageRemove(_)
         | Route::WindowAdd
         | Route::WindowRemove(_)
         | Route::SilenceAdd
@@ -562,6 +589,8 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
         Route::NodeToken(id) => fleet::mint_token(&require(Operator, req, txn, ctx)?, Some(id), req, txn, ctx),
         Route::TokenMint => fleet::mint_token(&require(Operator, req, txn, ctx)?, None, req, txn, ctx),
         Route::TokenRevoke(id) => fleet::revoke_token(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::PageCreate => status::create_page(&require(Operator, req, txn, ctx)?, req, txn, ctx),
+        Route::PageRemove(slug) => status::remove_page(&require(Operator, req, txn, ctx)?, slug, req, txn, ctx),
         Route::NodeAck(id) => holds::acknowledge(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         Route::WindowAdd => holds::add_window(&require(Operator, req, txn, ctx)?, req, txn, ctx),
         Route::WindowRemove(id) => holds::remove_window(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
@@ -753,6 +782,13 @@ mod routing_tests {
             (Post, "/api/silences", json, Ok(Route::SilenceAdd)),
             (Delete, "/api/silences/s1", None, Ok(Route::SilenceRemove("s1"))),
             (Put, "/api/silences", json, Err(405)),
+            (Get, "/status/home", None, Ok(Route::StatusPage("home"))),
+            (Get, "/status/home.json", None, Ok(Route::StatusPage("home.json"))),
+            (Post, "/status/home", json, Err(405)),
+            (Get, "/status/a/b", None, Err(404)),
+            (Get, "/status.css", None, Ok(Route::StatusCss)),
+            (Post, "/api/status-pages", json, Ok(Route::PageCreate)),
+            (Delete, "/api/status-pages/home", None, Ok(Route::PageRemove("home"))),
             (Post, "/api/nodes//token", json, Err(404)),
             (Get, "/api/enrollment-tokens", None, Ok(Route::Tokens)),
             (Post, "/api/enrollment-tokens", json, Ok(Route::TokenMint)),

@@ -21,6 +21,7 @@ struct Harness {
     stats: Stats,
     logins: Mutex<LoginLimiter>,
     limits: RateLimits,
+    status_pages: status::Cache,
 }
 
 impl Harness {
@@ -52,6 +53,7 @@ impl Harness {
             stats: Stats::default(),
             logins: Mutex::default(),
             limits: RateLimits::new(10, 600),
+            status_pages: status::Cache::default(),
         }
     }
 
@@ -67,6 +69,7 @@ impl Harness {
             limits: &self.limits,
             agent_dir: None,
             public_url: None,
+            status_pages: &self.status_pages,
         }
     }
 
@@ -139,6 +142,10 @@ fn who_may_call_what() {
         (Post, "/api/silences", silence, [401, 403, 401, 403, 201, 201, 201]),
         (Delete, "/api/silences/nope", "", [401, 403, 401, 403, 404, 404, 404]),
         (Post, &ack, "{}", [401, 403, 401, 403, 409, 409, 409]),
+        (Get, "/api/status-pages", "", [401, 403, 401, 200, 200, 200, 200]),
+        (Post, "/api/status-pages", r#"{"slug":"s","title":"S","tags":["x"]}"#, [401, 403, 401, 403, 201, 409, 409]),
+        (Delete, "/api/status-pages/nope", "", [401, 403, 401, 403, 404, 404, 404]),
+        (Get, "/status/nope", "", [404, 404, 404, 404, 404, 404, 404]),
         (Delete, &node, "", [401, 403, 401, 403, 403, 200, 403]),
     ];
     for (method, path, body, expected) in table {
@@ -180,6 +187,9 @@ fn reads_and_writes_go_their_own_ways() {
         (Method::Get, "/api/silences", Work::Read),
         (Method::Post, "/api/silences", Work::Write),
         (Method::Delete, "/api/silences/x", Work::Write),
+        (Method::Get, "/status/home", Work::Read),
+        (Method::Get, "/status/home.json", Work::Read),
+        (Method::Post, "/api/status-pages", Work::Write),
     ];
     for (method, path, expected) in cases {
         assert_eq!(work(&request(method, path, "")), expected, "{method:?} {path}");

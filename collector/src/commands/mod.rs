@@ -1,12 +1,13 @@
 //! What each command does: `serve` (`serve.rs`), and the administration commands that
 //! share its data directory: people and their keys (`people.rs`), nodes and enrolment
 //! tokens (`nodes.rs`), the alert channels (`channels.rs`), and maintenance windows,
-//! silences and acknowledgements (`holds.rs`). Each command is one
+//! silences and acknowledgements (`holds.rs`), and public status pages (`pages.rs`). Each command is one
 //! function; each failure says what failed and how the process exits.
 
 mod channels;
 mod holds;
 mod nodes;
+mod pages;
 mod people;
 mod serve;
 
@@ -104,6 +105,11 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::SilenceList { data_dir, json } => holds::silence_list(&data_dir, json),
         Command::SilenceRemove { data_dir, id } => holds::silence_remove(&data_dir, &id),
         Command::NodeAck { data_dir, node_id } => holds::node_ack(&data_dir, &node_id),
+        Command::StatusPageCreate { data_dir, slug, title, tags, show_hostnames } => {
+            pages::create(&data_dir, slug, title, tags, show_hostnames)
+        }
+        Command::StatusPageList { data_dir } => pages::list(&data_dir),
+        Command::StatusPageRemove { data_dir, slug } => pages::remove(&data_dir, &slug),
     }
 }
 

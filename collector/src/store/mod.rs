@@ -8,13 +8,16 @@
 //!
 //! This file holds the environment, the transactions and the low-level reads and writes;
 //! the accessors live beside it by what they hold: `nodes.rs` (nodes and the deadline
-//! index), `access.rs` (tokens, API keys, users, sessions) and `history.rs` (events,
-//! alerts and the outbox, the audit log, settings and the id counter).
+//! index), `access.rs` (tokens, API keys, users, sessions), `history.rs` (events,
+//! alerts and the outbox, the audit log, settings and the id counter), `spans.rs` (each
+//! node's uptime log), `holds.rs` (maintenance windows and silences) and `pages.rs`
+//! (public status pages).
 
 mod access;
 mod history;
 mod holds;
 mod nodes;
+mod pages;
 mod spans;
 
 pub use history::setting;
@@ -124,6 +127,8 @@ struct Dbs {
     maintenance: Database,
     /// silence id → [`SilenceRecord`](crate::model::SilenceRecord)
     silences: Database,
+    /// slug → [`StatusPageRecord`](crate::model::StatusPageRecord)
+    status_pages: Database,
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -177,7 +182,7 @@ impl Store {
                 [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
                 [create("users")?, create("sessions")?, create("audit")?],
                 [create("outbox_by_node")?, create("settled")?, create("spans")?],
-                [create("maintenance")?, create("silences")?],
+                [create("maintenance")?, create("silences")?, create("status_pages")?],
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
@@ -186,7 +191,7 @@ impl Store {
             [events, alerts, outbox, deadlines, meta],
             [users, sessions, audit],
             [outbox_by_node, settled, spans],
-            [maintenance, silences],
+            [maintenance, silences, status_pages],
         )) = created.commit()
         else {
             unreachable!("the closure above always commits")
@@ -209,6 +214,7 @@ impl Store {
             spans,
             maintenance,
             silences,
+            status_pages,
         };
         let store = Store {
             env,
@@ -417,6 +423,7 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("spans", d.spans),
             ("maintenance", d.maintenance),
             ("silences", d.silences),
+            ("status_pages", d.status_pages),
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in all {

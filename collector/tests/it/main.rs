@@ -15,6 +15,7 @@ mod maintenance;
 mod metrics;
 mod operators;
 mod proxy;
+mod status;
 mod support;
 mod units;
 mod uptime;
