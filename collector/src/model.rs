@@ -489,6 +489,19 @@ impl NodeRecord {
         all
     }
 
+    /// Whether `GET /api/nodes?changed_since=` shows the node to a client whose copy was
+    /// current at `since`: something was written about it since (a heartbeat, an edit, an
+    /// alert, an acknowledgement), or time alone moved its status on.
+    pub fn changed_between(&self, since: i64, now: i64, grace_ms: u64) -> bool {
+        let written =
+            [self.last_seen, self.edited_at, self.down_since, self.reminded_at, self.acked_at, self.first_seen]
+                .into_iter()
+                .flatten()
+                .chain([self.enrolled_at])
+                .any(|at| at > since);
+        written || self.status(since, grace_ms) != self.status(now, grace_ms)
+    }
+
     /// The node as `GET /api/nodes` shows it.
     pub fn view(&self, now_ms: i64, grace_ms: u64) -> NodeView {
         let hb = self.heartbeat.clone().unwrap_or_default();
@@ -530,6 +543,9 @@ impl NodeRecord {
             state: hb.state.map(|s| if s == hearth_wire::State::Stopping { "stopping" } else { "running" }),
             uptime_24h: None,
             uptime_30d: None,
+            maintenance_until: None,
+            silenced_until: None,
+            acked_at: self.acked_at.map(format_rfc3339),
         }
     }
 }
@@ -576,6 +592,12 @@ pub struct NodeView {
     pub uptime_24h: Option<f64>,
     /// The same over 30 days.
     pub uptime_30d: Option<f64>,
+    /// Until when a maintenance window holds its alerts, while one does.
+    pub maintenance_until: Option<String>,
+    /// Until when a silence holds its alerts, while one does.
+    pub silenced_until: Option<String>,
+    /// When an operator acknowledged it, while it is down.
+    pub acked_at: Option<String>,
 }
 
 #[cfg(test)]
@@ -648,6 +670,25 @@ mod tests {
             let grace_ms = node.interval_secs() * 3000;
             assert_eq!(node.status(now, grace_ms), expected, "now={now} node={node:?}");
         }
+    }
+
+    #[test]
+    fn a_node_changed_if_written_or_if_time_moved_its_status() {
+        let node = seen(100_000, Some(10), false);
+        let grace = 30_000;
+        let cases = [
+            (99_999, 100_001, true),   // its heartbeat came after
+            (100_000, 110_000, false), // still online
+            (110_000, 120_000, true),  // online → late at 115 s
+            (120_000, 125_000, false), // late throughout
+            (125_000, 131_000, true),  // late → offline at 130 s
+            (131_000, 999_000, false), // offline throughout
+        ];
+        for (since, now, expected) in cases {
+            assert_eq!(node.changed_between(since, now, grace), expected, "since {since}, now {now}");
+        }
+        let acked = NodeRecord { acked_at: Some(131_500), ..node };
+        assert!(acked.changed_between(131_000, 999_000, grace), "an acknowledgement is a change");
     }
 
     #[test]

@@ -84,6 +84,16 @@ impl Holds {
         maintenance::hold(node, now, &self.windows, &self.silences)
     }
 
+    /// Whether a window or silence began, ended or was made in `(since, now]`: then what
+    /// each node shows about its holds may have changed.
+    pub fn changed_between(&self, since: i64, now: i64) -> bool {
+        let inside = |t: i64| since < t && t <= now;
+        self.windows.iter().any(|(record, window)| {
+            inside(record.created_at)
+                || window.occurrences(since, now.saturating_add(1)).iter().any(|(s, e)| inside(*s) || inside(*e))
+        }) || self.silences.iter().any(|s| inside(s.created_at) || inside(s.until))
+    }
+
     /// When maintenance windows covered `node` between `from` and `to`.
     pub fn covering(&self, node: &NodeRecord, from: i64, to: i64) -> Vec<(i64, i64)> {
         maintenance::covering(node, &self.windows, from, to)

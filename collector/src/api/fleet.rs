@@ -3,6 +3,7 @@
 use super::uptime;
 use super::{audit, internal, limit_param, query_param, too_many, ApiError, Context, Handled, Reply, Request, User};
 use crate::alerts::Holds;
+use crate::maintenance::HoldKind;
 use crate::model::{
     AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeRecord, NodeView,
 };
@@ -17,8 +18,10 @@ use miniserde::{json, Deserialize, Serialize};
 const MAX_PAGE: usize = 5000;
 const DEFAULT_PAGE: usize = 1000;
 
-/// `GET /api/nodes?limit=N&after=ID`: a page of nodes in id order, and the id to ask
-/// for the next page after (`next`), or `null` on the last page.
+/// `GET /api/nodes?limit=N&after=ID[&changed_since=CURSOR]`: a page of nodes in id order,
+/// and the id to ask for the next page after (`next`), or `null` on the last page; with
+/// `changed_since`, only the nodes that changed since the `cursor` an earlier answer gave.
+/// Every answer carries a fresh `cursor` and the fleet's `total`.
 pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> Handled {
     let limit = match query_param(&req.query, "limit") {
         None => DEFAULT_PAGE,
@@ -30,22 +33,78 @@ pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> H
     if after.as_ref().is_some_and(|id| id.len() > 64) {
         return Err(ApiError::new(400, "invalid_query", "after= must be a node id, from the last page's `next`").into());
     }
-    let (page, more) = txn.nodes_page(after.as_deref(), limit)?;
+    let since = match query_param(&req.query, "changed_since") {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(|| {
+            ApiError::new(
+                400,
+                "invalid_query",
+                format!("changed_since={text} must be the `cursor` of an earlier answer"),
+            )
+        })?),
+    };
+    let holds = Holds::load(txn)?;
+    let (page, more) = match since {
+        // A window or silence that began or ended since then may change any node's view.
+        Some(since) if !holds.changed_between(since, ctx.now_ms) => {
+            changed_page(txn, ctx, since, after.as_deref(), limit)?
+        }
+        _ => txn.nodes_page(after.as_deref(), limit)?,
+    };
     let next = page.last().filter(|_| more).map(|n| n.node_id.clone());
     let mut nodes = Vec::with_capacity(page.len());
-    let holds = Holds::load(txn)?;
     for n in &page {
         nodes.push(view(n, txn, ctx, &holds)?);
     }
-    Ok(Reply::json(200, &NodeList { nodes, next }))
+    // A write batch stamped a little before this snapshot may commit after it: the next
+    // cursor overlaps by a few seconds, so that no change is missed (clients merge).
+    let cursor = (ctx.now_ms - CURSOR_OVERLAP_MS).max(0).to_string();
+    Ok(Reply::json(200, &NodeList { nodes, next, cursor, total: txn.node_count()? }))
 }
 
-/// A node as the API shows it, with its uptime over 24 hours and 30 days.
+/// How far each `cursor` reaches back before the answer it came with.
+const CURSOR_OVERLAP_MS: i64 = 5_000;
+
+/// Up to `limit` nodes after `after`, in id order, that changed since `since`; and whether more follow.
+fn changed_page<T: ReadTxn>(
+    txn: &Txn<T>,
+    ctx: &Context,
+    since: i64,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<NodeRecord>, bool), store::Error> {
+    let mut ids = Vec::new();
+    txn.each_node_status(|n| {
+        if ids.len() <= limit
+            && after.is_none_or(|a| n.node_id.as_str() > a)
+            && n.changed_between(since, ctx.now_ms, ctx.policy.grace_ms(&n))
+        {
+            ids.push(n.node_id);
+        }
+    })?;
+    let more = ids.len() > limit;
+    let mut page = Vec::with_capacity(limit.min(ids.len()));
+    for id in ids.iter().take(limit) {
+        if let Some(node) = txn.node(id)? {
+            page.push(node);
+        }
+    }
+    Ok((page, more))
+}
+
+/// A node as the API shows it, with its uptime over 24 hours and 30 days, and what holds its alerts.
 fn view<T: ReadTxn>(node: &NodeRecord, txn: &Txn<T>, ctx: &Context, holds: &Holds) -> Result<NodeView, store::Error> {
     let mut view = node.view(ctx.now_ms, ctx.policy.grace_ms(node));
     let spans = uptime::spans(txn, node, ctx.now_ms, holds)?;
     view.uptime_24h = uptime::ratio_over(node, &spans, Window::Day, ctx.now_ms);
     view.uptime_30d = uptime::ratio_over(node, &spans, Window::Month, ctx.now_ms);
+    if let Some(hold) = holds.hold(node, ctx.now_ms) {
+        let until = Some(format_rfc3339(hold.until));
+        match hold.kind {
+            HoldKind::Maintenance => view.maintenance_until = until,
+            HoldKind::Silenced => view.silenced_until = until,
+        }
+    }
     Ok(view)
 }
 
@@ -418,6 +477,10 @@ fn check_secs(field: &str, secs: u64) -> Result<(), ApiError> {
 struct NodeList {
     nodes: Vec<NodeView>,
     next: Option<String>,
+    /// Pass as `changed_since` to get only what changed after this answer.
+    cursor: String,
+    /// How many nodes the fleet holds: a client whose copy holds more missed a deletion.
+    total: u64,
 }
 
 #[derive(Serialize)]

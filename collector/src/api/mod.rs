@@ -361,6 +361,7 @@ enum Route<'a> {
     Node(&'a str),
     NodeUptime(&'a str),
     NodeAck(&'a str),
+    Collector,
     StatusPage(&'a str),
     StatusCss,
     Pages,
@@ -411,6 +412,7 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/api/alerts" => (read.then_some(Route::Alerts), READ),
         "/api/audit" => (read.then_some(Route::Audit), READ),
         "/status.css" => (read.then_some(Route::StatusCss), READ),
+        "/api/collector" => (read.then_some(Route::Collector), READ),
         "/api/status-pages" => {
             (if read { Some(Route::Pages) } else { only(Post, Route::PageCreate) }, "GET, HEAD, POST")
         }
@@ -545,6 +547,15 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
         Route::StatusPage(path) => status::page(path, txn, ctx),
         Route::StatusCss => Ok(Reply::bytes(200, "text/css; charset=utf-8", status::STATUS_CSS.as_bytes().to_vec())
             .with_header("X-Content-Type-Options", "nosniff")),
+        Route::Collector => {
+            require(Viewer, req, txn, ctx)?;
+            let about = About {
+                version: env!("CARGO_PKG_VERSION"),
+                agent_binaries: ctx.agent_dir.is_some(),
+                public_url: ctx.public_url.map(str::to_owned),
+            };
+            Ok(Reply::json(200, &about))
+        }
         Route::Pages => {
             require(Viewer, req, txn, ctx)?;
             status::pages(txn)
@@ -598,6 +609,16 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
         Route::SilenceRemove(id) => holds::remove_silence(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         other => dispatch_read(other, req, txn, ctx),
     }
+}
+
+/// `GET /api/collector`: what the dashboard needs to know about this collector.
+#[derive(Serialize)]
+struct About {
+    version: &'static str,
+    /// Whether `--agent-dir` is set: without it, an install command fails on the host.
+    agent_binaries: bool,
+    /// `--public-url`, if set.
+    public_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -787,6 +808,7 @@ mod routing_tests {
             (Post, "/status/home", json, Err(405)),
             (Get, "/status/a/b", None, Err(404)),
             (Get, "/status.css", None, Ok(Route::StatusCss)),
+            (Get, "/api/collector", None, Ok(Route::Collector)),
             (Post, "/api/status-pages", json, Ok(Route::PageCreate)),
             (Delete, "/api/status-pages/home", None, Ok(Route::PageRemove("home"))),
             (Post, "/api/nodes//token", json, Err(404)),

@@ -143,6 +143,7 @@ fn who_may_call_what() {
         (Delete, "/api/silences/nope", "", [401, 403, 401, 403, 404, 404, 404]),
         (Post, &ack, "{}", [401, 403, 401, 403, 409, 409, 409]),
         (Get, "/api/status-pages", "", [401, 403, 401, 200, 200, 200, 200]),
+        (Get, "/api/collector", "", [401, 403, 401, 200, 200, 200, 200]),
         (Post, "/api/status-pages", r#"{"slug":"s","title":"S","tags":["x"]}"#, [401, 403, 401, 403, 201, 409, 409]),
         (Delete, "/api/status-pages/nope", "", [401, 403, 401, 403, 404, 404, 404]),
         (Get, "/status/nope", "", [404, 404, 404, 404, 404, 404, 404]),

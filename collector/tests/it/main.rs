@@ -3,6 +3,7 @@
 mod activation;
 mod alertmanager;
 mod alerts;
+mod changes;
 mod chaos;
 mod contract;
 mod durability;
