@@ -189,20 +189,64 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
     ));
     // Filters: by status, and a search that matches nothing.
     browser.eval("const f = document.getElementById('status-filter'); f.value = 'online'; f.dispatchEvent(new Event('input')); return true;");
-    assert!(matches!(browser.eval("return document.querySelectorAll('#nodes tbody tr').length === 0 && !document.getElementById('empty').hidden;"), Value::Bool(true)));
+    assert!(matches!(browser.eval("return document.querySelectorAll('#nodes tbody tr[data-id]').length === 0 && !document.getElementById('empty').hidden;"), Value::Bool(true)));
     browser.eval("const f = document.getElementById('status-filter'); f.value = ''; f.dispatchEvent(new Event('input')); return true;");
+    // The fleet header counts, with plurals right.
+    browser.wait_for("the fleet header", "return document.getElementById('fleet-header').textContent.includes('1 node1 offline');");
 
-    // A node's detail: every field of its heartbeat, and its history.
+    // A node's page, at its own address: human facts, checks, availability and history.
     browser.click(&format!("#nodes tbody tr[data-id=\"{node_id}\"]"));
     browser.wait_for(
-        "the node's detail",
-        "return document.getElementById('detail-fields').textContent.includes('uptime_secs') && \
-         document.getElementById('detail-events').textContent.includes('offline');",
+        "the node's page",
+        "return document.getElementById('detail-facts').textContent.includes('Up for') && \
+         document.getElementById('detail-events').textContent.includes('Went offline');",
     );
-    browser.click("#back");
+    assert_eq!(browser.text("return location.hash"), format!("#/nodes/{node_id}"));
+    assert!(matches!(browser.eval("return document.querySelectorAll('#detail-days .day').length === 90;"), Value::Bool(true)));
+    assert!(!browser.text("return document.getElementById('detail-facts').textContent").contains("uptime_secs"), "no raw keys");
+    // Operators act from it: acknowledge, silence, rename, schedule maintenance.
+    browser.wait_for("the acknowledge button", "return !document.getElementById('act-ack').hidden;");
+    browser.click("#act-ack");
+    browser.click("#action-ok");
+    browser.wait_for("the acknowledgement", "return document.getElementById('detail-badges').textContent.includes('Acknowledged');");
+    browser.click("#act-silence");
+    browser.type_into("#silence-reason", "moving it");
+    browser.click("#action-ok");
+    browser.wait_for("the silence", "return document.getElementById('detail-badges').textContent.includes('Silenced until');");
+    browser.click("#act-edit");
+    browser.eval("document.getElementById('edit-name').value = 'attic-pi'; return true;");
+    browser.click("#action-ok");
+    browser.wait_for("the new name", "return document.getElementById('detail-name').textContent.includes('attic-pi');");
+    browser.click("#act-maintenance");
+    browser.type_into("#maint-reason", "new disk");
+    browser.click("#action-ok");
+    browser.wait_for("the maintenance", "return document.getElementById('detail-badges').textContent.includes('In maintenance until');");
 
-    // Add a node: the dialog mints a token and shows the one-liner.
+    // The maintenance page lists the window and the silence, and takes a new silence.
+    browser.open(&format!("http://{}/#/maintenance", c.addr));
+    browser.wait_for(
+        "the maintenance page",
+        "return document.getElementById('windows').textContent.includes('new disk') && \
+         document.getElementById('silences').textContent.includes('moving it');",
+    );
+    browser.type_into("#sil-tag", "attic");
+    browser.type_into("#sil-reason", "painting");
+    browser.click("#silence-form button[type=submit]");
+    browser.wait_for("the tag's silence", "return document.getElementById('silences').textContent.includes('tag attic');");
+
+    // The table again: the renamed node, sorted by a column.
+    browser.open(&format!("http://{}/#/", c.addr));
+    browser.wait_for("the renamed row", &format!(
+        "const r = document.querySelector('#nodes tbody tr[data-id=\"{node_id}\"] td:nth-child(2)'); return !!r && r.textContent === 'attic-pi';"
+    ));
+
+    // Add a node: it warns that this collector serves no agent binaries and is reached on
+    // loopback; the dialog mints a token and shows the one-liner.
     browser.click("#add-node");
+    browser.wait_for(
+        "the warnings",
+        "const w = document.getElementById('add-warnings').textContent; return w.includes('--agent-dir') && w.includes('loopback');",
+    );
     browser.type_into("#add-name", "new-pi");
     browser.click("#mint");
     browser.wait_for(
@@ -224,4 +268,15 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
     );
     let token = line.split("HEARTH_TOKEN=").nth(1).unwrap().split_whitespace().next().unwrap();
     assert!(!tokens.body.contains(token), "the listing never shows a raw token");
+
+    // An admin deletes the node from its page, after a confirmation.
+    browser.eval("document.getElementById('add-dialog').close(); return true;");
+    browser.open(&format!("http://{}/#/nodes/{node_id}", c.addr));
+    browser.wait_for("the delete button", "return !document.getElementById('act-delete').hidden;");
+    browser.click("#act-delete");
+    browser.wait_for("the confirmation", "return document.getElementById('action-dialog').open;");
+    assert_eq!(c.get(&format!("/api/nodes/{node_id}"), &key).status, 200, "nothing is deleted before the confirmation");
+    browser.click("#action-ok");
+    browser.wait_for("the fleet again", "return location.hash === '#/' && !document.getElementById('fleet-view').hidden;");
+    assert_eq!(c.get(&format!("/api/nodes/{node_id}"), &key).status, 404);
 }
