@@ -192,7 +192,10 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
     assert!(matches!(browser.eval("return document.querySelectorAll('#nodes tbody tr[data-id]').length === 0 && !document.getElementById('empty').hidden;"), Value::Bool(true)));
     browser.eval("const f = document.getElementById('status-filter'); f.value = ''; f.dispatchEvent(new Event('input')); return true;");
     // The fleet header counts, with plurals right.
-    browser.wait_for("the fleet header", "return document.getElementById('fleet-header').textContent.includes('1 node1 offline');");
+    browser.wait_for(
+        "the fleet header",
+        "return document.getElementById('fleet-header').textContent.includes('1 node1 offline');",
+    );
 
     // A node's page, at its own address: human facts, checks, availability and history.
     browser.click(&format!("#nodes tbody tr[data-id=\"{node_id}\"]"));
@@ -202,17 +205,29 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
          document.getElementById('detail-events').textContent.includes('Went offline');",
     );
     assert_eq!(browser.text("return location.hash"), format!("#/nodes/{node_id}"));
-    assert!(matches!(browser.eval("return document.querySelectorAll('#detail-days .day').length === 90;"), Value::Bool(true)));
-    assert!(!browser.text("return document.getElementById('detail-facts').textContent").contains("uptime_secs"), "no raw keys");
+    assert!(matches!(
+        browser.eval("return document.querySelectorAll('#detail-days .day').length === 90;"),
+        Value::Bool(true)
+    ));
+    assert!(
+        !browser.text("return document.getElementById('detail-facts').textContent").contains("uptime_secs"),
+        "no raw keys"
+    );
     // Operators act from it: acknowledge, silence, rename, schedule maintenance.
     browser.wait_for("the acknowledge button", "return !document.getElementById('act-ack').hidden;");
     browser.click("#act-ack");
     browser.click("#action-ok");
-    browser.wait_for("the acknowledgement", "return document.getElementById('detail-badges').textContent.includes('Acknowledged');");
+    browser.wait_for(
+        "the acknowledgement",
+        "return document.getElementById('detail-badges').textContent.includes('Acknowledged');",
+    );
     browser.click("#act-silence");
     browser.type_into("#silence-reason", "moving it");
     browser.click("#action-ok");
-    browser.wait_for("the silence", "return document.getElementById('detail-badges').textContent.includes('Silenced until');");
+    browser.wait_for(
+        "the silence",
+        "return document.getElementById('detail-badges').textContent.includes('Silenced until');",
+    );
     browser.click("#act-edit");
     browser.eval("document.getElementById('edit-name').value = 'attic-pi'; return true;");
     browser.click("#action-ok");
@@ -220,7 +235,10 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
     browser.click("#act-maintenance");
     browser.type_into("#maint-reason", "new disk");
     browser.click("#action-ok");
-    browser.wait_for("the maintenance", "return document.getElementById('detail-badges').textContent.includes('In maintenance until');");
+    browser.wait_for(
+        "the maintenance",
+        "return document.getElementById('detail-badges').textContent.includes('In maintenance until');",
+    );
 
     // The maintenance page lists the window and the silence, and takes a new silence.
     browser.open(&format!("http://{}/#/maintenance", c.addr));
@@ -232,7 +250,8 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
     browser.type_into("#sil-tag", "attic");
     browser.type_into("#sil-reason", "painting");
     browser.click("#silence-form button[type=submit]");
-    browser.wait_for("the tag's silence", "return document.getElementById('silences').textContent.includes('tag attic');");
+    browser
+        .wait_for("the tag's silence", "return document.getElementById('silences').textContent.includes('tag attic');");
 
     // The table again: the renamed node, sorted by a column.
     browser.open(&format!("http://{}/#/", c.addr));
@@ -277,6 +296,7 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
     browser.wait_for("the confirmation", "return document.getElementById('action-dialog').open;");
     assert_eq!(c.get(&format!("/api/nodes/{node_id}"), &key).status, 200, "nothing is deleted before the confirmation");
     browser.click("#action-ok");
-    browser.wait_for("the fleet again", "return location.hash === '#/' && !document.getElementById('fleet-view').hidden;");
+    browser
+        .wait_for("the fleet again", "return location.hash === '#/' && !document.getElementById('fleet-view').hidden;");
     assert_eq!(c.get(&format!("/api/nodes/{node_id}"), &key).status, 404);
 }
