@@ -15,8 +15,9 @@ pub const KEPT_DAYS: i64 = 90;
 pub const KEPT_MS: i64 = KEPT_DAYS * DAY_MS;
 
 /// The most spans kept per node, however often it flaps: past it the oldest is dropped.
-/// A span is a key (node id and start) and 9 bytes, about 60 bytes in LMDB: a node at the
-/// cap holds about 12 KiB; one that never fails or stops holds nothing.
+/// A span is a key (node id and start) and 9 bytes, about 120 bytes in LMDB's pages as
+/// the oldest are trimmed: a node at the cap holds about 24 KiB; one that never fails or
+/// stops holds nothing (`store::spans` tests both).
 pub const SPANS_PER_NODE: usize = 200;
 
 /// The windows uptime is reported over.

@@ -181,12 +181,7 @@ impl Demo {
         std::thread::sleep(Duration::from_millis(1300));
         let silence = r#"{"tag":"attic","duration_secs":86400,"reason":"rewiring the attic"}"#;
         let key = demo.collector.admin(&["apikey", "create", "--user", "ada"])?;
-        post(
-            demo.collector.addr(),
-            "/api/silences",
-            &[("Authorization", &format!("Bearer {}", key.trim()))],
-            silence,
-        )?;
+        post(demo.collector.addr(), "/api/silences", &[("Authorization", &format!("Bearer {}", key.trim()))], silence)?;
         Ok(demo)
     }
 

@@ -101,4 +101,61 @@ mod tests {
         assert_eq!(store.read(|txn| txn.spans("n1")).unwrap(), []);
         assert_eq!(store.read(|txn| txn.spans("n")).unwrap(), [span(0)]);
     }
+
+    /// What `cargo xtask bench scale` measures, at a smaller size: the store's bytes per
+    /// node, each node enrolled with a token and sending the bench's full heartbeat. Nodes
+    /// that never fail keep no uptime log at all, and the whole stays within 1 KiB a node;
+    /// a node that flaps without end is bounded by its cap.
+    #[test]
+    fn a_node_that_never_fails_costs_no_uptime_log_and_the_store_stays_within_a_kib_a_node() {
+        use crate::liveness::{self, Policy};
+        use crate::model::NodeRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 256 << 20)).unwrap();
+        let template = include_str!("../../../xtask/bench/heartbeat.json");
+        const NODES: usize = 3000;
+        for batch in 0..(NODES / 500) {
+            store
+                .write(|txn| {
+                    for i in batch * 500..(batch + 1) * 500 {
+                        let id = format!("550e8400-e29b-41d4-a716-{i:012}");
+                        let body = template
+                            .trim()
+                            .replace("NODE_ID", &id)
+                            .replace("TIMESTAMP", "2026-11-30T00:00:00Z")
+                            .replace("SEQ", "1");
+                        let hb = hearth_wire::Heartbeat::from_json(&body).unwrap();
+                        let mut node = NodeRecord {
+                            node_id: id.clone(),
+                            name: format!("node-{i}"),
+                            enrolled_at: 1_795_000_000_000,
+                            token_hash: Some(crate::secret::hex(&crate::secret::hash(&id))),
+                            ..Default::default()
+                        };
+                        txn.put_agent_token(&crate::secret::hash(&id), &id)?;
+                        let previous = node.deadline;
+                        liveness::on_heartbeat(&mut node, hb, 1_795_000_000_000 + i as i64, &Policy::default());
+                        txn.save_node(&node, previous)?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let used = store.read(|txn| txn.database_bytes()).unwrap();
+        let spans = used.iter().find(|(db, _)| *db == "spans").unwrap().1;
+        assert_eq!(spans, 0, "no node failed, so no uptime log");
+        let lasting: u64 = used.iter().filter(|(db, _)| *db != "enroll_tokens" && *db != "audit").map(|(_, b)| b).sum();
+        let per_node = lasting / NODES as u64;
+        assert!(per_node <= 1024, "{per_node} bytes a node: {used:?}");
+
+        // One node flapping for ever keeps its cap of spans: about 120 bytes each in LMDB's
+        // half-filled pages.
+        for i in 0..(SPANS_PER_NODE as i64 * 2) {
+            let span = Span { start: i * 10_000, end: i * 10_000 + 5_000, cause: SpanCause::Offline };
+            store.write(|txn| txn.put_span("550e8400-e29b-41d4-a716-000000000001", span, i * 10_000 + 5_000)).unwrap();
+        }
+        let spans =
+            store.read(|txn| txn.database_bytes()).unwrap().into_iter().find(|(db, _)| *db == "spans").unwrap().1;
+        assert!(spans <= 32 << 10, "{spans} bytes for one node's log at its cap");
+    }
 }
