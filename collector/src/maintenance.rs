@@ -378,3 +378,35 @@ mod tests {
         assert_eq!(hold(&node, 50, &[once(&[], &[])], &[silence(Some("n1"), None, 80)]), maintenance(100));
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    /// Cron text comes from the network: odd patterns are refused or answered, never a
+    /// panic, and a pattern that never matches (February 31st) answers at once.
+    #[test]
+    fn odd_patterns_never_panic_or_hang() {
+        let odd = [
+            "L L L L L", "#5 * * * *", "*/0 * * * *", "0-99999999999 * * * *", "5-1 * * * *", "1,,2 * * * *",
+            "W * * * *", "0 0 31 2 *", "0 0 30 2 *", "* * * * 8", "? ? ? ? ?", "0 0 1W * *", "0 0 * * 5#6",
+            "0 0 L-40 * *", "0 0 * * 7L", "@yearly 1 2 3 4", "-1 * * * *", "0 0 29 2 *", "0 0 * * MON#5",
+        ];
+        for pattern in odd {
+            let record = MaintenanceRecord {
+                cron: Some(pattern.into()),
+                duration_secs: Some(3600),
+                time_zone: Some("Europe/Berlin".into()),
+                reason: "x".into(),
+                ..MaintenanceRecord::default()
+            };
+            let started = std::time::Instant::now();
+            if let Ok(window) = Window::parse(&record) {
+                let _ = window.active_at(1_795_910_400_000);
+                let _ = window.occurrences(1_795_910_400_000 - 90 * 86_400_000, 1_795_910_400_000);
+                let _ = window.next_start(1_795_910_400_000);
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{pattern} took {:?}", started.elapsed());
+        }
+    }
+}
