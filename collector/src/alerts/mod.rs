@@ -232,6 +232,26 @@ fn write_changes(
     Ok(alerts)
 }
 
+/// A window or silence was removed: every node whose alerts were held gets a deadline of
+/// `now`, so that the sweep looks at it at once, and one still down whose offline alert
+/// was held alerts then, rather than when the removed hold would have ended. Rare (an
+/// operator's removal), so a walk over the nodes is affordable.
+pub fn holds_removed(txn: &mut Txn<RwTxn>, now: i64) -> Result<usize, store::Error> {
+    let mut held = Vec::new();
+    txn.each_node_status(|n| {
+        if n.held_since.is_some() {
+            held.push(n.node_id);
+        }
+    })?;
+    for id in &held {
+        let Some(mut node) = txn.node(id)? else { continue };
+        let previous = node.deadline;
+        node.deadline = Some(now);
+        txn.save_node(&node, previous)?;
+    }
+    Ok(held.len())
+}
+
 /// Writes a span that just ended into the node's uptime log, the part of an outage inside
 /// a maintenance window marked as such.
 pub fn record_span(txn: &mut Txn<RwTxn>, node: &NodeRecord, span: Span, now: i64) -> Result<(), store::Error> {
@@ -519,5 +539,20 @@ mod tests {
         heartbeat(&store, 401 * S, &channels);
         assert_eq!(store.read(|txn| txn.node("n1")).unwrap().unwrap().acked_at, None, "recovery clears it");
         assert_eq!(alert_kinds(&store).last().unwrap().0, liveness::Kind::Recovered);
+    }
+
+    /// A window removed before its end ends the hold then: the node still down alerts at
+    /// the next sweep, not when the window would have ended.
+    #[test]
+    fn removing_a_window_releases_what_it_held_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let (policy, channels) = (Policy::default(), webhook());
+        store.write(|txn| txn.put_window(&window(0, 10_000 * S))).unwrap();
+        heartbeat(&store, 10 * S, &channels);
+        assert_eq!(sweep_through(&store, 11, 100, &policy, &channels), 0, "held");
+        store.write(|txn| Ok(txn.delete_window("w")? && holds_removed(txn, 101 * S)? == 1)).unwrap();
+        assert_eq!(sweep_through(&store, 101, 101, &policy, &channels), 1, "released at once");
+        assert_eq!(alert_kinds(&store)[0].0, liveness::Kind::Offline);
     }
 }

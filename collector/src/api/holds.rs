@@ -111,6 +111,7 @@ pub(super) fn remove_window(user: &User, id: &str, req: &Request, txn: &mut Txn<
     if !txn.delete_window(id)? {
         return Err(ApiError::not_found(format!("no maintenance window has the id {id}")).into());
     }
+    crate::alerts::holds_removed(txn, ctx.now_ms)?;
     audit(txn, ctx, req, &user.name, "maintenance_removed", Some(id), String::new())?;
     Ok(Reply::json(200, &Deleted { deleted: id.to_owned() }))
 }
@@ -189,6 +190,7 @@ pub(super) fn remove_silence(user: &User, id: &str, req: &Request, txn: &mut Txn
     if !txn.delete_silence(id)? {
         return Err(ApiError::not_found(format!("no silence has the id {id}")).into());
     }
+    crate::alerts::holds_removed(txn, ctx.now_ms)?;
     audit(txn, ctx, req, &user.name, "silence_removed", Some(id), String::new())?;
     Ok(Reply::json(200, &Deleted { deleted: id.to_owned() }))
 }

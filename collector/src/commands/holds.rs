@@ -87,6 +87,7 @@ pub(super) fn maintenance_remove(data_dir: &Path, id: &str) -> Result<(), Failur
         .write(|txn| {
             let removed = txn.delete_window(id)?;
             if removed {
+                crate::alerts::holds_removed(txn, now())?;
                 txn.put_audit(cli_audit("maintenance_removed", id, String::new()))?;
             }
             Ok(removed)
@@ -156,6 +157,7 @@ pub(super) fn silence_remove(data_dir: &Path, id: &str) -> Result<(), Failure> {
         .write(|txn| {
             let removed = txn.delete_silence(id)?;
             if removed {
+                crate::alerts::holds_removed(txn, now())?;
                 txn.put_audit(cli_audit("silence_removed", id, String::new()))?;
             }
             Ok(removed)
