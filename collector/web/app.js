@@ -435,7 +435,7 @@ async function renderDetail() {
     const cls = d.ratio == null ? "none" : d.ratio >= 0.9995 ? "up" : d.ratio >= 0.95 ? "some" : "down";
     return el("span", { className: `day d-${cls}`, title: `${new Date(d.date + "T12:00:00Z").toLocaleDateString()}: ${d.ratio == null ? "no data" : percent(d.ratio, 3)}` });
   }));
-  renderTimeline(uptime.outages, events.filter((e) => e.at >= week));
+  renderTimeline(uptime.outages, uptime.maintenance, events.filter((e) => e.at >= week));
   renderChecks(node);
   renderFacts(node);
   const recent = events.slice(-100).reverse();
@@ -452,10 +452,18 @@ function eventItem(e) {
   ]);
 }
 
-function renderTimeline(outages, events) {
+function renderTimeline(outages, maintenance, events) {
   const end = nowMs(), start = end - 7 * 86400000;
   const at = (ms) => `${(Math.max(0, Math.min(1, (ms - start) / (end - start))) * 100).toFixed(3)}%`;
   const parts = [];
+  for (const w of maintenance) {
+    const s = Date.parse(w.start), e = Math.min(Date.parse(w.end), end);
+    if (e < start || s > end) continue;
+    const band = el("span", { className: "seg band", title: `maintenance window ${localTime(w.start)} – ${localTime(w.end)}` });
+    band.style.left = at(s);
+    band.style.width = `max(3px, calc(${at(e)} - ${at(s)}))`;
+    parts.push(band);
+  }
   for (let d = 1; d < 7; d++) {
     const tick = el("span", { className: "tick" });
     tick.style.left = at(start + d * 86400000);

@@ -147,7 +147,15 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
         return; // the browser test is about the collector; run natively only
     }
     let Some(browser) = Browser::start() else { return };
-    let c = Collector::start(&["--grace-secs", "3", "--min-down-secs", "1"]);
+    let c = Collector::start(&[
+        "--grace-secs",
+        "3",
+        "--min-down-secs",
+        "1",
+        "--allow-anonymous",
+        "--anonymous-per-minute",
+        "1000",
+    ]);
     c.add_user("ada", "admin", PASSWORD);
     let agent = Agent::new(&format!("http://{}", c.addr));
     agent.ok(&["enroll", "--token", &c.enroll_token(), "--name", "garage-pi"]);
@@ -253,11 +261,22 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
     browser
         .wait_for("the tag's silence", "return document.getElementById('silences').textContent.includes('tag attic');");
 
-    // The table again: the renamed node, sorted by a column.
+    // The table again: the renamed node; a click on a header sorts by it.
     browser.open(&format!("http://{}/#/", c.addr));
     browser.wait_for("the renamed row", &format!(
         "const r = document.querySelector('#nodes tbody tr[data-id=\"{node_id}\"] td:nth-child(2)'); return !!r && r.textContent === 'attic-pi';"
     ));
+    // (At a phone's width the headers are hidden and a menu sorts; the header's handler is the same.)
+    browser.eval("document.querySelector('#nodes thead th[data-key=name] button').click(); return true;");
+    browser.wait_for(
+        "the name column sorted",
+        "return document.querySelector('#nodes thead th[data-key=name]').getAttribute('aria-sort') === 'ascending';",
+    );
+    // Refreshes after the first ask only for what changed.
+    browser.wait_for(
+        "a refresh of changes only",
+        "return performance.getEntriesByType('resource').some((e) => e.name.includes('/api/nodes?') && e.name.includes('changed_since='));",
+    );
 
     // Add a node: it warns that this collector serves no agent binaries and is reached on
     // loopback; the dialog mints a token and shows the one-liner.
@@ -299,4 +318,23 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
     browser
         .wait_for("the fleet again", "return location.hash === '#/' && !document.getElementById('fleet-view').hidden;");
     assert_eq!(c.get(&format!("/api/nodes/{node_id}"), &key).status, 404);
+
+    // Hundreds of nodes: the table holds only the rows on screen, and scrolling brings the rest.
+    for i in 0..400 {
+        let node = format!("00000000-0000-4000-8000-{i:012}");
+        let beat = crate::support::v1_heartbeat(&node).replace("pi-zero", &format!("host-{i:03}"));
+        assert_eq!(c.post("/api/agent/heartbeat", &[], &beat).status, 200);
+    }
+    browser.wait_for("every node counted", "return document.getElementById('summary').textContent === '400 nodes';");
+    let drawn = browser.eval("return document.querySelectorAll('#nodes tbody tr[data-id]').length;");
+    assert!(
+        matches!(drawn, Value::Number(json::Number::U64(n)) if n > 5 && n < 120),
+        "rows drawn: {}",
+        json::to_string(&drawn)
+    );
+    browser.eval("window.scrollTo(0, document.body.scrollHeight); return true;");
+    browser.wait_for(
+        "the last row after scrolling",
+        "return !!document.querySelector('#nodes tbody tr[data-id=\"00000000-0000-4000-8000-000000000399\"]');",
+    );
 }

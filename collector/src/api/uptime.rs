@@ -68,6 +68,14 @@ struct UptimeView {
     outages: Vec<SpanView>,
     /// The last 90 days, oldest first; today's so far.
     days: Vec<Day>,
+    /// When maintenance windows covered the node over the last 7 days and the next one, up or down.
+    maintenance: Vec<Interval>,
+}
+
+#[derive(Serialize)]
+struct Interval {
+    start: String,
+    end: String,
 }
 
 /// `GET /api/nodes/{id}/uptime`.
@@ -75,7 +83,8 @@ pub(super) fn node_uptime<T: ReadTxn>(id: &str, txn: &Txn<T>, ctx: &Context) -> 
     let id = id.to_ascii_lowercase();
     let Some(node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
     let now = ctx.now_ms;
-    let spans = spans(txn, &node, now, &Holds::load(txn)?)?;
+    let holds = Holds::load(txn)?;
+    let spans = spans(txn, &node, now, &holds)?;
     let ratio = |w| ratio_over(&node, &spans, w, now);
     let ratios = Ratios {
         day: ratio(Window::Day),
@@ -102,5 +111,10 @@ pub(super) fn node_uptime<T: ReadTxn>(id: &str, txn: &Txn<T>, ctx: &Context) -> 
         .enumerate()
         .map(|(i, ratio)| Day { date: format_rfc3339(first_day + i as i64 * DAY_MS)[..10].to_owned(), ratio })
         .collect();
-    Ok(Reply::json(200, &UptimeView { node_id: id, ratios, outages, days }))
+    let maintenance = holds
+        .covering(&node, now - Window::Week.ms(), now + DAY_MS)
+        .into_iter()
+        .map(|(start, end)| Interval { start: format_rfc3339(start), end: format_rfc3339(end) })
+        .collect();
+    Ok(Reply::json(200, &UptimeView { node_id: id, ratios, outages, days, maintenance }))
 }
