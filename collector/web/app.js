@@ -208,7 +208,7 @@ const COLUMNS = [
   { key: "memory", label: "Memory", facts: true, sort: (n) => memUsed(n) ?? -1, cell: (n) => { const m = memUsed(n); return bar(m, m == null ? "" : `${Math.round(m * 100)} %`); } },
   { key: "disk", label: "Disk", facts: true, sort: (n) => diskUsed(n) ?? -1, cell: (n) => { const d = diskUsed(n); return bar(d, d == null ? "" : `${Math.round(d * 100)} %`); } },
   { key: "checks", label: "Checks", sort: (n) => -failing(n).length, cell: checksCell },
-  { key: "tags", label: "Tags", sort: (n) => (n.tags || []).join(","), cell: (n) => el("span", {}, (n.tags || []).map((t) => el("span", { className: "tag", textContent: t }))) },
+  { key: "tags", label: "Tags", sort: (n) => (n.tags || []).join(","), cell: (n) => el("span", { className: "tags", title: (n.tags || []).join(", ") }, (n.tags || []).map((t) => el("span", { className: "tag", textContent: t }))) },
 ];
 const SORTS = [{ key: "problems", label: "Problems first" }, ...COLUMNS.filter((c) => c.key !== "status")];
 
@@ -419,7 +419,10 @@ async function renderDetail() {
     ? `Last heard from ${ago(node.last_seen)} (${localTime(node.last_seen)}) · every ${span(node.interval_secs)}`
     : `Enrolled ${ago(node.enrolled_at)}, never heard from`;
   const badges = [];
-  if (node.down_since) badges.push(["bad", `Offline since ${localTime(node.down_since)} (${ago(node.down_since)})`]);
+  // The outage began with the heartbeat that did not come; down_since is when it was declared.
+  const ongoing = uptime.outages.find((o) => !o.end && o.cause !== "stopped");
+  const since = ongoing ? ongoing.start : node.down_since;
+  if (node.down_since) badges.push(["bad", `Offline since ${localTime(since)} (${ago(since)}); declared ${ago(node.down_since)}`]);
   if (node.maintenance_until) badges.push(["", `In maintenance until ${localTime(node.maintenance_until)}`]);
   if (node.silenced_until) badges.push(["", `Silenced until ${localTime(node.silenced_until)}`]);
   if (node.acked_at) badges.push(["", `Acknowledged ${ago(node.acked_at)}`]);
@@ -511,8 +514,8 @@ function renderFacts(node) {
   for (const [title, rows] of groups) {
     const shown = rows.filter(([, v]) => v != null && v !== "");
     if (!shown.length) continue;
-    parts.push(el("h3", { textContent: title }), el("dl", { className: stale(node) ? "stale" : "" },
-      shown.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: String(v) })])));
+    parts.push(el("div", { className: "group" }, [el("h3", { textContent: title }), el("dl", { className: stale(node) ? "stale" : "" },
+      shown.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: String(v) })]))]));
   }
   $("detail-facts").replaceChildren(...parts);
 }
