@@ -555,4 +555,32 @@ mod tests {
         assert_eq!(sweep_through(&store, 101, 101, &policy, &channels), 1, "released at once");
         assert_eq!(alert_kinds(&store)[0].0, liveness::Kind::Offline);
     }
+
+    /// A refresh must hear of a window or silence that began, ended or was made since.
+    #[test]
+    fn holds_say_when_they_changed() {
+        let once = window(100 * S, 200 * S);
+        let parsed = maintenance::Window::parse(&once).unwrap();
+        let silence = SilenceRecord {
+            id: "s".into(),
+            tag: Some("t".into()),
+            until: 500 * S,
+            created_at: 300 * S,
+            ..Default::default()
+        };
+        let holds = Holds { windows: vec![(once, parsed)], silences: vec![silence] };
+        let cases = [
+            (10, 99, false),
+            (99, 100, true), // it began
+            (120, 180, false),
+            (180, 200, true), // it ended
+            (250, 299, false),
+            (299, 300, true), // the silence was made
+            (400, 499, false),
+            (499, 500, true), // the silence ended
+        ];
+        for (since, now, expected) in cases {
+            assert_eq!(holds.changed_between(since * S, now * S), expected, "({since}, {now}]");
+        }
+    }
 }
