@@ -610,7 +610,8 @@ async function renderMaintenance() {
   const remove = (path) => el("button", { type: "button", className: "danger small operator-only", hidden: !operator(), textContent: "Remove",
     onclick: async () => { await api("DELETE", path); await renderMaintenance(); await refresh(); } });
   const when = (w) => (w.cron ? `${w.cron} (${w.time_zone}), ${span(w.duration_secs)}` : `${localTime(w.start)} – ${localTime(w.end)}`);
-  const covers = (w) => (w.node_ids.length ? plural(w.node_ids.length, "node") : w.tags.length ? `tags ${w.tags.join(", ")}` : "every node");
+  const named = (ids) => ids.slice(0, 3).map((id) => (state.nodes.get(id) || {}).name || id).join(", ") + (ids.length > 3 ? ` and ${ids.length - 3} more` : "");
+  const covers = (w) => (w.node_ids.length ? named(w.node_ids) : w.tags.length ? `nodes tagged ${w.tags.join(", ")}` : "every node");
   $("windows").tBodies[0].replaceChildren(...(windows.length ? windows.map((w) => el("tr", {}, [
     el("td", { textContent: w.reason }), el("td", { textContent: when(w) }), el("td", { textContent: covers(w) }),
     el("td", { textContent: w.active ? "in force now" : w.next_start ? `next ${localTime(w.next_start)}` : "over" }),
