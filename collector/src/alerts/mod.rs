@@ -142,6 +142,8 @@ pub fn record(
                 down_since: node.down_since,
                 checks: Vec::new(),
             });
+        } else if node.down_since.is_none() {
+            changes.extend(still_failing(txn, node, held_since.unwrap_or(now), &changes)?);
         }
     }
     let acked = node.acked_at.is_some();
@@ -162,6 +164,32 @@ pub fn record(
         node.deadline = Some(node.deadline.map_or(hold.until, |d| d.min(hold.until)));
     }
     Ok(alerts)
+}
+
+/// When a hold ends on a node that is up: one `check_failed` for the checks failing now,
+/// if a check failure was held during it (and this heartbeat does not already say so).
+fn still_failing(
+    txn: &Txn<RwTxn>,
+    node: &NodeRecord,
+    held_since: i64,
+    changes: &[Change],
+) -> Result<Option<Change>, store::Error> {
+    let failing: Vec<hearth_wire::Check> =
+        node.heartbeat.iter().flat_map(|hb| hb.checks.iter().flatten()).filter(|c| !c.ok).cloned().collect();
+    if failing.is_empty() || changes.iter().any(|c| c.kind == liveness::Kind::CheckFailed) {
+        return Ok(None);
+    }
+    let held_failure = txn
+        .events(Some(&node.node_id), held_since - 1, crate::store::EVENTS_PER_NODE)?
+        .iter()
+        .any(|e| e.kind == liveness::Kind::CheckFailed && e.held.is_some());
+    if !held_failure {
+        return Ok(None);
+    }
+    let names: Vec<&str> = failing.iter().map(|c| c.name.as_str()).collect();
+    let detail = format!("still failing when its maintenance window or silence ended: {}", names.join(", "));
+    let check = (failing.len() == 1).then(|| failing[0].name.clone());
+    Ok(Some(Change { kind: liveness::Kind::CheckFailed, check, detail, down_since: None, checks: failing }))
 }
 
 fn write_changes(
@@ -582,5 +610,39 @@ mod tests {
         for (since, now, expected) in cases {
             assert_eq!(holds.changed_between(since * S, now * S), expected, "({since}, {now}]");
         }
+    }
+
+    /// A check that began failing inside a window and still fails when it ends is told
+    /// once then; one that passed again inside it is never told.
+    #[test]
+    fn a_check_still_failing_when_the_window_ends_alerts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let (policy, channels) = (Policy::default(), webhook());
+        store.write(|txn| txn.put_window(&window(0, 100 * S))).unwrap();
+        let send = |at: i64, ok: bool| {
+            store
+                .write(|txn| {
+                    let mut node = txn.node("n1")?.unwrap_or(NodeRecord { node_id: "n1".into(), ..Default::default() });
+                    let previous = node.deadline;
+                    let check = hearth_wire::Check { name: "disk".into(), ok, detail: "91 % used".into() };
+                    let hb = Heartbeat { checks: Some(vec![check]), ..beat() };
+                    let changes = liveness::on_heartbeat(&mut node, hb, at, &policy);
+                    record(txn, &mut node, &changes, at, &channels)?;
+                    txn.save_node(&node, previous)
+                })
+                .unwrap();
+        };
+        for t in (0..100).step_by(10) {
+            send(t * S, t < 20); // the check fails from 20 s on
+            sweep_through(&store, t, t + 9, &policy, &channels);
+        }
+        assert!(alert_kinds(&store).is_empty(), "held inside the window");
+        assert_eq!(sweep_through(&store, 100, 100, &policy, &channels), 1, "the window ended with it failing");
+        send(100 * S, false);
+        let alerts = alert_kinds(&store);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].0, liveness::Kind::CheckFailed);
+        assert!(alerts[0].3.contains("still failing when its maintenance window"), "{alerts:?}");
     }
 }
