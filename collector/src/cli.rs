@@ -29,6 +29,14 @@ Usage:
                            [--grace 1h] [--tags a,b] [--public-url URL]
   hearth-collector job list [--json] | job pause JOB | job resume JOB | job remove JOB
   hearth-collector ping-key rotate [--public-url URL]
+  hearth-collector maintenance add --reason TEXT (--start TIME --end TIME | --cron EXPR --duration 2h
+                                   [--time-zone ZONE]) [--nodes ID,ID | --tags a,b]
+  hearth-collector maintenance list [--json] | maintenance remove ID
+  hearth-collector silence add (--node ID | --tag TAG) --duration 2h --reason TEXT
+  hearth-collector silence list [--json] | silence remove ID
+  hearth-collector node ack NODE_ID
+  hearth-collector statuspage create --slug SLUG --title TEXT --tags a,b [--show-hostnames]
+  hearth-collector statuspage list | statuspage remove SLUG
 
 Commands:
   serve          answer heartbeats, enrolments, the API and the dashboard
@@ -60,6 +68,21 @@ Commands:
   ping-key rotate
                  make a new ping key for slug URLs (/ping/KEY/SLUG) and print it once;
                  the old one stops working
+  maintenance add
+                 hold offline and check alerts for every node, some node ids or some tags
+                 during a window: one-off (--start, --end) or recurring (--cron, --duration,
+                 --time-zone); prints the window's id
+  maintenance list | remove
+                 print the windows, or remove one
+  silence add    hold alerts about a node or a tag for --duration; prints the silence's id
+  silence list | remove
+                 print the silences in force, or remove one
+  node ack       acknowledge an offline node: no reminders until it recovers
+  statuspage create
+                 publish /status/SLUG (and SLUG.json), no login: the nodes with one of
+                 --tags, each with its name, status and 90 days of availability
+  statuspage list | remove
+                 print the status pages, or remove one
 
 Options:
   --listen ADDR      address to listen on [env HEARTH_LISTEN; default 127.0.0.1:8088], or
@@ -135,6 +158,21 @@ Options of the other commands:
   --public-url URL   job add, ping-key rotate: the base of the printed URL
                      [env HEARTH_PUBLIC_URL; default http://127.0.0.1:8088]
   --json             job list: print the jobs as the API returns them
+  --reason TEXT      maintenance add, silence add: why (shown in events and the audit log)
+  --start TIME, --end TIME
+                     maintenance add: a one-off window, in RFC 3339 (2026-12-01T02:00:00Z)
+  --cron EXPR        maintenance add: a recurring window's start, 5 cron fields
+                     (minute hour day-of-month month day-of-week): `0 2 * * 0`
+  --duration D       maintenance add: how long each occurrence lasts; silence add: how long
+                     the silence lasts (90s, 15m, 1h, 2d)
+  --time-zone ZONE   maintenance add: the IANA zone the cron is read in [default UTC]
+  --nodes ID,ID      maintenance add: only these nodes
+  --tags a,b         maintenance add: only nodes with one of these tags
+  --node ID          silence add: the node to silence
+  --tag TAG          silence add: silence every node with this tag
+  --slug SLUG        statuspage create: where the page is served, /status/SLUG
+  --title TEXT       statuspage create: the page's heading
+  --show-hostnames   statuspage create: also show each node's hostname
   -h, --help         print this help
   -V, --version      print the version
 
@@ -231,6 +269,58 @@ pub enum Command {
         data_dir: PathBuf,
         public_url: String,
     },
+    MaintenanceAdd {
+        data_dir: PathBuf,
+        reason: String,
+        start: Option<String>,
+        end: Option<String>,
+        cron: Option<String>,
+        duration: Option<Duration>,
+        time_zone: Option<String>,
+        nodes: Vec<String>,
+        tags: Vec<String>,
+    },
+    MaintenanceList {
+        data_dir: PathBuf,
+        json: bool,
+    },
+    MaintenanceRemove {
+        data_dir: PathBuf,
+        id: String,
+    },
+    SilenceAdd {
+        data_dir: PathBuf,
+        node: Option<String>,
+        tag: Option<String>,
+        duration: Duration,
+        reason: String,
+    },
+    SilenceList {
+        data_dir: PathBuf,
+        json: bool,
+    },
+    SilenceRemove {
+        data_dir: PathBuf,
+        id: String,
+    },
+    NodeAck {
+        data_dir: PathBuf,
+        node_id: String,
+    },
+    StatusPageCreate {
+        data_dir: PathBuf,
+        slug: String,
+        title: String,
+        tags: Vec<String>,
+        show_hostnames: bool,
+    },
+    StatusPageList {
+        data_dir: PathBuf,
+    },
+    StatusPageRemove {
+        data_dir: PathBuf,
+        slug: String,
+    },
     Help,
     Version,
 }
@@ -294,6 +384,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
     let mut cert_pin = std::env::var("HEARTH_CERT_PIN").ok();
     let (mut role, mut user, mut max_uses, mut ttl_given) = (None, None, None, false);
     let (mut period, mut schedule, mut tz, mut grace) = (None, None, None, None);
+    let (mut reason, mut start, mut end, mut cron) = (None, None, None, None);
+    let (mut duration, mut time_zone, mut nodes, mut tag) = (None, None, Vec::new(), None);
+    let (mut slug, mut title, mut show_hostnames) = (None, None, false);
     let mut given: Vec<String> = Vec::new();
     while let Some(arg) = parser.next()? {
         if let Long(flag) = &arg {
@@ -348,6 +441,20 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("schedule") => schedule = Some(parser.value()?.string()?),
             Long("tz") => tz = Some(parser.value()?.string()?),
             Long("grace") => grace = Some(parse_duration(&parser.value()?.string()?)?.as_secs()),
+            Long("reason") => reason = Some(parser.value()?.string()?),
+            Long("start") => start = Some(parser.value()?.string()?),
+            Long("end") => end = Some(parser.value()?.string()?),
+            Long("cron") => cron = Some(parser.value()?.string()?),
+            Long("duration") => duration = Some(parse_duration(&parser.value()?.string()?)?),
+            Long("time-zone") => time_zone = Some(parser.value()?.string()?),
+            Long("nodes") => {
+                nodes = parser.value()?.string()?.split(',').map(|t| t.trim().to_ascii_lowercase()).collect();
+                nodes.retain(|n: &String| !n.is_empty());
+            }
+            Long("tag") => tag = Some(parser.value()?.string()?),
+            Long("slug") => slug = Some(parser.value()?.string()?),
+            Long("title") => title = Some(parser.value()?.string()?),
+            Long("show-hostnames") => show_hostnames = true,
             Long("grace-secs") => grace_secs = Some(whole(&mut parser, "--grace-secs")?),
             Long("min-down-secs") => min_down_secs = Some(whole(&mut parser, "--min-down-secs")?),
             Long("pending-alert-secs") => {
@@ -454,6 +561,39 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         }
         ["job", "remove", job] => Command::JobRemove { data_dir, job: (*job).to_owned() },
         ["ping-key", "rotate"] => Command::PingKeyRotate { data_dir, public_url: base_url(public_url) },
+        ["maintenance", "add"] => Command::MaintenanceAdd {
+            data_dir,
+            reason: reason.ok_or_else(|| UsageError("maintenance add needs --reason TEXT".into()))?,
+            start,
+            end,
+            cron,
+            duration,
+            time_zone,
+            nodes,
+            tags,
+        },
+        ["maintenance", "list"] => Command::MaintenanceList { data_dir, json },
+        ["maintenance", "remove", id] => Command::MaintenanceRemove { data_dir, id: (*id).to_owned() },
+        ["silence", "add"] => Command::SilenceAdd {
+            data_dir,
+            node,
+            tag,
+            duration: duration.ok_or_else(|| UsageError("silence add needs --duration, like 2h".into()))?,
+            reason: reason.ok_or_else(|| UsageError("silence add needs --reason TEXT".into()))?,
+        },
+        ["silence", "list"] => Command::SilenceList { data_dir, json },
+        ["silence", "remove", id] => Command::SilenceRemove { data_dir, id: (*id).to_owned() },
+        ["node", "ack", id] => Command::NodeAck { data_dir, node_id: id.to_ascii_lowercase() },
+        ["statuspage", "create"] => Command::StatusPageCreate {
+            data_dir,
+            slug: slug
+                .ok_or_else(|| UsageError("statuspage create needs --slug SLUG (the page is /status/SLUG)".into()))?,
+            title: title.ok_or_else(|| UsageError("statuspage create needs --title TEXT".into()))?,
+            tags,
+            show_hostnames,
+        },
+        ["statuspage", "list"] => Command::StatusPageList { data_dir },
+        ["statuspage", "remove", slug] => Command::StatusPageRemove { data_dir, slug: (*slug).to_owned() },
         [] => return Err(UsageError("no command given; try `hearth-collector serve` or --help".into())),
         other => return Err(UsageError(format!("unknown command `{}`; see --help", other.join(" ")))),
     })
@@ -497,6 +637,14 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
         ["job", "list"] => &["data-dir", "json"],
         ["job", "pause" | "resume" | "remove", _] => &["data-dir"],
         ["ping-key", "rotate"] => &["data-dir", "public-url"],
+        ["maintenance", "add"] => {
+            &["data-dir", "reason", "start", "end", "cron", "duration", "time-zone", "nodes", "tags"]
+        }
+        ["maintenance" | "silence", "list"] => &["data-dir", "json"],
+        ["maintenance" | "silence", "remove", _] | ["node", "ack", _] => &["data-dir"],
+        ["silence", "add"] => &["data-dir", "node", "tag", "duration", "reason"],
+        ["statuspage", "create"] => &["data-dir", "slug", "title", "tags", "show-hostnames"],
+        ["statuspage", "list"] | ["statuspage", "remove", _] => &["data-dir"],
         _ => return None,
     })
 }
@@ -580,6 +728,10 @@ mod tests {
             &["job", "add", "x"],
             &["job", "list"],
             &["ping-key", "rotate"],
+            &["maintenance", "add"],
+            &["silence", "add"],
+            &["silence", "list"],
+            &["statuspage", "create"],
         ] {
             seen.extend(flags_of(words).unwrap().iter().copied());
         }

@@ -57,6 +57,10 @@ pub fn encode_node(node: &NodeRecord) -> Vec<u8> {
     w.opt_int(21, node.flapping_since);
     w.opt_str(22, node.fleet_key.as_deref());
     w.opt_str(23, node.metadata.as_deref());
+    w.opt_int(24, node.first_seen);
+    w.opt_int(25, node.down_from);
+    w.opt_int(26, node.acked_at);
+    w.opt_int(27, node.held_since);
     w.0
 }
 
@@ -168,6 +172,10 @@ fn node_with(bytes: &[u8], part: Part) -> Option<NodeRecord> {
             (21, Value::Varint(v)) => node.flapping_since = Some(unzigzag(v)),
             (22, Value::Bytes(v)) => node.fleet_key = Some(text(v)?),
             (23, Value::Bytes(v)) => node.metadata = Some(text(v)?),
+            (24, Value::Varint(v)) => node.first_seen = Some(unzigzag(v)),
+            (25, Value::Varint(v)) => node.down_from = Some(unzigzag(v)),
+            (26, Value::Varint(v)) => node.acked_at = Some(unzigzag(v)),
+            (27, Value::Varint(v)) => node.held_since = Some(unzigzag(v)),
             _ => {} // a field this version does not know, or the tags count
         }
     }
@@ -458,6 +466,10 @@ mod tests {
             flapping_since: Some(1_795_000_000_900),
             fleet_key: Some("0123456789abcdef".into()),
             metadata: Some(r#"{"role":"beacon-master"}"#.into()),
+            first_seen: Some(1_795_000_000_001),
+            down_from: Some(-5),
+            acked_at: Some(1_795_000_000_002),
+            held_since: Some(1_795_000_000_003),
         }
     }
 

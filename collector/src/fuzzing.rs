@@ -86,6 +86,7 @@ pub fn request(data: &[u8]) {
         agent_dir: None,
         public_url: None,
         cert_pin: None,
+        status_pages: &Default::default(),
     };
     let reply = store().write_unsynced(|txn| api::handle(&request, txn, &context));
     if let Ok(reply) = reply {

@@ -122,6 +122,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         warned_forwarded: AtomicBool::new(false),
         requests: AtomicU64::new(0),
         commit_in_flight: InFlight::default(),
+        status_pages: Default::default(),
     };
     let shared = &shared;
     let (reads, to_read) = std::sync::mpsc::sync_channel::<Job>(READ_QUEUE);
@@ -156,6 +157,7 @@ struct Shared<'a> {
     requests: AtomicU64,
     /// Whether the request thread is committing a batch right now, for the flusher.
     commit_in_flight: InFlight,
+    status_pages: api::status::Cache,
 }
 
 /// Whether a commit is under way, and a way to wait for it to end.
@@ -216,6 +218,7 @@ impl Shared<'_> {
             agent_dir: config.agent_dir.as_deref(),
             public_url: config.public_url.as_deref(),
             cert_pin: config.cert_pin.as_deref(),
+            status_pages: &self.status_pages,
         }
     }
 }

@@ -227,9 +227,12 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
     let old_skew = node.clock_skew_secs.unwrap_or(0).abs();
     let last_seen = node.last_seen;
     let old = node.record_heartbeat(new, now);
+    node.first_seen.get_or_insert(now);
     let (old, new) = (old.as_ref(), node.heartbeat.as_ref().expect("just recorded"));
     let mut changes = Vec::new();
+    node.down_from = None;
     if let Some(since) = node.down_since.take() {
+        node.acked_at = None;
         let detail = match last_seen {
             Some(seen) => format!(
                 "heard from again after {} offline ({} without a heartbeat)",
@@ -317,6 +320,10 @@ pub fn on_deadline(node: &mut NodeRecord, now: i64, policy: &Policy, watching: &
             }
             changes.push(change(Kind::Offline, None, detail));
             node.down_since = Some(now);
+            // The outage began with the first heartbeat that did not come, or when the
+            // collector started watching, if it was away then.
+            let interval = (node.interval_secs() * 1000) as i64;
+            node.down_from = Some(seen.saturating_add(interval).max(watching.since).min(now));
         }
         Some(since) => {
             let last = node.reminded_at.unwrap_or(since);

@@ -4,6 +4,7 @@
 use crate::alerts::worker::Stats;
 use crate::jobs::JobStatus;
 use crate::model::{JobRecord, NodeRecord, Status};
+use crate::uptime::Window;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
@@ -251,6 +252,8 @@ pub struct NodeSeries {
     labels: String,
     status: Status,
     facts: [Option<f64>; FACTS.len()],
+    /// Uptime over each of `uptime::Window::ALL`, set by `with_uptime`.
+    uptime: [Option<f32>; 4],
     checks: Vec<(String, bool)>,
 }
 
@@ -271,6 +274,12 @@ const FACTS: [(&str, &str, Fact); 8] = [
 ];
 
 impl NodeSeries {
+    /// The node's uptime over each of `uptime::Window::ALL`.
+    pub fn with_uptime(mut self, ratios: [Option<f64>; 4]) -> NodeSeries {
+        self.uptime = ratios.map(|r| r.map(|r| r as f32));
+        self
+    }
+
     /// About how many bytes this takes in memory.
     pub fn size(&self) -> usize {
         std::mem::size_of::<NodeSeries>()
@@ -286,6 +295,7 @@ impl NodeSeries {
             labels,
             status: node.status(now_ms, grace_ms),
             facts: FACTS.map(|(_, _, fact)| hb.and_then(fact)),
+            uptime: [None; 4],
             checks: hb
                 .iter()
                 .flat_map(|h| h.checks.iter().flatten())
@@ -302,10 +312,11 @@ const NODES_PER_PIECE: usize = 500;
 /// at a time: each metric family whole and in turn, as the format requires, a few
 /// hundred nodes a piece, so the answer is never in memory whole.
 pub fn node_pieces(nodes: Vec<NodeSeries>) -> impl Iterator<Item = Vec<u8>> + Send {
-    // Families: 0 status, 1..=8 the facts, 9 checks.
+    // Families: 0 status, 1..=8 the facts, 9 uptime, 10 checks.
+    const UPTIME: usize = FACTS.len() + 1;
     let (mut family, mut from) = (0usize, 0usize);
     std::iter::from_fn(move || {
-        if family > FACTS.len() + 1 {
+        if family > UPTIME + 1 {
             return None;
         }
         let mut out = String::with_capacity(NODES_PER_PIECE * 160);
@@ -313,6 +324,11 @@ pub fn node_pieces(nodes: Vec<NodeSeries>) -> impl Iterator<Item = Vec<u8>> + Se
             match family {
                 0 => gauge(&mut out, "hearth_node_status", "1 for the node's current status, 0 for the others."),
                 f if f <= FACTS.len() => gauge(&mut out, FACTS[f - 1].0, FACTS[f - 1].1),
+                UPTIME => gauge(
+                    &mut out,
+                    "hearth_node_uptime_ratio",
+                    "Share of the window the node was up (stops, maintenance and time before its first heartbeat left out).",
+                ),
                 _ => gauge(
                     &mut out,
                     "hearth_node_check_ok",
@@ -333,6 +349,14 @@ pub fn node_pieces(nodes: Vec<NodeSeries>) -> impl Iterator<Item = Vec<u8>> + Se
                 f if f <= FACTS.len() => {
                     if let Some(value) = node.facts[f - 1] {
                         let _ = writeln!(out, "{}{{{l}}} {value}", FACTS[f - 1].0);
+                    }
+                }
+                UPTIME => {
+                    for (window, ratio) in Window::ALL.iter().zip(node.uptime) {
+                        if let Some(ratio) = ratio {
+                            let _ =
+                                writeln!(out, "hearth_node_uptime_ratio{{{l},window=\"{}\"}} {ratio}", window.label());
+                        }
                     }
                 }
                 _ => {

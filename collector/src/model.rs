@@ -47,6 +47,16 @@ pub struct NodeRecord {
     /// What a Beacon agent reports under `metadata`, as a JSON object of strings (bounded
     /// by `hearth_wire::BeaconHeartbeat`); `None` for other agents.
     pub metadata: Option<String>,
+    /// When its first heartbeat arrived: time before it is not held against the node's uptime.
+    pub first_seen: Option<i64>,
+    /// While declared offline: when its outage is taken to have begun (the heartbeat that
+    /// did not come); `None` while the node is up.
+    pub down_from: Option<i64>,
+    /// When an operator acknowledged the node's alert: no reminders until it recovers.
+    pub acked_at: Option<i64>,
+    /// Since when alerts about this node are held by a maintenance window or a silence,
+    /// while one was held: the sweep looks again when the hold ends (`alerts::release`).
+    pub held_since: Option<i64>,
 }
 
 /// How a node proves who it is, as the node list shows it.
@@ -362,6 +372,53 @@ impl EventKind {
     }
 }
 
+/// Why a node was not up for a while: a span in its uptime log (`uptime.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanCause {
+    /// Declared offline: the only cause held against the node.
+    Offline,
+    /// Stopped cleanly, until it came back.
+    Stopped,
+    /// Offline inside a maintenance window.
+    Maintenance,
+}
+
+impl SpanCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanCause::Offline => "offline",
+            SpanCause::Stopped => "stopped",
+            SpanCause::Maintenance => "maintenance",
+        }
+    }
+
+    /// The byte it is stored as.
+    pub fn code(self) -> u8 {
+        match self {
+            SpanCause::Offline => 1,
+            SpanCause::Stopped => 2,
+            SpanCause::Maintenance => 3,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<SpanCause> {
+        match code {
+            1 => Some(SpanCause::Offline),
+            2 => Some(SpanCause::Stopped),
+            3 => Some(SpanCause::Maintenance),
+            _ => None,
+        }
+    }
+}
+
+/// A stretch of time a node was not up, from `start` to `end` (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: i64,
+    pub end: i64,
+    pub cause: SpanCause,
+}
+
 /// Where one channel's delivery of one alert stands.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
@@ -387,6 +444,51 @@ pub struct EventRecord {
     pub kind: EventKind,
     pub check: Option<String>,
     pub detail: String,
+    /// Why its alert was held, if it was: `maintenance: REASON`, `silenced: REASON` or
+    /// `acknowledged` (`maintenance.rs`).
+    pub held: Option<String>,
+}
+
+/// A maintenance window: one-off (`start`, `end`) or recurring (`cron`, `duration_secs`,
+/// `time_zone`), over every node (no `node_ids`, no `tags`), some node ids, or some tags.
+/// `maintenance::Window::parse` makes sense of it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct MaintenanceRecord {
+    pub id: String,
+    pub reason: String,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub cron: Option<String>,
+    pub duration_secs: Option<u64>,
+    pub time_zone: Option<String>,
+    pub node_ids: Vec<String>,
+    pub tags: Vec<String>,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// A public status page (`/status/SLUG`): the nodes with one of its tags.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct StatusPageRecord {
+    pub slug: String,
+    pub title: String,
+    pub tags: Vec<String>,
+    /// Whether the page shows each node's hostname (it never shows ids, tags, facts or addresses).
+    pub show_hostnames: bool,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// A silence: alerts about a node, or about every node with a tag, held until `until`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct SilenceRecord {
+    pub id: String,
+    pub node_id: Option<String>,
+    pub tag: Option<String>,
+    pub until: i64,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: i64,
 }
 
 /// An alert and where it must go. It stays in the outbox until every channel has it or gave up.
@@ -529,6 +631,19 @@ impl NodeRecord {
         }
     }
 
+    /// Whether `GET /api/nodes?changed_since=` shows the node to a client whose copy was
+    /// current at `since`: something was written about it since (a heartbeat, an edit, an
+    /// alert, an acknowledgement), or time alone moved its status on.
+    pub fn changed_between(&self, since: i64, now: i64, grace_ms: u64) -> bool {
+        let written =
+            [self.last_seen, self.edited_at, self.down_since, self.reminded_at, self.acked_at, self.first_seen]
+                .into_iter()
+                .flatten()
+                .chain([self.enrolled_at])
+                .any(|at| at > since);
+        written || self.status(since, grace_ms) != self.status(now, grace_ms)
+    }
+
     /// The node as `GET /api/nodes` shows it.
     pub fn view(&self, now_ms: i64, grace_ms: u64) -> NodeView {
         let hb = self.heartbeat.clone().unwrap_or_default();
@@ -573,6 +688,11 @@ impl NodeRecord {
             seq: hb.seq,
             checks: hb.checks,
             state: hb.state.map(|s| if s == hearth_wire::State::Stopping { "stopping" } else { "running" }),
+            uptime_24h: None,
+            uptime_30d: None,
+            maintenance_until: None,
+            silenced_until: None,
+            acked_at: self.acked_at.map(format_rfc3339),
         }
     }
 }
@@ -621,6 +741,16 @@ pub struct NodeView {
     pub seq: Option<u64>,
     pub checks: Option<Vec<Check>>,
     pub state: Option<&'static str>,
+    /// The share of the last 24 hours the node was up (`uptime.rs`); `null` if none counts.
+    pub uptime_24h: Option<f64>,
+    /// The same over 30 days.
+    pub uptime_30d: Option<f64>,
+    /// Until when a maintenance window holds its alerts, while one does.
+    pub maintenance_until: Option<String>,
+    /// Until when a silence holds its alerts, while one does.
+    pub silenced_until: Option<String>,
+    /// When an operator acknowledged it, while it is down.
+    pub acked_at: Option<String>,
 }
 
 #[cfg(test)]
@@ -693,6 +823,25 @@ mod tests {
             let grace_ms = node.interval_secs() * 3000;
             assert_eq!(node.status(now, grace_ms), expected, "now={now} node={node:?}");
         }
+    }
+
+    #[test]
+    fn a_node_changed_if_written_or_if_time_moved_its_status() {
+        let node = seen(100_000, Some(10), false);
+        let grace = 30_000;
+        let cases = [
+            (99_999, 100_001, true),   // its heartbeat came after
+            (100_000, 110_000, false), // still online
+            (110_000, 120_000, true),  // online → late at 115 s
+            (120_000, 125_000, false), // late throughout
+            (125_000, 131_000, true),  // late → offline at 130 s
+            (131_000, 999_000, false), // offline throughout
+        ];
+        for (since, now, expected) in cases {
+            assert_eq!(node.changed_between(since, now, grace), expected, "since {since}, now {now}");
+        }
+        let acked = NodeRecord { acked_at: Some(131_500), ..node };
+        assert!(acked.changed_between(131_000, 999_000, grace), "an acknowledgement is a change");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod dist;
 mod e2e_arm;
 mod fuzz;
 mod schemathesis;
+mod screenshots;
 mod util;
 
 use std::process::ExitCode;
@@ -47,6 +48,10 @@ Tasks:
                        a collector on loopback checked against docs/openapi.yaml by
                        schemathesis (PyPI, installed into target/ when missing): no 5xx,
                        no status, content type or body the file does not describe
+  screenshots          PNGs of every dashboard page and the public status page, at desktop
+                       (1280 px) and phone (390 px) width, into target/screenshots/: a demo
+                       collector with six nodes and a week of history, in headless Chromium
+                       through chromedriver (Debian's chromium and chromium-driver)
   chaos [--quick]      the fault tests at full size, into target/chaos/report.md: kill -9
                        under load 20 times, a full store, an unusable data directory, 1,000
                        slow clients with huge headers, bodies and garbage at once, and an
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         ["chaos", rest @ ..] => chaos::run(rest),
         ["fuzz", rest @ ..] => fuzz::run(rest),
         ["schemathesis", rest @ ..] => schemathesis::run(rest),
+        ["screenshots", rest @ ..] => screenshots::run(rest),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
             Ok(())

@@ -11,8 +11,12 @@ pub mod worker;
 
 use crate::jobs;
 use crate::liveness::{self, Change, Policy, Watching};
-use crate::model::{AlertRecord, Delivery, DeliveryState, EventRecord, JobRecord, NodeRecord};
+use crate::maintenance::{self, Hold};
+use crate::model::{
+    AlertRecord, Delivery, DeliveryState, EventRecord, JobRecord, MaintenanceRecord, NodeRecord, SilenceRecord, Span,
+};
 use crate::store::{self, setting, RwTxn, Txn};
+use crate::uptime;
 use config::Channels;
 
 /// Events older than this are dropped.
@@ -84,29 +88,166 @@ impl<'a> Subject<'a> {
     }
 }
 
+/// What holds alerts back now: the maintenance windows (parsed) and silences in the store.
+pub struct Holds {
+    windows: Vec<(MaintenanceRecord, maintenance::Window)>,
+    silences: Vec<SilenceRecord>,
+}
+
+impl Holds {
+    pub fn load<T: store::ReadTxn>(txn: &Txn<T>) -> Result<Holds, store::Error> {
+        let windows = txn
+            .windows()?
+            .into_iter()
+            .filter_map(|record| match maintenance::Window::parse(&record) {
+                Ok(window) => Some((record, window)),
+                Err(e) => {
+                    log::warn!("maintenance window {} is ignored: {e}", record.id);
+                    None
+                }
+            })
+            .collect();
+        Ok(Holds { windows, silences: txn.silences()? })
+    }
+
+    /// What holds alerts about `node` at `now`, if anything.
+    pub fn hold(&self, node: &NodeRecord, now: i64) -> Option<Hold> {
+        maintenance::hold(node, now, &self.windows, &self.silences)
+    }
+
+    /// Whether a window or silence began, ended or was made in `(since, now]`: then what
+    /// each node shows about its holds may have changed.
+    pub fn changed_between(&self, since: i64, now: i64) -> bool {
+        let inside = |t: i64| since < t && t <= now;
+        self.windows.iter().any(|(record, window)| {
+            inside(record.created_at)
+                || window.occurrences(since, now.saturating_add(1)).iter().any(|(s, e)| inside(*s) || inside(*e))
+        }) || self.silences.iter().any(|s| inside(s.created_at) || inside(s.until))
+    }
+
+    /// When maintenance windows covered `node` between `from` and `to`.
+    pub fn covering(&self, node: &NodeRecord, from: i64, to: i64) -> Vec<(i64, i64)> {
+        maintenance::covering(node, &self.windows, from, to)
+    }
+}
+
 /// Writes `changes` of `node` as events, and those that alert as outbox alerts for every
 /// channel that wants them. Returns how many alerts were written.
+///
+/// Alerts are held here, for every channel alike: while a maintenance window or a silence
+/// holds the node (`maintenance::hold`), and reminders while it is acknowledged; the
+/// event is still written, with why it was held. A hold sets `held_since`, and a deadline
+/// at its end, so that the sweep calls this again then: a node whose offline alert was
+/// held and that is still down alerts once; one that is back sends nothing (its recovery
+/// is held like its offline was).
 pub fn record(
+    txn: &mut Txn<RwTxn>,
+    node: &mut NodeRecord,
+    changes: &[Change],
+    now: i64,
+    channels: &Channels,
+) -> Result<usize, store::Error> {
+    let alerting = changes.iter().any(|c| c.kind.alerts());
+    if !alerting && node.held_since.is_none() {
+        return write_changes(txn, node, changes, now, channels, |_| None);
+    }
+    let holds = Holds::load(txn)?;
+    let hold = holds.hold(node, now);
+    // Whether the offline alert of an outage that began at `down_since` was held.
+    let held_since = node.held_since;
+    let offline_held = |down_since: Option<i64>| held_since.zip(down_since).is_some_and(|(h, d)| d >= h);
+    let mut changes = changes.to_vec();
+    if hold.is_none() && held_since.is_some() {
+        node.held_since = None;
+        let declared = node.down_since.is_some() && node.last_seen.is_some();
+        if declared && offline_held(node.down_since) && !changes.iter().any(|c| c.kind == liveness::Kind::Offline) {
+            let since = node.down_since.unwrap_or(now);
+            let detail = format!(
+                "still offline when its maintenance window or silence ended; down for {}",
+                liveness::duration(now - since)
+            );
+            changes.push(Change {
+                kind: liveness::Kind::Offline,
+                check: None,
+                detail,
+                down_since: node.down_since,
+                checks: Vec::new(),
+            });
+        } else if node.down_since.is_none() {
+            changes.extend(still_failing(txn, node, held_since.unwrap_or(now), &changes)?);
+        }
+    }
+    let acked = node.acked_at.is_some();
+    let mut held_by_hold = false;
+    let alerts = write_changes(txn, node, &changes, now, channels, |change| match change.kind {
+        liveness::Kind::Test => None,
+        liveness::Kind::Recovered => {
+            offline_held(change.down_since).then(|| "its offline alert was held, so its recovery is too".to_owned())
+        }
+        liveness::Kind::Reminder if acked => Some("acknowledged".to_owned()),
+        _ => hold.as_ref().map(|h| {
+            held_by_hold = true;
+            format!("{}: {}", h.kind.as_str(), h.reason)
+        }),
+    })?;
+    if let Some(hold) = hold.filter(|_| held_by_hold || node.held_since.is_some()) {
+        node.held_since.get_or_insert(now);
+        node.deadline = Some(node.deadline.map_or(hold.until, |d| d.min(hold.until)));
+    }
+    Ok(alerts)
+}
+
+/// When a hold ends on a node that is up: one `check_failed` for the checks failing now,
+/// if a check failure was held during it (and this heartbeat does not already say so).
+fn still_failing(
+    txn: &Txn<RwTxn>,
+    node: &NodeRecord,
+    held_since: i64,
+    changes: &[Change],
+) -> Result<Option<Change>, store::Error> {
+    let failing: Vec<hearth_wire::Check> =
+        node.heartbeat.iter().flat_map(|hb| hb.checks.iter().flatten()).filter(|c| !c.ok).cloned().collect();
+    if failing.is_empty() || changes.iter().any(|c| c.kind == liveness::Kind::CheckFailed) {
+        return Ok(None);
+    }
+    let held_failure = txn
+        .events(Some(&node.node_id), held_since - 1, crate::store::EVENTS_PER_NODE)?
+        .iter()
+        .any(|e| e.kind == liveness::Kind::CheckFailed && e.held.is_some());
+    if !held_failure {
+        return Ok(None);
+    }
+    let names: Vec<&str> = failing.iter().map(|c| c.name.as_str()).collect();
+    let detail = format!("still failing when its maintenance window or silence ended: {}", names.join(", "));
+    let check = (failing.len() == 1).then(|| failing[0].name.clone());
+    Ok(Some(Change { kind: liveness::Kind::CheckFailed, check, detail, down_since: None, checks: failing }))
+}
+
+fn write_changes(
     txn: &mut Txn<RwTxn>,
     node: &NodeRecord,
     changes: &[Change],
     now: i64,
     channels: &Channels,
+    held: impl FnMut(&Change) -> Option<String>,
 ) -> Result<usize, store::Error> {
-    record_about(txn, &Subject::node(node), changes, now, channels)
+    record_about(txn, &Subject::node(node), changes, now, channels, held)
 }
 
-/// [`record`] for any subject: a node or a job.
+/// [`record`] for any subject: a node or a job. `held` says why an alerting change is
+/// held back (its event is still written), if it is.
 pub fn record_about(
     txn: &mut Txn<RwTxn>,
     subject: &Subject,
     changes: &[Change],
     now: i64,
     channels: &Channels,
+    mut held: impl FnMut(&Change) -> Option<String>,
 ) -> Result<usize, store::Error> {
     let mut alerts = 0;
     for change in changes {
         let kind = change.kind;
+        let held = if kind.alerts() { held(change) } else { None };
         let event = EventRecord {
             id: txn.next_id()?,
             node_id: subject.id.to_owned(),
@@ -114,10 +255,23 @@ pub fn record_about(
             kind,
             check: change.check.clone(),
             detail: change.detail.clone(),
+            held: held.clone(),
         };
         txn.put_event(&event)?;
-        log::info!("{} {} ({}): {}: {}", subject.what, subject.name, subject.id, kind.as_str(), change.detail);
-        if !change.kind.alerts() {
+        match &held {
+            Some(why) => log::info!(
+                "{} {} ({}): {} (held, {why}): {}",
+                subject.what,
+                subject.name,
+                subject.id,
+                kind.as_str(),
+                change.detail
+            ),
+            None => {
+                log::info!("{} {} ({}): {}: {}", subject.what, subject.name, subject.id, kind.as_str(), change.detail)
+            }
+        }
+        if !change.kind.alerts() || held.is_some() {
             continue;
         }
         let deliveries: Vec<Delivery> = channels
@@ -155,6 +309,36 @@ pub fn record_about(
         alerts += 1;
     }
     Ok(alerts)
+}
+
+/// A window or silence was removed: every node whose alerts were held gets a deadline of
+/// `now`, so that the sweep looks at it at once, and one still down whose offline alert
+/// was held alerts then, rather than when the removed hold would have ended. Rare (an
+/// operator's removal), so a walk over the nodes is affordable.
+pub fn holds_removed(txn: &mut Txn<RwTxn>, now: i64) -> Result<usize, store::Error> {
+    let mut held = Vec::new();
+    txn.each_node_status(|n| {
+        if n.held_since.is_some() {
+            held.push(n.node_id);
+        }
+    })?;
+    for id in &held {
+        let Some(mut node) = txn.node(id)? else { continue };
+        let previous = node.deadline;
+        node.deadline = Some(now);
+        txn.save_node(&node, previous)?;
+    }
+    Ok(held.len())
+}
+
+/// Writes a span that just ended into the node's uptime log, the part of an outage inside
+/// a maintenance window marked as such.
+pub fn record_span(txn: &mut Txn<RwTxn>, node: &NodeRecord, span: Span, now: i64) -> Result<(), store::Error> {
+    let windows = Holds::load(txn)?.covering(node, span.start, span.end);
+    for piece in uptime::split(span, &windows) {
+        txn.put_span(&node.node_id, piece, now)?;
+    }
+    Ok(())
 }
 
 /// Drops the oldest alerts about `subject` still waiting, so that a new one keeps it within
@@ -202,7 +386,7 @@ pub fn sweep(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channel
         let Some(mut node) = txn.node(&node_id)? else { continue };
         let previous = node.deadline;
         let changes = liveness::on_deadline(&mut node, now, policy, &watching);
-        alerts += record(txn, &node, &changes, now, channels)?;
+        alerts += record(txn, &mut node, &changes, now, channels)?;
         txn.save_node(&node, previous)?;
     }
     Ok(alerts)
@@ -221,7 +405,7 @@ fn sweep_jobs(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channe
         let Some(mut job) = txn.job(&job_id)? else { continue };
         let previous = job.deadline;
         let changes = jobs::on_deadline(&mut job, now, policy.remind_ms(), watching.since);
-        alerts += record_about(txn, &Subject::job(&job), &changes, now, channels)?;
+        alerts += record_about(txn, &Subject::job(&job), &changes, now, channels, |_| None)?;
         txn.save_job(&job, previous, Some(&job.slug.clone()))?;
     }
     Ok(alerts)
@@ -256,7 +440,7 @@ mod tests {
                 let mut node = txn.node("n1")?.unwrap_or(NodeRecord { node_id: "n1".into(), ..Default::default() });
                 let previous = node.deadline;
                 let changes = liveness::on_heartbeat(&mut node, beat(), at, &Policy::default());
-                record(txn, &node, &changes, at, channels)?;
+                record(txn, &mut node, &changes, at, channels)?;
                 txn.save_node(&node, previous)
             })
             .unwrap();
@@ -315,9 +499,9 @@ mod tests {
             down_since: None,
             checks: Vec::new(),
         };
-        store.write(|txn| record(txn, &node("calm"), std::slice::from_ref(&offline), 0, &channels)).unwrap();
+        store.write(|txn| record(txn, &mut node("calm"), std::slice::from_ref(&offline), 0, &channels)).unwrap();
         for i in 0..100 {
-            store.write(|txn| record(txn, &node("noisy"), &[flip(i)], i as i64, &channels)).unwrap();
+            store.write(|txn| record(txn, &mut node("noisy"), &[flip(i)], i as i64, &channels)).unwrap();
         }
         let (noisy, calm, dropped) = store
             .read(|txn| {
@@ -351,5 +535,187 @@ mod tests {
             channel::summary(&recovered),
             "garage-pi is back online: heard from again after 15 s offline (55 s without a heartbeat)"
         );
+    }
+
+    /// Sweeps every second from `from` to `to` (seconds); returns the alerts written.
+    fn sweep_through(store: &Store, from: i64, to: i64, policy: &Policy, channels: &Channels) -> usize {
+        (from..=to).map(|t| store.write(|txn| sweep(txn, t * S, policy, channels)).unwrap()).sum()
+    }
+
+    fn window(start: i64, end: i64) -> MaintenanceRecord {
+        MaintenanceRecord {
+            id: "w".into(),
+            reason: "rewiring".into(),
+            start: Some(start),
+            end: Some(end),
+            ..Default::default()
+        }
+    }
+
+    /// Down and back inside a window: events marked, no alert at all, then or when it ends.
+    /// Down inside it and still down when it ends: one offline alert, then. The uptime log
+    /// holds the outage as maintenance, not held against the node.
+    #[test]
+    fn maintenance_holds_alerts_and_a_node_still_down_at_its_end_alerts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let (policy, channels) = (Policy::default(), webhook());
+        store.write(|txn| txn.put_window(&window(100 * S, 300 * S))).unwrap();
+        heartbeat(&store, 90 * S, &channels);
+        assert_eq!(sweep_through(&store, 91, 200, &policy, &channels), 0, "offline at 140 s, in maintenance");
+        let closed = store.read(|txn| Ok(uptime::ongoing(&txn.node("n1")?.unwrap(), 200 * S))).unwrap().unwrap();
+        store
+            .write(|txn| {
+                let mut node = txn.node("n1")?.unwrap();
+                let previous = node.deadline;
+                let changes = liveness::on_heartbeat(&mut node, beat(), 200 * S, &policy);
+                record_span(txn, &node, closed, 200 * S)?;
+                record(txn, &mut node, &changes, 200 * S, &channels)?;
+                txn.save_node(&node, previous)
+            })
+            .unwrap();
+        for t in 201..=400 {
+            if t % 10 == 0 {
+                heartbeat(&store, t * S, &channels);
+            }
+            assert_eq!(sweep_through(&store, t, t, &policy, &channels), 0, "back before the end: nothing, ever");
+        }
+        assert!(alert_kinds(&store).is_empty());
+        let events = store.read(|txn| txn.events(Some("n1"), 0, 100)).unwrap();
+        let held: Vec<_> = events.iter().map(|e| (e.kind, e.held.clone())).collect();
+        assert_eq!(
+            held,
+            [
+                (liveness::Kind::Offline, Some("maintenance: rewiring".into())),
+                (liveness::Kind::Recovered, Some("its offline alert was held, so its recovery is too".into()))
+            ]
+        );
+        let spans = store.read(|txn| txn.spans("n1")).unwrap();
+        assert_eq!(spans, [Span { start: 100 * S, end: 200 * S, cause: crate::model::SpanCause::Maintenance }]);
+
+        // A second window; down inside it, and still down when it ends.
+        store.write(|txn| txn.put_window(&MaintenanceRecord { id: "w2".into(), ..window(430 * S, 700 * S) })).unwrap();
+        assert_eq!(sweep_through(&store, 401, 699, &policy, &channels), 0);
+        assert_eq!(sweep_through(&store, 700, 700, &policy, &channels), 1, "the window ended with the node down");
+        assert_eq!(sweep_through(&store, 701, 900, &policy, &channels), 0, "once");
+        let alerts = alert_kinds(&store);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!((alerts[0].0, alerts[0].2), (liveness::Kind::Offline, Some(440 * S)));
+        assert!(alerts[0].3.contains("still offline when its maintenance window"), "{alerts:?}");
+        heartbeat(&store, 950 * S, &channels);
+        assert_eq!(alert_kinds(&store)[1].0, liveness::Kind::Recovered, "its recovery is told, as its offline was");
+    }
+
+    /// A silenced tag holds alerts like a window; an acknowledged node gets no reminders,
+    /// and its recovery clears the acknowledgement.
+    #[test]
+    fn silences_hold_alerts_and_acknowledgements_hold_reminders() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let (policy, channels) = (Policy { remind_every_secs: Some(100), ..Policy::default() }, webhook());
+        heartbeat(&store, 0, &channels);
+        let silence = SilenceRecord {
+            id: "s".into(),
+            node_id: Some("n1".into()),
+            until: 30 * S,
+            reason: "known".into(),
+            ..Default::default()
+        };
+        store.write(|txn| txn.put_silence(&silence, 0)).unwrap();
+        assert_eq!(sweep_through(&store, 1, 29, &policy, &channels), 0);
+        store.write(|txn| txn.delete_silence("s")).unwrap();
+        assert_eq!(sweep_through(&store, 30, 40, &policy, &channels), 1, "offline, once the silence is gone");
+        store
+            .write(|txn| {
+                let mut node = txn.node("n1")?.unwrap();
+                node.acked_at = Some(41 * S);
+                txn.put_node(&node)
+            })
+            .unwrap();
+        assert_eq!(sweep_through(&store, 41, 400, &policy, &channels), 0, "acknowledged: no reminders");
+        let reminders = store.read(|txn| txn.events(Some("n1"), 0, 100)).unwrap();
+        assert!(reminders
+            .iter()
+            .any(|e| e.kind == liveness::Kind::Reminder && e.held.as_deref() == Some("acknowledged")));
+        heartbeat(&store, 401 * S, &channels);
+        assert_eq!(store.read(|txn| txn.node("n1")).unwrap().unwrap().acked_at, None, "recovery clears it");
+        assert_eq!(alert_kinds(&store).last().unwrap().0, liveness::Kind::Recovered);
+    }
+
+    /// A window removed before its end ends the hold then: the node still down alerts at
+    /// the next sweep, not when the window would have ended.
+    #[test]
+    fn removing_a_window_releases_what_it_held_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let (policy, channels) = (Policy::default(), webhook());
+        store.write(|txn| txn.put_window(&window(0, 10_000 * S))).unwrap();
+        heartbeat(&store, 10 * S, &channels);
+        assert_eq!(sweep_through(&store, 11, 100, &policy, &channels), 0, "held");
+        store.write(|txn| Ok(txn.delete_window("w")? && holds_removed(txn, 101 * S)? == 1)).unwrap();
+        assert_eq!(sweep_through(&store, 101, 101, &policy, &channels), 1, "released at once");
+        assert_eq!(alert_kinds(&store)[0].0, liveness::Kind::Offline);
+    }
+
+    /// A refresh must hear of a window or silence that began, ended or was made since.
+    #[test]
+    fn holds_say_when_they_changed() {
+        let once = window(100 * S, 200 * S);
+        let parsed = maintenance::Window::parse(&once).unwrap();
+        let silence = SilenceRecord {
+            id: "s".into(),
+            tag: Some("t".into()),
+            until: 500 * S,
+            created_at: 300 * S,
+            ..Default::default()
+        };
+        let holds = Holds { windows: vec![(once, parsed)], silences: vec![silence] };
+        let cases = [
+            (10, 99, false),
+            (99, 100, true), // it began
+            (120, 180, false),
+            (180, 200, true), // it ended
+            (250, 299, false),
+            (299, 300, true), // the silence was made
+            (400, 499, false),
+            (499, 500, true), // the silence ended
+        ];
+        for (since, now, expected) in cases {
+            assert_eq!(holds.changed_between(since * S, now * S), expected, "({since}, {now}]");
+        }
+    }
+
+    /// A check that began failing inside a window and still fails when it ends is told
+    /// once then; one that passed again inside it is never told.
+    #[test]
+    fn a_check_still_failing_when_the_window_ends_alerts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let (policy, channels) = (Policy::default(), webhook());
+        store.write(|txn| txn.put_window(&window(0, 100 * S))).unwrap();
+        let send = |at: i64, ok: bool| {
+            store
+                .write(|txn| {
+                    let mut node = txn.node("n1")?.unwrap_or(NodeRecord { node_id: "n1".into(), ..Default::default() });
+                    let previous = node.deadline;
+                    let check = hearth_wire::Check { name: "disk".into(), ok, detail: "91 % used".into() };
+                    let hb = Heartbeat { checks: Some(vec![check]), ..beat() };
+                    let changes = liveness::on_heartbeat(&mut node, hb, at, &policy);
+                    record(txn, &mut node, &changes, at, &channels)?;
+                    txn.save_node(&node, previous)
+                })
+                .unwrap();
+        };
+        for t in (0..100).step_by(10) {
+            send(t * S, t < 20); // the check fails from 20 s on
+            sweep_through(&store, t, t + 9, &policy, &channels);
+        }
+        assert!(alert_kinds(&store).is_empty(), "held inside the window");
+        assert_eq!(sweep_through(&store, 100, 100, &policy, &channels), 1, "the window ended with it failing");
+        send(100 * S, false);
+        let alerts = alert_kinds(&store);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].0, liveness::Kind::CheckFailed);
+        assert!(alerts[0].3.contains("still failing when its maintenance window"), "{alerts:?}");
     }
 }

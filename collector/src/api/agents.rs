@@ -6,7 +6,8 @@ use crate::alerts;
 use crate::liveness;
 use crate::model::{EnrolledFacts, NodeRecord};
 use crate::secret::{self, AGENT_PREFIX, FLEET_PREFIX};
-use crate::store::{RwTxn, Txn};
+use crate::store::{self, RwTxn, Txn};
+use crate::uptime;
 use hearth_wire::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck};
 
 /// Past this many nodes in all, no node may register by an anonymous heartbeat.
@@ -55,7 +56,7 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
         }
         _ => {}
     }
-    let mut node = match existing {
+    let node = match existing {
         Some(node) => node,
         None => {
             admit_anonymous(req, txn, ctx)?;
@@ -69,11 +70,28 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
         }
     };
     let ack = HeartbeatAck { status: "ok".into(), node_id: hb.node_id.clone(), device_id: hb.node_id.clone() };
-    let previous = node.deadline;
-    let changes = liveness::on_heartbeat(&mut node, hb, ctx.now_ms, ctx.policy);
-    alerts::record(txn, &node, &changes, ctx.now_ms, ctx.channels)?;
-    txn.save_node(&node, previous)?;
+    take_beat(txn, node, hb, ctx)?;
     Ok(Reply::json(200, &ack))
+}
+
+/// Takes in a heartbeat of `node`, whichever route it came by (V1 and Hearth agents,
+/// Beacon's, Wrenn's): closes its outage in the uptime log, records what changed (events,
+/// alerts, held or not) and saves it.
+pub(super) fn take_beat(
+    txn: &mut Txn<RwTxn>,
+    mut node: NodeRecord,
+    hb: Heartbeat,
+    ctx: &Context,
+) -> Result<NodeRecord, store::Error> {
+    let previous = node.deadline;
+    let closed = uptime::ongoing(&node, ctx.now_ms);
+    let changes = liveness::on_heartbeat(&mut node, hb, ctx.now_ms, ctx.policy);
+    if let Some(span) = closed {
+        alerts::record_span(txn, &node, span, ctx.now_ms)?;
+    }
+    alerts::record(txn, &mut node, &changes, ctx.now_ms, ctx.channels)?;
+    txn.save_node(&node, previous)?;
+    Ok(node)
 }
 
 /// Whether one more node may register by an anonymous heartbeat: a few a minute from

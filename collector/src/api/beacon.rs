@@ -8,8 +8,6 @@
 
 use super::fleetkeys;
 use super::{internal, ApiError, Context, Handled, Reply, Request};
-use crate::alerts;
-use crate::liveness;
 use crate::model::NodeRecord;
 use crate::secret;
 use crate::store::{RwTxn, Txn};
@@ -85,9 +83,6 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
         ip_address: beat.ip_address,
         ..Heartbeat::default()
     };
-    let previous = node.deadline;
-    let changes = liveness::on_heartbeat(&mut node, hb, ctx.now_ms, ctx.policy);
-    alerts::record(txn, &node, &changes, ctx.now_ms, ctx.channels)?;
-    txn.save_node(&node, previous)?;
+    super::agents::take_beat(txn, node, hb, ctx)?;
     Ok(Reply::json(200, &BeaconAck { device_id: node_id.clone(), status: "ok".into(), node_id }))
 }

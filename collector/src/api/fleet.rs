@@ -1,9 +1,16 @@
 //! The fleet, for people: nodes, enrolment tokens, events, alerts and the audit log.
 
+use super::uptime;
 use super::{audit, internal, limit_param, query_param, too_many, ApiError, Context, Handled, Reply, Request, User};
-use crate::model::{AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeView};
+use crate::alerts::Holds;
+use crate::maintenance::HoldKind;
+use crate::model::{
+    AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeRecord, NodeView,
+};
 use crate::secret::{self, ENROLL_PREFIX};
+use crate::store;
 use crate::store::{ReadTxn, RwTxn, Txn};
+use crate::uptime::Window;
 use hearth_wire::format_rfc3339;
 use miniserde::{json, Deserialize, Serialize};
 
@@ -11,8 +18,10 @@ use miniserde::{json, Deserialize, Serialize};
 const MAX_PAGE: usize = 5000;
 const DEFAULT_PAGE: usize = 1000;
 
-/// `GET /api/nodes?limit=N&after=ID`: a page of nodes in id order, and the id to ask
-/// for the next page after (`next`), or `null` on the last page.
+/// `GET /api/nodes?limit=N&after=ID[&changed_since=CURSOR]`: a page of nodes in id order,
+/// and the id to ask for the next page after (`next`), or `null` on the last page; with
+/// `changed_since`, only the nodes that changed since the `cursor` an earlier answer gave.
+/// Every answer carries a fresh `cursor` and the fleet's `total`.
 pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> Handled {
     let limit = match query_param(&req.query, "limit") {
         None => DEFAULT_PAGE,
@@ -24,20 +33,89 @@ pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> H
     if after.as_ref().is_some_and(|id| id.len() > 64) {
         return Err(ApiError::new(400, "invalid_query", "after= must be a node id, from the last page's `next`").into());
     }
-    let (page, more) = txn.nodes_page(after.as_deref(), limit)?;
+    let since = match query_param(&req.query, "changed_since") {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(|| {
+            ApiError::new(
+                400,
+                "invalid_query",
+                format!("changed_since={text} must be the `cursor` of an earlier answer"),
+            )
+        })?),
+    };
+    let holds = Holds::load(txn)?;
+    let (page, more) = match since {
+        // A window or silence that began or ended since then may change any node's view.
+        Some(since) if !holds.changed_between(since, ctx.now_ms) => {
+            changed_page(txn, ctx, since, after.as_deref(), limit)?
+        }
+        _ => txn.nodes_page(after.as_deref(), limit)?,
+    };
     let next = page.last().filter(|_| more).map(|n| n.node_id.clone());
-    let nodes = page.iter().map(|n| n.view(ctx.now_ms, ctx.policy.grace_ms(n))).collect();
-    Ok(Reply::json(200, &NodeList { nodes, next }))
+    let mut nodes = Vec::with_capacity(page.len());
+    for n in &page {
+        nodes.push(view(n, txn, ctx, &holds)?);
+    }
+    // A write batch stamped a little before this snapshot may commit after it: the next
+    // cursor overlaps by a few seconds, so that no change is missed (clients merge).
+    let cursor = (ctx.now_ms - CURSOR_OVERLAP_MS).max(0).to_string();
+    Ok(Reply::json(200, &NodeList { nodes, next, cursor, total: txn.node_count()? }))
+}
+
+/// How far each `cursor` reaches back before the answer it came with.
+const CURSOR_OVERLAP_MS: i64 = 5_000;
+
+/// Up to `limit` nodes after `after`, in id order, that changed since `since`; and whether more follow.
+fn changed_page<T: ReadTxn>(
+    txn: &Txn<T>,
+    ctx: &Context,
+    since: i64,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<NodeRecord>, bool), store::Error> {
+    let mut ids = Vec::new();
+    txn.each_node_status(|n| {
+        if ids.len() <= limit
+            && after.is_none_or(|a| n.node_id.as_str() > a)
+            && n.changed_between(since, ctx.now_ms, ctx.policy.grace_ms(&n))
+        {
+            ids.push(n.node_id);
+        }
+    })?;
+    let more = ids.len() > limit;
+    let mut page = Vec::with_capacity(limit.min(ids.len()));
+    for id in ids.iter().take(limit) {
+        if let Some(node) = txn.node(id)? {
+            page.push(node);
+        }
+    }
+    Ok((page, more))
+}
+
+/// A node as the API shows it, with its uptime over 24 hours and 30 days, and what holds its alerts.
+fn view<T: ReadTxn>(node: &NodeRecord, txn: &Txn<T>, ctx: &Context, holds: &Holds) -> Result<NodeView, store::Error> {
+    let mut view = node.view(ctx.now_ms, ctx.policy.grace_ms(node));
+    let spans = uptime::spans(txn, node, ctx.now_ms, holds)?;
+    view.uptime_24h = uptime::ratio_over(node, &spans, Window::Day, ctx.now_ms);
+    view.uptime_30d = uptime::ratio_over(node, &spans, Window::Month, ctx.now_ms);
+    if let Some(hold) = holds.hold(node, ctx.now_ms) {
+        let until = Some(format_rfc3339(hold.until));
+        match hold.kind {
+            HoldKind::Maintenance => view.maintenance_until = until,
+            HoldKind::Silenced => view.silenced_until = until,
+        }
+    }
+    Ok(view)
 }
 
 pub(super) fn node<T: ReadTxn>(id: &str, txn: &Txn<T>, ctx: &Context) -> Handled {
     match txn.node(&id.to_ascii_lowercase())? {
-        Some(node) => Ok(Reply::json(200, &node.view(ctx.now_ms, ctx.policy.grace_ms(&node)))),
+        Some(node) => Ok(Reply::json(200, &view(&node, txn, ctx, &Holds::load(txn)?)?)),
         None => Err(no_such_node(id).into()),
     }
 }
 
-fn no_such_node(id: &str) -> ApiError {
+pub(super) fn no_such_node(id: &str) -> ApiError {
     ApiError::not_found(format!("no node has the id {id}"))
 }
 
@@ -87,7 +165,7 @@ pub(super) fn edit_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTx
     txn.save_node(&node, previous)?;
     audit(txn, ctx, req, &user.name, "node_updated", Some(&id), changed.join("; "))?;
     log::info!("{} edited node {id}", user.name);
-    Ok(Reply::json(200, &node.view(ctx.now_ms, ctx.policy.grace_ms(&node))))
+    Ok(Reply::json(200, &view(&node, txn, ctx, &Holds::load(txn)?)?))
 }
 
 pub(super) fn delete_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
@@ -399,6 +477,10 @@ fn check_secs(field: &str, secs: u64) -> Result<(), ApiError> {
 struct NodeList {
     nodes: Vec<NodeView>,
     next: Option<String>,
+    /// Pass as `changed_since` to get only what changed after this answer.
+    cursor: String,
+    /// How many nodes the fleet holds: a client whose copy holds more missed a deletion.
+    total: u64,
 }
 
 #[derive(Serialize)]
@@ -414,12 +496,15 @@ struct EventView {
     kind: EventKind,
     check: Option<String>,
     detail: String,
+    /// Why its alert was held (maintenance, a silence, an acknowledgement), if it was.
+    held: Option<String>,
 }
 
 impl From<&EventRecord> for EventView {
     fn from(e: &EventRecord) -> EventView {
         let (id, node_id, at) = (e.id, e.node_id.clone(), hearth_wire::format_rfc3339(e.at));
-        EventView { id, node_id, at, kind: e.kind, check: e.check.clone(), detail: e.detail.clone() }
+        let (check, detail, held) = (e.check.clone(), e.detail.clone(), e.held.clone());
+        EventView { id, node_id, at, kind: e.kind, check, detail, held }
     }
 }
 
@@ -514,6 +599,7 @@ mod tests {
             agent_dir: None,
             public_url: None,
             cert_pin: None,
+            status_pages: &Default::default(),
         };
         let direct = Request { host: Some("10.0.0.5:8088".into()), ..Request::default() };
         assert_eq!(server_url(&direct, &ctx), "http://10.0.0.5:8088");

@@ -13,10 +13,13 @@ mod agents;
 mod beacon;
 mod fleet;
 mod fleetkeys;
+mod holds;
 mod jobs;
 mod pings;
 mod restic;
 mod session;
+pub(crate) mod status;
+mod uptime;
 mod web;
 mod wrenn;
 
@@ -27,6 +30,7 @@ pub(crate) use jobs::{create as create_job, new_ping_key};
 pub(crate) fn job_view(job: &crate::model::JobRecord, now: i64) -> impl Serialize {
     jobs::view(job, &[], now, None)
 }
+pub(crate) use holds::{SilenceView, WindowView};
 pub use session::{LoginLimiter, LoginOutcome};
 
 use crate::alerts::{config::Channels, worker::Stats};
@@ -187,6 +191,8 @@ pub struct Context<'a> {
     pub public_url: Option<&'a str>,
     /// The certificate pin enrolment answers carry (`--cert-pin`), if any.
     pub cert_pin: Option<&'a str>,
+    /// Public status pages as last rendered (`api/status.rs`).
+    pub status_pages: &'a status::Cache,
 }
 
 /// An error answer: status, stable code, and a sentence a person can act on.
@@ -321,6 +327,10 @@ pub fn work(req: &Request) -> Work {
         Ok(Route::Ping(_) | Route::JobAdd | Route::JobEdit(_) | Route::JobRemove(_) | Route::PingKeyRotate) => {
             Work::Write
         }
+        Ok(
+            Route::NodeAck(_) | Route::WindowAdd | Route::WindowRemove(_) | Route::SilenceAdd | Route::SilenceRemove(_),
+        ) => Work::Write,
+        Ok(Route::PageCreate | Route::PageRemove(_)) => Work::Write,
         Ok(_) | Err(_) => Work::Read,
     }
 }
@@ -395,6 +405,20 @@ enum Route<'a> {
     Me,
     Nodes,
     Node(&'a str),
+    NodeUptime(&'a str),
+    NodeAck(&'a str),
+    Collector,
+    StatusPage(&'a str),
+    StatusCss,
+    Pages,
+    PageCreate,
+    PageRemove(&'a str),
+    Windows,
+    WindowAdd,
+    WindowRemove(&'a str),
+    Silences,
+    SilenceAdd,
+    SilenceRemove(&'a str),
     NodeEdit(&'a str),
     NodeDelete(&'a str),
     NodeToken(&'a str),
@@ -462,6 +486,17 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
         "/api/hosts" => (read.then_some(Route::ResticHosts), READ),
         "/v1/hosts" => (if read { Some(Route::HostList) } else { only(Post, Route::HostCreate) }, "GET, HEAD, POST"),
         "/v1/hosts/register" => (only(Post, Route::HostRegister), "POST"),
+        "/status.css" => (read.then_some(Route::StatusCss), READ),
+        "/api/collector" => (read.then_some(Route::Collector), READ),
+        "/api/status-pages" => {
+            (if read { Some(Route::Pages) } else { only(Post, Route::PageCreate) }, "GET, HEAD, POST")
+        }
+        "/api/maintenance" => {
+            (if read { Some(Route::Windows) } else { only(Post, Route::WindowAdd) }, "GET, HEAD, POST")
+        }
+        "/api/silences" => {
+            (if read { Some(Route::Silences) } else { only(Post, Route::SilenceAdd) }, "GET, HEAD, POST")
+        }
         "/api/enrollment-tokens" => {
             (if read { Some(Route::Tokens) } else { only(Post, Route::TokenMint) }, "GET, HEAD, POST")
         }
@@ -499,6 +534,8 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
                         (found, "GET, HEAD, PUT, DELETE")
                     }
                     Some((id, "token")) if !id.is_empty() => ((m == Post).then_some(Route::NodeToken(id)), "POST"),
+                    Some((id, "uptime")) if !id.is_empty() => (read.then_some(Route::NodeUptime(id)), READ),
+                    Some((id, "ack")) if !id.is_empty() => ((m == Post).then_some(Route::NodeAck(id)), "POST"),
                     _ => return Err(not_found()),
                 }
             } else if let Some(rest) = path.strip_prefix("/v1/hosts/") {
@@ -527,6 +564,14 @@ fn route(req: &Request) -> Result<Route<'_>, ApiError> {
                     }
                     _ => return Err(not_found()),
                 }
+            } else if let Some(slug) = path.strip_prefix("/status/").filter(|s| !s.contains('/')) {
+                (read.then_some(Route::StatusPage(slug)), READ)
+            } else if let Some(slug) = path.strip_prefix("/api/status-pages/").filter(|s| !s.contains('/')) {
+                ((m == Delete).then_some(Route::PageRemove(slug)), "DELETE")
+            } else if let Some(id) = path.strip_prefix("/api/maintenance/").filter(|id| !id.contains('/')) {
+                ((m == Delete).then_some(Route::WindowRemove(id)), "DELETE")
+            } else if let Some(id) = path.strip_prefix("/api/silences/").filter(|id| !id.contains('/')) {
+                ((m == Delete).then_some(Route::SilenceRemove(id)), "DELETE")
             } else if let Some(id) = path.strip_prefix("/api/enrollment-tokens/").filter(|id| !id.contains('/')) {
                 ((m == Delete).then_some(Route::TokenRevoke(id)), "DELETE")
             } else if let Some(id) = path.strip_prefix("/api/fleet-keys/").filter(|id| !id.contains('/')) {
@@ -566,7 +611,20 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
             if per_node {
                 let mut series = Vec::new();
-                txn.each_node(|n| series.push(metrics::NodeSeries::of(&n, ctx.now_ms, ctx.policy.grace_ms(&n))))?;
+                let mut failed = None;
+                let holds = crate::alerts::Holds::load(txn)?;
+                txn.each_node(|n| {
+                    let one = metrics::NodeSeries::of(&n, ctx.now_ms, ctx.policy.grace_ms(&n));
+                    match uptime::spans(txn, &n, ctx.now_ms, &holds) {
+                        Ok(spans) => series.push(one.with_uptime(
+                            crate::uptime::Window::ALL.map(|w| uptime::ratio_over(&n, &spans, w, ctx.now_ms)),
+                        )),
+                        Err(e) => failed = Some(e),
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
                 let held = series.iter().map(metrics::NodeSeries::size).sum();
                 let pieces = Some(Pieces::new(metrics::node_pieces(series), held));
                 return Ok(Reply { pieces, ..Reply::bytes(200, PROMETHEUS_TEXT, Vec::new()) });
@@ -596,6 +654,10 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
         Route::Node(id) => {
             require(Viewer, req, txn, ctx)?;
             fleet::node(id, txn, ctx)
+        }
+        Route::NodeUptime(id) => {
+            require(Viewer, req, txn, ctx)?;
+            uptime::node_uptime(id, txn, ctx)
         }
         Route::Events => {
             require(Viewer, req, txn, ctx)?;
@@ -639,6 +701,31 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             require(Viewer, req, txn, ctx)?;
             jobs::ping_log(id, n, txn)
         }
+        // Public by design: what a page shows is chosen in `status.rs`, and nothing else.
+        Route::StatusPage(path) => status::page(path, txn, ctx),
+        Route::StatusCss => Ok(Reply::bytes(200, "text/css; charset=utf-8", status::STATUS_CSS.as_bytes().to_vec())
+            .with_header("X-Content-Type-Options", "nosniff")),
+        Route::Collector => {
+            require(Viewer, req, txn, ctx)?;
+            let about = About {
+                version: env!("CARGO_PKG_VERSION"),
+                agent_binaries: ctx.agent_dir.is_some(),
+                public_url: ctx.public_url.map(str::to_owned),
+            };
+            Ok(Reply::json(200, &about))
+        }
+        Route::Pages => {
+            require(Viewer, req, txn, ctx)?;
+            status::pages(txn)
+        }
+        Route::Windows => {
+            require(Viewer, req, txn, ctx)?;
+            holds::windows(txn, ctx)
+        }
+        Route::Silences => {
+            require(Viewer, req, txn, ctx)?;
+            holds::silences(txn, ctx)
+        }
         Route::Heartbeat
         | Route::Ping(_)
         | Route::JobAdd
@@ -661,7 +748,14 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
         | Route::HostDelete(_)
         | Route::HostToken(_)
         | Route::HostTagAdd(_)
-        | Route::HostTagRemove(..) => {
+        | Route::HostTagRemove(..)
+        | Route::NodeAck(_)
+        | Route::PageCreate
+        | Route::PageRemove(_)
+        | Route::WindowAdd
+        | Route::WindowRemove(_)
+        | Route::SilenceAdd
+        | Route::SilenceRemove(_) => {
             Err(ApiError::new(500, "internal", "a write was sent to the read path; this is a bug").into())
         }
     }
@@ -696,8 +790,25 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
         Route::JobEdit(id) => jobs::edit(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         Route::JobRemove(id) => jobs::remove(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         Route::PingKeyRotate => jobs::rotate_key(&require(Admin, req, txn, ctx)?, req, txn, ctx),
+        Route::PageCreate => status::create_page(&require(Operator, req, txn, ctx)?, req, txn, ctx),
+        Route::PageRemove(slug) => status::remove_page(&require(Operator, req, txn, ctx)?, slug, req, txn, ctx),
+        Route::NodeAck(id) => holds::acknowledge(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::WindowAdd => holds::add_window(&require(Operator, req, txn, ctx)?, req, txn, ctx),
+        Route::WindowRemove(id) => holds::remove_window(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::SilenceAdd => holds::add_silence(&require(Operator, req, txn, ctx)?, req, txn, ctx),
+        Route::SilenceRemove(id) => holds::remove_silence(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         other => dispatch_read(other, req, txn, ctx),
     }
+}
+
+/// `GET /api/collector`: what the dashboard needs to know about this collector.
+#[derive(Serialize)]
+struct About {
+    version: &'static str,
+    /// Whether `--agent-dir` is set: without it, an install command fails on the host.
+    agent_binaries: bool,
+    /// `--public-url`, if set.
+    public_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -877,6 +988,24 @@ mod routing_tests {
             (Post, "/api/nodes/abc/token", json, Ok(Route::NodeToken("abc"))),
             (Get, "/api/nodes/abc/token", None, Err(405)),
             (Get, "/api/nodes/abc/x", None, Err(404)),
+            (Get, "/api/nodes/abc/uptime", None, Ok(Route::NodeUptime("abc"))),
+            (Post, "/api/nodes/abc/uptime", json, Err(405)),
+            (Post, "/api/nodes/abc/ack", json, Ok(Route::NodeAck("abc"))),
+            (Get, "/api/maintenance", None, Ok(Route::Windows)),
+            (Post, "/api/maintenance", json, Ok(Route::WindowAdd)),
+            (Delete, "/api/maintenance/w1", None, Ok(Route::WindowRemove("w1"))),
+            (Get, "/api/silences", None, Ok(Route::Silences)),
+            (Post, "/api/silences", json, Ok(Route::SilenceAdd)),
+            (Delete, "/api/silences/s1", None, Ok(Route::SilenceRemove("s1"))),
+            (Put, "/api/silences", json, Err(405)),
+            (Get, "/status/home", None, Ok(Route::StatusPage("home"))),
+            (Get, "/status/home.json", None, Ok(Route::StatusPage("home.json"))),
+            (Post, "/status/home", json, Err(405)),
+            (Get, "/status/a/b", None, Err(404)),
+            (Get, "/status.css", None, Ok(Route::StatusCss)),
+            (Get, "/api/collector", None, Ok(Route::Collector)),
+            (Post, "/api/status-pages", json, Ok(Route::PageCreate)),
+            (Delete, "/api/status-pages/home", None, Ok(Route::PageRemove("home"))),
             (Post, "/api/nodes//token", json, Err(404)),
             (Get, "/api/enrollment-tokens", None, Ok(Route::Tokens)),
             (Post, "/api/enrollment-tokens", json, Ok(Route::TokenMint)),

@@ -100,7 +100,7 @@ pub(super) fn ping(rest: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Contex
     };
     job.pings += 1;
     txn.put_job_ping(&job.id, &ping)?;
-    alerts::record_about(txn, &Subject::job(&job), &pinged.changes, ctx.now_ms, ctx.channels)?;
+    alerts::record_about(txn, &Subject::job(&job), &pinged.changes, ctx.now_ms, ctx.channels, |_| None)?;
     let previous_slug = if created { None } else { Some(job.slug.clone()) };
     txn.save_job(&job, previous, previous_slug.as_deref())?;
     Ok(if created { text(201, "Created") } else { text(200, "OK") })

@@ -32,6 +32,7 @@ struct Harness {
     stats: Stats,
     logins: Mutex<LoginLimiter>,
     limits: RateLimits,
+    status_pages: status::Cache,
 }
 
 impl Harness {
@@ -99,6 +100,7 @@ impl Harness {
             stats: Stats::default(),
             logins: Mutex::default(),
             limits: RateLimits::new(10, 600),
+            status_pages: status::Cache::default(),
         }
     }
 
@@ -115,6 +117,7 @@ impl Harness {
             agent_dir: None,
             public_url: None,
             cert_pin: None,
+            status_pages: &self.status_pages,
         }
     }
 
@@ -176,6 +179,10 @@ fn who_may_call_what() {
     let v1_heartbeat = format!(
         r#"{{"node_id":"{HOST}","hostname":"h","os_profile":"p","cloudflare_ok":true,"services_ok":true,"vaultmesh_root":"/","timestamp":"2026-01-01T00:00:00Z"}}"#
     );
+    let uptime = format!("/api/nodes/{NODE}/uptime");
+    let ack = format!("/api/nodes/{NODE}/ack");
+    let window = r#"{"reason":"patching","cron":"0 2 * * 0","duration_secs":3600}"#;
+    let silence = r#"{"tag":"attic","duration_secs":3600,"reason":"moving"}"#;
     let table: &[(Method, &str, &str, [u16; 9])] = &[
         (Get, "/api/auth/me", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
         (Get, "/api/nodes", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
@@ -204,6 +211,24 @@ fn who_may_call_what() {
         (Post, "/v1/hosts", "{}", [401, 403, 401, 403, 201, 201, 201, 403, 403]),
         (Post, &host_tags, r#"{"tag":"x"}"#, [401, 403, 401, 403, 204, 204, 204, 403, 403]),
         (Delete, &host_tag, "", [401, 403, 401, 403, 204, 204, 204, 403, 403]),
+        (Get, &uptime, "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/api/maintenance", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Post, "/api/maintenance", window, [401, 403, 401, 403, 201, 201, 201, 403, 403]),
+        (Delete, "/api/maintenance/nope", "", [401, 403, 401, 403, 404, 404, 404, 403, 403]),
+        (Get, "/api/silences", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Post, "/api/silences", silence, [401, 403, 401, 403, 201, 201, 201, 403, 403]),
+        (Delete, "/api/silences/nope", "", [401, 403, 401, 403, 404, 404, 404, 403, 403]),
+        (Post, &ack, "{}", [401, 403, 401, 403, 409, 409, 409, 403, 403]),
+        (Get, "/api/status-pages", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (Get, "/api/collector", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
+        (
+            Post,
+            "/api/status-pages",
+            r#"{"slug":"s","title":"S","tags":["x"]}"#,
+            [401, 403, 401, 403, 201, 409, 409, 403, 403],
+        ),
+        (Delete, "/api/status-pages/nope", "", [401, 403, 401, 403, 404, 404, 404, 403, 403]),
+        (Get, "/status/nope", "", [404, 404, 404, 404, 404, 404, 404, 404, 404]),
         (Delete, &node, "", [401, 403, 401, 403, 403, 200, 403, 403, 403]),
         (Get, "/api/jobs", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
         (Get, "/api/jobs/job-1", "", [401, 403, 401, 200, 200, 200, 200, 403, 403]),
@@ -264,6 +289,17 @@ fn reads_and_writes_go_their_own_ways() {
         (Method::Get, "/api/jobs", Work::Read),
         (Method::Post, "/api/jobs", Work::Write),
         (Method::Get, "/api/jobs/x/pings/1", Work::Read),
+        (Method::Get, "/api/nodes/x/uptime", Work::Read),
+        (Method::Post, "/api/nodes/x/ack", Work::Write),
+        (Method::Get, "/api/maintenance", Work::Read),
+        (Method::Post, "/api/maintenance", Work::Write),
+        (Method::Delete, "/api/maintenance/x", Work::Write),
+        (Method::Get, "/api/silences", Work::Read),
+        (Method::Post, "/api/silences", Work::Write),
+        (Method::Delete, "/api/silences/x", Work::Write),
+        (Method::Get, "/status/home", Work::Read),
+        (Method::Get, "/status/home.json", Work::Read),
+        (Method::Post, "/api/status-pages", Work::Write),
     ];
     for (method, path, expected) in cases {
         assert_eq!(work(&request(method, path, "")), expected, "{method:?} {path}");

@@ -9,7 +9,6 @@
 //! Errors on these routes have Wrenn's shape, `{"error": {"code", "message"}}` ([`error_reply`]).
 
 use super::{audit, fleet, internal, too_many, ApiError, Context, Failure, Handled, Reply, Request, User};
-use crate::alerts;
 use crate::jwt::{self, Claims};
 use crate::liveness;
 use crate::model::{EnrollTokenRecord, HostRecord, HostState, NodeRecord, Status};
@@ -435,7 +434,7 @@ pub(super) fn heartbeat(id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Con
         let message = format!("this host token belongs to host {owner}, not {id}");
         return Err(ApiError::forbidden(message).into());
     }
-    let Some(mut node) = txn.node(&owner)? else { return unauthorized("revoked") };
+    let Some(node) = txn.node(&owner)? else { return unauthorized("revoked") };
     let beat = Heartbeat {
         node_id: owner.clone(),
         hostname: node.hostname.clone(),
@@ -446,10 +445,7 @@ pub(super) fn heartbeat(id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Con
         interval_secs: Some(HOST_INTERVAL_SECS),
         ..Heartbeat::default()
     };
-    let previous = node.deadline;
-    let changes = liveness::on_heartbeat(&mut node, beat, ctx.now_ms, ctx.policy);
-    alerts::record(txn, &node, &changes, ctx.now_ms, ctx.channels)?;
-    txn.save_node(&node, previous)?;
+    super::agents::take_beat(txn, node, beat, ctx)?;
     Ok(Reply::bytes(204, "application/json", Vec::new()))
 }
 

@@ -1,13 +1,16 @@
 //! What each command does: `serve` (`serve.rs`), and the administration commands that
 //! share its data directory: people and their keys (`people.rs`), nodes and enrolment
-//! tokens (`nodes.rs`), fleet keys (`fleetkeys.rs`), the alert channels (`channels.rs`) and
-//! scheduled jobs (`jobs.rs`). Each command is one function; each failure says what failed
-//! and how the process exits.
+//! tokens (`nodes.rs`), fleet keys (`fleetkeys.rs`), the alert channels (`channels.rs`),
+//! scheduled jobs (`jobs.rs`), maintenance windows, silences and acknowledgements
+//! (`holds.rs`), and public status pages (`pages.rs`). Each command is one function; each
+//! failure says what failed and how the process exits.
 
 mod channels;
 mod fleetkeys;
+mod holds;
 mod jobs;
 mod nodes;
+mod pages;
 mod people;
 mod serve;
 
@@ -104,6 +107,23 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::JobPause { data_dir, job, paused } => jobs::pause(&data_dir, &job, paused),
         Command::JobRemove { data_dir, job } => jobs::remove(&data_dir, &job),
         Command::PingKeyRotate { data_dir, public_url } => jobs::rotate_key(&data_dir, &public_url),
+        Command::MaintenanceAdd { data_dir, reason, start, end, cron, duration, time_zone, nodes, tags } => {
+            let flags = holds::WindowFlags { reason, start, end, cron, duration, time_zone, nodes, tags };
+            holds::maintenance_add(&data_dir, flags)
+        }
+        Command::MaintenanceList { data_dir, json } => holds::maintenance_list(&data_dir, json),
+        Command::MaintenanceRemove { data_dir, id } => holds::maintenance_remove(&data_dir, &id),
+        Command::SilenceAdd { data_dir, node, tag, duration, reason } => {
+            holds::silence_add(&data_dir, node, tag, duration, reason)
+        }
+        Command::SilenceList { data_dir, json } => holds::silence_list(&data_dir, json),
+        Command::SilenceRemove { data_dir, id } => holds::silence_remove(&data_dir, &id),
+        Command::NodeAck { data_dir, node_id } => holds::node_ack(&data_dir, &node_id),
+        Command::StatusPageCreate { data_dir, slug, title, tags, show_hostnames } => {
+            pages::create(&data_dir, slug, title, tags, show_hostnames)
+        }
+        Command::StatusPageList { data_dir } => pages::list(&data_dir),
+        Command::StatusPageRemove { data_dir, slug } => pages::remove(&data_dir, &slug),
     }
 }
 

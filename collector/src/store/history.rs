@@ -325,7 +325,15 @@ mod tests {
 
     fn event(id: u64, node: &str, at: i64) -> EventRecord {
         use crate::model::EventKind;
-        EventRecord { id, node_id: node.into(), at, kind: EventKind::Offline, check: None, detail: String::new() }
+        EventRecord {
+            id,
+            node_id: node.into(),
+            at,
+            kind: EventKind::Offline,
+            check: None,
+            detail: String::new(),
+            held: None,
+        }
     }
 
     /// A node's events past [`EVENTS_PER_NODE`] go oldest first, and no other node's; pruning

@@ -9,14 +9,18 @@
 //! This file holds the environment, the transactions and the low-level reads and writes;
 //! the accessors live beside it by what they hold: `nodes.rs` (nodes and the deadline
 //! index), `access.rs` (tokens, fleet keys and their devices, API keys, users, sessions), `history.rs` (events,
-//! alerts and the outbox, the audit log, settings and the id counter), `hosts.rs` (Wrenn hosts) and `jobs.rs`
-//! (jobs, their pings and indexes).
+//! alerts and the outbox, the audit log, settings and the id counter), `hosts.rs` (Wrenn hosts), `jobs.rs`
+//! (jobs, their pings and indexes), `spans.rs` (each node's uptime log), `holds.rs` (maintenance windows
+//! and silences) and `pages.rs` (public status pages).
 
 mod access;
 mod history;
+mod holds;
 mod hosts;
 mod jobs;
 mod nodes;
+mod pages;
+mod spans;
 
 pub use history::setting;
 
@@ -134,6 +138,15 @@ struct Dbs {
     job_pings: Database,
     /// deadline (i64 BE, Unix ms) ++ job id → nothing: when the sweep looks at each job
     job_deadlines: Database,
+    /// node id ++ start (i64 BE) → end (i64 BE) ++ cause (one byte): each node's uptime log
+    /// ([`Span`](crate::model::Span)s); nothing for a node that never failed or stopped
+    spans: Database,
+    /// window id → [`MaintenanceRecord`](crate::model::MaintenanceRecord)
+    maintenance: Database,
+    /// silence id → [`SilenceRecord`](crate::model::SilenceRecord)
+    silences: Database,
+    /// slug → [`StatusPageRecord`](crate::model::StatusPageRecord)
+    status_pages: Database,
 }
 
 /// Events kept per node; older ones are dropped as new ones come.
@@ -190,6 +203,7 @@ impl Store {
                 [create("hosts")?],
                 [create("jobs")?, create("job_uuids")?, create("job_slugs")?, create("job_pings")?],
                 create("job_deadlines")?,
+                [create("spans")?, create("maintenance")?, create("silences")?, create("status_pages")?],
             );
             Ok(CommitOrAbort::<_, ()>::Commit(all))
         })?;
@@ -201,6 +215,7 @@ impl Store {
             [hosts],
             [jobs, job_uuids, job_slugs, job_pings],
             job_deadlines,
+            [spans, maintenance, silences, status_pages],
         )) = created.commit()
         else {
             unreachable!("the closure above always commits")
@@ -228,6 +243,10 @@ impl Store {
             job_slugs,
             job_pings,
             job_deadlines,
+            spans,
+            maintenance,
+            silences,
+            status_pages,
         };
         let store = Store {
             env,
@@ -369,6 +388,12 @@ fn fleet_device_key(key_id: &str, device_name: &str) -> Vec<u8> {
     key
 }
 
+fn span_key(node_id: &str, start: i64) -> Vec<u8> {
+    let mut key = node_id.as_bytes().to_vec();
+    key.extend_from_slice(&start.to_be_bytes());
+    key
+}
+
 fn setting_key(name: &str) -> String {
     format!("setting:{name}")
 }
@@ -442,6 +467,10 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("job_slugs", d.job_slugs),
             ("job_pings", d.job_pings),
             ("job_deadlines", d.job_deadlines),
+            ("spans", d.spans),
+            ("maintenance", d.maintenance),
+            ("silences", d.silences),
+            ("status_pages", d.status_pages),
         ];
         let mut out = Vec::with_capacity(all.len());
         for (name, db) in all {

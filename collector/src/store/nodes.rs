@@ -95,7 +95,7 @@ impl Txn<'_, RwTxn<'_>> {
 
     /// Removes a node with everything that hangs off it: its agent token (so its next
     /// heartbeat gets 401; for a Wrenn host, its JWT), its place in the deadline index,
-    /// its events, and its host record.
+    /// its events, its host record and its uptime log.
     pub fn delete_node(&mut self, node: &NodeRecord) -> Result<(), Error> {
         if let Some(hash) = node.token_hash.as_deref().and_then(crate::secret::unhex32) {
             self.delete_agent_token(&hash)?;
@@ -105,6 +105,7 @@ impl Txn<'_, RwTxn<'_>> {
         }
         self.delete_scan(self.dbs.events, Some(node.node_id.as_bytes()), |_, _| Ok(Scan::Delete))?;
         self.delete_host(&node.node_id)?;
+        self.delete_spans(&node.node_id)?;
         self.delete(self.dbs.nodes, node.node_id.as_bytes())
     }
 }

@@ -1,0 +1,199 @@
+//! `maintenance add|list|remove`, `silence add|list|remove` and `node ack`: holding alerts
+//! back from the command line, with the rules the API uses (`maintenance.rs`).
+
+use super::{cli_audit, open_existing_store, random_failed, Failure};
+use crate::clock::Clock;
+use crate::maintenance::{self, describe_silence, describe_window};
+use crate::model::{MaintenanceRecord, SilenceRecord};
+use crate::secret;
+use hearth_wire::{format_rfc3339, parse_rfc3339};
+use std::path::Path;
+use std::time::Duration;
+
+/// What `maintenance add` was given.
+#[derive(Debug, Default)]
+pub struct WindowFlags {
+    pub reason: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub cron: Option<String>,
+    pub duration: Option<Duration>,
+    pub time_zone: Option<String>,
+    pub nodes: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+/// The clock `serve` reads (a test moves it with `HEARTH_CLOCK_FILE`).
+fn now() -> i64 {
+    Clock::from_env().now_ms()
+}
+
+fn time(flag: &str, text: Option<String>) -> Result<Option<i64>, Failure> {
+    text.map(|t| {
+        parse_rfc3339(&t).ok_or_else(|| {
+            Failure::Config(format!("{flag} takes an RFC 3339 time like 2026-12-01T02:00:00Z, not `{t}`"))
+        })
+    })
+    .transpose()
+}
+
+pub(super) fn maintenance_add(data_dir: &Path, flags: WindowFlags) -> Result<(), Failure> {
+    let now = now();
+    let record = MaintenanceRecord {
+        id: secret::new_id().map_err(random_failed)?,
+        reason: flags.reason,
+        start: time("--start", flags.start)?,
+        end: time("--end", flags.end)?,
+        time_zone: flags.cron.as_ref().map(|_| flags.time_zone.unwrap_or_else(|| "UTC".into())),
+        duration_secs: flags.duration.map(|d| d.as_secs()),
+        cron: flags.cron,
+        node_ids: flags.nodes,
+        tags: flags.tags,
+        created_by: "cli".into(),
+        created_at: now,
+    };
+    maintenance::check_window(&record).map_err(Failure::Config)?;
+    let store = open_existing_store(data_dir)?;
+    store
+        .write(|txn| {
+            txn.put_window(&record)?;
+            txn.put_audit(cli_audit("maintenance_added", &record.id, describe_window(&record)))
+        })
+        .map_err(|e| Failure::store(data_dir, e))?;
+    println!("{}", record.id);
+    Ok(())
+}
+
+pub(super) fn maintenance_list(data_dir: &Path, json: bool) -> Result<(), Failure> {
+    let store = open_existing_store(data_dir)?;
+    let windows = store.read(|txn| txn.windows()).map_err(|e| Failure::store(data_dir, e))?;
+    let now = now();
+    if json {
+        let views: Vec<_> = windows.iter().map(|w| crate::api::WindowView::of(w, now)).collect();
+        println!("{}", miniserde::json::to_string(&views));
+        return Ok(());
+    }
+    for window in &windows {
+        let active = maintenance::Window::parse(window).ok().and_then(|w| w.active_at(now));
+        let state = active.map_or_else(String::new, |(_, end)| format!(" [in force until {}]", format_rfc3339(end)));
+        println!("{}  {}{state}", window.id, describe_window(window));
+    }
+    Ok(())
+}
+
+pub(super) fn maintenance_remove(data_dir: &Path, id: &str) -> Result<(), Failure> {
+    let store = open_existing_store(data_dir)?;
+    let removed = store
+        .write(|txn| {
+            let removed = txn.delete_window(id)?;
+            if removed {
+                crate::alerts::holds_removed(txn, now())?;
+                txn.put_audit(cli_audit("maintenance_removed", id, String::new()))?;
+            }
+            Ok(removed)
+        })
+        .map_err(|e| Failure::store(data_dir, e))?;
+    if !removed {
+        return Err(Failure::Failed(format!(
+            "no maintenance window has the id {id}; see `hearth-collector maintenance list`"
+        )));
+    }
+    println!("maintenance window {id} removed");
+    Ok(())
+}
+
+pub(super) fn silence_add(
+    data_dir: &Path,
+    node: Option<String>,
+    tag: Option<String>,
+    duration: Duration,
+    reason: String,
+) -> Result<(), Failure> {
+    let now = now();
+    let silence = SilenceRecord {
+        id: secret::new_id().map_err(random_failed)?,
+        node_id: node,
+        tag,
+        until: now.saturating_add(duration.as_millis().min(i64::MAX as u128 / 2) as i64),
+        reason,
+        created_by: "cli".into(),
+        created_at: now,
+    };
+    maintenance::check_silence(&silence, now).map_err(Failure::Config)?;
+    let store = open_existing_store(data_dir)?;
+    store
+        .write(|txn| {
+            txn.put_silence(&silence, now)?;
+            txn.put_audit(cli_audit("silence_added", &silence.id, describe_silence(&silence)))
+        })
+        .map_err(|e| Failure::store(data_dir, e))?;
+    println!("{}", silence.id);
+    Ok(())
+}
+
+pub(super) fn silence_list(data_dir: &Path, json: bool) -> Result<(), Failure> {
+    let store = open_existing_store(data_dir)?;
+    let now = now();
+    let silences: Vec<SilenceRecord> = store
+        .read(|txn| txn.silences())
+        .map_err(|e| Failure::store(data_dir, e))?
+        .into_iter()
+        .filter(|s| s.until > now)
+        .collect();
+    if json {
+        let views: Vec<_> = silences.iter().map(crate::api::SilenceView::of).collect();
+        println!("{}", miniserde::json::to_string(&views));
+        return Ok(());
+    }
+    for silence in &silences {
+        println!("{}  {}", silence.id, describe_silence(silence));
+    }
+    Ok(())
+}
+
+pub(super) fn silence_remove(data_dir: &Path, id: &str) -> Result<(), Failure> {
+    let store = open_existing_store(data_dir)?;
+    let removed = store
+        .write(|txn| {
+            let removed = txn.delete_silence(id)?;
+            if removed {
+                crate::alerts::holds_removed(txn, now())?;
+                txn.put_audit(cli_audit("silence_removed", id, String::new()))?;
+            }
+            Ok(removed)
+        })
+        .map_err(|e| Failure::store(data_dir, e))?;
+    if !removed {
+        return Err(Failure::Failed(format!("no silence has the id {id}; see `hearth-collector silence list`")));
+    }
+    println!("silence {id} removed");
+    Ok(())
+}
+
+pub(super) fn node_ack(data_dir: &Path, node_id: &str) -> Result<(), Failure> {
+    let store = open_existing_store(data_dir)?;
+    let now = now();
+    let outcome = store
+        .write(|txn| {
+            let Some(mut node) = txn.node(node_id)? else { return Ok(None) };
+            if node.down_since.is_none() {
+                return Ok(Some(false));
+            }
+            node.acked_at = Some(now);
+            let previous = node.deadline;
+            txn.save_node(&node, previous)?;
+            txn.put_audit(cli_audit("node_acknowledged", node_id, format!("{} ({})", node.name, node.hostname)))?;
+            Ok(Some(true))
+        })
+        .map_err(|e| Failure::store(data_dir, e))?;
+    match outcome {
+        None => Err(Failure::Failed(format!("no node has the id {node_id}; see `hearth-collector nodes`"))),
+        Some(false) => Err(Failure::Failed(format!(
+            "node {node_id} is not alerting (it was not declared offline); there is nothing to acknowledge"
+        ))),
+        Some(true) => {
+            println!("node {node_id} acknowledged: no reminders until it recovers");
+            Ok(())
+        }
+    }
+}
