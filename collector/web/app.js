@@ -1,5 +1,5 @@
 // Hearth's dashboard: plain JavaScript, no build step, served by the collector itself.
-// Pages by the URL's hash: #/ (the fleet), #/nodes/ID (one node), #/maintenance.
+// Pages by the URL's hash: #/ (the fleet), #/nodes/ID (one node), #/jobs, #/maintenance.
 // The fleet is fetched whole once, then every few seconds only what changed
 // (GET /api/nodes?changed_since=CURSOR); the table draws only the rows on screen.
 "use strict";
@@ -8,11 +8,11 @@ const REFRESH_MS = 4000;
 // Now and then everything again, which also catches windows and silences that were removed.
 const FULL_EVERY_MS = 5 * 60 * 1000;
 const $ = (id) => document.getElementById(id);
-const views = ["login-view", "fleet-view", "detail-view", "maintenance-view"];
+const views = ["login-view", "fleet-view", "detail-view", "jobs-view", "maintenance-view"];
 const state = {
   me: null, about: null, nodes: new Map(), list: [], rows: new Map(), cursor: null, fullAt: 0,
   timer: null, serverSkewMs: 0, sort: { key: "problems", dir: 1 }, route: { page: "fleet" }, rowHeight: 41,
-  drawing: false, detail: null,
+  drawing: false, detail: null, jobs: [], jobRows: new Map(),
 };
 
 // ---------------------------------------------------------------- the collector
@@ -101,6 +101,7 @@ function bar(fraction, label, kind) {
 function show(view) {
   for (const v of views) $(v).hidden = v !== view;
   $("nav-nodes").classList.toggle("current", view === "fleet-view" || view === "detail-view");
+  $("tab-jobs").classList.toggle("current", view === "jobs-view");
   $("nav-maintenance").classList.toggle("current", view === "maintenance-view");
 }
 
@@ -109,6 +110,7 @@ function parseRoute() {
   const node = hash.match(/^\/nodes\/([^/]+)$/);
   if (node) return { page: "node", id: decodeURIComponent(node[1]) };
   if (hash === "/maintenance") return { page: "maintenance" };
+  if (hash === "/jobs") return { page: "jobs" };
   return { page: "fleet" };
 }
 
@@ -119,6 +121,10 @@ async function route() {
     state.detail = state.route.id;
     show("detail-view");
     await renderDetail().catch(report("detail-sub"));
+  } else if (state.route.page === "jobs") {
+    state.detail = null;
+    show("jobs-view");
+    await refreshJobs();
   } else if (state.route.page === "maintenance") {
     state.detail = null;
     show("maintenance-view");
@@ -159,6 +165,7 @@ function loggedIn(me) {
   clearInterval(state.timer);
   state.timer = setInterval(() => refresh().then(() => {
     if (state.route.page === "node") renderDetail().catch(() => {});
+    if (state.route.page === "jobs") refreshJobs();
   }), REFRESH_MS);
 }
 
@@ -652,6 +659,118 @@ async function addSilence(event) {
   }
 }
 
+// ---------------------------------------------------------------- jobs page
+// One row per job, with a strip of its recent runs, each run's log a click away.
+async function refreshJobs() {
+  try {
+    state.jobs = (await api("GET", "/api/jobs")).jobs;
+    renderJobs();
+  } catch (e) {
+    if (state.me) $("jobs-summary").textContent = `Could not refresh: ${e.message}`;
+  }
+}
+
+function schedule(j) {
+  if (j.cron) return `${j.cron} (${j.tz || "UTC"})`;
+  const s = j.period_secs;
+  if (s % 86400 === 0) return s === 86400 ? "daily" : `every ${s / 86400} d`;
+  if (s % 3600 === 0) return s === 3600 ? "hourly" : `every ${s / 3600} h`;
+  return `every ${span(s)}`;
+}
+
+// A run's length: tenths of a second under a minute, else as `span` says it.
+function took(ms) {
+  if (ms == null) return "–";
+  return ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : span(Math.round(ms / 1000));
+}
+
+function runLabel(p) {
+  const lasted = p.duration_ms != null ? `, took ${took(p.duration_ms)}` : "";
+  const exit = p.exit_status != null ? `, exit status ${p.exit_status}` : "";
+  return `${p.kind} at ${localTime(p.at)}${exit}${lasted}`;
+}
+
+// Finished runs, oldest on the left like a timeline, and a run still going at the right.
+function strip(j) {
+  const recent = j.recent || [];
+  const finished = recent.filter((p, i) => p.kind === "success" || p.kind === "fail" || (p.kind === "start" && i === 0));
+  const runs = finished.reverse().map((p) => {
+    const b = el("button", { type: "button", className: `run run-${p.kind}`, title: runLabel(p) });
+    b.setAttribute("aria-label", runLabel(p));
+    b.dataset.job = j.id;
+    b.dataset.n = p.n;
+    return b;
+  });
+  return runs.length ? el("span", { className: "runs" }, runs) : el("span", { className: "muted", textContent: "no pings yet" });
+}
+
+const JOB_COLUMNS = [
+  ["status", (j) => el("span", { className: `status status-${j.status}`, textContent: j.status })],
+  ["name", (j) => el("span", { textContent: j.name, title: j.ping_url ? `Ping URL: ${j.ping_url}` : "" })],
+  ["schedule", schedule],
+  ["last", (j) => (j.last_ping ? `${ago(j.last_ping)} (${j.last_ping_kind})` : "never")],
+  ["took", (j) => took(j.last_duration_ms)],
+  ["next", (j) => (j.status === "paused" ? "paused" : j.next_expected ? `${ago(j.next_expected)}` : "–")],
+  ["runs", strip],
+  ["tags", (j) => el("span", { className: "tags" }, (j.tags || []).map((t) => el("span", { className: "tag", textContent: t })))],
+];
+
+function renderJobs() {
+  const tbody = document.querySelector("#jobs tbody");
+  const seen = new Set();
+  state.jobs.forEach((j, i) => {
+    seen.add(j.id);
+    let tr = state.jobRows.get(j.id);
+    if (!tr) {
+      tr = el("tr");
+      tr.dataset.job = j.id;
+      state.jobRows.set(j.id, tr);
+    }
+    JOB_COLUMNS.forEach(([key, cell], c) => {
+      const td = tr.children[c] || tr.appendChild(el("td", { className: `j-${key}` }));
+      const content = cell(j);
+      const html = typeof content === "string" ? content : content.outerHTML;
+      if (td.dataset.html !== html) {
+        td.dataset.html = html;
+        td.replaceChildren(typeof content === "string" ? document.createTextNode(content) : content);
+      }
+    });
+    const next = tr.querySelector(".j-next");
+    next.title = j.next_expected && j.status !== "paused" ? localTime(j.next_expected) : "";
+    if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
+  });
+  for (const [id, tr] of state.jobRows) {
+    if (!seen.has(id)) {
+      tr.remove();
+      state.jobRows.delete(id);
+    }
+  }
+  const counts = {};
+  for (const j of state.jobs) counts[j.status] = (counts[j.status] || 0) + 1;
+  const order = ["down", "grace", "started", "up", "new", "paused"];
+  const parts = order.filter((s) => counts[s]).map((s) => `${counts[s].toLocaleString()} ${s}`);
+  $("jobs-summary").textContent = `${plural(state.jobs.length, "job")}${parts.length ? `: ${parts.join(" · ")}` : ""}`;
+  $("jobs-empty").hidden = state.jobs.length > 0;
+  $("jobs").hidden = state.jobs.length === 0;
+}
+
+async function openLog(job, n) {
+  try {
+    const p = await api("GET", `/api/jobs/${encodeURIComponent(job)}/pings/${encodeURIComponent(n)}`);
+    const name = (state.jobs.find((j) => j.id === job) || { name: job }).name;
+    $("log-title").textContent = `${name}: ${p.kind}`;
+    const exit = p.exit_status != null ? `, exit status ${p.exit_status}` : "";
+    const cut = p.truncated ? `; the first ${p.log.length.toLocaleString()} of ${p.log_bytes.toLocaleString()} bytes were kept` : "";
+    $("log-meta").textContent = `${localTime(p.at)} (${ago(p.at)})${exit}${cut}`;
+    $("log-text").textContent = p.log || "(no log: the ping had no body)";
+  } catch (e) {
+    $("log-title").textContent = "Log";
+    $("log-meta").textContent = e.message;
+    $("log-text").textContent = "";
+  }
+  $("log-dialog").showModal();
+}
+
 // ---------------------------------------------------------------- adding a node
 function loopback(host) {
   const h = host.replace(/^\[|\]$/g, "").toLowerCase();
@@ -740,6 +859,10 @@ document.addEventListener("DOMContentLoaded", () => {
   window.addEventListener("hashchange", route);
   $("add-node").addEventListener("click", openAdd);
   $("mint").addEventListener("click", mint);
+  document.querySelector("#jobs tbody").addEventListener("click", (event) => {
+    const run = event.target.closest(".run");
+    if (run) openLog(run.dataset.job, run.dataset.n);
+  });
   $("copy").addEventListener("click", copyCommand);
   $("act-edit").addEventListener("click", editNode);
   $("act-silence").addEventListener("click", silenceNode);

@@ -380,8 +380,12 @@ fn the_jobs_view_shows_runs_and_their_logs() {
     browser.type_into("#username", "ada");
     browser.type_into("#password", PASSWORD);
     browser.click("#login-submit");
-    browser.wait_for("the tabs", "return !document.getElementById('tabs').hidden");
+    browser.wait_for("the navigation", "return !document.getElementById('nav').hidden");
     browser.click("#tab-jobs");
+    browser.wait_for(
+        "the Jobs page",
+        "return location.hash === '#/jobs' && !document.getElementById('jobs-view').hidden;",
+    );
     browser.wait_for(
         "the job, down",
         "const s = document.querySelector('#jobs tbody tr .status'); return !!s && s.textContent === 'down';",
