@@ -215,8 +215,16 @@ const COLUMNS = [
   { key: "memory", label: "Memory", facts: true, sort: (n) => memUsed(n) ?? -1, cell: (n) => { const m = memUsed(n); return bar(m, m == null ? "" : `${Math.round(m * 100)} %`); } },
   { key: "disk", label: "Disk", facts: true, sort: (n) => diskUsed(n) ?? -1, cell: (n) => { const d = diskUsed(n); return bar(d, d == null ? "" : `${Math.round(d * 100)} %`); } },
   { key: "checks", label: "Checks", sort: (n) => -failing(n).length, cell: checksCell },
+  { key: "auth", label: "Auth", sort: (n) => AUTH_WORDS[n.auth] || "", cell: (n) => el("span", { className: `auth auth-${n.auth}`, title: AUTH_TITLES[n.auth] || "", textContent: AUTH_WORDS[n.auth] || "–" }) },
   { key: "tags", label: "Tags", sort: (n) => (n.tags || []).join(","), cell: (n) => el("span", { className: "tags", title: (n.tags || []).join(", ") }, (n.tags || []).map((t) => el("span", { className: "tag", textContent: t }))) },
 ];
+// How a node authenticates its heartbeats (the `auth` field of /api/nodes).
+const AUTH_WORDS = { agent_token: "own token", fleet_key: "fleet key", anonymous: "none" };
+const AUTH_TITLES = {
+  agent_token: "enrolled with a one-time token; heartbeats carry its own agent token",
+  fleet_key: "let in by a fleet key, which its heartbeats carry",
+  anonymous: "anonymous: its heartbeats carry no credential",
+};
 const SORTS = [{ key: "problems", label: "Problems first" }, ...COLUMNS.filter((c) => c.key !== "status")];
 
 const memUsed = (n) => (n.memory_mb && n.mem_available_mb != null ? (n.memory_mb - n.mem_available_mb) / n.memory_mb : null);
@@ -514,7 +522,7 @@ function renderFacts(node) {
     ["Network", [["Hostname", node.hostname], ["Addresses", (node.ip_addresses || (node.ip_address ? [node.ip_address] : [])).join(", ") || null],
       ["Clock", node.clock_skew_secs == null ? null : node.clock_skew_secs === 0 ? "in step" : `${node.clock_skew_secs} s off`]]],
     ["Hearth", [["Node id", node.node_id], ["Enrolled", `${localTime(node.enrolled_at)} (${ago(node.enrolled_at)})`],
-      ["Heartbeat every", span(node.interval_secs)], ["Tags", (node.tags || []).join(", ") || "none"], ["Enrolled with a token", node.authenticated ? "yes" : "no (anonymous)"]]],
+      ["Heartbeat every", span(node.interval_secs)], ["Tags", (node.tags || []).join(", ") || "none"], ["Authenticates with", AUTH_TITLES[node.auth] ? `${AUTH_WORDS[node.auth]} (${AUTH_TITLES[node.auth]})` : null]]],
   ];
   const parts = [];
   if (stale(node)) parts.push(el("p", { className: "badge", textContent: `As of its last heartbeat, ${ago(node.last_seen)}` }));

@@ -178,6 +178,13 @@ fn log_in_watch_a_node_go_offline_and_mint_a_token() {
         )),
         "garage-pi"
     );
+    // How it authenticates: enrolled with a one-time token, so with its own agent token.
+    assert_eq!(
+        browser.text(&format!(
+            "return document.querySelector('#nodes tbody tr[data-id=\"{node_id}\"] td.c-auth').textContent"
+        )),
+        "own token"
+    );
     // At a phone's width the table turns into cards.
     assert_eq!(browser.text("return getComputedStyle(document.querySelector('#nodes thead')).display"), "none");
     browser.eval(&format!(
