@@ -29,8 +29,8 @@ Usage:
                            [--grace 1h] [--tags a,b] [--public-url URL]
   hearth-collector job list [--json] | job pause JOB | job resume JOB | job remove JOB
   hearth-collector ping-key rotate [--public-url URL]
-  hearth-collector maintenance add --reason TEXT (--start TIME --end TIME | --cron EXPR --duration 2h
-                                   [--time-zone ZONE]) [--nodes ID,ID | --tags a,b]
+  hearth-collector maintenance add --reason TEXT (--start TIME --end TIME | --schedule CRON --duration 2h
+                                   [--tz ZONE]) [--nodes ID,ID | --tags a,b]
   hearth-collector maintenance list [--json] | maintenance remove ID
   hearth-collector silence add (--node ID | --tag TAG) --duration 2h --reason TEXT
   hearth-collector silence list [--json] | silence remove ID
@@ -150,8 +150,10 @@ Options of the other commands:
   --min-down-secs N  nodes: judge with this instead of serve's
   --channel NAME     alert test: only this channel
   --period DURATION  job add: the job runs every DURATION: 90s, 15m, 1h, 2d
-  --schedule CRON    job add: the job runs at the times a 5-field cron expression names
-  --tz ZONE          job add: the IANA time zone the schedule is read in [default UTC]
+  --schedule CRON    job add: the job runs at the times a 5-field cron expression names;
+                     maintenance add: a recurring window starts then (also spelled --cron)
+  --tz ZONE          job add, maintenance add: the IANA time zone the schedule is read in
+                     [default UTC] (also spelled --time-zone)
   --grace DURATION   job add: how late a run may be, or how long a started run may take,
                      before the job is down [default 1h]
   --tags a,b         job add: tags for channel filters
@@ -161,11 +163,11 @@ Options of the other commands:
   --reason TEXT      maintenance add, silence add: why (shown in events and the audit log)
   --start TIME, --end TIME
                      maintenance add: a one-off window, in RFC 3339 (2026-12-01T02:00:00Z)
-  --cron EXPR        maintenance add: a recurring window's start, 5 cron fields
-                     (minute hour day-of-month month day-of-week): `0 2 * * 0`
+  --cron CRON        the same as --schedule: 5 cron fields (minute hour day-of-month month
+                     day-of-week), such as `0 2 * * 0`
   --duration D       maintenance add: how long each occurrence lasts; silence add: how long
                      the silence lasts (90s, 15m, 1h, 2d)
-  --time-zone ZONE   maintenance add: the IANA zone the cron is read in [default UTC]
+  --time-zone ZONE   the same as --tz
   --nodes ID,ID      maintenance add: only these nodes
   --tags a,b         maintenance add: only nodes with one of these tags
   --node ID          silence add: the node to silence
@@ -541,6 +543,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             }
         }
         ["job", "add", name] => {
+            // One spelling for schedules everywhere: `--schedule`/`--tz`, with maintenance's
+            // `--cron`/`--time-zone` taken too.
+            let (schedule, tz) = (schedule.or(cron), tz.or(time_zone));
             if period.is_none() && schedule.is_none() {
                 return Err(UsageError("job add needs --period DURATION or --schedule \"CRON\" (see --help)".into()));
             }
@@ -566,9 +571,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             reason: reason.ok_or_else(|| UsageError("maintenance add needs --reason TEXT".into()))?,
             start,
             end,
-            cron,
+            cron: cron.or(schedule),
             duration,
-            time_zone,
+            time_zone: time_zone.or(tz),
             nodes,
             tags,
         },
@@ -633,12 +638,14 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
         ["nodes"] => &["data-dir", "json", "grace-secs", "min-down-secs"],
         ["node", "set", _] => &["data-dir", "grace-secs"],
         ["alert", "test"] => &["data-dir", "alerts", "channel"],
-        ["job", "add", _] => &["data-dir", "period", "schedule", "tz", "grace", "tags", "public-url"],
+        ["job", "add", _] => {
+            &["data-dir", "period", "schedule", "cron", "tz", "time-zone", "grace", "tags", "public-url"]
+        }
         ["job", "list"] => &["data-dir", "json"],
         ["job", "pause" | "resume" | "remove", _] => &["data-dir"],
         ["ping-key", "rotate"] => &["data-dir", "public-url"],
         ["maintenance", "add"] => {
-            &["data-dir", "reason", "start", "end", "cron", "duration", "time-zone", "nodes", "tags"]
+            &["data-dir", "reason", "start", "end", "cron", "schedule", "duration", "time-zone", "tz", "nodes", "tags"]
         }
         ["maintenance" | "silence", "list"] => &["data-dir", "json"],
         ["maintenance" | "silence", "remove", _] | ["node", "ack", _] => &["data-dir"],
@@ -700,6 +707,17 @@ mod tests {
 
     fn args(line: &str) -> Vec<std::ffi::OsString> {
         line.split_whitespace().map(Into::into).collect()
+    }
+
+    #[test]
+    fn schedules_are_spelled_the_same_for_jobs_and_maintenance() {
+        let window =
+            ["maintenance", "add", "--reason", "r", "--schedule", "0 2 * * 0", "--duration", "2h", "--tz", "UTC"];
+        assert!(matches!(parse(window.map(Into::into)),
+            Ok(Command::MaintenanceAdd { cron: Some(c), time_zone: Some(z), .. }) if c == "0 2 * * 0" && z == "UTC"));
+        let job = ["job", "add", "backup", "--cron", "0 3 * * *", "--time-zone", "Europe/Berlin"];
+        assert!(matches!(parse(job.map(Into::into)),
+            Ok(Command::JobAdd { cron: Some(c), tz: Some(z), .. }) if c == "0 3 * * *" && z == "Europe/Berlin"));
     }
 
     #[test]
