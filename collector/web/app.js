@@ -785,8 +785,15 @@ function loopback(host) {
   return h === "localhost" || h.endsWith(".localhost") || h === "::1" || /^127\./.test(h);
 }
 
-async function openAdd() {
+function fleetChosen() {
+  const fleet = $("add-fleet").checked;
+  $("add-uses-label").hidden = !fleet;
+  $("mint").textContent = fleet ? "Create the fleet key" : "Create the install command";
   $("add-result").hidden = true;
+}
+
+async function openAdd() {
+  fleetChosen();
   $("add-error").textContent = "";
   $("add-warnings").replaceChildren();
   $("add-dialog").showModal();
@@ -810,10 +817,19 @@ async function mint() {
   $("add-error").textContent = "";
   const name = $("add-name").value.trim();
   const tags = $("add-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+  const fleet = $("add-fleet").checked;
   try {
-    const minted = await api("POST", "/api/enrollment-tokens", { ...(name && { name }), tags });
+    const minted = fleet
+      ? await api("POST", "/api/fleet-keys", { name: name || "fleet", tags, max_uses: Number($("add-uses").value) })
+      : await api("POST", "/api/enrollment-tokens", { ...(name && { name }), tags });
     $("install-command").textContent = minted.install_command;
-    $("add-expires").textContent = new Date(minted.expires_at).toLocaleString();
+    $("add-expires").textContent = localTime(minted.expires_at);
+    $("add-until").textContent = minted.expires_at ? `until ${localTime(minted.expires_at)}` : "until it is revoked";
+    $("add-once").hidden = fleet;
+    $("add-many").hidden = !fleet;
+    $("add-key").hidden = !fleet;
+    $("fleet-key").textContent = fleet ? minted.key : "";
+    $("beacon-login").textContent = fleet ? minted.beacon_login : "";
     $("add-result").hidden = false;
     $("copied").textContent = "";
   } catch (e) {
@@ -867,6 +883,7 @@ document.addEventListener("DOMContentLoaded", () => {
   window.addEventListener("hashchange", route);
   $("add-node").addEventListener("click", openAdd);
   $("mint").addEventListener("click", mint);
+  $("add-fleet").addEventListener("change", fleetChosen);
   document.querySelector("#jobs tbody").addEventListener("click", (event) => {
     const run = event.target.closest(".run");
     if (run) openLog(run.dataset.job, run.dataset.n);
