@@ -79,12 +79,9 @@ impl BeaconHeartbeat {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The payload exactly as Beacon's document gives it.
-    const SEED: &str = r#"{
+/// A Beacon heartbeat exactly as Beacon's document shows it, byte for byte: what the tests
+/// send, so that every one of them checks the same real payload.
+pub const BEACON_EXAMPLE: &str = r#"{
   "hostname": "my-server",
   "ip_address": "192.168.1.100",
   "tags": ["beacon-master"],
@@ -97,10 +94,14 @@ mod tests {
   }
 }"#;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
     #[test]
     fn the_seed_payload_reads_whole() {
-        assert!(BeaconHeartbeat::is_beacon(SEED));
-        let hb = BeaconHeartbeat::from_json(SEED).unwrap();
+        assert!(BeaconHeartbeat::is_beacon(BEACON_EXAMPLE));
+        let hb = BeaconHeartbeat::from_json(BEACON_EXAMPLE).unwrap();
         assert_eq!(hb.device_name, "my-homelab-server");
         assert_eq!(hb.hostname, "my-server");
         assert_eq!(hb.ip_address.as_deref(), Some("192.168.1.100"));

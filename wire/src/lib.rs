@@ -13,7 +13,7 @@ mod id;
 pub mod paths;
 mod timestamp;
 
-pub use beacon::{BeaconAck, BeaconHeartbeat, MAX_DEVICE_NAME};
+pub use beacon::{BeaconAck, BeaconHeartbeat, BEACON_EXAMPLE, MAX_DEVICE_NAME};
 pub use enroll::{EnrollRequest, EnrollResponse};
 pub use fields::WireError;
 pub use heartbeat::{Check, Heartbeat, HeartbeatAck, State, MAX_INTERVAL_SECS};

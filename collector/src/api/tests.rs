@@ -321,18 +321,7 @@ fn a_write_sent_down_the_read_path_is_refused_not_done() {
 }
 
 /// Beacon's payload, as its document gives it.
-const BEACON: &str = r#"{
-  "hostname": "my-server",
-  "ip_address": "192.168.1.100",
-  "tags": ["beacon-master"],
-  "agent_version": "1.0.0",
-  "device_name": "my-homelab-server",
-  "os": "linux",
-  "arch": "amd64",
-  "metadata": {
-    "role": "beacon-master"
-  }
-}"#;
+const BEACON: &str = hearth_wire::BEACON_EXAMPLE;
 
 fn beacon(key: Option<&str>, body: &str) -> Request {
     Request { bearer: key.map(str::to_owned), ..request(Method::Post, "/agent/heartbeat", body) }

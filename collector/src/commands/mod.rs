@@ -175,3 +175,17 @@ fn open_store(dir: &Path, max_db_mb: Option<usize>) -> Result<Store, Failure> {
 }
 
 pub use fleetkeys::NewKey;
+
+/// Rows for a terminal: each column padded to its widest cell, two spaces apart.
+fn text_table<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let columns = rows.first().map_or(0, |r| r.as_ref().len());
+    let width = |c: usize| rows.iter().map(|r| r.as_ref()[c].chars().count()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns).map(width).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row.as_ref().iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -139,14 +139,7 @@ pub fn node_table(nodes: &[NodeRecord], now: i64, policy: &Policy) -> String {
             view.node_id,
         ]);
     }
-    let widths: Vec<usize> = (0..9).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    super::text_table(&rows)
 }
 
 /// "12s ago", "5m ago", "3h ago", "2d ago".

@@ -5,18 +5,7 @@ use crate::support::*;
 use std::sync::{Arc, Barrier};
 
 /// The heartbeat body exactly as Beacon's document shows it.
-const BEACON_PAYLOAD: &str = r#"{
-  "hostname": "my-server",
-  "ip_address": "192.168.1.100",
-  "tags": ["beacon-master"],
-  "agent_version": "1.0.0",
-  "device_name": "my-homelab-server",
-  "os": "linux",
-  "arch": "amd64",
-  "metadata": {
-    "role": "beacon-master"
-  }
-}"#;
+const BEACON_PAYLOAD: &str = hearth_wire::BEACON_EXAMPLE;
 
 fn fleet_key(collector: &Collector, args: &[&str]) -> String {
     let mut all = vec!["fleetkey", "create", "--name", "pi-fleet"];
