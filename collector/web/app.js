@@ -671,7 +671,7 @@ async function addSilence(event) {
 // One row per job, with a strip of its recent runs, each run's log a click away.
 async function refreshJobs() {
   try {
-    state.jobs = (await api("GET", "/api/jobs")).jobs;
+    state.jobs = (await api("GET", "/api/jobs")).jobs.sort(jobOrder);
     renderJobs();
   } catch (e) {
     if (state.me) $("jobs-summary").textContent = `Could not refresh: ${e.message}`;
@@ -686,11 +686,22 @@ function schedule(j) {
   return `every ${span(s)}`;
 }
 
-// A run's length: tenths of a second under a minute, else as `span` says it.
+// A run's length: tenths of a second under 10 s, else as `span` says it.
 function took(ms) {
   if (ms == null) return "–";
-  return ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : span(Math.round(ms / 1000));
+  return ms < 10000 ? `${(ms / 1000).toFixed(1)} s` : span(Math.round(ms / 1000));
 }
+
+// When the next success is due: "in 3 h", or "due 27 min ago" once it is late.
+function due(j) {
+  if (j.status === "paused") return "paused";
+  if (!j.next_expected) return "–";
+  return Date.parse(j.next_expected) > nowMs() ? ago(j.next_expected) : `due ${ago(j.next_expected)}`;
+}
+
+// Problems first, as on the fleet page; then by name.
+const JOB_RANK = { down: 0, grace: 1, started: 2, new: 3, up: 4, paused: 5 };
+const jobOrder = (a, b) => (JOB_RANK[a.status] ?? 9) - (JOB_RANK[b.status] ?? 9) || a.name.localeCompare(b.name);
 
 function runLabel(p) {
   const lasted = p.duration_ms != null ? `, took ${took(p.duration_ms)}` : "";
@@ -718,7 +729,7 @@ const JOB_COLUMNS = [
   ["schedule", schedule],
   ["last", (j) => (j.last_ping ? `${ago(j.last_ping)} (${j.last_ping_kind})` : "never")],
   ["took", (j) => took(j.last_duration_ms)],
-  ["next", (j) => (j.status === "paused" ? "paused" : j.next_expected ? `${ago(j.next_expected)}` : "–")],
+  ["next", due],
   ["runs", strip],
   ["tags", (j) => el("span", { className: "tags" }, (j.tags || []).map((t) => el("span", { className: "tag", textContent: t })))],
 ];
