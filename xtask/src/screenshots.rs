@@ -1,7 +1,7 @@
 //! `cargo xtask screenshots`: PNGs of every dashboard page, and the public status page, at
 //! desktop (1280 px) and phone (390 px) width, into `target/screenshots/`, so that anyone
-//! can see what a change did. A demo collector on loopback gets six nodes and a week of
-//! history made on a test clock (`HEARTH_CLOCK_FILE`); headless Chromium is driven over
+//! can see what a change did. A demo collector on loopback gets six nodes, four jobs and a
+//! week of history made on a test clock (`HEARTH_CLOCK_FILE`); headless Chromium is driven over
 //! WebDriver (chromedriver), as `agent/tests/it/dashboard.rs` drives it.
 
 use crate::util::{self, Collector};
@@ -44,17 +44,36 @@ pub fn run(args: &[&str]) -> Result<(), String> {
                 browser.open(&url)?;
             }
             browser.wait(&format!("the {page} page"), &ready)?;
-            if page == "add-node" {
+            if page == "add-node" || page == "add-fleet-key" {
                 browser.eval("document.getElementById('add-node').click(); return true;")?;
                 browser.wait(
                     "the add dialog's warnings",
                     "return document.getElementById('add-warnings').children.length > 0",
                 )?;
             }
+            if page == "add-fleet-key" {
+                browser.eval(
+                    "document.getElementById('add-name').value = 'pi-image'; document.getElementById('add-fleet').click(); \
+                     document.getElementById('mint').click(); return true;",
+                )?;
+                browser.wait(
+                    "the fleet key",
+                    "return document.getElementById('fleet-key').textContent.startsWith('usr_')",
+                )?;
+            }
+            if page == "job-log" {
+                browser.eval("document.querySelector('#jobs .run-fail').click(); return true;")?;
+                browser.wait(
+                    "the run's log",
+                    "return document.getElementById('log-dialog').open && document.getElementById('log-text').textContent.length > 0",
+                )?;
+            }
             std::thread::sleep(Duration::from_millis(300)); // bars and fonts settle
             let path = out.join(format!("{page}-{label}.png"));
             browser.screenshot(&path)?;
             written.push(path);
+            // The next page may be this one by another hash, which reloads nothing.
+            browser.eval("document.querySelectorAll('dialog[open]').forEach((d) => d.close()); return true;")?;
         }
     }
     println!("wrote {} screenshots into {}:", written.len(), out.display());
@@ -144,10 +163,14 @@ impl Demo {
             "Europe/Berlin",
         ])?;
         demo.collector.admin(&["statuspage", "create", "--slug", "home", "--title", "Home lab", "--tags", "public"])?;
+        let key = demo.collector.admin(&["apikey", "create", "--user", "ada"])?;
+        let bearer = format!("Bearer {}", key.trim());
+        let jobs = demo.add_jobs(&bearer)?;
         // A week in 30-minute steps: heartbeats every hour's interval, with outages, a stop,
         // a reboot and a failing check along the way.
         let mut t = start;
         let mut swept = true;
+        let mut step = 0;
         while t <= end {
             set_clock(&demo.clock, t)?;
             let day = (t - start) as f64 / DAY as f64;
@@ -166,6 +189,10 @@ impl Demo {
                     demo.beat(id, name, tags[i], boot, failing, stopping, t)?;
                 }
             }
+            if t < end {
+                demo.run_jobs(&jobs, step, t)?;
+            }
+            step += 1;
             // Give the sweep a moment where someone has just been silent long enough.
             let someone_down =
                 [(2.0, 2.4), (3.0, 3.3), (4.05, 4.3), (6.75, 7.5)].iter().any(|(a, b)| day > a + 0.18 && day < *b);
@@ -180,9 +207,89 @@ impl Demo {
         set_clock(&demo.clock, end)?;
         std::thread::sleep(Duration::from_millis(1300));
         let silence = r#"{"tag":"attic","duration_secs":86400,"reason":"rewiring the attic"}"#;
-        let key = demo.collector.admin(&["apikey", "create", "--user", "ada"])?;
-        post(demo.collector.addr(), "/api/silences", &[("Authorization", &format!("Bearer {}", key.trim()))], silence)?;
+        post(demo.collector.addr(), "/api/silences", &[("Authorization", &bearer)], silence)?;
+        demo.collector.admin(&["job", "pause", &jobs[4]])?;
         Ok(demo)
+    }
+
+    /// The demo's jobs, by the API; the path each pings (`/ping/UUID`), in this order: a
+    /// nightly backup, a database dump every 6 hours, an hourly photo sync, and an rsync that
+    /// gets paused. Returns the paths, and last the rsync's id.
+    fn add_jobs(&self, bearer: &str) -> Result<Vec<String>, String> {
+        let specs = [
+            r#"{"name":"nightly backup","period_secs":86400,"tags":["nas"]}"#,
+            r#"{"name":"database dump","period_secs":21600,"tags":["nas","db"]}"#,
+            r#"{"name":"photo sync","period_secs":3600,"grace_secs":3600}"#,
+            r#"{"name":"old rsync to the usb disk","period_secs":86400}"#,
+        ];
+        let mut out = Vec::new();
+        let mut id = String::new();
+        for spec in specs {
+            let (status, body) = post(self.collector.addr(), "/api/jobs", &[("Authorization", bearer)], spec)?;
+            if status != 201 {
+                return Err(format!("a demo job got {status}: {body}"));
+            }
+            let value: Value = json::from_str(&body).map_err(|_| format!("not JSON from the collector: {body}"))?;
+            let url = text(&field(&value, "ping_url"))?;
+            out.push(url[url.find("/ping/").ok_or("a ping URL without /ping/")?..].to_owned());
+            id = text(&field(&value, "id"))?;
+        }
+        out.push(id);
+        Ok(out)
+    }
+
+    /// The jobs' pings in the half hour from `at` (the demo's `step`th): each run a start,
+    /// then its end a few minutes later, its log in the body. The backup failed once, the
+    /// last database dump failed, and a photo sync is running now.
+    fn run_jobs(&self, jobs: &[String], step: i64, at: i64) -> Result<(), String> {
+        let last_step = 7 * 48 - 1;
+        let day = step / 48;
+        let mut ends: Vec<(i64, String, String)> = Vec::new();
+        if step % 48 == 6 {
+            let (suffix, log) = if day == 3 {
+                ("/1", "restic 0.16.4\nopening repository /srv/backup\nFatal: unable to create lock in backend: repository is already locked by PID 2211 on nas by root\nthe `unlock` command can be used to remove stale locks\n".to_owned())
+            } else {
+                ("", format!("restic 0.16.4\nopening repository /srv/backup\nFiles: {} new, {} changed, 48211 unmodified\nAdded to the repository: {} MiB\nsnapshot {:08x} saved\n", 12 + day * 7, 3 + day, 210 + day * 31, 0x5f3a1c2d_i64 + day * 7919))
+            };
+            ends.push((at + (4 + day % 3) * MIN, format!("{}{suffix}", jobs[0]), log));
+        }
+        if step % 12 == 2 {
+            let last = step + 12 > last_step;
+            let (suffix, log) = if last {
+                ("/2", "pg_dump: error: connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" failed: No such file or directory\n\tIs the server running locally and accepting connections on that socket?\n".to_owned())
+            } else {
+                ("", format!("dumped 14 databases, {} MiB, to /srv/dumps\n", 880 + step))
+            };
+            ends.push((at + 40_000 + (step % 5) * 7_000, format!("{}{suffix}", jobs[1]), log));
+        }
+        if step % 2 == 1 && step != last_step {
+            ends.push((at + MIN + (step % 7) * 20_000, jobs[2].clone(), format!("synced {} photos\n", step % 9)));
+        }
+        if step % 48 == 20 && day < 3 {
+            ends.push((at + 2 * MIN, jobs[3].clone(), "sent 1.2 GB, speedup 40.1\n".to_owned()));
+        }
+        let starts: Vec<String> = ends
+            .iter()
+            .map(|(_, path, _)| path.split("/").take(3).collect::<Vec<_>>().join("/"))
+            .chain((step == last_step).then(|| jobs[2].clone()))
+            .collect();
+        for path in starts {
+            self.ping(&format!("{path}/start"), "")?;
+        }
+        ends.sort();
+        for (when, path, log) in ends {
+            set_clock(&self.clock, when)?;
+            self.ping(&path, &log)?;
+        }
+        Ok(())
+    }
+
+    fn ping(&self, path: &str, body: &str) -> Result<(), String> {
+        let (status, answer) = post(self.collector.addr(), path, &[], body)?;
+        if status != 200 {
+            return Err(format!("a demo ping to {path} got {status}: {answer}"));
+        }
+        Ok(())
     }
 
     /// A heartbeat from a demo node, sent at `at` by the demo's clock.
@@ -235,6 +342,9 @@ impl Demo {
             ("node-offline", format!("{base}/#/nodes/{garage}"), "return document.querySelectorAll('#detail-days .day').length === 90 && document.getElementById('detail-name').textContent.includes('offline')".into()),
             ("maintenance", format!("{base}/#/maintenance"), "return document.getElementById('windows').textContent.includes('patch night')".into()),
             ("add-node", format!("{base}/#/"), "return document.querySelectorAll('#nodes tbody tr[data-id]').length === 6".into()),
+            ("add-fleet-key", format!("{base}/#/"), "return document.querySelectorAll('#nodes tbody tr[data-id]').length === 6".into()),
+            ("jobs", format!("{base}/#/jobs"), "return document.querySelectorAll('#jobs tbody tr').length === 4".into()),
+            ("job-log", format!("{base}/#/jobs"), "return document.querySelectorAll('#jobs .run-fail').length > 0".into()),
             ("status", format!("{base}/status/home"), "return document.querySelectorAll('.node').length === 3".into()),
         ]
     }
