@@ -225,6 +225,7 @@ const AUTH_TITLES = {
   fleet_key: "let in by a fleet key, which its heartbeats carry",
   anonymous: "anonymous: its heartbeats carry no credential",
 };
+const AUTH_LONG = { agent_token: "its own agent token", fleet_key: "a fleet key", anonymous: "nothing (anonymous)" };
 const SORTS = [{ key: "problems", label: "Problems first" }, ...COLUMNS.filter((c) => c.key !== "status")];
 
 const memUsed = (n) => (n.memory_mb && n.mem_available_mb != null ? (n.memory_mb - n.mem_available_mb) / n.memory_mb : null);
@@ -522,7 +523,7 @@ function renderFacts(node) {
     ["Network", [["Hostname", node.hostname], ["Addresses", (node.ip_addresses || (node.ip_address ? [node.ip_address] : [])).join(", ") || null],
       ["Clock", node.clock_skew_secs == null ? null : node.clock_skew_secs === 0 ? "in step" : `${node.clock_skew_secs} s off`]]],
     ["Hearth", [["Node id", node.node_id], ["Enrolled", `${localTime(node.enrolled_at)} (${ago(node.enrolled_at)})`],
-      ["Heartbeat every", span(node.interval_secs)], ["Tags", (node.tags || []).join(", ") || "none"], ["Authenticates with", AUTH_TITLES[node.auth] ? `${AUTH_WORDS[node.auth]} (${AUTH_TITLES[node.auth]})` : null]]],
+      ["Heartbeat every", span(node.interval_secs)], ["Tags", (node.tags || []).join(", ") || "none"], ["Authenticates with", AUTH_LONG[node.auth]]]],
   ];
   const parts = [];
   if (stale(node)) parts.push(el("p", { className: "badge", textContent: `As of its last heartbeat, ${ago(node.last_seen)}` }));
