@@ -50,8 +50,9 @@ const nowMs = () => Date.now() + state.serverSkewMs;
 function ago(iso) {
   if (!iso) return "never";
   const secs = Math.round((nowMs() - Date.parse(iso)) / 1000);
+  // The Date header is whole seconds, so a second or two either way is the clock's, not news.
+  if (Math.abs(secs) < 5) return "just now";
   if (secs < 0) return "in " + span(-secs);
-  if (secs < 5) return "just now";
   return `${span(secs)} ago`;
 }
 
