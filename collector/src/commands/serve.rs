@@ -13,20 +13,24 @@ use crate::watchdog::{Health, Watchdog};
 use std::io::Write;
 use std::sync::Arc;
 
-/// Every connection is a file descriptor, and the usual soft limit (1024) would refuse
-/// connections long before memory runs short: take the hard limit, as Go servers do.
 /// glibc gives threads malloc arenas of their own, up to eight per core; with a thread
 /// per connection and per large answer, freed memory then stays scattered across them
-/// and resident. Two arenas keep the collector within its unit's MemoryMax. (musl has
-/// no arenas.)
+/// and resident. And once a large block (a page of the node list, a scrape) is freed,
+/// glibc raises its threshold for giving such blocks their own mapping, so later ones
+/// come from the heap, which does not shrink. Two arenas, and a fixed 256 KiB threshold
+/// (large blocks are mapped, and unmapped when freed), keep the collector within its
+/// unit's MemoryMax. (musl has no arenas, and always maps large blocks.)
 fn limit_malloc_arenas() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only changes a malloc tunable; it is called before other threads start.
+    // SAFETY: mallopt only changes malloc tunables; it is called before other threads start.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 
+/// Every connection is a file descriptor, and the usual soft limit (1024) would refuse
+/// connections long before memory runs short: take the hard limit, as Go servers do.
 fn raise_file_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit read and write the one struct passed to them.
