@@ -105,21 +105,8 @@ impl Demo {
         std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
         util::admin(&bin, &data, &["user", "add", "ada", "--role", "admin"], &format!("{PASSWORD}\n"))?;
         let collector = {
-            use std::os::unix::process::CommandExt;
-            let mut child = Command::new(&bin)
-                .args(["serve", "--listen", "127.0.0.1:0", "--allow-anonymous", "--remind-hours", "0", "--data-dir"])
-                .arg(&data)
-                .env("HEARTH_CLOCK_FILE", &clock)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::piped())
-                .process_group(0)
-                .spawn()
-                .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-            let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
-                .map_err(|e| e.to_string())?;
-            let url = line.trim().strip_prefix("listening on ").ok_or("the demo collector did not start")?.to_owned();
-            Collector { child, url, bin: bin.clone(), data_dir: data.clone() }
+            let args = ["--allow-anonymous", "--remind-hours", "0"];
+            Collector::start_with_env(&bin, &data, &args, &[("HEARTH_CLOCK_FILE", clock.as_path())])?
         };
         let names = ["nas", "router", "garage-pi", "media-box", "attic-pi", "kitchen-display"];
         let tags = [

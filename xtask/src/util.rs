@@ -65,11 +65,22 @@ impl Collector {
     /// Starts `bin serve` on 127.0.0.1 port 0 in its own process group, so a Ctrl-C
     /// at the terminal reaches the task first and the task decides when it stops.
     pub fn start(bin: &Path, data_dir: &Path, args: &[&str]) -> Result<Collector, String> {
+        Collector::start_with_env(bin, data_dir, args, &[])
+    }
+
+    /// Like `start`, with these environment variables set too.
+    pub fn start_with_env(
+        bin: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<Collector, String> {
         use std::os::unix::process::CommandExt;
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .process_group(0)
