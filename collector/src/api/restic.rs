@@ -22,12 +22,12 @@ struct Host {
     tags: Vec<String>,
 }
 
-/// `GET /api/hosts`: every node, in id order.
+/// `GET /api/hosts`: every node, in id order. Nodes are read one at a time, so the whole
+/// fleet's records are never in memory at once: only the small entries answered.
 pub(super) fn hosts<T: ReadTxn>(txn: &Txn<T>, ctx: &Context) -> Handled {
-    let hosts: Vec<Host> = txn
-        .nodes()?
-        .into_iter()
-        .map(|node| Host {
+    let mut hosts: Vec<Host> = Vec::new();
+    txn.each_node(|node| {
+        hosts.push(Host {
             status: node.status(ctx.now_ms, ctx.policy.grace_ms(&node)).as_str(),
             host_id: node.node_id.clone(),
             machine_hostname: node.hostname.clone(),
@@ -35,6 +35,6 @@ pub(super) fn hosts<T: ReadTxn>(txn: &Txn<T>, ctx: &Context) -> Handled {
             hostname: node.name,
             repo_status: "ready",
         })
-        .collect();
+    })?;
     Ok(Reply::json(200, &hosts))
 }
