@@ -106,9 +106,20 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
     // Accepted sockets inherit these, so a client that stalls mid-request is cut off.
     set_socket_timeout(listener.as_raw_fd(), libc::SO_RCVTIMEO, config.io_timeout)?;
     set_socket_timeout(listener.as_raw_fd(), libc::SO_SNDTIMEO, config.io_timeout)?;
+    let warned_forwarded = Arc::new(AtomicBool::new(false));
+    let prepare = {
+        let (trust_cloudflare, warned) = (config.trust_cloudflare, Arc::clone(&warned_forwarded));
+        // Runs on each connection's own thread: the request thread gets a request read and
+        // its heartbeat parsed, and spends its time on the store.
+        let prepare: tiny_http::Prepare = Arc::new(move |request: &mut tiny_http::Request| {
+            let prepared: Prepared = read_request(request, trust_cloudflare, &warned).map(api::prepare);
+            request.set_prepared(Box::new(prepared));
+        });
+        Some(prepare)
+    };
     let server = match listener {
-        Listener::Tcp(l) => tiny_http::Server::from_listener(l, None),
-        Listener::Unix(l, _) => tiny_http::Server::from_listener(l, None),
+        Listener::Tcp(l) => tiny_http::Server::from_listener_prepared(l, None, prepare),
+        Listener::Unix(l, _) => tiny_http::Server::from_listener_prepared(l, None, prepare),
     }
     .map_err(io::Error::other)?;
     let shared = Shared {
@@ -119,7 +130,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         limits: RateLimits::new(config.anonymous_per_minute, config.mints_per_hour),
         password_checks: PasswordChecks::default(),
         responder: Responder::default(),
-        warned_forwarded: AtomicBool::new(false),
+        warned_forwarded,
         requests: AtomicU64::new(0),
         commit_in_flight: InFlight::default(),
         status_pages: Default::default(),
@@ -152,7 +163,7 @@ struct Shared<'a> {
     limits: RateLimits,
     password_checks: PasswordChecks,
     responder: Responder,
-    warned_forwarded: AtomicBool,
+    warned_forwarded: Arc<AtomicBool>,
     /// Requests taken so far: each one's `seq`.
     requests: AtomicU64,
     /// Whether the request thread is committing a batch right now, for the flusher.
@@ -257,10 +268,18 @@ fn accept(
     let mut last_request = Instant::now();
     let (mut last_sweep, mut last_prune) = (Instant::now() - SWEEP_EVERY, Instant::now() - PRUNE_EVERY);
     let mut writes = Vec::new();
+    let mut sweep_more = false;
     loop {
         config.health.loop_turned();
-        // While a login is being checked, look for its outcome often.
-        let wait = if pools.logins_in_flight > 0 { Duration::from_millis(2) } else { SWEEP_EVERY };
+        // While a login is being checked, look for its outcome often; while a sweep has
+        // more to do, only take what has already arrived.
+        let wait = if sweep_more {
+            Duration::ZERO
+        } else if pools.logins_in_flight > 0 {
+            Duration::from_millis(2)
+        } else {
+            SWEEP_EVERY
+        };
         if let Some(first) = server.recv_timeout(wait)? {
             last_request = Instant::now();
             sort(first, shared, &mut pools, &mut writes);
@@ -279,23 +298,32 @@ fn accept(
             let rest = writes.split_off(writes.len().min(config.max_batch.max(1)));
             handle_batch(std::mem::replace(&mut writes, rest), shared, flusher);
         }
-        if last_sweep.elapsed() >= SWEEP_EVERY {
-            last_sweep = Instant::now();
-            let used = store.read(|txn| txn.database_bytes()).unwrap_or_default();
-            let mut counters = lock(&shared.metrics);
-            (counters.db_bytes, counters.db_used) = (store.disk_size(), used);
-            drop(counters);
+        // A sweep starts every second; when more was due than one pass takes, the next
+        // pass follows at once, after whatever batch came in meanwhile.
+        if sweep_more || last_sweep.elapsed() >= SWEEP_EVERY {
+            if !sweep_more {
+                last_sweep = Instant::now();
+                let used = store.read(|txn| txn.database_bytes()).unwrap_or_default();
+                let mut counters = lock(&shared.metrics);
+                (counters.db_bytes, counters.db_used) = (store.disk_size(), used);
+            }
             let now = config.clock.now_ms();
             // `write` is durable when it returns, so the worker may send at once.
             match store.write(|txn| alerts::sweep(txn, now, &config.policy, &config.channels)) {
-                Ok(alerts) => {
+                Ok(swept) => {
                     config.health.store_wrote();
-                    lock(&shared.metrics).sweeps += 1;
-                    if alerts > 0 {
+                    sweep_more = swept.more;
+                    if !swept.more {
+                        lock(&shared.metrics).sweeps += 1;
+                    }
+                    if swept.alerts > 0 {
                         let _ = wake.try_send(());
                     }
                 }
-                Err(e) => log::error!("sweep: {e}"),
+                Err(e) => {
+                    sweep_more = false;
+                    log::error!("sweep: {e}");
+                }
             }
         }
         if config.idle_exit.is_some_and(|idle| last_request.elapsed() >= idle)
@@ -345,7 +373,12 @@ fn accept(
 /// its pool (or a refusal when the pool's queue is full), a write to the next batch.
 fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, writes: &mut Vec<PendingWrite>) {
     let received = Instant::now();
-    let parsed = match read_request(&mut request, shared.config.trust_cloudflare, &shared.warned_forwarded) {
+    let prepared = request.take_prepared().and_then(|prepared| prepared.downcast::<Prepared>().ok());
+    let prepared = match prepared {
+        Some(prepared) => *prepared,
+        None => read_request(&mut request, shared.config.trust_cloudflare, &shared.warned_forwarded),
+    };
+    let parsed = match prepared {
         Ok(parsed) => api::Request { seq: shared.requests.fetch_add(1, Ordering::Relaxed) + 1, ..parsed },
         Err(reply) => {
             let path = request.url().split('?').next().unwrap_or_default();
@@ -638,6 +671,9 @@ fn write_all_by(writer: &mut Box<dyn io::Write + Send>, out: &[u8], deadline: In
     true
 }
 
+/// A request as the connection's thread read it (`read_request`, then `api::prepare`), or the answer refusing it.
+type Prepared = Result<api::Request, Reply>;
+
 /// Reads what the API needs from a request: method, path, credentials and a capped body.
 /// `warned` remembers whether the missing `--trust-proxy` was already logged.
 fn read_request(
@@ -728,6 +764,7 @@ fn read_request(
         local,
         seq: 0,
         client,
+        beat: Default::default(),
     })
 }
 

@@ -369,46 +369,80 @@ fn make_room(txn: &mut Txn<RwTxn>, subject: &Subject) -> Result<(), store::Error
     Ok(())
 }
 
-/// Looks at every node and job whose deadline has passed, and notes that the collector is
-/// alive. Returns how many alerts were written.
-pub fn sweep(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channels) -> Result<usize, store::Error> {
+/// The most nodes and jobs one pass of the sweep looks at. A pass runs on the thread that
+/// answers heartbeats, between their batches, so it is kept to a few milliseconds; when
+/// more are due (many deadlines at once: a fleet-wide outage, or every node's fresh grace
+/// ending after a restart), passes follow each other with batches in between.
+pub const SWEEP_PASS: usize = 32;
+
+/// What one pass of the sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Alerts written.
+    pub alerts: usize,
+    /// Whether more may be due than this pass took: run another one soon.
+    pub more: bool,
+}
+
+/// Looks at up to [`SWEEP_PASS`] nodes and jobs whose deadline has passed, earliest
+/// first, and notes that the collector is alive.
+pub fn sweep(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channels) -> Result<Swept, store::Error> {
     let alive_at: Option<i64> = txn.setting(setting::ALIVE_AT)?;
     if alive_at.is_none_or(|at| now - at >= ALIVE_EVERY_MS || now < at) {
         txn.put_setting(setting::ALIVE_AT, &now)?;
     }
-    let mut alerts = sweep_jobs(txn, now, policy, channels)?;
-    let due = txn.due_nodes(now)?;
+    let (mut alerts, jobs) = sweep_jobs(txn, now, policy, channels)?;
+    let budget = SWEEP_PASS - jobs;
+    let due = if budget == 0 { Vec::new() } else { txn.due_nodes(now, budget)? };
+    let more = jobs + due.len() >= SWEEP_PASS;
     if due.is_empty() {
-        return Ok(alerts);
+        return Ok(Swept { alerts, more });
     }
     let watching: Watching = txn.setting(setting::WATCHING)?.unwrap_or_default();
-    for (_, node_id) in due {
-        let Some(mut node) = txn.node(&node_id)? else { continue };
+    for (when, node_id) in due {
+        let node = txn.node(&node_id)?;
+        let deadline = node.as_ref().and_then(|n| n.deadline);
+        let Some(mut node) = node.filter(|_| deadline == Some(when)) else {
+            txn.repair_deadline(when, &node_id, deadline)?;
+            continue;
+        };
         let previous = node.deadline;
         let changes = liveness::on_deadline(&mut node, now, policy, &watching);
         alerts += record(txn, &mut node, &changes, now, channels)?;
         txn.save_node(&node, previous)?;
     }
-    Ok(alerts)
+    Ok(Swept { alerts, more })
 }
 
-/// Looks at every job whose deadline has passed (`jobs::on_deadline`); as with nodes, no
-/// job is declared down for the collector's own absence (its pings were refused then).
-fn sweep_jobs(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channels) -> Result<usize, store::Error> {
+/// Looks at up to [`SWEEP_PASS`] jobs whose deadline has passed (`jobs::on_deadline`); as
+/// with nodes, no job is declared down for the collector's own absence (its pings were
+/// refused then). Returns the alerts written and the jobs looked at.
+fn sweep_jobs(
+    txn: &mut Txn<RwTxn>,
+    now: i64,
+    policy: &Policy,
+    channels: &Channels,
+) -> Result<(usize, usize), store::Error> {
     let mut alerts = 0;
-    let due = txn.due_jobs(now)?;
+    let due = txn.due_jobs(now, SWEEP_PASS)?;
     if due.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
     let watching: Watching = txn.setting(setting::WATCHING)?.unwrap_or_default();
-    for job_id in due {
-        let Some(mut job) = txn.job(&job_id)? else { continue };
+    let looked = due.len();
+    for (when, job_id) in due {
+        let job = txn.job(&job_id)?;
+        let deadline = job.as_ref().and_then(|j| j.deadline);
+        let Some(mut job) = job.filter(|_| deadline == Some(when)) else {
+            txn.repair_job_deadline(when, &job_id, deadline)?;
+            continue;
+        };
         let previous = job.deadline;
         let changes = jobs::on_deadline(&mut job, now, policy.remind_ms(), watching.since);
         alerts += record_about(txn, &Subject::job(&job), &changes, now, channels, |_| None)?;
         txn.save_job(&job, previous, Some(&job.slug.clone()))?;
     }
-    Ok(alerts)
+    Ok((alerts, looked))
 }
 
 #[cfg(test)]
@@ -460,21 +494,62 @@ mod tests {
         store.write(|txn| on_start(txn, 0, &policy)).unwrap();
         heartbeat(&store, 0, &channels);
         for t in 1..=7 {
-            assert_eq!(store.write(|txn| sweep(txn, t * S, &policy, &channels)).unwrap(), 0);
+            assert_eq!(store.write(|txn| sweep(txn, t * S, &policy, &channels)).unwrap().alerts, 0);
         }
         // The collector stops after its sweep at 7 s (it last said it was alive at 5 s) and
         // starts again at 600 s, long after the node's deadline.
         let away = store.write(|txn| on_start(txn, 600 * S, &policy)).unwrap();
         assert_eq!(away, Some(595 * S));
         for t in 600..650 {
-            assert_eq!(store.write(|txn| sweep(txn, t * S, &policy, &channels)).unwrap(), 0, "paged at {t} s");
+            assert_eq!(store.write(|txn| sweep(txn, t * S, &policy, &channels)).unwrap().alerts, 0, "paged at {t} s");
         }
-        assert_eq!(store.write(|txn| sweep(txn, 650 * S, &policy, &channels)).unwrap(), 1);
+        assert_eq!(store.write(|txn| sweep(txn, 650 * S, &policy, &channels)).unwrap().alerts, 1);
         let alerts = alert_kinds(&store);
         assert_eq!(alerts.len(), 1);
         assert!(alerts[0].3.contains("no heartbeat for 650 s; the collector itself was down for 595 s"), "{alerts:?}");
         let kept = store.read(|txn| txn.setting::<Policy>(setting::POLICY)).unwrap();
         assert_eq!(kept, Some(policy), "the policy `nodes` reads");
+    }
+
+    /// A fleet-wide outage is swept a few nodes at a time, each pass short, until every
+    /// node is paged once; an index entry that is not its node's deadline is dropped
+    /// instead of blocking the passes behind it.
+    #[test]
+    fn a_mass_outage_is_swept_in_short_passes_and_stale_entries_do_not_block_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 64 << 20)).unwrap();
+        let (policy, channels) = (Policy { grace_secs: Some(40), ..Policy::default() }, webhook());
+        let count = 3 * SWEEP_PASS + 5;
+        store
+            .write(|txn| {
+                for i in 0..count {
+                    let id = format!("node-{i:03}");
+                    let mut node = NodeRecord { node_id: id.clone(), ..Default::default() };
+                    let previous = node.deadline;
+                    liveness::on_heartbeat(&mut node, Heartbeat { node_id: id, ..beat() }, 0, &policy);
+                    txn.save_node(&node, previous)?;
+                    // Entries left behind by a bug must not stay due forever.
+                    txn.repair_deadline(1, "node-gone", Some(2 + i as i64))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let mut passes = Vec::new();
+        loop {
+            let swept = store.write(|txn| sweep(txn, 100 * S, &policy, &channels)).unwrap();
+            passes.push(swept.alerts);
+            assert!(passes.len() < 20, "the sweep never finished: {passes:?}");
+            if !swept.more {
+                break;
+            }
+        }
+        assert!(passes.iter().all(|&alerts| alerts <= SWEEP_PASS), "{passes:?}");
+        assert_eq!(passes.iter().sum::<usize>(), count, "one page per node: {passes:?}");
+        assert_eq!(store.read(|txn| txn.due_nodes(i64::MAX, usize::MAX)).unwrap().len(), 0, "every entry was settled");
+        assert_eq!(
+            store.write(|txn| sweep(txn, 101 * S, &policy, &channels)).unwrap(),
+            Swept { alerts: 0, more: false }
+        );
     }
 
     /// A node with a channel down cannot fill the outbox: its oldest waiting alerts are
@@ -539,7 +614,7 @@ mod tests {
 
     /// Sweeps every second from `from` to `to` (seconds); returns the alerts written.
     fn sweep_through(store: &Store, from: i64, to: i64, policy: &Policy, channels: &Channels) -> usize {
-        (from..=to).map(|t| store.write(|txn| sweep(txn, t * S, policy, channels)).unwrap()).sum()
+        (from..=to).map(|t| store.write(|txn| sweep(txn, t * S, policy, channels)).unwrap().alerts).sum()
     }
 
     fn window(start: i64, end: i64) -> MaintenanceRecord {

@@ -8,7 +8,7 @@ use crate::model::{EnrolledFacts, NodeRecord};
 use crate::secret::{self, AGENT_PREFIX, FLEET_PREFIX};
 use crate::store::{self, RwTxn, Txn};
 use crate::uptime;
-use hearth_wire::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck};
+use hearth_wire::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatAck, WireError};
 
 /// Past this many nodes in all, no node may register by an anonymous heartbeat.
 pub const MAX_ANONYMOUS_FLEET: u64 = 10_000;
@@ -16,7 +16,12 @@ pub const MAX_ANONYMOUS_FLEET: u64 = 10_000;
 const HOW_TO_ENROL: &str = "enrol this node first: mint a token with `hearth-collector token create` \
      and run `hearth-agent enroll --token TOKEN` on the node";
 
-pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+pub(super) fn heartbeat(
+    req: &Request,
+    beat: Result<Heartbeat, WireError>,
+    txn: &mut Txn<RwTxn>,
+    ctx: &Context,
+) -> Handled {
     // Authenticate before looking at the body, so strangers learn nothing from validation errors.
     let token_node = match &req.bearer {
         Some(token) if token.starts_with(FLEET_PREFIX) => {
@@ -39,7 +44,7 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
         None if ctx.allow_anonymous => None,
         None => return Err(ApiError::unauthorized(format!("heartbeats need an agent token; {HOW_TO_ENROL}")).into()),
     };
-    let hb = Heartbeat::from_json(&req.body)?;
+    let hb = beat?;
     let existing = txn.node(&hb.node_id)?;
     match (&token_node, &existing) {
         (Some(owner), _) if *owner != hb.node_id => {

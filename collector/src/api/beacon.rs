@@ -11,9 +11,14 @@ use super::{internal, ApiError, Context, Handled, Reply, Request};
 use crate::model::NodeRecord;
 use crate::secret;
 use crate::store::{RwTxn, Txn};
-use hearth_wire::{format_rfc3339, BeaconAck, BeaconHeartbeat, Heartbeat};
+use hearth_wire::{format_rfc3339, BeaconAck, BeaconHeartbeat, Heartbeat, WireError};
 
-pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
+pub(super) fn heartbeat(
+    req: &Request,
+    beat: Result<BeaconHeartbeat, WireError>,
+    txn: &mut Txn<RwTxn>,
+    ctx: &Context,
+) -> Handled {
     // Authenticate before looking at the body, so strangers learn nothing from validation errors.
     let Some(raw) = req.bearer.as_deref() else {
         let message = "a Beacon heartbeat needs a fleet key, as `Authorization: Bearer usr_…` or `X-API-Key: usr_…`; \
@@ -21,7 +26,7 @@ pub(super) fn heartbeat(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> H
         return Err(ApiError::new(401, "unauthorized", message).into());
     };
     let mut admitted = fleetkeys::alive(raw, txn)?;
-    let beat = BeaconHeartbeat::from_json(&req.body)?;
+    let beat = beat?;
     let key_id = admitted.key.id.clone();
     // A device renamed since its last beat, sending back the id it was given: its node, if
     // this key made that node, under its new name too.

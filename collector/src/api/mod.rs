@@ -40,7 +40,7 @@ use crate::metrics::{self, Metrics};
 use crate::model::{AuditRecord, Role};
 use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX, FLEET_PREFIX};
 use crate::store::{self, ReadTxn, RwTxn, Txn};
-use hearth_wire::{paths, ErrorBody, WireError};
+use hearth_wire::{paths, BeaconHeartbeat, ErrorBody, Heartbeat, WireError};
 use miniserde::{json, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
@@ -94,6 +94,64 @@ pub struct Request {
     /// Who sent it: the peer's address, or with `--trust-proxy cloudflare` the one
     /// `CF-Connecting-IP` names. `None` over a Unix socket with no trusted proxy header.
     pub client: Option<std::net::IpAddr>,
+    /// A heartbeat's body, parsed by [`prepare`] before the request reached the request thread.
+    pub beat: Ahead<Beat>,
+}
+
+/// Work done on a request ahead of its handler, off the request thread; the handler
+/// takes it once, and a batch run again (after the map grew) does the work itself.
+pub struct Ahead<T>(std::sync::Mutex<Option<T>>);
+
+impl<T> Ahead<T> {
+    pub fn take(&self) -> Option<T> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+}
+
+impl<T> Default for Ahead<T> {
+    fn default() -> Self {
+        Ahead(std::sync::Mutex::new(None))
+    }
+}
+
+/// A copy has nothing done ahead: its handler does the work.
+impl<T> Clone for Ahead<T> {
+    fn clone(&self) -> Self {
+        Ahead::default()
+    }
+}
+
+impl<T> std::fmt::Debug for Ahead<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ahead")
+    }
+}
+
+/// A heartbeat's body, parsed: Beacon's (`device_name` and no `node_id`) or Hearth's own.
+pub enum Beat {
+    Hearth(Box<Result<Heartbeat, WireError>>),
+    Beacon(Box<Result<BeaconHeartbeat, WireError>>),
+}
+
+impl Beat {
+    fn parse(body: &str) -> Beat {
+        if BeaconHeartbeat::is_beacon(body) {
+            Beat::Beacon(Box::new(BeaconHeartbeat::from_json(body)))
+        } else {
+            Beat::Hearth(Box::new(Heartbeat::from_json(body)))
+        }
+    }
+}
+
+/// What can be done with a request before the request thread sees it, on its connection's
+/// own thread: parsing a heartbeat (the costliest part of taking one). Nothing here looks
+/// at the store, and a bad body is answered only after the handler has authenticated the
+/// sender.
+pub fn prepare(mut req: Request) -> Request {
+    if matches!(route(&req), Ok(Route::Heartbeat)) {
+        req.beat = Ahead(std::sync::Mutex::new(Some(Beat::parse(&req.body))));
+    }
+    req
 }
 
 impl Request {
@@ -765,8 +823,10 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
     use Role::{Admin, Operator};
     match route {
         // Beacon's body has `device_name` and no `node_id`; its credential is a fleet key.
-        Route::Heartbeat if hearth_wire::BeaconHeartbeat::is_beacon(&req.body) => beacon::heartbeat(req, txn, ctx),
-        Route::Heartbeat => agents::heartbeat(req, txn, ctx),
+        Route::Heartbeat => match req.beat.take().unwrap_or_else(|| Beat::parse(&req.body)) {
+            Beat::Beacon(beat) => beacon::heartbeat(req, *beat, txn, ctx),
+            Beat::Hearth(beat) => agents::heartbeat(req, *beat, txn, ctx),
+        },
         Route::Enroll => agents::enroll(req, txn, ctx),
         Route::Logout => session::logout(req, txn, ctx),
         Route::NodeEdit(id) => fleet::edit_node(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),

@@ -67,16 +67,17 @@ impl<T: ReadTxn> Txn<'_, T> {
         self.get(self.dbs.job_pings, &ping_key(job_id, n))
     }
 
-    /// Jobs whose deadline is at or before `now`, earliest first.
-    pub fn due_jobs(&self, now: i64) -> Result<Vec<String>, Error> {
+    /// Up to `limit` jobs whose deadline is at or before `now`, earliest first.
+    pub fn due_jobs(&self, now: i64, limit: usize) -> Result<Vec<(i64, String)>, Error> {
         let mut out = Vec::new();
-        for entry in self.dbs.job_deadlines.iter(self.raw.ro())? {
+        for entry in self.dbs.job_deadlines.iter(self.raw.ro())?.take(limit) {
             let key = entry?.0;
             let (when, id) = key.split_at_checked(8).ok_or_else(|| Error::Corrupt("job deadline key".into()))?;
-            if i64::from_be_bytes(when.try_into().expect("8 bytes")) > now {
+            let when = i64::from_be_bytes(when.try_into().expect("8 bytes"));
+            if when > now {
                 break;
             }
-            out.push(String::from_utf8_lossy(id).into_owned());
+            out.push((when, String::from_utf8_lossy(id).into_owned()));
         }
         Ok(out)
     }
@@ -88,6 +89,16 @@ impl<T: ReadTxn> Txn<'_, T> {
 }
 
 impl Txn<'_, RwTxn<'_>> {
+    /// Drops an entry of the job deadline index that is not its job's deadline (or whose
+    /// job is gone), and makes sure the job's own deadline has its entry.
+    pub fn repair_job_deadline(&mut self, when: i64, job_id: &str, deadline: Option<i64>) -> Result<(), Error> {
+        self.delete(self.dbs.job_deadlines, &deadline_key(when, job_id))?;
+        match deadline {
+            Some(at) => self.put_bytes(self.dbs.job_deadlines, &deadline_key(at, job_id), &[]),
+            None => Ok(()),
+        }
+    }
+
     /// Saves a job whose deadline was `previous`, moving it in the deadline index if it changed.
     /// A new job (`previous_slug` `None`) is indexed by its UUID too.
     pub fn save_job(

@@ -59,10 +59,10 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(self.dbs.nodes.len(self.raw.ro())?)
     }
 
-    /// Nodes whose deadline is at or before `now`, earliest first.
-    pub fn due_nodes(&self, now: i64) -> Result<Vec<(i64, String)>, Error> {
+    /// Up to `limit` nodes whose deadline is at or before `now`, earliest first.
+    pub fn due_nodes(&self, now: i64, limit: usize) -> Result<Vec<(i64, String)>, Error> {
         let mut out = Vec::new();
-        for entry in self.dbs.deadlines.iter(self.raw.ro())? {
+        for entry in self.dbs.deadlines.iter(self.raw.ro())?.take(limit) {
             let key = entry?.0;
             let (when, id) = key.split_at_checked(8).ok_or_else(|| Error::Corrupt("deadline key".into()))?;
             let when = i64::from_be_bytes(when.try_into().expect("8 bytes"));
@@ -76,6 +76,17 @@ impl<T: ReadTxn> Txn<'_, T> {
 }
 
 impl Txn<'_, RwTxn<'_>> {
+    /// Drops an entry of the deadline index that is not its node's deadline (or whose node
+    /// is gone), and makes sure the node's own deadline has its entry: the sweep takes a
+    /// few entries at a time, so one that would stay due forever must not stay.
+    pub fn repair_deadline(&mut self, when: i64, node_id: &str, deadline: Option<i64>) -> Result<(), Error> {
+        self.delete(self.dbs.deadlines, &deadline_key(when, node_id))?;
+        match deadline {
+            Some(at) => self.put_bytes(self.dbs.deadlines, &deadline_key(at, node_id), &[]),
+            None => Ok(()),
+        }
+    }
+
     pub fn put_node(&mut self, node: &NodeRecord) -> Result<(), Error> {
         self.put_bytes(self.dbs.nodes, node.node_id.as_bytes(), &codec::encode_node(node))
     }

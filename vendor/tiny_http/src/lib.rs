@@ -144,6 +144,9 @@ pub struct Server {
     listening_addr: ListenAddr,
 }
 
+/// Hearth patch: a hook run on each request on its connection's own thread (`Server::from_listener_prepared`).
+pub type Prepare = Arc<dyn Fn(&mut Request) + Send + Sync + 'static>;
+
 enum Message {
     Error(IoError),
     NewRequest(Request),
@@ -245,6 +248,17 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_prepared(listener, ssl_config, None)
+    }
+
+    /// Hearth patch: like `from_listener`, and `prepare` runs on each request on its
+    /// connection's own thread, before the request is queued for `recv`: work that needs
+    /// nothing but the request itself leaves the thread that handles requests.
+    pub fn from_listener_prepared<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        prepare: Option<Prepare>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -321,6 +335,7 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let prepare = prepare.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
@@ -332,7 +347,10 @@ impl Server {
                                         receiver.recv().unwrap();
                                     }
                                 } else {
-                                    for rq in client {
+                                    for mut rq in client {
+                                        if let Some(prepare) = &prepare {
+                                            prepare(&mut rq);
+                                        }
                                         messages.push(rq.into());
                                     }
                                 }

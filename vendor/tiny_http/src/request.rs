@@ -74,6 +74,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // Hearth patch: what the server's `prepare` hook made of this request on the
+    // connection's own thread, for whoever handles it.
+    prepared: Option<Box<dyn std::any::Any + Send + 'static>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -245,10 +249,21 @@ where
         body_length: content_length,
         must_send_continue: expects_continue && !continue_sent,
         notify_when_responded: None,
+        prepared: None,
     })
 }
 
 impl Request {
+    /// Hearth patch: keeps what the server's `prepare` hook made of this request.
+    pub fn set_prepared(&mut self, prepared: Box<dyn std::any::Any + Send + 'static>) {
+        self.prepared = Some(prepared);
+    }
+
+    /// Hearth patch: takes what the server's `prepare` hook made of this request, if anything.
+    pub fn take_prepared(&mut self) -> Option<Box<dyn std::any::Any + Send + 'static>> {
+        self.prepared.take()
+    }
+
     /// Returns true if the request was made through HTTPS.
     #[inline]
     pub fn secure(&self) -> bool {
