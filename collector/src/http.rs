@@ -303,6 +303,9 @@ fn accept(
         if sweep_more || last_sweep.elapsed() >= SWEEP_EVERY {
             if !sweep_more {
                 last_sweep = Instant::now();
+                if let Err(e) = store.grow_ahead() {
+                    log::error!("growing the database map: {e}");
+                }
                 let used = store.read(|txn| txn.database_bytes()).unwrap_or_default();
                 let mut counters = lock(&shared.metrics);
                 (counters.db_bytes, counters.db_used) = (store.disk_size(), used);

@@ -346,6 +346,27 @@ impl Store {
         Ok(())
     }
 
+    /// Grows the map ahead of need, once the file passes three quarters of it, but only
+    /// at a moment when no transaction is open: a grow forced by a full map (`grow`) waits
+    /// for every reader to finish, and the request thread waits with it; this one never
+    /// waits. Whether it grew.
+    pub fn grow_ahead(&self) -> Result<bool, Error> {
+        let _exclusive = match self.resizing.try_write() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+        };
+        let current = self.env.info().map_size;
+        if self.disk_size() < (current as u64 / 4) * 3 || current >= self.max_map {
+            return Ok(false);
+        }
+        let next = (current * 2).min(self.max_map);
+        log::info!("database map is three quarters full at {} MiB; growing it to {} MiB", current >> 20, next >> 20);
+        // SAFETY: as in `grow`: holding `resizing` exclusively, no transaction is open.
+        unsafe { self.env.resize(next)? };
+        Ok(true)
+    }
+
     /// Another process grew the map; take its size.
     fn adopt_size(&self) -> Result<(), Error> {
         let _exclusive = self.resizing.write().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -617,6 +638,40 @@ mod tests {
 
     fn node(id: usize, padding: usize) -> NodeRecord {
         NodeRecord { node_id: format!("node-{id:06}"), hostname: "h".repeat(padding), ..Default::default() }
+    }
+
+    #[test]
+    fn the_map_grows_ahead_of_need_only_while_nothing_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig { dir: dir.path().into(), initial_map: 1 << 20, max_map: 64 << 20 };
+        let store = Store::open(&config).unwrap();
+        assert!(!store.grow_ahead().unwrap(), "an empty store has room");
+        let mut written = 0;
+        while store.disk_size() < store.env.info().map_size as u64 / 4 * 3 {
+            store.write(|txn| txn.put_node(&node(written, 4000))).unwrap();
+            written += 1;
+            assert!(written < 10_000, "the map should fill");
+        }
+        let before = store.env.info().map_size;
+        let (reading, done) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                store
+                    .read(|_| {
+                        reading.wait();
+                        done.wait();
+                        Ok(())
+                    })
+                    .unwrap()
+            });
+            reading.wait();
+            assert!(!store.grow_ahead().unwrap(), "a reader is in the map: not now");
+            done.wait();
+        });
+        assert_eq!(store.env.info().map_size, before);
+        assert!(store.grow_ahead().unwrap());
+        assert_eq!(store.env.info().map_size, before * 2);
+        assert_eq!(store.read(|txn| txn.node_count()).unwrap(), written as u64);
     }
 
     /// The flusher syncs while the request thread grows the map: a sync that read the
