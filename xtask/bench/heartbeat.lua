@@ -4,6 +4,9 @@
 --   HEARTH_BENCH_CLOSE=1      ask for a new connection per request (what the agent does)
 --   HEARTH_BENCH_DELAY_MS=N   each connection waits N ms before each request (a paced load)
 --   HEARTH_BENCH_PUSH=1       push the same node's gauges to a Prometheus Pushgateway instead
+--   HEARTH_BENCH_INTERVAL=N   the interval the nodes announce (heartbeat.json says 30 s)
+--   HEARTH_BENCH_IN_TURN=1    take the nodes in turn (each of wrk's two threads from its own
+--                             half), so each beats as regularly as an agent; else at random
 -- done() prints one JSON line, starting {"wrk":, that the benchmark reads.
 
 local nodes = {}
@@ -18,6 +21,9 @@ local pause = tonumber(os.getenv("HEARTH_BENCH_DELAY_MS") or "")
 -- The full heartbeat of docs/protocol.md, with NODE_ID, TIMESTAMP and SEQ to fill in
 -- (xtask/bench/heartbeat.json, which the benchmark's own client sends too).
 local heartbeat = io.open(os.getenv("HEARTH_BENCH_HEARTBEAT")):read("*a")
+local interval = os.getenv("HEARTH_BENCH_INTERVAL")
+if interval then heartbeat = heartbeat:gsub('"interval_secs":30', '"interval_secs":' .. interval) end
+local in_turn = os.getenv("HEARTH_BENCH_IN_TURN") == "1"
 -- What a node would push to a Pushgateway: the same facts, as gauges.
 local gauges = "hearth_up 1\nhearth_load1 0.08\nhearth_memory_available_bytes 3051356160\n"
   .. "hearth_disk_free_bytes 18253611008\nhearth_uptime_seconds 86400\nhearth_check_ok{check=\"cloudflared\"} 1\n"
@@ -35,7 +41,12 @@ end
 
 function request()
   seq = seq + 1
-  local node = nodes[math.random(#nodes)]
+  local node
+  if in_turn then
+    node = nodes[(((thread_number or 1) - 1) * math.floor(#nodes / 2) + seq) % #nodes + 1]
+  else
+    node = nodes[math.random(#nodes)]
+  end
   local headers = {}
   if close then headers["Connection"] = "close" end
   if push then

@@ -13,7 +13,15 @@ const NODES: usize = 10_000;
 const CONNECTIONS: usize = 32;
 const SECONDS: u64 = 5;
 /// Paced: 24 connections, each waiting 10 ms before each heartbeat: about 2,000 a second.
-const PACED: Shape = Shape { connections: 24, seconds: SECONDS, close: true, delay_ms: Some(10), push: false };
+const PACED: Shape = Shape {
+    connections: 24,
+    seconds: SECONDS,
+    close: true,
+    delay_ms: Some(10),
+    push: false,
+    in_turn: false,
+    interval_secs: None,
+};
 
 /// A server under load: where it listens, its process, and whether it is Hearth.
 struct Server<'a> {
@@ -37,18 +45,32 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
     let release = util::root().join("target/release");
     let nodes = out.join("nodes-10k.txt");
     let data_dir = out.join("ingest");
-    let new_conn = Shape { connections: CONNECTIONS, seconds: SECONDS, close: true, delay_ms: None, push: false };
+    let new_conn = Shape { connections: CONNECTIONS, delay_ms: None, ..PACED };
     let keep_alive = Shape { close: false, ..new_conn };
     let mut rows = Vec::new();
 
     let collector = Collector::start(&release.join("hearth-collector"), &data_dir, &["--mints-per-hour", "1000000"])?;
     let key = seed::api_key(&collector)?;
     println!("enrolling {NODES} nodes");
-    let enrol_rate = seed::enrol(&collector, &key, NODES, false, &nodes)?;
+    let enrol_rate = seed::enrol(&collector, &key, NODES, None, &nodes)?;
     let hearth = server("Hearth (group commit)", &collector, true, &nodes);
     rows.push(measure(&hearth, "new connection", new_conn)?);
     rows.push(measure(&hearth, "keep-alive", keep_alive)?);
     rows.push(measure(&hearth, "paced, new connection", PACED)?);
+    println!("one dashboard beside paced heartbeats");
+    let (board, beside) =
+        super::dashboard::beside_heartbeats(&hearth.url, &key, &nodes, Shape { seconds: 21, ..PACED })?;
+    let dashboard = format!(
+        "### One open dashboard at {NODES} nodes\n\n\
+         Opened (every page of `/api/nodes?limit=5000`) and then refreshed every {} s with `changed_since`, as the dashboard does, \
+         beside paced heartbeats (24 connections, 10 ms apart: {:.0}/s, p99 {:.2} ms). A refresh returns the nodes that \
+         beat since the last one; collector time is each fetch's time on loopback.\n\n{}{}\n",
+        super::dashboard::REFRESH_SECS,
+        beside.rate(),
+        beside.p99_ms,
+        super::dashboard::TABLE_HEAD,
+        super::dashboard::row(NODES, board.opened, board.refreshes),
+    );
     let mix = HostileMix::start(collector.addr(), &key);
     let row = measure(&hearth, "paced, beside a hostile mix", PACED);
     let mix_said = mix.stop();
@@ -103,6 +125,7 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
     }
     let (mut text, targets) = write(&rows, enrol_rate);
     let _ = writeln!(text, "The hostile mix beside the last paced row: {mix_said}.\n");
+    text.push_str(&dashboard);
     Ok((text, targets))
 }
 

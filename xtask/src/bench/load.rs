@@ -15,6 +15,10 @@ pub struct Shape {
     pub delay_ms: Option<u32>,
     /// Pushgateway pushes instead of heartbeats.
     pub push: bool,
+    /// The nodes taken in turn, each beating as regularly as an agent, rather than at random.
+    pub in_turn: bool,
+    /// The interval the nodes announce, if not heartbeat.json's 30 s.
+    pub interval_secs: Option<u32>,
 }
 
 /// What wrk reported: answers, errors (refused, cut, non-2xx/3xx, or no answer within
@@ -49,6 +53,12 @@ pub fn wrk(url: &str, nodes: &Path, shape: Shape) -> Result<Measured, String> {
         .env("HEARTH_BENCH_HEARTBEAT", util::root().join("xtask/bench/heartbeat.json"))
         .env("HEARTH_BENCH_CLOSE", if shape.close { "1" } else { "0" })
         .env("HEARTH_BENCH_PUSH", if shape.push { "1" } else { "0" });
+    if shape.in_turn {
+        command.env("HEARTH_BENCH_IN_TURN", "1");
+    }
+    if let Some(interval) = shape.interval_secs {
+        command.env("HEARTH_BENCH_INTERVAL", interval.to_string());
+    }
     if let Some(delay) = shape.delay_ms {
         command.env("HEARTH_BENCH_DELAY_MS", delay.to_string());
     }

@@ -5,6 +5,7 @@
 //! Load comes from `wrk` with `xtask/bench/heartbeat.lua`; enrolling the simulated nodes
 //! (which wrk cannot do) is `seed.rs`'s job.
 
+mod dashboard;
 mod footprint;
 mod ingest;
 mod load;

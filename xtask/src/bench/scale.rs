@@ -1,6 +1,7 @@
 //! Scale: 100,000 enrolled nodes stored, each with a full heartbeat. Store size per node,
 //! the two whole-fleet reads (`GET /api/nodes`, `/metrics`), memory, and a cold start.
 
+use super::dashboard::{Dashboard, Walk};
 use super::load::{self, Shape};
 use super::{mib, seed, Target, Usage};
 use crate::util::{self, Collector, MemoryLimit};
@@ -18,7 +19,7 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
     let collector = Collector::start(&bin, &data_dir, &["--mints-per-hour", "1000000"])?;
     let key = seed::api_key(&collector)?;
     println!("enrolling {NODES} nodes, each with one heartbeat");
-    let seed_rate = seed::enrol(&collector, &key, NODES, true, &out.join("nodes-100k.txt"))?;
+    let seed_rate = seed::enrol(&collector, &key, NODES, Some(INTERVAL_SECS), &out.join("nodes-100k.txt"))?;
     let bytes = std::fs::metadata(data_dir.join("data.mdb")).map_err(|e| e.to_string())?.len();
     let per_node = bytes as f64 / NODES as f64;
     let auth = format!("Bearer {key}");
@@ -165,6 +166,10 @@ fn walk_all(addr: SocketAddr, auth: &str) -> Result<(f64, usize), String> {
     }
 }
 
+/// The interval the 100,000 nodes announce: 100,000 nodes at 2,000 heartbeats a second
+/// beat every 50 s each, so that is what a fleet of this size sends, with room to spare.
+const INTERVAL_SECS: u32 = 90;
+
 /// How long the mixed load runs.
 const MIXED_SECONDS: u64 = 30;
 
@@ -175,8 +180,8 @@ struct Mixed {
 
 /// Real load, all at once, on the collector holding 100,000 nodes, confined to the unit's
 /// `MemoryMax=`: about 2,000 heartbeats a second (wrk, paced), Prometheus scraping
-/// `/metrics` and `/metrics/nodes` every 15 s, five dashboards reading every page of
-/// `/api/nodes` every 4 s, and a failed login every second.
+/// `/metrics` and `/metrics/nodes` every 15 s, five dashboards (`dashboard.rs`) opened and
+/// refreshed every 4 s, and a failed login every second.
 fn mixed_load(collector: &Collector, key: &str, nodes: &Path) -> Result<Mixed, String> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let limit = MemoryLimit::of_unit()?;
@@ -188,8 +193,16 @@ fn mixed_load(collector: &Collector, key: &str, nodes: &Path) -> Result<Mixed, S
     let stop = AtomicBool::new(false);
     let (scrapes, refreshes, logins, failures) =
         (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
-    let auth = format!("Bearer {key}");
-    let paced = Shape { connections: 24, seconds: MIXED_SECONDS, close: true, delay_ms: Some(10), push: false };
+    // In turn, as agents beat: each node about every 50 s at 2,000 a second, within its interval.
+    let paced = Shape {
+        connections: 24,
+        seconds: MIXED_SECONDS,
+        close: true,
+        delay_ms: Some(10),
+        push: false,
+        in_turn: true,
+        interval_secs: Some(INTERVAL_SECS),
+    };
     println!("mixed load at {NODES} nodes for {MIXED_SECONDS} s");
     let every = |period: Duration, count: &AtomicUsize, work: &(dyn Fn() -> bool + Sync)| {
         let mut next = Instant::now();
@@ -210,17 +223,37 @@ fn mixed_load(collector: &Collector, key: &str, nodes: &Path) -> Result<Mixed, S
             .iter()
             .all(|p| seed::request(addr, "GET", p, "", "").is_some_and(|(s, _)| s == 200))
     };
-    let dashboard = || walk_all(addr, &auth).is_ok();
+    // Five people have the dashboard open: each opened it (every page) before the window,
+    // and refreshes it with `changed_since` every 4 s, as app.js does, starting 0.8 s apart.
+    let mut opened = Vec::new();
+    for _ in 0..5 {
+        opened.push(std::sync::Mutex::new(Dashboard::open(addr, key)?));
+    }
+    let dashboard = |nth: usize| {
+        let mut board = opened[nth].lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = Instant::now() + Duration::from_millis(800 * nth as u64);
+        while !stop.load(Ordering::Relaxed) {
+            if Instant::now() >= next {
+                next += Duration::from_secs(super::dashboard::REFRESH_SECS);
+                match board.refresh() {
+                    Ok(()) => refreshes.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failures.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     let login = || {
         let body = r#"{"username":"someone","password":"not the password"}"#;
         seed::request(addr, "POST", "/api/auth/login", "", body).is_some_and(|(s, _)| [401, 429].contains(&s))
     };
     let (every, scrape, dashboard, login) = (&every, &scrape, &dashboard, &login);
+    let stop = &stop;
     let (scrapes, refreshes, logins) = (&scrapes, &refreshes, &logins);
     let load = std::thread::scope(|scope| {
         scope.spawn(move || every(Duration::from_secs(15), scrapes, scrape));
-        for _ in 0..5 {
-            scope.spawn(move || every(Duration::from_secs(4), refreshes, dashboard));
+        for nth in 0..5 {
+            scope.spawn(move || dashboard(nth));
         }
         scope.spawn(move || every(Duration::from_secs(1), logins, login));
         // The process's own memory (anonymous: heap and stacks), sampled: VmRSS also counts
@@ -256,9 +289,10 @@ fn mixed_load(collector: &Collector, key: &str, nodes: &Path) -> Result<Mixed, S
     };
     let text = format!(
         "### Mixed load at {NODES} nodes\n\n\
-         For {MIXED_SECONDS} s at once: wrk paced (24 connections, 10 ms apart) heartbeats for random nodes of the {NODES}; \
-         `/metrics` and `/metrics/nodes` scraped every 15 s ({} scrapes); five dashboards each reading every page of \
-         `/api/nodes?limit=5000` every 4 s ({} refreshes); a failed login every second ({}); {} of those failed. \
+         For {MIXED_SECONDS} s at once: wrk paced (24 connections, 10 ms apart) heartbeats for the {NODES} nodes in turn (each every ~50 s, announcing {INTERVAL_SECS} s); \
+         `/metrics` and `/metrics/nodes` scraped every 15 s ({} scrapes); five open dashboards (each read every page of \
+         `/api/nodes?limit=5000` once, before the window) refreshing every 4 s, 0.8 s apart, with what changed \
+         (`changed_since`, as the dashboard does; {} refreshes); a failed login every second ({}); {} of those failed. \
          The collector ran {confinement}.\n\n\
          | heartbeats/s | p50 ms | p99 ms | p99.9 ms | max ms | errors (timeouts) | collector peak RSS MiB (with the mapped store) | peak anonymous memory MiB | still answering |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---|\n\
@@ -277,6 +311,22 @@ fn mixed_load(collector: &Collector, key: &str, nodes: &Path) -> Result<Mixed, S
         mib(usage.peak_rss_kib),
         mib(anon_peak_kib),
         if alive { "yes" } else { "**no**" },
+    );
+    let boards: Vec<Dashboard> =
+        opened.into_iter().map(|b| b.into_inner().unwrap_or_else(|p| p.into_inner())).collect();
+    let (mut opened, mut refreshed) = (Walk::default(), Walk::default());
+    for board in &boards {
+        opened.add(board.opened);
+        refreshed.add(board.refreshes);
+    }
+    let n = boards.len().max(1);
+    let opened = Walk { bytes: opened.bytes / n, millis: opened.millis / n as f64, ..opened };
+    let text = format!(
+        "{text}\n#### One open dashboard at {NODES} nodes\n\n\
+         The five dashboards of the mixed load, per dashboard: opening (before the window) averaged, refreshes (beside the load) added up; \
+         collector time is each fetch's time on loopback, so it includes waiting beside the rest of the load.\n\n{}{}",
+        super::dashboard::TABLE_HEAD,
+        super::dashboard::row(NODES, opened, refreshed),
     );
     let limit_mib = limit as f64 / 1_048_576.0;
     let targets = vec![

@@ -17,9 +17,10 @@ pub fn api_key(collector: &Collector) -> Result<String, String> {
     Ok(collector.admin(&["apikey", "create", "--user", "bench"])?.trim().to_owned())
 }
 
-/// Enrols `count` nodes (with a first heartbeat each when `beat`), writes "node_id token"
-/// lines to `file`, and returns how many nodes a second it managed.
-pub fn enrol(collector: &Collector, key: &str, count: usize, beat: bool, file: &Path) -> Result<f64, String> {
+/// Enrols `count` nodes (with a first heartbeat each, announcing this interval, when
+/// `beat` is given), writes "node_id token" lines to `file`, and returns how many nodes a
+/// second it managed.
+pub fn enrol(collector: &Collector, key: &str, count: usize, beat: Option<u32>, file: &Path) -> Result<f64, String> {
     let addr = collector.addr();
     let next = AtomicUsize::new(0);
     let started = Instant::now();
@@ -43,9 +44,13 @@ pub fn enrol(collector: &Collector, key: &str, count: usize, beat: bool, file: &
                                 }
                             }
                         };
-                        if beat {
+                        if let Some(interval) = beat {
                             let auth = format!("Bearer {token}");
-                            expect(post(addr, "/api/agent/heartbeat", &auth, &heartbeat(&node)), 200, "heartbeat")?;
+                            expect(
+                                post(addr, "/api/agent/heartbeat", &auth, &heartbeat(&node, interval)),
+                                200,
+                                "heartbeat",
+                            )?;
                         }
                         lines.push(format!("{node} {token}"));
                     }
@@ -117,10 +122,11 @@ fn post(addr: SocketAddr, path: &str, auth: &str, body: &str) -> Option<(u16, St
     request(addr, "POST", path, auth, body)
 }
 
-/// The heartbeat `heartbeat.lua` sends, for seeding.
-fn heartbeat(node: &str) -> String {
+/// The heartbeat `heartbeat.lua` sends, for seeding, announcing `interval` seconds.
+fn heartbeat(node: &str, interval: u32) -> String {
     let template = include_str!("../../bench/heartbeat.json");
-    template.trim().replace("NODE_ID", node).replace("TIMESTAMP", &now_rfc3339()).replace("SEQ", "1")
+    let body = template.trim().replace("NODE_ID", node).replace("TIMESTAMP", &now_rfc3339()).replace("SEQ", "1");
+    body.replace("\"interval_secs\":30", &format!("\"interval_secs\":{interval}"))
 }
 
 fn now_rfc3339() -> String {
