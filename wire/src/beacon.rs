@@ -47,12 +47,21 @@ impl BeaconHeartbeat {
     /// Whether `body` looks like a Beacon heartbeat rather than a Hearth (V1) one: it has a
     /// `device_name` and no `node_id`. Anything unparsable is not.
     pub fn is_beacon(body: &str) -> bool {
-        Fields::parse(body).is_ok_and(|f| f.has("device_name") && !f.has("node_id"))
+        Fields::parse(body).is_ok_and(|f| BeaconHeartbeat::is_beacon_fields(&f))
+    }
+
+    /// Like `is_beacon`, for a body already parsed.
+    pub fn is_beacon_fields(f: &Fields) -> bool {
+        f.has("device_name") && !f.has("node_id")
     }
 
     /// Parses and validates a Beacon heartbeat; the error names the first bad field.
     pub fn from_json(body: &str) -> Result<BeaconHeartbeat, WireError> {
-        let f = Fields::parse(body)?;
+        BeaconHeartbeat::from_fields(&Fields::parse(body)?)
+    }
+
+    /// Validates a Beacon heartbeat already parsed as JSON.
+    pub fn from_fields(f: &Fields) -> Result<BeaconHeartbeat, WireError> {
         let hostname = f.opt_str("hostname", 253)?.unwrap_or_default();
         let device_name = f.opt_str("device_name", MAX_DEVICE_NAME)?.filter(|n| !n.trim().is_empty());
         let device_name = match device_name {

@@ -77,7 +77,11 @@ pub const MAX_INTERVAL_SECS: u64 = 86_400;
 impl Heartbeat {
     /// Parses and validates a heartbeat body; the error names the first bad field.
     pub fn from_json(body: &str) -> Result<Heartbeat, WireError> {
-        let f = Fields::parse(body)?;
+        Heartbeat::from_fields(&Fields::parse(body)?)
+    }
+
+    /// Validates a heartbeat body already parsed as JSON.
+    pub fn from_fields(f: &Fields) -> Result<Heartbeat, WireError> {
         let node_id = f.str("node_id", 36)?;
         if !is_uuid_v4(&node_id) {
             return Err(WireError::field("node_id", "must be a UUID v4, such as 550e8400-e29b-41d4-a716-446655440000"));

@@ -40,7 +40,7 @@ use crate::metrics::{self, Metrics};
 use crate::model::{AuditRecord, Role};
 use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX, FLEET_PREFIX};
 use crate::store::{self, ReadTxn, RwTxn, Txn};
-use hearth_wire::{paths, BeaconHeartbeat, ErrorBody, Heartbeat, WireError};
+use hearth_wire::{fields::Fields, paths, BeaconHeartbeat, ErrorBody, Heartbeat, WireError};
 use miniserde::{json, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
@@ -134,11 +134,12 @@ pub enum Beat {
 }
 
 impl Beat {
+    /// Parses the body once, and reads it as whichever heartbeat it is.
     fn parse(body: &str) -> Beat {
-        if BeaconHeartbeat::is_beacon(body) {
-            Beat::Beacon(Box::new(BeaconHeartbeat::from_json(body)))
-        } else {
-            Beat::Hearth(Box::new(Heartbeat::from_json(body)))
+        match Fields::parse(body) {
+            Ok(f) if BeaconHeartbeat::is_beacon_fields(&f) => Beat::Beacon(Box::new(BeaconHeartbeat::from_fields(&f))),
+            Ok(f) => Beat::Hearth(Box::new(Heartbeat::from_fields(&f))),
+            Err(e) => Beat::Hearth(Box::new(Err(e))),
         }
     }
 }

@@ -603,3 +603,33 @@ fn a_ping_flood_keeps_the_store_bounded() {
     assert!(pings.iter().all(|p| p.log.len() <= crate::jobs::LOG_KEPT));
     assert_eq!(pings[1].log_bytes, crate::api::MAX_PING_BODY as u64);
 }
+
+/// A heartbeat parsed ahead (`prepare`, on the connection's thread) is answered exactly as
+/// one parsed by its handler: Hearth's and Beacon's alike, a bad body still only after
+/// the sender is authenticated, and a batch run again (the map grew) parses it anew.
+#[test]
+fn heartbeats_parsed_ahead_are_answered_as_if_parsed_in_the_handler() {
+    let h = Harness::new();
+    let body = include_str!("../../../xtask/bench/heartbeat.json")
+        .replace("NODE_ID", NODE)
+        .replace("TIMESTAMP", "2026-11-20T10:00:00Z")
+        .replace("SEQ", "1");
+    let beat = |bearer: Option<&str>, body: &str| Request {
+        bearer: bearer.map(str::to_owned),
+        ..request(Method::Post, hearth_wire::paths::HEARTBEAT, body)
+    };
+    for prepared in [false, true] {
+        let ahead = |req: Request| if prepared { prepare(req) } else { req };
+        let ok = ahead(beat(Some("hag_node"), &body));
+        assert_eq!(ok.beat.0.lock().unwrap().is_some(), prepared);
+        h.check(&ok, 200, "");
+        // Taken by the first run: a second run of the same request parses the body itself.
+        h.check(&ok, 200, "");
+        h.check(&ahead(beat(Some("hag_stranger"), "{not json")), 401, "not valid");
+        h.check(&ahead(beat(None, "{not json")), 401, "agent token");
+        h.check(&ahead(beat(Some("hag_node"), "{not json")), 400, "not valid JSON");
+        h.check(&ahead(beat(Some("hag_node"), r#"{"node_id":"x"}"#)), 400, "node_id");
+        h.check(&ahead(beacon(Some("usr_fleet"), BEACON)), 200, "device_id");
+        h.check(&ahead(beacon(Some("usr_revoked"), "{}")), 401, "");
+    }
+}
