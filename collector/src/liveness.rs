@@ -269,10 +269,14 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
         changes.push(change(Kind::ClockSkew, None, format!("the node's clock is {skew} s off the collector's")));
     }
     changes.extend(unless_flapping(node, check_changes, &current, now));
-    // An earlier deadline is left where it is: the sweep then finds the node not yet offline
-    // and moves it once, instead of every heartbeat moving it in the index.
+    // An earlier deadline that the next heartbeat should still beat is left where it is,
+    // so that not every heartbeat moves the node in the index; one that would come due
+    // first is moved now, in this batch, rather than by a sweep pass that reads and writes
+    // the whole node again (at the default grace, every third heartbeat moves it).
     let offline_at = policy.offline_at(node, now);
-    node.deadline = (!node.is_stopped()).then(|| node.deadline.filter(|d| *d <= offline_at).unwrap_or(offline_at));
+    let next_beat = now.saturating_add((node.interval_secs() * 1000) as i64);
+    let kept = node.deadline.filter(|d| *d <= offline_at && *d > next_beat);
+    node.deadline = (!node.is_stopped()).then(|| kept.unwrap_or(offline_at));
     changes
 }
 
@@ -411,6 +415,26 @@ mod tests {
         let mut node = NodeRecord { grace_secs: Some(100), ..Default::default() };
         on_heartbeat(&mut node, beat(10), 0, &policy);
         assert_eq!(policy.offline_at(&node, 0), 102 * S, "a node's own grace wins over the global one");
+    }
+
+    /// A node beating on time moves in the deadline index on at most every other heartbeat
+    /// (grace of 3 intervals, and the minimum down time, here one in three), and its
+    /// deadline never comes due before its next heartbeat: the sweep never looks at it.
+    #[test]
+    fn heartbeats_on_time_move_the_deadline_only_when_it_would_come_due_first() {
+        let policy = Policy::default();
+        let mut node: NodeRecord = Default::default();
+        let mut moves = 0;
+        for n in 0..20 {
+            let now = n * 10 * S;
+            let before = node.deadline;
+            on_heartbeat(&mut node, beat(10), now, &policy);
+            moves += usize::from(node.deadline != before);
+            let deadline = node.deadline.unwrap();
+            assert!(deadline > now + 10 * S, "due before the next heartbeat at {now}: {deadline}");
+            assert!(deadline <= policy.offline_at(&node, now), "later than the node may stay silent");
+        }
+        assert_eq!(moves, 7, "the first heartbeat, then every third moves it");
     }
 
     #[test]
