@@ -311,8 +311,13 @@ fn accept(
                 (counters.db_bytes, counters.db_used) = (store.disk_size(), used);
             }
             let now = config.clock.now_ms();
-            // `write` is durable when it returns, so the worker may send at once.
-            match store.write(|txn| alerts::sweep(txn, now, &config.policy, &config.channels)) {
+            // A pass that only moved deadlines is made durable by the next commit's flush
+            // (lost in a crash, it is done again); one that raised alerts is flushed before
+            // the worker may send them.
+            let swept = store
+                .write_unsynced(|txn| alerts::sweep(txn, now, &config.policy, &config.channels))
+                .and_then(|swept| if swept.alerts > 0 { store.sync().map(|()| swept) } else { Ok(swept) });
+            match swept {
                 Ok(swept) => {
                     config.health.store_wrote();
                     sweep_more = swept.more;

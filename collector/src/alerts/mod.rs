@@ -369,11 +369,13 @@ fn make_room(txn: &mut Txn<RwTxn>, subject: &Subject) -> Result<(), store::Error
     Ok(())
 }
 
-/// The most nodes and jobs one pass of the sweep looks at. A pass runs on the thread that
-/// answers heartbeats, between their batches, so it is kept to a few milliseconds; when
-/// more are due (many deadlines at once: a fleet-wide outage, or every node's fresh grace
-/// ending after a restart), passes follow each other with batches in between.
-pub const SWEEP_PASS: usize = 32;
+/// The most nodes and jobs one pass of the sweep looks at, and the longest it goes on
+/// taking more. A pass runs on the thread that answers heartbeats, between their batches,
+/// so it is kept short; when more are due (many deadlines at once: a fleet-wide outage, or
+/// every node's fresh grace ending after a restart), passes follow each other with
+/// batches in between.
+pub const SWEEP_PASS: usize = 256;
+pub const SWEEP_PASS_TIME: std::time::Duration = std::time::Duration::from_millis(4);
 
 /// What one pass of the sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,8 +386,9 @@ pub struct Swept {
     pub more: bool,
 }
 
-/// Looks at up to [`SWEEP_PASS`] nodes and jobs whose deadline has passed, earliest
-/// first, and notes that the collector is alive.
+/// Looks at nodes and jobs whose deadline has passed, earliest first, up to
+/// [`SWEEP_PASS`] of them or for about [`SWEEP_PASS_TIME`], and notes that the collector
+/// is alive.
 pub fn sweep(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channels) -> Result<Swept, store::Error> {
     let alive_at: Option<i64> = txn.setting(setting::ALIVE_AT)?;
     if alive_at.is_none_or(|at| now - at >= ALIVE_EVERY_MS || now < at) {
@@ -399,7 +402,12 @@ pub fn sweep(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channel
         return Ok(Swept { alerts, more });
     }
     let watching: Watching = txn.setting(setting::WATCHING)?.unwrap_or_default();
-    for (when, node_id) in due {
+    let (started, mut more) = (std::time::Instant::now(), more);
+    for (i, (when, node_id)) in due.into_iter().enumerate() {
+        if i > 0 && started.elapsed() >= SWEEP_PASS_TIME {
+            more = true;
+            break;
+        }
         let node = txn.node(&node_id)?;
         let deadline = node.as_ref().and_then(|n| n.deadline);
         let Some(mut node) = node.filter(|_| deadline == Some(when)) else {
@@ -538,7 +546,7 @@ mod tests {
         loop {
             let swept = store.write(|txn| sweep(txn, 100 * S, &policy, &channels)).unwrap();
             passes.push(swept.alerts);
-            assert!(passes.len() < 20, "the sweep never finished: {passes:?}");
+            assert!(passes.len() < 2_000, "the sweep never finished: {passes:?}");
             if !swept.more {
                 break;
             }

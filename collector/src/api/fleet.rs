@@ -57,14 +57,14 @@ pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> H
         nodes.push(view(n, txn, ctx, &holds)?);
     }
     // A write batch stamped a little before this snapshot may commit after it: the next
-    // cursor reaches 2 s further back, far more than a batch takes from its stamp to its
-    // commit, so that no change is missed (clients merge what they get twice).
+    // cursor reaches 5 s further back, so that no change is missed (clients merge what
+    // they get twice): a batch's commit, fsync included, can take seconds on a slow SD card.
     let cursor = (ctx.now_ms - CURSOR_OVERLAP_MS).max(0).to_string();
     Ok(Reply::json(200, &NodeList { nodes, next, cursor, total: txn.node_count()? }))
 }
 
 /// How far each `cursor` reaches back before the answer it came with.
-const CURSOR_OVERLAP_MS: i64 = 2_000;
+const CURSOR_OVERLAP_MS: i64 = 5_000;
 
 /// Up to `limit` nodes after `after`, in id order, that changed since `since`; and whether more follow.
 fn changed_page<T: ReadTxn>(

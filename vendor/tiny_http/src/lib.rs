@@ -342,7 +342,10 @@ impl Server {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
+                                    for mut rq in client {
+                                        if let Some(prepare) = &prepare {
+                                            prepare(&mut rq);
+                                        }
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
                                         receiver.recv().unwrap();
                                     }
