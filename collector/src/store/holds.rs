@@ -22,11 +22,7 @@ impl Txn<'_, RwTxn<'_>> {
 
     /// Removes a window; whether it was there.
     pub fn delete_window(&mut self, id: &str) -> Result<bool, Error> {
-        let there = self.get::<MaintenanceRecord>(self.dbs.maintenance, id.as_bytes())?.is_some();
-        if there {
-            self.delete(self.dbs.maintenance, id.as_bytes())?;
-        }
-        Ok(there)
+        self.remove(self.dbs.maintenance, id.as_bytes())
     }
 
     /// Adds a silence, and forgets those that ended before `now`.
@@ -39,10 +35,6 @@ impl Txn<'_, RwTxn<'_>> {
 
     /// Removes a silence; whether it was there.
     pub fn delete_silence(&mut self, id: &str) -> Result<bool, Error> {
-        let there = self.get::<SilenceRecord>(self.dbs.silences, id.as_bytes())?.is_some();
-        if there {
-            self.delete(self.dbs.silences, id.as_bytes())?;
-        }
-        Ok(there)
+        self.remove(self.dbs.silences, id.as_bytes())
     }
 }

@@ -527,9 +527,14 @@ impl<T: ReadTxn> Txn<'_, T> {
 /// that is not marked is dropped, not committed (see `Store::try_write`).
 impl Txn<'_, RwTxn<'_>> {
     fn delete(&mut self, db: Database, key: &[u8]) -> Result<(), Error> {
-        self.wrote = true;
-        db.delete(&mut self.raw, key)?;
-        Ok(())
+        self.remove(db, key).map(|_| ())
+    }
+
+    /// Deletes `key`; whether it was there (a key that was not changes nothing to commit).
+    fn remove(&mut self, db: Database, key: &[u8]) -> Result<bool, Error> {
+        let there = db.delete(&mut self.raw, key)?;
+        self.wrote |= there;
+        Ok(there)
     }
 
     fn put<V: Serialize>(&mut self, db: Database, key: &[u8], value: &V) -> Result<(), Error> {

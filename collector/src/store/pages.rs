@@ -21,10 +21,6 @@ impl Txn<'_, RwTxn<'_>> {
 
     /// Removes a page; whether it was there.
     pub fn delete_status_page(&mut self, slug: &str) -> Result<bool, Error> {
-        let there = self.status_page(slug)?.is_some();
-        if there {
-            self.delete(self.dbs.status_pages, slug.as_bytes())?;
-        }
-        Ok(there)
+        self.remove(self.dbs.status_pages, slug.as_bytes())
     }
 }
