@@ -247,6 +247,22 @@ impl HoldKind {
             HoldKind::Silenced => "silenced",
         }
     }
+
+    /// What holds this way, as errors name it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            HoldKind::Maintenance => "maintenance window",
+            HoldKind::Silenced => "silence",
+        }
+    }
+
+    /// The audit log's name for removing one.
+    pub fn removed_event(self) -> &'static str {
+        match self {
+            HoldKind::Maintenance => "maintenance_removed",
+            HoldKind::Silenced => "silence_removed",
+        }
+    }
 }
 
 /// Whether anything holds alerts about `node` at `now`: a maintenance window first, then a silence.

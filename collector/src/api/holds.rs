@@ -3,7 +3,7 @@
 
 use super::fleet::{no_such_node, parse_body};
 use super::{audit, internal, ApiError, Context, Handled, Reply, Request, User};
-use crate::maintenance;
+use crate::maintenance::{self, HoldKind};
 use crate::model::{MaintenanceRecord, SilenceRecord};
 use crate::secret;
 use crate::store::{ReadTxn, RwTxn, Txn};
@@ -107,12 +107,24 @@ pub(super) fn add_window(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: 
     Ok(Reply::json(201, &WindowView::of(&record, ctx.now_ms)))
 }
 
-pub(super) fn remove_window(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    if !txn.delete_window(id)? {
-        return Err(ApiError::not_found(format!("no maintenance window has the id {id}")).into());
+/// `DELETE /api/maintenance/{id}` and `DELETE /api/silences/{id}`: what the hold held is released at once.
+pub(super) fn remove(
+    kind: HoldKind,
+    user: &User,
+    id: &str,
+    req: &Request,
+    txn: &mut Txn<RwTxn>,
+    ctx: &Context,
+) -> Handled {
+    let removed = match kind {
+        HoldKind::Maintenance => txn.delete_window(id)?,
+        HoldKind::Silenced => txn.delete_silence(id)?,
+    };
+    if !removed {
+        return Err(ApiError::not_found(format!("no {} has the id {id}", kind.noun())).into());
     }
     crate::alerts::holds_removed(txn, ctx.now_ms)?;
-    audit(txn, ctx, req, &user.name, "maintenance_removed", Some(id), String::new())?;
+    audit(txn, ctx, req, &user.name, kind.removed_event(), Some(id), String::new())?;
     Ok(Reply::json(200, &Deleted { deleted: id.to_owned() }))
 }
 
@@ -184,15 +196,6 @@ pub(super) fn add_silence(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx:
     audit(txn, ctx, req, &user.name, "silence_added", Some(&silence.id), maintenance::describe_silence(&silence))?;
     log::info!("{} added silence {}: {}", user.name, silence.id, silence.reason);
     Ok(Reply::json(201, &SilenceView::of(&silence)))
-}
-
-pub(super) fn remove_silence(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    if !txn.delete_silence(id)? {
-        return Err(ApiError::not_found(format!("no silence has the id {id}")).into());
-    }
-    crate::alerts::holds_removed(txn, ctx.now_ms)?;
-    audit(txn, ctx, req, &user.name, "silence_removed", Some(id), String::new())?;
-    Ok(Reply::json(200, &Deleted { deleted: id.to_owned() }))
 }
 
 #[derive(Serialize)]

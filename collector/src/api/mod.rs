@@ -36,6 +36,7 @@ pub use session::{LoginLimiter, LoginOutcome};
 use crate::alerts::{config::Channels, worker::Stats};
 use crate::limits::RateLimits;
 use crate::liveness::Policy;
+use crate::maintenance::HoldKind;
 use crate::metrics::{self, Metrics};
 use crate::model::{AuditRecord, Role};
 use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX, FLEET_PREFIX};
@@ -855,9 +856,13 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
         Route::PageRemove(slug) => status::remove_page(&require(Operator, req, txn, ctx)?, slug, req, txn, ctx),
         Route::NodeAck(id) => holds::acknowledge(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         Route::WindowAdd => holds::add_window(&require(Operator, req, txn, ctx)?, req, txn, ctx),
-        Route::WindowRemove(id) => holds::remove_window(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::WindowRemove(id) => {
+            holds::remove(HoldKind::Maintenance, &require(Operator, req, txn, ctx)?, id, req, txn, ctx)
+        }
         Route::SilenceAdd => holds::add_silence(&require(Operator, req, txn, ctx)?, req, txn, ctx),
-        Route::SilenceRemove(id) => holds::remove_silence(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
+        Route::SilenceRemove(id) => {
+            holds::remove(HoldKind::Silenced, &require(Operator, req, txn, ctx)?, id, req, txn, ctx)
+        }
         other => dispatch_read(other, req, txn, ctx),
     }
 }

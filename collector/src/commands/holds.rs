@@ -3,7 +3,7 @@
 
 use super::{cli_audit, open_existing_store, random_failed, Failure};
 use crate::clock::Clock;
-use crate::maintenance::{self, describe_silence, describe_window};
+use crate::maintenance::{self, describe_silence, describe_window, HoldKind};
 use crate::model::{MaintenanceRecord, SilenceRecord};
 use crate::secret;
 use hearth_wire::{format_rfc3339, parse_rfc3339};
@@ -81,24 +81,31 @@ pub(super) fn maintenance_list(data_dir: &Path, json: bool) -> Result<(), Failur
     Ok(())
 }
 
-pub(super) fn maintenance_remove(data_dir: &Path, id: &str) -> Result<(), Failure> {
+/// `maintenance remove ID` and `silence remove ID`: what the hold held is released at once.
+pub(super) fn remove(data_dir: &Path, id: &str, kind: HoldKind) -> Result<(), Failure> {
     let store = open_existing_store(data_dir)?;
     let removed = store
         .write(|txn| {
-            let removed = txn.delete_window(id)?;
+            let removed = match kind {
+                HoldKind::Maintenance => txn.delete_window(id)?,
+                HoldKind::Silenced => txn.delete_silence(id)?,
+            };
             if removed {
                 crate::alerts::holds_removed(txn, now())?;
-                txn.put_audit(cli_audit("maintenance_removed", id, String::new()))?;
+                txn.put_audit(cli_audit(kind.removed_event(), id, String::new()))?;
             }
             Ok(removed)
         })
         .map_err(|e| Failure::store(data_dir, e))?;
+    let command = match kind {
+        HoldKind::Maintenance => "maintenance",
+        HoldKind::Silenced => "silence",
+    };
+    let noun = kind.noun();
     if !removed {
-        return Err(Failure::Failed(format!(
-            "no maintenance window has the id {id}; see `hearth-collector maintenance list`"
-        )));
+        return Err(Failure::Failed(format!("no {noun} has the id {id}; see `hearth-collector {command} list`")));
     }
-    println!("maintenance window {id} removed");
+    println!("{noun} {id} removed");
     Ok(())
 }
 
@@ -148,25 +155,6 @@ pub(super) fn silence_list(data_dir: &Path, json: bool) -> Result<(), Failure> {
     for silence in &silences {
         println!("{}  {}", silence.id, describe_silence(silence));
     }
-    Ok(())
-}
-
-pub(super) fn silence_remove(data_dir: &Path, id: &str) -> Result<(), Failure> {
-    let store = open_existing_store(data_dir)?;
-    let removed = store
-        .write(|txn| {
-            let removed = txn.delete_silence(id)?;
-            if removed {
-                crate::alerts::holds_removed(txn, now())?;
-                txn.put_audit(cli_audit("silence_removed", id, String::new()))?;
-            }
-            Ok(removed)
-        })
-        .map_err(|e| Failure::store(data_dir, e))?;
-    if !removed {
-        return Err(Failure::Failed(format!("no silence has the id {id}; see `hearth-collector silence list`")));
-    }
-    println!("silence {id} removed");
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod serve;
 
 use crate::cli::{Command, HELP};
 use crate::clock::Clock;
+use crate::maintenance::HoldKind;
 use crate::model::AuditRecord;
 use crate::store::{Store, StoreConfig, DEFAULT_MAX_MAP};
 use std::fmt;
@@ -112,12 +113,12 @@ pub fn run(command: Command) -> Result<(), Failure> {
             holds::maintenance_add(&data_dir, flags)
         }
         Command::MaintenanceList { data_dir, json } => holds::maintenance_list(&data_dir, json),
-        Command::MaintenanceRemove { data_dir, id } => holds::maintenance_remove(&data_dir, &id),
+        Command::MaintenanceRemove { data_dir, id } => holds::remove(&data_dir, &id, HoldKind::Maintenance),
         Command::SilenceAdd { data_dir, node, tag, duration, reason } => {
             holds::silence_add(&data_dir, node, tag, duration, reason)
         }
         Command::SilenceList { data_dir, json } => holds::silence_list(&data_dir, json),
-        Command::SilenceRemove { data_dir, id } => holds::silence_remove(&data_dir, &id),
+        Command::SilenceRemove { data_dir, id } => holds::remove(&data_dir, &id, HoldKind::Silenced),
         Command::NodeAck { data_dir, node_id } => holds::node_ack(&data_dir, &node_id),
         Command::StatusPageCreate { data_dir, slug, title, tags, show_hostnames } => {
             pages::create(&data_dir, slug, title, tags, show_hostnames)

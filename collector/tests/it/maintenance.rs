@@ -5,6 +5,7 @@
 
 use crate::support::*;
 use std::path::Path;
+use std::process::Command;
 
 const S: i64 = 1000;
 
@@ -166,8 +167,22 @@ fn silences_and_windows_are_kept_checked_and_audited() {
     let removed = send(collector.addr, "DELETE", &format!("/api/silences/{silence}"), &[("Authorization", &auth)], b"");
     assert_eq!(removed.status, 200, "{}", removed.body);
     assert!(!collector.get("/api/silences", &key).body.contains(&silence));
+    // From the command line too; removing what is gone names the command that lists.
+    let listed = collector.admin(&["maintenance", "list"]);
+    let window = listed.lines().find(|l| l.contains("patch night")).and_then(|l| l.split_whitespace().next()).unwrap();
+    assert_eq!(collector.admin(&["maintenance", "remove", window]), format!("maintenance window {window} removed"));
+    assert!(!collector.get("/api/maintenance", &key).body.contains("patch night"));
+    for (kind, id) in [("maintenance", window), ("silence", silence.as_str())] {
+        let again = Command::new(collector_bin()).args([kind, "remove", id, "--data-dir"]).arg(&data).output().unwrap();
+        let said = String::from_utf8_lossy(&again.stderr);
+        assert_eq!(again.status.code(), Some(1), "{said}");
+        assert!(
+            said.contains(&format!("has the id {id}")) && said.contains(&format!("`hearth-collector {kind} list`")),
+            "{said}"
+        );
+    }
     let audit = collector.get("/api/audit", &key).body;
-    for action in ["silence_added", "silence_removed", "maintenance_added"] {
+    for action in ["silence_added", "silence_removed", "maintenance_added", "maintenance_removed"] {
         assert!(audit.contains(action), "{action} missing from {audit}");
     }
 }
