@@ -394,15 +394,14 @@ pub fn sweep(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channel
     if alive_at.is_none_or(|at| now - at >= ALIVE_EVERY_MS || now < at) {
         txn.put_setting(setting::ALIVE_AT, &now)?;
     }
+    let started = std::time::Instant::now();
     let (mut alerts, jobs) = sweep_jobs(txn, now, policy, channels)?;
-    let budget = SWEEP_PASS - jobs;
-    let due = if budget == 0 { Vec::new() } else { txn.due_nodes(now, budget)? };
-    let more = jobs + due.len() >= SWEEP_PASS;
+    let due = txn.due_nodes(now, SWEEP_PASS - jobs)?;
+    let mut more = jobs + due.len() >= SWEEP_PASS;
     if due.is_empty() {
         return Ok(Swept { alerts, more });
     }
     let watching: Watching = txn.setting(setting::WATCHING)?.unwrap_or_default();
-    let (started, mut more) = (std::time::Instant::now(), more);
     for (i, (when, node_id)) in due.into_iter().enumerate() {
         if i > 0 && started.elapsed() >= SWEEP_PASS_TIME {
             more = true;

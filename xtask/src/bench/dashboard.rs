@@ -5,7 +5,8 @@
 
 use super::seed;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// How often the dashboard refreshes (`REFRESH_MS` in app.js).
 pub const REFRESH_SECS: u64 = 4;
@@ -58,6 +59,20 @@ impl Dashboard {
         self.cursor = cursor;
         Ok(())
     }
+
+    /// Refreshes every `REFRESH_SECS`, the first `first` from now plus one period, until
+    /// `stop` is set; how many refreshes failed.
+    pub fn refresh_until(&mut self, first: Duration, stop: &AtomicBool) -> usize {
+        let (mut next, mut failed) = (Instant::now() + first + Duration::from_secs(REFRESH_SECS), 0);
+        while !stop.load(Ordering::Relaxed) {
+            if Instant::now() >= next {
+                next += Duration::from_secs(REFRESH_SECS);
+                failed += usize::from(self.refresh().is_err());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        failed
+    }
 }
 
 /// Every page of one fetch, and the cursor its first page gave.
@@ -102,25 +117,18 @@ pub fn beside_heartbeats(
     shape: super::load::Shape,
 ) -> Result<(Dashboard, super::load::Measured), String> {
     let addr: SocketAddr = url.trim_start_matches("http://").parse().map_err(|_| format!("not an address: {url}"))?;
-    let done = std::sync::atomic::AtomicBool::new(false);
+    let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let wrk = scope.spawn(|| {
             let measured = super::load::wrk(url, nodes, shape);
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            done.store(true, Ordering::Relaxed);
             measured
         });
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        let mut board = Dashboard::open(addr, key);
-        if let Ok(board) = &mut board {
-            let mut next = Instant::now() + std::time::Duration::from_secs(REFRESH_SECS);
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if Instant::now() >= next {
-                    next += std::time::Duration::from_secs(REFRESH_SECS);
-                    board.refresh()?;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        }
+        std::thread::sleep(Duration::from_secs(1));
+        let board = Dashboard::open(addr, key).and_then(|mut board| match board.refresh_until(Duration::ZERO, &done) {
+            0 => Ok(board),
+            failed => Err(format!("{failed} dashboard refreshes failed")),
+        });
         let measured = wrk.join().map_err(|_| "the wrk thread panicked".to_owned())??;
         Ok((board?, measured))
     })

@@ -191,8 +191,7 @@ fn mixed_load(collector: &Collector, key: &str, nodes: &Path) -> Result<Mixed, S
     }
     let addr = collector.addr();
     let stop = AtomicBool::new(false);
-    let (scrapes, refreshes, logins, failures) =
-        (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    let (scrapes, logins, failures) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
     // In turn, as agents beat: each node about every 50 s at 2,000 a second, within its interval.
     let paced = Shape {
         connections: 24,
@@ -225,36 +224,29 @@ fn mixed_load(collector: &Collector, key: &str, nodes: &Path) -> Result<Mixed, S
     };
     // Five people have the dashboard open: each opened it (every page) before the window,
     // and refreshes it with `changed_since` every 4 s, as app.js does, starting 0.8 s apart.
-    let mut opened = Vec::new();
-    for _ in 0..5 {
-        opened.push(std::sync::Mutex::new(Dashboard::open(addr, key)?));
-    }
-    let dashboard = |nth: usize| {
-        let mut board = opened[nth].lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = Instant::now() + Duration::from_millis(800 * nth as u64);
-        while !stop.load(Ordering::Relaxed) {
-            if Instant::now() >= next {
-                next += Duration::from_secs(super::dashboard::REFRESH_SECS);
-                match board.refresh() {
-                    Ok(()) => refreshes.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => failures.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let boards = (0..5).map(|_| Dashboard::open(addr, key)).collect::<Result<Vec<_>, _>>()?;
     let login = || {
         let body = r#"{"username":"someone","password":"not the password"}"#;
         seed::request(addr, "POST", "/api/auth/login", "", body).is_some_and(|(s, _)| [401, 429].contains(&s))
     };
-    let (every, scrape, dashboard, login) = (&every, &scrape, &dashboard, &login);
-    let stop = &stop;
-    let (scrapes, refreshes, logins) = (&scrapes, &refreshes, &logins);
+    let (every, scrape, login) = (&every, &scrape, &login);
+    let (stop, failures) = (&stop, &failures);
+    let (scrapes, logins) = (&scrapes, &logins);
     let load = std::thread::scope(|scope| {
         scope.spawn(move || every(Duration::from_secs(15), scrapes, scrape));
-        for nth in 0..5 {
-            scope.spawn(move || dashboard(nth));
-        }
+        let boards: Vec<_> = boards
+            .into_iter()
+            .enumerate()
+            .map(|(nth, mut board)| {
+                scope.spawn(move || {
+                    failures.fetch_add(
+                        board.refresh_until(Duration::from_millis(800 * nth as u64), stop),
+                        Ordering::Relaxed,
+                    );
+                    board
+                })
+            })
+            .collect();
         scope.spawn(move || every(Duration::from_secs(1), logins, login));
         // The process's own memory (anonymous: heap and stacks), sampled: VmRSS also counts
         // the mapped store file, whose pages may be charged to another cgroup.
@@ -269,9 +261,17 @@ fn mixed_load(collector: &Collector, key: &str, nodes: &Path) -> Result<Mixed, S
         });
         let load = load::wrk(&collector.url, nodes, paced);
         stop.store(true, Ordering::Relaxed);
-        load.map(|load| (load, anon.join().unwrap_or(0)))
+        let boards: Vec<Dashboard> = boards.into_iter().filter_map(|b| b.join().ok()).collect();
+        load.map(|load| (load, anon.join().unwrap_or(0), boards))
     })?;
-    let (load, anon_peak_kib) = load;
+    let (load, anon_peak_kib, boards) = load;
+    let (mut opened, mut refreshed) = (Walk::default(), Walk::default());
+    for board in &boards {
+        opened.add(board.opened);
+        refreshed.add(board.refreshes);
+    }
+    let n = boards.len().max(1);
+    let opened = Walk { bytes: opened.bytes / n, millis: opened.millis / n as f64, ..opened };
     let usage = Usage::of(collector.pid());
     let alive = seed::request(addr, "GET", "/healthz", "", "").is_some_and(|(s, _)| s == 200);
     let (peak, hits) = match &confined {
@@ -298,7 +298,7 @@ fn mixed_load(collector: &Collector, key: &str, nodes: &Path) -> Result<Mixed, S
          |---:|---:|---:|---:|---:|---:|---:|---:|---|\n\
          | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} ({}) | {:.1} | {:.1} | {} |\n",
         scrapes.load(Ordering::Relaxed),
-        refreshes.load(Ordering::Relaxed),
+        refreshed.count,
         logins.load(Ordering::Relaxed),
         failures.load(Ordering::Relaxed),
         load.rate(),
@@ -312,15 +312,6 @@ fn mixed_load(collector: &Collector, key: &str, nodes: &Path) -> Result<Mixed, S
         mib(anon_peak_kib),
         if alive { "yes" } else { "**no**" },
     );
-    let boards: Vec<Dashboard> =
-        opened.into_iter().map(|b| b.into_inner().unwrap_or_else(|p| p.into_inner())).collect();
-    let (mut opened, mut refreshed) = (Walk::default(), Walk::default());
-    for board in &boards {
-        opened.add(board.opened);
-        refreshed.add(board.refreshes);
-    }
-    let n = boards.len().max(1);
-    let opened = Walk { bytes: opened.bytes / n, millis: opened.millis / n as f64, ..opened };
     let text = format!(
         "{text}\n#### One open dashboard at {NODES} nodes\n\n\
          The five dashboards of the mixed load, per dashboard: opening (before the window) averaged, refreshes (beside the load) added up; \
