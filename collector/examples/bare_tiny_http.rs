@@ -1,6 +1,6 @@
 //! The ceiling for the collector's HTTP stack, for `cargo xtask bench`: the same tiny_http
-//! (vendored, one request per connection), one thread reading each body and answering
-//! `ok`, and nothing else: no parsing, no authentication, no store, no fsync.
+//! (vendored; `respond` closes each connection after its answer), one thread reading each
+//! body and answering `ok`, and nothing else: no parsing, no authentication, no store, no fsync.
 //!
 //! It ignores its arguments, so the benchmark starts it the way it starts the collector,
 //! and like the collector it prints `listening on http://ADDR` first.

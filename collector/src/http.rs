@@ -13,13 +13,16 @@
 //!
 //! Every queue between them has a cap; past it the request is refused at once (503 or
 //! 429 with `Retry-After`) rather than queued. No thread waits on a client: answers up
-//! to `INLINE_ANSWER` bytes fit a fresh socket's send buffer and never block, and larger
-//! ones (only reads make them) are written by a writer thread of their own, a bounded
-//! number at once, each within `WRITE_DEADLINE`.
+//! to `INLINE_ANSWER` bytes fit a fresh socket's send buffer and never block (on a
+//! connection kept alive, its own thread writes them), and larger ones (only reads make
+//! them) are written by a writer thread of their own, a bounded number at once, each
+//! within `WRITE_DEADLINE`.
 //!
-//! Every response closes its connection. tiny_http gives each connection a pool
-//! thread for its whole life and queues new connections behind busy ones, so a client
-//! holding keep-alive connections (cloudflared does) could starve the others.
+//! Connections are kept alive (HTTP/1.1, as cloudflared and Go's HTTP client expect)
+//! while at most `tiny_http::KEEP_ALIVE_MAX` are open; each holds a thread of its own
+//! between requests, which reads the next request only once the last one is answered.
+//! Past that cap, or when the client asks, or for a streamed answer, the answer says
+//! `Connection: close`, and an idle connection closes after `--io-timeout`.
 
 use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
@@ -37,6 +40,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
+use tiny_http::KeepAlive;
 
 /// How the server behaves.
 #[derive(Debug, Clone)]
@@ -91,6 +95,7 @@ const READ_QUEUE: usize = 64;
 const LOGIN_QUEUE: usize = 8;
 /// Answers up to this size are written by whichever thread has them: a fresh
 /// connection's send buffer takes them whole, so the write cannot wait on the client.
+/// (On a connection kept alive, the connection's own thread writes them.)
 const INLINE_ANSWER: usize = 4096;
 /// Larger answers each get a writer thread: at most this many at once, holding at most
 /// this many bytes between them, and each given this long to be read.
@@ -103,7 +108,9 @@ const STREAM_PIECE: usize = 256 << 10;
 /// Serves requests until the process ends. `wake` tells the alert worker that the
 /// outbox has something new.
 pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &SyncSender<()>) -> io::Result<()> {
-    // Accepted sockets inherit these, so a client that stalls mid-request is cut off.
+    // Accepted sockets inherit these, so a client that stalls is cut off; tiny_http sets
+    // them on any that connected before (`from_listener_prepared`). An idle accept()
+    // returns now and then too, so the accept loop can stop when asked.
     set_socket_timeout(listener.as_raw_fd(), libc::SO_RCVTIMEO, config.io_timeout)?;
     set_socket_timeout(listener.as_raw_fd(), libc::SO_SNDTIMEO, config.io_timeout)?;
     let warned_forwarded = Arc::new(AtomicBool::new(false));
@@ -118,8 +125,8 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         Some(prepare)
     };
     let server = match listener {
-        Listener::Tcp(l) => tiny_http::Server::from_listener_prepared(l, None, prepare),
-        Listener::Unix(l, _) => tiny_http::Server::from_listener_prepared(l, None, prepare),
+        Listener::Tcp(l) => tiny_http::Server::from_listener_prepared(l, None, prepare, Some(config.io_timeout)),
+        Listener::Unix(l, _) => tiny_http::Server::from_listener_prepared(l, None, prepare, Some(config.io_timeout)),
     }
     .map_err(io::Error::other)?;
     let shared = Shared {
@@ -587,10 +594,21 @@ struct Responder {
 impl Responder {
     fn send(&self, request: tiny_http::Request, reply: Reply, io_timeout: Duration, now_ms: i64) {
         let head_only = *request.method() == tiny_http::Method::Head;
-        let out = encode(&reply, head_only, now_ms);
+        // A streamed body ends when its connection closes.
+        let keep_alive = request.keep_alive();
+        if reply.pieces.is_some() {
+            keep_alive.refuse();
+        }
+        let out = encode(&reply, head_only, now_ms, keep_alive.offered());
         let pieces = reply.pieces.as_ref().filter(|_| !head_only).and_then(api::Pieces::take);
         if out.len() <= INLINE_ANSWER && pieces.is_none() {
-            return write_answer(request.into_writer(), &out, Instant::now() + io_timeout);
+            // A connection's first answer fits its empty send buffer, so writing it here
+            // never blocks. On a connection kept alive, answers the client has not read yet
+            // may fill that buffer: there, the connection's own thread writes it.
+            if let Err((request, out)) = request.answer_on_connection(out, send_queue_empty) {
+                write_answer(request.into_writer(), &out, Instant::now() + io_timeout, &keep_alive);
+            }
+            return;
         }
         // A streamed body holds what it is made from, and one piece at a time.
         let size = out.len() + reply.pieces.as_ref().filter(|_| pieces.is_some()).map_or(0, |p| p.held + STREAM_PIECE);
@@ -606,21 +624,20 @@ impl Responder {
         if over {
             release();
             log::warn!("too many large answers still being read; refusing one of {size} bytes");
+            keep_alive.refuse();
             let busy = ApiError::new(503, "busy", "too many large answers are still being sent; try again");
             let busy = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..busy };
-            let busy = encode(&busy.into_reply_for(request.url()), head_only, now_ms);
-            return write_answer(request.into_writer(), &busy, Instant::now());
+            let busy = encode(&busy.into_reply_for(request.url()), head_only, now_ms, false);
+            return write_answer(request.into_writer(), &busy, Instant::now(), &keep_alive);
         }
         let mut writer = request.into_writer();
         let spawned = std::thread::Builder::new().name("answer".into()).stack_size(64 << 10).spawn(move || {
             yield_to_writes();
             let deadline = Instant::now() + WRITE_DEADLINE;
             let mut pieces = pieces.into_iter().flatten();
-            if write_all_by(&mut writer, &out, deadline) && pieces.all(|p| write_all_by(&mut writer, &p, deadline)) {
-                if let Err(e) = writer.flush() {
-                    log::debug!("client left before its answer was written: {e}");
-                }
-            }
+            let written =
+                write_all_by(&mut writer, &out, deadline) && pieces.all(|p| write_all_by(&mut writer, &p, deadline));
+            finish(writer, written, &keep_alive);
             release();
         });
         if let Err(e) = spawned {
@@ -634,7 +651,8 @@ impl Responder {
 
 /// The answer's bytes: status line, headers, and the body unless `head_only`. `Date` is
 /// the collector's clock, which the dashboard uses to say how long ago a node was seen.
-fn encode(reply: &Reply, head_only: bool, now_ms: i64) -> Vec<u8> {
+/// Unless `keep_alive`, the answer says the connection closes after it.
+fn encode(reply: &Reply, head_only: bool, now_ms: i64, keep_alive: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(200 + reply.body.len());
     let _ =
         write!(out, "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n", reply.status, reason(reply.status), reply.content_type);
@@ -642,7 +660,10 @@ fn encode(reply: &Reply, head_only: bool, now_ms: i64) -> Vec<u8> {
     if reply.pieces.is_none() {
         let _ = write!(out, "Content-Length: {}\r\n", reply.body.len());
     }
-    let _ = write!(out, "Date: {}\r\nCache-Control: no-store\r\nConnection: close\r\n", http_date(now_ms));
+    let _ = write!(out, "Date: {}\r\nCache-Control: no-store\r\n", http_date(now_ms));
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
     for (name, value) in &reply.headers {
         let _ = write!(out, "{name}: {value}\r\n");
     }
@@ -654,11 +675,19 @@ fn encode(reply: &Reply, head_only: bool, now_ms: i64) -> Vec<u8> {
 }
 
 /// Writes `out` and flushes, giving up once `deadline` passes.
-fn write_answer(mut writer: Box<dyn io::Write + Send>, out: &[u8], deadline: Instant) {
-    if write_all_by(&mut writer, out, deadline) {
-        if let Err(e) = writer.flush() {
-            log::debug!("client left before its answer was written: {e}");
-        }
+fn write_answer(mut writer: Box<dyn io::Write + Send>, out: &[u8], deadline: Instant, keep_alive: &KeepAlive) {
+    let written = write_all_by(&mut writer, out, deadline);
+    finish(writer, written, keep_alive);
+}
+
+/// Flushes an answer `written` whole, and lets its connection go: on to the next request
+/// when it is kept alive and the answer reached the client, else closed.
+fn finish(mut writer: Box<dyn io::Write + Send>, written: bool, keep_alive: &KeepAlive) {
+    let flushed =
+        written && writer.flush().map_err(|e| log::debug!("client left before its answer was written: {e}")).is_ok();
+    if !flushed {
+        // Part of an answer may have gone out: nothing more can follow it.
+        keep_alive.refuse();
     }
 }
 
@@ -823,6 +852,16 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Whether a socket holds nothing written before and not yet taken by its client: then an
+/// answer up to `INLINE_ANSWER` fits its send buffer, as on a fresh connection.
+fn send_queue_empty(fd: RawFd) -> bool {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: tiny_http asks only while the request holds the socket open; TIOCOUTQ
+    // (SIOCOUTQ for sockets) stores the length of the send queue in `queued`, nothing more.
+    let asked = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    asked == 0 && queued == 0
+}
+
 fn set_socket_timeout(fd: RawFd, option: libc::c_int, timeout: Duration) -> io::Result<()> {
     let value = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
@@ -921,13 +960,15 @@ mod tests {
     }
 
     #[test]
-    fn answers_say_close_and_carry_the_collectors_date() {
+    fn answers_say_whether_they_close_and_carry_the_collectors_date() {
         let reply = ApiError::new(503, "busy", "try again").into_reply();
-        let text = String::from_utf8(encode(&reply, false, 0)).unwrap();
+        let text = String::from_utf8(encode(&reply, false, 0, false)).unwrap();
         assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
         assert!(text.contains("\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"), "{text}");
         assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
-        let head = String::from_utf8(encode(&reply, true, 0)).unwrap();
+        let kept = String::from_utf8(encode(&reply, false, 0, true)).unwrap();
+        assert!(!kept.to_ascii_lowercase().contains("connection:"), "HTTP/1.1 keeps alive by default: {kept}");
+        let head = String::from_utf8(encode(&reply, true, 0, false)).unwrap();
         assert!(head.ends_with("\r\n\r\n") && head.contains("Content-Length: 57"), "{head}");
     }
 }

@@ -144,3 +144,22 @@ fn a_collector_watching_a_node_does_not_scale_to_zero() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A connection that waited in the socket's backlog before the collector started (so it
+/// never inherited the listener's timeouts) and then sends nothing is still cut off.
+#[test]
+fn a_silent_connection_from_the_backlog_is_cut_off_at_the_read_timeout() {
+    let temp = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap(); // the socket systemd would hold
+    let silent = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (mut collector, _) = activate(&listener, &temp.path().join("db"), &["--io-timeout", "1"]);
+    let waited = Instant::now();
+    let mut answer = String::new();
+    let read = std::io::Read::read_to_string(&mut &silent, &mut answer);
+    let _ = collector.kill();
+    let _ = collector.wait();
+    assert!(read.is_ok(), "the connection was not closed within 20 s: {read:?}");
+    assert!(answer.contains(" 408 ") && answer.contains("request_timeout"), "{answer}");
+    assert!(waited.elapsed() < Duration::from_secs(10), "cut off after {:?}", waited.elapsed());
+}

@@ -14,6 +14,7 @@ mod fairness;
 mod floods;
 mod isolation;
 mod jobs;
+mod keepalive;
 mod maintenance;
 mod metrics;
 mod operators;

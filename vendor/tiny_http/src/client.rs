@@ -6,9 +6,11 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
+use crate::util::{Deadline, RefinedTcpStream};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
@@ -34,6 +36,47 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    /// Hearth patch: whether the connection may carry another request once the last one
+    /// is answered; whoever answers can clear it (`Request::keep_alive`).
+    keep_alive: Arc<AtomicBool>,
+
+    /// Hearth patch: whether a request was read and not one byte of the next one yet:
+    /// then the connection is kept alive and idle.
+    between_requests: bool,
+
+    /// Hearth patch: restarted for each request after the first.
+    deadline: Deadline,
+
+    /// Hearth patch: the plain socket answers go out on (`Request::answer_on_connection`).
+    socket: Option<std::os::unix::io::RawFd>,
+
+    _open: Open,
+}
+
+/// Hearth patch: keep-alive is offered only while at most this many connections are open.
+/// A connection kept alive holds its thread between requests: this bounds how many
+/// threads idle clients can hold that way, and under a flood of connections every
+/// answer says `Connection: close`, as before keep-alive was offered at all.
+pub const KEEP_ALIVE_MAX: usize = 256;
+
+/// Hearth patch: connections open now.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Hearth patch: counts one open connection for as long as it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Error that can happen when reading a request.
@@ -43,6 +86,9 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// Hearth patch: a header line over MAX_LINE bytes, or over MAX_HEADERS lines
     HeaderTooLarge,
+    /// Hearth patch: a connection kept alive ended, or stayed idle for the read timeout,
+    /// before any byte of another request: it is closed without an answer.
+    Idle,
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
@@ -69,6 +115,8 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let deadline = read_socket.deadline();
+        let socket = write_socket.plain_fd();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -80,6 +128,11 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            keep_alive: Arc::new(AtomicBool::new(true)),
+            between_requests: false,
+            deadline,
+            socket,
+            _open: Open::new(),
         }
     }
 
@@ -104,6 +157,11 @@ impl ClientConnection {
                 Some(b) => b?,
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
+            if buf.is_empty() && !prev_byte_was_cr {
+                // Hearth patch: a request has begun to arrive; mark it so that an idle
+                // connection kept alive can be told from a slow request.
+                self.between_requests = false;
+            }
 
             if buf.len() > MAX_LINE {
                 return Err(IoError::new(ErrorKind::InvalidData, HEADER_TOO_LARGE));
@@ -131,10 +189,19 @@ impl ClientConnection {
                 ReadError::ReadIoError(e)
             }
         };
+        // Hearth patch: on a connection kept alive, the read timeout counts from here.
+        let kept = self.between_requests;
+        if kept {
+            self.deadline.restart();
+        }
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(too_large)?;
+                let line = match self.read_next_line() {
+                    // Not one byte of another request: the client is done, or idle.
+                    Err(_) if kept && self.between_requests => return Err(ReadError::Idle),
+                    line => line.map_err(too_large)?,
+                };
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -209,12 +276,13 @@ impl Iterator for ClientConnection {
 
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
+        // Hearth patch: or whoever answered it closed the connection.
+        if self.no_more_requests || !self.keep_alive.load(Ordering::SeqCst) {
             return None;
         }
 
         loop {
-            let rq = match self.read() {
+            let mut rq = match self.read() {
                 Err(ReadError::HeaderTooLarge) => {
                     let writer = self.sink.next().unwrap();
                     let response = json_error(431, "header_too_large", "a header line is over 8 KiB, or there are over 100 of them");
@@ -260,7 +328,7 @@ impl Iterator for ClientConnection {
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }
 
-                Err(ReadError::ReadIoError(_)) => return None,
+                Err(ReadError::ReadIoError(_)) | Err(ReadError::Idle) => return None,
 
                 Ok(rq) => rq,
             };
@@ -296,10 +364,21 @@ impl Iterator for ClientConnection {
                 _ => (),
             };
 
-            // Hearth patch: one request per connection. The connection thread ends here, and
-            // the socket closes as soon as the response is written, so no client can hold a
-            // pool thread between requests (keep-alive starved other clients in bursts).
-            self.no_more_requests = true;
+            // Hearth patch: the connection is kept alive only for HTTP/1.1, when the body
+            // was read to its end (so the next request starts where this one ended), and
+            // while few connections are open. Otherwise the connection thread ends here,
+            // and the socket closes as soon as the answer is written.
+            self.between_requests = true;
+            rq.set_socket(self.socket);
+            if !self.no_more_requests
+                && *rq.http_version() == HTTPVersion(1, 1)
+                && rq.body_read_whole()
+                && OPEN.load(Ordering::Relaxed) <= KEEP_ALIVE_MAX
+            {
+                rq.offer_keep_alive(Arc::clone(&self.keep_alive));
+            } else {
+                self.no_more_requests = true;
+            }
 
             // returning the request
             return Some(rq);

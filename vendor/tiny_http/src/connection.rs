@@ -87,12 +87,29 @@ impl Connection {
         }
     }
 
-    /// Hearth patch: the socket's read timeout, which accepted sockets inherit from the listener.
-    pub(crate) fn read_timeout(&self) -> Option<std::time::Duration> {
+    /// Hearth patch: gives the socket read and write timeouts if it has none. An accepted
+    /// socket inherits the listener's, unless its handshake finished before they were set
+    /// on the listener (a connection waiting in a socket-activated service's backlog).
+    pub(crate) fn ensure_timeouts(&self, timeout: std::time::Duration) -> std::io::Result<()> {
         match self {
-            Self::Tcp(s) => s.read_timeout().ok().flatten(),
+            Self::Tcp(s) if s.read_timeout()?.is_none() => {
+                s.set_read_timeout(Some(timeout)).and_then(|()| s.set_write_timeout(Some(timeout)))
+            }
             #[cfg(unix)]
-            Self::Unix(s) => s.read_timeout().ok().flatten(),
+            Self::Unix(s) if s.read_timeout()?.is_none() => {
+                s.set_read_timeout(Some(timeout)).and_then(|()| s.set_write_timeout(Some(timeout)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Hearth patch: the socket's file descriptor.
+    pub(crate) fn as_raw_fd(&self) -> std::os::unix::io::RawFd {
+        use std::os::unix::io::AsRawFd;
+        match self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            #[cfg(unix)]
+            Self::Unix(s) => s.as_raw_fd(),
         }
     }
 

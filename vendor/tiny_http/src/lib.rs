@@ -100,6 +100,7 @@ use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
+use std::io::Write as _;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -114,7 +115,8 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use request::{ReadWrite, Request, BUFFERED_BODY};
+pub use client::KEEP_ALIVE_MAX;
+pub use request::{KeepAlive, ReadWrite, Request, BUFFERED_BODY};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
@@ -248,16 +250,19 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_prepared(listener, ssl_config, None)
+        Self::from_listener_prepared(listener, ssl_config, None, None)
     }
 
     /// Hearth patch: like `from_listener`, and `prepare` runs on each request on its
     /// connection's own thread, before the request is queued for `recv`: work that needs
     /// nothing but the request itself leaves the thread that handles requests.
+    /// `io_timeout` is each accepted socket's read and write timeout (set on sockets that
+    /// did not inherit one from the listener), and a request must arrive whole within it.
     pub fn from_listener_prepared<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
         prepare: Option<Prepare>,
+        io_timeout: Option<std::time::Duration>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -310,8 +315,12 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        if let Some(Err(e)) = io_timeout.map(|timeout| sock.ensure_timeouts(timeout)) {
+                            log::debug!("cannot set a connection's timeouts, so it is closed: {}", e);
+                            continue;
+                        }
                         let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                            None => RefinedTcpStream::new(sock, io_timeout),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
@@ -321,7 +330,7 @@ impl Server {
                                     Err(_) => continue,
                                 };
 
-                                RefinedTcpStream::new(sock)
+                                RefinedTcpStream::new(sock, io_timeout)
                             }
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
@@ -340,20 +349,28 @@ impl Server {
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for mut rq in client {
-                                        if let Some(prepare) = &prepare {
-                                            prepare(&mut rq);
-                                        }
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
+                                // Hearth patch: and on a connection kept alive, the next request
+                                // is read only once this one is answered: pipelined requests
+                                // wait in the socket, and no answer waits on another's writer.
+                                let secure = client.secure();
+                                let (sender, receiver) = mpsc::channel();
+                                for mut rq in client {
+                                    if let Some(prepare) = &prepare {
+                                        prepare(&mut rq);
                                     }
-                                } else {
-                                    for mut rq in client {
-                                        if let Some(prepare) = &prepare {
-                                            prepare(&mut rq);
+                                    if secure || rq.keep_alive().offered() {
+                                        let keep_alive = rq.keep_alive();
+                                        messages.push(rq.with_notify_sender(sender.clone()).into());
+                                        match receiver.recv() {
+                                            Ok(Some((mut writer, answer))) => {
+                                                if writer.write_all(&answer).and_then(|()| writer.flush()).is_err() {
+                                                    keep_alive.refuse();
+                                                }
+                                            }
+                                            Ok(None) => {}
+                                            Err(_) => break,
                                         }
+                                    } else {
                                         messages.push(rq.into());
                                     }
                                 }

@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -73,15 +75,52 @@ pub struct Request {
     must_send_continue: bool,
 
     // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
+    notify_when_responded: Option<Sender<Answered>>,
 
     // Hearth patch: what the server's `prepare` hook made of this request on the
     // connection's own thread, for whoever handles it.
     prepared: Option<Box<dyn std::any::Any + Send + 'static>>,
+
+    // Hearth patch: whether the body was read to its end when the request was made.
+    body_whole: bool,
+
+    // Hearth patch: the plain socket the answer goes out on, to ask whether anything
+    // written before is still queued in it (`answer_on_connection`).
+    socket: Option<std::os::unix::io::RawFd>,
+
+    // Hearth patch: set when the connection will carry another request after this one's
+    // answer, unless whoever answers clears it first (`KeepAlive`).
+    keep_alive: Option<Arc<AtomicBool>>,
 }
 
+/// Hearth patch: whether a request's connection stays open for another request after its
+/// answer. The answer must say `Connection: close` unless `offered()`; after `refuse()`,
+/// the connection closes once the answer is written.
+#[derive(Clone)]
+pub struct KeepAlive(Option<Arc<AtomicBool>>);
+
+impl KeepAlive {
+    /// Whether the connection will carry another request: HTTP/1.1, no `Connection:
+    /// close`, the body read to its end, few connections open, and not refused.
+    pub fn offered(&self) -> bool {
+        self.0.as_ref().is_some_and(|keep| keep.load(Ordering::SeqCst))
+    }
+
+    /// Closes the connection once the answer is written: say so before it is, or, when
+    /// writing it failed, before the writer is dropped.
+    pub fn refuse(&self) {
+        if let Some(keep) = &self.0 {
+            keep.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Hearth patch: what the connection's thread is told once a request is answered: nothing
+/// more, or the answer for it to write (`Request::answer_on_connection`).
+pub(crate) type Answered = Option<(Box<dyn Write + Send + 'static>, Vec<u8>)>;
+
 struct NotifyOnDrop<R> {
-    sender: Sender<()>,
+    sender: Sender<Answered>,
     inner: R,
 }
 
@@ -100,7 +139,8 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        // Hearth patch: a connection thread that is gone needs no notice (was a panic).
+        let _ = self.sender.send(None);
     }
 }
 
@@ -192,6 +232,10 @@ where
     };
 
     let mut continue_sent = false;
+    // Hearth patch: whether the body is read to its end below.
+    let body_whole = !connection_upgrade
+        && transfer_encoding.is_none()
+        && content_length.map_or(true, |length| length <= BUFFERED_BODY);
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
     let reader = if connection_upgrade {
@@ -250,6 +294,9 @@ where
         must_send_continue: expects_continue && !continue_sent,
         notify_when_responded: None,
         prepared: None,
+        body_whole,
+        socket: None,
+        keep_alive: None,
     })
 }
 
@@ -262,6 +309,57 @@ impl Request {
     /// Hearth patch: takes what the server's `prepare` hook made of this request, if anything.
     pub fn take_prepared(&mut self) -> Option<Box<dyn std::any::Any + Send + 'static>> {
         self.prepared.take()
+    }
+
+    /// Hearth patch: hands `answer` (the whole response, status line to body) to the
+    /// connection's own thread to write, when that thread waits for this request to be
+    /// answered (a connection kept alive): a client that does not read its answers then
+    /// holds up its own connection's thread and no other. Gives both back otherwise, for
+    /// the caller to write.
+    /// An answer that finds nothing queued ahead of it in the socket (`queue_empty`, asked
+    /// of a plain socket's descriptor) goes out at once, as on a fresh connection, without
+    /// waking the connection's thread for it.
+    pub fn answer_on_connection(
+        mut self,
+        answer: Vec<u8>,
+        queue_empty: impl Fn(std::os::unix::io::RawFd) -> bool,
+    ) -> Result<(), (Request, Vec<u8>)> {
+        let Some(sender) = self.notify_when_responded.take() else {
+            return Err((self, answer));
+        };
+        let mut writer = self.extract_writer_impl();
+        if self.socket.is_some_and(queue_empty) {
+            if writer.write_all(&answer).and_then(|()| writer.flush()).is_err() {
+                self.keep_alive().refuse();
+            }
+            drop(writer);
+            let _ = sender.send(None);
+        } else {
+            let _ = sender.send(Some((writer, answer)));
+        }
+        Ok(())
+    }
+
+    /// Hearth patch: the plain socket this request's answer goes out on.
+    pub(crate) fn set_socket(&mut self, socket: Option<std::os::unix::io::RawFd>) {
+        self.socket = socket;
+    }
+
+    /// Hearth patch: whether the connection stays open after this request's answer.
+    pub fn keep_alive(&self) -> KeepAlive {
+        KeepAlive(self.keep_alive.clone())
+    }
+
+    /// Hearth patch: whether the body was read to its end, so that another request on
+    /// the same connection starts where this one ends.
+    pub(crate) fn body_read_whole(&self) -> bool {
+        self.body_whole
+    }
+
+    /// Hearth patch: the connection will carry another request after this one's answer,
+    /// unless `keep` is cleared by then.
+    pub(crate) fn offer_keep_alive(&mut self, keep: Arc<AtomicBool>) {
+        self.keep_alive = Some(keep);
     }
 
     /// Returns true if the request was made through HTTPS.
@@ -455,9 +553,11 @@ impl Request {
     where
         R: Read,
     {
+        // Hearth patch: tiny_http's own answers say `Connection: close` (src/response.rs).
+        self.keep_alive().refuse();
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            let _ = sender.send(None);
         }
         res
     }
@@ -491,7 +591,7 @@ impl Request {
         })
     }
 
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
+    pub(crate) fn with_notify_sender(mut self, sender: Sender<Answered>) -> Self {
         self.notify_when_responded = Some(sender);
         self
     }
@@ -510,10 +610,11 @@ impl fmt::Debug for Request {
 impl Drop for Request {
     fn drop(&mut self) {
         if self.response_writer.is_some() {
+            self.keep_alive().refuse();
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+                let _ = sender.send(None);
             }
         }
     }

@@ -361,8 +361,9 @@ where
             );
         }
 
-        // Hearth patch: a connection carries one request (src/client.rs), and says so,
-        // so that clients do not write a second request into a closed socket.
+        // Hearth patch: tiny_http's own answers end their connection (`Request::respond`
+        // refuses keep-alive), and say so, so that clients do not write a second request
+        // into a closed socket.
         if upgrade.is_none() && self.status_code.0 >= 200 {
             self.headers.insert(0, Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
         }

@@ -277,6 +277,7 @@ fn write(rows: &[Row], enrol_rate: f64) -> (String, Vec<Target>) {
          {NODES} enrolled nodes (enrolled over the API first, {enrol_rate:.0} nodes/s: mint a token, enrol); \
          `wrk -t 2 -c {CONNECTIONS}` posts the full heartbeat of docs/protocol.md for a random node, with that node's token, \
          for {SECONDS} s per row after 1 s of warm-up; the new-connection and keep-alive rows of Hearth and of the bare responder are each the median of {ROUNDS} rounds, the two taking turns. Hearth answers each heartbeat after the fsync'd commit that holds it. \
+         In the keep-alive rows Hearth keeps each connection for request after request; the bare responder answers through tiny_http's own `respond`, which closes the connection, so its two rows are alike. \
          Pushgateway gets the same rate of small pushes (six gauges per node, `POST /metrics/job/hearth/instance/ID`), \
          kept in memory; it checks each push against every group it holds, so it is also measured with 10 nodes. Paced rows: 24 connections, each waiting 10 ms before each request. \
          Latency is wrk's: first byte of the request to last byte of the answer. Errors: refused, cut, non-2xx, or unanswered within 2 s.\n\n\

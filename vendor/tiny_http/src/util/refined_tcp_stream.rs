@@ -1,6 +1,7 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
@@ -46,14 +47,6 @@ impl Stream {
         }
     }
 
-    fn read_timeout(&self) -> Option<Duration> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.read_timeout(),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(_) => None,
-        }
-    }
-
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
@@ -95,23 +88,52 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
-    /// Hearth patch: reading ends with `TimedOut` past this instant. The socket's own read
+    /// Hearth patch: reading ends with `TimedOut` once this passes. The socket's own read
     /// timeout restarts with every byte, so a client sending one byte every few seconds
     /// would otherwise hold its connection thread for ever.
-    read_deadline: Option<Instant>,
+    read_deadline: Deadline,
+}
+
+/// Hearth patch: by when the request being read must have arrived: the socket's read
+/// timeout after the accept, and again after each answer on a connection kept alive. The connection holds a clone, to restart it.
+#[derive(Clone)]
+pub(crate) struct Deadline {
+    limit: Option<Duration>,
+    at: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Deadline {
+    fn new(limit: Option<Duration>) -> Deadline {
+        let deadline = Deadline { limit, at: Arc::new(Mutex::new(None)) };
+        deadline.restart();
+        deadline
+    }
+
+    /// Counts the socket's read timeout from now.
+    pub(crate) fn restart(&self) {
+        let at = self.limit.map(|limit| Instant::now() + limit);
+        *self.at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
+    }
+
+    fn passed(&self) -> bool {
+        let at = *self.at.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        at.is_some_and(|at| Instant::now() >= at)
+    }
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    /// Hearth patch: `read_limit` is the time a request has to arrive (the socket's read
+    /// timeout): from now, and from each answer on a connection kept alive.
+    pub(crate) fn new<S>(stream: S, read_limit: Option<Duration>) -> (RefinedTcpStream, RefinedTcpStream)
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
 
         let (read, write) = (stream.clone(), stream);
-        // Hearth patch: a connection carries one request, which must arrive within the
-        // socket's read timeout (inherited from the listener), counted from the accept.
-        let read_deadline = read.read_timeout().map(|limit| Instant::now() + limit);
+        // Hearth patch: a request must arrive within the socket's read timeout, counted
+        // from the accept or from the answer before it.
+        let read_deadline = Deadline::new(read_limit);
 
         let read = RefinedTcpStream {
             stream: read,
@@ -124,7 +146,7 @@ impl RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
-            read_deadline: None,
+            read_deadline: Deadline::new(None),
         };
 
         (read, write)
@@ -138,6 +160,20 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    /// Hearth patch: the socket, when it is plain (not TLS).
+    pub(crate) fn plain_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        match &self.stream {
+            Stream::Http(connection) => Some(connection.as_raw_fd()),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => None,
+        }
+    }
+
+    /// Hearth patch: the read deadline, for the connection to restart.
+    pub(crate) fn deadline(&self) -> Deadline {
+        self.read_deadline.clone()
     }
 }
 
@@ -158,7 +194,7 @@ impl Read for RefinedTcpStream {
         // What arrived is taken first, so that closing after the 408 leaves nothing
         // unread (which would make the kernel reset the connection instead).
         let read = self.stream.read(buf)?;
-        if self.read_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        if self.read_deadline.passed() {
             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the request took too long to arrive"));
         }
         Ok(read)

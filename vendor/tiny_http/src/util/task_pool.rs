@@ -72,7 +72,11 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // Hearth patch: a new thread unless an idle one is left for this task too. A woken
+        // thread counts as waiting until it takes its task, so upstream's `== 0` queued a
+        // burst of connections behind one idle thread, where they waited for a busy one to
+        // end (never, while its connection was kept alive).
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
