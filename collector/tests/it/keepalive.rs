@@ -115,6 +115,15 @@ fn answers_that_cannot_share_their_connection_close_it() {
     assert_eq!(refused.status, 413, "{}", refused.body);
     assert!(says_close(&refused), "{}", refused.head);
 
+    // A body whose length is in doubt: where the next request would start is too.
+    for lengths in ["Content-Length: 2\r\nContent-Length: 40", "Content-Length: 2x"] {
+        let mut conn = connect(&collector);
+        let head = format!("POST /api/agent/heartbeat HTTP/1.1\r\nHost: x\r\n{lengths}\r\n\r\n{{}}");
+        conn.get_mut().write_all(head.as_bytes()).unwrap();
+        let answer = read_response(&mut conn).unwrap();
+        assert!(says_close(&answer) && closed(&mut conn), "{lengths}: {}", answer.head);
+    }
+
     // A streamed answer ends when its connection closes.
     let mut conn = connect(&collector);
     conn.get_mut().write_all(&request_bytes(collector.addr, "GET", "/metrics/nodes", &[], b"")).unwrap();

@@ -232,9 +232,14 @@ where
     };
 
     let mut continue_sent = false;
-    // Hearth patch: whether the body is read to its end below.
+    // Hearth patch: whether the body is read to its end below, so that the next request
+    // on the connection starts where this one ends. Not when its length is in doubt: a
+    // `Content-Length` that is not a number, or more than one of them.
+    let lengths = headers.iter().filter(|h| h.field.equiv("Content-Length")).count();
     let body_whole = !connection_upgrade
         && transfer_encoding.is_none()
+        && lengths <= 1
+        && (lengths == 0 || content_length.is_some())
         && content_length.map_or(true, |length| length <= BUFFERED_BODY);
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
