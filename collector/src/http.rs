@@ -12,17 +12,19 @@
 //!   snapshot and hands the outcome back to be written in a batch.
 //!
 //! Every queue between them has a cap; past it the request is refused at once (503 or
-//! 429 with `Retry-After`) rather than queued. No thread waits on a client: answers up
-//! to `INLINE_ANSWER` bytes fit a fresh socket's send buffer and never block (on a
-//! connection kept alive, its own thread writes them), and larger ones (only reads make
-//! them) are written by a writer thread of their own, a bounded number at once, each
-//! within `WRITE_DEADLINE`.
+//! 429 with `Retry-After`) rather than queued. No thread waits on a client: an answer up
+//! to `INLINE_ANSWER` bytes is written by whichever thread has it when nothing unread is
+//! queued ahead of it in the socket (always so for a connection's first), so it never
+//! blocks, and otherwise by the connection's own thread (`answer_small`); larger ones
+//! (only reads make them) are written by a writer thread of their own, a bounded number
+//! at once, each within `WRITE_DEADLINE`.
 //!
 //! Connections are kept alive (HTTP/1.1, as cloudflared and Go's HTTP client expect)
 //! while at most `tiny_http::KEEP_ALIVE_MAX` are open; each holds a thread of its own
 //! between requests, which reads the next request only once the last one is answered.
-//! Past that cap, or when the client asks, or for a streamed answer, the answer says
-//! `Connection: close`, and an idle connection closes after `--io-timeout`.
+//! Past that cap, when the client asks, for a streamed answer or one not written whole,
+//! and when the collector exits when idle (`--idle-exit`), the answer says
+//! `Connection: close`; an idle connection closes after `--io-timeout`.
 
 use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
@@ -93,9 +95,9 @@ const READ_QUEUE: usize = 64;
 /// Logins waiting for the login thread: with argon2id at tens of ms each, this also caps
 /// the rate of password checks.
 const LOGIN_QUEUE: usize = 8;
-/// Answers up to this size are written by whichever thread has them: a fresh
-/// connection's send buffer takes them whole, so the write cannot wait on the client.
-/// (On a connection kept alive, the connection's own thread writes them.)
+/// Answers up to this size are written by whichever thread has them when nothing unread is
+/// queued in the socket: its send buffer takes them whole, so the write cannot wait on the
+/// client (`answer_small`).
 const INLINE_ANSWER: usize = 4096;
 /// Larger answers each get a writer thread: at most this many at once, holding at most
 /// this many bytes between them, and each given this long to be read.
@@ -136,7 +138,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         logins: Mutex::new(LoginLimiter::default()),
         limits: RateLimits::new(config.anonymous_per_minute, config.mints_per_hour),
         password_checks: PasswordChecks::default(),
-        responder: Responder::default(),
+        responder: Responder { keep_alive: config.idle_exit.is_none(), ..Responder::default() },
         warned_forwarded,
         requests: AtomicU64::new(0),
         commit_in_flight: InFlight::default(),
@@ -586,6 +588,8 @@ fn answer(shared: &Shared, request: tiny_http::Request, reply: Reply, heartbeat:
 /// Writes answers without letting a client that reads slowly, or never, hold up anyone else.
 #[derive(Default)]
 struct Responder {
+    /// Whether connections may be kept alive (not when the collector exits when idle).
+    keep_alive: bool,
     /// Writer threads running, and the bytes they hold.
     writers: Arc<AtomicUsize>,
     bytes: Arc<AtomicUsize>,
@@ -594,21 +598,16 @@ struct Responder {
 impl Responder {
     fn send(&self, request: tiny_http::Request, reply: Reply, io_timeout: Duration, now_ms: i64) {
         let head_only = *request.method() == tiny_http::Method::Head;
-        // A streamed body ends when its connection closes.
         let keep_alive = request.keep_alive();
-        if reply.pieces.is_some() {
+        // A streamed body ends when its connection closes; a collector that exits when
+        // idle leaves no connection open that a request could arrive on as it exits.
+        if reply.pieces.is_some() || !self.keep_alive {
             keep_alive.refuse();
         }
         let out = encode(&reply, head_only, now_ms, keep_alive.offered());
         let pieces = reply.pieces.as_ref().filter(|_| !head_only).and_then(api::Pieces::take);
         if out.len() <= INLINE_ANSWER && pieces.is_none() {
-            // A connection's first answer fits its empty send buffer, so writing it here
-            // never blocks. On a connection kept alive, answers the client has not read yet
-            // may fill that buffer: there, the connection's own thread writes it.
-            if let Err((request, out)) = request.answer_on_connection(out, send_queue_empty) {
-                write_answer(request.into_writer(), &out, Instant::now() + io_timeout, &keep_alive);
-            }
-            return;
+            return answer_small(request, out, io_timeout);
         }
         // A streamed body holds what it is made from, and one piece at a time.
         let size = out.len() + reply.pieces.as_ref().filter(|_| pieces.is_some()).map_or(0, |p| p.held + STREAM_PIECE);
@@ -628,23 +627,86 @@ impl Responder {
             let busy = ApiError::new(503, "busy", "too many large answers are still being sent; try again");
             let busy = ApiError { headers: vec![("Retry-After", "1".to_owned())], ..busy };
             let busy = encode(&busy.into_reply_for(request.url()), head_only, now_ms, false);
-            return write_answer(request.into_writer(), &busy, Instant::now(), &keep_alive);
+            return answer_small(request, busy, io_timeout);
         }
-        let mut writer = request.into_writer();
+        let mut writer = AnswerWriter::new(request);
         let spawned = std::thread::Builder::new().name("answer".into()).stack_size(64 << 10).spawn(move || {
             yield_to_writes();
             let deadline = Instant::now() + WRITE_DEADLINE;
             let mut pieces = pieces.into_iter().flatten();
-            let written =
-                write_all_by(&mut writer, &out, deadline) && pieces.all(|p| write_all_by(&mut writer, &p, deadline));
-            finish(writer, written, &keep_alive);
+            if writer.write_by(&out, deadline) && pieces.all(|p| writer.write_by(&p, deadline)) {
+                writer.finish();
+            }
             release();
         });
         if let Err(e) = spawned {
-            // The closure, writer and counts went with the failed spawn's error: count back by hand.
+            // The closure, writer and counts went with the failed spawn's error (the writer
+            // closing its connection): count back by hand.
             self.writers.fetch_sub(1, Ordering::SeqCst);
             self.bytes.fetch_sub(size, Ordering::SeqCst);
             log::warn!("cannot start a thread to send an answer of {size} bytes: {e}");
+        }
+    }
+}
+
+/// Sends an answer of at most `INLINE_ANSWER` bytes from this thread. A connection's first
+/// answer fits its empty send buffer, so the write never blocks; after that, answers the
+/// client has not read yet may fill the buffer, and then tiny_http hands the answer to the
+/// connection's own thread instead (`answer_on_connection`).
+fn answer_small(request: tiny_http::Request, out: Vec<u8>, io_timeout: Duration) {
+    if let Err((request, out)) = request.answer_on_connection(out, send_queue_empty) {
+        let mut writer = AnswerWriter::new(request);
+        if writer.write_by(&out, Instant::now() + io_timeout) {
+            writer.finish();
+        }
+    }
+}
+
+/// A request's answer being written. Unless `finish` is reached (the answer written whole
+/// and flushed), dropping it closes the connection: part of an answer, or none, may have
+/// gone out, and nothing may follow on that connection.
+struct AnswerWriter {
+    writer: Box<dyn io::Write + Send>,
+    keep_alive: KeepAlive,
+    whole: bool,
+}
+
+impl AnswerWriter {
+    fn new(request: tiny_http::Request) -> AnswerWriter {
+        AnswerWriter { keep_alive: request.keep_alive(), writer: request.into_writer(), whole: false }
+    }
+
+    /// Writes `out` 64 KiB at a time, giving up once `deadline` passes: each write may also
+    /// wait up to the socket's send timeout, so a client that reads a byte now and then is
+    /// still cut off. Whether all of it was written.
+    fn write_by(&mut self, out: &[u8], deadline: Instant) -> bool {
+        for piece in out.chunks(64 << 10) {
+            if let Err(e) = self.writer.write_all(piece) {
+                log::debug!("client left before its answer was written: {e}");
+                return false;
+            }
+            if Instant::now() > deadline {
+                log::debug!("a client took too long to read its answer; closing the connection");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Flushes what was written: the answer is whole once this succeeds.
+    fn finish(mut self) {
+        match self.writer.flush() {
+            Ok(()) => self.whole = true,
+            Err(e) => log::debug!("client left before its answer was written: {e}"),
+        }
+    }
+}
+
+impl Drop for AnswerWriter {
+    fn drop(&mut self) {
+        // Runs before `writer` is dropped, which lets the connection go on.
+        if !self.whole {
+            self.keep_alive.refuse();
         }
     }
 }
@@ -672,40 +734,6 @@ fn encode(reply: &Reply, head_only: bool, now_ms: i64, keep_alive: bool) -> Vec<
         out.extend_from_slice(&reply.body);
     }
     out
-}
-
-/// Writes `out` and flushes, giving up once `deadline` passes.
-fn write_answer(mut writer: Box<dyn io::Write + Send>, out: &[u8], deadline: Instant, keep_alive: &KeepAlive) {
-    let written = write_all_by(&mut writer, out, deadline);
-    finish(writer, written, keep_alive);
-}
-
-/// Flushes an answer `written` whole, and lets its connection go: on to the next request
-/// when it is kept alive and the answer reached the client, else closed.
-fn finish(mut writer: Box<dyn io::Write + Send>, written: bool, keep_alive: &KeepAlive) {
-    let flushed =
-        written && writer.flush().map_err(|e| log::debug!("client left before its answer was written: {e}")).is_ok();
-    if !flushed {
-        // Part of an answer may have gone out: nothing more can follow it.
-        keep_alive.refuse();
-    }
-}
-
-/// Writes `out` 64 KiB at a time, giving up once `deadline` passes: each write may also
-/// wait up to the socket's send timeout, so a client that reads a byte now and then is
-/// still cut off. Whether all of it was written.
-fn write_all_by(writer: &mut Box<dyn io::Write + Send>, out: &[u8], deadline: Instant) -> bool {
-    for piece in out.chunks(64 << 10) {
-        if let Err(e) = writer.write_all(piece) {
-            log::debug!("client left before its answer was written: {e}");
-            return false;
-        }
-        if Instant::now() > deadline {
-            log::debug!("a client took too long to read its answer; closing the connection");
-            return false;
-        }
-    }
-    true
 }
 
 /// A request as the connection's thread read it (`read_request`, then `api::prepare`), or the answer refusing it.

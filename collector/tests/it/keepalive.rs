@@ -97,6 +97,30 @@ fn an_idle_connection_is_closed_after_the_read_timeout_without_an_answer() {
 }
 
 #[test]
+fn each_request_on_a_kept_connection_has_the_whole_read_timeout_from_its_first_byte() {
+    let collector = Collector::start(&["--allow-anonymous", "--anonymous-per-minute", "1000000", "--io-timeout", "1"]);
+    let node = new_node_id();
+    let mut conn = connect(&collector);
+    // Five requests 0.7 s apart: 3.5 s on one connection with a 1 s timeout.
+    for seq in 1..=5 {
+        conn.get_mut().write_all(&beat_bytes(&collector, &node, seq, &[])).unwrap();
+        let answer = read_response(&mut conn).expect("an answer on the same connection");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(!says_close(&answer), "{}", answer.head);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // Idle for 0.7 s, then a request whose head and body are 0.5 s apart: 1.2 s after the
+    // last answer, but within 1 s of its own first byte.
+    let bytes = beat_bytes(&collector, &node, 6, &[]);
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    conn.get_mut().write_all(&bytes[..split]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    conn.get_mut().write_all(&bytes[split..]).unwrap();
+    let answer = read_response(&mut conn).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+#[test]
 fn answers_that_cannot_share_their_connection_close_it() {
     let collector = anonymous();
     // HTTP/1.0 without keep-alive.
@@ -123,6 +147,13 @@ fn answers_that_cannot_share_their_connection_close_it() {
         let answer = read_response(&mut conn).unwrap();
         assert!(says_close(&answer) && closed(&mut conn), "{lengths}: {}", answer.head);
     }
+
+    // A collector that exits when idle keeps no connection open past its answer.
+    let idle_exit = Collector::start(&["--allow-anonymous", "--idle-exit", "600"]);
+    let mut conn = connect(&idle_exit);
+    conn.get_mut().write_all(&request_bytes(idle_exit.addr, "GET", "/healthz", &[], b"")).unwrap();
+    let answer = read_response(&mut conn).unwrap();
+    assert!(says_close(&answer) && closed(&mut conn), "{}", answer.head);
 
     // A streamed answer ends when its connection closes.
     let mut conn = connect(&collector);
@@ -172,7 +203,7 @@ fn keep_alive_is_not_offered_while_many_connections_are_open() {
 #[test]
 fn clients_that_pipeline_and_never_read_hold_up_only_themselves() {
     const PIPELINED: usize = 4_000;
-    let collector = Collector::start(&["--allow-anonymous", "--anonymous-per-minute", "1000000", "--io-timeout", "3"]);
+    let collector = Collector::start(&["--allow-anonymous", "--anonymous-per-minute", "1000000", "--io-timeout", "4"]);
     let key = collector.api_key();
     // Three nodes, and no more: the pipelined heartbeats and the others are theirs.
     let fleet = [new_node_id(), new_node_id(), new_node_id()];

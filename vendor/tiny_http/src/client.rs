@@ -63,6 +63,20 @@ pub const KEEP_ALIVE_MAX: usize = 256;
 /// Hearth patch: connections open now.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
+/// Hearth patch: set once a server stops accepting (`Server::stop_accepting`): from then
+/// on no connection is kept alive.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+/// Hearth patch: no connection is kept alive from now on, in this process.
+pub(crate) fn stop_keep_alive() {
+    STOPPED.store(true, Ordering::SeqCst);
+}
+
+/// Hearth patch: whether connections may still be kept alive.
+pub(crate) fn keep_alive_stopped() -> bool {
+    STOPPED.load(Ordering::SeqCst)
+}
+
 /// Hearth patch: counts one open connection for as long as it lives.
 struct Open;
 
@@ -157,10 +171,11 @@ impl ClientConnection {
                 Some(b) => b?,
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
-            if buf.is_empty() && !prev_byte_was_cr {
-                // Hearth patch: a request has begun to arrive; mark it so that an idle
-                // connection kept alive can be told from a slow request.
+            if self.between_requests {
+                // Hearth patch: a request has begun to arrive on a connection kept alive:
+                // it must arrive whole within the read timeout from here.
                 self.between_requests = false;
+                self.deadline.restart();
             }
 
             if buf.len() > MAX_LINE {
@@ -189,10 +204,11 @@ impl ClientConnection {
                 ReadError::ReadIoError(e)
             }
         };
-        // Hearth patch: on a connection kept alive, the read timeout counts from here.
+        // Hearth patch: on a connection kept alive, the wait for the next request ends at
+        // the socket's read timeout, and the request's own deadline starts at its first byte.
         let kept = self.between_requests;
         if kept {
-            self.deadline.restart();
+            self.deadline.clear();
         }
         let (method, path, version, headers) = {
             // reading the request line
@@ -277,7 +293,7 @@ impl Iterator for ClientConnection {
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         // Hearth patch: or whoever answered it closed the connection.
-        if self.no_more_requests || !self.keep_alive.load(Ordering::SeqCst) {
+        if self.no_more_requests || !self.keep_alive.load(Ordering::SeqCst) || keep_alive_stopped() {
             return None;
         }
 
@@ -374,6 +390,7 @@ impl Iterator for ClientConnection {
                 && *rq.http_version() == HTTPVersion(1, 1)
                 && rq.body_read_whole()
                 && OPEN.load(Ordering::Relaxed) <= KEEP_ALIVE_MAX
+                && !keep_alive_stopped()
             {
                 rq.offer_keep_alive(Arc::clone(&self.keep_alive));
             } else {

@@ -352,13 +352,19 @@ impl Server {
                                 // Hearth patch: and on a connection kept alive, the next request
                                 // is read only once this one is answered: pipelined requests
                                 // wait in the socket, and no answer waits on another's writer.
+                                // Every answer after the first (kept alive or the last) may
+                                // find earlier ones unread in the socket: it can be handed
+                                // back here to write (`Request::answer_on_connection`).
                                 let secure = client.secure();
                                 let (sender, receiver) = mpsc::channel();
+                                let mut reused = false;
                                 for mut rq in client {
                                     if let Some(prepare) = &prepare {
                                         prepare(&mut rq);
                                     }
-                                    if secure || rq.keep_alive().offered() {
+                                    let wait = secure || reused || rq.keep_alive().offered();
+                                    reused = true;
+                                    if wait {
                                         let keep_alive = rq.keep_alive();
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
                                         match receiver.recv() {
@@ -467,6 +473,9 @@ impl Server {
     /// next start). Requests from connections already accepted still arrive through `recv`.
     pub fn stop_accepting(&self) {
         self.close.store(true, Relaxed);
+        // Hearth patch: and keep-alive ends, so no request arrives on a kept connection
+        // after the last ones are answered.
+        client::stop_keep_alive();
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),

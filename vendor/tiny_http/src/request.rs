@@ -103,7 +103,7 @@ impl KeepAlive {
     /// Whether the connection will carry another request: HTTP/1.1, no `Connection:
     /// close`, the body read to its end, few connections open, and not refused.
     pub fn offered(&self) -> bool {
-        self.0.as_ref().is_some_and(|keep| keep.load(Ordering::SeqCst))
+        self.0.as_ref().is_some_and(|keep| keep.load(Ordering::SeqCst)) && !crate::client::keep_alive_stopped()
     }
 
     /// Closes the connection once the answer is written: say so before it is, or, when
@@ -200,9 +200,11 @@ where
         // header must be ignored (RFC2616 #4.4)
         None
     } else {
+        // Hearth patch: digits only (`usize::from_str` takes a leading `+`).
         headers
             .iter()
             .find(|h: &&Header| h.field.equiv("Content-Length"))
+            .filter(|h| !h.value.is_empty() && h.value.as_bytes().iter().all(u8::is_ascii_digit))
             .and_then(|h| usize::from_str(h.value.as_str()).ok())
     };
 

@@ -109,6 +109,12 @@ impl Deadline {
         deadline
     }
 
+    /// No deadline: while a connection kept alive waits for its next request, only the
+    /// socket's own read timeout ends the wait.
+    pub(crate) fn clear(&self) {
+        *self.at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
     /// Counts the socket's read timeout from now.
     pub(crate) fn restart(&self) {
         let at = self.limit.map(|limit| Instant::now() + limit);
