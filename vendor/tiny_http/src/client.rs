@@ -18,7 +18,8 @@ use crate::Request;
 /// and return Request objects.
 pub struct ClientConnection {
     // address of the client
-    remote_addr: IoResult<Option<SocketAddr>>,
+    // Hearth patch: as accept() gave it (was asked again with getpeername, and unwrapped).
+    remote_addr: Option<SocketAddr>,
 
     // sequence of Readers to the stream, so that the data is not read in
     //  the wrong order
@@ -125,9 +126,9 @@ impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
     pub fn new(
         write_socket: RefinedTcpStream,
-        mut read_socket: RefinedTcpStream,
+        read_socket: RefinedTcpStream,
+        remote_addr: Option<SocketAddr>,
     ) -> ClientConnection {
-        let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
         let deadline = read_socket.deadline();
         let socket = write_socket.plain_fd();
@@ -263,7 +264,7 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            self.remote_addr,
             data_source,
             writer,
         )

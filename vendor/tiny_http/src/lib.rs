@@ -313,7 +313,7 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    Ok((sock, _)) => {
+                    Ok((sock, remote_addr)) => {
                         use util::RefinedTcpStream;
                         if let Some(Err(e)) = io_timeout.map(|timeout| sock.ensure_timeouts(timeout)) {
                             log::debug!("cannot set a connection's timeouts, so it is closed: {}", e);
@@ -336,7 +336,7 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(write_closable, read_closable, remote_addr))
                     }
                     Err(e) => Err(e),
                 };
