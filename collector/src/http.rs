@@ -13,8 +13,8 @@
 //!
 //! Every queue between them has a cap; past it the request is refused at once (503 or
 //! 429 with `Retry-After`) rather than queued. No thread waits on a client: an answer up
-//! to `INLINE_ANSWER` bytes is written by whichever thread has it when nothing unread is
-//! queued ahead of it in the socket (always so for a connection's first), so it never
+//! to `INLINE_ANSWER` bytes is written by whichever thread has it when nothing written
+//! before is still queued in the socket (always so for a connection's first), so it never
 //! blocks, and otherwise by the connection's own thread (`answer_small`); larger ones
 //! (only reads make them) are written by a writer thread of their own, a bounded number
 //! at once, each within `WRITE_DEADLINE`.
@@ -22,9 +22,9 @@
 //! Connections are kept alive (HTTP/1.1, as cloudflared and Go's HTTP client expect)
 //! while at most `tiny_http::KEEP_ALIVE_MAX` are open; each holds a thread of its own
 //! between requests, which reads the next request only once the last one is answered.
-//! Past that cap, when the client asks, for a streamed answer or one not written whole,
-//! and when the collector exits when idle (`--idle-exit`), the answer says
-//! `Connection: close`; an idle connection closes after `--io-timeout`.
+//! Past that cap, when the client asks, for a streamed answer, and when the collector
+//! exits when idle (`--idle-exit`), the answer says `Connection: close`; a connection
+//! whose answer was not written whole closes, and an idle one closes after `--io-timeout`.
 
 use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
@@ -95,8 +95,8 @@ const READ_QUEUE: usize = 64;
 /// Logins waiting for the login thread: with argon2id at tens of ms each, this also caps
 /// the rate of password checks.
 const LOGIN_QUEUE: usize = 8;
-/// Answers up to this size are written by whichever thread has them when nothing unread is
-/// queued in the socket: its send buffer takes them whole, so the write cannot wait on the
+/// Answers up to this size are written by whichever thread has them when nothing written
+/// before is still queued in the socket: its send buffer takes them whole, so the write cannot wait on the
 /// client (`answer_small`).
 const INLINE_ANSWER: usize = 4096;
 /// Larger answers each get a writer thread: at most this many at once, holding at most
@@ -880,7 +880,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Whether a socket holds nothing written before and not yet taken by its client: then an
+/// Whether a socket holds nothing written before and not yet sent and acknowledged: then an
 /// answer up to `INLINE_ANSWER` fits its send buffer, as on a fresh connection.
 fn send_queue_empty(fd: RawFd) -> bool {
     let mut queued: libc::c_int = 0;

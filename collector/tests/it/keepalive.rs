@@ -139,12 +139,15 @@ fn answers_that_cannot_share_their_connection_close_it() {
     assert_eq!(refused.status, 413, "{}", refused.body);
     assert!(says_close(&refused), "{}", refused.head);
 
-    // A body whose length is in doubt: where the next request would start is too.
-    for lengths in ["Content-Length: 2\r\nContent-Length: 40", "Content-Length: 2x"] {
+    // A body whose length is in doubt: where the next request would start is too. It is
+    // refused, as RFC 9112 asks.
+    for lengths in ["Content-Length: 2\r\nContent-Length: 40", "Content-Length: 2x", "Content-Length: +2"] {
         let mut conn = connect(&collector);
         let head = format!("POST /api/agent/heartbeat HTTP/1.1\r\nHost: x\r\n{lengths}\r\n\r\n{{}}");
         conn.get_mut().write_all(head.as_bytes()).unwrap();
         let answer = read_response(&mut conn).unwrap();
+        assert_eq!(answer.status, 400, "{lengths}: {}", answer.body);
+        assert!(answer.body.contains(r#""code":"bad_request""#), "{}", answer.body);
         assert!(says_close(&answer) && closed(&mut conn), "{lengths}: {}", answer.head);
     }
 

@@ -52,6 +52,10 @@ pub struct ClientConnection {
     /// Hearth patch: the plain socket answers go out on (`Request::answer_on_connection`).
     socket: Option<std::os::unix::io::RawFd>,
 
+    /// Hearth patch: set once the server stops accepting (`Server::stop_accepting`), which
+    /// ends keep-alive.
+    closing: Arc<AtomicBool>,
+
     _open: Open,
 }
 
@@ -63,20 +67,6 @@ pub const KEEP_ALIVE_MAX: usize = 256;
 
 /// Hearth patch: connections open now.
 static OPEN: AtomicUsize = AtomicUsize::new(0);
-
-/// Hearth patch: set once a server stops accepting (`Server::stop_accepting`): from then
-/// on no connection is kept alive.
-static STOPPED: AtomicBool = AtomicBool::new(false);
-
-/// Hearth patch: no connection is kept alive from now on, in this process.
-pub(crate) fn stop_keep_alive() {
-    STOPPED.store(true, Ordering::SeqCst);
-}
-
-/// Hearth patch: whether connections may still be kept alive.
-pub(crate) fn keep_alive_stopped() -> bool {
-    STOPPED.load(Ordering::SeqCst)
-}
 
 /// Hearth patch: counts one open connection for as long as it lives.
 struct Open;
@@ -128,6 +118,7 @@ impl ClientConnection {
         write_socket: RefinedTcpStream,
         read_socket: RefinedTcpStream,
         remote_addr: Option<SocketAddr>,
+        closing: Arc<AtomicBool>,
     ) -> ClientConnection {
         let secure = read_socket.secure();
         let deadline = read_socket.deadline();
@@ -147,6 +138,7 @@ impl ClientConnection {
             between_requests: false,
             deadline,
             socket,
+            closing,
             _open: Open::new(),
         }
     }
@@ -272,6 +264,7 @@ impl ClientConnection {
             use crate::request;
             match e {
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
+                request::RequestCreationError::BadContentLength => ReadError::WrongHeader(version.clone()),
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
@@ -294,7 +287,7 @@ impl Iterator for ClientConnection {
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         // Hearth patch: or whoever answered it closed the connection.
-        if self.no_more_requests || !self.keep_alive.load(Ordering::SeqCst) || keep_alive_stopped() {
+        if self.no_more_requests || !self.keep_alive.load(Ordering::SeqCst) || self.closing.load(Ordering::SeqCst) {
             return None;
         }
 
@@ -391,9 +384,9 @@ impl Iterator for ClientConnection {
                 && *rq.http_version() == HTTPVersion(1, 1)
                 && rq.body_read_whole()
                 && OPEN.load(Ordering::Relaxed) <= KEEP_ALIVE_MAX
-                && !keep_alive_stopped()
+                && !self.closing.load(Ordering::SeqCst)
             {
-                rq.offer_keep_alive(Arc::clone(&self.keep_alive));
+                rq.offer_keep_alive(Arc::clone(&self.keep_alive), Arc::clone(&self.closing));
             } else {
                 self.no_more_requests = true;
             }

@@ -319,7 +319,7 @@ impl Server {
                             log::debug!("cannot set a connection's timeouts, so it is closed: {}", e);
                             continue;
                         }
-                        let (read_closable, write_closable) = match ssl {
+                        let halves = match ssl {
                             None => RefinedTcpStream::new(sock, io_timeout),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -336,7 +336,11 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable, remote_addr))
+                        // Hearth patch: the server's closing ends keep-alive on every connection.
+                        let closing = Arc::clone(&inside_close_trigger);
+                        halves.map(|(read_closable, write_closable)| {
+                            ClientConnection::new(write_closable, read_closable, remote_addr, closing)
+                        })
                     }
                     Err(e) => Err(e),
                 };
@@ -473,9 +477,8 @@ impl Server {
     /// next start). Requests from connections already accepted still arrive through `recv`.
     pub fn stop_accepting(&self) {
         self.close.store(true, Relaxed);
-        // Hearth patch: and keep-alive ends, so no request arrives on a kept connection
-        // after the last ones are answered.
-        client::stop_keep_alive();
+        // Hearth patch: which also ends keep-alive (`ClientConnection`), so no request
+        // arrives on a kept connection after the last ones are answered.
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),

@@ -89,27 +89,27 @@ pub struct Request {
     socket: Option<std::os::unix::io::RawFd>,
 
     // Hearth patch: set when the connection will carry another request after this one's
-    // answer, unless whoever answers clears it first (`KeepAlive`).
-    keep_alive: Option<Arc<AtomicBool>>,
+    // answer, unless whoever answers clears it first or the server closes (`KeepAlive`).
+    keep_alive: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
 }
 
 /// Hearth patch: whether a request's connection stays open for another request after its
 /// answer. The answer must say `Connection: close` unless `offered()`; after `refuse()`,
 /// the connection closes once the answer is written.
 #[derive(Clone)]
-pub struct KeepAlive(Option<Arc<AtomicBool>>);
+pub struct KeepAlive(Option<(Arc<AtomicBool>, Arc<AtomicBool>)>);
 
 impl KeepAlive {
     /// Whether the connection will carry another request: HTTP/1.1, no `Connection:
     /// close`, the body read to its end, few connections open, and not refused.
     pub fn offered(&self) -> bool {
-        self.0.as_ref().is_some_and(|keep| keep.load(Ordering::SeqCst)) && !crate::client::keep_alive_stopped()
+        self.0.as_ref().is_some_and(|(keep, closing)| keep.load(Ordering::SeqCst) && !closing.load(Ordering::SeqCst))
     }
 
     /// Closes the connection once the answer is written: say so before it is, or, when
     /// writing it failed, before the writer is dropped.
     pub fn refuse(&self) {
-        if let Some(keep) = &self.0 {
+        if let Some((keep, _)) = &self.0 {
             keep.store(false, Ordering::SeqCst);
         }
     }
@@ -121,25 +121,40 @@ pub(crate) type Answered = Option<(Box<dyn Write + Send + 'static>, Vec<u8>)>;
 
 struct NotifyOnDrop<R> {
     sender: Sender<Answered>,
-    inner: R,
+    // Hearth patch: an Option, so that it is dropped before the notice goes (below).
+    inner: Option<R>,
+}
+
+impl<R> NotifyOnDrop<R> {
+    fn new(sender: Sender<Answered>, inner: R) -> NotifyOnDrop<R> {
+        NotifyOnDrop { sender, inner: Some(inner) }
+    }
+
+    fn inner(&mut self) -> &mut R {
+        self.inner.as_mut().expect("present until dropped")
+    }
 }
 
 impl<R: Read> Read for NotifyOnDrop<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+        self.inner().read(buf)
     }
 }
 impl<R: Write> Write for NotifyOnDrop<R> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        self.inner().write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner().flush()
     }
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        // Hearth patch: a connection thread that is gone needs no notice (was a panic).
+        // Hearth patch: the writer goes first, which lets the next answer's writer write;
+        // then the connection may read its next request. The other way round, whoever
+        // answered that next request could wait for this writer to be dropped. A
+        // connection thread that is gone needs no notice (was a panic).
+        drop(self.inner.take());
         let _ = self.sender.send(None);
     }
 }
@@ -156,6 +171,10 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// Hearth patch: more than one `Content-Length`, or one that is not digits: where the
+    /// body ends, and so where the next request starts, is in doubt.
+    BadContentLength,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -234,14 +253,15 @@ where
     };
 
     let mut continue_sent = false;
-    // Hearth patch: whether the body is read to its end below, so that the next request
-    // on the connection starts where this one ends. Not when its length is in doubt: a
-    // `Content-Length` that is not a number, or more than one of them.
+    // Hearth patch: a body whose length is in doubt is refused (400), as RFC 9112 asks.
     let lengths = headers.iter().filter(|h| h.field.equiv("Content-Length")).count();
+    if transfer_encoding.is_none() && (lengths > 1 || (lengths == 1 && content_length.is_none())) {
+        return Err(RequestCreationError::BadContentLength);
+    }
+    // Hearth patch: whether the body is read to its end below, so that the next request
+    // on the connection starts where this one ends.
     let body_whole = !connection_upgrade
         && transfer_encoding.is_none()
-        && lengths <= 1
-        && (lengths == 0 || content_length.is_some())
         && content_length.map_or(true, |length| length <= BUFFERED_BODY);
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
@@ -320,7 +340,7 @@ impl Request {
 
     /// Hearth patch: hands `answer` (the whole response, status line to body) to the
     /// connection's own thread to write, when that thread waits for this request to be
-    /// answered (a connection kept alive): a client that does not read its answers then
+    /// answered (any request after a connection's first): a client that does not read its answers then
     /// holds up its own connection's thread and no other. Gives both back otherwise, for
     /// the caller to write.
     /// An answer that finds nothing queued ahead of it in the socket (`queue_empty`, asked
@@ -364,9 +384,9 @@ impl Request {
     }
 
     /// Hearth patch: the connection will carry another request after this one's answer,
-    /// unless `keep` is cleared by then.
-    pub(crate) fn offer_keep_alive(&mut self, keep: Arc<AtomicBool>) {
-        self.keep_alive = Some(keep);
+    /// unless `keep` is cleared or `closing` set by then.
+    pub(crate) fn offer_keep_alive(&mut self, keep: Arc<AtomicBool>, closing: Arc<AtomicBool>) {
+        self.keep_alive = Some((keep, closing));
     }
 
     /// Returns true if the request was made through HTTPS.
@@ -450,10 +470,7 @@ impl Request {
 
         let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
         if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
+            let stream = NotifyOnDrop::new(sender, stream);
             Box::new(stream) as Box<dyn ReadWrite + Send>
         } else {
             Box::new(stream) as Box<dyn ReadWrite + Send>
@@ -517,10 +534,7 @@ impl Request {
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
         let writer = self.extract_writer_impl();
         if let Some(sender) = self.notify_when_responded.take() {
-            let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
-            };
+            let writer = NotifyOnDrop::new(sender, writer);
             Box::new(writer) as Box<dyn Write + Send + 'static>
         } else {
             writer

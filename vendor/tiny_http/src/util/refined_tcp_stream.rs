@@ -14,12 +14,14 @@ pub(crate) enum Stream {
     Https(SslStream),
 }
 
-impl Clone for Stream {
-    fn clone(&self) -> Self {
+impl Stream {
+    /// Hearth patch: was `Clone`, which unwrapped, so a `dup` refused when file
+    /// descriptors ran out panicked the accept thread and the server never accepted again.
+    fn try_clone(&self) -> IoResult<Self> {
         match self {
-            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
+            Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
+            Stream::Https(ssl_stream) => Ok(Stream::Https(ssl_stream.clone())),
         }
     }
 }
@@ -95,7 +97,8 @@ pub struct RefinedTcpStream {
 }
 
 /// Hearth patch: by when the request being read must have arrived: the socket's read
-/// timeout after the accept, and again after each answer on a connection kept alive. The connection holds a clone, to restart it.
+/// timeout after the accept, and on a connection kept alive after the request's first
+/// byte (none while it waits for one). The connection holds a clone, to restart it.
 #[derive(Clone)]
 pub(crate) struct Deadline {
     limit: Option<Duration>,
@@ -130,15 +133,15 @@ impl Deadline {
 impl RefinedTcpStream {
     /// Hearth patch: `read_limit` is the time a request has to arrive (the socket's read
     /// timeout): from now, and from each answer on a connection kept alive.
-    pub(crate) fn new<S>(stream: S, read_limit: Option<Duration>) -> (RefinedTcpStream, RefinedTcpStream)
+    pub(crate) fn new<S>(stream: S, read_limit: Option<Duration>) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
 
-        let (read, write) = (stream.clone(), stream);
+        let (read, write) = (stream.try_clone()?, stream);
         // Hearth patch: a request must arrive within the socket's read timeout, counted
-        // from the accept or from the answer before it.
+        // from the accept, or on a connection kept alive from the request's first byte.
         let read_deadline = Deadline::new(read_limit);
 
         let read = RefinedTcpStream {
@@ -155,7 +158,7 @@ impl RefinedTcpStream {
             read_deadline: Deadline::new(None),
         };
 
-        (read, write)
+        Ok((read, write))
     }
 
     /// Returns true if this struct wraps around a secure connection.
