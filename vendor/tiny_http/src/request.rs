@@ -633,10 +633,18 @@ impl Drop for Request {
         if self.response_writer.is_some() {
             self.keep_alive().refuse();
             let response = Response::empty(500);
-            let _ = self.respond_impl(response); // ignoring any potential error
+            // Hearth patch: when the connection's thread waits for this answer, it writes
+            // it: the thread dropping the request (one unwinding from a panic) must not wait
+            // on a client that has answers unread.
             if let Some(sender) = self.notify_when_responded.take() {
-                let _ = sender.send(None);
+                let mut answer = Vec::new();
+                let head_only = self.method == Method::Head;
+                let _ = response.raw_print(&mut answer, self.http_version.clone(), &self.headers, head_only, None);
+                let writer = self.extract_writer_impl();
+                let _ = sender.send(Some((writer, answer)));
+                return;
             }
+            let _ = self.respond_impl(response); // ignoring any potential error
         }
     }
 }
