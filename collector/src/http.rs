@@ -96,8 +96,8 @@ const READ_QUEUE: usize = 64;
 /// the rate of password checks.
 const LOGIN_QUEUE: usize = 8;
 /// Answers up to this size are written by whichever thread has them when nothing written
-/// before is still queued in the socket: its send buffer takes them whole, so the write cannot wait on the
-/// client (`answer_small`).
+/// before is still queued in the socket: its send buffer takes them whole, so the write
+/// cannot wait on the client (`answer_small`).
 const INLINE_ANSWER: usize = 4096;
 /// Larger answers each get a writer thread: at most this many at once, holding at most
 /// this many bytes between them, and each given this long to be read.

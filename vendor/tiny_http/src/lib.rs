@@ -100,7 +100,6 @@ use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
-use std::io::Write as _;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -357,8 +356,8 @@ impl Server {
                                 // is read only once this one is answered: pipelined requests
                                 // wait in the socket, and no answer waits on another's writer.
                                 // Every answer after the first (kept alive or the last) may
-                                // find earlier ones unread in the socket: it can be handed
-                                // back here to write (`Request::answer_on_connection`).
+                                // find earlier ones still queued in the socket: it is then
+                                // handed back here to write (`Request::answer_on_connection`).
                                 let secure = client.secure();
                                 let (sender, receiver) = mpsc::channel();
                                 let mut reused = false;
@@ -372,10 +371,8 @@ impl Server {
                                         let keep_alive = rq.keep_alive();
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
                                         match receiver.recv() {
-                                            Ok(Some((mut writer, answer))) => {
-                                                if writer.write_all(&answer).and_then(|()| writer.flush()).is_err() {
-                                                    keep_alive.refuse();
-                                                }
+                                            Ok(Some((writer, answer))) => {
+                                                request::write_whole(writer, &answer, &keep_alive)
                                             }
                                             Ok(None) => {}
                                             Err(_) => break,

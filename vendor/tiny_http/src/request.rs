@@ -119,6 +119,14 @@ impl KeepAlive {
 /// more, or the answer for it to write (`Request::answer_on_connection`).
 pub(crate) type Answered = Option<(Box<dyn Write + Send + 'static>, Vec<u8>)>;
 
+/// Hearth patch: writes a whole answer and lets its writer go; if the answer did not go
+/// out whole, the connection closes after it.
+pub(crate) fn write_whole(mut writer: Box<dyn Write + Send + 'static>, answer: &[u8], keep_alive: &KeepAlive) {
+    if writer.write_all(answer).and_then(|()| writer.flush()).is_err() {
+        keep_alive.refuse();
+    }
+}
+
 struct NotifyOnDrop<R> {
     sender: Sender<Answered>,
     // Hearth patch: an Option, so that it is dropped before the notice goes (below).
@@ -340,9 +348,9 @@ impl Request {
 
     /// Hearth patch: hands `answer` (the whole response, status line to body) to the
     /// connection's own thread to write, when that thread waits for this request to be
-    /// answered (any request after a connection's first): a client that does not read its answers then
-    /// holds up its own connection's thread and no other. Gives both back otherwise, for
-    /// the caller to write.
+    /// answered (any request after a connection's first): a client that does not read its
+    /// answers then holds up its own connection's thread and no other. Gives both back
+    /// otherwise, for the caller to write.
     /// An answer that finds nothing queued ahead of it in the socket (`queue_empty`, asked
     /// of a plain socket's descriptor) goes out at once, as on a fresh connection, without
     /// waking the connection's thread for it.
@@ -354,12 +362,9 @@ impl Request {
         let Some(sender) = self.notify_when_responded.take() else {
             return Err((self, answer));
         };
-        let mut writer = self.extract_writer_impl();
+        let writer = self.extract_writer_impl();
         if self.socket.is_some_and(queue_empty) {
-            if writer.write_all(&answer).and_then(|()| writer.flush()).is_err() {
-                self.keep_alive().refuse();
-            }
-            drop(writer);
+            write_whole(writer, &answer, &self.keep_alive());
             let _ = sender.send(None);
         } else {
             let _ = sender.send(Some((writer, answer)));

@@ -1,6 +1,6 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,14 +38,6 @@ impl Stream {
             Stream::Http(_) => false,
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(_) => true,
-        }
-    }
-
-    fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.peer_addr(),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(ssl_stream) => ssl_stream.peer_addr(),
         }
     }
 
@@ -132,7 +124,7 @@ impl Deadline {
 
 impl RefinedTcpStream {
     /// Hearth patch: `read_limit` is the time a request has to arrive (the socket's read
-    /// timeout): from now, and from each answer on a connection kept alive.
+    /// timeout): from now, and on a connection kept alive from each request's first byte.
     pub(crate) fn new<S>(stream: S, read_limit: Option<Duration>) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
     where
         S: Into<Stream>,
@@ -165,10 +157,6 @@ impl RefinedTcpStream {
     #[inline]
     pub(crate) fn secure(&self) -> bool {
         self.stream.secure()
-    }
-
-    pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
-        self.stream.peer_addr()
     }
 
     /// Hearth patch: the socket, when it is plain (not TLS).
