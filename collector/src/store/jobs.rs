@@ -92,11 +92,7 @@ impl Txn<'_, RwTxn<'_>> {
     /// Drops an entry of the job deadline index that is not its job's deadline (or whose
     /// job is gone), and makes sure the job's own deadline has its entry.
     pub fn repair_job_deadline(&mut self, when: i64, job_id: &str, deadline: Option<i64>) -> Result<(), Error> {
-        self.delete(self.dbs.job_deadlines, &deadline_key(when, job_id))?;
-        match deadline {
-            Some(at) => self.put_bytes(self.dbs.job_deadlines, &deadline_key(at, job_id), &[]),
-            None => Ok(()),
-        }
+        self.move_deadline(self.dbs.job_deadlines, job_id, Some(when), deadline)
     }
 
     /// Saves a job whose deadline was `previous`, moving it in the deadline index if it changed.
@@ -107,14 +103,7 @@ impl Txn<'_, RwTxn<'_>> {
         previous: Option<i64>,
         previous_slug: Option<&str>,
     ) -> Result<(), Error> {
-        if previous != job.deadline {
-            if let Some(old) = previous {
-                self.delete(self.dbs.job_deadlines, &deadline_key(old, &job.id))?;
-            }
-            if let Some(new) = job.deadline {
-                self.put_bytes(self.dbs.job_deadlines, &deadline_key(new, &job.id), &[])?;
-            }
-        }
+        self.move_deadline(self.dbs.job_deadlines, &job.id, previous, job.deadline)?;
         match previous_slug {
             None => {
                 self.put_bytes(self.dbs.job_uuids, job.uuid.as_bytes(), job.id.as_bytes())?;

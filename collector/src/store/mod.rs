@@ -546,6 +546,21 @@ impl Txn<'_, RwTxn<'_>> {
         Ok(db.put(&mut self.raw, key, value)?)
     }
 
+    /// Moves `id`'s entry in a deadline index (`deadlines`, `job_deadlines`) from `from`
+    /// to `to`; either may be none.
+    fn move_deadline(&mut self, index: Database, id: &str, from: Option<i64>, to: Option<i64>) -> Result<(), Error> {
+        if from == to {
+            return Ok(());
+        }
+        if let Some(old) = from {
+            self.delete(index, &deadline_key(old, id))?;
+        }
+        match to {
+            Some(new) => self.put_bytes(index, &deadline_key(new, id), &[]),
+            None => Ok(()),
+        }
+    }
+
     fn clear(&mut self, db: Database) -> Result<(), Error> {
         self.wrote = true;
         Ok(db.clear(&mut self.raw)?)

@@ -80,11 +80,7 @@ impl Txn<'_, RwTxn<'_>> {
     /// is gone), and makes sure the node's own deadline has its entry: the sweep takes a
     /// few entries at a time, so one that would stay due forever must not stay.
     pub fn repair_deadline(&mut self, when: i64, node_id: &str, deadline: Option<i64>) -> Result<(), Error> {
-        self.delete(self.dbs.deadlines, &deadline_key(when, node_id))?;
-        match deadline {
-            Some(at) => self.put_bytes(self.dbs.deadlines, &deadline_key(at, node_id), &[]),
-            None => Ok(()),
-        }
+        self.move_deadline(self.dbs.deadlines, node_id, Some(when), deadline)
     }
 
     pub fn put_node(&mut self, node: &NodeRecord) -> Result<(), Error> {
@@ -93,14 +89,7 @@ impl Txn<'_, RwTxn<'_>> {
 
     /// Saves a node whose deadline was `previous`, moving it in the deadline index if it changed.
     pub fn save_node(&mut self, node: &NodeRecord, previous: Option<i64>) -> Result<(), Error> {
-        if previous != node.deadline {
-            if let Some(old) = previous {
-                self.delete(self.dbs.deadlines, &deadline_key(old, &node.node_id))?;
-            }
-            if let Some(new) = node.deadline {
-                self.put_bytes(self.dbs.deadlines, &deadline_key(new, &node.node_id), &[])?;
-            }
-        }
+        self.move_deadline(self.dbs.deadlines, &node.node_id, previous, node.deadline)?;
         self.put_node(node)
     }
 
