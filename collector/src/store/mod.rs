@@ -333,15 +333,20 @@ impl Store {
     fn grow(&self) -> Result<(), Error> {
         // Everything that reads the map (info reads the meta page) waits out a resize:
         // another thread may be growing it right now.
-        let _exclusive = self.resizing.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let exclusive = self.resizing.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let current = self.env.info().map_size;
         if current >= self.max_map {
             return Err(Error::Full);
         }
+        self.double(&exclusive, current, "full")
+    }
+
+    /// Doubles the map from `current` (up to `max_map`), holding `resizing` exclusively.
+    fn double(&self, _exclusive: &std::sync::RwLockWriteGuard<()>, current: usize, why: &str) -> Result<(), Error> {
         let next = (current * 2).min(self.max_map);
-        log::info!("database map is full at {} MiB; growing it to {} MiB", current >> 20, next >> 20);
+        log::info!("database map is {why} at {} MiB; growing it to {} MiB", current >> 20, next >> 20);
         // SAFETY: no transaction of this process is open, and nothing reads the map: each
-        // holds `resizing` shared.
+        // holds `resizing` shared, which the caller holds exclusively.
         unsafe { self.env.resize(next)? };
         Ok(())
     }
@@ -351,7 +356,7 @@ impl Store {
     /// for every reader to finish, and the request thread waits with it; this one never
     /// waits. Whether it grew.
     pub fn grow_ahead(&self) -> Result<bool, Error> {
-        let _exclusive = match self.resizing.try_write() {
+        let exclusive = match self.resizing.try_write() {
             Ok(guard) => guard,
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
@@ -360,11 +365,7 @@ impl Store {
         if self.disk_size() < (current as u64 / 4) * 3 || current >= self.max_map {
             return Ok(false);
         }
-        let next = (current * 2).min(self.max_map);
-        log::info!("database map is three quarters full at {} MiB; growing it to {} MiB", current >> 20, next >> 20);
-        // SAFETY: as in `grow`: holding `resizing` exclusively, no transaction is open.
-        unsafe { self.env.resize(next)? };
-        Ok(true)
+        self.double(&exclusive, current, "three quarters full").map(|()| true)
     }
 
     /// Another process grew the map; take its size.
