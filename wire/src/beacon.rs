@@ -44,13 +44,8 @@ pub struct BeaconAck {
 }
 
 impl BeaconHeartbeat {
-    /// Whether `body` looks like a Beacon heartbeat rather than a Hearth (V1) one: it has a
-    /// `device_name` and no `node_id`. Anything unparsable is not.
-    pub fn is_beacon(body: &str) -> bool {
-        Fields::parse(body).is_ok_and(|f| BeaconHeartbeat::is_beacon_fields(&f))
-    }
-
-    /// Like `is_beacon`, for a body already parsed.
+    /// Whether a parsed body looks like a Beacon heartbeat rather than a Hearth (V1) one: it
+    /// has a `device_name` and no `node_id`.
     pub fn is_beacon_fields(f: &Fields) -> bool {
         f.has("device_name") && !f.has("node_id")
     }
@@ -107,9 +102,13 @@ pub const BEACON_EXAMPLE: &str = r#"{
 mod tests {
     use super::*;
 
+    fn is_beacon(body: &str) -> bool {
+        BeaconHeartbeat::is_beacon_fields(&Fields::parse(body).unwrap())
+    }
+
     #[test]
     fn the_seed_payload_reads_whole() {
-        assert!(BeaconHeartbeat::is_beacon(BEACON_EXAMPLE));
+        assert!(is_beacon(BEACON_EXAMPLE));
         let hb = BeaconHeartbeat::from_json(BEACON_EXAMPLE).unwrap();
         assert_eq!(hb.device_name, "my-homelab-server");
         assert_eq!(hb.hostname, "my-server");
@@ -121,9 +120,8 @@ mod tests {
 
     #[test]
     fn v1_bodies_are_not_beacon_ones() {
-        assert!(!BeaconHeartbeat::is_beacon(r#"{"node_id":"x","device_name":"d"}"#));
-        assert!(!BeaconHeartbeat::is_beacon(r#"{"hostname":"h"}"#));
-        assert!(!BeaconHeartbeat::is_beacon("not json"));
+        assert!(!is_beacon(r#"{"node_id":"x","device_name":"d"}"#));
+        assert!(!is_beacon(r#"{"hostname":"h"}"#));
     }
 
     #[test]
