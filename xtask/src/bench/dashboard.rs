@@ -21,11 +21,13 @@ pub struct Dashboard {
     pub refreshes: Walk,
 }
 
-/// What walking the pages of one fetch cost: answers' bytes, time from the first request
-/// to the last answer (loopback, so it is the collector's time), pages, and nodes.
+/// What walking the pages of fetches cost: the fetches and their pages, answers' bytes,
+/// time from the first request to the last answer (loopback, so it is the collector's
+/// time), and nodes.
 #[derive(Clone, Copy, Default)]
 pub struct Walk {
     pub count: usize,
+    pub pages: usize,
     pub bytes: usize,
     pub millis: f64,
     pub nodes: usize,
@@ -34,6 +36,7 @@ pub struct Walk {
 impl Walk {
     pub fn add(&mut self, other: Walk) {
         self.count += other.count;
+        self.pages += other.pages;
         self.bytes += other.bytes;
         self.millis += other.millis;
         self.nodes += other.nodes;
@@ -75,8 +78,9 @@ impl Dashboard {
     }
 }
 
-/// Every page of one fetch, and the cursor its first page gave.
-fn walk(addr: SocketAddr, auth: &str, since: Option<&str>) -> Result<(Walk, String), String> {
+/// Every page of one fetch of `/api/nodes?limit=5000` (what changed since `since`, if
+/// given), and the cursor its first page gave.
+pub fn walk(addr: SocketAddr, auth: &str, since: Option<&str>) -> Result<(Walk, String), String> {
     let started = Instant::now();
     let (mut walk, mut after, mut cursor) = (Walk { count: 1, ..Walk::default() }, String::new(), None);
     loop {
@@ -90,6 +94,7 @@ fn walk(addr: SocketAddr, auth: &str, since: Option<&str>) -> Result<(Walk, Stri
         }
         // Read by looking, not parsing: the client shares the collector's cores, and a
         // browser would not.
+        walk.pages += 1;
         walk.bytes += body.len();
         walk.nodes += body.matches("\"node_id\":").count();
         let string = |name: &str| {

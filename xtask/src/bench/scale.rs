@@ -35,7 +35,7 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
         .filter(|(_, bytes)| *bytes > 4096.0)
         .collect();
     let nodes = timed(collector.addr(), "/api/nodes", &auth)?;
-    let walk = walk_all(collector.addr(), &auth)?;
+    let (walk, _) = super::dashboard::walk(collector.addr(), &auth, None)?;
     let metrics = timed(collector.addr(), "/metrics", "")?;
     let node_metrics = timed(collector.addr(), "/metrics/nodes", "")?;
     let usage = Usage::of(collector.pid());
@@ -67,8 +67,8 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
         nodes.median_ms,
         nodes.max_ms,
         nodes.bytes as f64 / 1_048_576.0,
-        walk.0,
-        walk.1,
+        walk.millis,
+        walk.pages,
         metrics.median_ms,
         metrics.max_ms,
         metrics.bytes as f64 / 1_048_576.0,
@@ -144,26 +144,6 @@ fn timed(addr: SocketAddr, path: &str, auth: &str) -> Result<Timed, String> {
     }
     times.sort_by(f64::total_cmp);
     Ok(Timed { median_ms: times[TRIES / 2], max_ms: times[TRIES - 1], bytes })
-}
-
-/// Walks every page of `GET /api/nodes?limit=5000`; the time it took (ms) and the pages.
-fn walk_all(addr: SocketAddr, auth: &str) -> Result<(f64, usize), String> {
-    let started = Instant::now();
-    let (mut pages, mut after) = (0, String::new());
-    loop {
-        let path = format!("/api/nodes?limit=5000&after={after}");
-        let (status, body) = seed::request(addr, "GET", &path, auth, "").ok_or("GET /api/nodes: no answer")?;
-        if status != 200 {
-            return Err(format!("GET {path} answered {status}"));
-        }
-        pages += 1;
-        let object: miniserde::json::Object =
-            miniserde::json::from_str(&body).map_err(|_| "the node list is not JSON")?;
-        match object.get("next") {
-            Some(miniserde::json::Value::String(next)) => after = next.clone(),
-            _ => return Ok((started.elapsed().as_secs_f64() * 1000.0, pages)),
-        }
-    }
 }
 
 /// The interval the 100,000 nodes announce: 100,000 nodes at 2,000 heartbeats a second
