@@ -323,11 +323,17 @@ fn accept(
             // A pass that only moved deadlines is made durable by the next commit's flush
             // (lost in a crash, it is done again); one that raised alerts is flushed before
             // the worker may send them.
-            let swept = store
-                .write_unsynced(|txn| alerts::sweep(txn, now, &config.policy, &config.channels))
-                .and_then(|swept| if swept.alerts > 0 { store.sync().map(|()| swept) } else { Ok(swept) });
+            let swept = contained(|| {
+                store
+                    .write_unsynced(|txn| alerts::sweep(txn, now, &config.policy, &config.channels))
+                    .and_then(|swept| if swept.alerts > 0 { store.sync().map(|()| swept) } else { Ok(swept) })
+            });
             match swept {
-                Ok(swept) => {
+                None => {
+                    sweep_more = false;
+                    log::error!("the sweep panicked (a bug, described above); it runs again in a second");
+                }
+                Some(Ok(swept)) => {
                     config.health.store_wrote();
                     sweep_more = swept.more;
                     if !swept.more {
@@ -337,7 +343,7 @@ fn accept(
                         let _ = wake.try_send(());
                     }
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     sweep_more = false;
                     log::error!("sweep: {e}");
                 }
@@ -429,6 +435,13 @@ fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, wri
     }
 }
 
+/// Runs `work`, and returns `None` if it panicked. No input should make a handler panic;
+/// if one does (a bug), its request is answered 500 and the thread every other client
+/// needs goes on. The panic itself is logged by the default hook, with where it happened.
+fn contained<R>(work: impl FnOnce() -> R) -> Option<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok()
+}
+
 /// Lowers the calling thread's CPU priority (nice 10): reads, password checks and large
 /// answers are slow work, and when the cores are busy the request thread and the flusher,
 /// which answer heartbeats, go first. (Raising one's own niceness needs no privilege.)
@@ -452,10 +465,11 @@ fn read(jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
             Err(_) => return,
         };
         let ctx = shared.context(shared.config.clock.now_ms());
-        let reply = shared
-            .store
-            .read(|txn| api::handle_read(&job.parsed, txn, &ctx))
-            .unwrap_or_else(|e| ApiError::storage(&e).into_reply_for(&job.parsed.path));
+        let reply = match contained(|| shared.store.read(|txn| api::handle_read(&job.parsed, txn, &ctx))) {
+            Some(Ok(reply)) => reply,
+            Some(Err(e)) => ApiError::storage(&e).into_reply_for(&job.parsed.path),
+            None => ApiError::bug().into_reply_for(&job.parsed.path),
+        };
         answer(shared, job.request, reply, false, job.received);
     }
 }
@@ -466,10 +480,11 @@ fn verify(jobs: &Receiver<Job>, shared: &Shared, checked: &SyncSender<(Job, Logi
     yield_to_writes();
     while let Ok(job) = jobs.recv() {
         let ctx = shared.context(shared.config.clock.now_ms());
-        let outcome = shared
-            .store
-            .read(|txn| Ok(api::verify_login(&job.parsed, txn, &ctx)))
-            .unwrap_or_else(|e| LoginOutcome::Refused(ApiError::storage(&e)));
+        let outcome = match contained(|| shared.store.read(|txn| Ok(api::verify_login(&job.parsed, txn, &ctx)))) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(e)) => LoginOutcome::Refused(ApiError::storage(&e)),
+            None => LoginOutcome::Refused(ApiError::bug()),
+        };
         if checked.send((job, outcome)).is_err() {
             return;
         }
@@ -498,30 +513,38 @@ struct Answer {
 fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<Committed>) {
     let started = Instant::now();
     let context = shared.context(shared.config.clock.now_ms());
-    let mut logins: Vec<Option<LoginOutcome>> = batch.iter().map(|_| None).collect();
-    let mut jobs = Vec::with_capacity(batch.len());
-    for (slot, write) in logins.iter_mut().zip(batch) {
-        *slot = write.login;
-        jobs.push(write.job);
-    }
+    let (jobs, logins): (Vec<Job>, Vec<Option<LoginOutcome>>) =
+        batch.into_iter().map(|write| (write.job, write.login)).unzip();
     let committing = Instant::now();
     let mut alerts = 0;
     // Marked for the commit alone: never while this thread waits on the flusher.
     let in_flight = shared.commit_in_flight.start();
-    let outcome = shared.store.write_unsynced(|txn| {
-        let replies = jobs
-            .iter()
-            .zip(logins.iter_mut())
-            .map(|(job, login)| match login.take() {
-                // Taken once: a rerun after the map grew answers it as the first run did.
-                Some(outcome) => api::finish_login(outcome, &job.parsed, txn, &context),
-                None => api::handle(&job.parsed, txn, &context),
-            })
-            .collect::<Result<Vec<Reply>, _>>();
-        alerts = txn.alerts_written();
-        replies
+    let outcome = contained(|| {
+        shared.store.write_unsynced(|txn| {
+            let replies = jobs
+                .iter()
+                .zip(&logins)
+                .map(|(job, login)| match login {
+                    // A checked login is written with its outcome, on a rerun after the map
+                    // grew too: its password is never checked on this thread.
+                    Some(outcome) => api::finish_login(outcome.clone(), &job.parsed, txn, &context),
+                    None => api::handle(&job.parsed, txn, &context),
+                })
+                .collect::<Result<Vec<Reply>, _>>();
+            alerts = txn.alerts_written();
+            replies
+        })
     });
     drop(in_flight);
+    if outcome.is_none() && jobs.len() > 1 {
+        // A request panicked (a bug) and the transaction was abandoned, so nothing of the
+        // batch was written: each request runs again in a batch of its own, and only the
+        // one that panics is refused.
+        for (job, login) in jobs.into_iter().zip(logins) {
+            handle_batch(vec![PendingWrite { job, login }], shared, flusher);
+        }
+        return;
+    }
     {
         let mut metrics = lock(&shared.metrics);
         metrics.commit_seconds.observe(committing.elapsed().as_secs_f64());
@@ -529,8 +552,11 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
     }
     // Any commit after this count makes this batch durable too (`Store::commits`).
     let commit_no = shared.store.commits();
-    let replies = outcome
-        .unwrap_or_else(|e| jobs.iter().map(|job| ApiError::storage(&e).into_reply_for(&job.parsed.path)).collect());
+    let replies = match outcome {
+        Some(Ok(replies)) => replies,
+        Some(Err(e)) => jobs.iter().map(|job| ApiError::storage(&e).into_reply_for(&job.parsed.path)).collect(),
+        None => jobs.iter().map(|job| ApiError::bug().into_reply_for(&job.parsed.path)).collect(),
+    };
     log::debug!("committed a batch of {}", jobs.len());
     let answers = jobs
         .into_iter()
@@ -978,6 +1004,66 @@ mod tests {
         // SAFETY: as above, for this (the test's own) thread, which is untouched.
         let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
         assert!(own < 10, "only the thread that asked gave way");
+    }
+
+    /// One request that panics (a bug) is answered 500, and the heartbeat batched with it
+    /// is saved and answered 200: the transaction they shared runs again without it.
+    #[test]
+    fn a_request_that_panics_costs_only_its_own_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&store::StoreConfig::new(dir.path(), 64 << 20)).unwrap();
+        let config = ServeConfig {
+            allow_anonymous: true,
+            anonymous_per_minute: 100,
+            mints_per_hour: 100,
+            max_batch: 256,
+            io_timeout: Duration::from_secs(5),
+            policy: Policy::default(),
+            channels: Arc::new(Channels::default()),
+            clock: Clock::from_env(),
+            alert_stats: Arc::new(Stats::default()),
+            idle_exit: None,
+            trust_cloudflare: false,
+            agent_dir: None,
+            public_url: None,
+            health: Arc::new(crate::watchdog::Health::default()),
+            cert_pin: None,
+        };
+        let shared = Shared {
+            store: &store,
+            config: &config,
+            metrics: Mutex::default(),
+            logins: Mutex::default(),
+            limits: RateLimits::new(100, 100),
+            password_checks: PasswordChecks::default(),
+            responder: Responder::default(),
+            warned_forwarded: Arc::new(AtomicBool::new(false)),
+            requests: AtomicU64::new(0),
+            commit_in_flight: InFlight::default(),
+            status_pages: Default::default(),
+        };
+        let write = |path: &str, body: String| {
+            let mut request: tiny_http::Request = tiny_http::TestRequest::new()
+                .with_method(tiny_http::Method::Post)
+                .with_path(path)
+                .with_remote_addr("127.0.0.1:5000".parse().unwrap())
+                .with_header(header("Content-Type: application/json"))
+                .with_body(Box::leak(body.into_boxed_str()))
+                .into();
+            let parsed = read_request(&mut request, false, &AtomicBool::new(false)).unwrap();
+            PendingWrite { job: Job { request, parsed, received: Instant::now() }, login: None }
+        };
+        let node = "6f1c2d4e-8a9b-4c0d-9e1f-2a3b4c5d6e7f";
+        let beat = include_str!("../../xtask/bench/heartbeat.json")
+            .replace("NODE_ID", node)
+            .replace("TIMESTAMP", "2026-11-20T10:00:00Z")
+            .replace("SEQ", "1");
+        let (flusher, committed) = std::sync::mpsc::sync_channel(8);
+        let batch = vec![write("/test/panic", "{}".into()), write(hearth_wire::paths::HEARTBEAT, beat)];
+        handle_batch(batch, &shared, &flusher);
+        let statuses: Vec<u16> = committed.try_iter().flat_map(|b| b.answers).map(|a| a.reply.status).collect();
+        assert_eq!(statuses, [500, 200], "answered in order, each in a batch of its own");
+        assert!(store.read(|txn| txn.node(node)).unwrap().is_some(), "the heartbeat was saved");
     }
 
     #[test]

@@ -90,7 +90,8 @@ impl Window {
                 let duration = record.duration_secs.unwrap_or(0);
                 if !(60..=MAX_DURATION_SECS).contains(&duration) {
                     return Err(format!(
-                        "a recurring window needs duration_secs from 60 to {MAX_DURATION_SECS}, not {duration}"
+                        "a recurring window lasts from 60 to {MAX_DURATION_SECS} seconds (`--duration` on the \
+                         command line, `duration_secs` in the API), not {duration}"
                     ));
                 }
                 let zone = parse_zone(record.time_zone.as_deref().unwrap_or("UTC"))?;
@@ -102,9 +103,11 @@ impl Window {
                 }
                 Schedule::Once { start, end }
             }
-            _ => {
-                return Err("a window is either one-off (start and end) or recurring (cron, duration_secs and time_zone), not both or neither".into())
-            }
+            _ => return Err(
+                "a window is either one-off (a start and an end) or recurring (a cron expression and a duration, in a \
+                 time zone), not both or neither"
+                    .into(),
+            ),
         };
         Ok(Window { schedule, scope })
     }
@@ -346,7 +349,7 @@ mod tests {
             (recurring("0 2 * * 0 1", 3600, "UTC"), "has 6 fields"),
             (recurring("61 2 * * 0", 3600, "UTC"), "is not valid"),
             (recurring("0 2 * * 0", 3600, "Mars/Olympus"), "not a time zone"),
-            (recurring("0 2 * * 0", 10, "UTC"), "duration_secs from 60"),
+            (recurring("0 2 * * 0", 10, "UTC"), "from 60 to"),
             (MaintenanceRecord { start: Some(5), end: Some(5), ..Default::default() }, "an end after its start"),
             (MaintenanceRecord::default(), "either one-off"),
             (MaintenanceRecord { start: Some(5), ..recurring("0 2 * * 0", 3600, "UTC") }, "either one-off"),

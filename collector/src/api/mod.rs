@@ -269,6 +269,15 @@ impl ApiError {
         ApiError { status, code, message: message.into(), headers: Vec::new() }
     }
 
+    /// The answer to a request whose handling panicked: a bug, which the log describes.
+    pub fn bug() -> ApiError {
+        ApiError::new(
+            500,
+            "internal",
+            "the collector failed on this request (a bug; its log says where); nothing was saved",
+        )
+    }
+
     pub fn body_too_large_than(limit: usize) -> ApiError {
         ApiError::new(413, "body_too_large", format!("the request body is larger than {limit} bytes"))
     }
@@ -407,6 +416,11 @@ pub fn is_heartbeat(req: &Request) -> bool {
 /// An `Err` means the transaction must be abandoned (the map is full, or LMDB failed);
 /// every other outcome, error answers included, is an `Ok(Reply)`.
 pub fn handle(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Result<Reply, store::Error> {
+    // For the server's test that a request which panics costs only its own answer.
+    #[cfg(test)]
+    if req.path == "/test/panic" {
+        panic!("a test's deliberate panic");
+    }
     let result = match route(req) {
         Ok(Route::Login) => {
             let outcome = session::verify(req, txn, ctx);

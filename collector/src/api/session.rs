@@ -115,7 +115,7 @@ struct Me {
 }
 
 /// What checking a login decided; `finish` writes it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum LoginOutcome {
     /// The body was not a login, or the password is too long to be anyone's.
     Refused(ApiError),
