@@ -818,7 +818,7 @@ fn read_request(
     let ping = path.starts_with("/ping/");
     let limit = if ping { MAX_PING_BODY } else { MAX_BODY };
     if request.body_length().is_some_and(|len| len > limit) {
-        return Err(ApiError::body_too_large_than(limit).into_reply());
+        return Err(ApiError::body_too_large_than(limit).into_reply_for(&path));
     }
     let mut body = Vec::new();
     let read = request.as_reader().take(limit as u64 + 1).read_to_end(&mut body);
@@ -889,6 +889,14 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -900,9 +908,14 @@ fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
         429 => "Too Many Requests",
+        422 => "Unprocessable Content",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         507 => "Insufficient Storage",
-        _ => "Internal Server Error",
+        // The phrase may be empty (RFC 9112), which is better than a wrong one.
+        _ => "",
     }
 }
 
@@ -991,6 +1004,11 @@ mod tests {
         let huge: &'static str = Box::leak("x".repeat(MAX_BODY + 1).into_boxed_str());
         let refused = parsed(request().with_body(huge), false).unwrap_err();
         assert_eq!(refused.status, 413);
+        // Refused before the body is read, in the shape of the route's own clients (Wrenn's).
+        let wrenn = tiny_http::TestRequest::new().with_method(tiny_http::Method::Post).with_path("/v1/hosts/register");
+        let refused = parsed(wrenn.with_body(huge), false).unwrap_err();
+        let body = String::from_utf8(refused.body.clone()).unwrap();
+        assert!(refused.status == 413 && body.starts_with(r#"{"error":{"code""#), "{body}");
     }
 
     #[test]
@@ -1064,6 +1082,20 @@ mod tests {
         let statuses: Vec<u16> = committed.try_iter().flat_map(|b| b.answers).map(|a| a.reply.status).collect();
         assert_eq!(statuses, [500, 200], "answered in order, each in a batch of its own");
         assert!(store.read(|txn| txn.node(node)).unwrap().is_some(), "the heartbeat was saved");
+    }
+
+    /// Wrenn's heartbeat answers 204: its status line must not say "Internal Server Error".
+    #[test]
+    fn status_lines_name_their_own_status() {
+        let text = |status| {
+            let reply = Reply { status, ..ApiError::new(400, "x", "y").into_reply() };
+            String::from_utf8(encode(&reply, false, 0, false)).unwrap()
+        };
+        assert!(text(204).starts_with("HTTP/1.1 204 No Content\r\n"), "{}", text(204));
+        assert!(text(299).starts_with("HTTP/1.1 299 \r\n"), "an unknown status gets no phrase: {}", text(299));
+        for status in [200, 201, 204, 302, 304, 400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 429, 503, 507] {
+            assert_ne!(reason(status), "", "{status}");
+        }
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! `/agent/heartbeat` (or `/api/agent/heartbeat`) with its API key, and the answer it reads.
 
 use crate::fields::{Fields, WireError};
-use crate::heartbeat::check_ip;
 use miniserde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -64,10 +63,13 @@ impl BeaconHeartbeat {
             None if !hostname.trim().is_empty() => hostname.trim().to_owned(),
             None => return Err(WireError::field("device_name", "is required (or a hostname to name the device by)")),
         };
-        let ip_address = f.opt_str("ip_address", 64)?.filter(|a| !a.is_empty());
-        if let Some(address) = &ip_address {
-            check_ip("ip_address", address)?;
-        }
+        // Beacon sends "unknown" when it finds no route out (a LAN with no default route),
+        // and a link-local address with its zone (`fe80::1%eth0`): neither may cost the
+        // device its heartbeat. What is not an address is left out; a zone is dropped.
+        let ip_address = f
+            .opt_str("ip_address", 64)?
+            .map(|a| a.split('%').next().unwrap_or_default().to_owned())
+            .filter(|a| a.parse::<std::net::IpAddr>().is_ok());
         Ok(BeaconHeartbeat {
             hostname,
             ip_address,
@@ -78,7 +80,7 @@ impl BeaconHeartbeat {
             arch: f.opt_str("arch", 32)?,
             metadata: f.opt_scalar_map("metadata", MAX_METADATA_ENTRIES, MAX_METADATA_KEY, MAX_METADATA_VALUE)?,
             // Beacon's config starts with `device_id: ""`: empty, or not a UUID, is no id.
-            device_id: f.opt_str("device_id", 64)?.filter(|id| crate::is_uuid_v4(id)).map(|id| id.to_ascii_lowercase()),
+            device_id: f.opt_str("device_id", 64)?.filter(|id| crate::is_uuid(id)).map(|id| id.to_ascii_lowercase()),
         })
     }
 }
@@ -116,6 +118,19 @@ mod tests {
         assert_eq!(hb.tags, Some(vec!["beacon-master".to_owned()]));
         assert_eq!((hb.os.as_deref(), hb.arch.as_deref()), (Some("linux"), Some("amd64")));
         assert_eq!(hb.metadata.unwrap().get("role").map(String::as_str), Some("beacon-master"));
+    }
+
+    /// Beacon says "unknown" when it cannot find its address: the heartbeat still counts.
+    #[test]
+    fn an_address_beacon_could_not_find_is_left_out_not_refused() {
+        let address = |value: &str| {
+            let body = format!(r#"{{"device_name":"d","ip_address":"{value}"}}"#);
+            BeaconHeartbeat::from_json(&body).unwrap().ip_address
+        };
+        assert_eq!(address("unknown"), None);
+        assert_eq!(address(""), None);
+        assert_eq!(address("fe80::1%eth0").as_deref(), Some("fe80::1"));
+        assert_eq!(address("10.0.0.7").as_deref(), Some("10.0.0.7"));
     }
 
     #[test]

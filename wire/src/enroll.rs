@@ -1,7 +1,7 @@
 //! Enrolment: trading a one-time token for a node identity and an agent token.
 
 use crate::fields::{Fields, WireError};
-use crate::is_uuid_v4;
+use crate::is_uuid;
 use miniserde::{Deserialize, Serialize};
 
 /// The body of `POST /api/agents/enroll`.
@@ -39,8 +39,8 @@ impl EnrollRequest {
     pub fn from_json(body: &str) -> Result<EnrollRequest, WireError> {
         let f = Fields::parse(body)?;
         let node_id = f.opt_str("node_id", 36)?;
-        if node_id.as_deref().is_some_and(|id| !is_uuid_v4(id)) {
-            return Err(WireError::field("node_id", "must be a UUID v4, or left out"));
+        if node_id.as_deref().is_some_and(|id| !is_uuid(id)) {
+            return Err(WireError::field("node_id", "must be a UUID, or left out"));
         }
         Ok(EnrollRequest {
             token: f.str("token", 256)?,

@@ -1,7 +1,7 @@
 //! The heartbeat: the V1 node-agent fields plus Hearth's optional extensions.
 
 use crate::fields::{Fields, WireError, MAX_STRING};
-use crate::{is_uuid_v4, parse_rfc3339};
+use crate::{is_uuid, parse_rfc3339};
 use miniserde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -83,8 +83,8 @@ impl Heartbeat {
     /// Validates a heartbeat body already parsed as JSON.
     pub fn from_fields(f: &Fields) -> Result<Heartbeat, WireError> {
         let node_id = f.str("node_id", 36)?;
-        if !is_uuid_v4(&node_id) {
-            return Err(WireError::field("node_id", "must be a UUID v4, such as 550e8400-e29b-41d4-a716-446655440000"));
+        if !is_uuid(&node_id) {
+            return Err(WireError::field("node_id", "must be a UUID, such as 550e8400-e29b-41d4-a716-446655440000"));
         }
         let timestamp = f.str("timestamp", 64)?;
         if parse_rfc3339(&timestamp).is_none() {

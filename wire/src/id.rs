@@ -1,4 +1,4 @@
-//! Node identifiers: random UUID v4, in lower-case hyphenated form.
+//! Node identifiers: UUIDs in hyphenated form; the agent makes random v4 ones.
 
 /// Formats 16 random bytes as a UUID v4, setting the version and variant bits.
 pub fn uuid_v4_from_bytes(mut bytes: [u8; 16]) -> String {
@@ -14,16 +14,22 @@ pub fn uuid_v4_from_bytes(mut bytes: [u8; 16]) -> String {
     out
 }
 
-/// Whether `s` is a UUID v4 in hyphenated form (either case).
+/// Whether `s` is a UUID v4 in hyphenated form (either case): what the agent makes.
 pub fn is_uuid_v4(s: &str) -> bool {
+    let b = s.as_bytes();
+    is_uuid(s) && b[14] == b'4' && matches!(b[19].to_ascii_lowercase(), b'8' | b'9' | b'a' | b'b')
+}
+
+/// Whether `s` is a UUID of any version in hyphenated form (either case): what the
+/// collector takes as a node id, since other agents may make theirs another way (V1
+/// suggests deriving it from `/etc/machine-id`).
+pub fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
         && b.iter().enumerate().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => *c == b'-',
             _ => c.is_ascii_hexdigit(),
         })
-        && b[14] == b'4'
-        && matches!(b[19].to_ascii_lowercase(), b'8' | b'9' | b'a' | b'b')
 }
 
 #[cfg(test)]
@@ -41,17 +47,19 @@ mod tests {
 
     #[test]
     fn validation() {
+        // (input, a v4 UUID, a UUID)
         let cases = [
-            ("550e8400-e29b-41d4-a716-446655440000", true),
-            ("550E8400-E29B-41D4-A716-446655440000", true),
-            ("550e8400-e29b-11d4-a716-446655440000", false), // version 1
-            ("550e8400-e29b-41d4-c716-446655440000", false), // wrong variant
-            ("550e8400e29b41d4a716446655440000", false),
-            ("550e8400-e29b-41d4-a716-44665544000g", false),
-            ("", false),
+            ("550e8400-e29b-41d4-a716-446655440000", true, true),
+            ("550E8400-E29B-41D4-A716-446655440000", true, true),
+            ("550e8400-e29b-11d4-a716-446655440000", false, true), // version 1
+            ("550e8400-e29b-41d4-c716-446655440000", false, true), // another variant
+            ("550e8400e29b41d4a716446655440000", false, false),
+            ("550e8400-e29b-41d4-a716-44665544000g", false, false),
+            ("550e8400-e29b-41d4-a716-4466554400000", false, false),
+            ("", false, false),
         ];
-        for (input, expected) in cases {
-            assert_eq!(is_uuid_v4(input), expected, "{input}");
+        for (input, v4, any) in cases {
+            assert_eq!((is_uuid_v4(input), is_uuid(input)), (v4, any), "{input}");
         }
     }
 }

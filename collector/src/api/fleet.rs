@@ -264,7 +264,8 @@ pub(super) fn mint_token(
     let install_command = install_command(&server_url(req, ctx), &token);
     let minted =
         MintedToken { token, id: record.id, expires_at: format_rfc3339(record.expires_at), node_id, install_command };
-    Ok(Reply::json(201, &minted))
+    // 200, not 201: restic-manager's onboarding, which Hearth serves unchanged, says so.
+    Ok(Reply::json(200, &minted))
 }
 
 /// The collector's address as nodes reach it: `--public-url`, else what the request came

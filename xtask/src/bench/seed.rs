@@ -72,7 +72,7 @@ pub fn enrol(collector: &Collector, key: &str, count: usize, beat: Option<u32>, 
 }
 
 fn enrol_one(addr: SocketAddr, key: &str) -> Result<(String, String), String> {
-    let minted = expect(post(addr, "/api/enrollment-tokens", &format!("Bearer {key}"), "{}"), 201, "minting")?;
+    let minted = expect(post(addr, "/api/enrollment-tokens", &format!("Bearer {key}"), "{}"), 200, "minting")?;
     let body = format!(r#"{{"token":"{}","hostname":"bench"}}"#, field(&minted, "token")?);
     let enrolled = expect(post(addr, "/api/agents/enroll", "", &body), 200, "enrolment")?;
     Ok((field(&enrolled, "node_id")?, field(&enrolled, "agent_token")?))
