@@ -10,6 +10,8 @@ pub enum WireError {
     InvalidField { field: String, reason: String },
 }
 
+/// The largest float every whole number up to which is exact (2^53).
+const MAX_EXACT_F64: f64 = 9_007_199_254_740_992.0;
 impl WireError {
     pub fn field(field: &str, reason: impl Into<String>) -> WireError {
         WireError::InvalidField { field: field.to_owned(), reason: reason.into() }
@@ -91,10 +93,16 @@ impl Fields {
         self.required(name, value)
     }
 
+    /// A whole number, 0 or more, written as an integer or as a float with no fraction.
     pub fn opt_u64(&self, name: &str) -> Result<Option<u64>, WireError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Number(Number::U64(n))) => Ok(Some(*n)),
+            // `30.0` (what Python's json writes for a float) and `-0` are whole numbers too.
+            Some(Value::Number(Number::I64(0))) => Ok(Some(0)),
+            Some(Value::Number(Number::F64(x))) if x.fract() == 0.0 && (0.0..=MAX_EXACT_F64).contains(x) => {
+                Ok(Some(*x as u64))
+            }
             Some(_) => Err(WireError::field(name, "must be a whole number, 0 or more")),
         }
     }
@@ -253,6 +261,11 @@ mod tests {
         check_err(r#"{"a":"yes"}"#, |f| f.bool("a").map(drop), "field `a` must be true or false");
         check_err(r#"{"a":-1}"#, |f| f.opt_u64("a").map(drop), "field `a` must be a whole number, 0 or more");
         check_err(r#"{"a":1.5}"#, |f| f.opt_u64("a").map(drop), "field `a` must be a whole number, 0 or more");
+        check_err(r#"{"a":-1.0}"#, |f| f.opt_u64("a").map(drop), "field `a` must be a whole number, 0 or more");
+        check_err(r#"{"a":1e300}"#, |f| f.opt_u64("a").map(drop), "field `a` must be a whole number, 0 or more");
+        for (body, n) in [(r#"{"a":30.0}"#, 30), (r#"{"a":-0}"#, 0), (r#"{"a":-0.0}"#, 0), (r#"{"a":7}"#, 7)] {
+            assert_eq!(Fields::parse(body).unwrap().opt_u64("a").unwrap(), Some(n), "{body}");
+        }
         check_err(r#"{"a":"xxxx"}"#, |f| f.str("a", 3).map(drop), "field `a` is longer than 3 bytes");
         check_err(r#"{"a":[1,2]}"#, |f| f.opt_f64_list("a", 3).map(drop), "field `a` must hold exactly 3 numbers");
         check_err(r#"{"a":[1]}"#, |f| f.opt_str_list("a", 9).map(drop), "field `a` must hold only strings");

@@ -150,6 +150,60 @@ fn malformed_requests_get_json_errors_too() {
     raw(collector.addr, &request).unwrap().assert_error(431, "header_too_large", "100");
 }
 
+/// Requests a hostile probe found closed without an answer, answered wrongly, or held
+/// until the read timeout.
+#[test]
+fn odd_but_answerable_requests_get_a_prompt_answer() {
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let addr = collector.addr;
+    // Versions other than 1.0 and 1.1: 505, in a status line an HTTP/1 client can read.
+    for version in ["HTTP/0.9", "HTTP/1.2", "HTTP/2.0", "HTTP/3"] {
+        let r = raw(addr, format!("GET /healthz {version}\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+        r.assert_error(505, "http_version_not_supported", "HTTP/1.1");
+        assert!(r.head.starts_with("HTTP/1.1 505 "), "{version}: {}", r.head);
+    }
+    // UTF-8 in a header value is allowed (obs-text), and in a path it is a path like any other.
+    let r = raw(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: Müller-Bot\r\n\r\n".as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    raw(addr, "GET /café HTTP/1.1\r\nHost: x\r\n\r\n".as_bytes()).unwrap().assert_error(404, "not_found", "");
+    // Nothing here upgrades: the request is answered, not held until the client closes.
+    let upgrade = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    assert_eq!(raw(addr, upgrade).unwrap().status, 200);
+    // A coding other than chunked is refused, not decoded as chunked.
+    let identity = b"POST /api/agent/heartbeat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n{}";
+    raw(addr, identity).unwrap().assert_error(501, "not_implemented", "chunked");
+    // A chunked body that does not decode: 400, not a silent close.
+    let bad =
+        b"POST /api/agent/heartbeat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n";
+    raw(addr, bad).unwrap().assert_error(400, "bad_request", "chunked");
+    // HTTP/1.0 gets no `100 Continue` (RFC 9110): its first answer is the final one.
+    let beat = v1_heartbeat(&new_node_id());
+    let old = format!(
+        "POST /api/agent/heartbeat HTTP/1.0\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n{beat}",
+        beat.len()
+    );
+    assert_eq!(raw(addr, old.as_bytes()).unwrap().status, 200);
+}
+
+/// A chunked body with `Expect: 100-continue`: the `100 Continue` comes before the body is
+/// sent, so a client that waits for it is not held up.
+#[test]
+fn a_chunked_body_that_expects_100_continue_gets_it_first() {
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let mut stream = TcpStream::connect(collector.addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let head = "POST /api/agent/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Transfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut first = [0u8; 25];
+    std::io::Read::read_exact(&mut stream, &mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n", "{}", String::from_utf8_lossy(&first));
+    let beat = v1_heartbeat(&new_node_id());
+    stream.write_all(format!("{:x}\r\n{beat}\r\n0\r\n\r\n", beat.len()).as_bytes()).unwrap();
+    let answer = read_response(&mut BufReader::new(stream)).expect("an answer after the body");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
 /// tiny_http 0.12 reads header lines without a limit: one 64 MiB header took the collector
 /// from 3 MB to 134 MB. Lines are capped at 8 KiB now.
 #[test]

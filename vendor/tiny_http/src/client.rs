@@ -96,6 +96,12 @@ enum ReadError {
     Idle,
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
+    /// Hearth patch: an HTTP version other than 1.0 and 1.1 (answered 505).
+    VersionNotSupported,
+    /// Hearth patch: a `Transfer-Encoding` other than `chunked` (answered 501).
+    UnsupportedTransferEncoding,
+    /// Hearth patch: a chunked body that does not decode (answered 400).
+    BadChunkedBody,
     ReadIoError(IoError),
 }
 
@@ -183,7 +189,10 @@ impl ClientConnection {
 
             prev_byte_was_cr = byte == b'\r';
 
-            buf.push(byte);
+            // Hearth patch: a byte outside ASCII (UTF-8 in a header value, which HTTP allows
+            // as obs-text, or in a path) is kept as `?`. The connection was closed without
+            // an answer before.
+            buf.push(if byte.is_ascii() { byte } else { b'?' });
         }
     }
 
@@ -268,6 +277,8 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::UnsupportedTransferEncoding => ReadError::UnsupportedTransferEncoding,
+                request::RequestCreationError::BadChunkedBody => ReadError::BadChunkedBody,
             }
         })?;
 
@@ -331,6 +342,28 @@ impl Iterator for ClientConnection {
                     return None; // closing the connection
                 }
 
+                Err(ReadError::VersionNotSupported) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = json_error(505, "http_version_not_supported", "this server speaks HTTP/1.0 and HTTP/1.1");
+                    response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
+                    return None;
+                }
+
+                Err(ReadError::UnsupportedTransferEncoding) => {
+                    let writer = self.sink.next().unwrap();
+                    let message = "only `Transfer-Encoding: chunked` is supported; or send a Content-Length";
+                    let response = json_error(501, "not_implemented", message);
+                    response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
+                    return None; // where the body ends is unknown
+                }
+
+                Err(ReadError::BadChunkedBody) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = json_error(400, "bad_request", "the chunked body is malformed");
+                    response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
+                    return None; // where the body ends is unknown
+                }
+
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();
                     let response = json_error(417, "expectation_failed", "only `Expect: 100-continue` is supported");
@@ -343,15 +376,7 @@ impl Iterator for ClientConnection {
                 Ok(rq) => rq,
             };
 
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                // Hearth patch: answer through the request's own writer and close. Upstream
-                // took the next writer in sequence, which waits for this request's writer to
-                // go, and so never wrote: the connection hung.
-                let response = json_error(505, "http_version_not_supported", "this server speaks HTTP/1.0 and HTTP/1.1");
-                let _ = rq.respond(response);
-                return None;
-            }
+            // Hearth patch: a version other than 1.0 and 1.1 was answered 505 by `read`.
 
             // updating the status of the connection
             let connection_header = rq
@@ -398,17 +423,20 @@ impl Iterator for ClientConnection {
 }
 
 /// Parses a "HTTP/1.1" string.
+/// Hearth patch: any other `HTTP/d.d` is answered 505 (HTTP/0.9 and 1.2 included, which
+/// were served and refused 400), and anything else is not a request line.
 fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
-    };
-
-    Ok(HTTPVersion(major, minor))
+    match version {
+        "HTTP/1.0" => Ok(HTTPVersion(1, 0)),
+        "HTTP/1.1" => Ok(HTTPVersion(1, 1)),
+        _ => match version.strip_prefix("HTTP/").map(str::as_bytes) {
+            Some([major, b'.', minor]) if major.is_ascii_digit() && minor.is_ascii_digit() => {
+                Err(ReadError::VersionNotSupported)
+            }
+            Some([major]) if major.is_ascii_digit() => Err(ReadError::VersionNotSupported),
+            _ => Err(ReadError::WrongRequestLine),
+        },
+    }
 }
 
 /// Parses the request line of the request.
@@ -418,11 +446,10 @@ fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadE
 
     let method = parts.next().and_then(|w| w.parse().ok());
     let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
+    let (Some(method), Some(path), Some(version)) = (method, path, parts.next()) else {
+        return Err(ReadError::WrongRequestLine);
+    };
+    Ok((method, path, parse_http_version(version)?))
 }
 
 #[cfg(test)]

@@ -183,6 +183,12 @@ pub enum RequestCreationError {
     /// Hearth patch: more than one `Content-Length`, or one that is not digits: where the
     /// body ends, and so where the next request starts, is in doubt.
     BadContentLength,
+
+    /// Hearth patch: a `Transfer-Encoding` other than `chunked` alone (answered 501).
+    UnsupportedTransferEncoding,
+
+    /// Hearth patch: a chunked body that does not decode (answered 400).
+    BadChunkedBody,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -248,19 +254,26 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
+    // Hearth patch: `Connection: upgrade` no longer hands the raw socket over as the body:
+    // nothing here upgrades, so such a request is read and answered like any other (and
+    // its connection closed after), rather than waiting for the client to close.
 
+    // Hearth patch: only `chunked` is decoded; any other coding is refused, not decoded
+    // as chunked.
+    if transfer_encoding.as_ref().is_some_and(|coding| !coding.as_str().trim().eq_ignore_ascii_case("chunked")) {
+        return Err(RequestCreationError::UnsupportedTransferEncoding);
+    }
+    // Hearth patch: `100 Continue` goes out before a body this thread reads (chunked ones
+    // too), and never to an HTTP/1.0 client (RFC 9110).
+    let expects_continue = expects_continue && version == HTTPVersion(1, 1);
+    let reads_body_here =
+        transfer_encoding.is_some() || content_length.is_some_and(|length| length > 0 && length <= BUFFERED_BODY);
     let mut continue_sent = false;
+    if expects_continue && reads_body_here {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        writer.flush()?;
+        continue_sent = true;
+    }
     // Hearth patch: a body whose length is in doubt is refused (400), as RFC 9112 asks.
     let lengths = headers.iter().filter(|h| h.field.equiv("Content-Length")).count();
     if transfer_encoding.is_none() && (lengths > 1 || (lengths == 1 && content_length.is_none())) {
@@ -268,26 +281,17 @@ where
     }
     // Hearth patch: whether the body is read to its end below, so that the next request
     // on the connection starts where this one ends.
-    let body_whole = !connection_upgrade
-        && transfer_encoding.is_none()
+    let body_whole = transfer_encoding.is_none()
         && content_length.map_or(true, |length| length <= BUFFERED_BODY);
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
+    let reader = if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
         } else if content_length <= BUFFERED_BODY {
             // Hearth patch: bodies up to BUFFERED_BODY (was 1 KiB) are read here, on the
             // connection's own thread, so the thread that handles requests never waits on
-            // a slow client. `Expect: 100-continue` is answered first.
-            if expects_continue {
-                writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-                writer.flush()?;
-                continue_sent = true;
-            }
+            // a slow client. `Expect: 100-continue` was answered above.
             let mut buffer = Vec::with_capacity(content_length.min(8192));
             source_data.by_ref().take(content_length as u64).read_to_end(&mut buffer)?;
             if buffer.len() != content_length {
@@ -307,7 +311,15 @@ where
         // Hearth patch: read here too, up to one byte past BUFFERED_BODY, so that the
         // handler sees the body is too large without reading from the socket.
         let mut buffer = Vec::new();
-        Decoder::new(source_data).take(BUFFERED_BODY as u64 + 1).read_to_end(&mut buffer)?;
+        let decoded = Decoder::new(source_data).take(BUFFERED_BODY as u64 + 1).read_to_end(&mut buffer);
+        match decoded {
+            Ok(_) => {}
+            // A timeout is answered 408, and a client gone needs no answer.
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset) => {
+                return Err(RequestCreationError::CreationIoError(e))
+            }
+            Err(_) => return Err(RequestCreationError::BadChunkedBody),
+        }
         Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
