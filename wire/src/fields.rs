@@ -12,6 +12,7 @@ pub enum WireError {
 
 /// The largest float every whole number up to which is exact (2^53).
 const MAX_EXACT_F64: f64 = 9_007_199_254_740_992.0;
+
 impl WireError {
     pub fn field(field: &str, reason: impl Into<String>) -> WireError {
         WireError::InvalidField { field: field.to_owned(), reason: reason.into() }

@@ -169,6 +169,9 @@ fn odd_but_answerable_requests_get_a_prompt_answer() {
     // Nothing here upgrades: the request is answered, not held until the client closes.
     let upgrade = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
     assert_eq!(raw(addr, upgrade).unwrap().status, 200);
+    // An expectation other than 100-continue: 417, with the JSON body every error has.
+    let expect = b"GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n";
+    raw(addr, expect).unwrap().assert_error(417, "expectation_failed", "100-continue");
     // A coding other than chunked is refused, not decoded as chunked.
     let identity = b"POST /api/agent/heartbeat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n{}";
     raw(addr, identity).unwrap().assert_error(501, "not_implemented", "chunked");

@@ -20,6 +20,14 @@ fn beat_bytes(collector: &Collector, node: &str, seq: u64, headers: &[(&str, &st
     request_bytes(collector.addr, "POST", "/api/agent/heartbeat", &all, heartbeat(node, seq, "running").as_bytes())
 }
 
+/// Sends heartbeat `seq` on `conn`, and checks it is accepted and the connection kept.
+fn beat_and_keep(conn: &mut BufReader<TcpStream>, collector: &Collector, node: &str, seq: u64) {
+    conn.get_mut().write_all(&beat_bytes(collector, node, seq, &[])).unwrap();
+    let answer = read_response(conn).expect("an answer on the same connection");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(!says_close(&answer), "HTTP/1.1 keeps the connection: {}", answer.head);
+}
+
 fn says_close(response: &Response) -> bool {
     response.head.to_ascii_lowercase().contains("\nconnection: close")
 }
@@ -39,10 +47,7 @@ fn heartbeats_share_one_connection_until_the_client_asks_to_close() {
     let node = new_node_id();
     let mut conn = connect(&collector);
     for seq in 1..=3 {
-        conn.get_mut().write_all(&beat_bytes(&collector, &node, seq, &[])).unwrap();
-        let answer = read_response(&mut conn).expect("an answer on the same connection");
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        assert!(!says_close(&answer), "HTTP/1.1 keeps the connection: {}", answer.head);
+        beat_and_keep(&mut conn, &collector, &node, seq);
     }
     conn.get_mut().write_all(&beat_bytes(&collector, &node, 4, &[("Connection", "close")])).unwrap();
     let last = read_response(&mut conn).unwrap();
@@ -103,10 +108,7 @@ fn each_request_on_a_kept_connection_has_the_whole_read_timeout_from_its_first_b
     let mut conn = connect(&collector);
     // Five requests 0.7 s apart: 3.5 s on one connection with a 1 s timeout.
     for seq in 1..=5 {
-        conn.get_mut().write_all(&beat_bytes(&collector, &node, seq, &[])).unwrap();
-        let answer = read_response(&mut conn).expect("an answer on the same connection");
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        assert!(!says_close(&answer), "{}", answer.head);
+        beat_and_keep(&mut conn, &collector, &node, seq);
         std::thread::sleep(Duration::from_millis(700));
     }
     // Idle for 0.7 s, then a request whose head and body are 0.5 s apart: 1.2 s after the

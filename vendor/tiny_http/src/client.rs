@@ -105,6 +105,41 @@ enum ReadError {
     ReadIoError(IoError),
 }
 
+impl ReadError {
+    /// Hearth patch: the answer owed for a request that could not be read (version, status,
+    /// code, message); none to a client that is gone, or idle between requests.
+    fn answer(self) -> Option<(HTTPVersion, u16, &'static str, &'static str)> {
+        let v11 = HTTPVersion(1, 1);
+        Some(match self {
+            ReadError::HeaderTooLarge => {
+                (v11, 431, "header_too_large", "a header line is over 8 KiB, or there are over 100 of them")
+            }
+            ReadError::WrongRequestLine => {
+                (v11, 400, "bad_request", "the request line is not HTTP/1.x: METHOD PATH VERSION")
+            }
+            ReadError::WrongHeader(version) => (version, 400, "bad_request", "a header is malformed"),
+            ReadError::BadChunkedBody => (v11, 400, "bad_request", "the chunked body is malformed"),
+            // Linux reports SO_RCVTIMEO as WouldBlock.
+            ReadError::ReadIoError(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+                (v11, 408, "request_timeout", "the request did not arrive in time")
+            }
+            ReadError::ExpectationFailed(version) => {
+                (version, 417, "expectation_failed", "only `Expect: 100-continue` is supported")
+            }
+            ReadError::UnsupportedTransferEncoding => (
+                v11,
+                501,
+                "not_implemented",
+                "only `Transfer-Encoding: chunked` is supported; or send a Content-Length",
+            ),
+            ReadError::VersionNotSupported => {
+                (v11, 505, "http_version_not_supported", "this server speaks HTTP/1.0 and HTTP/1.1")
+            }
+            ReadError::ReadIoError(_) | ReadError::Idle => return None,
+        })
+    }
+}
+
 /// Hearth patch: the longest header line read, and the most header lines.
 const MAX_LINE: usize = 8 * 1024;
 const MAX_HEADERS: usize = 100;
@@ -293,8 +328,6 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         // Hearth patch: or whoever answered it closed the connection.
@@ -302,123 +335,61 @@ impl Iterator for ClientConnection {
             return None;
         }
 
-        loop {
-            let mut rq = match self.read() {
-                Err(ReadError::HeaderTooLarge) => {
+        let mut rq = match self.read() {
+            Ok(rq) => rq,
+            // Hearth patch: one place answers a request that cannot be read, and the
+            // connection closes: where the next request would start is unknown.
+            Err(e) => {
+                if let Some((version, status, code, message)) = e.answer() {
                     let writer = self.sink.next().unwrap();
-                    let response = json_error(431, "header_too_large", "a header line is over 8 KiB, or there are over 100 of them");
-                    response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
-                    return None;
+                    json_error(status, code, message).raw_print(writer, version, &[], false, None).ok();
                 }
-
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(400, "bad_request", "the request line is not HTTP/1.x: METHOD PATH VERSION");
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(400, "bad_request", "a header is malformed");
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err))
-                    // Hearth patch: Linux reports SO_RCVTIMEO as WouldBlock
-                    if matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
-                {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(408, "request_timeout", "the request did not arrive in time");
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::VersionNotSupported) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(505, "http_version_not_supported", "this server speaks HTTP/1.0 and HTTP/1.1");
-                    response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
-                    return None;
-                }
-
-                Err(ReadError::UnsupportedTransferEncoding) => {
-                    let writer = self.sink.next().unwrap();
-                    let message = "only `Transfer-Encoding: chunked` is supported; or send a Content-Length";
-                    let response = json_error(501, "not_implemented", message);
-                    response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
-                    return None; // where the body ends is unknown
-                }
-
-                Err(ReadError::BadChunkedBody) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(400, "bad_request", "the chunked body is malformed");
-                    response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
-                    return None; // where the body ends is unknown
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(417, "expectation_failed", "only `Expect: 100-continue` is supported");
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) | Err(ReadError::Idle) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // Hearth patch: a version other than 1.0 and 1.1 was answered 505 by `read`.
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
-
-            // Hearth patch: the connection is kept alive only for HTTP/1.1, when the body
-            // was read to its end (so the next request starts where this one ended), and
-            // while few connections are open. Otherwise the connection thread ends here,
-            // and the socket closes as soon as the answer is written.
-            self.between_requests = true;
-            rq.set_socket(self.socket);
-            if !self.no_more_requests
-                && *rq.http_version() == HTTPVersion(1, 1)
-                && rq.body_read_whole()
-                && OPEN.load(Ordering::Relaxed) <= KEEP_ALIVE_MAX
-                && !self.closing.load(Ordering::SeqCst)
-            {
-                rq.offer_keep_alive(Arc::clone(&self.keep_alive), Arc::clone(&self.closing));
-            } else {
-                self.no_more_requests = true;
+                return None;
             }
+        };
 
-            // returning the request
-            return Some(rq);
+        // Hearth patch: a version other than 1.0 and 1.1 was answered 505 by `read`.
+
+        // updating the status of the connection
+        let connection_header = rq
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str());
+
+        let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
+
+        match lowercase {
+            Some(ref val) if val.contains("close") => self.no_more_requests = true,
+            Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
+            Some(ref val)
+                if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
+            {
+                self.no_more_requests = true
+            }
+            None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
+            _ => (),
+        };
+
+        // Hearth patch: the connection is kept alive only for HTTP/1.1, when the body
+        // was read to its end (so the next request starts where this one ended), and
+        // while few connections are open. Otherwise the connection thread ends here,
+        // and the socket closes as soon as the answer is written.
+        self.between_requests = true;
+        rq.set_socket(self.socket);
+        if !self.no_more_requests
+            && *rq.http_version() == HTTPVersion(1, 1)
+            && rq.body_read_whole()
+            && OPEN.load(Ordering::Relaxed) <= KEEP_ALIVE_MAX
+            && !self.closing.load(Ordering::SeqCst)
+        {
+            rq.offer_keep_alive(Arc::clone(&self.keep_alive), Arc::clone(&self.closing));
+        } else {
+            self.no_more_requests = true;
         }
+
+        // returning the request
+        Some(rq)
     }
 }
 
