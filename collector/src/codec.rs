@@ -61,6 +61,7 @@ pub fn encode_node(node: &NodeRecord) -> Vec<u8> {
     w.opt_int(25, node.down_from);
     w.opt_int(26, node.acked_at);
     w.opt_int(27, node.held_since);
+    w.opt_uint(28, node.cadence_secs);
     w.0
 }
 
@@ -176,6 +177,7 @@ fn node_with(bytes: &[u8], part: Part) -> Option<NodeRecord> {
             (25, Value::Varint(v)) => node.down_from = Some(unzigzag(v)),
             (26, Value::Varint(v)) => node.acked_at = Some(unzigzag(v)),
             (27, Value::Varint(v)) => node.held_since = Some(unzigzag(v)),
+            (28, Value::Varint(v)) => node.cadence_secs = Some(v),
             _ => {} // a field this version does not know, or the tags count
         }
     }
@@ -470,6 +472,7 @@ mod tests {
             down_from: Some(-5),
             acked_at: Some(1_795_000_000_002),
             held_since: Some(1_795_000_000_003),
+            cadence_secs: Some(61),
         }
     }
 
@@ -531,8 +534,8 @@ mod tests {
         assert_eq!((hb.interval_secs, hb.state, hb.kernel.as_deref()), (Some(30), Some(State::Stopping), None));
         assert_eq!((&part.node_id, &part.name, &part.hostname), (&node.node_id, &node.name, &node.hostname));
         assert_eq!(
-            (part.last_seen, part.grace_secs, part.down_since),
-            (node.last_seen, node.grace_secs, node.down_since)
+            (part.last_seen, part.grace_secs, part.down_since, part.cadence_secs),
+            (node.last_seen, node.grace_secs, node.down_since, node.cadence_secs)
         );
         assert!(part.tags.is_empty() && part.token_hash.is_none());
         for now in [node.last_seen.unwrap(), node.last_seen.unwrap() + 3_600_000] {

@@ -249,11 +249,7 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
     if new.is_stopping() {
         changes.push(change(Kind::Stopped, None, "the agent stopped cleanly".into()));
     }
-    let rebooted = match (old.and_then(|o| o.boot_id.as_ref()), new.boot_id.as_ref()) {
-        (Some(a), Some(b)) => a != b,
-        _ => matches!((old.and_then(|o| o.uptime_secs), new.uptime_secs), (Some(a), Some(b)) if b < a),
-    };
-    if rebooted {
+    if old.is_some_and(|old| rebooted(old, new)) {
         let uptime = new.uptime_secs.map_or_else(String::new, |u| format!(" (up {u} s)"));
         changes.push(change(Kind::Reboot, None, format!("the node rebooted{uptime}")));
     }
@@ -279,6 +275,40 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
     node.deadline = (!node.is_stopped()).then(|| kept.unwrap_or(offline_at));
     changes
 }
+
+/// Before taking in `new`, arrived at `now`, from an agent that announces no interval
+/// (Beacon, V1, Wrenn's): learns from the gap since the node's last heartbeat how often it
+/// beats, so that it is judged by its own cadence and not by a guess (`NodeRecord::interval_secs`).
+/// A gap says nothing of the cadence when it began with a clean stop, held a reboot, or
+/// began before the collector's start at `watching_since` (its own absence).
+/// A longer gap raises the cadence at once, to at most twice what it was, so a few lost
+/// heartbeats raise it only for a while; a shorter one lowers it a quarter of the way, so
+/// one early heartbeat (a retry, a send by hand) never makes the next on-time one late.
+/// The learning starts from `UNANNOUNCED_INTERVAL_SECS`, above most agents' cadence, and
+/// comes down to the real one: no alarm while it does.
+pub fn learn_cadence(node: &mut NodeRecord, new: &Heartbeat, now: i64, watching_since: i64) {
+    let (Some(seen), Some(old)) = (node.last_seen, node.heartbeat.as_ref()) else {
+        return;
+    };
+    if new.interval_secs.is_some() || old.is_stopping() || rebooted(old, new) || seen < watching_since || now <= seen {
+        return;
+    }
+    let gap = ((now - seen) as u64).div_ceil(1000).min(MAX_CADENCE_SECS);
+    let cadence = node.cadence_secs.unwrap_or(crate::model::UNANNOUNCED_INTERVAL_SECS);
+    node.cadence_secs = Some(if gap > cadence { gap.min(2 * cadence) } else { cadence - (cadence - gap) / 4 });
+}
+
+/// Whether the node rebooted between two heartbeats: its boot id changed, or (for agents
+/// that send none) its uptime went back.
+fn rebooted(old: &Heartbeat, new: &Heartbeat) -> bool {
+    match (&old.boot_id, &new.boot_id) {
+        (Some(a), Some(b)) => a != b,
+        _ => matches!((old.uptime_secs, new.uptime_secs), (Some(a), Some(b)) if b < a),
+    }
+}
+
+/// The longest cadence learned: a day, the longest interval an agent may announce.
+const MAX_CADENCE_SECS: u64 = 86_400;
 
 /// Looks at a node whose deadline has passed: declares it offline, or reminds that it still is,
 /// or, for a node never heard from, says so once (with `--pending-alert-secs`).
@@ -345,6 +375,7 @@ pub fn on_deadline(node: &mut NodeRecord, now: i64, policy: &Policy, watching: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Status;
     use hearth_wire::{Check, State};
 
     const S: i64 = 1000;
@@ -644,5 +675,92 @@ mod tests {
             let got: Vec<Kind> = on_heartbeat(&mut node, hb.clone(), 0, &policy).into_iter().map(|c| c.kind).collect();
             assert_eq!(got, expected, "{hb:?}");
         }
+    }
+
+    /// An agent that announces no interval (Beacon's, V1's), beating at `beats` (seconds),
+    /// taken in as `take_beat` does, with a sweep every second up to `until`: every change,
+    /// and the node's status each second.
+    fn unannounced(beats: &[i64], until: i64, watching_since: i64) -> (Vec<(i64, Kind)>, Vec<Status>, NodeRecord) {
+        let policy = Policy::default();
+        let mut node: NodeRecord = Default::default();
+        let (mut log, mut statuses) = (Vec::new(), Vec::new());
+        for t in 0..=until {
+            let now = t * S;
+            if beats.contains(&t) {
+                let hb = Heartbeat { services_ok: true, ..Default::default() };
+                learn_cadence(&mut node, &hb, now, watching_since * S);
+                log.extend(on_heartbeat(&mut node, hb, now, &policy).into_iter().map(|c| (t, c.kind)));
+            }
+            if node.deadline.is_some_and(|d| d <= now) {
+                log.extend(on_deadline(&mut node, now, &policy, &Watching::default()).into_iter().map(|c| (t, c.kind)));
+            }
+            statuses.push(node.status(now, policy.grace_ms(&node)));
+        }
+        (log, statuses, node)
+    }
+
+    #[test]
+    fn an_agent_that_announces_no_interval_is_judged_by_its_own_cadence() {
+        for every in [10, 30, 60, 300, 450] {
+            let beats: Vec<i64> = (0..25).map(|n| n * every).collect();
+            let last = *beats.last().unwrap();
+            let (log, statuses, node) = unannounced(&beats, last + 8 * every, 0);
+            let cadence = node.cadence_secs.unwrap();
+            assert!((every as u64..=every as u64 + 3).contains(&cadence), "every {every} s: learned {cadence}");
+            let offline: Vec<i64> = log.iter().filter(|(_, k)| *k == Kind::Offline).map(|(t, _)| *t).collect();
+            // Grace of 3 intervals and one of minimum down time, by the learned cadence.
+            assert_eq!(offline, [last + 4 * cadence as i64], "every {every} s: {log:?}");
+            let on_time = &statuses[every as usize..=last as usize];
+            let late = on_time.iter().filter(|s| **s != Status::Online).count();
+            assert!(late == 0 || every > 120, "every {every} s: {late} s not online while beating on time");
+        }
+        // Until a second heartbeat shows its cadence, such a node is judged at 120 s.
+        let (log, _, _) = unannounced(&[0], 600, 0);
+        assert_eq!(log, [(480, Kind::Offline)]);
+    }
+
+    #[test]
+    fn one_early_heartbeat_does_not_make_the_next_one_late() {
+        let mut beats: Vec<i64> = (0..20).map(|n| n * 60).collect();
+        beats.push(19 * 60 + 5); // a send by hand, or a retry
+        beats.extend((20..25).map(|n| n * 60));
+        let (log, statuses, node) = unannounced(&beats, 24 * 60, 0);
+        assert_eq!(log, [], "no alarm");
+        assert!(statuses[60..].iter().all(|s| *s == Status::Online), "late on time: {statuses:?}");
+        assert!((60..=63).contains(&node.cadence_secs.unwrap()), "{:?}", node.cadence_secs);
+    }
+
+    #[test]
+    fn gaps_that_say_nothing_of_the_cadence_are_not_learned() {
+        let beat = |boot: &str, state| Heartbeat { boot_id: Some(boot.into()), state, ..Default::default() };
+        let seen = |last: Heartbeat, cadence| NodeRecord {
+            last_seen: Some(0),
+            heartbeat: Some(last),
+            cadence_secs: cadence,
+            ..Default::default()
+        };
+        let cases = [
+            ("after a clean stop", seen(beat("b", Some(State::Stopping)), Some(30)), beat("b", None), 0),
+            ("across a reboot", seen(beat("a", None), Some(30)), beat("b", None), 0),
+            ("while the collector was away", seen(beat("b", None), Some(30)), beat("b", None), 1),
+            (
+                "from an agent that announces one",
+                seen(beat("b", None), None),
+                Heartbeat { interval_secs: Some(600), ..beat("b", None) },
+                0,
+            ),
+        ];
+        for (what, mut node, new, watching_since) in cases {
+            let before = node.cadence_secs;
+            learn_cadence(&mut node, &new, 3_600 * S, watching_since * S);
+            assert_eq!(node.cadence_secs, before, "{what}");
+        }
+        // A longer gap raises it at once, to at most twice what it was.
+        let mut node = seen(beat("b", None), Some(30));
+        learn_cadence(&mut node, &beat("b", None), 45 * S, 0);
+        assert_eq!(node.cadence_secs, Some(45));
+        let mut after_outage = node.clone();
+        learn_cadence(&mut after_outage, &beat("b", None), 3_600 * S, 0);
+        assert_eq!(after_outage.cadence_secs, Some(90));
     }
 }

@@ -7,6 +7,12 @@ use miniserde::{Deserialize, Serialize};
 /// The interval assumed for a node that has not announced its own.
 pub const DEFAULT_INTERVAL_SECS: u64 = 30;
 
+/// The interval a node whose agent announces none (Beacon, V1, Wrenn's) is judged by
+/// until the gap between two of its heartbeats shows its cadence: such agents may be set
+/// to beat every few minutes, and this many seconds lets a first gap of up to 8 minutes
+/// (grace of 3 intervals, and one of minimum down time) pass without an alarm.
+pub const UNANNOUNCED_INTERVAL_SECS: u64 = 120;
+
 /// Everything stored about one node. Times are Unix milliseconds by the collector's clock.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct NodeRecord {
@@ -28,6 +34,9 @@ pub struct NodeRecord {
     pub grace_secs: Option<u64>,
     /// The interval an operator set for this node, overriding the one its heartbeats announce.
     pub interval_override: Option<u64>,
+    /// For an agent that announces no interval: the cadence its heartbeats have been seen
+    /// to keep, in seconds (`liveness::learn_cadence`); `None` until a gap between two is known.
+    pub cadence_secs: Option<u64>,
     /// When an operator last renamed or retagged the node; from then on heartbeats do not change them.
     pub edited_at: Option<i64>,
     /// When the offline (or `pending`) alert went out; `None` while the node is up.
@@ -556,11 +565,15 @@ impl Status {
 }
 
 impl NodeRecord {
-    /// The interval the node is judged by: the operator's, else the one it announces, else 30 s.
+    /// The interval the node is judged by: the operator's, else the one its agent
+    /// announces, else the cadence its heartbeats keep; before it has one, 120 s for an
+    /// agent that announces none, and 30 s for a node not heard from.
     pub fn interval_secs(&self) -> u64 {
-        self.interval_override
-            .or_else(|| self.heartbeat.as_ref().and_then(|hb| hb.interval_secs))
-            .unwrap_or(DEFAULT_INTERVAL_SECS)
+        let announced = self.heartbeat.as_ref().map(|hb| hb.interval_secs.or(self.cadence_secs));
+        self.interval_override.or(announced.flatten()).unwrap_or(match announced {
+            Some(_) => UNANNOUNCED_INTERVAL_SECS,
+            None => DEFAULT_INTERVAL_SECS,
+        })
     }
 
     /// Whether the last heartbeat said the agent was shutting down cleanly.
@@ -813,8 +826,11 @@ mod tests {
             (seen(0, Some(10), false), 15_001, Status::Late),
             (seen(0, Some(10), false), 30_000, Status::Late),
             (seen(0, Some(10), false), 30_001, Status::Offline),
-            (seen(0, None, false), 45_000, Status::Online), // the default interval is 30 s
-            (seen(0, None, false), 90_001, Status::Offline),
+            // An agent that announces no interval: 120 s until its cadence is known.
+            (seen(0, None, false), 180_000, Status::Online),
+            (seen(0, None, false), 360_001, Status::Offline),
+            (NodeRecord { cadence_secs: Some(20), ..seen(0, None, false) }, 30_001, Status::Late),
+            (NodeRecord { cadence_secs: Some(20), ..seen(0, Some(10), false) }, 15_001, Status::Late),
             (seen(0, Some(10), true), 1, Status::Stopped),
             (seen(0, Some(10), true), 1_000_000, Status::Stopped),
             (seen(10_000, Some(10), false), 0, Status::Online), // a clock that went backwards

@@ -90,6 +90,10 @@ pub(super) fn take_beat(
 ) -> Result<NodeRecord, store::Error> {
     let previous = node.deadline;
     let closed = uptime::ongoing(&node, ctx.now_ms);
+    if hb.interval_secs.is_none() {
+        let watching: liveness::Watching = txn.setting(store::setting::WATCHING)?.unwrap_or_default();
+        liveness::learn_cadence(&mut node, &hb, ctx.now_ms, watching.since);
+    }
     let changes = liveness::on_heartbeat(&mut node, hb, ctx.now_ms, ctx.policy);
     if let Some(span) = closed {
         alerts::record_span(txn, &node, span, ctx.now_ms)?;

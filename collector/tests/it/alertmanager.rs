@@ -78,17 +78,18 @@ fn a_real_alertmanager_sees_offline_recovery_and_the_watchdog() {
         .unwrap();
     let clock = TestClock::new(temp.path());
     let real_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    // The collector's clock starts 400 s back, so that after the 300 s of silence below it
+    // The collector's clock starts 600 s back, so that after the 500 s of silence below it
     // is still behind Alertmanager's: a recovery's `endsAt` (the collector's now) is past.
-    clock.set(real_now - 400_000);
+    clock.set(real_now - 600_000);
     let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap(), "--watchdog-secs", "1"];
     let c = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
     let node = new_node_id();
     assert_eq!(c.post("/api/agent/heartbeat", &[], &v1_heartbeat(&node)).status, 200);
     wait_until("HearthWatchdog to be active", || active(&am).contains(r#""alertname":"HearthWatchdog""#));
 
-    // Silent past grace: the sweep declares the node offline, and Alertmanager has it.
-    clock.advance_secs(300);
+    // Silent past grace (V1 announces no interval: 120 s until its cadence is known, so
+    // 480 s): the sweep declares the node offline, and Alertmanager has it.
+    clock.advance_secs(500);
     wait_until("HearthNodeOffline to be active", || {
         let alerts = active(&am);
         alerts.contains(r#""alertname":"HearthNodeOffline""#) && alerts.contains(&node)

@@ -76,6 +76,40 @@ fn beacons_payload_and_headers_work_unchanged_and_keep_one_device_id() {
     }
 }
 
+/// Beacon sends no interval, and its `heartbeat_interval` may be set to minutes: the
+/// collector learns the cadence from the gaps, raises no alarm while it does, and still
+/// declares the device offline once it stops, by that cadence.
+#[test]
+fn a_beacon_set_to_beat_every_five_minutes_never_cries_wolf() {
+    let temp = tempfile::tempdir().unwrap();
+    let clock = TestClock::new(temp.path());
+    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &[], &[clock.env()]);
+    let key = fleet_key(&collector, &["--ttl", "365d"]); // the test clock is in 2027
+    let api_key = collector.api_key();
+    let device = beacon_beat(&collector, "/agent/heartbeat", &key, "bearer").field("device_id");
+    let node = |what: &str| collector.get(&format!("/api/nodes/{device}"), &api_key).field(what);
+    let offline_events = || {
+        let events = collector.get(&format!("/api/events?node={device}"), &api_key).body;
+        events.matches(r#""kind":"offline""#).count()
+    };
+    for beat in 1..=4 {
+        clock.advance_secs(300);
+        collector.wait_for_sweeps(2);
+        assert_eq!(offline_events(), 0, "declared offline before heartbeat {beat}, 300 s after the last");
+        assert_eq!(beacon_beat(&collector, "/agent/heartbeat", &key, "bearer").status, 200);
+        assert_eq!(node("status"), "online");
+    }
+    let learned = collector.get(&format!("/api/nodes/{device}"), &api_key).body;
+    assert!(learned.contains(r#""interval_secs":300,"#), "judged by the cadence it keeps: {learned}");
+    // Silent: offline after grace (3 × 300 s) and one interval more, and said once.
+    clock.advance_secs(1190);
+    collector.wait_for_sweeps(2);
+    assert_eq!((node("status"), offline_events()), ("offline".to_owned(), 0), "declared early");
+    clock.advance_secs(20);
+    collector.wait_for_sweeps(2);
+    assert_eq!(offline_events(), 1);
+}
+
 #[test]
 fn a_fleet_key_reads_nothing_and_once_revoked_its_beats_get_401() {
     let collector = Collector::start(&[]);
