@@ -178,12 +178,17 @@ pub fn record(
         }
     }
     let acked = node.acked_at.is_some();
+    let told = match hold {
+        Some(_) => failures_told(txn, node, &changes)?,
+        None => Vec::new(),
+    };
     let mut held_by_hold = false;
     let alerts = write_changes(txn, node, &changes, now, channels, |change| match change.kind {
         liveness::Kind::Test => None,
         liveness::Kind::Recovered => {
             offline_held(change.down_since).then(|| "its offline alert was held, so its recovery is too".to_owned())
         }
+        _ if told.contains(&change.kind) => None,
         liveness::Kind::Reminder if acked => Some("acknowledged".to_owned()),
         _ => hold.as_ref().map(|h| {
             held_by_hold = true;
@@ -195,6 +200,29 @@ pub fn record(
         node.deadline = Some(node.deadline.map_or(hold.until, |d| d.min(hold.until)));
     }
     Ok(alerts)
+}
+
+/// The recoveries among `changes` whose failure went out (its alert was not held): they
+/// go out too, whatever holds the node now, or a channel told of a check failing before a
+/// window began would never hear that it passes again (Alertmanager would keep it firing).
+fn failures_told(txn: &Txn<RwTxn>, node: &NodeRecord, changes: &[Change]) -> Result<Vec<liveness::Kind>, store::Error> {
+    use liveness::Kind;
+    let failure_of = |kind| match kind {
+        Kind::CheckRecovered => Some(Kind::CheckFailed),
+        Kind::FlappingStopped => Some(Kind::Flapping),
+        _ => None,
+    };
+    if changes.iter().all(|c| failure_of(c.kind).is_none()) {
+        return Ok(Vec::new());
+    }
+    let events = txn.events(Some(&node.node_id), i64::MIN, usize::MAX)?;
+    let told = |change: &Change| {
+        let failure = failure_of(change.kind)?;
+        let same_check = |e: &&EventRecord| e.check.is_none() || change.check.is_none() || e.check == change.check;
+        let last = events.iter().rev().filter(|e| e.kind == failure).find(same_check)?;
+        last.held.is_none().then_some(change.kind)
+    };
+    Ok(changes.iter().filter_map(told).collect())
 }
 
 /// When a hold ends on a node that is up: one `check_failed` for the checks failing now,
@@ -780,25 +808,44 @@ mod tests {
 
     /// A check that began failing inside a window and still fails when it ends is told
     /// once then; one that passed again inside it is never told.
+    /// Sends node `n1`'s heartbeat at `at`, with its `disk` check passing or not.
+    fn disk_check(store: &Store, at: i64, ok: bool, policy: &Policy, channels: &Channels) {
+        store
+            .write(|txn| {
+                let mut node = txn.node("n1")?.unwrap_or(NodeRecord { node_id: "n1".into(), ..Default::default() });
+                let previous = node.deadline;
+                let check = hearth_wire::Check { name: "disk".into(), ok, detail: "91 % used".into() };
+                let hb = Heartbeat { checks: Some(vec![check]), ..beat() };
+                let changes = liveness::on_heartbeat(&mut node, hb, at, policy);
+                record(txn, &mut node, &changes, at, channels)?;
+                txn.save_node(&node, previous)
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_failure_told_before_a_window_has_its_recovery_told_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let (policy, channels) = (Policy::default(), webhook());
+        store.write(|txn| txn.put_window(&window(50 * S, 150 * S))).unwrap();
+        for t in (0..200).step_by(10) {
+            // Failing from 20 s (told), passing again from 80 s, inside the window;
+            // failing again from 100 s and passing from 120 s, both inside it (held).
+            disk_check(&store, t * S, !(20..80).contains(&t) && !(100..120).contains(&t), &policy, &channels);
+            sweep_through(&store, t, t + 9, &policy, &channels);
+        }
+        let kinds: Vec<(liveness::Kind, i64)> = alert_kinds(&store).iter().map(|a| (a.0, a.1 / S)).collect();
+        assert_eq!(kinds, [(liveness::Kind::CheckFailed, 20), (liveness::Kind::CheckRecovered, 80)]);
+    }
+
     #[test]
     fn a_check_still_failing_when_the_window_ends_alerts_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
         let (policy, channels) = (Policy::default(), webhook());
         store.write(|txn| txn.put_window(&window(0, 100 * S))).unwrap();
-        let send = |at: i64, ok: bool| {
-            store
-                .write(|txn| {
-                    let mut node = txn.node("n1")?.unwrap_or(NodeRecord { node_id: "n1".into(), ..Default::default() });
-                    let previous = node.deadline;
-                    let check = hearth_wire::Check { name: "disk".into(), ok, detail: "91 % used".into() };
-                    let hb = Heartbeat { checks: Some(vec![check]), ..beat() };
-                    let changes = liveness::on_heartbeat(&mut node, hb, at, &policy);
-                    record(txn, &mut node, &changes, at, &channels)?;
-                    txn.save_node(&node, previous)
-                })
-                .unwrap();
-        };
+        let send = |at: i64, ok: bool| disk_check(&store, at, ok, &policy, &channels);
         for t in (0..100).step_by(10) {
             send(t * S, t < 20); // the check fails from 20 s on
             sweep_through(&store, t, t + 9, &policy, &channels);
