@@ -274,7 +274,11 @@ fn enroll_with(
         disk_gb: facts.disk_gb,
     };
     let body = miniserde::json::to_string(&request);
-    let answer = collector.post(hearth_wire::paths::ENROLL, &body, None, 30)?;
+    // Enrolling again (the installer's HEARTH_FORCE_REENROLL): the agent token this node
+    // holds proves the node id is its own, so the collector lets the new token take it
+    // over rather than answer 409, and the node keeps its history.
+    let held = state.token().map_err(local)?;
+    let answer = collector.post(hearth_wire::paths::ENROLL, &body, held.as_deref(), 30)?;
     let enrolled: EnrollResponse = miniserde::json::from_str(&answer)
         .map_err(|_| local(format!("the enrolment answer from {} is not what Hearth sends", collector.base)))?;
     if !hearth_wire::is_uuid_v4(&enrolled.node_id) || enrolled.agent_token.is_empty() {

@@ -161,6 +161,17 @@ fn restic_managers_onboarding_installs_enrols_and_reports() {
     assert!(run_line(&line, root.path(), &[]).status.success());
     let forced = run_line(&line, root.path(), &[("RM_FORCE_REENROLL", "1")]);
     assert!(!forced.status.success() && stderr(&forced).contains("already used"), "{}", stderr(&forced));
+    // With a fresh token it enrols again as the same node (its agent token proves the id
+    // is its own): one host, not a second one beside a first left to go offline.
+    let fresh = send(c.addr, "POST", "/api/enrollment-tokens", &jar, br#"{"hostname":"newhost.example"}"#);
+    let line = line.replace(&token, &fresh.field("token"));
+    let forced = run_line(&line, root.path(), &[("RM_FORCE_REENROLL", "1")]);
+    assert!(forced.status.success(), "forced re-enrolment failed: {}", stderr(&forced));
+    assert_eq!(std::fs::read_to_string(state.join("node_id")).unwrap(), node_id, "the same node");
+    let once = Command::new(&bin).arg("once").env("HEARTH_CONFIG", &env_file).env("HEARTH_STATE_DIR", &state).output();
+    assert!(once.unwrap().status.success(), "its new agent token works");
+    let hosts = send(c.addr, "GET", "/api/hosts", &jar, b"").body;
+    assert_eq!(hosts.matches("newhost.example").count(), 1, "{hosts}");
     // The installer fetches by Go's names as well as uname's.
     let (amd, arm) = (
         send(c.addr, "GET", "/agent/binary.sha256?os=linux&arch=amd64", &[], b""),

@@ -159,8 +159,10 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
     };
     let existing = txn.node(&node_id)?;
     // An id belongs to whoever holds it: a node enrolled, or one that registered
-    // anonymously. Only a token minted for that node (`--node ID`) may take it over.
-    if existing.is_some() && token.node_id.is_none() {
+    // anonymously. Only a token minted for that node (`--node ID`) may take it over, or
+    // the node itself, proving it with its agent token (enrolling again: the installer's
+    // HEARTH_FORCE_REENROLL).
+    if existing.as_ref().is_some_and(|node| token.node_id.is_none() && !holds_agent_token(req, node)) {
         return Err(node_exists(&node_id).into());
     }
     // The name the operator gave when minting (restic-manager's mint says `hostname`),
@@ -173,6 +175,12 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
     txn.put_enroll_token(&token_hash, &token)?;
     log::info!("node {node_id} ({}) enrolled from {from} with token {}", node.hostname, token.id);
     Ok(reply)
+}
+
+/// Whether the request carries `node`'s own agent token (`Authorization: Bearer`).
+fn holds_agent_token(req: &Request, node: &NodeRecord) -> bool {
+    let held = req.bearer.as_deref().map(|token| secret::hex(&secret::hash(token)));
+    held.is_some() && held.as_deref() == node.token_hash.as_deref()
 }
 
 fn node_exists(node_id: &str) -> ApiError {
@@ -199,13 +207,14 @@ fn enroll_with_fleet_key(req: &Request, body: EnrollRequest, txn: &mut Txn<RwTxn
         Some(id) => id.clone(),
         None => secret::new_node_id().map_err(internal)?,
     };
-    if txn.node(&node_id)?.is_some() {
+    let existing = txn.node(&node_id)?;
+    if existing.as_ref().is_some_and(|node| !holds_agent_token(req, node)) {
         return Err(node_exists(&node_id).into());
     }
     fleetkeys::take_use(&mut admitted, txn, ctx)?;
     let key = admitted.key;
     let given = Given { name: None, tags: key.tags.clone(), fleet_key: Some(key.id.clone()) };
-    let (node, reply) = enrol_node(body, node_id.clone(), None, given, txn, ctx)?;
+    let (node, reply) = enrol_node(body, node_id.clone(), existing, given, txn, ctx)?;
     log::info!(
         "node {node_id} ({}) enrolled from {from} with fleet key {} ({} of {})",
         node.hostname,

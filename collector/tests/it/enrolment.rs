@@ -101,6 +101,35 @@ fn a_token_bound_to_a_node_re_enrols_it_and_revokes_the_old_agent_token() {
         .assert_error(401, "unauthorized", "not valid");
 }
 
+/// Enrolling again (the installer's HEARTH_FORCE_REENROLL) with an unbound token: the
+/// node proves its id is its own with its agent token, and keeps its id; anyone else's
+/// agent token proves nothing.
+#[test]
+fn a_node_holding_its_agent_token_enrols_again_as_itself() {
+    let collector = Collector::start(&[]);
+    let (node, old_token) = collector.enroll();
+    let (_, stranger) = collector.enroll();
+    let body = |token: String| format!(r#"{{"token":"{token}","hostname":"h","node_id":"{node}"}}"#);
+    let as_stranger = [("Authorization", format!("Bearer {stranger}"))];
+    let as_stranger: Vec<(&str, &str)> = as_stranger.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    collector.post("/api/agents/enroll", &as_stranger, &body(collector.enroll_token())).assert_error(
+        409,
+        "node_exists",
+        "--node",
+    );
+    let old_auth = format!("Bearer {old_token}");
+    let r = collector.post("/api/agents/enroll", &[("Authorization", &old_auth)], &body(collector.enroll_token()));
+    assert_eq!((r.status, r.field("node_id")), (200, node.clone()), "{}", r.body);
+    let new_auth = format!("Bearer {}", r.field("agent_token"));
+    let beat = |auth: &str, seq| {
+        collector.post("/api/agent/heartbeat", &[("Authorization", auth)], &heartbeat(&node, seq, "running"))
+    };
+    assert_eq!(beat(&new_auth, 1).status, 200);
+    beat(&old_auth, 2).assert_error(401, "unauthorized", "not valid");
+    let nodes = collector.get("/api/nodes", &collector.api_key()).body;
+    assert_eq!(nodes.matches(r#""node_id""#).count(), 2, "no node was added: {nodes}");
+}
+
 #[test]
 fn the_api_needs_an_api_key_not_an_agent_token() {
     let collector = Collector::start(&[]);
