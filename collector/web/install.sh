@@ -17,8 +17,11 @@
 #   HEARTH_PREFIX          install under this directory instead of / (for tests and images)
 #   HEARTH_NO_SYSTEMD      1: do not touch systemd; print how to run the agent instead
 #   HEARTH_ARCH            the machine, if `uname -m` should not decide
-#   HEARTH_ALLOW_HTTP      1: download over plain http from a collector that is not on
-#                          this host (a network you trust); https is the rule
+#   HEARTH_ALLOW_HTTP      1: download over plain http from a collector named by a
+#                          public address or a host name (a network you trust); https
+#                          is the rule, and plain http is taken as is only from this host
+#                          or a private address (10/8, 172.16/12, 192.168/16, 100.64/10,
+#                          169.254/16, IPv6 unique-local and link-local), as the agent does
 # restic-manager's names are read too, where the HEARTH_ one is unset: RM_SERVER,
 # RM_TOKEN, RM_FORCE_REENROLL.
 #
@@ -29,6 +32,24 @@ set -eu
 
 say() { printf 'hearth-install: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+
+# private_address URL: whether the host of an http:// URL is localhost or a literal
+# loopback or private address (see HEARTH_ALLOW_HTTP).
+private_address() {
+  host=${1#http://}
+  host=${host%%/*}
+  case $host in
+    \[*) host=${host%%]*}] ;;
+    *) host=${host%%:*} ;;
+  esac
+  case $host in
+    localhost | \[::1\] | \[[fF][cCdD]*\] | \[[fF][eE][89aAbB]*\]) return 0 ;;
+    *[!0-9.]* | '') return 1 ;;
+    127.* | 10.* | 192.168.* | 169.254.* | 172.1[6-9].* | 172.2[0-9].* | 172.3[01].*) return 0 ;;
+    100.6[4-9].* | 100.[7-9][0-9].* | 100.1[01][0-9].* | 100.12[0-7].*) return 0 ;;
+  esac
+  return 1
+}
 
 main() {
 HEARTH_SERVER=${HEARTH_SERVER:-${RM_SERVER:-}}
@@ -42,13 +63,13 @@ prefix=${HEARTH_PREFIX:-}
   curl -fsSL \$SERVER/install.sh | sudo HEARTH_SERVER=\$SERVER HEARTH_TOKEN=\$TOKEN sh"
 
 # The agent is code this host will run as root: it comes over https, or plain http from
-# this very host, or plain http only when asked for.
+# this very host or a private address (the agent itself sends its token over plain http
+# to no other), or plain http only when asked for.
 case $server in
   *@*) die "HEARTH_SERVER must not hold a user name or password ($server has '@'); give the collector's URL alone." ;;
   https://*) ;;
-  http://localhost | http://localhost:* | http://127.0.0.1 | http://127.0.0.1:* | http://\[::1\] | http://\[::1\]:*) ;;
   http://*)
-    [ "${HEARTH_ALLOW_HTTP:-0}" = 1 ] || die "HEARTH_SERVER is plain http ($server): anyone on the way could swap the agent.
+    private_address "$server" || [ "${HEARTH_ALLOW_HTTP:-0}" = 1 ] || die "HEARTH_SERVER is plain http ($server): anyone on the way could swap the agent.
   Use the collector's https:// address (its --public-url), or set HEARTH_ALLOW_HTTP=1 on a network you trust." ;;
   *) die "HEARTH_SERVER must be the collector's URL, starting with https:// (it is $server)." ;;
 esac

@@ -239,6 +239,15 @@ fn the_installer_says_what_went_wrong() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
+    // Plain http is taken from a private address (restic-manager's own example line) and
+    // refused from any other; HEARTH_ARCH stops the run before it would download.
+    let no_arch = |server| [("HEARTH_SERVER", server), ("HEARTH_TOKEN", "hen_x"), ("HEARTH_ARCH", "sparc64")];
+    for server in ["http://192.168.1.10:8088", "http://10.0.0.5/", "http://[fd00::5]:8088", "http://100.64.1.2"] {
+        assert!(run(&no_arch(server)).contains("no Hearth agent for this machine"), "{server} refused");
+    }
+    for server in ["http://172.32.0.1", "http://10.evil.example", "http://8.8.8.8:80", "http://[2001:db8::1]"] {
+        assert!(run(&no_arch(server)).contains("plain http"), "{server} let through");
+    }
     let cases: [(&[(&str, &str)], &str); 8] = [
         (&[("HEARTH_SERVER", "http://0.0.0.0:1"), ("HEARTH_TOKEN", "hen_x")], "plain http"),
         (&[("HEARTH_SERVER", "http://127.0.0.1:1@0.0.0.0"), ("HEARTH_TOKEN", "hen_x")], "user name or password"),
