@@ -277,7 +277,7 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
 }
 
 /// Before taking in `new`, arrived at `now`, from an agent that announces no interval
-/// (Beacon, V1, Wrenn's): learns from the gap since the node's last heartbeat how often it
+/// (Beacon's, V1's): learns from the gap since the node's last heartbeat how often it
 /// beats, so that it is judged by its own cadence and not by a guess (`NodeRecord::interval_secs`).
 /// A gap says nothing of the cadence when it began with a clean stop, held a reboot, or
 /// began before the collector's start at `watching_since` (its own absence).

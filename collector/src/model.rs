@@ -7,7 +7,7 @@ use miniserde::{Deserialize, Serialize};
 /// The interval assumed for a node that has not announced its own.
 pub const DEFAULT_INTERVAL_SECS: u64 = 30;
 
-/// The interval a node whose agent announces none (Beacon, V1, Wrenn's) is judged by
+/// The interval a node whose agent announces none (Beacon's, V1's) is judged by
 /// until the gap between two of its heartbeats shows its cadence: such agents may be set
 /// to beat every few minutes, and this many seconds lets a first gap of up to 8 minutes
 /// (grace of 3 intervals, and one of minimum down time) pass without an alarm.
@@ -569,11 +569,13 @@ impl NodeRecord {
     /// announces, else the cadence its heartbeats keep; before it has one, 120 s for an
     /// agent that announces none, and 30 s for a node not heard from.
     pub fn interval_secs(&self) -> u64 {
-        let announced = self.heartbeat.as_ref().map(|hb| hb.interval_secs.or(self.cadence_secs));
-        self.interval_override.or(announced.flatten()).unwrap_or(match announced {
-            Some(_) => UNANNOUNCED_INTERVAL_SECS,
+        if let Some(secs) = self.interval_override {
+            return secs;
+        }
+        match &self.heartbeat {
+            Some(hb) => hb.interval_secs.or(self.cadence_secs).unwrap_or(UNANNOUNCED_INTERVAL_SECS),
             None => DEFAULT_INTERVAL_SECS,
-        })
+        }
     }
 
     /// Whether the last heartbeat said the agent was shutting down cleanly.

@@ -806,8 +806,6 @@ mod tests {
         }
     }
 
-    /// A check that began failing inside a window and still fails when it ends is told
-    /// once then; one that passed again inside it is never told.
     /// Sends node `n1`'s heartbeat at `at`, with its `disk` check passing or not.
     fn disk_check(store: &Store, at: i64, ok: bool, policy: &Policy, channels: &Channels) {
         store
@@ -839,6 +837,8 @@ mod tests {
         assert_eq!(kinds, [(liveness::Kind::CheckFailed, 20), (liveness::Kind::CheckRecovered, 80)]);
     }
 
+    /// A check that began failing inside a window and still fails when it ends is told
+    /// once then; one that passed again inside it is never told.
     #[test]
     fn a_check_still_failing_when_the_window_ends_alerts_once() {
         let dir = tempfile::tempdir().unwrap();

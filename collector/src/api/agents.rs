@@ -179,8 +179,10 @@ pub(super) fn enroll(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
 
 /// Whether the request carries `node`'s own agent token (`Authorization: Bearer`).
 fn holds_agent_token(req: &Request, node: &NodeRecord) -> bool {
-    let held = req.bearer.as_deref().map(|token| secret::hex(&secret::hash(token)));
-    held.is_some() && held.as_deref() == node.token_hash.as_deref()
+    match (&req.bearer, &node.token_hash) {
+        (Some(token), Some(hash)) => secret::hex(&secret::hash(token)) == *hash,
+        _ => false,
+    }
 }
 
 fn node_exists(node_id: &str) -> ApiError {

@@ -110,15 +110,17 @@ fn a_node_holding_its_agent_token_enrols_again_as_itself() {
     let (node, old_token) = collector.enroll();
     let (_, stranger) = collector.enroll();
     let body = |token: String| format!(r#"{{"token":"{token}","hostname":"h","node_id":"{node}"}}"#);
-    let as_stranger = [("Authorization", format!("Bearer {stranger}"))];
-    let as_stranger: Vec<(&str, &str)> = as_stranger.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    collector.post("/api/agents/enroll", &as_stranger, &body(collector.enroll_token())).assert_error(
-        409,
-        "node_exists",
-        "--node",
-    );
-    let old_auth = format!("Bearer {old_token}");
-    let r = collector.post("/api/agents/enroll", &[("Authorization", &old_auth)], &body(collector.enroll_token()));
+    let enrol =
+        |auth: &str, token: String| collector.post("/api/agents/enroll", &[("Authorization", auth)], &body(token));
+    let (stranger_auth, old_auth) = (format!("Bearer {stranger}"), format!("Bearer {old_token}"));
+    enrol(&stranger_auth, collector.enroll_token()).assert_error(409, "node_exists", "--node");
+    // A fleet key takes the same proof.
+    let fleet_key = collector.admin(&["fleetkey", "create", "--name", "pis"]);
+    enrol(&stranger_auth, fleet_key.clone()).assert_error(409, "node_exists", "--node");
+    let r = enrol(&old_auth, fleet_key);
+    assert_eq!((r.status, r.field("node_id")), (200, node.clone()), "{}", r.body);
+    let old_auth = format!("Bearer {}", r.field("agent_token"));
+    let r = enrol(&old_auth, collector.enroll_token());
     assert_eq!((r.status, r.field("node_id")), (200, node.clone()), "{}", r.body);
     let new_auth = format!("Bearer {}", r.field("agent_token"));
     let beat = |auth: &str, seq| {
