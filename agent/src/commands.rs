@@ -293,7 +293,7 @@ fn enroll_with(
 const SYSTEM_UNIT: &str = include_str!("../../systemd/hearth-agent.service");
 const USER_UNIT: &str = include_str!("../../systemd/user/hearth-agent.service");
 
-/// Writes the systemd unit for this very binary, then enables and starts it
+/// Writes the systemd unit for this very binary, then enables and (re)starts it
 /// (unless `HEARTH_NO_SYSTEMD=1`, when it says what to run instead).
 fn install_service(user: bool) -> Result<(), Failure> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot tell where this binary is: {e}"))?;
@@ -336,11 +336,16 @@ fn install_service(user: bool) -> Result<(), Failure> {
     };
     let user_flag = if user { " --user" } else { "" };
     if std::env::var("HEARTH_NO_SYSTEMD").is_ok_and(|v| v == "1") {
-        println!("start it with: systemctl{user_flag} daemon-reload && systemctl{user_flag} enable --now hearth-agent");
+        println!(
+            "start it with: systemctl{user_flag} daemon-reload && systemctl{user_flag} enable hearth-agent && systemctl{user_flag} restart hearth-agent"
+        );
         return Ok(());
     }
     systemctl(&["daemon-reload"])?;
-    systemctl(&["enable", "--now", "hearth-agent.service"])?;
+    systemctl(&["enable", "hearth-agent.service"])?;
+    // Restart, not `start`: an agent already running keeps the binary, unit and settings
+    // it started with, and installing again is how a node gets new ones.
+    systemctl(&["restart", "hearth-agent.service"])?;
     println!("hearth-agent is enabled and running; see `systemctl{user_flag} status hearth-agent`");
     if user {
         println!("to keep it running while you are logged out: loginctl enable-linger \"$USER\"");
@@ -360,5 +365,5 @@ fn daemon(config: Config, state: &State, collector: Collector) -> Result<Daemon,
         }
     };
     let token = state.token()?;
-    Ok(Daemon { config, collector, node_id, token })
+    Ok(Daemon { config, collector, node_id, token, state: state.clone() })
 }

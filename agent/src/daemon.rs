@@ -29,6 +29,10 @@ pub struct Daemon {
     pub collector: Collector,
     pub node_id: String,
     pub token: Option<String>,
+    /// Where `token` and `node_id` came from: read again when a heartbeat is refused,
+    /// since `hearth-agent enroll` (or the installer) may have enrolled this node anew
+    /// while the loop ran, revoking the token it holds.
+    pub state: crate::state::State,
 }
 
 enum Wake {
@@ -37,7 +41,7 @@ enum Wake {
 }
 
 impl Daemon {
-    pub async fn run(self) -> Result<(), String> {
+    pub async fn run(mut self) -> Result<(), String> {
         let mut signals =
             Signals::new([Signal::Term, Signal::Int]).map_err(|e| format!("cannot watch for signals: {e}"))?;
         let mut rng = seeded_rng()?;
@@ -90,7 +94,10 @@ impl Daemon {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     delay_ms = backoff(&mut rng, failures, interval_ms);
-                    if e.is_auth() {
+                    if e.is_auth() && self.take_new_enrolment() {
+                        log::info!("heartbeat {seq} refused ({e}), but this node has enrolled again since; sending with its new agent token");
+                        delay_ms = 0;
+                    } else if e.is_auth() {
                         log::error!("heartbeat {seq} refused: {e}; re-enrol with `hearth-agent enroll --token TOKEN`");
                     } else {
                         log::warn!("heartbeat {seq} failed: {e}; retrying in {:.1} s", delay_ms as f64 / 1000.0);
@@ -116,6 +123,32 @@ impl Daemon {
             log::warn!("could not send the stopping heartbeat: {e}");
         }
         Ok(())
+    }
+
+    /// Takes the agent token (and node id, unless configured) saved since the loop began,
+    /// if they changed; says whether they did. Unchanged or unreadable, the loop keeps
+    /// what it holds, so a refusal is retried with backoff, not at once.
+    fn take_new_enrolment(&mut self) -> bool {
+        let token = match self.state.token() {
+            Ok(token) if token.is_some() && token != self.token => token,
+            Ok(_) => return false,
+            Err(e) => {
+                log::warn!("{e}");
+                return false;
+            }
+        };
+        if self.config.node_id.is_none() {
+            match self.state.node_id() {
+                Ok(Some(id)) => self.node_id = id,
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!("{e}");
+                    return false;
+                }
+            }
+        }
+        self.token = token;
+        true
     }
 
     /// Sends one heartbeat on a blocking thread, so that the loop can stop waiting for it.

@@ -6,9 +6,10 @@
 #   curl -fsSL $SERVER/install/install.sh | sudo RM_SERVER=$SERVER RM_TOKEN=$TOKEN bash
 # It runs under sh (POSIX) and bash alike.
 # It downloads the agent for this machine from the collector, checks its SHA-256,
-# installs it to /usr/local/bin, writes /etc/hearth/agent.env, enrols with the one-time
-# token, and starts the systemd unit. Running it again changes nothing, unless
-# HEARTH_FORCE_REENROLL=1.
+# writes /etc/hearth/agent.env if there is none, enrols with the one-time token, and only
+# then installs the agent to /usr/local/bin and (re)starts the systemd unit. Running it
+# again changes nothing, unless HEARTH_FORCE_REENROLL=1: then a refused token changes
+# nothing either, and an agent.env kept from before keeps its settings.
 #
 # Settings (environment):
 #   HEARTH_SERVER          the collector's URL (required)
@@ -134,7 +135,7 @@ sha256() {
 }
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"; rm -f "$bin.new" "$env_file.new"' EXIT INT TERM
 say "downloading the agent for linux/$arch from $server"
 fetch "$server/agent/binary?os=linux&arch=$arch" "$tmp/hearth-agent"
 fetch "$server/agent/binary.sha256?os=linux&arch=$arch" "$tmp/hearth-agent.sha256"
@@ -142,15 +143,14 @@ want=$(cut -d' ' -f1 "$tmp/hearth-agent.sha256")
 got=$(sha256 "$tmp/hearth-agent")
 [ "$want" = "$got" ] || die "the download is damaged: its SHA-256 is $got, the collector says $want. Nothing was installed; try again."
 
+# The new agent enrols before it replaces anything: a refused token leaves an agent that
+# runs here already, its binary and its settings as they were.
 mkdir -p "$bin_dir"
 install -m 0755 "$tmp/hearth-agent" "$bin.new"
-mv -f "$bin.new" "$bin"
-say "installed $bin ($("$bin" --version))"
-
 umask 077
 mkdir -p "$conf_dir" "$state_dir"
 chmod 0700 "$conf_dir" "$state_dir"
-if [ ! -f "$env_file" ] || [ "${HEARTH_FORCE_REENROLL:-0}" = 1 ]; then
+if [ ! -f "$env_file" ]; then
   {
     echo "# Hearth agent settings, written by the installer; see \`hearth-agent --help\`."
     echo "HEARTH_COLLECTOR_URL=$server"
@@ -164,12 +164,22 @@ if [ ! -f "$env_file" ] || [ "${HEARTH_FORCE_REENROLL:-0}" = 1 ]; then
 fi
 
 # The token goes through the environment, never the command line (where ps would show it).
-if ! out=$(HEARTH_CONFIG="$env_file" HEARTH_STATE_DIR="$state_dir" "$bin" enroll 2>&1); then
+if ! out=$(HEARTH_COLLECTOR_URL="$server" HEARTH_CONFIG="$env_file" HEARTH_STATE_DIR="$state_dir" "$bin.new" enroll 2>&1); then
   case $out in
     *"answered 410"*) die "the token has expired or was already used: mint a fresh one and run the new command.
   ($out)" ;;
     *) die "enrolment failed: $out" ;;
   esac
+fi
+mv -f "$bin.new" "$bin"
+say "installed $bin ($("$bin" --version))"
+# An agent.env kept from before keeps its settings; only the collector's URL is this one.
+if ! grep -qxF "HEARTH_COLLECTOR_URL=$server" "$env_file"; then
+  { grep -v '^[[:space:]]*\(export[[:space:]]*\)\{0,1\}HEARTH_COLLECTOR_URL=' "$env_file" || true
+    echo "HEARTH_COLLECTOR_URL=$server"
+  } >"$env_file.new"
+  mv -f "$env_file.new" "$env_file"
+  say "set HEARTH_COLLECTOR_URL=$server in $env_file"
 fi
 say "$out"
 

@@ -89,6 +89,30 @@ fn a_refused_token_is_logged_with_how_to_re_enrol_and_the_agent_keeps_going() {
     assert!(!log.contains("hag_revoked"), "the token leaked into the log: {log}");
 }
 
+/// Enrolling again while the service runs (by hand, or the installer with
+/// `HEARTH_FORCE_REENROLL=1`) revokes the token the running loop holds. The loop takes the
+/// new one at its first refusal, so the node never goes silent for want of a restart.
+#[test]
+fn a_node_enrolled_again_while_running_keeps_reporting_with_its_new_token() {
+    let collector = Collector::start(&[]);
+    let agent = Agent::new(&format!("http://{}", collector.addr));
+    agent.ok(&["enroll", "--token", &collector.enroll_token()]);
+    let old_token = std::fs::read_to_string(state_path(&agent, "token")).unwrap();
+    let mut child = spawn_run(&agent);
+    let node = agent.node_id();
+    wait_for("a first heartbeat", || seq(&node_view(&collector, &node)) >= 1);
+    agent.ok(&["enroll", "--token", &collector.enroll_token()]);
+    assert_eq!(agent.node_id(), node, "it enrolled again as itself");
+    assert_ne!(std::fs::read_to_string(state_path(&agent, "token")).unwrap(), old_token);
+    let before = seq(&node_view(&collector, &node));
+    wait_for("heartbeats with the new token", || seq(&node_view(&collector, &node)) >= before + 2);
+    let (status, log) = terminate(&mut child);
+    assert!(status.success(), "exit: {status}; log: {log}");
+    assert!(log.contains("enrolled again since"), "{log}");
+    assert!(!log.contains("re-enrol with"), "a refusal it recovered from was reported as one to act on: {log}");
+    assert_eq!(node_view(&collector, &node).field("status"), "stopped", "the stopping heartbeat got through");
+}
+
 /// The collector vanishes for a long while, compressed here with a 2 s interval
 /// (`HEARTH_CHAOS_SECONDS` per phase; `cargo xtask chaos` makes it longer), then answers
 /// 500 for as long, then comes back. The agent keeps running with flat memory, backs off

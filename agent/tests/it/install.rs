@@ -157,10 +157,19 @@ fn restic_managers_onboarding_installs_enrols_and_reports() {
         (node_id.trim().into(), "online".into(), "ready".into())
     );
 
-    // Re-running is a no-op; RM_FORCE_REENROLL=1 tries again (and the spent token says so).
+    // Re-running is a no-op; RM_FORCE_REENROLL=1 tries again (and the spent token says so),
+    // leaving the agent that runs here and its settings as they were.
     assert!(run_line(&line, root.path(), &[]).status.success());
+    let mut running = std::fs::read(&bin).unwrap();
+    running.extend_from_slice(b"\0an older build"); // bytes past the ELF's end change nothing
+    std::fs::write(&bin, &running).unwrap();
+    let settings = "HEARTH_COLLECTOR_URL=http://127.0.0.1:9\nHEARTH_NAME=backup-box\n";
+    std::fs::write(&env_file, settings).unwrap();
     let forced = run_line(&line, root.path(), &[("RM_FORCE_REENROLL", "1")]);
     assert!(!forced.status.success() && stderr(&forced).contains("already used"), "{}", stderr(&forced));
+    assert!(std::fs::read(&bin).unwrap() == running, "a refused token replaced the agent");
+    assert_eq!(std::fs::read_to_string(&env_file).unwrap(), settings, "a refused token rewrote agent.env");
+    assert!(!bin.with_extension("new").exists(), "the new binary was left beside the old");
     // With a fresh token it enrols again as the same node (its agent token proves the id
     // is its own): one host, not a second one beside a first left to go offline.
     let fresh = send(c.addr, "POST", "/api/enrollment-tokens", &jar, br#"{"hostname":"newhost.example"}"#);
@@ -168,10 +177,15 @@ fn restic_managers_onboarding_installs_enrols_and_reports() {
     let forced = run_line(&line, root.path(), &[("RM_FORCE_REENROLL", "1")]);
     assert!(forced.status.success(), "forced re-enrolment failed: {}", stderr(&forced));
     assert_eq!(std::fs::read_to_string(state.join("node_id")).unwrap(), node_id, "the same node");
+    assert!(std::fs::read(&bin).unwrap() == std::fs::read(env!("CARGO_BIN_EXE_hearth-agent")).unwrap());
+    let kept = std::fs::read_to_string(&env_file).unwrap();
+    assert!(kept.contains("HEARTH_NAME=backup-box"), "the operator's settings were lost: {kept}");
+    assert!(kept.contains(&format!("HEARTH_COLLECTOR_URL={server}")) && !kept.contains(":9\n"), "{kept}");
     let once = Command::new(&bin).arg("once").env("HEARTH_CONFIG", &env_file).env("HEARTH_STATE_DIR", &state).output();
     assert!(once.unwrap().status.success(), "its new agent token works");
     let hosts = send(c.addr, "GET", "/api/hosts", &jar, b"").body;
-    assert_eq!(hosts.matches("newhost.example").count(), 1, "{hosts}");
+    assert_eq!(hosts.matches(node_id.trim()).count(), 1, "{hosts}");
+    assert!(hosts.contains(r#""hostname":"backup-box""#), "it reports with the settings it kept: {hosts}");
     // The installer fetches by Go's names as well as uname's.
     let (amd, arm) = (
         send(c.addr, "GET", "/agent/binary.sha256?os=linux&arch=amd64", &[], b""),
