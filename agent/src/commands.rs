@@ -281,7 +281,7 @@ fn enroll_with(
     let answer = collector.post(hearth_wire::paths::ENROLL, &body, held.as_deref(), 30)?;
     let enrolled: EnrollResponse = miniserde::json::from_str(&answer)
         .map_err(|_| local(format!("the enrolment answer from {} is not what Hearth sends", collector.base)))?;
-    if !hearth_wire::is_uuid_v4(&enrolled.node_id) || enrolled.agent_token.is_empty() {
+    if !hearth_wire::is_uuid(&enrolled.node_id) || enrolled.agent_token.is_empty() {
         return Err(local("the enrolment answer holds no usable node id or token".to_owned()));
     }
     state.set_node_id(&enrolled.node_id).map_err(local)?;

@@ -142,12 +142,15 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             other => return Err(format!("`{other}` (from {}) should be true or false", found.source)),
         },
     };
-    let node_id = layers.get("HEARTH_NODE_ID", Some("VAULTMESH_NODE_ID")).filter(|f| !f.value.is_empty());
-    if let Some(found) = &node_id {
-        if !hearth_wire::is_uuid_v4(&found.value) {
-            return Err(format!("the node id `{}` (from {}) is not a UUID v4", found.value, found.source));
-        }
-    }
+    let node_id = match layers.get("HEARTH_NODE_ID", Some("VAULTMESH_NODE_ID")).filter(|f| !f.value.is_empty()) {
+        None => None,
+        Some(found) => Some(hearth_wire::canonical_node_id(found.value.trim()).ok_or_else(|| {
+            format!(
+                "the node id `{}` (from {}) is not a UUID: give one such as `uuidgen` prints, or the 32 hex digits of /etc/machine-id",
+                found.value, found.source
+            )
+        })?),
+    };
     let given_services = layers.list("HEARTH_CHECK_SERVICES");
     let mut check_units = Vec::new();
     for spec in layers.list("HEARTH_CHECK_UNITS").unwrap_or_default() {
@@ -170,7 +173,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         check_services: given_services.unwrap_or_else(|| vec![crate::checks::CLOUDFLARED.into()]),
         check_paths: layers.list("HEARTH_CHECK_PATHS").unwrap_or_default(),
         tags: layers.list("HEARTH_TAGS").unwrap_or_default(),
-        node_id: node_id.map(|f| f.value.to_ascii_lowercase()),
+        node_id,
         allow_insecure_http,
         config_file,
         log_filter: layers.string("RUST_LOG", None),
@@ -242,6 +245,11 @@ mod tests {
         let c = load_with(&[], &[], Some(v1)).unwrap();
         assert_eq!(c.node_id.as_deref(), Some("550e8400-e29b-41d4-a716-446655440000"));
         assert_eq!(c.collector_url, "https://cc.example");
+        // V1 suggests deriving the id from /etc/machine-id: its bare form names the same node.
+        let m = load_with(&[], &[], Some("VAULTMESH_NODE_ID=550E8400E29B41D4A716446655440000\n")).unwrap();
+        assert_eq!(m.node_id, c.node_id);
+        let e = load_with(&[], &[], Some("VAULTMESH_NODE_ID=node-1\n")).unwrap_err();
+        assert!(e.contains("`node-1`") && e.contains("machine-id"), "{e}");
         assert_eq!(c.os_profile.as_deref(), Some("DebianVault"));
         assert_eq!(c.root, "/var/lib/vaultmesh");
         assert_eq!(c.interval_secs, 15);

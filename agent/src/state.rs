@@ -52,10 +52,12 @@ impl State {
             return Ok(None);
         };
         let id = text.trim().to_ascii_lowercase();
-        if hearth_wire::is_uuid_v4(&id) {
+        // A UUID of any version: the agent makes v4 ones, but one configured (V1's
+        // VAULTMESH_NODE_ID, perhaps from /etc/machine-id) is saved here at enrolment.
+        if hearth_wire::is_uuid(&id) {
             Ok(Some(id))
         } else {
-            Err(format!("{} does not hold a UUID v4; delete it to make a new node id", self.path(NODE_ID).display()))
+            Err(format!("{} does not hold a UUID; delete it to make a new node id", self.path(NODE_ID).display()))
         }
     }
 

@@ -1,7 +1,6 @@
 //! Enrolment: trading a one-time token for a node identity and an agent token.
 
 use crate::fields::{Fields, WireError};
-use crate::is_uuid;
 use miniserde::{Deserialize, Serialize};
 
 /// The body of `POST /api/agents/enroll`.
@@ -38,17 +37,20 @@ impl EnrollRequest {
     /// Parses and validates an enrolment body; the error names the first bad field.
     pub fn from_json(body: &str) -> Result<EnrollRequest, WireError> {
         let f = Fields::parse(body)?;
-        let node_id = f.opt_str("node_id", 36)?;
-        if node_id.as_deref().is_some_and(|id| !is_uuid(id)) {
-            return Err(WireError::field("node_id", "must be a UUID, or left out"));
-        }
+        let node_id = match f.opt_str("node_id", 36)? {
+            None => None,
+            Some(id) => Some(
+                crate::canonical_node_id(&id)
+                    .ok_or_else(|| WireError::field("node_id", "must be a UUID, or left out"))?,
+            ),
+        };
         Ok(EnrollRequest {
             token: f.str("token", 256)?,
             hostname: f.str("hostname", 253)?,
             os: f.opt_str("os", 64)?,
             arch: f.opt_str("arch", 32)?,
             agent_version: f.opt_str("agent_version", 64)?,
-            node_id: node_id.map(|id| id.to_ascii_lowercase()),
+            node_id,
             name: f.opt_str("name", 128)?,
             tags: f.opt_str_list("tags", 64)?,
             cpu_cores: f.opt_u64("cpu_cores")?,

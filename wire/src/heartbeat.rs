@@ -1,7 +1,7 @@
 //! The heartbeat: the V1 node-agent fields plus Hearth's optional extensions.
 
 use crate::fields::{Fields, WireError, MAX_STRING};
-use crate::{is_uuid, parse_rfc3339};
+use crate::parse_rfc3339;
 use miniserde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -82,10 +82,12 @@ impl Heartbeat {
 
     /// Validates a heartbeat body already parsed as JSON.
     pub fn from_fields(f: &Fields) -> Result<Heartbeat, WireError> {
-        let node_id = f.str("node_id", 36)?;
-        if !is_uuid(&node_id) {
-            return Err(WireError::field("node_id", "must be a UUID, such as 550e8400-e29b-41d4-a716-446655440000"));
-        }
+        let Some(node_id) = crate::canonical_node_id(&f.str("node_id", 36)?) else {
+            return Err(WireError::field(
+                "node_id",
+                "must be a UUID, such as 550e8400-e29b-41d4-a716-446655440000 (or the 32 hex digits of /etc/machine-id)",
+            ));
+        };
         let timestamp = f.str("timestamp", 64)?;
         if parse_rfc3339(&timestamp).is_none() {
             return Err(WireError::field("timestamp", "must be an RFC 3339 time, such as 2026-11-22T10:00:00Z"));
@@ -113,7 +115,7 @@ impl Heartbeat {
             .map(|list| list.iter().map(Check::from_fields).collect::<Result<Vec<_>, _>>())
             .transpose()?;
         Ok(Heartbeat {
-            node_id: node_id.to_ascii_lowercase(),
+            node_id,
             hostname: f.str("hostname", 253)?,
             os_profile: f.str("os_profile", 64)?,
             cloudflare_ok: f.bool("cloudflare_ok")?,

@@ -32,6 +32,20 @@ pub fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// A node id as the collector keeps it: a UUID in hyphenated lower case, from either the
+/// hyphenated form or the 32 bare hex digits of `/etc/machine-id`, which V1 suggests a
+/// node id be derived from. `None` for anything else.
+pub fn canonical_node_id(s: &str) -> Option<String> {
+    if is_uuid(s) {
+        return Some(s.to_ascii_lowercase());
+    }
+    if s.len() != 32 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let s = s.to_ascii_lowercase();
+    Some(format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +74,22 @@ mod tests {
         ];
         for (input, v4, any) in cases {
             assert_eq!((is_uuid_v4(input), is_uuid(input)), (v4, any), "{input}");
+        }
+    }
+
+    #[test]
+    fn node_ids_take_the_machine_id_form_too() {
+        let canonical = Some("550e8400-e29b-41d4-a716-446655440000".to_owned());
+        assert_eq!(canonical_node_id("550E8400-E29B-41D4-A716-446655440000"), canonical);
+        assert_eq!(canonical_node_id("550e8400e29b41d4a716446655440000"), canonical);
+        assert_eq!(canonical_node_id("550E8400E29B41D4A716446655440000\n"), None);
+        for bad in [
+            "",
+            "550e8400e29b41d4a71644665544000",
+            "550e8400e29b41d4a716446655440000a",
+            "x50e8400e29b41d4a716446655440000",
+        ] {
+            assert_eq!(canonical_node_id(bad), None, "{bad}");
         }
     }
 }

@@ -17,7 +17,7 @@ pub use beacon::{BeaconAck, BeaconHeartbeat, BEACON_EXAMPLE, MAX_DEVICE_NAME};
 pub use enroll::{EnrollRequest, EnrollResponse};
 pub use fields::WireError;
 pub use heartbeat::{Check, Heartbeat, HeartbeatAck, State, MAX_INTERVAL_SECS};
-pub use id::{is_uuid, is_uuid_v4, uuid_v4_from_bytes};
+pub use id::{canonical_node_id, is_uuid, is_uuid_v4, uuid_v4_from_bytes};
 pub use timestamp::{format_rfc3339, parse_rfc3339};
 
 use miniserde::{Deserialize, Serialize};

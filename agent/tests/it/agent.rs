@@ -183,17 +183,20 @@ fn logout_stops_reporting_until_the_next_enrolment() {
     agent.ok(&["once"]);
 }
 
+/// The node id here is written as `/etc/machine-id` holds it (32 bare hex digits), as V1
+/// suggests deriving it from there; it names the node whose UUID those digits are.
 #[test]
 fn an_existing_v1_env_file_works_unchanged() {
     let collector = Collector::start(&["--allow-anonymous"]);
     let agent = Agent::new("http://unused.invalid");
     let node = new_node_id();
+    let machine_id = node.replace('-', "");
     let root = tempfile::tempdir().unwrap();
     let env_file = agent.state.path().join("vaultmesh-agent.env");
     std::fs::write(
         &env_file,
         format!(
-            "VAULTMESH_NODE_ID={node}\nVAULTMESH_CC_URL=http://{}\nVAULTMESH_OS_PROFILE=ArchVault\nVAULTMESH_ROOT={}\nVAULTMESH_HEARTBEAT_SECS=15\nRUST_LOG=info\n",
+            "VAULTMESH_NODE_ID={machine_id}\nVAULTMESH_CC_URL=http://{}\nVAULTMESH_OS_PROFILE=ArchVault\nVAULTMESH_ROOT={}\nVAULTMESH_HEARTBEAT_SECS=15\nRUST_LOG=info\n",
             collector.addr,
             root.path().display()
         ),
@@ -210,6 +213,24 @@ fn an_existing_v1_env_file_works_unchanged() {
     assert_eq!(view.field("os_profile"), "ArchVault");
     assert_eq!(view.field("vaultmesh_root"), root.path().display().to_string());
     assert!(view.body.contains("\"services_ok\":true") && view.body.contains("\"interval_secs\":15"), "{}", view.body);
+}
+
+/// A configured node id may be a UUID of any version, as the collector takes; the agent
+/// enrols under it, keeps it, and reports with it.
+#[test]
+fn a_configured_node_id_of_another_uuid_version_enrols_and_reports() {
+    let collector = Collector::start(&[]);
+    let agent = Agent::new(&format!("http://{}", collector.addr));
+    let node = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"; // version 1
+    let enrol = agent.command(&["enroll", "--token", &collector.enroll_token()]).env("HEARTH_NODE_ID", node).output();
+    let enrol = enrol.unwrap();
+    assert!(enrol.status.success(), "{}", stderr(&enrol));
+    assert_eq!(agent.node_id(), node);
+    let once = agent.command(&["once"]).env("HEARTH_NODE_ID", node).output().unwrap();
+    assert!(once.status.success(), "{}", stderr(&once));
+    let once = agent.run(&["once"]);
+    assert!(once.status.success(), "with the id it saved: {}", stderr(&once));
+    assert_eq!(node_view(&collector, node).field("status"), "online");
 }
 
 #[test]

@@ -25,6 +25,27 @@ fn a_v1_heartbeat_with_exactly_the_seven_fields_registers_the_node_in_anonymous_
     assert!(matches!(view.json().get("clock_skew_secs"), Some(Value::Number(_))), "{}", view.body);
 }
 
+/// V1 suggests deriving the node id from `/etc/machine-id`, whose 32 bare hex digits are a
+/// UUID without its hyphens: taken as that UUID, so each form names the same node.
+#[test]
+fn a_v1_node_id_taken_straight_from_machine_id_is_one_node() {
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let node = new_node_id();
+    let machine_id = node.replace('-', "").to_ascii_uppercase();
+    for (seq, id) in [&machine_id, &node].into_iter().enumerate() {
+        let r = collector.post("/api/agent/heartbeat", &[], &v1_heartbeat(id));
+        assert_eq!(r.status, 200, "heartbeat {seq}: {}", r.body);
+        assert_eq!(r.field("node_id"), node);
+    }
+    let view = collector.get(&format!("/api/nodes/{node}"), &collector.api_key());
+    assert_eq!((view.status, view.field("status")), (200, "online".into()), "{}", view.body);
+    let list = collector.get("/api/nodes", &collector.api_key());
+    assert_eq!(list.body.matches(&node).count(), 1, "{}", list.body);
+    // Anything else is still refused, naming the field.
+    let r = collector.post("/api/agent/heartbeat", &[], &v1_heartbeat(&machine_id[1..]));
+    assert_eq!((r.status, r.field("code")), (400, "invalid_field".into()), "{}", r.body);
+}
+
 #[test]
 fn the_legacy_path_and_both_token_headers_are_accepted() {
     let collector = Collector::start(&[]);
