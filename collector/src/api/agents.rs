@@ -68,7 +68,7 @@ pub(super) fn heartbeat(
             log::info!("node {} ({}) registered by its first anonymous heartbeat", hb.node_id, hb.hostname);
             NodeRecord {
                 node_id: hb.node_id.clone(),
-                name: hb.hostname.clone(),
+                name: name_of(&hb.hostname, &hb.node_id),
                 enrolled_at: ctx.now_ms,
                 ..NodeRecord::default()
             }
@@ -253,7 +253,7 @@ fn enrol_node(
     tags.extend(body.tags.iter().flatten().filter(|t| !given.tags.contains(t)).cloned());
     node = NodeRecord {
         node_id: node_id.clone(),
-        name: body.name.or(given.name).unwrap_or_else(|| body.hostname.clone()),
+        name: body.name.or(given.name).unwrap_or_else(|| name_of(&body.hostname, &node_id)),
         hostname: body.hostname,
         tags,
         enrolled_at: ctx.now_ms,
@@ -283,4 +283,14 @@ fn enrol_node(
         },
     );
     Ok((node, reply))
+}
+
+/// A new node's name when nobody gave one: its hostname, or its id when the agent sent an
+/// empty or blank one, so that no node is listed without a name.
+fn name_of(hostname: &str, node_id: &str) -> String {
+    if hostname.trim().is_empty() {
+        node_id.to_owned()
+    } else {
+        hostname.to_owned()
+    }
 }

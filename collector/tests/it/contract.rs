@@ -46,6 +46,17 @@ fn a_v1_node_id_taken_straight_from_machine_id_is_one_node() {
     assert_eq!((r.status, r.field("code")), (400, "invalid_field".into()), "{}", r.body);
 }
 
+/// A careless agent that sends an empty hostname is still listed under a name: its id.
+#[test]
+fn a_node_registered_with_an_empty_hostname_is_named_by_its_id() {
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let node = new_node_id();
+    let body = v1_heartbeat(&node).replace(r#""hostname":"pi-zero""#, r#""hostname":"  ""#);
+    assert_eq!(collector.post("/api/agent/heartbeat", &[], &body).status, 200);
+    let view = collector.get(&format!("/api/nodes/{node}"), &collector.api_key());
+    assert_eq!(view.field("name"), node, "{}", view.body);
+}
+
 #[test]
 fn the_legacy_path_and_both_token_headers_are_accepted() {
     let collector = Collector::start(&[]);
