@@ -781,13 +781,30 @@ fn read_request(
         _ => Method::Other,
     };
     let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
-    let (path, query) = (path.to_owned(), query.to_owned());
+    // Repeated slashes are one, as nginx takes them: a client configured with a base URL
+    // ending in `/` still reaches its route.
+    let path = if path.contains("//") {
+        let mut merged = String::with_capacity(path.len());
+        for c in path.chars() {
+            if !(c == '/' && merged.ends_with('/')) {
+                merged.push(c);
+            }
+        }
+        merged
+    } else {
+        path.to_owned()
+    };
+    let query = query.to_owned();
     let header = |name: &'static str| {
         let found = request.headers().iter().find(|h| h.field.equiv(name));
         found.map(|h| h.value.as_str().trim().to_owned())
     };
     let bearer = header("Authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_owned()))
+        // The scheme's name is case-insensitive (RFC 9110): `bearer` is `Bearer`.
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("Bearer").then(|| token.trim().to_owned())
+        })
         .or_else(|| header("X-Host-Token"))
         // Beacon's agents send their key here (and/or as a bearer token).
         .or_else(|| header("X-API-Key"))

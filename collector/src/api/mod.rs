@@ -128,18 +128,26 @@ impl<T> std::fmt::Debug for Ahead<T> {
     }
 }
 
-/// A heartbeat's body, parsed: Beacon's (`device_name` and no `node_id`) or Hearth's own.
+/// A heartbeat's body, parsed: Beacon's (`device_name` and no `node_id`, or any body
+/// without `node_id` sent with a fleet key) or Hearth's own.
 pub enum Beat {
     Hearth(Box<Result<Heartbeat, WireError>>),
     Beacon(Box<Result<BeaconHeartbeat, WireError>>),
 }
 
 impl Beat {
-    /// Parses the body once, and reads it as whichever heartbeat it is.
-    fn parse(body: &str) -> Beat {
+    /// Parses the body once, and reads it as whichever heartbeat it is. A body sent with a
+    /// fleet key is Beacon's unless it names a `node_id`, so that a Beacon whose body is
+    /// broken, or lacks `device_name`, hears that (400, once its key is checked) rather than
+    /// that its key is wrong.
+    fn parse(body: &str, bearer: Option<&str>) -> Beat {
+        let fleet_key = bearer.is_some_and(|b| b.starts_with(FLEET_PREFIX));
         match Fields::parse(body) {
-            Ok(f) if BeaconHeartbeat::is_beacon_fields(&f) => Beat::Beacon(Box::new(BeaconHeartbeat::from_fields(&f))),
+            Ok(f) if BeaconHeartbeat::is_beacon_fields(&f) || (fleet_key && !f.has("node_id")) => {
+                Beat::Beacon(Box::new(BeaconHeartbeat::from_fields(&f)))
+            }
             Ok(f) => Beat::Hearth(Box::new(Heartbeat::from_fields(&f))),
+            Err(e) if fleet_key => Beat::Beacon(Box::new(Err(e))),
             Err(e) => Beat::Hearth(Box::new(Err(e))),
         }
     }
@@ -151,7 +159,7 @@ impl Beat {
 /// sender.
 pub fn prepare(mut req: Request) -> Request {
     if matches!(route(&req), Ok(Route::Heartbeat)) {
-        req.beat = Ahead(std::sync::Mutex::new(Some(Beat::parse(&req.body))));
+        req.beat = Ahead(std::sync::Mutex::new(Some(Beat::parse(&req.body, req.bearer.as_deref()))));
     }
     req
 }
@@ -839,7 +847,7 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
     use Role::{Admin, Operator};
     match route {
         // Beacon's body has `device_name` and no `node_id`; its credential is a fleet key.
-        Route::Heartbeat => match req.beat.take().unwrap_or_else(|| Beat::parse(&req.body)) {
+        Route::Heartbeat => match req.beat.take().unwrap_or_else(|| Beat::parse(&req.body, req.bearer.as_deref())) {
             Beat::Beacon(beat) => beacon::heartbeat(req, *beat, txn, ctx),
             Beat::Hearth(beat) => agents::heartbeat(req, *beat, txn, ctx),
         },

@@ -135,6 +135,42 @@ fn a_fleet_key_reads_nothing_and_once_revoked_its_beats_get_401() {
     assert!(audit.body.contains("fleet_key_minted") && audit.body.contains("fleet_key_revoked"), "{}", audit.body);
 }
 
+/// A Beacon whose body is broken, or lacks `device_name`, is told what is wrong with the
+/// body once its key is checked, not sent to check a good key; its client's small liberties
+/// (a lower-case `bearer`, a base URL ending in `/`) reach the route.
+#[test]
+fn a_beacon_with_a_good_key_and_a_bad_body_hears_about_the_body() {
+    let collector = Collector::start(&[]);
+    let key = fleet_key(&collector, &[]);
+    let with_key = |key: &str, path: &str, body: &str| {
+        let bearer = format!("bearer {key}");
+        send(
+            collector.addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json"), ("Authorization", &bearer)],
+            body.as_bytes(),
+        )
+    };
+    for body in [r#"{"device_name": "x","#, "", "null", "[]", "\u{feff}{}"] {
+        let r = with_key(&key, "/agent/heartbeat", body);
+        assert_eq!((r.status, r.field("code")), (400, "invalid_json".into()), "{body:?}: {}", r.body);
+    }
+    with_key(&key, "/agent/heartbeat", "{}").assert_error(400, "invalid_field", "device_name");
+    // Without `device_name`, the hostname names the device, as with an empty one.
+    let r = with_key(&key, "/api//agent/heartbeat", r#"{"hostname":"only-host"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let node = collector.get(&format!("/api/nodes/{}", r.field("device_id")), &collector.api_key());
+    assert_eq!(node.field("name"), "only-host", "{}", node.body);
+    // A key that is wrong is still the first thing said, whatever the body.
+    let stranger = format!("usr_{}", "0".repeat(43));
+    let r = with_key(&stranger, "/agent/heartbeat", r#"{"device_name": "x","#);
+    assert_eq!(r.status, 401, "{}", r.body);
+    // A fleet key on Hearth's own heartbeat (it names a node) is still refused as such.
+    let r = with_key(&key, "/agent/heartbeat", &v1_heartbeat(&new_node_id()));
+    assert_eq!(r.status, 401, "{}", r.body);
+}
+
 /// 50 nodes enrol at once with a key good for 10: exactly 10 get in, each with its own
 /// token; the rest are told the key is used up.
 #[test]
