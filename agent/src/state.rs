@@ -11,6 +11,8 @@ const NODE_ID: &str = "node_id";
 const TOKEN: &str = "token";
 /// Present after `logout`: the agent stays quiet until it enrols again.
 const LOGGED_OUT: &str = "logged-out";
+/// The most any file here may hold (`settings.env` is the largest, at a few hundred bytes).
+const MAX_FILE_BYTES: u64 = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct State {
@@ -71,7 +73,14 @@ impl State {
     }
 
     pub fn token(&self) -> Result<Option<String>, String> {
-        Ok(self.read(TOKEN)?.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
+        let token = self.read(TOKEN)?.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        match token {
+            Some(t) if t.len() > 1024 || !t.bytes().all(|c| c.is_ascii_graphic()) => Err(format!(
+                "{} does not hold an agent token; enrol again (`hearth-agent enroll --token TOKEN`)",
+                self.path(TOKEN).display()
+            )),
+            token => Ok(token),
+        }
     }
 
     /// Stores the agent token and clears a previous `logout`.
@@ -113,8 +122,21 @@ impl State {
         self.dir.join(name)
     }
 
+    /// Reads a small regular file: anything else (a pipe would block the reader, a huge
+    /// file would be sent as a header) is an error naming the file.
     fn read(&self, name: &str) -> Result<Option<String>, String> {
         let path = self.path(name);
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+            return Err(format!(
+                "{} is not a file of at most {MAX_FILE_BYTES} bytes; delete it (and enrol again if it was the token)",
+                path.display()
+            ));
+        }
         match fs::read_to_string(&path) {
             Ok(text) => Ok(Some(text)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -169,6 +191,25 @@ mod tests {
         assert!(state.logged_out() && state.token().unwrap().is_none());
         state.set_token("hag_again").unwrap();
         assert!(!state.logged_out());
+    }
+
+    /// What a careless hand leaves in the state directory is an error naming the file,
+    /// never a read that blocks (a pipe) or a token no collector could take.
+    #[test]
+    fn odd_files_are_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(dir.path());
+        let fifo = std::ffi::CString::new(dir.path().join(TOKEN).to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) on a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(state.token().unwrap_err().contains("not a file"));
+        fs::remove_file(dir.path().join(TOKEN)).unwrap();
+        for garbage in ["x".repeat(20_000), "x".repeat(2_000), "two words".into(), "\u{1b}[2J".into()] {
+            fs::write(dir.path().join(TOKEN), &garbage).unwrap();
+            assert!(state.token().is_err(), "{garbage:.20}");
+        }
+        fs::write(dir.path().join(TOKEN), "hag_abc\n").unwrap();
+        assert_eq!(state.token().unwrap().as_deref(), Some("hag_abc"));
     }
 
     #[test]

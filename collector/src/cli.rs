@@ -424,7 +424,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("max-uses") => max_uses = Some(number(&mut parser, "--max-uses")? as u64),
             Long("name") => name = Some(parser.value()?.string()?),
             Long("tags") => tags = parser.value()?.string()?.split(',').map(|t| t.trim().to_owned()).collect(),
-            Long("node") => node = Some(parser.value()?.string()?.to_ascii_lowercase()),
+            Long("node") => node = Some(crate::model::node_key(&parser.value()?.string()?)),
             Long("alerts") => alerts = Some(parser.value()?.into()),
             Long("agent-dir") => agent_dir = Some(parser.value()?.into()),
             Long("public-url") => public_url = Some(parser.value()?.string()?),
@@ -450,7 +450,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Long("duration") => duration = Some(parse_duration(&parser.value()?.string()?)?),
             Long("time-zone") => time_zone = Some(parser.value()?.string()?),
             Long("nodes") => {
-                nodes = parser.value()?.string()?.split(',').map(|t| t.trim().to_ascii_lowercase()).collect();
+                nodes = parser.value()?.string()?.split(',').map(crate::model::node_key).collect();
                 nodes.retain(|n: &String| !n.is_empty());
             }
             Long("tag") => tag = Some(parser.value()?.string()?),
@@ -538,7 +538,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             let grace_secs = grace_secs.ok_or_else(|| UsageError("node set needs --grace-secs N".into()))?;
             Command::NodeSet {
                 data_dir,
-                node_id: id.to_ascii_lowercase(),
+                node_id: crate::model::node_key(id),
                 grace_secs: Some(grace_secs).filter(|g| *g > 0),
             }
         }
@@ -588,7 +588,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         },
         ["silence", "list"] => Command::SilenceList { data_dir, json },
         ["silence", "remove", id] => Command::SilenceRemove { data_dir, id: (*id).to_owned() },
-        ["node", "ack", id] => Command::NodeAck { data_dir, node_id: id.to_ascii_lowercase() },
+        ["node", "ack", id] => Command::NodeAck { data_dir, node_id: crate::model::node_key(id) },
         ["statuspage", "create"] => Command::StatusPageCreate {
             data_dir,
             slug: slug

@@ -404,8 +404,9 @@ fn sort(mut request: tiny_http::Request, shared: &Shared, pools: &mut Pools, wri
     let parsed = match prepared {
         Ok(parsed) => api::Request { seq: shared.requests.fetch_add(1, Ordering::Relaxed) + 1, ..parsed },
         Err(reply) => {
-            let path = request.url().split('?').next().unwrap_or_default();
-            let heartbeat = [hearth_wire::paths::HEARTBEAT, hearth_wire::paths::HEARTBEAT_SHORT].contains(&path);
+            let path = merged_slashes(request.url().split('?').next().unwrap_or_default());
+            let heartbeat =
+                [hearth_wire::paths::HEARTBEAT, hearth_wire::paths::HEARTBEAT_SHORT].contains(&path.as_str());
             return answer(shared, request, reply, heartbeat, received);
         }
     };
@@ -765,6 +766,18 @@ fn encode(reply: &Reply, head_only: bool, now_ms: i64, keep_alive: bool) -> Vec<
 /// A request as the connection's thread read it (`read_request`, then `api::prepare`), or the answer refusing it.
 type Prepared = Result<api::Request, Reply>;
 
+/// A request path with repeated slashes as one, as nginx takes them: a client configured
+/// with a base URL ending in `/` still reaches its route.
+fn merged_slashes(path: &str) -> String {
+    let mut merged = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    merged
+}
+
 /// Reads what the API needs from a request: method, path, credentials and a capped body.
 /// `warned` remembers whether the missing `--trust-proxy` was already logged.
 fn read_request(
@@ -781,20 +794,7 @@ fn read_request(
         _ => Method::Other,
     };
     let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
-    // Repeated slashes are one, as nginx takes them: a client configured with a base URL
-    // ending in `/` still reaches its route.
-    let path = if path.contains("//") {
-        let mut merged = String::with_capacity(path.len());
-        for c in path.chars() {
-            if !(c == '/' && merged.ends_with('/')) {
-                merged.push(c);
-            }
-        }
-        merged
-    } else {
-        path.to_owned()
-    };
-    let query = query.to_owned();
+    let (path, query) = (merged_slashes(path), query.to_owned());
     let header = |name: &'static str| {
         let found = request.headers().iter().find(|h| h.field.equiv(name));
         found.map(|h| h.value.as_str().trim().to_owned())

@@ -4,6 +4,13 @@
 use hearth_wire::{format_rfc3339, Check, Heartbeat};
 use miniserde::{Deserialize, Serialize};
 
+/// A node id as the store keys it, from what a person or client typed: hyphenated lower
+/// case, also from the bare hex of `/etc/machine-id`; anything else only lower-cased (it
+/// then names no node, and is answered as such).
+pub fn node_key(id: &str) -> String {
+    hearth_wire::canonical_node_id(id.trim()).unwrap_or_else(|| id.to_ascii_lowercase())
+}
+
 /// The interval assumed for a node that has not announced its own.
 pub const DEFAULT_INTERVAL_SECS: u64 = 30;
 

@@ -128,6 +128,17 @@ fetch() {
   fi
 }
 
+# agent_config FILE: what the new agent makes of FILE alone (`config show`).
+agent_config() {
+  (unset HEARTH_COLLECTOR_URL VAULTMESH_CC_URL HEARTH_NODE_ID VAULTMESH_NODE_ID
+   HEARTH_CONFIG="$1" HEARTH_STATE_DIR="$state_dir" "$bin.new" config show)
+}
+
+# reports_to FILE: whether the new agent, given FILE, reports to $server.
+reports_to() {
+  agent_config "$1" 2>/dev/null | awk -v want="$server" '$1 == "collector:" && $2 == want { found = 1 } END { exit !found }'
+}
+
 sha256() {
   if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1
   else shasum -a 256 "$1" | cut -d' ' -f1
@@ -135,7 +146,8 @@ sha256() {
 }
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"; rm -f "$bin.new" "$env_file.new"' EXIT INT TERM
+trap 'rm -rf "$tmp"; rm -f "$bin.new" "$env_file.new"' EXIT
+trap 'exit 130' INT TERM HUP
 say "downloading the agent for linux/$arch from $server"
 fetch "$server/agent/binary?os=linux&arch=$arch" "$tmp/hearth-agent"
 fetch "$server/agent/binary.sha256?os=linux&arch=$arch" "$tmp/hearth-agent.sha256"
@@ -143,14 +155,32 @@ want=$(cut -d' ' -f1 "$tmp/hearth-agent.sha256")
 got=$(sha256 "$tmp/hearth-agent")
 [ "$want" = "$got" ] || die "the download is damaged: its SHA-256 is $got, the collector says $want. Nothing was installed; try again."
 
-# The new agent enrols before it replaces anything: a refused token leaves an agent that
-# runs here already, its binary and its settings as they were.
+# Everything is made beside what it replaces and checked, and the new agent enrols, before
+# anything is replaced: a refused token or a bad agent.env leaves an agent that runs here
+# already, its binary and its settings as they were.
 mkdir -p "$bin_dir"
 install -m 0755 "$tmp/hearth-agent" "$bin.new"
 umask 077
 mkdir -p "$conf_dir" "$state_dir"
 chmod 0700 "$conf_dir" "$state_dir"
-if [ ! -f "$env_file" ]; then
+url_line='^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}HEARTH_COLLECTOR_URL[[:space:]]*='
+settings=$env_file
+if [ -f "$env_file" ]; then
+  if grep -q '^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}HEARTH_STATE_DIR[[:space:]]*=' "$env_file"; then
+    die "$env_file sets HEARTH_STATE_DIR, but this installer keeps the agent's state in $state_dir.
+  Remove that line (or enrol by hand with \`hearth-agent enroll\`). Nothing was changed."
+  fi
+  # An agent.env kept from before keeps its settings; only the collector's URL is this one.
+  if ! reports_to "$env_file"; then
+    [ ! -L "$env_file" ] || die "$env_file is a link (kept by your configuration management?): set
+  HEARTH_COLLECTOR_URL=$server in the file it points to, then run this again. Nothing was changed."
+    { grep -v "$url_line" "$env_file" || true
+      echo
+      echo "HEARTH_COLLECTOR_URL=$server"
+    } >"$env_file.new"
+    settings=$env_file.new
+  fi
+else
   {
     echo "# Hearth agent settings, written by the installer; see \`hearth-agent --help\`."
     echo "HEARTH_COLLECTOR_URL=$server"
@@ -158,30 +188,35 @@ if [ ! -f "$env_file" ]; then
       echo "# No cloudflared here, so no service is checked by default. List the ones to watch:"
       echo "HEARTH_CHECK_SERVICES="
     fi
-  } >"$env_file"
-  chmod 0600 "$env_file"
-  say "wrote $env_file"
+  } >"$env_file.new"
+  settings=$env_file.new
 fi
+reports_to "$settings" || die "the agent would not report to $server with these settings:
+  $(agent_config "$settings" 2>&1 | grep -v '^ ' | head -n 3)
+  Check $env_file (its HEARTH_COLLECTOR_URL lines, and a last line ending in a backslash). Nothing was changed."
 
+# A signal from here on is taken once the new agent is in place, not halfway: the token
+# is spent once enrolment succeeds.
+interrupted=
+trap 'interrupted=1' INT TERM HUP
 # The token goes through the environment, never the command line (where ps would show it).
-if ! out=$(HEARTH_COLLECTOR_URL="$server" HEARTH_CONFIG="$env_file" HEARTH_STATE_DIR="$state_dir" "$bin.new" enroll 2>&1); then
+if ! out=$(HEARTH_CONFIG="$settings" HEARTH_STATE_DIR="$state_dir" "$bin.new" enroll 2>&1); then
   case $out in
     *"answered 410"*) die "the token has expired or was already used: mint a fresh one and run the new command.
   ($out)" ;;
     *) die "enrolment failed: $out" ;;
   esac
 fi
-mv -f "$bin.new" "$bin"
-say "installed $bin ($("$bin" --version))"
-# An agent.env kept from before keeps its settings; only the collector's URL is this one.
-if ! grep -qxF "HEARTH_COLLECTOR_URL=$server" "$env_file"; then
-  { grep -v '^[[:space:]]*\(export[[:space:]]*\)\{0,1\}HEARTH_COLLECTOR_URL=' "$env_file" || true
-    echo "HEARTH_COLLECTOR_URL=$server"
-  } >"$env_file.new"
-  mv -f "$env_file.new" "$env_file"
-  say "set HEARTH_COLLECTOR_URL=$server in $env_file"
+if [ "$settings" != "$env_file" ]; then
+  mv -f "$env_file.new" "$env_file" || die "enrolled, but cannot write $env_file; make it writable, set
+  HEARTH_COLLECTOR_URL=$server in it, and restart the agent"
+  say "wrote $env_file"
 fi
+mv -f "$bin.new" "$bin"
+trap 'exit 130' INT TERM HUP
+say "installed $bin ($("$bin" --version))"
 say "$out"
+[ -z "$interrupted" ] || die "interrupted; the agent is installed and enrolled, but its service was not (re)started"
 
 if [ "${HEARTH_NO_SYSTEMD:-0}" = 1 ] || [ -n "$prefix" ] || [ ! -d /run/systemd/system ] || ! command -v systemctl >/dev/null 2>&1; then
   say "systemd is not running here, so no service was installed. Run the agent yourself, e.g. from

@@ -35,15 +35,20 @@ pub fn is_uuid(s: &str) -> bool {
 /// A node id as the collector keeps it: a UUID in hyphenated lower case, from either the
 /// hyphenated form or the 32 bare hex digits of `/etc/machine-id`, which V1 suggests a
 /// node id be derived from. `None` for anything else.
+///
+/// The nil and max UUIDs are refused: they are placeholders, and every host given one
+/// would be the same node.
 pub fn canonical_node_id(s: &str) -> Option<String> {
-    if is_uuid(s) {
-        return Some(s.to_ascii_lowercase());
-    }
-    if s.len() != 32 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+    let id = if is_uuid(s) {
+        s.to_ascii_lowercase()
+    } else if s.len() == 32 && s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        let s = s.to_ascii_lowercase();
+        format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..])
+    } else {
         return None;
-    }
-    let s = s.to_ascii_lowercase();
-    Some(format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..]))
+    };
+    let digits = || id.bytes().filter(|c| *c != b'-');
+    (!digits().all(|c| c == b'0') && !digits().all(|c| c == b'f')).then_some(id)
 }
 
 #[cfg(test)]
@@ -84,6 +89,8 @@ mod tests {
         assert_eq!(canonical_node_id("550e8400e29b41d4a716446655440000"), canonical);
         assert_eq!(canonical_node_id("550E8400E29B41D4A716446655440000\n"), None);
         for bad in [
+            "00000000-0000-0000-0000-000000000000",
+            "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
             "",
             "550e8400e29b41d4a71644665544000",
             "550e8400e29b41d4a716446655440000a",

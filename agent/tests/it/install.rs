@@ -198,6 +198,68 @@ fn restic_managers_onboarding_installs_enrols_and_reports() {
     }
 }
 
+/// An agent.env kept from an earlier install ends up naming this collector whatever shape
+/// it is in, or the installer stops before it changes anything and says why.
+#[test]
+fn a_kept_agent_env_is_mended_or_refused_never_half_changed() {
+    if !native() {
+        return;
+    }
+    let dir = agent_dir();
+    let c = Collector::start(&["--agent-dir", dir.path().to_str().unwrap()]);
+    let server = format!("http://{}", c.addr);
+    let line =
+        |token: &str| format!("curl -fsSL {server}/install.sh | sudo HEARTH_SERVER={server} HEARTH_TOKEN={token} sh");
+    let root = tempfile::tempdir().unwrap();
+    let out = run_line(&line(&c.enroll_token()), root.path(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (env_file, bin) = (root.path().join("etc/hearth/agent.env"), root.path().join("usr/local/bin/hearth-agent"));
+    let force = [("HEARTH_FORCE_REENROLL", "1")];
+    let shows = |what: &str| {
+        let out = Command::new(&bin).args(["config", "show"]).env("HEARTH_CONFIG", &env_file).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["collector:", what])
+    };
+    // The agent reads the last of two URL lines, and a line ending in `\` runs on.
+    for kept in [
+        format!("HEARTH_COLLECTOR_URL={server}\nHEARTH_NAME=kept\nHEARTH_COLLECTOR_URL=http://127.0.0.1:9\n"),
+        "HEARTH_NAME=kept\nexport HEARTH_COLLECTOR_URL = http://127.0.0.1:9\nHEARTH_TAGS=a,b\\".to_owned(),
+    ] {
+        std::fs::write(&env_file, &kept).unwrap();
+        let out = run_line(&line(&c.enroll_token()), root.path(), &force);
+        assert!(out.status.success(), "{kept:?}: {}", stderr(&out));
+        let now = std::fs::read_to_string(&env_file).unwrap();
+        assert!(shows(&server) && now.contains("HEARTH_NAME=kept"), "{kept:?} became {now:?}");
+        assert_eq!(mode(&env_file), 0o600);
+    }
+    // What the installer will not rewrite, it leaves alone, before spending the token.
+    let elsewhere = root.path().join("managed.env");
+    std::fs::write(&elsewhere, "HEARTH_COLLECTOR_URL=http://127.0.0.1:9\n").unwrap();
+    std::fs::remove_file(&env_file).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &env_file).unwrap();
+    let state_dir = format!("HEARTH_COLLECTOR_URL={server}\nHEARTH_STATE_DIR=/srv/agent\n");
+    let token = c.enroll_token();
+    for (case, why) in [("link", "is a link"), ("state", "sets HEARTH_STATE_DIR")] {
+        if case == "state" {
+            std::fs::remove_file(&env_file).unwrap();
+            std::fs::write(&env_file, &state_dir).unwrap();
+        }
+        let before = std::fs::read(&bin).unwrap();
+        let out = run_line(&line(&token), root.path(), &force);
+        assert!(!out.status.success() && stderr(&out).contains(why), "{case}: {}", stderr(&out));
+        assert!(stderr(&out).contains("Nothing was changed"), "{}", stderr(&out));
+        assert!(std::fs::read(&bin).unwrap() == before && !bin.with_extension("new").exists());
+        assert!(!root.path().join("etc/hearth/agent.env.new").exists());
+    }
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "HEARTH_COLLECTOR_URL=http://127.0.0.1:9\n");
+    assert!(std::fs::symlink_metadata(&env_file).unwrap().is_file());
+    // The token was never spent: with the line put right, it enrols.
+    std::fs::write(&env_file, "HEARTH_NAME=kept\n").unwrap();
+    let out = run_line(&line(&token), root.path(), &force);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// A download cut short must not run half an installer and must not pass for success.
 #[test]
 fn a_truncated_installer_runs_nothing_and_fails() {

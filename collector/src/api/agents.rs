@@ -253,7 +253,11 @@ fn enrol_node(
     tags.extend(body.tags.iter().flatten().filter(|t| !given.tags.contains(t)).cloned());
     node = NodeRecord {
         node_id: node_id.clone(),
-        name: body.name.or(given.name).unwrap_or_else(|| name_of(&body.hostname, &node_id)),
+        name: [body.name, given.name]
+            .into_iter()
+            .flatten()
+            .find(|name| !name.trim().is_empty())
+            .unwrap_or_else(|| name_of(&body.hostname, &node_id)),
         hostname: body.hostname,
         tags,
         enrolled_at: ctx.now_ms,

@@ -25,6 +25,11 @@ pub(super) fn heartbeat(
              mint one with `hearth-collector fleetkey create --name NAME`";
         return Err(ApiError::new(401, "unauthorized", message).into());
     };
+    if !raw.starts_with(crate::secret::FLEET_PREFIX) {
+        let message = "a Beacon heartbeat (with `device_name`, without `node_id`) needs a fleet key (`usr_…`); \
+             an agent token sends Hearth's heartbeat, which names its `node_id`";
+        return Err(ApiError::new(401, "unauthorized", message).into());
+    }
     let mut admitted = fleetkeys::alive(raw, txn)?;
     let beat = beat?;
     let key_id = admitted.key.id.clone();

@@ -5,7 +5,7 @@ use super::{audit, internal, limit_param, query_param, too_many, ApiError, Conte
 use crate::alerts::Holds;
 use crate::maintenance::HoldKind;
 use crate::model::{
-    AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeRecord, NodeView,
+    node_key, AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeRecord, NodeView,
 };
 use crate::secret::{self, ENROLL_PREFIX};
 use crate::store;
@@ -110,7 +110,7 @@ fn view<T: ReadTxn>(node: &NodeRecord, txn: &Txn<T>, ctx: &Context, holds: &Hold
 }
 
 pub(super) fn node<T: ReadTxn>(id: &str, txn: &Txn<T>, ctx: &Context) -> Handled {
-    match txn.node(&id.to_ascii_lowercase())? {
+    match txn.node(&node_key(id))? {
         Some(node) => Ok(Reply::json(200, &view(&node, txn, ctx, &Holds::load(txn)?)?)),
         None => Err(no_such_node(id).into()),
     }
@@ -133,7 +133,7 @@ struct NodeEdit {
 
 pub(super) fn edit_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     let edit: NodeEdit = parse_body(req, r#"{"name": "…", "tags": ["…"], "interval_secs": 60, "grace_secs": 180}"#)?;
-    let id = id.to_ascii_lowercase();
+    let id = node_key(id);
     let Some(mut node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
     let previous = node.deadline;
     let mut changed = Vec::new();
@@ -170,7 +170,7 @@ pub(super) fn edit_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTx
 }
 
 pub(super) fn delete_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let id = id.to_ascii_lowercase();
+    let id = node_key(id);
     let Some(node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
     txn.delete_node(&node)?;
     let detail = format!("{} ({}); its agent token is revoked", node.name, node.hostname);
@@ -233,7 +233,7 @@ pub(super) fn mint_token(
     check_tags(&tags)?;
     let node_id = match node {
         Some(id) => {
-            let id = id.to_ascii_lowercase();
+            let id = node_key(id);
             if txn.node(&id)?.is_none() {
                 return Err(no_such_node(&id).into());
             }
@@ -365,7 +365,7 @@ struct Revoked {
 }
 
 pub(super) fn events<T: ReadTxn>(req: &Request, txn: &Txn<T>) -> Handled {
-    let node = query_param(&req.query, "node").map(|n| n.to_ascii_lowercase());
+    let node = query_param(&req.query, "node").map(|n| node_key(&n));
     let since = match query_param(&req.query, "since") {
         None => i64::MIN,
         Some(text) => hearth_wire::parse_rfc3339(&text).ok_or_else(|| {

@@ -4,7 +4,7 @@
 use super::fleet::{no_such_node, parse_body};
 use super::{audit, internal, ApiError, Context, Handled, Reply, Request, User};
 use crate::maintenance::{self, HoldKind};
-use crate::model::{MaintenanceRecord, SilenceRecord};
+use crate::model::{node_key, MaintenanceRecord, SilenceRecord};
 use crate::secret;
 use crate::store::{ReadTxn, RwTxn, Txn};
 use hearth_wire::{format_rfc3339, parse_rfc3339};
@@ -95,7 +95,7 @@ pub(super) fn add_window(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: 
         cron: asked.cron,
         duration_secs: asked.duration_secs,
         time_zone: asked.time_zone,
-        node_ids: asked.node_ids.unwrap_or_default().iter().map(|id| id.to_ascii_lowercase()).collect(),
+        node_ids: asked.node_ids.unwrap_or_default().iter().map(|id| node_key(id)).collect(),
         tags: asked.tags.unwrap_or_default(),
         created_by: user.name.clone(),
         created_at: ctx.now_ms,
@@ -184,7 +184,7 @@ pub(super) fn add_silence(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx:
     let secs = asked.duration_secs.unwrap_or(0).min(maintenance::MAX_SPAN_MS as u64 / 1000 + 1);
     let silence = SilenceRecord {
         id: secret::new_id().map_err(internal)?,
-        node_id: asked.node_id.map(|id| id.to_ascii_lowercase()),
+        node_id: asked.node_id.map(|id| node_key(&id)),
         tag: asked.tag,
         until: ctx.now_ms + secs as i64 * 1000,
         reason: asked.reason.unwrap_or_default(),
@@ -206,7 +206,7 @@ struct Acked {
 
 /// `POST /api/nodes/{id}/ack`: no reminders about this node until it recovers.
 pub(super) fn acknowledge(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let id = id.to_ascii_lowercase();
+    let id = node_key(id);
     let Some(mut node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
     if node.down_since.is_none() {
         let message =

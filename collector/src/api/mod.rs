@@ -142,8 +142,14 @@ impl Beat {
     /// that its key is wrong.
     fn parse(body: &str, bearer: Option<&str>) -> Beat {
         let fleet_key = bearer.is_some_and(|b| b.starts_with(FLEET_PREFIX));
+        // `"node_id": null` or `""` names no node.
+        let names_node = |f: &Fields| match f.opt_str("node_id", 64) {
+            Ok(None) => false,
+            Ok(Some(id)) => !id.trim().is_empty(),
+            Err(_) => true,
+        };
         match Fields::parse(body) {
-            Ok(f) if BeaconHeartbeat::is_beacon_fields(&f) || (fleet_key && !f.has("node_id")) => {
+            Ok(f) if BeaconHeartbeat::is_beacon_fields(&f) || (fleet_key && !names_node(&f)) => {
                 Beat::Beacon(Box::new(BeaconHeartbeat::from_fields(&f)))
             }
             Ok(f) => Beat::Hearth(Box::new(Heartbeat::from_fields(&f))),

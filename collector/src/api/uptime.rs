@@ -80,7 +80,7 @@ struct Interval {
 
 /// `GET /api/nodes/{id}/uptime`.
 pub(super) fn node_uptime<T: ReadTxn>(id: &str, txn: &Txn<T>, ctx: &Context) -> Handled {
-    let id = id.to_ascii_lowercase();
+    let id = crate::model::node_key(id);
     let Some(node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
     let now = ctx.now_ms;
     let holds = Holds::load(txn)?;

@@ -166,9 +166,16 @@ fn a_beacon_with_a_good_key_and_a_bad_body_hears_about_the_body() {
     let stranger = format!("usr_{}", "0".repeat(43));
     let r = with_key(&stranger, "/agent/heartbeat", r#"{"device_name": "x","#);
     assert_eq!(r.status, 401, "{}", r.body);
-    // A fleet key on Hearth's own heartbeat (it names a node) is still refused as such.
+    // A fleet key on Hearth's own heartbeat (it names a node) is still refused as such;
+    // a `node_id` of null or "" names none.
     let r = with_key(&key, "/agent/heartbeat", &v1_heartbeat(&new_node_id()));
     assert_eq!(r.status, 401, "{}", r.body);
+    for body in [r#"{"node_id":null,"device_name":"d1"}"#, r#"{"node_id":"","device_name":"d1"}"#] {
+        assert_eq!(with_key(&key, "/agent/heartbeat", body).status, 200, "{body}");
+    }
+    // An agent token with Beacon's body is told what a Beacon heartbeat needs.
+    let (_, token) = collector.enroll();
+    with_key(&token, "/agent/heartbeat", BEACON_PAYLOAD).assert_error(401, "unauthorized", "needs a fleet key");
 }
 
 /// 50 nodes enrol at once with a key good for 10: exactly 10 get in, each with its own

@@ -41,6 +41,17 @@ fn a_v1_node_id_taken_straight_from_machine_id_is_one_node() {
     assert_eq!((view.status, view.field("status")), (200, "online".into()), "{}", view.body);
     let list = collector.get("/api/nodes", &collector.api_key());
     assert_eq!(list.body.matches(&node).count(), 1, "{}", list.body);
+    // People may name it that way too: in a route, a silence, a maintenance window, the CLI.
+    let key = collector.api_key();
+    assert_eq!(collector.get(&format!("/api/nodes/{machine_id}"), &key).status, 200);
+    let bearer = format!("Bearer {key}");
+    let json = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+    let silence = format!(r#"{{"node_id":"{machine_id}","duration_secs":3600,"reason":"moving it"}}"#);
+    assert_eq!(collector.post("/api/silences", &json, &silence).status, 201);
+    let view = collector.get(&format!("/api/nodes/{node}"), &key);
+    assert!(view.body.contains(r#""silenced_until":"20"#), "{}", view.body);
+    let set = collector.admin(&["node", "set", &machine_id.to_ascii_lowercase(), "--grace-secs", "600"]);
+    assert!(set.contains(&node), "{set}");
     // Anything else is still refused, naming the field.
     let r = collector.post("/api/agent/heartbeat", &[], &v1_heartbeat(&machine_id[1..]));
     assert_eq!((r.status, r.field("code")), (400, "invalid_field".into()), "{}", r.body);
@@ -55,6 +66,12 @@ fn a_node_registered_with_an_empty_hostname_is_named_by_its_id() {
     assert_eq!(collector.post("/api/agent/heartbeat", &[], &body).status, 200);
     let view = collector.get(&format!("/api/nodes/{node}"), &collector.api_key());
     assert_eq!(view.field("name"), node, "{}", view.body);
+    // Nor does a blank name given at enrolment win over the hostname.
+    let body = format!(r#"{{"token":"{}","hostname":"box","name":"   "}}"#, collector.enroll_token());
+    let r = collector.post("/api/agents/enroll", &[], &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let view = collector.get(&format!("/api/nodes/{}", r.field("node_id")), &collector.api_key());
+    assert_eq!(view.field("name"), "box", "{}", view.body);
 }
 
 #[test]
