@@ -57,6 +57,74 @@ fn a_v1_node_id_taken_straight_from_machine_id_is_one_node() {
     assert_eq!((r.status, r.field("code")), (400, "invalid_field".into()), "{}", r.body);
 }
 
+/// A V1 agent without `VAULTMESH_NODE_ID` makes a new id at each start. Its restart is
+/// not an outage: the node it was, silent since a new one registered from the same address
+/// with the same hostname and beats, counts as stopped and is never declared offline. Two
+/// hosts of one name behind one address, both beating, are left alone.
+#[test]
+fn a_v1_agent_restarting_under_a_new_id_is_not_an_outage() {
+    let temp = tempfile::tempdir().unwrap();
+    let clock = TestClock::new(temp.path());
+    let collector =
+        Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &["--allow-anonymous"], &[clock.env()]);
+    let key = collector.api_key();
+    let beat = |node: &str, host: &str| {
+        let body = v1_heartbeat(node).replace("pi-zero", host);
+        assert_eq!(collector.post("/api/agent/heartbeat", &[], &body).status, 200);
+    };
+    let status = |node: &str| collector.get(&format!("/api/nodes/{node}"), &key).field("status");
+    let kinds = |node: &str| {
+        let events = collector.get(&format!("/api/events?node={node}"), &key).body;
+        ["offline", "recovered", "stopped"]
+            .into_iter()
+            .filter(|k| events.contains(&format!(r#""kind":"{k}""#)))
+            .collect::<Vec<_>>()
+    };
+    // `first` restarts as `second`; `twin` and `other` are two hosts named alike, both up.
+    let (first, second, twin, other) = (new_node_id(), new_node_id(), new_node_id(), new_node_id());
+    for round in 0..50 {
+        if round < 3 {
+            beat(&first, "pi-zero");
+        } else {
+            beat(&second, "pi-zero");
+        }
+        beat(&twin, "raspberrypi");
+        beat(&other, "raspberrypi");
+        clock.advance_secs(30);
+        if round % 10 == 0 {
+            collector.wait_for_sweeps(1);
+        }
+    }
+    collector.wait_for_sweeps(2);
+    assert_eq!((status(&first), kinds(&first)), ("stopped".into(), vec!["stopped"]));
+    let events = collector.get(&format!("/api/events?node={first}"), &key).body;
+    assert!(events.contains(&second), "the event names the node that replaced it: {events}");
+    for node in [&second, &twin, &other] {
+        assert_eq!((status(node), kinds(node)), ("online".into(), vec![]), "{node}");
+    }
+    // Should it beat again, it was another host of that name: online, its own node.
+    beat(&first, "pi-zero");
+    assert_eq!(status(&first), "online");
+    // A restart so slow that the node was declared offline: that page gets its recovery.
+    let (slow, again) = (new_node_id(), new_node_id());
+    for _ in 0..3 {
+        beat(&slow, "pi-slow");
+        clock.advance_secs(30);
+    }
+    clock.advance_secs(300);
+    collector.wait_for_sweeps(2);
+    assert_eq!(kinds(&slow), ["offline"]);
+    beat(&again, "pi-slow");
+    assert_eq!((status(&slow), kinds(&slow)), ("stopped".into(), vec!["offline", "recovered", "stopped"]));
+    // One silent for longer than a reboot takes stays offline: its page needs a person.
+    let (dead, newcomer) = (new_node_id(), new_node_id());
+    beat(&dead, "pi-dead");
+    clock.advance_secs(3600);
+    collector.wait_for_sweeps(2);
+    beat(&newcomer, "pi-dead");
+    assert_eq!((status(&dead), kinds(&dead)), ("offline".into(), vec!["offline"]));
+}
+
 /// A careless agent that sends an empty hostname is still listed under a name: its id.
 #[test]
 fn a_node_registered_with_an_empty_hostname_is_named_by_its_id() {
