@@ -62,7 +62,6 @@ pub fn encode_node(node: &NodeRecord) -> Vec<u8> {
     w.opt_int(26, node.acked_at);
     w.opt_int(27, node.held_since);
     w.opt_uint(28, node.cadence_secs);
-    w.opt_str(29, node.replaced_by.as_deref());
     w.0
 }
 
@@ -179,7 +178,6 @@ fn node_with(bytes: &[u8], part: Part) -> Option<NodeRecord> {
             (26, Value::Varint(v)) => node.acked_at = Some(unzigzag(v)),
             (27, Value::Varint(v)) => node.held_since = Some(unzigzag(v)),
             (28, Value::Varint(v)) => node.cadence_secs = Some(v),
-            (29, Value::Bytes(v)) => node.replaced_by = Some(text(v)?),
             _ => {} // a field this version does not know, or the tags count
         }
     }
@@ -475,7 +473,6 @@ mod tests {
             acked_at: Some(1_795_000_000_002),
             held_since: Some(1_795_000_000_003),
             cadence_secs: Some(61),
-            replaced_by: Some("6ba7b810-9dad-11d1-80b4-00c04fd430c8".into()),
         }
     }
 

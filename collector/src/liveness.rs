@@ -3,7 +3,7 @@
 
 pub use crate::model::EventKind as Kind;
 use crate::model::NodeRecord;
-use hearth_wire::{Check, Heartbeat, State};
+use hearth_wire::{Check, Heartbeat};
 
 /// How long silence is tolerated, and how often a down node is reminded about.
 /// `serve` keeps the one it runs with in the store, so that `nodes` judges alike.
@@ -221,39 +221,6 @@ pub fn on_enrolled(node: &mut NodeRecord, now: i64, policy: &Policy) {
     }
 }
 
-/// How long after a node's last heartbeat a registration from its address with its
-/// hostname still counts as its agent started again (a slow reboot), once the node was
-/// declared offline meanwhile, rather than another host.
-pub const RESTART_WINDOW_MS: i64 = 15 * 60_000;
-
-/// A node registered anonymously whose agent, it seems, started again under a new id
-/// (`by`: a V1 agent without `VAULTMESH_NODE_ID` makes one at each start), seen at `now`:
-/// a heartbeat from the same address and hostname registered `by`. It counts as stopped,
-/// as if it had said so, so its silence is no outage; one declared offline meanwhile (a
-/// slow reboot) is back first, so that page has its recovery. Should it beat again, it is
-/// a node of its own, online again. Nothing changes for one stopped already.
-pub fn on_replaced(node: &mut NodeRecord, by: &str, now: i64) -> Vec<Change> {
-    let Some(last) = node.heartbeat.as_mut().filter(|last| !last.is_stopping()) else {
-        return Vec::new();
-    };
-    last.state = Some(State::Stopping);
-    node.deadline = None;
-    node.down_from = None;
-    let mut changes = Vec::new();
-    if let Some(since) = node.down_since.take() {
-        node.acked_at = None;
-        node.reminded_at = None;
-        let detail = format!("back after {} offline, as node {by}", duration(now - since));
-        changes.push(Change { down_since: Some(since), ..change(Kind::Recovered, None, detail) });
-    }
-    let detail = format!(
-        "a new node ({by}) registered from its address with its hostname: its agent started again under a new id \
-         (a V1 agent does without VAULTMESH_NODE_ID); this one counts as stopped"
-    );
-    changes.push(change(Kind::Stopped, None, detail));
-    changes
-}
-
 /// Records a heartbeat that arrived at `now`, updates the node's liveness state, and
 /// says what changed since the previous heartbeat.
 pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Policy) -> Vec<Change> {
@@ -261,7 +228,6 @@ pub fn on_heartbeat(node: &mut NodeRecord, new: Heartbeat, now: i64, policy: &Po
     let last_seen = node.last_seen;
     let old = node.record_heartbeat(new, now);
     node.first_seen.get_or_insert(now);
-    node.replaced_by = None;
     let (old, new) = (old.as_ref(), node.heartbeat.as_ref().expect("just recorded"));
     let mut changes = Vec::new();
     node.down_from = None;
@@ -442,27 +408,6 @@ mod tests {
             }
         }
         log
-    }
-
-    #[test]
-    fn a_node_replaced_by_its_restarted_agent_counts_as_stopped() {
-        let policy = Policy::default();
-        let mut node: NodeRecord = Default::default();
-        on_heartbeat(&mut node, beat(10), 0, &policy);
-        let changes = on_replaced(&mut node, "new-id", 20 * S);
-        assert_eq!(changes.iter().map(|c| c.kind).collect::<Vec<_>>(), [Kind::Stopped]);
-        assert!(changes[0].detail.contains("new-id"), "{}", changes[0].detail);
-        assert!(node.is_stopped() && node.deadline.is_none());
-        assert!(on_replaced(&mut node, "newer-id", 30 * S).is_empty(), "stopped already");
-        // Declared offline during a slow restart: that page gets its recovery.
-        let mut down: NodeRecord = Default::default();
-        on_heartbeat(&mut down, beat(10), 0, &policy);
-        on_deadline(&mut down, 60 * S, &policy, &Watching::default());
-        let since = down.down_since.expect("declared offline");
-        let changes = on_replaced(&mut down, "new-id", 90 * S);
-        let kinds: Vec<_> = changes.iter().map(|c| (c.kind, c.down_since)).collect();
-        assert_eq!(kinds, [(Kind::Recovered, Some(since)), (Kind::Stopped, None)]);
-        assert!(down.is_stopped() && down.down_since.is_none() && down.deadline.is_none());
     }
 
     #[test]

@@ -44,11 +44,6 @@ pub struct NodeRecord {
     /// For an agent that announces no interval: the cadence its heartbeats have been seen
     /// to keep, in seconds (`liveness::learn_cadence`); `None` until a gap between two is known.
     pub cadence_secs: Option<u64>,
-    /// For a node registered anonymously: the node registered since from its address with
-    /// its hostname, perhaps its own agent under a new id. Should this one fall silent while
-    /// that one beats, it counts as stopped, not offline (`liveness::on_replaced`); its next
-    /// heartbeat clears it.
-    pub replaced_by: Option<String>,
     /// When an operator last renamed or retagged the node; from then on heartbeats do not change them.
     pub edited_at: Option<i64>,
     /// When the offline (or `pending`) alert went out; `None` while the node is up.

@@ -445,16 +445,7 @@ pub fn sweep(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy, channels: &Channel
             continue;
         };
         let previous = node.deadline;
-        // Silent since a node registered from its address with its hostname, which has
-        // beaten since: its agent started again under a new id.
-        let replaced = match node.replaced_by.clone() {
-            Some(by) => txn.node(&by)?.is_some_and(|new| new.last_seen > node.last_seen).then_some(by),
-            None => None,
-        };
-        let changes = match replaced {
-            Some(by) => liveness::on_replaced(&mut node, &by, now),
-            None => liveness::on_deadline(&mut node, now, policy, &watching),
-        };
+        let changes = liveness::on_deadline(&mut node, now, policy, &watching);
         alerts += record(txn, &mut node, &changes, now, channels)?;
         txn.save_node(&node, previous)?;
     }

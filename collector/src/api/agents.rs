@@ -66,7 +66,6 @@ pub(super) fn heartbeat(
         None => {
             admit_anonymous(req, txn, ctx)?;
             log::info!("node {} ({}) registered by its first anonymous heartbeat", hb.node_id, hb.hostname);
-            retire_replaced(req, &hb, txn, ctx)?;
             NodeRecord {
                 node_id: hb.node_id.clone(),
                 name: name_of(&hb.hostname, &hb.node_id),
@@ -102,36 +101,6 @@ pub(super) fn take_beat(
     alerts::record(txn, &mut node, &changes, ctx.now_ms, ctx.channels)?;
     txn.save_node(&node, previous)?;
     Ok(node)
-}
-
-/// A node registering anonymously may be one that was here a moment ago under another id:
-/// a V1 agent without `VAULTMESH_NODE_ID` makes a new one at each start. The node the last
-/// such registration from this address made for this hostname, if it too is anonymous and
-/// has that hostname still, is noted as perhaps replaced: should it fall silent while the
-/// new one beats, it counts as stopped, not offline (the sweep, `liveness::on_replaced`);
-/// should it beat again, it is another host of the same name. One declared offline a
-/// moment ago (a slow reboot) is back, as the new node, and stopped at once.
-fn retire_replaced(req: &Request, hb: &Heartbeat, txn: &mut Txn<RwTxn>, ctx: &Context) -> Result<(), store::Error> {
-    let source = req.client.map_or_else(|| "local".to_owned(), session::client_key);
-    let Some(before) = txn.swap_anonymous_source(&source, &hb.hostname, &hb.node_id)? else { return Ok(()) };
-    let Some(mut node) = txn.node(&before)? else { return Ok(()) };
-    let anonymous = node.token_hash.is_none() && node.fleet_key.is_none();
-    let same_host = node.heartbeat.as_ref().is_some_and(|last| last.hostname == hb.hostname);
-    if before == hb.node_id || !anonymous || !same_host || node.is_stopped() {
-        return Ok(());
-    }
-    let previous = node.deadline;
-    let quiet_for = ctx.now_ms - node.last_seen.unwrap_or(i64::MIN / 2);
-    match node.down_since {
-        None => node.replaced_by = Some(hb.node_id.clone()),
-        Some(_) if quiet_for <= liveness::RESTART_WINDOW_MS => {
-            log::info!("node {before} ({}) is back as node {}", hb.hostname, hb.node_id);
-            let changes = liveness::on_replaced(&mut node, &hb.node_id, ctx.now_ms);
-            alerts::record(txn, &mut node, &changes, ctx.now_ms, ctx.channels)?;
-        }
-        Some(_) => return Ok(()),
-    }
-    txn.save_node(&node, previous)
 }
 
 /// Whether one more node may register by an anonymous heartbeat: a few a minute from

@@ -126,9 +126,6 @@ struct Dbs {
     fleet_keys: Database,
     /// fleet key id ++ 0 ++ Beacon `device_name` → node id: the one node each device of a key has
     fleet_devices: Database,
-    /// source address (IPv6: its /64) ++ 0 ++ hostname → node id: the node an anonymous
-    /// heartbeat from there, for that hostname, registered last
-    anonymous_sources: Database,
     /// node id → [`HostRecord`](crate::model::HostRecord): the nodes that are Wrenn hosts
     hosts: Database,
     /// job id → [`JobRecord`](crate::model::JobRecord)
@@ -203,7 +200,7 @@ impl Store {
                 [create("events")?, create("alerts")?, create("outbox")?, create("deadlines")?, create("meta")?],
                 [create("users")?, create("sessions")?, create("audit")?],
                 [create("outbox_by_node")?, create("settled")?, create("fleet_keys")?, create("fleet_devices")?],
-                [create("hosts")?, create("anonymous_sources")?],
+                [create("hosts")?],
                 [create("jobs")?, create("job_uuids")?, create("job_slugs")?, create("job_pings")?],
                 create("job_deadlines")?,
                 [create("spans")?, create("maintenance")?, create("silences")?, create("status_pages")?],
@@ -215,7 +212,7 @@ impl Store {
             [events, alerts, outbox, deadlines, meta],
             [users, sessions, audit],
             [outbox_by_node, settled, fleet_keys, fleet_devices],
-            [hosts, anonymous_sources],
+            [hosts],
             [jobs, job_uuids, job_slugs, job_pings],
             job_deadlines,
             [spans, maintenance, silences, status_pages],
@@ -240,7 +237,6 @@ impl Store {
             audit,
             fleet_keys,
             fleet_devices,
-            anonymous_sources,
             hosts,
             jobs,
             job_uuids,
@@ -487,7 +483,6 @@ impl<T: ReadTxn> Txn<'_, T> {
             ("audit", d.audit),
             ("fleet_keys", d.fleet_keys),
             ("fleet_devices", d.fleet_devices),
-            ("anonymous_sources", d.anonymous_sources),
             ("hosts", d.hosts),
             ("jobs", d.jobs),
             ("job_uuids", d.job_uuids),

@@ -76,26 +76,6 @@ impl<T: ReadTxn> Txn<'_, T> {
 }
 
 impl Txn<'_, RwTxn<'_>> {
-    /// Notes `node_id` as the node an anonymous heartbeat from `source` for `hostname`
-    /// registered last, and returns the one noted before, if any.
-    pub fn swap_anonymous_source(
-        &mut self,
-        source: &str,
-        hostname: &str,
-        node_id: &str,
-    ) -> Result<Option<String>, Error> {
-        let mut key = source.as_bytes().to_vec();
-        key.push(0);
-        key.extend_from_slice(hostname.as_bytes());
-        if !storable(&key) {
-            return Ok(None);
-        }
-        let before = self.dbs.anonymous_sources.get(self.raw.ro(), &key)?;
-        let before = before.map(|id| String::from_utf8_lossy(id).into_owned());
-        self.put_bytes(self.dbs.anonymous_sources, &key, node_id.as_bytes())?;
-        Ok(before)
-    }
-
     /// Drops an entry of the deadline index that is not its node's deadline (or whose node
     /// is gone), and makes sure the node's own deadline has its entry: the sweep takes a
     /// few entries at a time, so one that would stay due forever must not stay.

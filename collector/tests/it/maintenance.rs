@@ -9,10 +9,9 @@ use std::process::Command;
 
 const S: i64 = 1000;
 
-/// A heartbeat every 10 s from a node with `tags`, each node a host of its own name (hosts
-/// of one name, behind one address, could be one agent restarted under a new id).
+/// A heartbeat every 10 s from a node with `tags`.
 fn beat(node: &str, tags: &str, state: &str) -> String {
-    let v1 = v1_heartbeat(node).replace("pi-zero", &format!("host-{}", &node[..8]));
+    let v1 = v1_heartbeat(node);
     format!(
         r#"{},"interval_secs":10,"tags":[{tags}],"state":"{state}","name":"n-{}"}}"#,
         &v1[..v1.len() - 1],
