@@ -5,8 +5,33 @@ use crate::support::*;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn spawn_run(agent: &Agent) -> Child {
-    agent.command(&["run", "--interval", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+fn spawn_run(agent: &Agent) -> Running {
+    Running(agent.command(&["run", "--interval", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+}
+
+/// A running agent, killed when dropped: a test that fails midway leaves no agent behind.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Polls `probe` every 100 ms for up to 20 s.
@@ -128,8 +153,9 @@ fn a_long_outage_then_a_failing_collector_cost_the_agent_nothing() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let agent = Agent::new(&format!("http://127.0.0.1:{port}"));
     agent.ok(&["init"]);
-    let mut child =
-        agent.command(&["run", "--interval", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Running(
+        agent.command(&["run", "--interval", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap(),
+    );
     // Both ways of failing run once first, so that their code is paged in before the
     // baseline: what must stay flat is what the outage costs, not first use.
     std::thread::sleep(Duration::from_millis(1500));
