@@ -276,8 +276,9 @@ fn enroll_with(
     let body = miniserde::json::to_string(&request);
     // Enrolling again (the installer's HEARTH_FORCE_REENROLL): the agent token this node
     // holds proves the node id is its own, so the collector lets the new token take it
-    // over rather than answer 409, and the node keeps its history.
-    let held = state.token().map_err(local)?;
+    // over rather than answer 409, and the node keeps its history. A token file that holds
+    // no token proves nothing, and enrolling is how it is mended.
+    let held = state.token().ok().flatten();
     let answer = collector.post(hearth_wire::paths::ENROLL, &body, held.as_deref(), 30)?;
     let enrolled: EnrollResponse = miniserde::json::from_str(&answer)
         .map_err(|_| local(format!("the enrolment answer from {} is not what Hearth sends", collector.base)))?;

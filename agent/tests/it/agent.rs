@@ -233,6 +233,19 @@ fn a_configured_node_id_of_another_uuid_version_enrols_and_reports() {
     assert_eq!(node_view(&collector, node).field("status"), "online");
 }
 
+/// A token file that holds no token (a careless hand, a bad disk) is mended by enrolling,
+/// which is what the agent's error about it says to do.
+#[test]
+fn enrolling_mends_a_token_file_that_holds_no_token() {
+    let collector = Collector::start(&[]);
+    let agent = Agent::new(&format!("http://{}", collector.addr));
+    std::fs::write(state_path(&agent, "token"), "not a token\n").unwrap();
+    let out = agent.run(&["once"]);
+    assert!(!out.status.success() && stderr(&out).contains("enrol again"), "{}", stderr(&out));
+    agent.ok(&["enroll", "--token", &collector.enroll_token()]);
+    agent.ok(&["once"]);
+}
+
 #[test]
 fn mistakes_are_named_with_how_to_fix_them() {
     let agent = Agent::new("http://127.0.0.1:9");
