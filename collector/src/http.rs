@@ -631,13 +631,16 @@ impl Responder {
         if reply.pieces.is_some() || !self.keep_alive {
             keep_alive.refuse();
         }
-        let out = encode(&reply, head_only, now_ms, keep_alive.offered());
+        let mut out = head(&reply, now_ms, keep_alive.offered());
         let pieces = reply.pieces.as_ref().filter(|_| !head_only).and_then(api::Pieces::take);
-        if out.len() <= INLINE_ANSWER && pieces.is_none() {
+        let held = reply.pieces.as_ref().filter(|_| pieces.is_some()).map_or(0, |p| p.held + STREAM_PIECE);
+        let body = if head_only { Vec::new() } else { reply.body };
+        if out.len() + body.len() <= INLINE_ANSWER && pieces.is_none() {
+            out.extend_from_slice(&body);
             return answer_small(request, out, io_timeout);
         }
         // A streamed body holds what it is made from, and one piece at a time.
-        let size = out.len() + reply.pieces.as_ref().filter(|_| pieces.is_some()).map_or(0, |p| p.held + STREAM_PIECE);
+        let size = out.len() + body.len() + held;
         let over = self.writers.fetch_add(1, Ordering::SeqCst) >= MAX_WRITERS
             || self.bytes.fetch_add(size, Ordering::SeqCst) + size > MAX_WRITER_BYTES;
         let release = {
@@ -660,8 +663,14 @@ impl Responder {
         let spawned = std::thread::Builder::new().name("answer".into()).stack_size(64 << 10).spawn(move || {
             yield_to_writes();
             let deadline = Instant::now() + WRITE_DEADLINE;
+            // The head goes out with the body's start, in one write; the body is not copied.
+            let start = body.len().min(64 << 10);
+            out.extend_from_slice(&body[..start]);
             let mut pieces = pieces.into_iter().flatten();
-            if writer.write_by(&out, deadline) && pieces.all(|p| writer.write_by(&p, deadline)) {
+            if writer.write_by(&out, deadline)
+                && writer.write_by(&body[start..], deadline)
+                && pieces.all(|p| writer.write_by(&p, deadline))
+            {
                 writer.finish();
             }
             release();
@@ -738,11 +747,20 @@ impl Drop for AnswerWriter {
     }
 }
 
-/// The answer's bytes: status line, headers, and the body unless `head_only`. `Date` is
-/// the collector's clock, which the dashboard uses to say how long ago a node was seen.
-/// Unless `keep_alive`, the answer says the connection closes after it.
+/// The answer's bytes: status line, headers, and the body unless `head_only`.
 fn encode(reply: &Reply, head_only: bool, now_ms: i64, keep_alive: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(200 + reply.body.len());
+    let mut out = head(reply, now_ms, keep_alive);
+    if !head_only {
+        out.extend_from_slice(&reply.body);
+    }
+    out
+}
+
+/// The answer's status line and headers, up to the blank line. `Date` is the collector's
+/// clock, which the dashboard uses to say how long ago a node was seen. Unless
+/// `keep_alive`, the answer says the connection closes after it.
+fn head(reply: &Reply, now_ms: i64, keep_alive: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
     let _ =
         write!(out, "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n", reply.status, reason(reply.status), reply.content_type);
     // A streamed body has no length known in advance: it ends when the connection closes.
@@ -757,9 +775,6 @@ fn encode(reply: &Reply, head_only: bool, now_ms: i64, keep_alive: bool) -> Vec<
         let _ = write!(out, "{name}: {value}\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !head_only {
-        out.extend_from_slice(&reply.body);
-    }
     out
 }
 

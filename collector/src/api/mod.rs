@@ -726,7 +726,7 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             };
             let mut fleet = metrics::Fleet::default();
             txn.each_node_status(|node| fleet.add(&node, node.status(ctx.now_ms, ctx.policy.grace_ms(&node))))?;
-            let mut text = metrics::render(&snapshot, &fleet);
+            let mut text = metrics::render(&snapshot, fleet);
             let mut jobs = metrics::Jobs::default();
             for job in txn.jobs()? {
                 jobs.add(&job, crate::jobs::status(&job, ctx.now_ms));

@@ -281,3 +281,31 @@ fn small_receive_buffer(stream: &TcpStream) {
     };
     assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
 }
+
+#[test]
+fn a_large_answer_arrives_whole_and_its_connection_goes_on() {
+    // Answers over 4 KiB are written by a thread of their own, the head with the body's
+    // first 64 KiB and then the rest: /metrics of 400 nodes is about 90 KB.
+    let collector = anonymous();
+    let nodes: Vec<String> = (0..400).map(|_| new_node_id()).collect();
+    let mut conn = connect(&collector);
+    for node in &nodes {
+        beat_and_keep(&mut conn, &collector, node, 1);
+    }
+    for round in 0..2 {
+        conn.get_mut().write_all(&request_bytes(collector.addr, "GET", "/metrics", &[], b"")).unwrap();
+        let metrics = read_response(&mut conn).expect("the whole answer, by its Content-Length");
+        assert_eq!(metrics.status, 200);
+        assert!(metrics.body.len() > 80_000, "{} bytes", metrics.body.len());
+        assert!(!says_close(&metrics), "{}", metrics.head);
+        assert!(metrics.body.starts_with("# HELP hearth_heartbeats_total "), "{}", &metrics.body[..200]);
+        assert!(metrics.body.contains("hearth_nodes{status=\"online\"} 400\n"), "round {round}");
+        for node in &nodes {
+            let up = format!("hearth_node_up{{node_id=\"{node}\",");
+            let seen = format!("hearth_node_last_seen_timestamp_seconds{{node_id=\"{node}\"}} ");
+            assert_eq!((metrics.body.matches(&up).count(), metrics.body.matches(&seen).count()), (1, 1), "{node}");
+        }
+        assert!(metrics.body.ends_with('\n'));
+    }
+    beat_and_keep(&mut conn, &collector, &nodes[0], 2);
+}
