@@ -76,6 +76,7 @@ pub fn request(data: &[u8]) {
     let (metrics, logins) = (Mutex::new(Metrics::default()), Mutex::new(LoginLimiter::default()));
     let context = Context {
         now_ms: 1_795_000_000_000,
+        settled_ms: 1_795_000_000_000,
         allow_anonymous: true,
         policy: &policy,
         channels: &channels,

@@ -37,7 +37,7 @@ use crate::metrics::{lock, Metrics};
 use crate::store::{self, Store};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,6 +142,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         warned_forwarded,
         requests: AtomicU64::new(0),
         commit_in_flight: InFlight::default(),
+        writing: Writing::new(),
         status_pages: Default::default(),
     };
     let shared = &shared;
@@ -177,7 +178,43 @@ struct Shared<'a> {
     requests: AtomicU64,
     /// Whether the request thread is committing a batch right now, for the flusher.
     commit_in_flight: InFlight,
+    /// When the write under way began, for readers' change cursors.
+    writing: Writing,
     status_pages: api::status::Cache,
+}
+
+/// When the write transaction under way on the request thread began, by the collector's
+/// clock (`i64::MAX` while none is). A reader that reads the clock, then this, then opens
+/// its snapshot, has every write stamped before the earlier of the two in that snapshot:
+/// that is where the next `changed_since` must start (`Context::settled_ms`), so a change
+/// committed just after a snapshot is not missed, and nothing older is sent again.
+struct Writing(AtomicI64);
+
+/// Marks a write under way until it drops.
+struct WriteMark<'a>(&'a Writing);
+
+impl Writing {
+    fn new() -> Writing {
+        Writing(AtomicI64::new(i64::MAX))
+    }
+
+    /// Marks a write under way from now: call it before the write reads the clock for its stamp.
+    fn begin(&self, clock: &crate::clock::Clock) -> WriteMark<'_> {
+        self.0.store(clock.now_ms(), Ordering::SeqCst);
+        WriteMark(self)
+    }
+
+    /// For a snapshot about to be opened, the clock having read `now_ms`: every write
+    /// stamped before what this returns is in that snapshot.
+    fn settled(&self, now_ms: i64) -> i64 {
+        now_ms.min(self.0.load(Ordering::SeqCst))
+    }
+}
+
+impl Drop for WriteMark<'_> {
+    fn drop(&mut self) {
+        self.0 .0.store(i64::MAX, Ordering::SeqCst);
+    }
 }
 
 /// Whether a commit is under way, and a way to wait for it to end.
@@ -228,6 +265,7 @@ impl Shared<'_> {
         let config = self.config;
         Context {
             now_ms,
+            settled_ms: now_ms,
             allow_anonymous: config.allow_anonymous,
             policy: &config.policy,
             channels: &config.channels,
@@ -319,6 +357,7 @@ fn accept(
                 let mut counters = lock(&shared.metrics);
                 (counters.db_bytes, counters.db_used) = (store.disk_size(), used);
             }
+            let writing = shared.writing.begin(&config.clock);
             let now = config.clock.now_ms();
             // A pass that only moved deadlines is made durable by the next commit's flush
             // (lost in a crash, it is done again); one that raised alerts is flushed before
@@ -328,6 +367,7 @@ fn accept(
                     .write_unsynced(|txn| alerts::sweep(txn, now, &config.policy, &config.channels))
                     .and_then(|swept| if swept.alerts > 0 { store.sync().map(|()| swept) } else { Ok(swept) })
             });
+            drop(writing);
             match swept {
                 None => {
                     sweep_more = false;
@@ -465,7 +505,9 @@ fn read(jobs: &Mutex<Receiver<Job>>, shared: &Shared) {
             Ok(job) => job,
             Err(_) => return,
         };
-        let ctx = shared.context(shared.config.clock.now_ms());
+        // The clock, then the write under way, then the snapshot (`Writing`).
+        let now_ms = shared.config.clock.now_ms();
+        let ctx = Context { settled_ms: shared.writing.settled(now_ms), ..shared.context(now_ms) };
         let reply = match contained(|| shared.store.read(|txn| api::handle_read(&job.parsed, txn, &ctx))) {
             Some(Ok(reply)) => reply,
             Some(Err(e)) => ApiError::storage(&e).into_reply_for(&job.parsed.path),
@@ -513,6 +555,7 @@ struct Answer {
 /// Applies a batch of writes in one write transaction, commits it, and hands the answers to the flusher.
 fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<Committed>) {
     let started = Instant::now();
+    let writing = shared.writing.begin(&shared.config.clock);
     let context = shared.context(shared.config.clock.now_ms());
     let (jobs, logins): (Vec<Job>, Vec<Option<LoginOutcome>>) =
         batch.into_iter().map(|write| (write.job, write.login)).unzip();
@@ -536,7 +579,7 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
             replies
         })
     });
-    drop(in_flight);
+    drop((in_flight, writing));
     if outcome.is_none() && jobs.len() > 1 {
         // A request panicked (a bug) and the transaction was abandoned, so nothing of the
         // batch was written: each request runs again in a batch of its own, and only the
@@ -1044,6 +1087,22 @@ mod tests {
     }
 
     #[test]
+    fn a_change_cursor_never_passes_a_write_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clock");
+        std::fs::write(&file, "1000000").unwrap();
+        let clock = crate::clock::Clock::File(file.clone());
+        let writing = Writing::new();
+        assert_eq!(writing.settled(1_000_000), 1_000_000, "with no write, the clock");
+        let mark = writing.begin(&clock);
+        std::fs::write(&file, "1005000").unwrap();
+        // A snapshot opened now may lack the write begun at 1,000,000, however long it takes.
+        assert_eq!(writing.settled(1_005_000), 1_000_000);
+        drop(mark);
+        assert_eq!(writing.settled(1_005_000), 1_005_000, "once it is committed, the clock again");
+    }
+
+    #[test]
     fn slow_threads_give_way_to_the_request_thread() {
         let niceness = std::thread::spawn(|| {
             yield_to_writes();
@@ -1090,6 +1149,7 @@ mod tests {
             warned_forwarded: Arc::new(AtomicBool::new(false)),
             requests: AtomicU64::new(0),
             commit_in_flight: InFlight::default(),
+            writing: Writing::new(),
             status_pages: Default::default(),
         };
         let write = |path: &str, body: String| {

@@ -57,15 +57,16 @@ pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> H
     for n in page {
         nodes.push(view(&n, txn, ctx, &holds)?);
     }
-    // A write batch stamped a little before this snapshot may commit after it: the next
-    // cursor reaches 5 s further back, so that no change is missed (clients merge what
-    // they get twice): a batch's commit, fsync included, can take seconds on a slow SD card.
-    let cursor = (ctx.now_ms - CURSOR_OVERLAP_MS).max(0).to_string();
+    // A write stamped before this snapshot may commit after it: the next refresh starts
+    // from the earliest stamp such a write of this collector can have (`settled_ms`),
+    // and a second earlier still, for a command-line change committing beside it (clients
+    // merge what they get twice).
+    let cursor = (ctx.settled_ms - CURSOR_OVERLAP_MS).max(0).to_string();
     Ok(Reply::json(200, &NodeList { nodes, next, cursor, total: txn.node_count()? }))
 }
 
-/// How far each `cursor` reaches back before the answer it came with.
-const CURSOR_OVERLAP_MS: i64 = 5_000;
+/// How far each `cursor` reaches back before the earliest write its snapshot may lack.
+const CURSOR_OVERLAP_MS: i64 = 1_000;
 
 /// Up to `limit` nodes after `after`, in id order, that changed since `since`; and whether more follow.
 fn changed_page<T: ReadTxn>(
@@ -592,6 +593,7 @@ mod tests {
         let limits = Default::default();
         let ctx = Context {
             now_ms: 0,
+            settled_ms: 0,
             allow_anonymous: false,
             policy: &policy,
             channels: &channels,

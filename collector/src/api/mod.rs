@@ -250,6 +250,9 @@ impl Reply {
 pub struct Context<'a> {
     /// Unix milliseconds by the collector's clock.
     pub now_ms: i64,
+    /// Every write stamped before this (Unix milliseconds) is in the snapshot a read sees;
+    /// writes stamped later may not be (one was under way as it opened). `now_ms` for writes.
+    pub settled_ms: i64,
     pub allow_anonymous: bool,
     pub policy: &'a Policy,
     pub channels: &'a Channels,

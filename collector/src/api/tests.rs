@@ -107,6 +107,7 @@ impl Harness {
     fn ctx(&self) -> Context<'_> {
         Context {
             now_ms: NOW,
+            settled_ms: NOW,
             allow_anonymous: false,
             policy: &self.policy,
             channels: &self.channels,

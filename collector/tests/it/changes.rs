@@ -74,6 +74,17 @@ fn a_refresh_gets_only_what_changed_since_the_last() {
     let (quiet, _, _, _) = listed(&collector.get(&format!("/api/nodes?changed_since={cursor_4}"), &key));
     assert!(quiet.is_empty(), "{quiet:?}");
 
+    // The cursor reaches back only as far as a write could still be committing (a second
+    // here): heartbeats two seconds before an answer do not come again after it.
+    for id in &ids {
+        assert_eq!(collector.post("/api/agent/heartbeat", &[], &beat(id)).status, 200);
+    }
+    clock.advance_secs(2);
+    let (again, cursor_5, _, _) = listed(&collector.get(&format!("/api/nodes?changed_since={cursor_4}"), &key));
+    assert_eq!(again.len(), 3, "{again:?}");
+    let (quiet, _, _, _) = listed(&collector.get(&format!("/api/nodes?changed_since={cursor_5}"), &key));
+    assert!(quiet.is_empty(), "the heartbeats came twice: {quiet:?}");
+
     // Pages, as without it; and `total` tells a client of a deletion.
     clock.advance_secs(30);
     let (first, _, _, next) = listed(&collector.get(&format!("/api/nodes?changed_since={cursor_4}&limit=1"), &key));
