@@ -59,14 +59,14 @@ pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> H
     }
     // A write stamped before this snapshot may commit after it: the next refresh starts
     // from the earliest stamp such a write of this collector can have (`settled_ms`),
-    // and a second earlier still, for a command-line change committing beside it (clients
-    // merge what they get twice).
+    // and two seconds earlier still, for a command-line change committing beside it,
+    // stamped once it holds the store (clients merge what they get twice).
     let cursor = (ctx.settled_ms - CURSOR_OVERLAP_MS).max(0).to_string();
     Ok(Reply::json(200, &NodeList { nodes, next, cursor, total: txn.node_count()? }))
 }
 
 /// How far each `cursor` reaches back before the earliest write its snapshot may lack.
-const CURSOR_OVERLAP_MS: i64 = 1_000;
+const CURSOR_OVERLAP_MS: i64 = 2_000;
 
 /// Up to `limit` nodes after `after`, in id order, that changed since `since`; and whether more follow.
 fn changed_page<T: ReadTxn>(

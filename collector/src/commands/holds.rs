@@ -54,8 +54,12 @@ pub(super) fn maintenance_add(data_dir: &Path, flags: WindowFlags) -> Result<(),
     };
     maintenance::check_window(&record).map_err(Failure::Config)?;
     let store = open_existing_store(data_dir)?;
+    let mut record = record;
     store
         .write(|txn| {
+            // Stamped once the store is ours, so that it is visible within moments of its
+            // stamp: open dashboards look for changes only that far back.
+            record.created_at = self::now();
             txn.put_window(&record)?;
             txn.put_audit(cli_audit("maintenance_added", &record.id, describe_window(&record)))
         })
@@ -128,8 +132,11 @@ pub(super) fn silence_add(
     };
     maintenance::check_silence(&silence, now).map_err(Failure::Config)?;
     let store = open_existing_store(data_dir)?;
+    let mut silence = silence;
     store
         .write(|txn| {
+            // Stamped once the store is ours, as a maintenance window is.
+            silence.created_at = self::now().max(now);
             txn.put_silence(&silence, now)?;
             txn.put_audit(cli_audit("silence_added", &silence.id, describe_silence(&silence)))
         })
@@ -160,14 +167,14 @@ pub(super) fn silence_list(data_dir: &Path, json: bool) -> Result<(), Failure> {
 
 pub(super) fn node_ack(data_dir: &Path, node_id: &str) -> Result<(), Failure> {
     let store = open_existing_store(data_dir)?;
-    let now = now();
     let outcome = store
         .write(|txn| {
             let Some(mut node) = txn.node(node_id)? else { return Ok(None) };
             if node.down_since.is_none() {
                 return Ok(Some(false));
             }
-            node.acked_at = Some(now);
+            // Stamped once the store is ours, as a maintenance window is.
+            node.acked_at = Some(now());
             let previous = node.deadline;
             txn.save_node(&node, previous)?;
             txn.put_audit(cli_audit("node_acknowledged", node_id, format!("{} ({})", node.name, node.hostname)))?;

@@ -74,12 +74,12 @@ fn a_refresh_gets_only_what_changed_since_the_last() {
     let (quiet, _, _, _) = listed(&collector.get(&format!("/api/nodes?changed_since={cursor_4}"), &key));
     assert!(quiet.is_empty(), "{quiet:?}");
 
-    // The cursor reaches back only as far as a write could still be committing (a second
-    // here): heartbeats two seconds before an answer do not come again after it.
+    // The cursor reaches back only as far as a write could still be committing (two
+    // seconds here): heartbeats three seconds before an answer do not come again after it.
     for id in &ids {
         assert_eq!(collector.post("/api/agent/heartbeat", &[], &beat(id)).status, 200);
     }
-    clock.advance_secs(2);
+    clock.advance_secs(3);
     let (again, cursor_5, _, _) = listed(&collector.get(&format!("/api/nodes?changed_since={cursor_4}"), &key));
     assert_eq!(again.len(), 3, "{again:?}");
     let (quiet, _, _, _) = listed(&collector.get(&format!("/api/nodes?changed_since={cursor_5}"), &key));

@@ -79,7 +79,7 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
         "### One open dashboard at {NODES} nodes\n\n\
          Opened (every page of `/api/nodes?limit=5000`) and then refreshed every {} s with `changed_since`, as the dashboard does, \
          beside what such a fleet sends (4 connections, 10 ms apart, the nodes in turn: {:.0} heartbeats/s, p99 {:.2} ms). \
-         A refresh returns the nodes that beat since about a second before the last one; collector time is each fetch's time on loopback.\n\n{}{}\n",
+         A refresh returns the nodes that beat since 2 s before the oldest write the last one could have missed; collector time is each fetch's time on loopback.\n\n{}{}\n",
         super::dashboard::REFRESH_SECS,
         beside.rate(),
         beside.p99_ms,
