@@ -706,8 +706,9 @@ impl Responder {
         let spawned = std::thread::Builder::new().name("answer".into()).stack_size(64 << 10).spawn(move || {
             yield_to_writes();
             let deadline = Instant::now() + WRITE_DEADLINE;
-            // The head goes out with the body's start, in one write; the body is not copied.
-            let start = body.len().min(64 << 10);
+            // The head goes out with the body's start, in one write of at most 64 KiB (as
+            // `write_by` writes); the rest of the body is not copied.
+            let start = body.len().min((64usize << 10).saturating_sub(out.len()));
             out.extend_from_slice(&body[..start]);
             let mut pieces = pieces.into_iter().flatten();
             if writer.write_by(&out, deadline)

@@ -136,7 +136,7 @@ pub(super) fn silence_add(
     store
         .write(|txn| {
             // Stamped once the store is ours, as a maintenance window is.
-            silence.created_at = self::now().max(now);
+            silence.created_at = self::now();
             txn.put_silence(&silence, now)?;
             txn.put_audit(cli_audit("silence_added", &silence.id, describe_silence(&silence)))
         })
