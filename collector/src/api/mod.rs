@@ -865,7 +865,7 @@ fn dispatch_write(route: Route, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Conte
         Route::NodeEdit(id) => fleet::edit_node(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         Route::NodeDelete(id) => fleet::delete_node(&require(Admin, req, txn, ctx)?, id, req, txn, ctx),
         Route::NodeToken(id) => fleet::mint_token(&require(Operator, req, txn, ctx)?, Some(id), req, txn, ctx),
-        Route::TokenMint => fleet::mint_token(&require(Operator, req, txn, ctx)?, None, req, txn, ctx),
+        Route::TokenMint => fleet::mint_token(&require_relogin(Operator, req, txn, ctx)?, None, req, txn, ctx),
         Route::TokenRevoke(id) => fleet::revoke_token(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
         Route::FleetKeyMint => fleetkeys::mint(&require(Operator, req, txn, ctx)?, req, txn, ctx),
         Route::FleetKeyRevoke(id) => fleetkeys::revoke(&require(Operator, req, txn, ctx)?, id, req, txn, ctx),
@@ -944,6 +944,23 @@ fn require<T: ReadTxn>(needed: Role, req: &Request, txn: &Txn<T>, ctx: &Context)
     if user.by_cookie && !matches!(req.method, Method::Get | Method::Head) && !req.is_json() {
         let message = "requests made with a session cookie must send Content-Type: application/json";
         return Err(ApiError::new(403, "csrf_rejected", message).into());
+    }
+    Ok(user)
+}
+
+/// `require`, except that a person whose role is too low gets 401, as restic-manager
+/// answers a viewer who mints an enrolment token: its onboarding scripts take 401 on
+/// `POST /api/enrollment-tokens` to mean "log in again as an operator or admin".
+fn require_relogin<T: ReadTxn>(needed: Role, req: &Request, txn: &Txn<T>, ctx: &Context) -> Result<User, Failure> {
+    let user = require(Role::Viewer, req, txn, ctx)?;
+    if user.role < needed {
+        let message = format!(
+            "this needs the {} role, and {} is {}; log in as an operator or admin",
+            needed.as_str(),
+            user.name,
+            user.role.as_str()
+        );
+        return Err(ApiError::new(401, "role_too_low", message).into());
     }
     Ok(user)
 }
