@@ -151,10 +151,7 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
     std::thread::scope(|scope| {
         let spawn = |name: &str| std::thread::Builder::new().name(name.to_owned());
         let (committed, to_flush) = std::sync::mpsc::sync_channel(FLUSH_QUEUE);
-        spawn("flush").spawn_scoped(scope, move || {
-            go_first("flusher");
-            flush(to_flush, shared, wake)
-        })?;
+        spawn("flush").spawn_scoped(scope, move || flush(to_flush, shared, wake))?;
         for _ in 0..READERS {
             spawn("read").spawn_scoped(scope, move || read(to_read, shared))?;
         }
@@ -162,8 +159,6 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         let (verified, checked) = std::sync::mpsc::sync_channel(LOGIN_QUEUE + 1);
         spawn("login").spawn_scoped(scope, move || verify(&to_verify, shared, &verified))?;
         let pools = Pools { reads, logins, checked, logins_in_flight: 0 };
-        // This thread becomes the request thread; the pools above keep their own priority.
-        go_first("request");
         // Returning drops the senders: the pools and the flusher answer what is left, then the scope ends.
         accept(&server, shared, pools, &committed, wake)
     })
@@ -494,7 +489,8 @@ fn contained<R>(work: impl FnOnce() -> R) -> Option<R> {
 /// Not `SCHED_IDLE`, though its wake-ups favour the request thread more: with two busy
 /// processes beside the collector, a starved reader held what the request thread needed
 /// (a malloc arena's lock, say) and heartbeats waited over a second (p99 1.16 s, against
-/// 35 ms at nice 10).
+/// 35 ms at nice 10). Nor nice -5 for the request thread and the flusher, which needs
+/// privilege: it did not lower the mixed load's p99.
 fn yield_to_writes() {
     // SAFETY: gettid has no preconditions; setpriority changes only this thread's niceness.
     let failed = unsafe {
@@ -503,30 +499,6 @@ fn yield_to_writes() {
     };
     if failed {
         log::debug!("cannot lower a slow thread's priority: {}", std::io::Error::last_os_error());
-    }
-}
-
-/// The niceness the request thread and the flusher ask for (`go_first`), which the shipped
-/// unit allows with `LimitNICE=-5`.
-const FIRST_NICENESS: i32 = -5;
-
-/// Raises the calling thread to `FIRST_NICENESS` where the process may (`RLIMIT_NICE`, as
-/// the shipped unit sets it, or `CAP_SYS_NICE`), and never lowers it: the request thread and
-/// the flusher answer heartbeats, and go before the threads reading connections, a flood
-/// of them included. Where the process may not, they keep its niceness.
-fn go_first(thread: &str) {
-    // SAFETY: gettid has no preconditions; getpriority and setpriority read and change
-    // only this thread's niceness.
-    let refused = unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        libc::getpriority(libc::PRIO_PROCESS, tid) > FIRST_NICENESS
-            && libc::setpriority(libc::PRIO_PROCESS, tid, FIRST_NICENESS) != 0
-    };
-    if refused {
-        log::debug!(
-            "the {thread} thread keeps its priority (nice {FIRST_NICENESS} needs LimitNICE={FIRST_NICENESS}, as in the shipped unit): {}",
-            std::io::Error::last_os_error()
-        );
     }
 }
 
@@ -1147,38 +1119,6 @@ mod tests {
         // SAFETY: as above, for this (the test's own) thread, which is untouched.
         let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
         assert!(own < 10, "only the thread that asked gave way");
-    }
-
-    #[test]
-    fn the_request_thread_goes_first_where_the_limits_allow_it() {
-        fn niceness() -> i32 {
-            // SAFETY: gettid has no preconditions; getpriority reads this thread's niceness.
-            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-        }
-        // As the shipped unit's LimitNICE=-5 does, where this process may raise its limit.
-        let wanted = libc::rlimit { rlim_cur: 25, rlim_max: 25 };
-        // SAFETY: setrlimit with a valid pointer.
-        unsafe { libc::setrlimit(libc::RLIMIT_NICE, &wanted) };
-        // Whether this process may (by that limit or by CAP_SYS_NICE), asked directly.
-        let allowed = std::thread::spawn(|| {
-            // SAFETY: as in `niceness`; setpriority changes only this thread's niceness.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, FIRST_NICENESS) == 0 }
-        })
-        .join()
-        .unwrap();
-        let (before, after) = std::thread::spawn(|| {
-            let before = niceness();
-            go_first("test");
-            (before, niceness())
-        })
-        .join()
-        .unwrap();
-        if allowed && before > FIRST_NICENESS {
-            assert_eq!(after, FIRST_NICENESS);
-        } else {
-            assert_eq!(after, before, "refused, or already first: kept as it was, never lowered");
-        }
-        assert_eq!(niceness(), before, "only the thread that asked went first");
     }
 
     /// One request that panics (a bug) is answered 500, and the heartbeat batched with it

@@ -86,7 +86,6 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
         super::dashboard::TABLE_HEAD,
         super::dashboard::row(NODES, board.opened, board.refreshes),
     );
-    let niceness = super::flusher_niceness(collector.pid());
     let mix = HostileMix::start(collector.addr(), &key);
     let row = measure(&hearth, "paced, beside a hostile mix", PACED);
     let mix_said = mix.stop();
@@ -137,11 +136,6 @@ pub fn report(out: &Path) -> Result<(String, Vec<Target>), String> {
     }
     let (mut text, targets) = write(&rows, enrol_rate);
     let _ = writeln!(text, "The hostile mix beside the last paced row: {mix_said}.\n");
-    let niceness = niceness.map_or("unknown".to_owned(), |n| n.to_string());
-    let _ = writeln!(
-        text,
-        "Hearth's request thread and flusher ran at nice {niceness} (-5 where the shipped unit's `LimitNICE=-5`, or root, lets them; else the process's own), its readers at 10.\n"
-    );
     text.push_str(&dashboard);
     Ok((text, targets))
 }

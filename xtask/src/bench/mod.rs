@@ -104,17 +104,6 @@ impl Usage {
     }
 }
 
-/// The niceness of a collector's flusher thread (the request thread asks for the same),
-/// as /proc says: -5 where the shipped unit's `LimitNICE=-5` (or root) lets it.
-pub fn flusher_niceness(pid: u32) -> Option<i32> {
-    std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten().find_map(|task| {
-        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(')')?;
-        // nice is field 19 of stat(5); `rest` starts at field 3.
-        (name == "flush").then(|| rest.split_whitespace().nth(16)?.parse().ok()).flatten()
-    })
-}
-
 pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
