@@ -930,13 +930,7 @@ const HOW_TO_GET_A_KEY: &str = "mint one with `hearth-collector apikey create --
 /// session), 403 for the wrong kind of caller or too small a role.
 fn require<T: ReadTxn>(needed: Role, req: &Request, txn: &Txn<T>, ctx: &Context) -> Result<User, Failure> {
     let user = authenticate(req, txn, ctx.now_ms)?;
-    if user.role < needed {
-        let message = format!(
-            "this needs the {} role, and {} is {}; ask an admin",
-            needed.as_str(),
-            user.name,
-            user.role.as_str()
-        );
+    if let Some(message) = role_too_low(needed, &user, "ask an admin") {
         return Err(ApiError::forbidden(message).into());
     }
     // With SameSite=Strict cookies, this is the defence against cross-site requests: a
@@ -953,16 +947,17 @@ fn require<T: ReadTxn>(needed: Role, req: &Request, txn: &Txn<T>, ctx: &Context)
 /// `POST /api/enrollment-tokens` to mean "log in again as an operator or admin".
 fn require_relogin<T: ReadTxn>(needed: Role, req: &Request, txn: &Txn<T>, ctx: &Context) -> Result<User, Failure> {
     let user = require(Role::Viewer, req, txn, ctx)?;
-    if user.role < needed {
-        let message = format!(
-            "this needs the {} role, and {} is {}; log in as an operator or admin",
-            needed.as_str(),
-            user.name,
-            user.role.as_str()
-        );
+    if let Some(message) = role_too_low(needed, &user, "log in as an operator or admin") {
         return Err(ApiError::new(401, "role_too_low", message).into());
     }
     Ok(user)
+}
+
+/// Why `user` may not do what needs `needed`, if so, ending with what to do: `then`.
+fn role_too_low(needed: Role, user: &User, then: &str) -> Option<String> {
+    (user.role < needed).then(|| {
+        format!("this needs the {} role, and {} is {}; {then}", needed.as_str(), user.name, user.role.as_str())
+    })
 }
 
 fn authenticate<T: ReadTxn>(req: &Request, txn: &Txn<T>, now_ms: i64) -> Result<User, Failure> {

@@ -255,6 +255,22 @@ fn failed_logins_are_limited_per_user_and_per_address() {
     }
 }
 
+/// restic-manager's onboarding scripts read 401 on a mint as "log in again as an
+/// operator"; the answer says so, and nothing is minted.
+#[test]
+fn a_viewer_who_mints_is_told_to_log_in_as_an_operator() {
+    let c = Collector::start(&[]);
+    c.add_user("vic", "viewer", PASSWORD);
+    let session = c.login("vic", PASSWORD);
+    let json = [("Cookie", session.as_str()), ("Content-Type", "application/json")];
+    let r = send(c.addr, "POST", "/api/enrollment-tokens", &json, br#"{"hostname":"newhost.example"}"#);
+    r.assert_error(401, "role_too_low", "operator");
+    c.add_user("otto", "operator", PASSWORD);
+    let operator = c.login("otto", PASSWORD);
+    let list = send(c.addr, "GET", "/api/enrollment-tokens", &[("Cookie", &operator)], b"");
+    assert_eq!(list.body, r#"{"tokens":[]}"#, "nothing was minted");
+}
+
 #[test]
 fn a_cross_site_form_post_is_refused() {
     let c = Collector::start(&[]);
