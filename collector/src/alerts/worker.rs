@@ -5,6 +5,7 @@ use super::config::Channels;
 use crate::clock::Clock;
 use crate::model::{AlertRecord, DeliveryState};
 use crate::store::{self, Store};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -45,17 +46,32 @@ impl Worker {
         }
     }
 
-    /// One pass over the outbox.
+    /// One pass over the outbox, oldest alert first. A channel hears of a node (or job) in
+    /// the order its alerts were made: while an earlier one is still pending for that
+    /// channel, a later one waits. Otherwise, after a channel's outage, a recovery could
+    /// reach it before the offline alert it ends, and Alertmanager would keep a node that
+    /// is back firing for a week.
     pub fn deliver_due(&self) -> Result<(), store::Error> {
+        // (subject, channel) pairs with an earlier alert still pending.
+        let mut behind: HashSet<(String, String)> = HashSet::new();
         for id in self.store.read(|txn| txn.outbox())? {
             let Some(mut alert) = self.store.read(|txn| txn.alert(id))? else { continue };
             let now = self.clock.now_ms();
+            let waits = |channel: &str| behind.contains(&(alert.node_id.clone(), channel.to_owned()));
             let due: Vec<usize> = (0..alert.deliveries.len())
                 .filter(|i| {
-                    alert.deliveries[*i].state == DeliveryState::Pending && alert.deliveries[*i].next_attempt <= now
+                    let delivery = &alert.deliveries[*i];
+                    delivery.state == DeliveryState::Pending
+                        && delivery.next_attempt <= now
+                        && !waits(&delivery.channel)
                 })
                 .collect();
+            let still_pending = |alert: &AlertRecord| -> Vec<(String, String)> {
+                let pending = alert.deliveries.iter().filter(|d| d.state == DeliveryState::Pending);
+                pending.map(|d| (alert.node_id.clone(), d.channel.clone())).collect()
+            };
             if due.is_empty() {
+                behind.extend(still_pending(&alert));
                 continue;
             }
             let outcomes: Vec<Result<String, String>> =
@@ -90,6 +106,7 @@ impl Worker {
                 }
             }
             self.store.write(|txn| txn.put_alert(&alert))?;
+            behind.extend(still_pending(&alert));
         }
         Ok(())
     }

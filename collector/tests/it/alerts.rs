@@ -231,6 +231,46 @@ fn kill_9_between_the_state_change_and_delivery_still_delivers_once() {
     assert_eq!(receiver.hits().len(), 1, "delivered more than once: {:#?}", receiver.hits());
 }
 
+/// A channel that was down while a node went offline and came back hears the two in that
+/// order, whichever one's retry comes first: a recovery posted before its offline alert
+/// would leave Alertmanager firing for a node that is back.
+#[test]
+fn after_a_channel_outage_the_offline_alert_still_comes_before_the_recovery() {
+    let temp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed: nobody listens yet
+    let clock = TestClock::new(temp.path());
+    let conf = temp.path().join("one.conf");
+    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = http://{port}/webhook\n")).unwrap();
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let key = collector.api_key();
+    let node = new_node_id();
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    clock.advance_secs(45);
+    // The offline alert fails three times, so its next try is about 4 s away…
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !collector.get("/api/alerts", &key).body.contains(r#""attempts":3"#) {
+        assert!(std::time::Instant::now() < deadline, "the offline alert was not tried three times");
+        clock.advance_secs(1);
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    // …while the recovery, made now, would be tried within about a second.
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    let receiver = Receiver::start_on(&port.to_string());
+    clock.advance_secs(2);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(receiver.hits().len(), 0, "the recovery went before its offline alert: {:#?}", receiver.hits());
+    clock.advance_secs(10);
+    let kinds: Vec<String> = receiver
+        .wait_for(2)
+        .iter()
+        .map(|h| h.body.split(r#""kind":""#).nth(1).unwrap().split('"').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["offline", "recovered"]);
+    wait_until_settled(&collector);
+    assert_eq!(receiver.hits().len(), 2, "{:#?}", receiver.hits());
+}
+
 #[test]
 fn alert_test_reports_what_each_channel_answered() {
     let temp = tempfile::tempdir().unwrap();
