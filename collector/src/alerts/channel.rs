@@ -41,9 +41,24 @@ struct Telling {
     ntfy: (&'static str, &'static str),
     /// Alertmanager's `alertname` and `severity`; an alert and the one that ends it share them.
     alertmanager: (&'static str, &'static str),
-    /// Whether this ends the Alertmanager alert (`endsAt` now) rather than starting it.
-    resolves: bool,
+    /// How long the Alertmanager alert lasts.
+    ends: Ends,
 }
+
+/// When an alert posted to Alertmanager ends (`endsAt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ends {
+    /// A problem: a week ahead, until the alert that ends it (reminders post it again).
+    Later,
+    /// The end of a problem: now, which resolves the alert.
+    Now,
+    /// News (a reboot, a test): fires, so that Alertmanager tells someone, and ends by
+    /// itself [`NEWS_LASTS_MS`] later. One already ended would never be told at all.
+    Soon,
+}
+
+/// How long news lasts in Alertmanager: well past its default `group_wait` (30 s).
+const NEWS_LASTS_MS: i64 = 5 * 60_000;
 
 /// Alertmanager's `alertname` and `severity` for a failing check.
 const CHECK_ALERT: (&str, &str) = ("HearthCheckFailing", "warning");
@@ -56,32 +71,36 @@ fn telling(kind: EventKind) -> Telling {
     const CHECK: (&str, &str) = CHECK_ALERT;
     const FLAPPING: (&str, &str) = ("HearthChecksFlapping", "warning");
     const NEWS: (&str, &str) = ("3", "information_source");
-    let t = |what, trouble, ntfy, alertmanager, resolves| Telling { what, trouble, ntfy, alertmanager, resolves };
+    let t = |what, trouble, ntfy, alertmanager, ends| Telling { what, trouble, ntfy, alertmanager, ends };
     match kind {
-        EventKind::Offline => t("is offline", true, ("5", "red_circle"), OFFLINE, false),
-        EventKind::Reminder => t("is still offline", true, ("5", "red_circle"), OFFLINE, false),
+        EventKind::Offline => t("is offline", true, ("5", "red_circle"), OFFLINE, Ends::Later),
+        EventKind::Reminder => t("is still offline", true, ("5", "red_circle"), OFFLINE, Ends::Later),
         // A node never heard from is offline to Alertmanager, so that its first heartbeat resolves it.
-        EventKind::Pending => t("has never sent a heartbeat", true, ("4", "warning"), OFFLINE, false),
-        EventKind::Recovered => t("is back online", false, ("3", "green_circle"), OFFLINE, true),
-        EventKind::CheckFailed => t("has a failing check", true, ("4", "warning"), CHECK, false),
-        EventKind::CheckRecovered => t("has a check passing again", false, ("3", "green_circle"), CHECK, true),
-        EventKind::Reboot => t("rebooted", false, NEWS, ("HearthNodeRebooted", "info"), true),
-        EventKind::Flapping => t("has flapping checks", true, ("4", "warning"), FLAPPING, false),
-        EventKind::FlappingStopped => t("has steady checks again", false, ("3", "green_circle"), FLAPPING, true),
-        EventKind::Test => t("sent a test notification", false, NEWS, ("HearthTest", "info"), true),
+        EventKind::Pending => t("has never sent a heartbeat", true, ("4", "warning"), OFFLINE, Ends::Later),
+        EventKind::Recovered => t("is back online", false, ("3", "green_circle"), OFFLINE, Ends::Now),
+        EventKind::CheckFailed => t("has a failing check", true, ("4", "warning"), CHECK, Ends::Later),
+        EventKind::CheckRecovered => t("has a check passing again", false, ("3", "green_circle"), CHECK, Ends::Now),
+        EventKind::Reboot => t("rebooted", false, NEWS, ("HearthNodeRebooted", "info"), Ends::Soon),
+        EventKind::Flapping => t("has flapping checks", true, ("4", "warning"), FLAPPING, Ends::Later),
+        EventKind::FlappingStopped => t("has steady checks again", false, ("3", "green_circle"), FLAPPING, Ends::Now),
+        EventKind::Test => t("sent a test notification", false, NEWS, ("HearthTest", "info"), Ends::Soon),
         // Events that never alert (`EventKind::alerts`), told plainly should that change.
-        EventKind::Stopped => t("stopped cleanly", false, NEWS, ("HearthNodeStopped", "info"), true),
+        EventKind::Stopped => t("stopped cleanly", false, NEWS, ("HearthNodeStopped", "info"), Ends::Soon),
         EventKind::ServicesFailed => {
-            t("reports services failing", true, ("4", "warning"), ("HearthServicesFailing", "warning"), false)
+            t("reports services failing", true, ("4", "warning"), ("HearthServicesFailing", "warning"), Ends::Later)
         }
-        EventKind::ServicesRecovered => {
-            t("reports services ok again", false, ("3", "green_circle"), ("HearthServicesFailing", "warning"), true)
-        }
-        EventKind::ClockSkew => t("has a skewed clock", false, NEWS, ("HearthClockSkew", "info"), true),
-        EventKind::JobDown => t("is late", true, ("5", "red_circle"), JOB_DOWN, false),
-        EventKind::JobFailed => t("failed", true, ("5", "red_circle"), JOB_FAILED, false),
+        EventKind::ServicesRecovered => t(
+            "reports services ok again",
+            false,
+            ("3", "green_circle"),
+            ("HearthServicesFailing", "warning"),
+            Ends::Now,
+        ),
+        EventKind::ClockSkew => t("has a skewed clock", false, NEWS, ("HearthClockSkew", "info"), Ends::Soon),
+        EventKind::JobDown => t("is late", true, ("5", "red_circle"), JOB_DOWN, Ends::Later),
+        EventKind::JobFailed => t("failed", true, ("5", "red_circle"), JOB_FAILED, Ends::Later),
         // Resolves both HearthJobDown and HearthJobFailed (`alertmanager_alerts`).
-        EventKind::JobRecovered => t("succeeded again", false, ("3", "green_circle"), JOB_DOWN, true),
+        EventKind::JobRecovered => t("succeeded again", false, ("3", "green_circle"), JOB_DOWN, Ends::Now),
     }
 }
 
@@ -172,10 +191,10 @@ pub fn webhook_body(alert: &AlertRecord) -> Value {
 
 /// An alert in Alertmanager's v2 form (see `alertmanager_alerts`). An ongoing problem is posted with an `endsAt` a week
 /// out (reminders re-post it); its end is posted with `endsAt` now and the same labels, which
-/// resolves it.
+/// resolves it; news ends by itself a few minutes after it is posted ([`Ends`]).
 fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
     let tell = telling(alert.kind);
-    let entry = |(alertname, severity): (&str, &str), check: Option<&str>, resolves: bool| {
+    let entry = |(alertname, severity): (&str, &str), check: Option<&str>, ends: Ends| {
         let mut labels = vec![("alertname", string(alertname)), ("severity", string(severity))];
         if alert.kind.is_job() {
             labels.extend([("job_id", string(&alert.node_id)), ("job", string(&alert.name))]);
@@ -190,7 +209,11 @@ fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
             labels.push(("check", string(check)));
         }
         let starts = alert.down_since.unwrap_or(alert.at);
-        let ends = if resolves { alert.at } else { alert.at + 7 * 86_400_000 };
+        let ends = match ends {
+            Ends::Later => alert.at + 7 * 86_400_000,
+            Ends::Now => alert.at,
+            Ends::Soon => alert.at + NEWS_LASTS_MS,
+        };
         object([
             ("labels", object(labels)),
             ("annotations", object([("summary", string(text)), ("description", string(&alert.detail))])),
@@ -202,15 +225,15 @@ fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
     match alert.kind {
         // Several checks at once: one entry each, as if they had changed one at a time.
         EventKind::CheckFailed | EventKind::CheckRecovered if !checks.is_empty() => {
-            checks.iter().map(|c| entry(tell.alertmanager, Some(&c.name), tell.resolves)).collect()
+            checks.iter().map(|c| entry(tell.alertmanager, Some(&c.name), tell.ends)).collect()
         }
         // Check alerts were held back while flapping: each check's entry says where it stands now.
-        EventKind::FlappingStopped => std::iter::once(entry(tell.alertmanager, None, true))
-            .chain(checks.iter().map(|c| entry(CHECK_ALERT, Some(&c.name), c.ok)))
+        EventKind::FlappingStopped => std::iter::once(entry(tell.alertmanager, None, Ends::Now))
+            .chain(checks.iter().map(|c| entry(CHECK_ALERT, Some(&c.name), if c.ok { Ends::Now } else { Ends::Later })))
             .collect(),
         // A success ends both the late and the failed alert, whichever was raised.
-        EventKind::JobRecovered => vec![entry(JOB_DOWN, None, true), entry(JOB_FAILED, None, true)],
-        _ => vec![entry(tell.alertmanager, alert.check.as_deref(), tell.resolves)],
+        EventKind::JobRecovered => vec![entry(JOB_DOWN, None, Ends::Now), entry(JOB_FAILED, None, Ends::Now)],
+        _ => vec![entry(tell.alertmanager, alert.check.as_deref(), tell.ends)],
     }
 }
 
@@ -356,6 +379,19 @@ mod tests {
         assert!(ended(r#""alertname":"HearthChecksFlapping""#), "the flapping alert resolves: {body}");
         assert!(ended(r#""check":"a""#), "a passing check resolves: {body}");
         assert!(!ended(r#""check":"b""#), "a failing check fires: {body}");
+    }
+
+    /// News (a reboot, `alert test`) fires, so that Alertmanager tells someone, and ends by
+    /// itself five minutes later: one posted already ended would be told to nobody.
+    #[test]
+    fn news_fires_in_alertmanager_and_ends_by_itself() {
+        let am = channel(Kind::Alertmanager, "http://am:9093", None);
+        for (kind, name) in [(EventKind::Reboot, "HearthNodeRebooted"), (EventKind::Test, "HearthTest")] {
+            let body = build(&am, &alert(kind)).body;
+            assert!(body.contains(&format!(r#""alertname":"{name}""#)), "{body}");
+            assert!(body.contains(r#""startsAt":"2023-11-14T22:13:20Z""#), "{body}");
+            assert!(body.contains(r#""endsAt":"2023-11-14T22:18:20Z""#), "{body}");
+        }
     }
 
     /// A job's alerts carry the job's labels; a success resolves both the late and the failed alert.

@@ -99,3 +99,17 @@ fn a_real_alertmanager_sees_offline_recovery_and_the_watchdog() {
     wait_until("HearthNodeOffline to be resolved", || !active(&am).contains(r#""alertname":"HearthNodeOffline""#));
     assert!(active(&am).contains(r#""alertname":"HearthWatchdog""#), "the watchdog stays active");
 }
+
+/// `alert test` reaches Alertmanager as an active alert, so that its routes and receivers
+/// are tried too: one posted already ended would be told to nobody.
+#[test]
+fn alert_test_is_active_in_a_real_alertmanager() {
+    let Some(am) = alertmanager() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let conf = temp.path().join("alerts.conf");
+    std::fs::write(&conf, format!("[channel am]\ntype = alertmanager\nurl = http://{}\n", am.addr)).unwrap();
+    let out =
+        Command::new(collector_bin()).args(["alert", "test", "--alerts", conf.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("HearthTest to be active", || active(&am).contains(r#""alertname":"HearthTest""#));
+}
