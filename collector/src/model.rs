@@ -293,6 +293,10 @@ pub enum EventKind {
     /// `hearth-collector alert test`; never stored.
     #[serde(rename = "test")]
     Test,
+    /// An operator deleted a node that was offline, failing checks or flapping: whatever
+    /// was told of it ends (`alerts::record_deleted`).
+    #[serde(rename = "deleted")]
+    Deleted,
     /// A job (`jobs.rs`) did not ping within its grace after it was expected; also its reminders.
     #[serde(rename = "job_down")]
     JobDown,
@@ -321,6 +325,7 @@ impl EventKind {
             EventKind::Flapping => "flapping",
             EventKind::FlappingStopped => "flapping_stopped",
             EventKind::Test => "test",
+            EventKind::Deleted => "deleted",
             EventKind::JobDown => "job_down",
             EventKind::JobFailed => "job_failed",
             EventKind::JobRecovered => "job_recovered",
@@ -340,6 +345,7 @@ impl EventKind {
             | EventKind::Flapping
             | EventKind::FlappingStopped
             | EventKind::Test
+            | EventKind::Deleted
             | EventKind::JobDown
             | EventKind::JobFailed
             | EventKind::JobRecovered => true,

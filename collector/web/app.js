@@ -418,7 +418,7 @@ const EVENT_WORDS = {
   offline: "Went offline", recovered: "Back online", stopped: "Stopped cleanly", reboot: "Rebooted",
   check_failed: "Check failing", check_recovered: "Check passing again", services_failed: "Services failing",
   services_recovered: "Services ok again", clock_skew: "Clock off", reminder: "Still offline", pending: "Never heard from",
-  flapping: "Checks flapping", flapping_stopped: "Checks steady again",
+  flapping: "Checks flapping", flapping_stopped: "Checks steady again", deleted: "Deleted",
 };
 
 async function renderDetail() {

@@ -60,16 +60,18 @@ enum Ends {
 /// How long news lasts in Alertmanager: well past its default `group_wait` (30 s).
 const NEWS_LASTS_MS: i64 = 5 * 60_000;
 
-/// Alertmanager's `alertname` and `severity` for a failing check.
+/// Alertmanager's `alertname` and `severity` for an offline node, a failing check and flapping checks.
+const OFFLINE_ALERT: (&str, &str) = ("HearthNodeOffline", "critical");
 const CHECK_ALERT: (&str, &str) = ("HearthCheckFailing", "warning");
+const FLAPPING_ALERT: (&str, &str) = ("HearthChecksFlapping", "warning");
 /// Alertmanager's names for a job that is late, and one that failed.
 const JOB_DOWN: (&str, &str) = ("HearthJobDown", "critical");
 const JOB_FAILED: (&str, &str) = ("HearthJobFailed", "critical");
 
 fn telling(kind: EventKind) -> Telling {
-    const OFFLINE: (&str, &str) = ("HearthNodeOffline", "critical");
+    const OFFLINE: (&str, &str) = OFFLINE_ALERT;
     const CHECK: (&str, &str) = CHECK_ALERT;
-    const FLAPPING: (&str, &str) = ("HearthChecksFlapping", "warning");
+    const FLAPPING: (&str, &str) = FLAPPING_ALERT;
     const NEWS: (&str, &str) = ("3", "information_source");
     let t = |what, trouble, ntfy, alertmanager, ends| Telling { what, trouble, ntfy, alertmanager, ends };
     match kind {
@@ -84,6 +86,8 @@ fn telling(kind: EventKind) -> Telling {
         EventKind::Flapping => t("has flapping checks", true, ("4", "warning"), FLAPPING, Ends::Later),
         EventKind::FlappingStopped => t("has steady checks again", false, ("3", "green_circle"), FLAPPING, Ends::Now),
         EventKind::Test => t("sent a test notification", false, NEWS, ("HearthTest", "info"), Ends::Soon),
+        // Ends the node's offline, flapping and check alerts (`alertmanager_alerts`).
+        EventKind::Deleted => t("was deleted", false, ("3", "wastebasket"), OFFLINE, Ends::Now),
         // Events that never alert (`EventKind::alerts`), told plainly should that change.
         EventKind::Stopped => t("stopped cleanly", false, NEWS, ("HearthNodeStopped", "info"), Ends::Soon),
         EventKind::ServicesFailed => {
@@ -230,6 +234,11 @@ fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
         // Check alerts were held back while flapping: each check's entry says where it stands now.
         EventKind::FlappingStopped => std::iter::once(entry(tell.alertmanager, None, Ends::Now))
             .chain(checks.iter().map(|c| entry(CHECK_ALERT, Some(&c.name), if c.ok { Ends::Now } else { Ends::Later })))
+            .collect(),
+        // A deleted node can never end what was told of it: it all ends now.
+        EventKind::Deleted => [entry(OFFLINE_ALERT, None, Ends::Now), entry(FLAPPING_ALERT, None, Ends::Now)]
+            .into_iter()
+            .chain(checks.iter().map(|c| entry(CHECK_ALERT, Some(&c.name), Ends::Now)))
             .collect(),
         // A success ends both the late and the failed alert, whichever was raised.
         EventKind::JobRecovered => vec![entry(JOB_DOWN, None, Ends::Now), entry(JOB_FAILED, None, Ends::Now)],

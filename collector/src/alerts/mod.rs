@@ -262,6 +262,27 @@ fn write_changes(
     record_about(txn, &Subject::node(node), changes, now, channels, held)
 }
 
+/// After an operator (`by`) deleted `node`: if it was offline, failing a check or flapping,
+/// one `deleted` alert, so that no channel (Alertmanager least of all) is left holding a
+/// problem that nothing can end any more. Held, like the rest, if its alerts were.
+pub fn record_deleted(
+    txn: &mut Txn<RwTxn>,
+    node: &NodeRecord,
+    by: &str,
+    now: i64,
+    channels: &Channels,
+) -> Result<(), store::Error> {
+    let checks = node.heartbeat.as_ref().and_then(|hb| hb.checks.clone()).unwrap_or_default();
+    if node.down_since.is_none() && node.flapping_since.is_none() && checks.iter().all(|c| c.ok) {
+        return Ok(());
+    }
+    let detail = format!("deleted by {by}; what was told of it is over");
+    let change = Change { kind: liveness::Kind::Deleted, check: None, detail, down_since: node.down_since, checks };
+    let held = node.held_since.map(|_| "its alerts were held, so its deletion is too".to_owned());
+    record_about(txn, &Subject::node(node), &[change], now, channels, |_| held.clone())?;
+    Ok(())
+}
+
 /// [`record`] for any subject: a node or a job. `held` says why an alerting change is
 /// held back (its event is still written), if it is.
 pub fn record_about(

@@ -2,7 +2,7 @@
 
 use super::uptime;
 use super::{audit, internal, limit_param, query_param, too_many, ApiError, Context, Handled, Reply, Request, User};
-use crate::alerts::Holds;
+use crate::alerts::{self, Holds};
 use crate::maintenance::HoldKind;
 use crate::model::{
     node_key, AlertRecord, AuditRecord, DeliveryState, EnrollTokenRecord, EventKind, EventRecord, NodeRecord, NodeView,
@@ -175,6 +175,7 @@ pub(super) fn delete_node(user: &User, id: &str, req: &Request, txn: &mut Txn<Rw
     let id = node_key(id);
     let Some(node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
     txn.delete_node(&node)?;
+    alerts::record_deleted(txn, &node, &user.name, ctx.now_ms, ctx.channels)?;
     let detail = format!("{} ({}); its agent token is revoked", node.name, node.hostname);
     audit(txn, ctx, req, &user.name, "node_deleted", Some(&id), detail)?;
     log::info!("{} deleted node {id} ({})", user.name, node.name);

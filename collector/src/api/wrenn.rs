@@ -9,6 +9,7 @@
 //! Errors on these routes have Wrenn's shape, `{"error": {"code", "message"}}` ([`error_reply`]).
 
 use super::{audit, fleet, internal, too_many, ApiError, Context, Failure, Handled, Reply, Request, User};
+use crate::alerts;
 use crate::jwt::{self, Claims};
 use crate::liveness;
 use crate::model::{EnrollTokenRecord, HostRecord, HostState, NodeRecord, Status};
@@ -255,6 +256,7 @@ pub(super) fn delete(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>,
         txn.delete_enroll_token(&old)?;
     }
     txn.delete_node(&node)?;
+    alerts::record_deleted(txn, &node, &user.name, ctx.now_ms, ctx.channels)?;
     audit(txn, ctx, req, &user.name, "host_deleted", Some(&node.node_id), "Wrenn host and its token".into())?;
     log::info!("{} deleted Wrenn host {}", user.name, node.node_id);
     Ok(Reply::bytes(204, "application/json", Vec::new()))

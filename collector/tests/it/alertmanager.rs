@@ -113,3 +113,33 @@ fn alert_test_is_active_in_a_real_alertmanager() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_until("HearthTest to be active", || active(&am).contains(r#""alertname":"HearthTest""#));
 }
+
+/// Deleting a node that is offline, with a failing check, ends both its alerts in
+/// Alertmanager: nothing else ever could.
+#[test]
+fn deleting_an_offline_node_ends_its_alerts_in_a_real_alertmanager() {
+    let Some(am) = alertmanager() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let conf = temp.path().join("alerts.conf");
+    std::fs::write(&conf, format!("[channel am]\ntype = alertmanager\nurl = http://{}\n", am.addr)).unwrap();
+    let clock = TestClock::new(temp.path());
+    let real_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    clock.set(real_now - 600_000); // as above: behind Alertmanager's clock after the silence
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    let c = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let node = new_node_id();
+    let v1 = v1_heartbeat(&node);
+    let failing = format!(r#"{},"checks":[{{"name":"disk","ok":false,"detail":"full"}}]}}"#, &v1[..v1.len() - 1]);
+    assert_eq!(c.post("/api/agent/heartbeat", &[], &failing).status, 200);
+    wait_until("HearthCheckFailing to be active", || active(&am).contains(r#""alertname":"HearthCheckFailing""#));
+    clock.advance_secs(500);
+    wait_until("HearthNodeOffline to be active", || active(&am).contains(r#""alertname":"HearthNodeOffline""#));
+
+    let auth = format!("Bearer {}", c.api_key());
+    let deleted = send(c.addr, "DELETE", &format!("/api/nodes/{node}"), &[("Authorization", &auth)], b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    wait_until("both alerts to end", || {
+        let alerts = active(&am);
+        !alerts.contains("HearthNodeOffline") && !alerts.contains("HearthCheckFailing")
+    });
+}

@@ -575,3 +575,30 @@ fn a_channel_redirect_is_not_followed() {
     // The redirect's target heard nothing (the command sent what it sends before it exited).
     assert!(elsewhere.hits().is_empty(), "the alert followed the redirect");
 }
+
+/// Deleting a node that is fine tells nobody; deleting one that is offline says so once,
+/// after its offline alert, so that whoever heard of the outage hears it is over.
+#[test]
+fn deleting_a_node_tells_only_when_something_was_told_of_it() {
+    let Watch { _temp, receiver, clock, collector } = watch(one_webhook, &[]);
+    let auth = format!("Bearer {}", collector.api_key());
+    let delete = |node: &str| {
+        let answer = send(collector.addr, "DELETE", &format!("/api/nodes/{node}"), &[("Authorization", &auth)], b"");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    };
+    let fine = new_node_id();
+    collector.post("/api/agent/heartbeat", &[], &beat(&fine, "b1", "running"));
+    delete(&fine);
+    assert_no_alert(&collector);
+
+    let gone = new_node_id();
+    collector.post("/api/agent/heartbeat", &[], &beat(&gone, "b1", "running"));
+    clock.advance_secs(45);
+    receiver.wait_for(1);
+    delete(&gone);
+    let hits = receiver.wait_for(2);
+    assert!(hits[0].body.contains(r#""kind":"offline""#), "{}", hits[0].body);
+    assert!(hits[1].body.contains(r#""kind":"deleted""#) && hits[1].body.contains(&gone), "{}", hits[1].body);
+    wait_until_settled(&collector);
+    assert_eq!(receiver.hits().len(), 2, "{:#?}", receiver.hits());
+}
