@@ -59,7 +59,12 @@ pub async fn run(root: &str, services: &[String], paths: &[String], absent: Abse
             None => log::debug!("service check {service} skipped: {}", describe(&state)),
         }
     }
-    checks.extend(paths.iter().map(|p| path_check(p)));
+    for path in paths {
+        // A path listed twice (or the root again) is one check, not the same one twice.
+        if !checks.iter().any(|c| c.name == *path) {
+            checks.push(path_check(path));
+        }
+    }
     let cloudflare_ok = match cloudflared {
         Some(state) => state == ServiceState::Active,
         None => service_state(CLOUDFLARED, systemd).await == ServiceState::Active,
@@ -235,8 +240,9 @@ mod tests {
     fn root_and_paths_decide_services_ok() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_str().unwrap();
-        let ok = smol::block_on(run(root, &[], &[root.to_owned()], Absent::Failing));
+        let ok = smol::block_on(run(root, &[], &[root.to_owned(), root.to_owned()], Absent::Failing));
         assert!(ok.services_ok, "{ok:?}");
+        assert_eq!(ok.checks.len(), 1, "the root listed again is one check: {ok:?}");
         let missing = smol::block_on(run("/nonexistent/root", &[], &[], Absent::Failing));
         assert!(!missing.services_ok && missing.checks[0].name == "/nonexistent/root");
         let file = dir.path().join("f");

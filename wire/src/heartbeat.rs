@@ -113,7 +113,8 @@ impl Heartbeat {
         let checks = f
             .opt_object_list("checks")?
             .map(|list| list.iter().map(Check::from_fields).collect::<Result<Vec<_>, _>>())
-            .transpose()?;
+            .transpose()?
+            .map(one_per_name);
         Ok(Heartbeat {
             node_id,
             hostname: f.str("hostname", 253)?,
@@ -165,6 +166,21 @@ impl Check {
     }
 }
 
+/// One check per name, in the order first given: a name given twice (a path listed twice,
+/// say) is one check, failing if any copy fails. Two would be one series twice in the
+/// collector's `/metrics/nodes`, which Prometheus drops.
+fn one_per_name(checks: Vec<Check>) -> Vec<Check> {
+    let mut kept: Vec<Check> = Vec::with_capacity(checks.len());
+    for check in checks {
+        match kept.iter_mut().find(|k| k.name == check.name) {
+            Some(same) if same.ok && !check.ok => *same = check,
+            Some(_) => {}
+            None => kept.push(check),
+        }
+    }
+    kept
+}
+
 pub(crate) fn check_ip(field: &str, address: &str) -> Result<(), WireError> {
     match address.parse::<IpAddr>() {
         Ok(_) => Ok(()),
@@ -178,6 +194,16 @@ mod tests {
 
     const V1: &str = r#"{"node_id":"550e8400-e29b-41d4-a716-446655440000","hostname":"pi","os_profile":"ArchVault",
         "cloudflare_ok":true,"services_ok":false,"vaultmesh_root":"/var/lib/vaultmesh","timestamp":"2026-11-22T10:00:00Z"}"#;
+
+    #[test]
+    fn a_check_named_twice_is_one_check_failing_if_either_copy_fails() {
+        let checks = r#","checks":[{"name":"/","ok":true},{"name":"b","ok":true},{"name":"/","ok":false,"detail":"gone"},
+            {"name":"/","ok":true}]}"#;
+        let hb = Heartbeat::from_json(&format!("{}{checks}", &V1[..V1.len() - 1])).unwrap();
+        let got: Vec<(&str, bool, &str)> =
+            hb.checks.iter().flatten().map(|c| (c.name.as_str(), c.ok, c.detail.as_str())).collect();
+        assert_eq!(got, [("/", false, "gone"), ("b", true, "")]);
+    }
 
     #[test]
     fn v1_heartbeat_parses_with_exactly_seven_fields() {
