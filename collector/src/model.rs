@@ -541,6 +541,9 @@ pub struct Delivery {
     pub attempts: u64,
     pub next_attempt: i64,
     pub last_error: Option<String>,
+    /// The HTTP status the channel answered the last failed attempt with; `None` when it
+    /// could not be reached (or nothing failed yet).
+    pub answered: Option<u16>,
     pub delivered_at: Option<i64>,
 }
 

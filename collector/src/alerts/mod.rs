@@ -333,6 +333,7 @@ pub fn record_about(
                 attempts: 0,
                 next_attempt: now,
                 last_error: None,
+                answered: None,
                 delivered_at: None,
             })
             .collect();

@@ -3,7 +3,7 @@
 use super::channel;
 use super::config::Channels;
 use crate::clock::Clock;
-use crate::model::{AlertRecord, DeliveryState};
+use crate::model::{AlertRecord, Delivery, DeliveryState};
 use crate::store::{self, Store};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,11 +48,11 @@ impl Worker {
 
     /// One pass over the outbox, oldest alert first. A channel hears of a node (or job) in
     /// the order its alerts were made: while an earlier one is still pending for that
-    /// channel, a later one waits. Otherwise, after a channel's outage, a recovery could
-    /// reach it before the offline alert it ends, and Alertmanager would keep a node that
-    /// is back firing for a week.
+    /// channel (unless the channel refused that one itself: [`holds_back`]), a later one
+    /// waits. Otherwise, after a channel's outage, a recovery could reach it before the
+    /// offline alert it ends, and Alertmanager would keep a node that is back firing for a week.
     pub fn deliver_due(&self) -> Result<(), store::Error> {
-        // (subject, channel) pairs with an earlier alert still pending.
+        // (subject, channel) pairs with an earlier alert still pending that holds them back.
         let mut behind: HashSet<(String, String)> = HashSet::new();
         for id in self.store.read(|txn| txn.outbox())? {
             let Some(mut alert) = self.store.read(|txn| txn.alert(id))? else { continue };
@@ -67,14 +67,14 @@ impl Worker {
                 })
                 .collect();
             let still_pending = |alert: &AlertRecord| -> Vec<(String, String)> {
-                let pending = alert.deliveries.iter().filter(|d| d.state == DeliveryState::Pending);
+                let pending = alert.deliveries.iter().filter(|d| d.state == DeliveryState::Pending && holds_back(d));
                 pending.map(|d| (alert.node_id.clone(), d.channel.clone())).collect()
             };
             if due.is_empty() {
                 behind.extend(still_pending(&alert));
                 continue;
             }
-            let outcomes: Vec<Result<String, String>> =
+            let outcomes: Vec<Result<String, Failed>> =
                 due.iter().map(|i| self.attempt(&alert, &alert.deliveries[*i].channel)).collect();
             let now = self.clock.now_ms();
             for (i, outcome) in due.into_iter().zip(outcomes) {
@@ -85,17 +85,19 @@ impl Worker {
                         delivery.state = DeliveryState::Delivered;
                         delivery.delivered_at = Some(now);
                         delivery.last_error = None;
+                        delivery.answered = None;
                         self.stats.sent.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(error) => {
+                    Err(failed) => {
                         log::warn!(
-                            "alert {} to channel {} failed (attempt {}): {error}",
+                            "alert {} to channel {} failed (attempt {}): {failed}",
                             alert.id,
                             delivery.channel,
                             delivery.attempts
                         );
                         self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                        delivery.last_error = Some(error);
+                        delivery.answered = failed.status;
+                        delivery.last_error = Some(failed.message);
                         if delivery.attempts >= MAX_ATTEMPTS {
                             delivery.state = DeliveryState::Failed;
                             self.stats.given_up.fetch_add(1, Ordering::Relaxed);
@@ -111,16 +113,44 @@ impl Worker {
         Ok(())
     }
 
-    fn attempt(&self, alert: &AlertRecord, channel_name: &str) -> Result<String, String> {
-        let channel = self.channels.get(channel_name).ok_or("the channel is no longer configured")?;
+    fn attempt(&self, alert: &AlertRecord, channel_name: &str) -> Result<String, Failed> {
+        let channel = self
+            .channels
+            .get(channel_name)
+            .ok_or_else(|| Failed { status: None, message: "the channel is no longer configured".into() })?;
         send(&channel::build(channel, alert))
+    }
+}
+
+/// Whether a pending delivery holds back the later alerts of its node (or job) on its
+/// channel: while the channel is unreachable, failing (5xx), busy (408, 429) or not yet
+/// tried, yes. Once it has answered this alert with a refusal of its own (another 4xx,
+/// a redirect), no: one alert a channel will never take must not hold up the rest for
+/// the day it is retried.
+fn holds_back(delivery: &Delivery) -> bool {
+    match delivery.answered {
+        None => true,
+        Some(status) => status >= 500 || status == 408 || status == 429,
+    }
+}
+
+/// Why a request to a channel failed: its HTTP status if it answered, and what to show.
+#[derive(Debug)]
+pub struct Failed {
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
 /// Sends one request; the answer's status line, or why it failed. The error names only the
 /// url's scheme and host (see [`channel::origin`]): it is logged and shown to every viewer
 /// in `GET /api/alerts`, and a webhook url's path is its secret.
-pub fn send(out: &channel::Outgoing) -> Result<String, String> {
+pub fn send(out: &channel::Outgoing) -> Result<String, Failed> {
     // A redirect would carry the alert, and any Basic credentials, somewhere the channels
     // file never named: it is an error, as is an endless status line or header.
     let mut request = minreq::post(&out.url)
@@ -132,18 +162,21 @@ pub fn send(out: &channel::Outgoing) -> Result<String, String> {
     for (name, value) in &out.headers {
         request = request.with_header(*name, value);
     }
-    let response = request.send().map_err(|e| format!("cannot reach {}: {e}", out.origin()))?;
+    let response =
+        request.send().map_err(|e| Failed { status: None, message: format!("cannot reach {}: {e}", out.origin()) })?;
     let status = format!("{} {}", response.status_code, response.reason_phrase);
+    let code = u16::try_from(response.status_code).ok();
     if (200..300).contains(&response.status_code) {
         Ok(status)
     } else if (300..400).contains(&response.status_code) {
-        Err(format!(
+        let message = format!(
             "{} answered {status}, a redirect, which is not followed: give the channel its final url",
             out.origin()
-        ))
+        );
+        Err(Failed { status: code, message })
     } else {
         let body: String = response.as_str().unwrap_or("").chars().take(200).collect();
-        Err(format!("{} answered {status}: {body}", out.origin()))
+        Err(Failed { status: code, message: format!("{} answered {status}: {body}", out.origin()) })
     }
 }
 
@@ -161,6 +194,25 @@ fn backoff_ms(attempts: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_channel_that_is_down_or_busy_holds_later_alerts_back() {
+        let delivery = |answered| Delivery {
+            channel: "hook".into(),
+            state: DeliveryState::Pending,
+            attempts: 1,
+            next_attempt: 0,
+            last_error: None,
+            answered,
+            delivered_at: None,
+        };
+        for answered in [None, Some(500), Some(503), Some(408), Some(429)] {
+            assert!(holds_back(&delivery(answered)), "{answered:?}");
+        }
+        for answered in [Some(400), Some(401), Some(404), Some(413), Some(302)] {
+            assert!(!holds_back(&delivery(answered)), "{answered:?}");
+        }
+    }
 
     #[test]
     fn backoff_grows_to_a_cap_with_jitter() {

@@ -276,6 +276,7 @@ mod tests {
                 attempts: 0,
                 next_attempt: 0,
                 last_error: None,
+                answered: None,
                 delivered_at: None,
             }],
         }

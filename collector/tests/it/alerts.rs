@@ -271,6 +271,54 @@ fn after_a_channel_outage_the_offline_alert_still_comes_before_the_recovery() {
     assert_eq!(receiver.hits().len(), 2, "{:#?}", receiver.hits());
 }
 
+/// An alert a channel refuses for itself (a 400, say: it will never take it) does not hold
+/// up the node's next alerts on that channel while it is retried.
+#[test]
+fn an_alert_the_channel_refuses_does_not_hold_up_the_next() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap();
+    let heard: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let record = heard.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut head = String::new();
+            let mut length = 0;
+            while std::io::BufRead::read_line(&mut reader, &mut head).unwrap_or(0) > 2 {
+                let line = head.lines().last().unwrap_or("").to_ascii_lowercase();
+                if let Some(v) = line.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let answer: &[u8] = if body.contains(r#""kind":"offline""#) {
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            record.lock().unwrap().push(body);
+            let _ = std::io::Write::write_all(reader.get_mut(), answer);
+        }
+    });
+    let Watch { _temp, receiver: _, clock, collector } = watch(move |dir, _| one_webhook(dir, port), &[]);
+    let node = new_node_id();
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    clock.advance_secs(45);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while heard.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the offline alert was never tried");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !heard.lock().unwrap().iter().any(|b| b.contains(r#""kind":"recovered""#)) {
+        assert!(std::time::Instant::now() < deadline, "the recovery waited behind the refused offline alert");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn alert_test_reports_what_each_channel_answered() {
     let temp = tempfile::tempdir().unwrap();
