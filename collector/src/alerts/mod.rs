@@ -264,7 +264,8 @@ fn write_changes(
 
 /// After an operator (`by`) deleted `node`: if it was offline, failing a check or flapping,
 /// one `deleted` alert, so that no channel (Alertmanager least of all) is left holding a
-/// problem that nothing can end any more. Held, like the rest, if its alerts were.
+/// problem that nothing can end any more. Never held: a window or silence could not end
+/// on a node that is gone, and what was told before it would stay told.
 pub fn record_deleted(
     txn: &mut Txn<RwTxn>,
     node: &NodeRecord,
@@ -278,8 +279,7 @@ pub fn record_deleted(
     }
     let detail = format!("deleted by {by}; what was told of it is over");
     let change = Change { kind: liveness::Kind::Deleted, check: None, detail, down_since: node.down_since, checks };
-    let held = node.held_since.map(|_| "its alerts were held, so its deletion is too".to_owned());
-    record_about(txn, &Subject::node(node), &[change], now, channels, |_| held.clone())?;
+    record_about(txn, &Subject::node(node), &[change], now, channels, |_| None)?;
     Ok(())
 }
 

@@ -66,8 +66,13 @@ impl Worker {
                         && !waits(&delivery.channel)
                 })
                 .collect();
+            // A channel no longer in the channels file can hold nothing back.
+            let configured = |d: &Delivery| self.channels.get(&d.channel).is_some();
             let still_pending = |alert: &AlertRecord| -> Vec<(String, String)> {
-                let pending = alert.deliveries.iter().filter(|d| d.state == DeliveryState::Pending && holds_back(d));
+                let pending = alert
+                    .deliveries
+                    .iter()
+                    .filter(|d| d.state == DeliveryState::Pending && holds_back(d) && configured(d));
                 pending.map(|d| (alert.node_id.clone(), d.channel.clone())).collect()
             };
             if due.is_empty() {
@@ -123,15 +128,13 @@ impl Worker {
 }
 
 /// Whether a pending delivery holds back the later alerts of its node (or job) on its
-/// channel: while the channel is unreachable, failing (5xx), busy (408, 429) or not yet
-/// tried, yes. Once it has answered this alert with a refusal of its own (another 4xx,
-/// a redirect), no: one alert a channel will never take must not hold up the rest for
-/// the day it is retried.
+/// channel: yes, unless the channel refused this very alert (400, 413, 422: its body,
+/// which the next alert's may not share), for one alert a channel will never take must
+/// not hold up the rest for the day it is retried. Any other failure (unreachable, 5xx,
+/// busy, a bad token or path, a redirect) is the channel's, and when it is mended the
+/// alerts go in order.
 fn holds_back(delivery: &Delivery) -> bool {
-    match delivery.answered {
-        None => true,
-        Some(status) => status >= 500 || status == 408 || status == 429,
-    }
+    !matches!(delivery.answered, Some(400 | 413 | 422))
 }
 
 /// Why a request to a channel failed: its HTTP status if it answered, and what to show.
@@ -196,7 +199,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_channel_that_is_down_or_busy_holds_later_alerts_back() {
+    fn only_an_alert_the_channel_refused_for_its_body_holds_nothing_back() {
         let delivery = |answered| Delivery {
             channel: "hook".into(),
             state: DeliveryState::Pending,
@@ -206,10 +209,10 @@ mod tests {
             answered,
             delivered_at: None,
         };
-        for answered in [None, Some(500), Some(503), Some(408), Some(429)] {
+        for answered in [None, Some(500), Some(503), Some(408), Some(429), Some(401), Some(403), Some(404), Some(302)] {
             assert!(holds_back(&delivery(answered)), "{answered:?}");
         }
-        for answered in [Some(400), Some(401), Some(404), Some(413), Some(302)] {
+        for answered in [Some(400), Some(413), Some(422)] {
             assert!(!holds_back(&delivery(answered)), "{answered:?}");
         }
     }
