@@ -199,18 +199,39 @@ fn a_node_that_stays_away_pages_once_reminds_on_schedule_and_recovers_once() {
     assert_eq!(receiver.hits().len(), 4, "{:#?}", receiver.hits());
 }
 
+/// A store on a test clock whose one webhook channel points at a loopback port where
+/// nobody listens yet (`Receiver::start_on` opens it).
+struct Unheard {
+    temp: tempfile::TempDir,
+    port: SocketAddr,
+    clock: TestClock,
+}
+
+impl Unheard {
+    fn new() -> Unheard {
+        let temp = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed at once
+        let clock = TestClock::new(temp.path());
+        let conf = format!("[channel hook]\ntype = webhook\nurl = http://{port}/webhook\n");
+        std::fs::write(temp.path().join("one.conf"), conf).unwrap();
+        Unheard { temp, port, clock }
+    }
+
+    /// Starts a collector on the store (again, after a kill).
+    fn collector(&self) -> Collector {
+        let conf = self.temp.path().join("one.conf");
+        let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+        Collector::start_with_env("127.0.0.1:0", &self.temp.path().join("db"), &args, &[self.clock.env()])
+    }
+}
+
 /// The alert is in the outbox on disk before anyone is told; a SIGKILL before delivery
 /// does not lose it, and it is delivered once after the restart.
 #[test]
 fn kill_9_between_the_state_change_and_delivery_still_delivers_once() {
-    let temp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed: nobody listens yet
-    let clock = TestClock::new(temp.path());
-    let conf = temp.path().join("one.conf");
-    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = http://{port}/webhook\n")).unwrap();
-    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
-    let dir = temp.path().join("db");
-    let mut collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
+    let unheard = Unheard::new();
+    let (port, clock) = (unheard.port, &unheard.clock);
+    let mut collector = unheard.collector();
     let key = collector.api_key();
     let node = new_node_id();
     collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
@@ -223,7 +244,7 @@ fn kill_9_between_the_state_change_and_delivery_still_delivers_once() {
     collector.kill9();
 
     let receiver = Receiver::start_on(&port.to_string());
-    let _collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
+    let _collector = unheard.collector();
     clock.advance_secs(5); // past the retry's backoff
     let hits = receiver.wait_for(1);
     assert!(hits[0].body.contains(r#""kind":"offline""#), "{}", hits[0].body);
@@ -236,13 +257,9 @@ fn kill_9_between_the_state_change_and_delivery_still_delivers_once() {
 /// would leave Alertmanager firing for a node that is back.
 #[test]
 fn after_a_channel_outage_the_offline_alert_still_comes_before_the_recovery() {
-    let temp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed: nobody listens yet
-    let clock = TestClock::new(temp.path());
-    let conf = temp.path().join("one.conf");
-    std::fs::write(&conf, format!("[channel hook]\ntype = webhook\nurl = http://{port}/webhook\n")).unwrap();
-    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
-    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let unheard = Unheard::new();
+    let (port, clock) = (unheard.port, &unheard.clock);
+    let collector = unheard.collector();
     let key = collector.api_key();
     let node = new_node_id();
     collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
