@@ -69,25 +69,26 @@ const JOB_DOWN: (&str, &str) = ("HearthJobDown", "critical");
 const JOB_FAILED: (&str, &str) = ("HearthJobFailed", "critical");
 
 fn telling(kind: EventKind) -> Telling {
-    const OFFLINE: (&str, &str) = OFFLINE_ALERT;
-    const CHECK: (&str, &str) = CHECK_ALERT;
-    const FLAPPING: (&str, &str) = FLAPPING_ALERT;
     const NEWS: (&str, &str) = ("3", "information_source");
     let t = |what, trouble, ntfy, alertmanager, ends| Telling { what, trouble, ntfy, alertmanager, ends };
     match kind {
-        EventKind::Offline => t("is offline", true, ("5", "red_circle"), OFFLINE, Ends::Later),
-        EventKind::Reminder => t("is still offline", true, ("5", "red_circle"), OFFLINE, Ends::Later),
+        EventKind::Offline => t("is offline", true, ("5", "red_circle"), OFFLINE_ALERT, Ends::Later),
+        EventKind::Reminder => t("is still offline", true, ("5", "red_circle"), OFFLINE_ALERT, Ends::Later),
         // A node never heard from is offline to Alertmanager, so that its first heartbeat resolves it.
-        EventKind::Pending => t("has never sent a heartbeat", true, ("4", "warning"), OFFLINE, Ends::Later),
-        EventKind::Recovered => t("is back online", false, ("3", "green_circle"), OFFLINE, Ends::Now),
-        EventKind::CheckFailed => t("has a failing check", true, ("4", "warning"), CHECK, Ends::Later),
-        EventKind::CheckRecovered => t("has a check passing again", false, ("3", "green_circle"), CHECK, Ends::Now),
+        EventKind::Pending => t("has never sent a heartbeat", true, ("4", "warning"), OFFLINE_ALERT, Ends::Later),
+        EventKind::Recovered => t("is back online", false, ("3", "green_circle"), OFFLINE_ALERT, Ends::Now),
+        EventKind::CheckFailed => t("has a failing check", true, ("4", "warning"), CHECK_ALERT, Ends::Later),
+        EventKind::CheckRecovered => {
+            t("has a check passing again", false, ("3", "green_circle"), CHECK_ALERT, Ends::Now)
+        }
         EventKind::Reboot => t("rebooted", false, NEWS, ("HearthNodeRebooted", "info"), Ends::Soon),
-        EventKind::Flapping => t("has flapping checks", true, ("4", "warning"), FLAPPING, Ends::Later),
-        EventKind::FlappingStopped => t("has steady checks again", false, ("3", "green_circle"), FLAPPING, Ends::Now),
+        EventKind::Flapping => t("has flapping checks", true, ("4", "warning"), FLAPPING_ALERT, Ends::Later),
+        EventKind::FlappingStopped => {
+            t("has steady checks again", false, ("3", "green_circle"), FLAPPING_ALERT, Ends::Now)
+        }
         EventKind::Test => t("sent a test notification", false, NEWS, ("HearthTest", "info"), Ends::Soon),
         // Ends the node's offline, flapping and check alerts (`alertmanager_alerts`).
-        EventKind::Deleted => t("was deleted", false, ("3", "wastebasket"), OFFLINE, Ends::Now),
+        EventKind::Deleted => t("was deleted", false, ("3", "wastebasket"), OFFLINE_ALERT, Ends::Now),
         // Events that never alert (`EventKind::alerts`), told plainly should that change.
         EventKind::Stopped => t("stopped cleanly", false, NEWS, ("HearthNodeStopped", "info"), Ends::Soon),
         EventKind::ServicesFailed => {
