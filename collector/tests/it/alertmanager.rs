@@ -56,6 +56,26 @@ fn alertmanager() -> Option<Alertmanager> {
     Some(am)
 }
 
+/// A channels file in `dir` with one Alertmanager channel, `am`, and `extra` lines.
+fn am_channel(dir: &std::path::Path, am: &Alertmanager, extra: &str) -> std::path::PathBuf {
+    let conf = dir.join("alerts.conf");
+    std::fs::write(&conf, format!("[channel am]\ntype = alertmanager\nurl = http://{}\n{extra}", am.addr)).unwrap();
+    conf
+}
+
+/// A collector in `dir` with the channels file `conf` (and `extra` flags), on a test clock
+/// 600 s behind: after the 500 s of silence the tests wait through, it is still behind
+/// Alertmanager's, so a recovery's `endsAt` (the collector's now) is past.
+fn behind_alertmanager(dir: &std::path::Path, conf: &std::path::Path, extra: &[&str]) -> (TestClock, Collector) {
+    let clock = TestClock::new(dir);
+    let real_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    clock.set(real_now - 600_000);
+    let mut args = vec!["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let collector = Collector::start_with_env("127.0.0.1:0", &dir.join("db"), &args, &[clock.env()]);
+    (clock, collector)
+}
+
 /// Alertmanager's active alerts (`GET /api/v2/alerts?active=true`), as JSON text.
 fn active(am: &Alertmanager) -> String {
     send(am.addr, "GET", "/api/v2/alerts?active=true&silenced=false&inhibited=false", &[], b"").body
@@ -73,16 +93,8 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 fn a_real_alertmanager_sees_offline_recovery_and_the_watchdog() {
     let Some(am) = alertmanager() else { return };
     let temp = tempfile::tempdir().unwrap();
-    let conf = temp.path().join("alerts.conf");
-    std::fs::write(&conf, format!("[channel am]\ntype = alertmanager\nurl = http://{}\nwatchdog = true\n", am.addr))
-        .unwrap();
-    let clock = TestClock::new(temp.path());
-    let real_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    // The collector's clock starts 600 s back, so that after the 500 s of silence below it
-    // is still behind Alertmanager's: a recovery's `endsAt` (the collector's now) is past.
-    clock.set(real_now - 600_000);
-    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap(), "--watchdog-secs", "1"];
-    let c = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let conf = am_channel(temp.path(), &am, "watchdog = true\n");
+    let (clock, c) = behind_alertmanager(temp.path(), &conf, &["--watchdog-secs", "1"]);
     let node = new_node_id();
     assert_eq!(c.post("/api/agent/heartbeat", &[], &v1_heartbeat(&node)).status, 200);
     wait_until("HearthWatchdog to be active", || active(&am).contains(r#""alertname":"HearthWatchdog""#));
@@ -106,8 +118,7 @@ fn a_real_alertmanager_sees_offline_recovery_and_the_watchdog() {
 fn alert_test_is_active_in_a_real_alertmanager() {
     let Some(am) = alertmanager() else { return };
     let temp = tempfile::tempdir().unwrap();
-    let conf = temp.path().join("alerts.conf");
-    std::fs::write(&conf, format!("[channel am]\ntype = alertmanager\nurl = http://{}\n", am.addr)).unwrap();
+    let conf = am_channel(temp.path(), &am, "");
     let out =
         Command::new(collector_bin()).args(["alert", "test", "--alerts", conf.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -120,13 +131,8 @@ fn alert_test_is_active_in_a_real_alertmanager() {
 fn deleting_an_offline_node_ends_its_alerts_in_a_real_alertmanager() {
     let Some(am) = alertmanager() else { return };
     let temp = tempfile::tempdir().unwrap();
-    let conf = temp.path().join("alerts.conf");
-    std::fs::write(&conf, format!("[channel am]\ntype = alertmanager\nurl = http://{}\n", am.addr)).unwrap();
-    let clock = TestClock::new(temp.path());
-    let real_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    clock.set(real_now - 600_000); // as above: behind Alertmanager's clock after the silence
-    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap()];
-    let c = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[clock.env()]);
+    let conf = am_channel(temp.path(), &am, "");
+    let (clock, c) = behind_alertmanager(temp.path(), &conf, &[]);
     let node = new_node_id();
     let v1 = v1_heartbeat(&node);
     let failing = format!(r#"{},"checks":[{{"name":"disk","ok":false,"detail":"full"}}]}}"#, &v1[..v1.len() - 1]);
