@@ -27,7 +27,8 @@ Usage:
   hearth-collector alert test [--channel NAME] [--alerts FILE]
   hearth-collector job add NAME (--period 1d | --schedule \"0 3 * * *\" [--tz Europe/Berlin])
                            [--grace 1h] [--tags a,b] [--public-url URL]
-  hearth-collector job list [--json] | job pause JOB | job resume JOB | job remove JOB
+  hearth-collector job list [--json] | job pause JOB [--alerts FILE] | job resume JOB
+  hearth-collector job remove JOB [--alerts FILE]
   hearth-collector ping-key rotate [--public-url URL]
   hearth-collector maintenance add --reason TEXT (--start TIME --end TIME | --schedule CRON --duration 2h
                                    [--tz ZONE]) [--nodes ID,ID | --tags a,b]
@@ -62,9 +63,11 @@ Commands:
   job add        watch a scheduled job by its pings (Healthchecks-style); prints its ping
                  URL, alone, on stdout
   job list       print the jobs, their state and when each is next expected
-  job pause      stop watching a job until its next ping (JOB is its id or slug)
+  job pause      stop watching a job until its next ping (JOB is its id or slug); if it
+                 was down or failed, the channels (as for `alert test`) hear that it was
+                 paused, and Alertmanager's alert about it ends
   job resume     watch a paused job again
-  job remove     forget a job and its pings
+  job remove     forget a job and its pings; a job down or failed ends as with pause
   ping-key rotate
                  make a new ping key for slug URLs (/ping/KEY/SLUG) and print it once;
                  the old one stops working
@@ -262,10 +265,12 @@ pub enum Command {
         data_dir: PathBuf,
         job: String,
         paused: bool,
+        alerts: Option<PathBuf>,
     },
     JobRemove {
         data_dir: PathBuf,
         job: String,
+        alerts: Option<PathBuf>,
     },
     PingKeyRotate {
         data_dir: PathBuf,
@@ -562,9 +567,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         }
         ["job", "list"] => Command::JobList { data_dir, json },
         ["job", verb @ ("pause" | "resume"), job] => {
-            Command::JobPause { data_dir, job: (*job).to_owned(), paused: *verb == "pause" }
+            Command::JobPause { data_dir, job: (*job).to_owned(), paused: *verb == "pause", alerts }
         }
-        ["job", "remove", job] => Command::JobRemove { data_dir, job: (*job).to_owned() },
+        ["job", "remove", job] => Command::JobRemove { data_dir, job: (*job).to_owned(), alerts },
         ["ping-key", "rotate"] => Command::PingKeyRotate { data_dir, public_url: base_url(public_url) },
         ["maintenance", "add"] => Command::MaintenanceAdd {
             data_dir,
@@ -642,7 +647,8 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
             &["data-dir", "period", "schedule", "cron", "tz", "time-zone", "grace", "tags", "public-url"]
         }
         ["job", "list"] => &["data-dir", "json"],
-        ["job", "pause" | "resume" | "remove", _] => &["data-dir"],
+        ["job", "pause" | "remove", _] => &["data-dir", "alerts"],
+        ["job", "resume", _] => &["data-dir"],
         ["ping-key", "rotate"] => &["data-dir", "public-url"],
         ["maintenance", "add"] => {
             &["data-dir", "reason", "start", "end", "cron", "schedule", "duration", "time-zone", "tz", "nodes", "tags"]

@@ -323,6 +323,29 @@ pub fn on_deadline(job: &mut JobRecord, now: i64, remind_ms: Option<i64>, watchi
     changes
 }
 
+/// Pauses a job: it is not watched until its next ping or until it is resumed. One that
+/// was down or failed is so no longer: what was told of it ends (`job_paused`; in
+/// Alertmanager, which would otherwise keep paging about it), and a problem after the
+/// pause is told afresh. `by` is who paused it.
+pub fn pause(job: &mut JobRecord, by: &str, remind_ms: Option<i64>) -> Vec<Change> {
+    job.paused = true;
+    let ended = told_of(job, Kind::JobPaused, format!("paused by {by}; alerts about it end until it is watched again"));
+    (job.down_since, job.failed, job.reminded_at) = (None, false, None);
+    place(job, remind_ms);
+    ended
+}
+
+/// What removing a job tells: that a job down or failed is over (`job_removed`), since
+/// nothing could end it once the job is gone. `by` is who removed it.
+pub fn remove(job: &JobRecord, by: &str) -> Vec<Change> {
+    told_of(job, Kind::JobRemoved, format!("removed by {by}; what was told of it is over"))
+}
+
+/// A `kind` change when something was told of the job (it is down or failed); else none.
+fn told_of(job: &JobRecord, kind: Kind, detail: String) -> Vec<Change> {
+    job.down_since.map(|since| change(kind, detail, Some(since))).into_iter().collect()
+}
+
 /// Sets when the sweep next looks at the job.
 pub fn place(job: &mut JobRecord, remind_ms: Option<i64>) {
     job.deadline = if job.paused {
@@ -488,6 +511,26 @@ mod tests {
             on_ping(&mut j, PingKind::Start, None, Some(&i.to_string()), T0 + 200 * S, None);
         }
         assert_eq!(j.open_runs.len(), OPEN_RUNS);
+    }
+
+    /// Pausing a failed job ends what was told of it, once; a failure after the pause is
+    /// told afresh. Pausing or removing a job that is fine tells nothing.
+    #[test]
+    fn pausing_a_failed_job_ends_its_alert_and_the_next_failure_is_told_again() {
+        let mut j = job(Some(86_400), None, None, 3600);
+        assert!(pause(&mut j, "ann", None).is_empty(), "nothing was told of a job that is fine");
+        assert!(remove(&j, "ann").is_empty());
+        let mut j = job(Some(86_400), None, None, 3600);
+        on_ping(&mut j, PingKind::Fail, None, None, T0 + H, None);
+        let removed = remove(&j, "ann");
+        assert_eq!((removed[0].kind, removed[0].down_since), (Kind::JobRemoved, Some(T0 + H)));
+        let paused = pause(&mut j, "ann", Some(H));
+        assert_eq!((paused[0].kind, paused[0].down_since), (Kind::JobPaused, Some(T0 + H)));
+        assert_eq!(paused[0].detail, "paused by ann; alerts about it end until it is watched again");
+        assert_eq!((status(&j, T0 + 2 * H), j.deadline), (JobStatus::Paused, None));
+        assert!(pause(&mut j, "ann", None).is_empty(), "once");
+        let again = on_ping(&mut j, PingKind::Fail, None, None, T0 + 2 * H, None);
+        assert_eq!(again.changes[0].kind, Kind::JobFailed, "a failure after the pause is told");
     }
 
     #[test]

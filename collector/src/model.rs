@@ -306,6 +306,13 @@ pub enum EventKind {
     /// A job that was down or failed pinged success again.
     #[serde(rename = "job_recovered")]
     JobRecovered,
+    /// An operator paused a job that was down or failed: what was told of it is over, and a
+    /// problem after it is told afresh (`jobs::pause`).
+    #[serde(rename = "job_paused")]
+    JobPaused,
+    /// An operator removed a job that was down or failed: what was told of it is over.
+    #[serde(rename = "job_removed")]
+    JobRemoved,
 }
 
 impl EventKind {
@@ -329,6 +336,8 @@ impl EventKind {
             EventKind::JobDown => "job_down",
             EventKind::JobFailed => "job_failed",
             EventKind::JobRecovered => "job_recovered",
+            EventKind::JobPaused => "job_paused",
+            EventKind::JobRemoved => "job_removed",
         }
     }
 
@@ -348,7 +357,9 @@ impl EventKind {
             | EventKind::Deleted
             | EventKind::JobDown
             | EventKind::JobFailed
-            | EventKind::JobRecovered => true,
+            | EventKind::JobRecovered
+            | EventKind::JobPaused
+            | EventKind::JobRemoved => true,
             EventKind::Stopped | EventKind::ServicesFailed | EventKind::ServicesRecovered | EventKind::ClockSkew => {
                 false
             }
@@ -390,7 +401,14 @@ pub enum HostState {
 impl EventKind {
     /// Whether this is about a job (its subject id is a job id) rather than a node.
     pub fn is_job(self) -> bool {
-        matches!(self, EventKind::JobDown | EventKind::JobFailed | EventKind::JobRecovered)
+        matches!(
+            self,
+            EventKind::JobDown
+                | EventKind::JobFailed
+                | EventKind::JobRecovered
+                | EventKind::JobPaused
+                | EventKind::JobRemoved
+        )
     }
 }
 

@@ -106,6 +106,9 @@ fn telling(kind: EventKind) -> Telling {
         EventKind::JobFailed => t("failed", true, ("5", "red_circle"), JOB_FAILED, Ends::Later),
         // Resolves both HearthJobDown and HearthJobFailed (`alertmanager_alerts`).
         EventKind::JobRecovered => t("succeeded again", false, ("3", "green_circle"), JOB_DOWN, Ends::Now),
+        // Like a success, these end both (`alertmanager_alerts`).
+        EventKind::JobPaused => t("was paused", false, ("3", "pause_button"), JOB_DOWN, Ends::Now),
+        EventKind::JobRemoved => t("was removed", false, ("3", "wastebasket"), JOB_DOWN, Ends::Now),
     }
 }
 
@@ -241,8 +244,11 @@ fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
             .into_iter()
             .chain(checks.iter().map(|c| entry(CHECK_ALERT, Some(&c.name), Ends::Now)))
             .collect(),
-        // A success ends both the late and the failed alert, whichever was raised.
-        EventKind::JobRecovered => vec![entry(JOB_DOWN, None, Ends::Now), entry(JOB_FAILED, None, Ends::Now)],
+        // A success (or a pause, or a removal) ends both the late and the failed alert,
+        // whichever was raised.
+        EventKind::JobRecovered | EventKind::JobPaused | EventKind::JobRemoved => {
+            vec![entry(JOB_DOWN, None, Ends::Now), entry(JOB_FAILED, None, Ends::Now)]
+        }
         _ => vec![entry(tell.alertmanager, alert.check.as_deref(), tell.ends)],
     }
 }

@@ -3,6 +3,7 @@
 
 use super::fleet::{parse_body, server_url};
 use super::{audit, ApiError, Context, Failure, Handled, Reply, Request, User};
+use crate::alerts::{self, Subject};
 use crate::jobs::{self, JobSpec, JobStatus};
 use crate::model::{JobRecord, PingRecord, Role};
 use crate::secret;
@@ -231,11 +232,17 @@ pub(super) fn edit(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, c
     }
     (job.name, job.slug, job.tags) = (renamed.name, renamed.slug, spec.tags);
     (job.period_secs, job.cron, job.tz, job.grace_secs) = (spec.period_secs, spec.cron, spec.tz, spec.grace_secs);
-    if let Some(paused) = body.paused {
-        job.paused = paused;
-    }
+    let ended = match body.paused {
+        Some(true) => jobs::pause(&mut job, &user.name, ctx.policy.remind_ms()),
+        Some(false) => {
+            job.paused = false;
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
     jobs::place(&mut job, ctx.policy.remind_ms());
     txn.save_job(&job, previous, Some(&previous_slug))?;
+    alerts::record_about(txn, &Subject::job(&job), &ended, ctx.now_ms, ctx.channels, |_| None)?;
     let detail = if body.paused == Some(true) { "paused".to_owned() } else { "edited".to_owned() };
     audit(txn, ctx, req, &user.name, "job_updated", Some(&job.id), detail)?;
     log::info!("{} edited job {} ({})", user.name, job.name, job.id);
@@ -251,6 +258,8 @@ struct Deleted {
 pub(super) fn remove(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     let Some(job) = txn.job(id)? else { return Err(no_such_job(id).into()) };
     txn.delete_job(&job)?;
+    let ended = jobs::remove(&job, &user.name);
+    alerts::record_about(txn, &Subject::job(&job), &ended, ctx.now_ms, ctx.channels, |_| None)?;
     audit(txn, ctx, req, &user.name, "job_removed", Some(&job.id), job.name.clone())?;
     log::info!("{} removed job {} ({})", user.name, job.name, job.id);
     Ok(Reply::json(200, &Deleted { deleted: job.id }))

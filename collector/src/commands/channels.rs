@@ -34,20 +34,33 @@ pub(super) fn load_channels(path: Option<&Path>) -> Result<(Channels, Option<Pat
 
 const DEFAULT_ALERTS: &str = "/etc/hearth/alerts.conf";
 
-/// Sends a test notification to each channel and prints what it answered. The channels
-/// file is the one named (`--alerts`, `HEARTH_ALERTS`), else the one the last `serve` on
-/// `data_dir` read, else the default.
-pub(super) fn alert_test(data_dir: &Path, path: Option<&Path>, only: Option<&str>) -> Result<(), Failure> {
+/// The channels a command tells: those of the file named (`--alerts`, `HEARTH_ALERTS`), else
+/// of the one the last `serve` on `store` (in `data_dir`) read, else of the default file,
+/// if it exists.
+pub(super) fn served_channels(
+    store: &Store,
+    data_dir: &Path,
+    path: Option<&Path>,
+) -> Result<(Channels, Option<PathBuf>), Failure> {
     let served: Option<PathBuf> = match path {
         Some(_) => None,
-        None if Store::exists(data_dir) => open_existing_store(data_dir)?
+        None => store
             .read(|txn| txn.setting::<String>(setting::CHANNELS_FILE))
             .map_err(|e| Failure::store(data_dir, e))?
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
-        None => None,
     };
-    let (channels, read) = load_channels(path.or(served.as_deref()))?;
+    load_channels(path.or(served.as_deref()))
+}
+
+/// Sends a test notification to each channel and prints what it answered. The channels
+/// file is the one named (`--alerts`, `HEARTH_ALERTS`), else the one the last `serve` on
+/// `data_dir` read, else the default.
+pub(super) fn alert_test(data_dir: &Path, path: Option<&Path>, only: Option<&str>) -> Result<(), Failure> {
+    let (channels, read) = match path {
+        None if Store::exists(data_dir) => served_channels(&open_existing_store(data_dir)?, data_dir, None)?,
+        _ => load_channels(path)?,
+    };
     let chosen: Vec<_> = channels.list.iter().filter(|c| only.is_none_or(|name| c.name == name)).collect();
     let file = read.map_or_else(|| format!("{DEFAULT_ALERTS} does not exist"), |p| p.display().to_string());
     if chosen.is_empty() {

@@ -1,7 +1,10 @@
 //! Jobs at the command line: `job add|list|pause|resume|remove` and `ping-key rotate`.
 
+use super::channels::served_channels;
 use super::nodes::ago;
 use super::{cli_audit, open_existing_store, open_store, random_failed, Failure};
+use crate::alerts::config::Channels;
+use crate::alerts::{self, Subject};
 use crate::api::{create_job, new_ping_key};
 use crate::clock::Clock;
 use crate::jobs::{self, JobSpec};
@@ -12,6 +15,9 @@ use crate::store::{self, setting, RwTxn, Txn};
 use hearth_wire::format_rfc3339;
 use std::io::Write;
 use std::path::Path;
+
+/// Who paused or removed a job, as its alert says.
+const CLI: &str = "the command line";
 
 /// The policy the last `serve` ran with, for reminders.
 fn remind_ms<T: store::ReadTxn>(txn: &Txn<T>) -> Result<Option<i64>, store::Error> {
@@ -99,15 +105,19 @@ fn no_job(name: &str) -> Failure {
     Failure::Failed(format!("no job has the id or slug {name}; see `hearth-collector job list`"))
 }
 
-pub(super) fn pause(data_dir: &Path, name: &str, paused: bool) -> Result<(), Failure> {
+pub(super) fn pause(data_dir: &Path, name: &str, paused: bool, alerts: Option<&Path>) -> Result<(), Failure> {
     let store = open_existing_store(data_dir)?;
+    let channels = if paused { served_channels(&store, data_dir, alerts)?.0 } else { Channels::default() };
     let found = store
         .write(|txn| {
             let Some(mut job) = find(txn, name)? else { return Ok(None) };
             let (previous, slug) = (job.deadline, job.slug.clone());
+            let remind = remind_ms(txn)?;
+            let ended = if paused { jobs::pause(&mut job, CLI, remind) } else { Vec::new() };
             job.paused = paused;
-            jobs::place(&mut job, remind_ms(txn)?);
+            jobs::place(&mut job, remind);
             txn.save_job(&job, previous, Some(&slug))?;
+            alerts::record_about(txn, &Subject::job(&job), &ended, Clock::from_env().now_ms(), &channels, |_| None)?;
             let action = if paused { "job_paused" } else { "job_resumed" };
             txn.put_audit(cli_audit(action, &job.id, job.name.clone()))?;
             Ok(Some(job))
@@ -119,12 +129,21 @@ pub(super) fn pause(data_dir: &Path, name: &str, paused: bool) -> Result<(), Fai
     Ok(())
 }
 
-pub(super) fn remove(data_dir: &Path, name: &str) -> Result<(), Failure> {
+pub(super) fn remove(data_dir: &Path, name: &str, alerts: Option<&Path>) -> Result<(), Failure> {
     let store = open_existing_store(data_dir)?;
+    let (channels, _) = served_channels(&store, data_dir, alerts)?;
     let found = store
         .write(|txn| {
             let Some(job) = find(txn, name)? else { return Ok(None) };
             txn.delete_job(&job)?;
+            alerts::record_about(
+                txn,
+                &Subject::job(&job),
+                &jobs::remove(&job, CLI),
+                Clock::from_env().now_ms(),
+                &channels,
+                |_| None,
+            )?;
             txn.put_audit(cli_audit("job_removed", &job.id, job.name.clone()))?;
             Ok(Some(job))
         })

@@ -105,8 +105,8 @@ pub fn run(command: Command) -> Result<(), Failure> {
             jobs::add(&data_dir, spec, &public_url)
         }
         Command::JobList { data_dir, json } => jobs::list(&data_dir, json),
-        Command::JobPause { data_dir, job, paused } => jobs::pause(&data_dir, &job, paused),
-        Command::JobRemove { data_dir, job } => jobs::remove(&data_dir, &job),
+        Command::JobPause { data_dir, job, paused, alerts } => jobs::pause(&data_dir, &job, paused, alerts.as_deref()),
+        Command::JobRemove { data_dir, job, alerts } => jobs::remove(&data_dir, &job, alerts.as_deref()),
         Command::PingKeyRotate { data_dir, public_url } => jobs::rotate_key(&data_dir, &public_url),
         Command::MaintenanceAdd { data_dir, reason, start, end, cron, duration, time_zone, nodes, tags } => {
             let flags = holds::WindowFlags { reason, start, end, cron, duration, time_zone, nodes, tags };

@@ -149,3 +149,24 @@ fn deleting_an_offline_node_ends_its_alerts_in_a_real_alertmanager() {
         !alerts.contains("HearthNodeOffline") && !alerts.contains("HearthCheckFailing")
     });
 }
+
+/// Pausing a failed job ends `HearthJobFailed` in Alertmanager, which would otherwise
+/// remind the receiver of it (every `repeat_interval`) for a week.
+#[test]
+fn pausing_a_failed_job_ends_its_alert_in_a_real_alertmanager() {
+    let Some(am) = alertmanager() else { return };
+    let temp = tempfile::tempdir().unwrap();
+    let conf = am_channel(temp.path(), &am, "");
+    let (_clock, c) = behind_alertmanager(temp.path(), &conf, &[]);
+    let auth = format!("Bearer {}", c.api_key());
+    let added = c.post("/api/jobs", &[("Authorization", &auth)], r#"{"name":"backup","period_secs":86400}"#);
+    assert_eq!(added.status, 201, "{}", added.body);
+    let id = added.field("id");
+    let uuid = added.field("ping_url").rsplit('/').next().unwrap().to_owned();
+    assert_eq!(send(c.addr, "POST", &format!("/ping/{uuid}/fail"), &[], b"").status, 200);
+    wait_until("HearthJobFailed to be active", || active(&am).contains(r#""alertname":"HearthJobFailed""#));
+
+    let paused = send(c.addr, "PUT", &format!("/api/jobs/{id}"), &[("Authorization", &auth)], br#"{"paused":true}"#);
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    wait_until("HearthJobFailed to end", || !active(&am).contains("HearthJobFailed"));
+}

@@ -218,3 +218,43 @@ fn a_ping_flood_keeps_the_store_bounded() {
     let newest = collector.get(&format!("/api/jobs/{id}/pings/299"), &key);
     assert_eq!(newest.field("log").len(), 10 * 1024, "each log is cut to 10 KB");
 }
+
+/// Pausing a failed job ends its alert everywhere (Alertmanager would otherwise page about
+/// it until the alert's end, a week on), and a failure after the pause is told afresh;
+/// removing a failed job from the command line ends it too, through the running
+/// collector's channels.
+#[test]
+fn pausing_or_removing_a_failed_job_ends_its_alert() {
+    let temp = tempfile::tempdir().unwrap();
+    let (collector, receiver, _clock) = watch(temp.path(), DAY);
+    let key = collector.api_key();
+    let auth = format!("Bearer {key}");
+    let (id, url) = add_job(&collector, &key, r#"{"name":"nightly backup","period_secs":86400,"grace_secs":3600}"#);
+    let path = path_of(&url);
+    assert_eq!(ping(&collector, &format!("{path}/fail"), "").body, "OK");
+    assert!(is(&wait_webhooks(&receiver, 1)[0], "job_failed", "nightly backup"));
+
+    let paused =
+        send(collector.addr, "PUT", &format!("/api/jobs/{id}"), &[("Authorization", &auth)], br#"{"paused":true}"#);
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    assert_eq!(paused.field("status"), "paused");
+    let got = wait_webhooks(&receiver, 2);
+    assert!(is(&got[1], "job_paused", "nightly backup"), "{got:#?}");
+    let am = receiver.wait_for(4);
+    let last = &am.iter().rfind(|h| h.path == "/am/api/v2/alerts").unwrap().body;
+    // Both end now, not a week on (2027-01-27) as a firing alert would.
+    assert!(
+        last.contains("HearthJobDown") && last.contains("HearthJobFailed") && !last.contains("2027-01-27"),
+        "{last}"
+    );
+
+    // A failure after the pause resumes the job and is told again.
+    assert_eq!(ping(&collector, &format!("{path}/fail"), "").body, "OK");
+    assert!(is(&wait_webhooks(&receiver, 3)[2], "job_failed", "nightly backup"));
+
+    collector.admin(&["job", "remove", &id]);
+    let got = wait_webhooks(&receiver, 4);
+    assert!(is(&got[3], "job_removed", "nightly backup"), "{got:#?}");
+    assert!(got[3].contains("removed by the command line"), "{}", got[3]);
+    assert_eq!(collector.get(&format!("/api/jobs/{id}"), &key).status, 404);
+}
