@@ -117,8 +117,11 @@ pub fn summary(alert: &AlertRecord) -> String {
     format!("{} {}: {}", alert.name, telling(alert.kind).what, alert.detail)
 }
 
-pub fn build(channel: &Channel, alert: &AlertRecord) -> Outgoing {
-    authorized(channel, build_for(channel, alert))
+/// The request that tells `channel` of `alert`, sent at `sent` (ms): what lasts in
+/// Alertmanager lasts from when it is told, so an alert that waited out a channel's outage
+/// does not arrive already over.
+pub fn build(channel: &Channel, alert: &AlertRecord, sent: i64) -> Outgoing {
+    authorized(channel, build_for(channel, alert, sent))
 }
 
 /// `out` with the channel's `user:password` as `Authorization: Basic`, if it has one.
@@ -129,7 +132,7 @@ fn authorized(channel: &Channel, mut out: Outgoing) -> Outgoing {
     out
 }
 
-fn build_for(channel: &Channel, alert: &AlertRecord) -> Outgoing {
+fn build_for(channel: &Channel, alert: &AlertRecord, sent: i64) -> Outgoing {
     let text = summary(alert);
     let tell = telling(alert.kind);
     let title = format!("Hearth: {} {}", alert.name, alert.kind.as_str().replace('_', " "));
@@ -166,7 +169,7 @@ fn build_for(channel: &Channel, alert: &AlertRecord) -> Outgoing {
         Kind::Alertmanager => Outgoing {
             url: format!("{}/api/v2/alerts", channel.url),
             headers: json_headers(),
-            body: json::to_string(&Value::Array(Array::from_iter(alertmanager_alerts(alert, &text)))),
+            body: json::to_string(&Value::Array(Array::from_iter(alertmanager_alerts(alert, &text, sent)))),
         },
     }
 }
@@ -200,7 +203,7 @@ pub fn webhook_body(alert: &AlertRecord) -> Value {
 /// An alert in Alertmanager's v2 form (see `alertmanager_alerts`). An ongoing problem is posted with an `endsAt` a week
 /// out (reminders re-post it); its end is posted with `endsAt` now and the same labels, which
 /// resolves it; news ends by itself a few minutes after it is posted ([`Ends`]).
-fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
+fn alertmanager_alerts(alert: &AlertRecord, text: &str, sent: i64) -> Vec<Value> {
     let tell = telling(alert.kind);
     let entry = |(alertname, severity): (&str, &str), check: Option<&str>, ends: Ends| {
         let mut labels = vec![("alertname", string(alertname)), ("severity", string(severity))];
@@ -218,9 +221,9 @@ fn alertmanager_alerts(alert: &AlertRecord, text: &str) -> Vec<Value> {
         }
         let starts = alert.down_since.unwrap_or(alert.at);
         let ends = match ends {
-            Ends::Later => alert.at + 7 * 86_400_000,
+            Ends::Later => sent.max(alert.at) + 7 * 86_400_000,
             Ends::Now => alert.at,
-            Ends::Soon => alert.at + NEWS_LASTS_MS,
+            Ends::Soon => sent.max(alert.at) + NEWS_LASTS_MS,
         };
         object([
             ("labels", object(labels)),
@@ -316,6 +319,9 @@ fn number(n: u64) -> Value {
 mod tests {
     use super::*;
 
+    /// When the test alerts are sent: when they were made, unless a test says otherwise.
+    const SENT: i64 = 1_700_000_000_000;
+
     fn alert(kind: EventKind) -> AlertRecord {
         AlertRecord {
             id: 7,
@@ -359,7 +365,7 @@ mod tests {
             ..AlertRecord { kind: EventKind::CheckRecovered, ..failing.clone() }
         };
         let labels = |body: &str| body.split(r#""labels":"#).nth(1).unwrap().split('}').next().unwrap().to_owned();
-        let (fired, resolved) = (build(&am, &failing).body, build(&am, &gone).body);
+        let (fired, resolved) = (build(&am, &failing, SENT).body, build(&am, &gone, SENT).body);
         assert_eq!(labels(&fired), labels(&resolved));
         assert!(labels(&fired).contains(r#""check":"cloudflared""#), "{fired}");
         assert!(resolved.contains(r#""endsAt":"2023-11-14T22:14:20Z""#), "{resolved}");
@@ -373,21 +379,21 @@ mod tests {
         let check = |name: &str, ok| Check { name: name.into(), ok, detail: "x".into() };
         let failing =
             AlertRecord { checks: Some(vec![check("a", false), check("b", false)]), ..alert(EventKind::CheckFailed) };
-        let body = build(&am, &failing).body;
+        let body = build(&am, &failing, SENT).body;
         let entries: Vec<Value> = match json::from_str::<Value>(&body).unwrap() {
             Value::Array(entries) => entries.into_iter().collect(),
             other => panic!("{other:?}"),
         };
         assert_eq!(entries.len(), 2, "{body}");
         assert!(body.contains(r#""check":"a""#) && body.contains(r#""check":"b""#), "{body}");
-        let webhook = build(&channel(Kind::Webhook, "https://example.com/hook", None), &failing).body;
+        let webhook = build(&channel(Kind::Webhook, "https://example.com/hook", None), &failing, SENT).body;
         assert!(webhook.contains(r#""checks":[{"detail":"x","name":"a","ok":false}"#), "{webhook}");
 
         let steady = AlertRecord {
             checks: Some(vec![check("a", true), check("b", false)]),
             ..alert(EventKind::FlappingStopped)
         };
-        let body = build(&am, &steady).body;
+        let body = build(&am, &steady, SENT).body;
         let ended = |label: &str| {
             let entry = body.split(r#"{"annotations""#).find(|e| e.contains(label)).unwrap();
             entry.contains(r#""endsAt":"2023-11-14T22:13:20Z""#)
@@ -403,10 +409,13 @@ mod tests {
     fn news_fires_in_alertmanager_and_ends_by_itself() {
         let am = channel(Kind::Alertmanager, "http://am:9093", None);
         for (kind, name) in [(EventKind::Reboot, "HearthNodeRebooted"), (EventKind::Test, "HearthTest")] {
-            let body = build(&am, &alert(kind)).body;
+            let body = build(&am, &alert(kind), SENT).body;
             assert!(body.contains(&format!(r#""alertname":"{name}""#)), "{body}");
             assert!(body.contains(r#""startsAt":"2023-11-14T22:13:20Z""#), "{body}");
             assert!(body.contains(r#""endsAt":"2023-11-14T22:18:20Z""#), "{body}");
+            // Told an hour late (the channel was down), it still lasts five minutes from then.
+            let late = build(&am, &alert(kind), SENT + 3_600_000).body;
+            assert!(late.contains(r#""endsAt":"2023-11-14T23:18:20Z""#), "{late}");
         }
     }
 
@@ -415,15 +424,15 @@ mod tests {
     fn job_alerts_reach_alertmanager_and_success_resolves_them() {
         let am = channel(Kind::Alertmanager, "http://am:9093", None);
         let job = |kind| AlertRecord { node_id: "job-1".into(), name: "nightly-backup".into(), ..alert(kind) };
-        let down = build(&am, &job(EventKind::JobDown)).body;
+        let down = build(&am, &job(EventKind::JobDown), SENT).body;
         assert!(
             down.contains(r#""alertname":"HearthJobDown""#) && down.contains(r#""job":"nightly-backup""#),
             "{down}"
         );
         assert!(!down.contains("node_id"), "{down}");
-        let failed = build(&am, &job(EventKind::JobFailed)).body;
+        let failed = build(&am, &job(EventKind::JobFailed), SENT).body;
         assert!(failed.contains(r#""alertname":"HearthJobFailed""#), "{failed}");
-        let back = build(&am, &job(EventKind::JobRecovered)).body;
+        let back = build(&am, &job(EventKind::JobRecovered), SENT).body;
         for name in ["HearthJobDown", "HearthJobFailed"] {
             let entry = back.split(r#"{"annotations""#).find(|e| e.contains(name)).unwrap();
             assert!(entry.contains(r#""endsAt":"2023-11-14T22:13:20Z""#), "{name} resolves: {back}");
@@ -440,7 +449,7 @@ mod tests {
         }
         let am =
             Channel { basic_auth: Some("hearth:p@ss".into()), ..channel(Kind::Alertmanager, "https://am.lan", None) };
-        let out = build(&am, &alert(EventKind::Offline));
+        let out = build(&am, &alert(EventKind::Offline), SENT);
         assert!(out.headers.contains(&("Authorization", "Basic aGVhcnRoOnBAc3M=".into())), "{:?}", out.headers);
         assert_eq!(out.url, "https://am.lan/api/v2/alerts");
         for (url, expected) in [
@@ -456,20 +465,20 @@ mod tests {
     #[test]
     fn every_kind_of_channel() {
         let offline = alert(EventKind::Offline);
-        let out = build(&channel(Kind::Slack, "https://hooks.slack.com/x", None), &offline);
+        let out = build(&channel(Kind::Slack, "https://hooks.slack.com/x", None), &offline, SENT);
         assert_eq!(out.body, r#"{"text":"garage-pi is offline: no heartbeat for 125 s"}"#);
-        let out = build(&channel(Kind::Discord, "https://discord.com/api/webhooks/1/x", None), &offline);
+        let out = build(&channel(Kind::Discord, "https://discord.com/api/webhooks/1/x", None), &offline, SENT);
         assert_eq!(out.body, r#"{"content":"garage-pi is offline: no heartbeat for 125 s","username":"Hearth"}"#);
-        let out = build(&channel(Kind::Ntfy, "https://ntfy.sh/t", Some("tk")), &offline);
+        let out = build(&channel(Kind::Ntfy, "https://ntfy.sh/t", Some("tk")), &offline, SENT);
         assert_eq!(out.body, "garage-pi is offline: no heartbeat for 125 s");
         assert!(
             out.headers.contains(&("Priority", "5".into()))
                 && out.headers.contains(&("Authorization", "Bearer tk".into()))
         );
-        let out = build(&channel(Kind::Gotify, "https://gotify.lan", Some("app")), &offline);
+        let out = build(&channel(Kind::Gotify, "https://gotify.lan", Some("app")), &offline, SENT);
         assert_eq!(out.url, "https://gotify.lan/message");
         assert!(out.headers.contains(&("X-Gotify-Key", "app".into())) && out.body.contains(r#""priority":8"#));
-        let out = build(&channel(Kind::Alertmanager, "http://am:9093", None), &offline);
+        let out = build(&channel(Kind::Alertmanager, "http://am:9093", None), &offline, SENT);
         assert_eq!(out.url, "http://am:9093/api/v2/alerts");
         assert!(out.body.starts_with(r#"[{"annotations":"#), "{}", out.body);
         assert!(
@@ -477,14 +486,14 @@ mod tests {
                 && out.body.contains(r#""endsAt":"2023-11-21T22:13:20Z""#)
         );
         let recovered = AlertRecord { at: 1_700_000_060_000, ..alert(EventKind::Recovered) };
-        let resolved = build(&channel(Kind::Alertmanager, "http://am:9093", None), &recovered);
+        let resolved = build(&channel(Kind::Alertmanager, "http://am:9093", None), &recovered, SENT);
         assert!(resolved.body.contains(r#""endsAt":"2023-11-14T22:14:20Z""#), "{}", resolved.body);
         assert!(
             resolved.body.contains(r#""startsAt":"2023-11-14T22:13:20Z""#),
             "starts when it went down: {}",
             resolved.body
         );
-        let out = build(&channel(Kind::Webhook, "https://example.com/hook", None), &offline);
+        let out = build(&channel(Kind::Webhook, "https://example.com/hook", None), &offline, SENT);
         assert!(out.body.contains(r#""kind":"offline""#) && out.body.contains(r#""id":7"#));
     }
 }

@@ -123,7 +123,7 @@ impl Worker {
             .channels
             .get(channel_name)
             .ok_or_else(|| Failed { status: None, message: "the channel is no longer configured".into() })?;
-        send(&channel::build(channel, alert))
+        send(&channel::build(channel, alert, self.clock.now_ms()))
     }
 }
 

@@ -89,7 +89,7 @@ pub(super) fn alert_test(data_dir: &Path, path: Option<&Path>, only: Option<&str
     };
     let mut failed = 0;
     for c in chosen {
-        match worker::send(&channel::build(c, &alert)) {
+        match worker::send(&channel::build(c, &alert, alert.at)) {
             Ok(answer) => println!("{}: {answer}", c.name),
             Err(error) => {
                 println!("{}: FAILED: {error}", c.name);
