@@ -282,8 +282,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A 401 says how to authenticate (`WWW-Authenticate`, as HTTP requires): with a
+    /// bearer token; a browser shows no password prompt for that scheme.
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), headers: Vec::new() }
+        let headers =
+            if status == 401 { vec![("WWW-Authenticate", r#"Bearer realm="hearth""#.to_owned())] } else { Vec::new() };
+        ApiError { status, code, message: message.into(), headers }
     }
 
     /// The answer to a request whose handling panicked: a bug, which the log describes.

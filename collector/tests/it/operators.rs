@@ -161,6 +161,9 @@ fn every_route_against_every_caller() {
             if r.status != *want {
                 wrong.push(format!("{method} {path} as {caller}: {} (want {want}): {}", r.status, r.body));
             }
+            if r.status == 401 && r.header("WWW-Authenticate").is_none() {
+                wrong.push(format!("{method} {path} as {caller}: 401 without WWW-Authenticate"));
+            }
             if r.status >= 400 && path.starts_with("/v1/") {
                 assert!(r.body.starts_with(r#"{"error":{"code":"#), "Wrenn's error shape: {}", r.body);
             } else if r.status >= 400 {
