@@ -97,3 +97,44 @@ fn promtool_accepts(text: &str) {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics complained:\n{said}");
 }
+
+/// The alerting rules shipped in `docs/prometheus/` pass their own `promtool test rules`
+/// (a stopped node and its stale checks page nobody), and every Hearth metric they (or
+/// their commented alternative) name is one a collector serves: a renamed metric would
+/// leave a rule that never fires.
+#[test]
+fn the_shipped_prometheus_rules_pass_their_tests_and_name_served_metrics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/prometheus");
+    match Command::new("promtool").args(["test", "rules", "hearth-rules.test.yml"]).current_dir(&dir).output() {
+        Ok(out) => assert!(
+            out.status.success(),
+            "promtool test rules failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) if std::env::var_os("CI").is_none() => eprintln!("promtool not found; skipping the rules' own tests"),
+        Err(e) => panic!("promtool is needed in CI: {e}"),
+    }
+
+    let collector = Collector::start(&["--allow-anonymous"]);
+    let body = v1_heartbeat(&new_node_id())
+        .replace(r#""hostname":"pi-zero""#, r#""hostname":"pi-zero","checks":[{"name":"disk","ok":true}]"#);
+    assert_eq!(collector.post("/api/agent/heartbeat", &[], &body).status, 200);
+    let auth = format!("Bearer {}", collector.api_key());
+    let job = collector.post("/api/jobs", &[("Authorization", &auth)], r#"{"name":"backup","period_secs":3600}"#);
+    assert_eq!(job.status, 201, "{}", job.body);
+    let served = send(collector.addr, "GET", "/metrics", &[], b"").body
+        + &send(collector.addr, "GET", "/metrics/nodes", &[], b"").body;
+    let rules = std::fs::read_to_string(dir.join("hearth-rules.yml")).unwrap();
+    let named: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("hearth_"))
+        .collect();
+    assert!(named.len() >= 5, "{named:?}");
+    for metric in named {
+        assert!(
+            served.contains(&format!("\n{metric}{{")) || served.contains(&format!("\n{metric} ")),
+            "{metric} is not served"
+        );
+    }
+}
