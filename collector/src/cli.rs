@@ -66,7 +66,7 @@ Commands:
   job pause      stop watching a job until its next ping (JOB is its id or slug); if it
                  was down or failed, the channels (as for `alert test`) hear that it was
                  paused, and Alertmanager's alert about it ends
-  job resume     watch a paused job again
+  job resume     watch a paused job again; it has its grace from now
   job remove     forget a job and its pings; a job down or failed ends as with pause
   ping-key rotate
                  make a new ping key for slug URLs (/ping/KEY/SLUG) and print it once;

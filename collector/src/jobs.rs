@@ -181,15 +181,17 @@ pub fn expected_at(job: &JobRecord) -> Option<i64> {
 }
 
 /// When the job is down if nothing more comes: its grace past when it was expected, or
-/// past its oldest unfinished start, whichever is first.
+/// past its oldest unfinished start, whichever is first; and never within its grace of
+/// being resumed.
 pub fn down_at(job: &JobRecord) -> Option<i64> {
     let grace = job.grace_secs.saturating_mul(1000) as i64;
     let late = expected_at(job).map(|at| at.saturating_add(grace));
     let stuck = job.open_runs.first().map(|run| run.at.saturating_add(grace));
-    match (late, stuck) {
+    let at = match (late, stuck) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
+    };
+    at.map(|at| job.resumed_at.map_or(at, |resumed| at.max(resumed.saturating_add(grace))))
 }
 
 pub fn status(job: &JobRecord, now: i64) -> JobStatus {
@@ -333,6 +335,15 @@ pub fn pause(job: &mut JobRecord, by: &str, remind_ms: Option<i64>) -> Vec<Chang
     (job.down_since, job.failed, job.reminded_at) = (None, false, None);
     place(job, remind_ms);
     ended
+}
+
+/// Resumes a paused job at `now`. It was not pinged while paused (nobody was watching), so
+/// it is not late at once for a run expected meanwhile: it has its grace from now.
+pub fn resume(job: &mut JobRecord, now: i64, remind_ms: Option<i64>) {
+    if job.paused {
+        (job.paused, job.resumed_at) = (false, Some(now));
+    }
+    place(job, remind_ms);
 }
 
 /// What removing a job tells: that a job down or failed is over (`job_removed`), since
@@ -531,6 +542,24 @@ mod tests {
         assert!(pause(&mut j, "ann", None).is_empty(), "once");
         let again = on_ping(&mut j, PingKind::Fail, None, None, T0 + 2 * H, None);
         assert_eq!(again.changes[0].kind, Kind::JobFailed, "a failure after the pause is told");
+    }
+
+    /// A job resumed after its run was due (it failed, and was paused meanwhile) has its
+    /// grace from the resume: it is not paged about at once for what nobody watched.
+    #[test]
+    fn a_resumed_job_has_its_grace_from_the_resume() {
+        let mut j = job(Some(3600), None, None, 600);
+        on_ping(&mut j, PingKind::Fail, None, None, T0, None);
+        pause(&mut j, "ann", None);
+        resume(&mut j, T0 + 5 * H, None);
+        assert_eq!((status(&j, T0 + 5 * H), j.deadline), (JobStatus::Grace, Some(T0 + 5 * H + 600 * S)));
+        assert!(on_deadline(&mut j, T0 + 5 * H + 599 * S, None, 0).is_empty());
+        let late = on_deadline(&mut j, T0 + 5 * H + 600 * S, None, 0);
+        assert_eq!(late[0].kind, Kind::JobDown, "once its grace from the resume has passed");
+        // A resume of a job that was not paused changes nothing.
+        let mut k = job(Some(3600), None, None, 600);
+        resume(&mut k, T0 + 5 * H, None);
+        assert_eq!((k.resumed_at, k.deadline), (None, Some(T0 + H + 600 * S)));
     }
 
     #[test]

@@ -968,6 +968,9 @@ pub struct JobRecord {
     pub grace_secs: u64,
     pub created_at: i64,
     pub paused: bool,
+    /// When it was last resumed: nobody pinged it while it was paused, so it has its grace
+    /// from then (`jobs::down_at`).
+    pub resumed_at: Option<i64>,
     /// The last ping of any kind.
     pub last_ping: Option<i64>,
     pub last_ping_kind: Option<PingKind>,

@@ -438,13 +438,31 @@ impl From<&AuditRecord> for AuditView {
     }
 }
 
-/// Reads a JSON object body into `T`; an empty body is `{}`.
+/// Reads a JSON object body into `T`; an empty body is `{}`. A field of the wrong type is
+/// named (miniserde's own error says nothing of where it stopped).
 pub(super) fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -> Result<T, ApiError> {
     if req.body.trim().is_empty() {
         return Ok(<T as Default>::default());
     }
-    json::from_str(&req.body)
-        .map_err(|_| ApiError::new(400, "invalid_json", format!("the body must be a JSON object like {shape}")))
+    json::from_str(&req.body).map_err(|_| match wrong_field::<T>(&req.body) {
+        Some(field) => ApiError::new(
+            400,
+            "invalid_field",
+            format!("the field `{field}` has the wrong type; the body must be a JSON object like {shape}"),
+        ),
+        None => ApiError::new(400, "invalid_json", format!("the body must be a JSON object like {shape}")),
+    })
+}
+
+/// The first field of the JSON object `body` that `T` refuses on its own, when `T` takes an
+/// empty object (all its fields optional), so that the field alone is to blame.
+fn wrong_field<T: Deserialize>(body: &str) -> Option<String> {
+    let object: json::Object = json::from_str(body).ok()?;
+    json::from_str::<T>("{}").ok()?;
+    object.into_iter().find_map(|(key, value)| {
+        let alone = json::to_string(&json::Object::from_iter([(key.clone(), value)]));
+        json::from_str::<T>(&alone).is_err().then(|| key.chars().take(64).collect())
+    })
 }
 
 /// A name or hostname: 1 to 64 characters, no control characters.

@@ -235,7 +235,7 @@ pub(super) fn edit(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, c
     let ended = match body.paused {
         Some(true) => jobs::pause(&mut job, &user.name, ctx.policy.remind_ms()),
         Some(false) => {
-            job.paused = false;
+            jobs::resume(&mut job, ctx.now_ms, ctx.policy.remind_ms());
             Vec::new()
         }
         None => Vec::new(),

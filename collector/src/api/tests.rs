@@ -264,6 +264,22 @@ fn who_may_call_what() {
     }
 }
 
+/// A body field of the wrong type is named; a body that is no object at all is told so.
+#[test]
+fn a_body_field_of_the_wrong_type_is_named() {
+    let h = Harness::new();
+    let put = |body: &str, status: u16, says: &str| {
+        let mut req = request(Method::Put, "/api/jobs/job-1", body);
+        req.bearer = Some("hk_operator".into());
+        h.check(&req, status, says);
+    };
+    put(r#"{"paused":"yes"}"#, 400, "the field `paused` has the wrong type");
+    put(r#"{"grace_secs":60,"name":5}"#, 400, "the field `name` has the wrong type");
+    put("[]", 400, r#""code":"invalid_json""#);
+    put("{broken", 400, r#""code":"invalid_json""#);
+    put(r#"{"paused":true}"#, 200, r#""status":"paused""#);
+}
+
 #[test]
 fn reads_and_writes_go_their_own_ways() {
     let cases = [

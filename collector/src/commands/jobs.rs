@@ -112,12 +112,15 @@ pub(super) fn pause(data_dir: &Path, name: &str, paused: bool, alerts: Option<&P
         .write(|txn| {
             let Some(mut job) = find(txn, name)? else { return Ok(None) };
             let (previous, slug) = (job.deadline, job.slug.clone());
-            let remind = remind_ms(txn)?;
-            let ended = if paused { jobs::pause(&mut job, CLI, remind) } else { Vec::new() };
-            job.paused = paused;
-            jobs::place(&mut job, remind);
+            let (remind, now) = (remind_ms(txn)?, Clock::from_env().now_ms());
+            let ended = if paused {
+                jobs::pause(&mut job, CLI, remind)
+            } else {
+                jobs::resume(&mut job, now, remind);
+                Vec::new()
+            };
             txn.save_job(&job, previous, Some(&slug))?;
-            alerts::record_about(txn, &Subject::job(&job), &ended, Clock::from_env().now_ms(), &channels, |_| None)?;
+            alerts::record_about(txn, &Subject::job(&job), &ended, now, &channels, |_| None)?;
             let action = if paused { "job_paused" } else { "job_resumed" };
             txn.put_audit(cli_audit(action, &job.id, job.name.clone()))?;
             Ok(Some(job))
