@@ -455,15 +455,19 @@ pub(super) fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -
 }
 
 /// The first field of the JSON object `body` that `T` refuses on its own, when `T` takes an
-/// empty object (all its fields optional), so that the field alone is to blame.
+/// empty object (all its fields optional), so that the field alone is to blame. Only the
+/// first [`FIELDS_LOOKED_AT`] are looked at: this runs on the request thread.
 fn wrong_field<T: Deserialize>(body: &str) -> Option<String> {
     let object: json::Object = json::from_str(body).ok()?;
     json::from_str::<T>("{}").ok()?;
-    object.into_iter().find_map(|(key, value)| {
+    object.into_iter().take(FIELDS_LOOKED_AT).find_map(|(key, value)| {
         let alone = json::to_string(&json::Object::from_iter([(key.clone(), value)]));
         json::from_str::<T>(&alone).is_err().then(|| key.chars().take(64).collect())
     })
 }
+
+/// More fields than any body of the API has.
+const FIELDS_LOOKED_AT: usize = 32;
 
 /// A name or hostname: 1 to 64 characters, no control characters.
 pub(super) fn check_label(field: &str, value: &str) -> Result<(), ApiError> {
