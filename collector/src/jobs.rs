@@ -233,7 +233,10 @@ pub fn on_ping(
     remind_ms: Option<i64>,
 ) -> Pinged {
     let mut out = Pinged::default();
-    job.paused = false;
+    if job.paused {
+        // Resumed by this ping: a run that came due while paused is not late at once.
+        (job.paused, job.resumed_at) = (false, Some(now));
+    }
     job.last_ping = Some(now);
     job.last_ping_kind = Some(kind);
     match kind {
@@ -562,6 +565,16 @@ mod tests {
         assert_eq!((k.resumed_at, k.deadline), (None, Some(T0 + H + 600 * S)));
     }
 
+    /// A `/start` that resumes a paused job, overdue, gives it its grace from then too.
+    #[test]
+    fn a_start_that_resumes_a_paused_job_gives_it_its_grace() {
+        let mut j = job(Some(3600), None, None, 600);
+        pause(&mut j, "ann", None);
+        on_ping(&mut j, PingKind::Start, None, None, T0 + 5 * H, None);
+        assert_eq!((status(&j, T0 + 5 * H), j.deadline), (JobStatus::Started, Some(T0 + 5 * H + 600 * S)));
+        assert!(on_deadline(&mut j, T0 + 5 * H + 599 * S, None, 0).is_empty());
+    }
+
     #[test]
     fn a_ping_resumes_a_paused_job() {
         let mut j = job(Some(60), None, None, 60);
@@ -569,7 +582,8 @@ mod tests {
         place(&mut j, None);
         assert_eq!((j.deadline, status(&j, T0 + 10 * H)), (None, JobStatus::Paused));
         on_ping(&mut j, PingKind::Log, None, None, T0 + 10 * H, None);
-        assert!(!j.paused && j.deadline == Some(T0 + 60 * S + 60 * S));
+        // Watched again, with its grace from the ping: its runs while paused were not watched.
+        assert_eq!((j.paused, j.deadline), (false, Some(T0 + 10 * H + 60 * S)));
     }
 
     #[test]

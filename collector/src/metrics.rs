@@ -123,6 +123,8 @@ pub struct Fleet {
     counts: [u64; STATUSES.len()],
     up: String,
     last_seen: String,
+    /// Only the nodes the collector has declared offline: few, however large the fleet.
+    down_since: String,
 }
 
 impl Fleet {
@@ -142,11 +144,16 @@ impl Fleet {
                 seen.rem_euclid(1000)
             );
         }
+        if let Some(since) = node.down_since {
+            self.down_since.push_str("hearth_node_down_since_timestamp_seconds{");
+            labels(&mut self.down_since, node);
+            let _ = writeln!(self.down_since, "}} {}.{:03}", since.div_euclid(1000), since.rem_euclid(1000));
+        }
     }
 }
 
-/// `/metrics`: the collector's own metrics, the fleet by status, and per node the two
-/// series alerting needs, `hearth_node_up` and when it was last seen. One line or two per
+/// `/metrics`: the collector's own metrics, the fleet by status, and per node
+/// `hearth_node_up` and when it was last seen, and when it was declared down if it is. One line or two per
 /// node, so that 100,000 nodes stay a scrape of a few megabytes. The per-node lines become
 /// the answer in place: a scrape of 100,000 nodes held them twice, 40 MiB more at its peak.
 pub fn render(s: &Snapshot, fleet: Fleet) -> String {
@@ -206,13 +213,19 @@ pub fn render(s: &Snapshot, fleet: Fleet) -> String {
     let (mut up, last_seen) = (fleet.up, fleet.last_seen);
     up.insert_str(0, &out);
     let mut out = up;
-    out.reserve(last_seen.len() + 256);
+    out.reserve(last_seen.len() + fleet.down_since.len() + 512);
     gauge(
         &mut out,
         "hearth_node_last_seen_timestamp_seconds",
         "When the node's last heartbeat arrived, by the collector's clock.",
     );
     out.push_str(&last_seen);
+    gauge(
+        &mut out,
+        "hearth_node_down_since_timestamp_seconds",
+        "When the collector declared the node offline (or never heard from), as its channels are told; only such nodes.",
+    );
+    out.push_str(&fleet.down_since);
     out
 }
 
@@ -223,6 +236,8 @@ pub struct Jobs {
     up: String,
     last_success: String,
     duration: String,
+    /// Only the jobs the collector has declared down or failed.
+    down_since: String,
 }
 
 impl Jobs {
@@ -233,6 +248,10 @@ impl Jobs {
         if let Some(at) = job.last_success {
             let (secs, ms) = (at.div_euclid(1000), at.rem_euclid(1000));
             let _ = writeln!(self.last_success, "hearth_job_last_success_timestamp_seconds{{{labels}}} {secs}.{ms:03}");
+        }
+        if let Some(at) = job.down_since {
+            let (secs, ms) = (at.div_euclid(1000), at.rem_euclid(1000));
+            let _ = writeln!(self.down_since, "hearth_job_down_since_timestamp_seconds{{{labels}}} {secs}.{ms:03}");
         }
         if let Some(ms) = job.last_duration_ms {
             let _ =
@@ -247,6 +266,12 @@ impl Jobs {
         out.push_str(&self.last_success);
         gauge(out, "hearth_job_last_duration_seconds", "How long the job's last run took, from its start ping.");
         out.push_str(&self.duration);
+        gauge(
+            out,
+            "hearth_job_down_since_timestamp_seconds",
+            "When the collector declared the job late or failed, as its channels are told; only such jobs.",
+        );
+        out.push_str(&self.down_since);
     }
 }
 

@@ -432,10 +432,14 @@ mod tests {
         assert!(!down.contains("node_id"), "{down}");
         let failed = build(&am, &job(EventKind::JobFailed), SENT).body;
         assert!(failed.contains(r#""alertname":"HearthJobFailed""#), "{failed}");
-        let back = build(&am, &job(EventKind::JobRecovered), SENT).body;
-        for name in ["HearthJobDown", "HearthJobFailed"] {
-            let entry = back.split(r#"{"annotations""#).find(|e| e.contains(name)).unwrap();
-            assert!(entry.contains(r#""endsAt":"2023-11-14T22:13:20Z""#), "{name} resolves: {back}");
+        // A success, a pause and a removal each end both, whichever was raised.
+        for kind in [EventKind::JobRecovered, EventKind::JobPaused, EventKind::JobRemoved] {
+            let back = build(&am, &job(kind), SENT).body;
+            for name in ["HearthJobDown", "HearthJobFailed"] {
+                let entry = back.split(r#"{"annotations""#).find(|e| e.contains(name)).unwrap();
+                assert!(entry.contains(r#""endsAt":"2023-11-14T22:13:20Z""#), "{kind:?}: {name} resolves: {back}");
+                assert!(entry.contains(r#""job":"nightly-backup""#), "{kind:?}: {back}");
+            }
         }
         assert_eq!(summary(&job(EventKind::JobFailed)), "nightly-backup failed: no heartbeat for 125 s");
     }

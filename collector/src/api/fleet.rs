@@ -454,7 +454,7 @@ pub(super) fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -
     })
 }
 
-/// The first field of the JSON object `body` that `T` refuses on its own, when `T` takes an
+/// The first field (in key order) of the JSON object `body` that `T` refuses on its own, when `T` takes an
 /// empty object (all its fields optional), so that the field alone is to blame. Only the
 /// first [`FIELDS_LOOKED_AT`] are looked at: this runs on the request thread.
 fn wrong_field<T: Deserialize>(body: &str) -> Option<String> {

@@ -210,6 +210,8 @@ pub(super) fn edit(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, c
     let body: JobBody = parse_body(req, SHAPE)?;
     let Some(mut job) = txn.job(id)? else { return Err(no_such_job(id).into()) };
     let (previous, previous_slug) = (job.deadline, job.slug.clone());
+    // A pause ends what was told under the job's old name and tags, whatever this edit renames.
+    let told_as = job.clone();
     let mut spec = JobSpec {
         name: body.name.clone().unwrap_or_else(|| job.name.clone()),
         tags: body.tags.unwrap_or_else(|| job.tags.clone()),
@@ -242,7 +244,7 @@ pub(super) fn edit(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, c
     };
     jobs::place(&mut job, ctx.policy.remind_ms());
     txn.save_job(&job, previous, Some(&previous_slug))?;
-    alerts::record_about(txn, &Subject::job(&job), &ended, ctx.now_ms, ctx.channels, |_| None)?;
+    alerts::record_about(txn, &Subject::job(&told_as), &ended, ctx.now_ms, ctx.channels, |_| None)?;
     let detail = if body.paused == Some(true) { "paused".to_owned() } else { "edited".to_owned() };
     audit(txn, ctx, req, &user.name, "job_updated", Some(&job.id), detail)?;
     log::info!("{} edited job {} ({})", user.name, job.name, job.id);

@@ -11,7 +11,7 @@ use crate::jobs::{self, JobSpec};
 use crate::liveness::Policy;
 use crate::model::JobRecord;
 use crate::secret;
-use crate::store::{self, setting, RwTxn, Txn};
+use crate::store::{self, setting, Store, Txn};
 use hearth_wire::format_rfc3339;
 use std::io::Write;
 use std::path::Path;
@@ -94,7 +94,7 @@ fn table(all: &[JobRecord], now: i64) -> String {
 }
 
 /// The job named by its id or its slug.
-fn find(txn: &Txn<RwTxn>, name: &str) -> Result<Option<JobRecord>, store::Error> {
+fn find<T: store::ReadTxn>(txn: &Txn<T>, name: &str) -> Result<Option<JobRecord>, store::Error> {
     Ok(match txn.job(name)? {
         Some(job) => Some(job),
         None => txn.job_by_slug(name)?,
@@ -105,9 +105,19 @@ fn no_job(name: &str) -> Failure {
     Failure::Failed(format!("no job has the id or slug {name}; see `hearth-collector job list`"))
 }
 
+/// The channels to tell that the job `name` is paused or removed: only when it is down or
+/// failed is anything told, so only then can a channels file that is missing or wrong
+/// (`served_channels`) stop the command.
+fn channels_if_down(store: &Store, data_dir: &Path, name: &str, alerts: Option<&Path>) -> Result<Channels, Failure> {
+    let down = store
+        .read(|txn| Ok(find(txn, name)?.is_some_and(|job| job.down_since.is_some())))
+        .map_err(|e| Failure::store(data_dir, e))?;
+    Ok(if down { served_channels(store, data_dir, alerts)?.0 } else { Channels::default() })
+}
+
 pub(super) fn pause(data_dir: &Path, name: &str, paused: bool, alerts: Option<&Path>) -> Result<(), Failure> {
     let store = open_existing_store(data_dir)?;
-    let channels = if paused { served_channels(&store, data_dir, alerts)?.0 } else { Channels::default() };
+    let channels = if paused { channels_if_down(&store, data_dir, name, alerts)? } else { Channels::default() };
     let found = store
         .write(|txn| {
             let Some(mut job) = find(txn, name)? else { return Ok(None) };
@@ -134,7 +144,7 @@ pub(super) fn pause(data_dir: &Path, name: &str, paused: bool, alerts: Option<&P
 
 pub(super) fn remove(data_dir: &Path, name: &str, alerts: Option<&Path>) -> Result<(), Failure> {
     let store = open_existing_store(data_dir)?;
-    let (channels, _) = served_channels(&store, data_dir, alerts)?;
+    let channels = channels_if_down(&store, data_dir, name, alerts)?;
     let found = store
         .write(|txn| {
             let Some(job) = find(txn, name)? else { return Ok(None) };

@@ -116,15 +116,33 @@ fn the_shipped_prometheus_rules_pass_their_tests_and_name_served_metrics() {
         Err(e) => panic!("promtool is needed in CI: {e}"),
     }
 
-    let collector = Collector::start(&["--allow-anonymous"]);
+    // A node enrolled and never heard from is declared down after --pending-alert-secs, and
+    // a job that pinged /fail is down: both are in /metrics as the rules read them.
+    let collector = Collector::start(&["--allow-anonymous", "--pending-alert-secs", "1"]);
+    let (silent, _) = collector.enroll();
     let body = v1_heartbeat(&new_node_id())
         .replace(r#""hostname":"pi-zero""#, r#""hostname":"pi-zero","checks":[{"name":"disk","ok":true}]"#);
     assert_eq!(collector.post("/api/agent/heartbeat", &[], &body).status, 200);
     let auth = format!("Bearer {}", collector.api_key());
     let job = collector.post("/api/jobs", &[("Authorization", &auth)], r#"{"name":"backup","period_secs":3600}"#);
     assert_eq!(job.status, 201, "{}", job.body);
-    let served = send(collector.addr, "GET", "/metrics", &[], b"").body
-        + &send(collector.addr, "GET", "/metrics/nodes", &[], b"").body;
+    let uuid = job.field("ping_url").rsplit('/').next().unwrap().to_owned();
+    assert_eq!(send(collector.addr, "POST", &format!("/ping/{uuid}/fail"), &[], b"").status, 200);
+    let node_down = format!(r#"hearth_node_down_since_timestamp_seconds{{node_id="{silent}","#);
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = send(collector.addr, "GET", "/metrics", &[], b"").body;
+        if metrics.contains(&node_down) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(metrics.contains(&node_down), "{metrics}");
+    let job_down = format!(r#"hearth_job_down_since_timestamp_seconds{{job_id="{}",job="backup"}} "#, job.field("id"));
+    assert!(metrics.contains(&job_down), "{metrics}");
+    assert_eq!(metrics.matches("_down_since_timestamp_seconds{").count(), 2, "only what is down: {metrics}");
+    promtool_accepts(&metrics);
+    let served = metrics + &send(collector.addr, "GET", "/metrics/nodes", &[], b"").body;
     let rules = std::fs::read_to_string(dir.join("hearth-rules.yml")).unwrap();
     let named: std::collections::BTreeSet<&str> = rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -132,9 +150,6 @@ fn the_shipped_prometheus_rules_pass_their_tests_and_name_served_metrics() {
         .collect();
     assert!(named.len() >= 5, "{named:?}");
     for metric in named {
-        assert!(
-            served.contains(&format!("\n{metric}{{")) || served.contains(&format!("\n{metric} ")),
-            "{metric} is not served"
-        );
+        assert!(served.contains(&format!("# TYPE {metric} ")), "{metric} is not served");
     }
 }
