@@ -79,6 +79,7 @@ pub fn request(data: &[u8]) {
         settled_ms: 1_795_000_000_000,
         allow_anonymous: true,
         policy: &policy,
+        watching_since: 0,
         channels: &channels,
         metrics: &metrics,
         alert_stats: &stats,

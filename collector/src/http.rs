@@ -57,6 +57,8 @@ pub struct ServeConfig {
     /// How long a client may take to send its request or read its answer.
     pub io_timeout: Duration,
     pub policy: Policy,
+    /// When this collector started watching (`alerts::on_start`).
+    pub watching_since: i64,
     pub channels: std::sync::Arc<Channels>,
     pub clock: Clock,
     pub alert_stats: std::sync::Arc<Stats>,
@@ -268,6 +270,7 @@ impl Shared<'_> {
             settled_ms: now_ms,
             allow_anonymous: config.allow_anonymous,
             policy: &config.policy,
+            watching_since: config.watching_since,
             channels: &config.channels,
             metrics: &self.metrics,
             alert_stats: &config.alert_stats,
@@ -1134,6 +1137,7 @@ mod tests {
             max_batch: 256,
             io_timeout: Duration::from_secs(5),
             policy: Policy::default(),
+            watching_since: 0,
             channels: Arc::new(Channels::default()),
             clock: Clock::from_env(),
             alert_stats: Arc::new(Stats::default()),

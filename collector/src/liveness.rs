@@ -36,6 +36,15 @@ impl Policy {
         grace.max(MIN_GRACE_INTERVALS * interval).saturating_mul(1000)
     }
 
+    /// How long `node` may be silent before its status reads offline, for a collector
+    /// watching since `watching_since`: its grace, counted from that start at the earliest,
+    /// as its offline alert is. The collector's own absence is nobody's silence: a node it
+    /// has not heard from since before it started is `late` meanwhile, not `offline`.
+    pub fn status_grace_ms(&self, node: &NodeRecord, watching_since: i64) -> u64 {
+        let away = node.last_seen.map_or(0, |seen| watching_since.saturating_sub(seen).max(0) as u64);
+        self.grace_ms(node).saturating_add(away)
+    }
+
     /// How often a down node or job is reminded about, in ms; `None` when off.
     pub fn remind_ms(&self) -> Option<i64> {
         self.remind_every_secs.map(|s| s.saturating_mul(1000) as i64)

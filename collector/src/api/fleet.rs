@@ -80,7 +80,7 @@ fn changed_page<T: ReadTxn>(
     txn.each_node_status(|n| {
         if ids.len() <= limit
             && after.is_none_or(|a| n.node_id.as_str() > a)
-            && n.changed_between(since, ctx.now_ms, ctx.policy.grace_ms(&n))
+            && n.changed_between(since, ctx.now_ms, ctx.status_grace_ms(&n))
         {
             ids.push(n.node_id);
         }
@@ -97,7 +97,7 @@ fn changed_page<T: ReadTxn>(
 
 /// A node as the API shows it, with its uptime over 24 hours and 30 days, and what holds its alerts.
 fn view<T: ReadTxn>(node: &NodeRecord, txn: &Txn<T>, ctx: &Context, holds: &Holds) -> Result<NodeView, store::Error> {
-    let mut view = node.view(ctx.now_ms, ctx.policy.grace_ms(node));
+    let mut view = node.view(ctx.now_ms, ctx.status_grace_ms(node));
     let spans = uptime::spans(txn, node, ctx.now_ms, holds)?;
     view.uptime_24h = uptime::ratio_over(node, &spans, Window::Day, ctx.now_ms);
     view.uptime_30d = uptime::ratio_over(node, &spans, Window::Month, ctx.now_ms);
@@ -619,6 +619,7 @@ mod tests {
             settled_ms: 0,
             allow_anonymous: false,
             policy: &policy,
+            watching_since: 0,
             channels: &channels,
             metrics: &metrics,
             alert_stats: &stats,

@@ -38,7 +38,7 @@ use crate::limits::RateLimits;
 use crate::liveness::Policy;
 use crate::maintenance::HoldKind;
 use crate::metrics::{self, Metrics};
-use crate::model::{AuditRecord, Role};
+use crate::model::{AuditRecord, NodeRecord, Role};
 use crate::secret::{self, AGENT_PREFIX, API_KEY_PREFIX, FLEET_PREFIX};
 use crate::store::{self, ReadTxn, RwTxn, Txn};
 use hearth_wire::{fields::Fields, paths, BeaconHeartbeat, ErrorBody, Heartbeat, WireError};
@@ -255,6 +255,9 @@ pub struct Context<'a> {
     pub settled_ms: i64,
     pub allow_anonymous: bool,
     pub policy: &'a Policy,
+    /// When this collector started watching (`liveness::Watching`): a node's status counts
+    /// its silence from then at the earliest (`status_grace_ms`).
+    pub watching_since: i64,
     pub channels: &'a Channels,
     pub metrics: &'a std::sync::Mutex<Metrics>,
     pub alert_stats: &'a Stats,
@@ -279,6 +282,13 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub headers: Vec<(&'static str, String)>,
+}
+
+impl Context<'_> {
+    /// How long `node` may be silent before its status reads offline (`Policy::status_grace_ms`).
+    pub fn status_grace_ms(&self, node: &NodeRecord) -> u64 {
+        self.policy.status_grace_ms(node, self.watching_since)
+    }
 }
 
 impl ApiError {
@@ -709,7 +719,7 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
                 let mut failed = None;
                 let holds = crate::alerts::Holds::load(txn)?;
                 txn.each_node(|n| {
-                    let one = metrics::NodeSeries::of(&n, ctx.now_ms, ctx.policy.grace_ms(&n));
+                    let one = metrics::NodeSeries::of(&n, ctx.now_ms, ctx.status_grace_ms(&n));
                     match uptime::spans(txn, &n, ctx.now_ms, &holds) {
                         Ok(spans) => series.push(one.with_uptime(
                             crate::uptime::Window::ALL.map(|w| uptime::ratio_over(&n, &spans, w, ctx.now_ms)),
@@ -732,7 +742,7 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
                 alerts_dropped: txn.setting(store::setting::ALERTS_DROPPED)?.unwrap_or(0),
             };
             let mut fleet = metrics::Fleet::default();
-            txn.each_node_status(|node| fleet.add(&node, node.status(ctx.now_ms, ctx.policy.grace_ms(&node))))?;
+            txn.each_node_status(|node| fleet.add(&node, node.status(ctx.now_ms, ctx.status_grace_ms(&node))))?;
             let mut text = metrics::render(&snapshot, fleet);
             let mut jobs = metrics::Jobs::default();
             for job in txn.jobs()? {

@@ -28,7 +28,7 @@ pub(super) fn hosts<T: ReadTxn>(txn: &Txn<T>, ctx: &Context) -> Handled {
     let mut hosts: Vec<Host> = Vec::new();
     txn.each_node(|node| {
         hosts.push(Host {
-            status: node.status(ctx.now_ms, ctx.policy.grace_ms(&node)).as_str(),
+            status: node.status(ctx.now_ms, ctx.status_grace_ms(&node)).as_str(),
             host_id: node.node_id.clone(),
             machine_hostname: node.hostname.clone(),
             tags: node.all_tags(),

@@ -116,7 +116,7 @@ fn gather<T: ReadTxn>(page: &StatusPageRecord, txn: &Txn<T>, ctx: &Context) -> R
     let mut nodes = Vec::with_capacity(selected.len());
     for node in &selected {
         let spans = spans(txn, node, now, &holds)?;
-        let status = match node.status(now, ctx.policy.grace_ms(node)) {
+        let status = match node.status(now, ctx.status_grace_ms(node)) {
             Status::Online | Status::Late => "up",
             Status::Offline => "down",
             Status::Stopped => "stopped",

@@ -110,6 +110,7 @@ impl Harness {
             settled_ms: NOW,
             allow_anonymous: false,
             policy: &self.policy,
+            watching_since: 0,
             channels: &self.channels,
             metrics: &self.metrics,
             alert_stats: &self.stats,

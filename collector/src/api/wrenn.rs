@@ -78,7 +78,7 @@ fn host_status(host: &HostRecord, node: &NodeRecord, ctx: &Context) -> &'static 
     if host.state == HostState::Pending {
         return "pending";
     }
-    match node.status(ctx.now_ms, ctx.policy.grace_ms(node)) {
+    match node.status(ctx.now_ms, ctx.status_grace_ms(node)) {
         Status::Pending | Status::Online | Status::Late => "online",
         Status::Offline | Status::Stopped => "offline",
     }

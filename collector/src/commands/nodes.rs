@@ -2,7 +2,7 @@
 
 use super::{cli_audit, now_ms, open_existing_store, open_store, random_failed, Failure};
 use crate::clock::Clock;
-use crate::liveness::Policy;
+use crate::liveness::{Policy, Watching};
 use crate::model::{EnrollTokenRecord, NodeRecord};
 use crate::secret::{self, ENROLL_PREFIX};
 use crate::store::setting;
@@ -92,8 +92,11 @@ pub(super) fn list(
     min_down_secs: Option<u64>,
 ) -> Result<(), Failure> {
     let store = open_existing_store(data_dir)?;
-    let (nodes, served_with) = store
-        .read(|txn| Ok((txn.nodes()?, txn.setting::<Policy>(setting::POLICY)?)))
+    let (nodes, served_with, watching) = store
+        .read(|txn| {
+            let watching = txn.setting::<Watching>(setting::WATCHING)?.unwrap_or_default();
+            Ok((txn.nodes()?, txn.setting::<Policy>(setting::POLICY)?, watching))
+        })
         .map_err(|e| Failure::store(data_dir, e))?;
     let mut policy = served_with.unwrap_or_default();
     policy.grace_secs = grace_secs.or(policy.grace_secs);
@@ -101,10 +104,10 @@ pub(super) fn list(
     let mut out = std::io::stdout().lock();
     let now = Clock::from_env().now_ms(); // the clock `serve` reads
     let printed = if json {
-        let views: Vec<_> = nodes.iter().map(|n| n.view(now, policy.grace_ms(n))).collect();
+        let views: Vec<_> = nodes.iter().map(|n| n.view(now, policy.status_grace_ms(n, watching.since))).collect();
         writeln!(out, "{}", miniserde::json::to_string(&views))
     } else {
-        out.write_all(node_table(&nodes, now, &policy).as_bytes())
+        out.write_all(node_table(&nodes, now, &policy, watching.since).as_bytes())
     };
     // A closed pipe (`| head`) is not a failure.
     match printed {
@@ -119,13 +122,13 @@ fn no_node(id: &str) -> Failure {
     Failure::Failed(format!("no node has the id {id}; see `hearth-collector nodes`"))
 }
 
-/// The node table for a terminal.
-pub fn node_table(nodes: &[NodeRecord], now: i64, policy: &Policy) -> String {
+/// The node table for a terminal, judged by a collector watching since `watching_since`.
+pub fn node_table(nodes: &[NodeRecord], now: i64, policy: &Policy, watching_since: i64) -> String {
     let mut rows = vec![
         ["NAME", "STATUS", "LAST SEEN", "SEQ", "HOSTNAME", "ARCH", "VERSION", "AUTH", "NODE ID"].map(String::from)
     ];
     for node in nodes {
-        let view = node.view(now, policy.grace_ms(node));
+        let view = node.view(now, policy.status_grace_ms(node, watching_since));
         let last_seen = node.last_seen.map_or_else(|| "never".to_owned(), |seen| ago(now - seen));
         rows.push([
             view.name,

@@ -66,9 +66,10 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
         log::warn!("{warning}");
     }
     // Before the first sweep: no node is blamed for the time this collector was not running.
+    let watching_since = clock.now_ms();
     store
         .write(|txn| {
-            alerts::on_start(txn, clock.now_ms(), &policy)?;
+            alerts::on_start(txn, watching_since, &policy)?;
             match &channels_file {
                 Some(path) => txn.put_setting(setting::CHANNELS_FILE, &path.to_string_lossy().into_owned()),
                 None => txn.put_setting(setting::CHANNELS_FILE, &String::new()),
@@ -118,6 +119,7 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
         max_batch: serve.max_batch,
         io_timeout: serve.io_timeout,
         policy,
+        watching_since,
         channels,
         clock,
         alert_stats,

@@ -421,7 +421,20 @@ fn a_restarted_collector_gives_every_node_a_fresh_grace_and_says_it_was_away() {
 
     clock.advance_secs(300);
     let restarted_at = clock.now_ms();
-    let _collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
+    let collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
+    // Nor does any view call it offline meanwhile: it is late, not yet heard from.
+    let key = collector.api_key();
+    assert_eq!(collector.get(&format!("/api/nodes/{node}"), &key).field("status"), "late");
+    let metrics = send(collector.addr, "GET", "/metrics", &[], b"").body;
+    assert!(metrics.contains("hearth_nodes{status=\"offline\"} 0\n"), "{metrics}");
+    let out = std::process::Command::new(collector_bin())
+        .args(["nodes", "--data-dir"])
+        .arg(&dir)
+        .env(clock.env().0, clock.env().1)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("late") && !table.contains("offline"), "{table}");
     clock.advance_secs(41); // grace (30 s) and one interval, counted from the start
     let hits = receiver.wait_for(1);
     assert!(hits[0].body.contains(r#""kind":"offline""#), "{}", hits[0].body);
@@ -433,6 +446,7 @@ fn a_restarted_collector_gives_every_node_a_fresh_grace_and_says_it_was_away() {
     );
     assert!(hits[0].body.contains("the collector itself was down for 300 s"), "{}", hits[0].body);
     assert_eq!(receiver.hits().len(), 1, "{:#?}", receiver.hits());
+    assert_eq!(collector.get(&format!("/api/nodes/{node}"), &key).field("status"), "offline");
 }
 
 /// `nodes` judges with the grace `serve` runs with, and reads only a store that exists.
