@@ -39,9 +39,11 @@ impl Policy {
     /// How long `node` may be silent before its status reads offline, for a collector
     /// watching since `watching_since`: its grace, counted from that start at the earliest,
     /// as its offline alert is. The collector's own absence is nobody's silence: a node it
-    /// has not heard from since before it started is `late` meanwhile, not `offline`.
+    /// has not heard from since before it started is `late` meanwhile, not `offline`;
+    /// unless it was declared offline already (`down_since`), which no restart undoes.
     pub fn status_grace_ms(&self, node: &NodeRecord, watching_since: i64) -> u64 {
-        let away = node.last_seen.map_or(0, |seen| watching_since.saturating_sub(seen).max(0) as u64);
+        let since_start = |seen: i64| watching_since.saturating_sub(seen).max(0) as u64;
+        let away = if node.down_since.is_some() { 0 } else { node.last_seen.map_or(0, since_start) };
         self.grace_ms(node).saturating_add(away)
     }
 
@@ -446,6 +448,22 @@ mod tests {
             simulate(&[0, 10, 20, 3 * 3600], 3 * 3600, &quiet),
             [(60, Kind::Offline), (3 * 3600, Kind::Recovered)]
         );
+    }
+
+    /// After a restart, a node silent since before it reads `late` for its grace from the
+    /// start; one declared offline before the restart stays `offline`.
+    #[test]
+    fn status_counts_silence_from_the_start_unless_already_declared_offline() {
+        let policy = Policy::default();
+        let mut node = NodeRecord::default();
+        on_heartbeat(&mut node, beat(10), 0, &policy);
+        let start = 300 * S;
+        let judged = |node: &NodeRecord, now| node.status(now, policy.status_grace_ms(node, start));
+        assert_eq!(judged(&node, start), Status::Late);
+        assert_eq!(judged(&node, start + 30 * S), Status::Late);
+        assert_eq!(judged(&node, start + 31 * S), Status::Offline);
+        node.down_since = Some(41 * S);
+        assert_eq!(judged(&node, start), Status::Offline, "declared before the restart");
     }
 
     #[test]

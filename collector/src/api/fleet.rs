@@ -45,8 +45,9 @@ pub(super) fn nodes<T: ReadTxn>(req: &Request, txn: &Txn<T>, ctx: &Context) -> H
     };
     let holds = Holds::load(txn)?;
     let (page, more) = match since {
-        // A window or silence that began or ended since then may change any node's view.
-        Some(since) if !holds.changed_between(since, ctx.now_ms) => {
+        // A window or silence that began or ended since then may change any node's view, and
+        // so may this collector's start (status counts silence from it: `status_grace_ms`).
+        Some(since) if since >= ctx.watching_since && !holds.changed_between(since, ctx.now_ms) => {
             changed_page(txn, ctx, since, after.as_deref(), limit)?
         }
         _ => txn.nodes_page(after.as_deref(), limit)?,

@@ -421,7 +421,7 @@ fn a_restarted_collector_gives_every_node_a_fresh_grace_and_says_it_was_away() {
 
     clock.advance_secs(300);
     let restarted_at = clock.now_ms();
-    let collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
+    let mut collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
     // Nor does any view call it offline meanwhile: it is late, not yet heard from.
     let key = collector.api_key();
     assert_eq!(collector.get(&format!("/api/nodes/{node}"), &key).field("status"), "late");
@@ -446,6 +446,11 @@ fn a_restarted_collector_gives_every_node_a_fresh_grace_and_says_it_was_away() {
     );
     assert!(hits[0].body.contains("the collector itself was down for 300 s"), "{}", hits[0].body);
     assert_eq!(receiver.hits().len(), 1, "{:#?}", receiver.hits());
+    assert_eq!(collector.get(&format!("/api/nodes/{node}"), &key).field("status"), "offline");
+
+    // Declared offline, it stays so through the next restart.
+    collector.kill9();
+    let collector = Collector::start_with_env("127.0.0.1:0", &dir, &args, &[clock.env()]);
     assert_eq!(collector.get(&format!("/api/nodes/{node}"), &key).field("status"), "offline");
 }
 

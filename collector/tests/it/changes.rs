@@ -103,3 +103,26 @@ fn a_refresh_gets_only_what_changed_since_the_last() {
     assert_eq!(total, 2);
     collector.get("/api/nodes?changed_since=yesterday", &key).assert_error(400, "invalid_query", "cursor");
 }
+
+/// A dashboard that saw a node `offline` (past its grace, not yet declared) before the
+/// collector restarted gets it again after the restart, now `late`: its status counts
+/// silence from the new start, so a refresh from before the start gets every node.
+#[test]
+fn a_refresh_from_before_a_restart_gets_every_node() {
+    let temp = tempfile::tempdir().unwrap();
+    let clock = TestClock::new(temp.path());
+    let dir = temp.path().join("db");
+    let mut collector = Collector::start_with_env("127.0.0.1:0", &dir, &["--allow-anonymous"], &[clock.env()]);
+    let key = collector.api_key();
+    let node = new_node_id();
+    assert_eq!(collector.post("/api/agent/heartbeat", &[], &beat(&node)).status, 200);
+    clock.advance_secs(35); // past its grace (30 s), before its minimum down time (10 s) ends
+    let (seen, cursor, _, _) = listed(&collector.get("/api/nodes", &key));
+    assert_eq!(seen, [(node.clone(), "offline".to_owned())]);
+    collector.kill9();
+
+    clock.advance_secs(5);
+    let collector = Collector::start_with_env("127.0.0.1:0", &dir, &["--allow-anonymous"], &[clock.env()]);
+    let (changed, _, _, _) = listed(&collector.get(&format!("/api/nodes?changed_since={cursor}"), &key));
+    assert_eq!(changed, [(node, "late".to_owned())]);
+}
