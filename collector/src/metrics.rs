@@ -136,18 +136,17 @@ impl Fleet {
         labels(&mut self.up, node);
         self.up.push_str(if matches!(status, Status::Online | Status::Late) { "} 1\n" } else { "} 0\n" });
         if let Some(seen) = node.last_seen {
+            let id = escape(&node.node_id);
             let _ = writeln!(
                 self.last_seen,
-                "hearth_node_last_seen_timestamp_seconds{{node_id=\"{}\"}} {}.{:03}",
-                escape(&node.node_id),
-                seen.div_euclid(1000),
-                seen.rem_euclid(1000)
+                "hearth_node_last_seen_timestamp_seconds{{node_id=\"{id}\"}} {}",
+                Seconds(seen)
             );
         }
         if let Some(since) = node.down_since {
             self.down_since.push_str("hearth_node_down_since_timestamp_seconds{");
             labels(&mut self.down_since, node);
-            let _ = writeln!(self.down_since, "}} {}.{:03}", since.div_euclid(1000), since.rem_euclid(1000));
+            let _ = writeln!(self.down_since, "}} {}", Seconds(since));
         }
     }
 }
@@ -246,16 +245,14 @@ impl Jobs {
         let up = u8::from(!matches!(status, JobStatus::Down));
         let _ = writeln!(self.up, "hearth_job_up{{{labels}}} {up}");
         if let Some(at) = job.last_success {
-            let (secs, ms) = (at.div_euclid(1000), at.rem_euclid(1000));
-            let _ = writeln!(self.last_success, "hearth_job_last_success_timestamp_seconds{{{labels}}} {secs}.{ms:03}");
+            let _ =
+                writeln!(self.last_success, "hearth_job_last_success_timestamp_seconds{{{labels}}} {}", Seconds(at));
         }
         if let Some(at) = job.down_since {
-            let (secs, ms) = (at.div_euclid(1000), at.rem_euclid(1000));
-            let _ = writeln!(self.down_since, "hearth_job_down_since_timestamp_seconds{{{labels}}} {secs}.{ms:03}");
+            let _ = writeln!(self.down_since, "hearth_job_down_since_timestamp_seconds{{{labels}}} {}", Seconds(at));
         }
         if let Some(ms) = job.last_duration_ms {
-            let _ =
-                writeln!(self.duration, "hearth_job_last_duration_seconds{{{labels}}} {}.{:03}", ms / 1000, ms % 1000);
+            let _ = writeln!(self.duration, "hearth_job_last_duration_seconds{{{labels}}} {}", Seconds(ms));
         }
     }
 
@@ -407,6 +404,15 @@ pub fn node_pieces(nodes: Vec<NodeSeries>) -> impl Iterator<Item = Vec<u8>> + Se
 }
 
 const STATUSES: [Status; 5] = [Status::Pending, Status::Online, Status::Late, Status::Offline, Status::Stopped];
+
+/// Milliseconds as Prometheus's seconds, to the millisecond: `1700000000.123`.
+struct Seconds(i64);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0.div_euclid(1000), self.0.rem_euclid(1000))
+    }
+}
 
 fn gauge(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
