@@ -233,10 +233,7 @@ pub fn on_ping(
     remind_ms: Option<i64>,
 ) -> Pinged {
     let mut out = Pinged::default();
-    if job.paused {
-        // Resumed by this ping: a run that came due while paused is not late at once.
-        (job.paused, job.resumed_at) = (false, Some(now));
-    }
+    unpause(job, now); // a ping resumes a paused job
     job.last_ping = Some(now);
     job.last_ping_kind = Some(kind);
     match kind {
@@ -343,10 +340,16 @@ pub fn pause(job: &mut JobRecord, by: &str, remind_ms: Option<i64>) -> Vec<Chang
 /// Resumes a paused job at `now`. It was not pinged while paused (nobody was watching), so
 /// it is not late at once for a run expected meanwhile: it has its grace from now.
 pub fn resume(job: &mut JobRecord, now: i64, remind_ms: Option<i64>) {
+    unpause(job, now);
+    place(job, remind_ms);
+}
+
+/// Watches a paused job again from `now`, by an operator or by a ping: its grace counts
+/// from then (`resumed_at`, read by `down_at`).
+fn unpause(job: &mut JobRecord, now: i64) {
     if job.paused {
         (job.paused, job.resumed_at) = (false, Some(now));
     }
-    place(job, remind_ms);
 }
 
 /// What removing a job tells: that a job down or failed is over (`job_removed`), since
