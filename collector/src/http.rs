@@ -802,7 +802,7 @@ impl Drop for AnswerWriter {
 /// The answer's bytes: status line, headers, and the body unless `head_only`.
 fn encode(reply: &Reply, head_only: bool, now_ms: i64, keep_alive: bool) -> Vec<u8> {
     let mut out = head(reply, now_ms, keep_alive);
-    if !head_only {
+    if !head_only && !matches!(reply.status, 204 | 304) {
         out.extend_from_slice(&reply.body);
     }
     out
@@ -813,11 +813,14 @@ fn encode(reply: &Reply, head_only: bool, now_ms: i64, keep_alive: bool) -> Vec<
 /// `keep_alive`, the answer says the connection closes after it.
 fn head(reply: &Reply, now_ms: i64, keep_alive: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    let _ =
-        write!(out, "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n", reply.status, reason(reply.status), reply.content_type);
-    // A streamed body has no length known in advance: it ends when the connection closes.
-    if reply.pieces.is_none() {
-        let _ = write!(out, "Content-Length: {}\r\n", reply.body.len());
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+    // A 204 or 304 has no body, and says nothing of one (RFC 9110 8.6: no Content-Length).
+    if !matches!(reply.status, 204 | 304) {
+        let _ = write!(out, "Content-Type: {}\r\n", reply.content_type);
+        // A streamed body has no length known in advance: it ends when the connection closes.
+        if reply.pieces.is_none() {
+            let _ = write!(out, "Content-Length: {}\r\n", reply.body.len());
+        }
     }
     let _ = write!(out, "Date: {}\r\nCache-Control: no-store\r\n", http_date(now_ms));
     if !keep_alive {
@@ -1194,6 +1197,9 @@ mod tests {
             String::from_utf8(encode(&reply, false, 0, false)).unwrap()
         };
         assert!(text(204).starts_with("HTTP/1.1 204 No Content\r\n"), "{}", text(204));
+        // RFC 9110 8.6: a 204 carries no Content-Length (nor a body, nor its type).
+        assert!(text(204).ends_with("\r\n\r\n") && !text(204).contains("Content-"), "{}", text(204));
+        assert!(text(400).contains("Content-Length: "), "{}", text(400));
         assert!(text(299).starts_with("HTTP/1.1 299 \r\n"), "an unknown status gets no phrase: {}", text(299));
         for status in [200, 201, 204, 302, 304, 400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 429, 503, 507] {
             assert_ne!(reason(status), "", "{status}");

@@ -274,6 +274,8 @@ pub fn read_response(reader: &mut impl BufRead) -> Option<Response> {
         .lines()
         .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()));
     let mut body = Vec::new();
+    // A 204 or 304 ends at its head (RFC 9110 8.6).
+    let length = if matches!(response.status, 204 | 304) { Some(0) } else { length };
     match length {
         Some(length) => {
             body.resize(length, 0);

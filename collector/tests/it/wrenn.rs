@@ -105,6 +105,7 @@ fn a_host_registers_beats_and_shows_online() {
 
     let r = beat(&c, &id, &jwt);
     assert_eq!((r.status, r.body.as_str()), (204, ""), "{}", r.head);
+    assert!(!r.head.to_ascii_lowercase().contains("content-length"), "RFC 9110 8.6: {}", r.head);
     let node = c.get(&format!("/api/nodes/{id}"), &key);
     assert_eq!(node.field("status"), "online");
     let shown = v1(&c, "GET", &format!("/v1/hosts/{id}"), Some(&key), "");
