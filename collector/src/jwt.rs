@@ -27,11 +27,16 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at, Unix seconds.
     pub exp: i64,
+    /// A random id, so that no two tokens are alike: one issued in the same second as a
+    /// token just revoked for the same host is not that token again. (Tokens issued before
+    /// it was added have none.)
+    pub jti: Option<String>,
 }
 
 impl Claims {
-    pub fn host(host_id: &str, iat: i64, lifetime_secs: i64) -> Claims {
-        Claims { typ: HOST_TYPE.to_owned(), host_id: host_id.to_owned(), iat, exp: iat.saturating_add(lifetime_secs) }
+    pub fn host(host_id: &str, iat: i64, lifetime_secs: i64, jti: String) -> Claims {
+        let exp = iat.saturating_add(lifetime_secs);
+        Claims { typ: HOST_TYPE.to_owned(), host_id: host_id.to_owned(), iat, exp, jti: Some(jti) }
     }
 }
 
@@ -130,24 +135,31 @@ mod tests {
 
     #[test]
     fn signs_a_three_part_token_that_verifies() {
-        let claims = Claims::host("h-1", 1_000, 100);
+        let claims = Claims::host("h-1", 1_000, 100, "j".into());
         let token = sign(SECRET, &claims);
         assert_eq!(token.split('.').count(), 3, "{token}");
         assert!(looks_like(&token));
         assert_eq!(verify(SECRET, &token, 1_050), Ok(claims));
+        // Tokens issued before `jti` was kept still verify.
+        let header = Base64UrlUnpadded::encode_string(HEADER.as_bytes());
+        let body = Base64UrlUnpadded::encode_string(br#"{"typ":"host","host_id":"h-1","iat":1000,"exp":1100}"#);
+        let mut mac = mac(SECRET);
+        mac.update(format!("{header}.{body}").as_bytes());
+        let older = format!("{header}.{body}.{}", Base64UrlUnpadded::encode_string(&mac.finalize().into_bytes()));
+        assert_eq!(verify(SECRET, &older, 1_050).map(|c| c.jti), Ok(None));
     }
 
     #[test]
     fn refuses_what_it_must() {
-        let token = sign(SECRET, &Claims::host("h-1", 1_000, 100));
+        let token = sign(SECRET, &Claims::host("h-1", 1_000, 100, "j".into()));
         let (signed, _) = token.rsplit_once('.').unwrap();
         let forged_claims = Base64UrlUnpadded::encode_string(br#"{"typ":"host","host_id":"h-2","iat":0,"exp":9999}"#);
         let header = token.split('.').next().unwrap();
         let none_header = Base64UrlUnpadded::encode_string(br#"{"alg":"none"}"#);
-        let user = sign(SECRET, &Claims { typ: "user".into(), ..Claims::host("h-1", 1_000, 100) });
+        let user = sign(SECRET, &Claims { typ: "user".into(), ..Claims::host("h-1", 1_000, 100, "j".into()) });
         let cases: &[(&str, String, i64, Invalid)] = &[
             ("expired", token.clone(), 1_100, Invalid::Expired),
-            ("other secret", sign(b"another", &Claims::host("h-1", 1_000, 100)), 1_050, Invalid::Signature),
+            ("other secret", sign(b"another", &Claims::host("h-1", 1_000, 100, "j".into())), 1_050, Invalid::Signature),
             (
                 "claims swapped",
                 format!("{header}.{forged_claims}.{}", token.rsplit('.').next().unwrap()),

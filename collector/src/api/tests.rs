@@ -15,7 +15,7 @@ const HOST: &str = "6ba7b810-9dad-41d1-80b4-00c04fd430c8";
 const JWT_KEY: [u8; 32] = [9; 32];
 
 fn host_jwt() -> String {
-    jwt::sign(&JWT_KEY, &jwt::Claims::host(HOST, NOW / 1000, 86_400))
+    jwt::sign(&JWT_KEY, &jwt::Claims::host(HOST, NOW / 1000, 86_400, "j".into()))
 }
 const JOB: &str = "job-1";
 const JOB_UUID: &str = "5d8f1c1e-0c4a-4b7e-9f7e-2a1b3c4d5e6f";
@@ -75,6 +75,7 @@ impl Harness {
                     created_by: "admin".into(),
                     created_at: NOW,
                     updated_at: NOW,
+                    registered_at: Some(NOW),
                     registration_hash: None,
                 };
                 txn.put_host(HOST, &record)?;

@@ -73,13 +73,24 @@ struct HostView {
 }
 
 /// Wrenn's status for a host: `pending` until it registers, then its node's liveness
-/// (`late` is still `online`, `stopped` is `offline`).
+/// (`late` is still `online`, `stopped` is `offline`). Registering is the host's first word:
+/// one not heard from since is `online` for a grace from then (or from the collector's
+/// start), and `offline` after it, like any node that went silent.
 fn host_status(host: &HostRecord, node: &NodeRecord, ctx: &Context) -> &'static str {
     if host.state == HostState::Pending {
         return "pending";
     }
-    match node.status(ctx.now_ms, ctx.status_grace_ms(node)) {
-        Status::Pending | Status::Online | Status::Late => "online",
+    let grace = ctx.status_grace_ms(node);
+    match node.status(ctx.now_ms, grace) {
+        Status::Pending => {
+            let since = host.registered_at.unwrap_or(host.updated_at).max(ctx.watching_since);
+            if ctx.now_ms.saturating_sub(since).max(0) as u64 > grace {
+                "offline"
+            } else {
+                "online"
+            }
+        }
+        Status::Online | Status::Late => "online",
         Status::Offline | Status::Stopped => "offline",
     }
 }
@@ -178,6 +189,7 @@ pub(super) fn create(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Con
         created_by: user.name.clone(),
         created_at: ctx.now_ms,
         updated_at: ctx.now_ms,
+        registered_at: None,
         registration_hash: None,
     };
     // The token first: it is what can fail (no random bytes) before anything is written.
@@ -341,7 +353,8 @@ pub(super) fn register(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Ha
     }
     let key = signing_key(txn)?;
     let now_secs = ctx.now_ms.div_euclid(1000);
-    let host_token = jwt::sign(&key, &Claims::host(&node_id, now_secs, HOST_TOKEN_SECS));
+    let jti = secret::new_id().map_err(internal)?;
+    let host_token = jwt::sign(&key, &Claims::host(&node_id, now_secs, HOST_TOKEN_SECS, jti));
     let host_hash = secret::hash(&host_token);
     if let Some(old) = node.token_hash.as_deref().and_then(secret::unhex32) {
         txn.delete_agent_token(&old)?;
@@ -370,6 +383,7 @@ pub(super) fn register(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Ha
         disk_gb,
         registration_hash: None,
         updated_at: ctx.now_ms,
+        registered_at: Some(ctx.now_ms),
         ..host
     };
     txn.put_host(&node_id, &host)?;

@@ -131,6 +131,37 @@ fn a_host_registers_beats_and_shows_online() {
     assert_eq!(beat(&c, &id, &jwt).status, 204);
 }
 
+/// A host that registers and is never heard from again is `online` only for a grace, as a
+/// node that stops beating is; and a token issued again in the same second is a new one.
+#[test]
+fn a_registered_host_that_never_beats_goes_offline_and_every_token_is_new() {
+    let temp = tempfile::tempdir().unwrap();
+    let clock = TestClock::new(temp.path());
+    let c = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &[], &[clock.env()]);
+    let key = c.api_key();
+    let (id, token) = create(&c, &key);
+    let status = || v1(&c, "GET", &format!("/v1/hosts/{id}"), Some(&key), "").field("status");
+    assert_eq!(status(), "pending");
+    let jwt = register(&c, &token).field("token");
+    assert_eq!(status(), "online", "its first heartbeat comes an interval after registering");
+    clock.advance_secs(85);
+    assert_eq!(status(), "online");
+    clock.advance_secs(6);
+    assert_eq!(status(), "offline", "a grace (3 intervals of 30 s) registered, and never a heartbeat");
+    assert_eq!(beat(&c, &id, &jwt).status, 204);
+    assert_eq!(status(), "online");
+
+    // Regenerated and registered again within the second: a token unlike the revoked one.
+    let again = v1(&c, "POST", &format!("/v1/hosts/{id}/token"), Some(&key), "").field("registration_token");
+    let renewed = register(&c, &again).field("token");
+    assert_eq!(int(&claims(&renewed), "iat"), int(&claims(&jwt), "iat") + 91, "the test clock stood still");
+    let again = v1(&c, "POST", &format!("/v1/hosts/{id}/token"), Some(&key), "").field("registration_token");
+    let third = register(&c, &again).field("token");
+    assert_ne!(third, renewed);
+    assert_v1_error(&beat(&c, &id, &renewed), 401, "unauthorized");
+    assert_eq!(beat(&c, &id, &third).status, 204);
+}
+
 #[test]
 fn host_tokens_are_checked_and_revoked() {
     let c = Collector::start(&[]);
