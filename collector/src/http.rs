@@ -881,8 +881,9 @@ fn read_request(
         .filter(|t| !t.is_empty());
     let content_type = header("Content-Type");
     let session = header("Cookie").and_then(|cookies| {
-        let found = cookies.split(';').find_map(|c| c.trim().strip_prefix("hearth_session="));
-        found.map(str::to_owned).filter(|c| !c.is_empty())
+        let named = |name| cookies.split(';').find_map(|c| c.trim().strip_prefix(name)).filter(|c| !c.is_empty());
+        // restic-manager's clients send the same session as `rm_session`, the name it gives it.
+        named("hearth_session=").or_else(|| named("rm_session=")).map(str::to_owned)
     });
     let forwarded_https = header("X-Forwarded-Proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let forwarded = header("X-Forwarded-For").is_some() || header("CF-Connecting-IP").is_some() || forwarded_https;
@@ -1072,6 +1073,12 @@ mod tests {
         assert_eq!(r.bearer.as_deref(), Some("usr_k"));
         let r = parsed(base().with_header(header("Cookie: a=b; hearth_session=hs_x")), false).unwrap();
         assert_eq!(r.session.as_deref(), Some("hs_x"));
+        let r = parsed(base().with_header(header("Cookie: rm_session=hs_y")), false).unwrap();
+        assert_eq!(r.session.as_deref(), Some("hs_y"), "restic-manager's name for it");
+        let r = parsed(base().with_header(header("Cookie: rm_session=hs_y; hearth_session=hs_x")), false).unwrap();
+        assert_eq!(r.session.as_deref(), Some("hs_x"));
+        let r = parsed(base().with_header(header("Cookie: xrm_session=hs_y; hearth_session=")), false).unwrap();
+        assert_eq!(r.session, None);
         // A proxy's headers: not local; believed only with --trust-proxy.
         let proxied = || {
             base().with_header(header("CF-Connecting-IP: 198.51.100.7")).with_header(header("X-Forwarded-Proto: https"))

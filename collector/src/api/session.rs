@@ -207,9 +207,16 @@ pub(super) fn finish(outcome: LoginOutcome, req: &Request, txn: &mut Txn<RwTxn>,
     // `Secure` whenever the browser reached us over HTTPS, by a trusted proxy's word or
     // not: the flag only stops the cookie from travelling over plain HTTP.
     let secure = if req.https || req.forwarded_https { "; Secure" } else { "" };
-    let set_cookie =
-        format!("hearth_session={cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", SESSION_MS / 1000);
-    Ok(Reply::json(200, &me_view(&user.name, user.role())).with_header("Set-Cookie", set_cookie))
+    let attributes = format!("HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", SESSION_MS / 1000);
+    Ok(with_session_cookies(Reply::json(200, &me_view(&user.name, user.role())), &cookie, &attributes))
+}
+
+/// The session cookie, under Hearth's name and under restic-manager's (`rm_session`), whose
+/// clients may look for it by that name; either is taken back (`http::read_request`).
+fn with_session_cookies(reply: Reply, value: &str, attributes: &str) -> Reply {
+    ["hearth_session", "rm_session"]
+        .into_iter()
+        .fold(reply, |reply, name| reply.with_header("Set-Cookie", format!("{name}={value}; {attributes}")))
 }
 
 fn me_view(name: &str, role: Role) -> Me {
@@ -225,8 +232,8 @@ pub(super) fn logout(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Hand
             audit(txn, ctx, req, &session.user, "logout", None, String::new())?;
         }
     }
-    let clear = "hearth_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0";
-    Ok(Reply::json(200, &LoggedOut { status: "logged_out" }).with_header("Set-Cookie", clear))
+    let logged_out = Reply::json(200, &LoggedOut { status: "logged_out" });
+    Ok(with_session_cookies(logged_out, "", "HttpOnly; SameSite=Strict; Path=/; Max-Age=0"))
 }
 
 #[derive(Serialize)]

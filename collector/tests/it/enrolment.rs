@@ -162,3 +162,25 @@ fn the_enrolment_answer_carries_the_configured_certificate_pin() {
         assert!(r.body.contains(&format!(r#""cert_pin_sha256":{expected}"#)), "{args:?}: {}", r.body);
     }
 }
+
+/// restic-manager's poll takes the first host of the name it minted for: after a host is
+/// set up again (a new node under the same name), that is the new one.
+#[test]
+fn the_newest_of_hosts_with_the_same_name_comes_first_in_restic_managers_list() {
+    let temp = tempfile::tempdir().unwrap();
+    let clock = TestClock::new(temp.path());
+    let c = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &[], &[clock.env()]);
+    let key = c.api_key();
+    let auth = format!("Bearer {key}");
+    let mut ids = Vec::new();
+    for name in ["dup.example", "dup.example", "another.example", "dup.example"] {
+        let token =
+            c.post("/api/enrollment-tokens", &[("Authorization", &auth)], &format!(r#"{{"hostname":"{name}"}}"#));
+        let body = format!(r#"{{"token":"{}","hostname":"machine"}}"#, token.field("token"));
+        ids.push(c.post("/api/agents/enroll", &[], &body).field("node_id"));
+        clock.advance_secs(60);
+    }
+    let hosts = c.get("/api/hosts", &key).body;
+    let at = |id: &str| hosts.find(id).unwrap_or_else(|| panic!("{id} missing from {hosts}"));
+    assert!(at(&ids[2]) < at(&ids[3]) && at(&ids[3]) < at(&ids[1]) && at(&ids[1]) < at(&ids[0]), "{hosts}");
+}

@@ -194,8 +194,19 @@ fn logging_in_out_and_the_cookie() {
     let session = r.set_cookie().unwrap();
     let me = send(c.addr, "GET", "/api/auth/me", &[("Cookie", &session)], b"");
     assert_eq!(me.field("user"), "ann");
-    let out = c.post("/api/auth/logout", &[("Cookie", &session)], "");
-    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    // restic-manager's clients know the session as `rm_session`: it is set, and taken, under that name too.
+    let cookies = |r: &Response| -> Vec<String> {
+        r.head.lines().filter_map(|l| l.strip_prefix("Set-Cookie: ")).map(str::to_owned).collect()
+    };
+    let set = cookies(&r);
+    let value = session.strip_prefix("hearth_session=").unwrap();
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert!(set[1].starts_with(&format!("rm_session={value}; HttpOnly; SameSite=Strict;")), "{set:?}");
+    let rm = format!("rm_session={value}");
+    assert_eq!(send(c.addr, "GET", "/api/auth/me", &[("Cookie", &rm)], b"").field("user"), "ann");
+    let out = c.post("/api/auth/logout", &[("Cookie", &rm)], "");
+    let cleared = cookies(&out);
+    assert!(cleared.len() == 2 && cleared.iter().all(|c| c.contains("=; ") && c.contains("Max-Age=0")), "{cleared:?}");
     send(c.addr, "GET", "/api/auth/me", &[("Cookie", &session)], b"").assert_error(401, "session_expired", "log in");
 
     // Without --trust-proxy, anyone could write X-Forwarded-Proto, but all it can do is
