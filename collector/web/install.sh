@@ -145,8 +145,16 @@ sha256() {
   fi
 }
 
+# Until the agent has enrolled: the node id `enroll` keeps, and the directories made.
+enrolled=
+undo() {
+  [ -z "$enrolled" ] || return 0
+  if [ -n "${made_state:-}" ]; then rm -f "$state_dir/node_id"; rmdir "$state_dir" 2>/dev/null || true; fi
+  if [ -n "${made_conf:-}" ]; then rmdir "$conf_dir" 2>/dev/null || true; fi
+  if [ -n "${made_bin:-}" ]; then rmdir "$bin_dir" 2>/dev/null || true; fi
+}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"; rm -f "$bin.new" "$env_file.new"' EXIT
+trap 'rm -rf "$tmp"; rm -f "$bin.new" "$env_file.new"; undo' EXIT
 trap 'exit 130' INT TERM HUP
 say "downloading the agent for linux/$arch from $server"
 fetch "$server/agent/binary?os=linux&arch=$arch" "$tmp/hearth-agent"
@@ -158,6 +166,12 @@ got=$(sha256 "$tmp/hearth-agent")
 # Everything is made beside what it replaces and checked, and the new agent enrols, before
 # anything is replaced: a refused token or a bad agent.env leaves an agent that runs here
 # already, its binary and its settings as they were.
+# The directories this run makes, it takes away again if it stops before enrolment (a
+# refused token, say): `undo`, on exit.
+made_bin=; made_conf=; made_state=
+[ -d "$bin_dir" ] || made_bin=1
+[ -d "$conf_dir" ] || made_conf=1
+[ -d "$state_dir" ] || made_state=1
 mkdir -p "$bin_dir"
 install -m 0755 "$tmp/hearth-agent" "$bin.new"
 umask 077
@@ -207,6 +221,7 @@ if ! out=$(HEARTH_CONFIG="$settings" HEARTH_STATE_DIR="$state_dir" "$bin.new" en
     *) die "enrolment failed: $out" ;;
   esac
 fi
+enrolled=1
 if [ "$settings" != "$env_file" ]; then
   mv -f "$env_file.new" "$env_file" || die "enrolled, but cannot write $env_file; make it writable, set
   HEARTH_COLLECTOR_URL=$server in it, and restart the agent"

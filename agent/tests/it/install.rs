@@ -102,6 +102,13 @@ fn the_one_line_install_enrols_a_host_that_then_reports() {
     let forced = run_line(&line, root.path(), &[("HEARTH_FORCE_REENROLL", "1")]);
     assert!(!forced.status.success());
     assert!(stderr(&forced).contains("expired or was already used: mint a fresh one"), "{}", stderr(&forced));
+    // The spent token on a host without the agent: refused, and nothing left behind.
+    let fresh = tempfile::tempdir().unwrap();
+    let refused = run_line(&line, fresh.path(), &[]);
+    assert!(!refused.status.success() && stderr(&refused).contains("already used"), "{}", stderr(&refused));
+    for made in ["etc/hearth", "var/lib/hearth-agent", "usr/local/bin"] {
+        assert!(!fresh.path().join(made).exists(), "a refused token left {made}");
+    }
 }
 
 /// restic-manager's onboarding as its document gives it: log in, mint a token with its
