@@ -57,7 +57,8 @@ pub struct ServeConfig {
     /// How long a client may take to send its request or read its answer.
     pub io_timeout: Duration,
     pub policy: Policy,
-    /// When this collector started watching (`alerts::on_start`).
+    /// When this collector started watching (`alerts::on_start`); later, when it noticed
+    /// it had not been running (`Shared::watching_since`).
     pub watching_since: i64,
     pub channels: std::sync::Arc<Channels>,
     pub clock: Clock,
@@ -146,6 +147,8 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         commit_in_flight: InFlight::default(),
         writing: Writing::new(),
         status_pages: Default::default(),
+        watching_since: AtomicI64::new(config.watching_since),
+        running: crate::clock::Running::new(config.watching_since),
     };
     let shared = &shared;
     let (reads, to_read) = std::sync::mpsc::sync_channel::<Job>(READ_QUEUE);
@@ -183,6 +186,11 @@ struct Shared<'a> {
     /// When the write under way began, for readers' change cursors.
     writing: Writing,
     status_pages: api::status::Cache,
+    /// When the collector started watching, or last came back from not running while
+    /// it ran (`noticed_absence`).
+    watching_since: AtomicI64,
+    /// The clocks at the request thread's last write (a batch or a sweep pass).
+    running: crate::clock::Running,
 }
 
 /// When the write transaction under way on the request thread began, by the collector's
@@ -263,6 +271,35 @@ impl Drop for CommitGuard<'_> {
 }
 
 impl Shared<'_> {
+    /// Whether the collector did not run for a while before `now`, by the clocks at the
+    /// request thread's writes, which come at least every second (the sweep): the process
+    /// was stopped, its host suspended, or the clock stepped forward (`clock::Running`).
+    /// That is the collector's own absence, and as after a restart nobody is blamed for
+    /// it: the write that notices starts watching afresh (`alerts::start_watching`, with
+    /// the returned time it was last running), before it looks at any deadline.
+    fn noticed_absence(&self, now: i64) -> Option<i64> {
+        let (gap, away) = self.running.reading(&self.config.clock, now, alerts::AWAY_NOTED_MS);
+        let last = now.saturating_sub(gap);
+        if away {
+            self.watching_since.store(now, Ordering::Relaxed);
+            log::warn!(
+                "the collector did not run for about {} (since {}: paused, suspended, or its clock stepped \
+                 forward): every node and job gets a fresh grace from now",
+                crate::liveness::duration(gap),
+                hearth_wire::format_rfc3339(last)
+            );
+            return Some(last);
+        }
+        if -gap > alerts::AWAY_NOTED_MS {
+            log::warn!(
+                "the clock went back {}: a node last heard from after the time it says now is judged once it \
+                 catches up",
+                crate::liveness::duration(-gap)
+            );
+        }
+        None
+    }
+
     fn context(&self, now_ms: i64) -> Context<'_> {
         let config = self.config;
         Context {
@@ -270,7 +307,7 @@ impl Shared<'_> {
             settled_ms: now_ms,
             allow_anonymous: config.allow_anonymous,
             policy: &config.policy,
-            watching_since: config.watching_since,
+            watching_since: self.watching_since.load(Ordering::Relaxed),
             channels: &config.channels,
             metrics: &self.metrics,
             alert_stats: &config.alert_stats,
@@ -362,12 +399,18 @@ fn accept(
             }
             let writing = shared.writing.begin(&config.clock);
             let now = config.clock.now_ms();
+            let away = shared.noticed_absence(now);
             // A pass that only moved deadlines is made durable by the next commit's flush
             // (lost in a crash, it is done again); one that raised alerts is flushed before
             // the worker may send them.
             let swept = contained(|| {
                 store
-                    .write_unsynced(|txn| alerts::sweep(txn, now, &config.policy, &config.channels))
+                    .write_unsynced(|txn| {
+                        if let Some(from) = away {
+                            alerts::start_watching(txn, now, Some(from))?;
+                        }
+                        alerts::sweep(txn, now, &config.policy, &config.channels)
+                    })
                     .and_then(|swept| if swept.alerts > 0 { store.sync().map(|()| swept) } else { Ok(swept) })
             });
             drop(writing);
@@ -564,7 +607,9 @@ struct Answer {
 fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<Committed>) {
     let started = Instant::now();
     let writing = shared.writing.begin(&shared.config.clock);
-    let context = shared.context(shared.config.clock.now_ms());
+    let now = shared.config.clock.now_ms();
+    let away = shared.noticed_absence(now);
+    let context = shared.context(now);
     let (jobs, logins): (Vec<Job>, Vec<Option<LoginOutcome>>) =
         batch.into_iter().map(|write| (write.job, write.login)).unzip();
     let committing = Instant::now();
@@ -573,6 +618,9 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
     let in_flight = shared.commit_in_flight.start();
     let outcome = contained(|| {
         shared.store.write_unsynced(|txn| {
+            if let Some(from) = away {
+                alerts::start_watching(txn, now, Some(from))?;
+            }
             let replies = jobs
                 .iter()
                 .zip(&logins)
@@ -1171,6 +1219,8 @@ mod tests {
             commit_in_flight: InFlight::default(),
             writing: Writing::new(),
             status_pages: Default::default(),
+            watching_since: AtomicI64::new(0),
+            running: crate::clock::Running::new(0),
         };
         let write = |path: &str, body: String| {
             let mut request: tiny_http::Request = tiny_http::TestRequest::new()

@@ -51,11 +51,18 @@ pub fn on_start(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy) -> Result<Optio
             hearth_wire::format_rfc3339(now - away)
         );
     }
-    let watching = Watching { since: now, away_from: away.map(|away| now - away) };
-    txn.put_setting(setting::WATCHING, &watching)?;
-    txn.put_setting(setting::ALIVE_AT, &now)?;
+    start_watching(txn, now, away.map(|away| now - away))?;
     txn.put_setting(setting::POLICY, policy)?;
     Ok(away)
+}
+
+/// Starts watching afresh at `now`: every node's and job's silence counts from then at the
+/// earliest. `away_from` is when the collector was last known to run, if it was away long
+/// enough to say so in the alerts that follow: before a restart (`on_start`), or while
+/// it ran, paused or suspended or with its clock stepped forward (`http.rs` notices).
+pub fn start_watching(txn: &mut Txn<RwTxn>, now: i64, away_from: Option<i64>) -> Result<(), store::Error> {
+    txn.put_setting(setting::WATCHING, &Watching { since: now, away_from })?;
+    txn.put_setting(setting::ALIVE_AT, &now)
 }
 
 /// What an event or alert is about: a node or a job.

@@ -454,6 +454,35 @@ fn a_restarted_collector_gives_every_node_a_fresh_grace_and_says_it_was_away() {
     assert_eq!(collector.get(&format!("/api/nodes/{node}"), &key).field("status"), "offline");
 }
 
+/// A collector that stops running without exiting (SIGSTOP here; a suspended VM, or a
+/// clock stepped forward, look the same to it: `clock::Running`) notices when it runs
+/// again, and blames nobody for the time it was not running: every node gets a fresh
+/// grace, as after a restart. On the real clock: a test clock's steps are no absence.
+#[test]
+fn a_collector_that_was_stopped_blames_nobody_for_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let conf = one_webhook(temp.path(), receiver.addr);
+    let args = ["--allow-anonymous", "--alerts", conf.to_str().unwrap(), "--grace-secs", "10"];
+    let collector = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &args, &[]);
+    let node = new_node_id();
+    // Every 5 s: offline 15 s after its last heartbeat (grace 10 s, then one interval).
+    let v1 = v1_heartbeat(&node);
+    let body = format!("{},\"interval_secs\":5}}", &v1[..v1.len() - 1]);
+    assert_eq!(collector.post("/api/agent/heartbeat", &[], &body).status, 200);
+    collector.wait_for_sweeps(1);
+    let pid = collector.pid().to_string();
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(17));
+    signal("-CONT");
+    collector.wait_for_sweeps(2);
+    assert_no_alert(&collector);
+    let key = collector.api_key();
+    assert_eq!(collector.get(&format!("/api/nodes/{node}"), &key).field("status"), "late");
+    assert!(receiver.hits().is_empty(), "{:#?}", receiver.hits());
+}
+
 /// `nodes` judges with the grace `serve` runs with, and reads only a store that exists.
 #[test]
 fn nodes_agrees_with_the_api_and_refuses_a_missing_store() {
