@@ -20,6 +20,26 @@ impl Outgoing {
     pub fn origin(&self) -> String {
         origin(&self.url)
     }
+
+    /// `text` (what a channel answered) without anything of the request that may be a
+    /// credential: the url's path and query, each of their parts, its user and password,
+    /// and the credential headers sent (`Authorization`, `X-Gotify-Key`). Receivers echo them (`Cannot POST /services/T0/B0/xyz`,
+    /// or the headers back on a 401), and what a channel answered is logged and shown.
+    pub fn redact(&self, text: &str) -> String {
+        let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
+        let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        let userinfo = authority.rsplit_once('@').map_or("", |(userinfo, _)| userinfo);
+        let mut secrets: Vec<&str> = vec![path, userinfo];
+        secrets.extend(path.split(['/', '?', '&', '=', '#']));
+        secrets.extend(userinfo.split(':'));
+        for (_, value) in self.headers.iter().filter(|(name, _)| matches!(*name, "Authorization" | "X-Gotify-Key")) {
+            secrets.push(value);
+            secrets.extend(value.split(' '));
+        }
+        secrets.retain(|secret| secret.len() >= 4);
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets.into_iter().fold(text.to_owned(), |text, secret| text.replace(secret, "[hidden]"))
+    }
 }
 
 /// `https://hooks.slack.com/services/T0/B0/xyz` → `https://hooks.slack.com`.
@@ -464,6 +484,32 @@ mod tests {
         ] {
             assert_eq!(origin(url), expected);
         }
+    }
+
+    /// What a receiver echoes of the request (Express's `Cannot POST /path`, or the
+    /// headers on a 401) never shows the url's secrets or the credentials sent.
+    #[test]
+    fn what_a_channel_answers_is_shown_without_what_it_echoes_of_the_credentials() {
+        let slack = build(
+            &channel(Kind::Slack, "https://u:pa55word@h.lan/services/T0/B0/S3CRETSLACK?k=q1w2", None),
+            &alert(EventKind::Offline),
+            SENT,
+        );
+        let echoed =
+            "Cannot POST /services/T0/B0/S3CRETSLACK?k=q1w2 (\\/services\\/T0\\/B0\\/S3CRETSLACK) as u:pa55word";
+        let shown = slack.redact(echoed);
+        for secret in ["S3CRETSLACK", "q1w2", "pa55word"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.starts_with("Cannot POST "), "what it said is kept: {shown}");
+        let gotify =
+            build(&channel(Kind::Gotify, "https://g.lan", Some("GOTIFYTOKEN")), &alert(EventKind::Offline), SENT);
+        let ntfy =
+            build(&channel(Kind::Ntfy, "https://n.lan/t", Some("tk_NTFYTOKEN")), &alert(EventKind::Offline), SENT);
+        let echoed =
+            r#"{"X-Gotify-Key":"GOTIFYTOKEN","Authorization":"Bearer tk_NTFYTOKEN","Title":"garage-pi is offline"}"#;
+        assert!(!gotify.redact(echoed).contains("GOTIFYTOKEN") && !ntfy.redact(echoed).contains("tk_NTFYTOKEN"));
+        assert!(ntfy.redact(echoed).contains("garage-pi is offline"), "{}", ntfy.redact(echoed));
     }
 
     #[test]

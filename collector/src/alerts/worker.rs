@@ -151,8 +151,9 @@ impl std::fmt::Display for Failed {
 }
 
 /// Sends one request; the answer's status line, or why it failed. The error names only the
-/// url's scheme and host (see [`channel::origin`]): it is logged and shown to every viewer
-/// in `GET /api/alerts`, and a webhook url's path is its secret.
+/// url's scheme and host (see [`channel::origin`]), and what the channel answered without
+/// any part of the url or headers (`Outgoing::redact`): it is logged and shown to every
+/// viewer in `GET /api/alerts`, and a webhook url's path is its secret.
 pub fn send(out: &channel::Outgoing) -> Result<String, Failed> {
     // A redirect would carry the alert, and any Basic credentials, somewhere the channels
     // file never named: it is an error, as is an endless status line or header.
@@ -178,7 +179,9 @@ pub fn send(out: &channel::Outgoing) -> Result<String, Failed> {
         );
         Err(Failed { status: code, message })
     } else {
-        let body: String = response.as_str().unwrap_or("").chars().take(200).collect();
+        // What it said, without what it may echo of the request's credentials.
+        let body: String = response.as_str().unwrap_or("").chars().take(1000).collect();
+        let body: String = out.redact(&body).chars().take(200).collect();
         Err(Failed { status: code, message: format!("{} answered {status}: {body}", out.origin()) })
     }
 }

@@ -577,6 +577,37 @@ fn delivery_errors_never_show_a_channel_url() {
     for (what, text) in [("GET /api/alerts", &alerts), ("alert test", &said), ("the log", &logged)] {
         assert!(!text.contains("s3cret"), "{what} shows the channel's secret: {text}");
     }
+
+    // A receiver that echoes the request in its refusal (Express: `Cannot POST /path`, or
+    // the headers back) is shown what it said, without the secrets it echoed.
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in echo.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut head = String::new();
+            while std::io::BufRead::read_line(&mut reader, &mut head).unwrap_or(0) > 2 && !head.ends_with("\r\n\r\n") {}
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let body = format!("Cannot POST {path}\n{head}");
+            let answer =
+                format!("HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = std::io::Write::write_all(reader.get_mut(), answer.as_bytes());
+        }
+    });
+    let conf = temp.path().join("echo.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[channel echo]\ntype = slack\nurl = http://{echo_addr}/services/T0/B0/slack-s3cret\n\n\
+             [channel phone]\ntype = ntfy\nurl = http://{echo_addr}/topic\ntoken = tk_ntfy-s3cret\n"
+        ),
+    )
+    .unwrap();
+    let out =
+        std::process::Command::new(collector_bin()).args(["alert", "test", "--alerts"]).arg(&conf).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("answered 404 Not Found: Cannot POST "), "{said}");
+    assert!(!said.contains("s3cret"), "alert test shows what the receiver echoed of a secret: {said}");
 }
 
 /// A url with `user:password@` is sent with `Authorization: Basic`, not resolved as a host;
