@@ -34,15 +34,23 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, ParseError> {
             continue;
         }
         let fail = |reason: String| ParseError { line: line_no, reason };
+        // The line itself is never repeated: it may hold a token.
         let Some((key, raw)) = trimmed.split_once('=') else {
-            return Err(fail(format!("expected KEY=value, found `{trimmed}`")));
+            return Err(fail("expected KEY=value".into()));
         };
         let key = key.trim();
         let valid_key = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_key {
-            let hint = if key.starts_with("export ") { " (remove `export`)" } else { "" };
-            return Err(fail(format!("`{key}` is not a variable name{hint}")));
+            let reason = match key.strip_prefix("export ") {
+                Some(_) => "`export` is not needed here (remove `export`)".to_owned(),
+                // A name, said back; anything else may be a value run into it.
+                None if key.len() <= 64 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                    format!("`{key}` is not a variable name (letters, digits and `_`, not starting with a digit)")
+                }
+                None => "what comes before `=` is not a variable name (letters, digits and `_`)".to_owned(),
+            };
+            return Err(fail(reason));
         }
         pairs.push((key.to_owned(), value(raw.trim()).map_err(fail)?));
     }
@@ -73,7 +81,7 @@ fn value(raw: &str) -> Result<String, String> {
     if rest.trim().is_empty() {
         Ok(out)
     } else {
-        Err(format!("unexpected `{}` after the closing quote", rest.trim()))
+        Err("unexpected text after the closing quote".into())
     }
 }
 
@@ -107,6 +115,20 @@ mod tests {
         );
     }
 
+    /// A mistaken line may hold a token: the error names its line, never its text.
+    #[test]
+    fn a_mistake_never_repeats_what_the_line_holds() {
+        for text in [
+            "HEARTH_TOKEN hen_s3cret",
+            "HEARTH_TOKEN hen_s3cret=x",
+            "A=\"x\" hen_s3cret",
+            "export HEARTH_TOKEN=hen_s3cret x'",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(!err.reason.contains("s3cret"), "{text:?}: {}", err.reason);
+        }
+    }
+
     #[test]
     fn refused_with_the_line() {
         let cases = [
@@ -115,6 +137,7 @@ mod tests {
             ("1A=x", 1, "not a variable name"),
             ("\n\nA=\"open", 3, "no closing \""),
             ("A='x' y", 1, "after the closing quote"),
+            ("A B=c", 1, "before `=` is not a variable name"),
         ];
         for (text, line, reason) in cases {
             let err = parse(text).unwrap_err();

@@ -141,8 +141,9 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
             started.push((line_no, false));
             continue;
         }
+        // The line itself is never repeated: it may be a url or a token.
         let Some((key, value)) = line.split_once('=') else {
-            return Err(fail(format!("expected `key = value`, found `{line}`")));
+            return Err(fail("expected `key = value` (a url goes after `url =`)".into()));
         };
         let (key, value) = (key.trim(), value.trim());
         let Some(channel) = list.last_mut() else {
@@ -177,9 +178,12 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
                 }
             }
             _ => {
+                // A name, said back; anything else (`url: https://…?a=b`) may hold a secret.
+                let plain = key.len() <= 32 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                let named = if plain { format!("unknown setting `{key}`") } else { "not a setting".to_owned() };
                 return Err(fail(format!(
-                    "unknown setting `{key}`; a channel takes type, url, token, tags, reboot and watchdog"
-                )))
+                    "{named}; a channel takes type, url, token, tags, reboot and watchdog, each as `key = value`"
+                )));
             }
         }
     }
@@ -222,15 +226,48 @@ fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
         if authority.is_empty() {
             return Err(format!("the url has no host after {scheme}://"));
         }
+        check_host(scheme, authority)?;
         return Ok((value.to_owned(), None));
     };
     if host.is_empty() {
         return Err(format!("the url has no host after {scheme}://…@"));
     }
+    check_host(scheme, host)?;
     let decoded = percent_decode(userinfo).ok_or_else(|| {
         format!("the user:password part of the url for {scheme}://{host} is not valid percent-encoded UTF-8")
     })?;
     Ok((format!("{scheme}://{host}{path}"), Some(decoded)))
+}
+
+/// That `authority` (after any `user:password@`) is a host name or an IP address, with a
+/// port from 1 to 65535 if any: a url that could never be reached is refused now, not
+/// found out when an alert fails for a day.
+fn check_host(scheme: &str, authority: &str) -> Result<(), String> {
+    let bad = |what: &str| Err(format!("the url {scheme}://{authority} has {what}"));
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((address, rest)) if address.parse::<std::net::Ipv6Addr>().is_ok() => match rest {
+                "" => (address, None),
+                _ => match rest.strip_prefix(':') {
+                    Some(port) => (address, Some(port)),
+                    None => return bad("something after its IPv6 address that is not `:port`"),
+                },
+            },
+            _ => return bad("no valid IPv6 address between [ and ]"),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    if !authority.starts_with('[') && (host.is_empty() || !host.chars().all(name_ok)) {
+        return bad("no valid host name (letters, digits, `-` and `.`)");
+    }
+    match port.map(|p| p.parse::<u16>()) {
+        None | Some(Ok(1..)) => Ok(()),
+        Some(_) => bad("no valid port (1 to 65535)"),
+    }
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -299,10 +336,27 @@ mod tests {
 
     #[test]
     fn a_mistake_in_a_url_never_repeats_it() {
+        let err = parse("[channel a]\ntype = slack\nhttps://hooks.slack.com/services/T0/B0/s3cret\n").unwrap_err();
+        assert!(!err.reason.contains("s3cret") && err.line == 3, "{err}");
         let err = parse("[channel a]\ntype = slack\nurl = ftp://me:s3cret@x/hook\n").unwrap_err();
         assert!(!err.reason.contains("s3cret"), "{err}");
         let err = parse("[channel a]\ntype = slack\nurl = https://me:%zz@x/hook\n").unwrap_err();
         assert!(!err.reason.contains("%zz") && err.reason.contains("https://x"), "{err}");
+    }
+
+    #[test]
+    fn urls_that_can_be_reached_are_taken() {
+        for url in [
+            "https://[::1]:9093/x",
+            "http://[fe80::1]",
+            "http://localhost:8080/x",
+            "https://me:pw@ntfy.lan:443/t",
+            "https://xn--bcher-kva.example/x?a=b:c",
+            "http://10.0.0.5:65535",
+        ] {
+            let text = format!("[channel a]\ntype = webhook\nurl = {url}\n");
+            assert!(parse(&text).is_ok(), "{url}: {:?}", parse(&text).err());
+        }
     }
 
     #[test]
@@ -318,6 +372,14 @@ mod tests {
             ("[channel a]\ntype = gotify\nurl = https://g", 1, "needs token"),
             ("[channel a]\nurl = https://x\n[channel a]", 3, "defined twice"),
             ("[channel a]\nurl = https://x\ncolour = red", 3, "unknown setting `colour`"),
+            ("[channel a]\nurl: https://x/s3cret?wait=true", 2, "not a setting"),
+            ("[channel a]\ntype = slack\nurl = https://x:99999/h", 3, "no valid port"),
+            ("[channel a]\ntype = slack\nurl = https://x:abc/h", 3, "no valid port"),
+            ("[channel a]\ntype = slack\nurl = https://x:/h", 3, "no valid port"),
+            ("[channel a]\ntype = slack\nurl = https://disc ord.com/h", 3, "no valid host name"),
+            ("[channel a]\ntype = slack\nurl = https://[::1/x", 3, "no valid IPv6"),
+            ("[channel a]\ntype = slack\nurl = https://[::1]x/h", 3, "not `:port`"),
+            ("[channel a]\ntype = slack\nurl = https://me:pw@h:0/x", 3, "no valid port"),
             ("[channel a]\nurl = https://x", 1, "has no type"),
             ("[channel a]\njust words", 2, "expected `key = value`"),
             ("[settings]", 1, "write [channel NAME]"),
