@@ -125,7 +125,8 @@ Options:
                      [env HEARTH_PUBLIC_URL; default: the address the browser used]
   --watchdog-url URL while the collector is healthy (its request loop turns, its store
                      takes writes), GET this URL every --watchdog-secs: a Healthchecks or
-                     Uptime Kuma push URL, or another Hearth's job [env HEARTH_WATCHDOG_URL]
+                     Uptime Kuma push URL, or another Hearth's job; a user:password@
+                     in it is sent as Basic credentials [env HEARTH_WATCHDOG_URL]
   --watchdog-secs N  how often [default 60]; an alertmanager channel with
                      `watchdog = true` gets its HearthWatchdog alert as often
   --cert-pin SHA256  the certificate fingerprint enrolment answers tell agents to pin
@@ -501,10 +502,12 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             agent_dir,
             public_url: public_url.filter(|u| !u.is_empty()),
             watchdog_url: match watchdog_url.filter(|u| !u.is_empty()) {
-                Some(url) if !url.starts_with("https://") && !url.starts_with("http://") => {
-                    return Err(UsageError("--watchdog-url must start with https:// or http://".into()))
-                }
-                other => other,
+                Some(url) => match crate::alerts::config::split_userinfo(&url) {
+                    Ok(_) => Some(url),
+                    // The reason never repeats the url's secrets (its path, its password).
+                    Err(reason) => return Err(UsageError(format!("--watchdog-url: {reason}"))),
+                },
+                None => None,
             },
             watchdog_secs,
             cert_pin: cert_pin.map(|p| p.trim().to_ascii_lowercase()).filter(|p| !p.is_empty()),

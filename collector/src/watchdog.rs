@@ -102,10 +102,16 @@ impl Watchdog {
     }
 }
 
-/// One GET of the watchdog URL; an error names its scheme and host only.
+/// One GET of the watchdog URL (with `Authorization: Basic` for a `user:password@` in it,
+/// as for channels); an error names its scheme and host only.
 fn ping(url: &str) -> Result<(), String> {
     let origin = channel::origin(url);
-    let response = minreq::get(url)
+    let (url, user_password) = crate::alerts::config::split_userinfo(url)?;
+    let mut request = minreq::get(url);
+    if let Some(user_password) = user_password {
+        request = request.with_header("Authorization", channel::basic_auth(&user_password));
+    }
+    let response = request
         .with_timeout(10)
         .with_follow_redirects(false)
         .with_max_status_line_length(1024)

@@ -147,7 +147,7 @@ pub fn build(channel: &Channel, alert: &AlertRecord, sent: i64) -> Outgoing {
 /// `out` with the channel's `user:password` as `Authorization: Basic`, if it has one.
 fn authorized(channel: &Channel, mut out: Outgoing) -> Outgoing {
     if let Some(user_password) = &channel.basic_auth {
-        out.headers.push(("Authorization", format!("Basic {}", base64(user_password.as_bytes()))));
+        out.headers.push(("Authorization", basic_auth(user_password)));
     }
     out
 }
@@ -303,6 +303,11 @@ pub fn watchdog(channel: &Channel, since: &str, now_ms: i64, every: std::time::D
 }
 
 /// Standard base64 with padding (RFC 4648), for `Authorization: Basic`.
+/// The `Authorization` value for a url's `user:password`.
+pub fn basic_auth(user_password: &str) -> String {
+    format!("Basic {}", base64(user_password.as_bytes()))
+}
+
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);

@@ -216,7 +216,7 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
 
 /// Splits `scheme://user:password@host/path` into the url without its user part, and
 /// `user:password` (percent-decoded). Errors never repeat the url: it may hold a secret.
-fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
+pub fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
     let Some((scheme, rest)) = value.split_once("://").filter(|(s, _)| *s == "https" || *s == "http") else {
         return Err("the url must start with https:// or http://".into());
     };
