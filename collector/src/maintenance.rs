@@ -167,8 +167,10 @@ fn instant(ms: i64, zone: &Tz) -> Option<DateTime<Tz>> {
     Some(Utc.timestamp_millis_opt(ms).single()?.with_timezone(zone))
 }
 
-/// Checks a window about to be stored: its schedule, scope and reason.
-pub fn check_window(record: &MaintenanceRecord) -> Result<Window, String> {
+/// Checks a window about to be stored at `now`: its schedule, scope and reason. A window
+/// that would never hold anything (over already, or a cron that names no date that exists)
+/// is refused: its owner would count on it, and be paged.
+pub fn check_window(record: &MaintenanceRecord, now: i64) -> Result<Window, String> {
     check_reason(&record.reason)?;
     if !record.node_ids.is_empty() && !record.tags.is_empty() {
         return Err("a window covers some node ids or some tags (or, with neither, every node), not both".into());
@@ -176,7 +178,28 @@ pub fn check_window(record: &MaintenanceRecord) -> Result<Window, String> {
     if record.node_ids.len() > 1000 || record.tags.len() > 32 {
         return Err("a window names at most 1000 node ids and 32 tags".into());
     }
-    Window::parse(record)
+    let window = Window::parse(record)?;
+    match (&window.schedule, record.cron.as_deref()) {
+        (Schedule::Once { end, .. }, _) if *end <= now => {
+            Err("this window ended already: give an end in the future".into())
+        }
+        (Schedule::Recurring { .. }, Some(cron)) if window.next_start(now).is_none() => {
+            Err(format!("the cron schedule `{cron}` names no date that exists (like 30 February)"))
+        }
+        _ => Ok(window),
+    }
+}
+
+/// That every node id a window or silence names is a node's (`known`): one for an id
+/// mistyped or gone would hold nothing, and the node meant would page through it.
+pub fn check_nodes<'a>(
+    ids: impl IntoIterator<Item = &'a String>,
+    mut known: impl FnMut(&str) -> bool,
+) -> Result<(), String> {
+    match ids.into_iter().find(|id| !known(id)) {
+        Some(id) => Err(format!("no node has the id {id}, so nothing would be held; see the node list")),
+        None => Ok(()),
+    }
 }
 
 /// Checks a silence about to be stored at `now`.

@@ -100,7 +100,8 @@ pub(super) fn add_window(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: 
         created_by: user.name.clone(),
         created_at: ctx.now_ms,
     };
-    maintenance::check_window(&record).map_err(ApiError::invalid)?;
+    maintenance::check_window(&record, ctx.now_ms).map_err(ApiError::invalid)?;
+    maintenance::check_nodes(&record.node_ids, |id| matches!(txn.node(id), Ok(Some(_)))).map_err(ApiError::invalid)?;
     txn.put_window(&record)?;
     audit(txn, ctx, req, &user.name, "maintenance_added", Some(&record.id), maintenance::describe_window(&record))?;
     log::info!("{} added maintenance window {}: {}", user.name, record.id, record.reason);
@@ -192,6 +193,7 @@ pub(super) fn add_silence(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx:
         created_at: ctx.now_ms,
     };
     maintenance::check_silence(&silence, ctx.now_ms).map_err(ApiError::invalid)?;
+    maintenance::check_nodes(&silence.node_id, |id| matches!(txn.node(id), Ok(Some(_)))).map_err(ApiError::invalid)?;
     txn.put_silence(&silence, ctx.now_ms)?;
     audit(txn, ctx, req, &user.name, "silence_added", Some(&silence.id), maintenance::describe_silence(&silence))?;
     log::info!("{} added silence {}: {}", user.name, silence.id, silence.reason);

@@ -47,13 +47,14 @@ pub(super) fn maintenance_add(data_dir: &Path, flags: WindowFlags) -> Result<(),
         time_zone: flags.cron.as_ref().map(|_| flags.time_zone.unwrap_or_else(|| "UTC".into())),
         duration_secs: flags.duration.map(|d| d.as_secs()),
         cron: flags.cron,
-        node_ids: flags.nodes,
+        node_ids: flags.nodes.iter().map(|id| crate::model::node_key(id)).collect(),
         tags: flags.tags,
         created_by: "cli".into(),
         created_at: now,
     };
-    maintenance::check_window(&record).map_err(Failure::Config)?;
+    maintenance::check_window(&record, now).map_err(Failure::Config)?;
     let store = open_existing_store(data_dir)?;
+    known_nodes(&store, data_dir, &record.node_ids)?;
     let mut record = record;
     store
         .write(|txn| {
@@ -123,7 +124,7 @@ pub(super) fn silence_add(
     let now = now();
     let silence = SilenceRecord {
         id: secret::new_id().map_err(random_failed)?,
-        node_id: node,
+        node_id: node.map(|id| crate::model::node_key(&id)),
         tag,
         until: now.saturating_add(duration.as_millis().min(i64::MAX as u128 / 2) as i64),
         reason,
@@ -132,6 +133,7 @@ pub(super) fn silence_add(
     };
     maintenance::check_silence(&silence, now).map_err(Failure::Config)?;
     let store = open_existing_store(data_dir)?;
+    known_nodes(&store, data_dir, &silence.node_id)?;
     let mut silence = silence;
     store
         .write(|txn| {
@@ -191,4 +193,17 @@ pub(super) fn node_ack(data_dir: &Path, node_id: &str) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// That each node id a window or silence names is a node's (`maintenance::check_nodes`).
+fn known_nodes<'a>(
+    store: &crate::store::Store,
+    data_dir: &Path,
+    ids: impl IntoIterator<Item = &'a String>,
+) -> Result<(), Failure> {
+    let ids: Vec<&String> = ids.into_iter().collect();
+    let checked = store
+        .read(|txn| Ok(maintenance::check_nodes(ids.iter().copied(), |id| matches!(txn.node(id), Ok(Some(_))))))
+        .map_err(|e| Failure::store(data_dir, e))?;
+    checked.map_err(|reason| Failure::Failed(format!("{reason} (`hearth-collector nodes`)")))
 }

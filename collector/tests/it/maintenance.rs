@@ -144,6 +144,10 @@ fn silences_and_windows_are_kept_checked_and_audited() {
         (r#"{"reason":"x","start":"2026-01-01T00:00:00Z"}"#, "either one-off"),
         (r#"{"cron":"0 2 * * 0","duration_secs":7200}"#, "give a reason"),
         (r#"{"reason":"x","start":"yesterday","end":"today"}"#, "RFC 3339"),
+        // Windows that would hold nothing: their owner would count on them, and be paged.
+        (r#"{"reason":"x","cron":"0 0 30 2 *","duration_secs":3600}"#, "names no date that exists"),
+        (r#"{"reason":"x","start":"2020-01-01T00:00:00Z","end":"2020-01-02T00:00:00Z"}"#, "ended already"),
+        (r#"{"reason":"x","cron":"0 2 * * 0","duration_secs":7200,"node_ids":["not-a-node"]}"#, "no node has the id"),
     ] {
         let refused = post_json(&collector, "/api/maintenance", &key, body);
         assert_eq!(refused.status, 400, "{body}: {}", refused.body);
@@ -154,6 +158,30 @@ fn silences_and_windows_are_kept_checked_and_audited() {
         "invalid_request",
         "one node",
     );
+    let body = r#"{"node_id":"00000000-0000-4000-8000-000000000000","duration_secs":3600,"reason":"x"}"#;
+    post_json(&collector, "/api/silences", &key, body).assert_error(400, "invalid_request", "no node has the id");
+    // The command line refuses the same, before anything is stored.
+    for args in [
+        &[
+            "maintenance",
+            "add",
+            "--nodes",
+            "not-a-node",
+            "--start",
+            "2030-01-01T00:00:00Z",
+            "--end",
+            "2030-01-02T00:00:00Z",
+            "--reason",
+            "x",
+        ][..],
+        &["maintenance", "add", "--cron", "0 0 30 2 *", "--duration", "1h", "--reason", "x"],
+        &["silence", "add", "--node", "00000000-0000-4000-8000-000000000000", "--duration", "1h", "--reason", "x"],
+    ] {
+        let out = collector.admin_with_input(args, "");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(said.contains("no node has the id") || said.contains("names no date"), "{args:?}: {said}");
+    }
 
     // Kept across a restart.
     let data = temp.path().join("db");
