@@ -640,18 +640,27 @@ impl NodeRecord {
 
     /// Takes in a heartbeat that arrived at `now_ms`; returns the one it replaces.
     pub fn record_heartbeat(&mut self, heartbeat: Heartbeat, now_ms: i64) -> Option<Heartbeat> {
-        let sent_ms = hearth_wire::parse_rfc3339(&heartbeat.timestamp).unwrap_or(now_ms);
-        self.clock_skew_secs = Some((sent_ms - now_ms) / 1000);
+        // An agent that sends no time of its own (Beacon's) has no skew to speak of.
+        self.clock_skew_secs = hearth_wire::parse_rfc3339(&heartbeat.timestamp).map(|sent| (sent - now_ms) / 1000);
         self.last_seen = Some(now_ms);
         // A name an enrolment token gave (restic-manager names hosts when it mints) stays
         // until an agent configured with a name of its own says otherwise: an agent without
         // one sends its hostname, which replaces only a name that was a hostname already.
         let named_by_default = self.name.is_empty() || self.name == self.hostname;
+        let named_by_id = self.name == self.node_id;
         self.hostname.clone_from(&heartbeat.hostname);
         if self.edited_at.is_none() {
-            if let Some(name) = heartbeat.name.as_ref().filter(|n| !n.is_empty()) {
-                if named_by_default || *name != heartbeat.hostname {
-                    self.name.clone_from(name);
+            match heartbeat.name.as_ref().filter(|n| !n.is_empty()) {
+                Some(name) => {
+                    if named_by_default || *name != heartbeat.hostname {
+                        self.name.clone_from(name);
+                    }
+                }
+                // An agent that sends no name (V1's) is known by its hostname as that changes.
+                None => {
+                    if (named_by_default || named_by_id) && !heartbeat.hostname.trim().is_empty() {
+                        self.name.clone_from(&heartbeat.hostname);
+                    }
                 }
             }
         }
@@ -713,7 +722,7 @@ impl NodeRecord {
             enrolled_at: format_rfc3339(self.enrolled_at),
             tags: self.all_tags(),
             interval_secs: self.interval_secs(),
-            authenticated: self.token_hash.is_some(),
+            authenticated: self.auth() != NodeAuth::Anonymous,
             auth: self.auth(),
             fleet_key: self.fleet_key.clone(),
             metadata: self.metadata.as_deref().and_then(|m| miniserde::json::from_str(m).ok()),
@@ -721,7 +730,7 @@ impl NodeRecord {
             cloudflare_ok: v1.then_some(hb.cloudflare_ok),
             services_ok: v1.then_some(hb.services_ok),
             vaultmesh_root: v1.then_some(hb.vaultmesh_root),
-            timestamp: heard.then_some(hb.timestamp),
+            timestamp: (heard && !hb.timestamp.is_empty()).then_some(hb.timestamp),
             agent_version: hb.agent_version.or_else(|| facts.agent_version.clone()),
             os: hb.os.or_else(|| facts.os.clone()),
             arch: hb.arch.or_else(|| facts.arch.clone()),
@@ -762,7 +771,7 @@ pub struct NodeView {
     pub enrolled_at: String,
     pub tags: Vec<String>,
     pub interval_secs: u64,
-    /// Whether the node enrolled and authenticates with its own token.
+    /// Whether the node authenticates (with its own token, or a fleet key): not anonymous.
     pub authenticated: bool,
     /// How the node authenticates: `agent_token`, `fleet_key` or `anonymous`.
     pub auth: NodeAuth,

@@ -11,7 +11,7 @@ use super::{internal, ApiError, Context, Handled, Reply, Request};
 use crate::model::NodeRecord;
 use crate::secret;
 use crate::store::{RwTxn, Txn};
-use hearth_wire::{format_rfc3339, BeaconAck, BeaconHeartbeat, Heartbeat, WireError};
+use hearth_wire::{BeaconAck, BeaconHeartbeat, Heartbeat, WireError};
 
 pub(super) fn heartbeat(
     req: &Request,
@@ -84,7 +84,8 @@ pub(super) fn heartbeat(
         cloudflare_ok: true,
         services_ok: true,
         vaultmesh_root: String::new(),
-        timestamp: format_rfc3339(ctx.now_ms),
+        // Beacon sends no time of its own: nothing to judge its clock by (no skew).
+        timestamp: String::new(),
         name: Some(beat.device_name),
         agent_version: beat.agent_version,
         os: beat.os,

@@ -66,6 +66,13 @@ fn a_node_registered_with_an_empty_hostname_is_named_by_its_id() {
     assert_eq!(collector.post("/api/agent/heartbeat", &[], &body).status, 200);
     let view = collector.get(&format!("/api/nodes/{node}"), &collector.api_key());
     assert_eq!(view.field("name"), node, "{}", view.body);
+    // V1 sends no name: the node is known by its hostname, once it has one, and as it changes.
+    for hostname in ["realhost", "newhost"] {
+        let body = v1_heartbeat(&node).replace(r#""hostname":"pi-zero""#, &format!(r#""hostname":"{hostname}""#));
+        assert_eq!(collector.post("/api/agent/heartbeat", &[], &body).status, 200);
+        let view = collector.get(&format!("/api/nodes/{node}"), &collector.api_key());
+        assert_eq!((view.field("name"), view.field("hostname")), (hostname.into(), hostname.into()), "{}", view.body);
+    }
     // Nor does a blank name given at enrolment win over the hostname.
     let body = format!(r#"{{"token":"{}","hostname":"box","name":"   "}}"#, collector.enroll_token());
     let r = collector.post("/api/agents/enroll", &[], &body);
