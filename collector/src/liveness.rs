@@ -304,9 +304,10 @@ pub fn learn_cadence(node: &mut NodeRecord, new: &Heartbeat, now: i64, watching_
     if new.interval_secs.is_some() || old.is_stopping() || rebooted(old, new) || seen < watching_since || now <= seen {
         return;
     }
-    let gap = ((now - seen) as u64).div_ceil(1000).min(MAX_CADENCE_SECS);
+    let gap = ((now - seen) as u64 + 500).div_euclid(1000).clamp(1, MAX_CADENCE_SECS);
     let cadence = node.cadence_secs.unwrap_or(crate::model::UNANNOUNCED_INTERVAL_SECS);
-    node.cadence_secs = Some(if gap > cadence { gap.min(2 * cadence) } else { cadence - (cadence - gap) / 4 });
+    // Lowered by at least a second, so that it comes all the way down to the gap.
+    node.cadence_secs = Some(if gap > cadence { gap.min(2 * cadence) } else { cadence - (cadence - gap).div_ceil(4) });
 }
 
 /// Whether the node rebooted between two heartbeats: its boot id changed, or (for agents
@@ -733,7 +734,7 @@ mod tests {
             let last = *beats.last().unwrap();
             let (log, statuses, node) = unannounced(&beats, last + 8 * every, 0);
             let cadence = node.cadence_secs.unwrap();
-            assert!((every as u64..=every as u64 + 3).contains(&cadence), "every {every} s: learned {cadence}");
+            assert_eq!(cadence, every as u64, "every {every} s: learned {cadence}");
             let offline: Vec<i64> = log.iter().filter(|(_, k)| *k == Kind::Offline).map(|(t, _)| *t).collect();
             // Grace of 3 intervals and one of minimum down time, by the learned cadence.
             assert_eq!(offline, [last + 4 * cadence as i64], "every {every} s: {log:?}");
