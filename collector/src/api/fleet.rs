@@ -154,6 +154,15 @@ pub(super) fn edit_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTx
     }
     if let Some(secs) = edit.interval_secs {
         check_secs("interval_secs", secs)?;
+        // Shorter than the agent says it beats, the node would page between its heartbeats.
+        let announced = node.heartbeat.as_ref().and_then(|hb| hb.interval_secs).filter(|a| (1..*a).contains(&secs));
+        if let Some(announced) = announced {
+            return Err(ApiError::invalid(format!(
+                "this node's agent says it beats every {announced} s: judged by {secs} s it would page between \
+                 two of its heartbeats; give at least {announced}, or 0 to go by the agent"
+            ))
+            .into());
+        }
         node.interval_override = Some(secs).filter(|s| *s > 0);
         changed.push(format!("interval {secs} s"));
     }

@@ -381,6 +381,8 @@ fn nodes_are_renamed_retagged_deleted_and_re_enrolled() {
         (r#"{"name":""}"#, "name"),
         (r#"{"tags":["no spaces"]}"#, "tag"),
         (r#"{"interval_secs":1}"#, "interval_secs"),
+        // Its agent says 30 s: judged by 10 s it would page between two heartbeats.
+        (r#"{"interval_secs":10}"#, "beats every 30 s"),
         ("[1,2]", "JSON object"),
     ] {
         let r = call(&c, "PUT", &path, &otto, bad);
