@@ -294,7 +294,7 @@ pub enum EventKind {
     #[serde(rename = "test")]
     Test,
     /// An operator deleted a node that was offline, failing checks or flapping: whatever
-    /// was told of it ends (`alerts::record_deleted`).
+    /// was told of it ends (`alerts::delete_node`).
     #[serde(rename = "deleted")]
     Deleted,
     /// A job (`jobs.rs`) did not ping within its grace after it was expected; also its reminders.

@@ -269,11 +269,52 @@ fn write_changes(
     record_about(txn, &Subject::node(node), changes, now, channels, held)
 }
 
-/// After an operator (`by`) deleted `node`: if it was offline, failing a check or flapping,
+/// An operator (`by`) deletes `node` from the store with everything of it
+/// (`Txn::delete_node`). If a channel was told of a problem of it still on (`told_of`):
 /// one `deleted` alert, so that no channel (Alertmanager least of all) is left holding a
 /// problem that nothing can end any more. Never held: a window or silence could not end
-/// on a node that is gone, and what was told before it would stay told.
-pub fn record_deleted(
+/// on a node that is gone, and what was told before it would stay told. Nothing told,
+/// nothing to end: no alert.
+pub fn delete_node(
+    txn: &mut Txn<RwTxn>,
+    node: &NodeRecord,
+    by: &str,
+    now: i64,
+    channels: &Channels,
+) -> Result<(), store::Error> {
+    let told = told_of(txn, node)?;
+    txn.delete_node(node)?;
+    if told {
+        record_deleted(txn, node, by, now, channels)?;
+    }
+    Ok(())
+}
+
+/// Whether a channel was told of a problem of `node` that is still on: its outage (unless
+/// the offline alert was held by a window or silence), or a failing check or flapping
+/// whose last alert was not held.
+fn told_of(txn: &Txn<RwTxn>, node: &NodeRecord) -> Result<bool, store::Error> {
+    let offline_held = node.held_since.zip(node.down_since).is_some_and(|(held, down)| down >= held);
+    if node.down_since.is_some() && !offline_held {
+        return Ok(true);
+    }
+    let failing = node.heartbeat.iter().flat_map(|hb| hb.checks.iter().flatten()).any(|c| !c.ok);
+    let mut open = Vec::new();
+    if failing {
+        open.push(liveness::Kind::CheckFailed);
+    }
+    if node.flapping_since.is_some() {
+        open.push(liveness::Kind::Flapping);
+    }
+    if open.is_empty() {
+        return Ok(false);
+    }
+    let events = txn.events(Some(&node.node_id), i64::MIN, usize::MAX)?;
+    Ok(open.into_iter().any(|kind| events.iter().rev().find(|e| e.kind == kind).is_some_and(|e| e.held.is_none())))
+}
+
+/// The `deleted` alert of `delete_node`.
+fn record_deleted(
     txn: &mut Txn<RwTxn>,
     node: &NodeRecord,
     by: &str,
@@ -281,9 +322,6 @@ pub fn record_deleted(
     channels: &Channels,
 ) -> Result<(), store::Error> {
     let checks = node.heartbeat.as_ref().and_then(|hb| hb.checks.clone()).unwrap_or_default();
-    if node.down_since.is_none() && node.flapping_since.is_none() && checks.iter().all(|c| c.ok) {
-        return Ok(());
-    }
     let detail = format!("deleted by {by}; what was told of it is over");
     let change = Change { kind: liveness::Kind::Deleted, check: None, detail, down_since: node.down_since, checks };
     record_about(txn, &Subject::node(node), &[change], now, channels, |_| None)?;

@@ -184,8 +184,7 @@ pub(super) fn edit_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTx
 pub(super) fn delete_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
     let id = node_key(id);
     let Some(node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
-    txn.delete_node(&node)?;
-    alerts::record_deleted(txn, &node, &user.name, ctx.now_ms, ctx.channels)?;
+    alerts::delete_node(txn, &node, &user.name, ctx.now_ms, ctx.channels)?;
     let detail = format!("{} ({}); its agent token is revoked", node.name, node.hostname);
     audit(txn, ctx, req, &user.name, "node_deleted", Some(&id), detail)?;
     log::info!("{} deleted node {id} ({})", user.name, node.name);

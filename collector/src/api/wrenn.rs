@@ -267,8 +267,7 @@ pub(super) fn delete(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>,
     if let Some(old) = host.registration_hash.as_deref().and_then(secret::unhex32) {
         txn.delete_enroll_token(&old)?;
     }
-    txn.delete_node(&node)?;
-    alerts::record_deleted(txn, &node, &user.name, ctx.now_ms, ctx.channels)?;
+    alerts::delete_node(txn, &node, &user.name, ctx.now_ms, ctx.channels)?;
     audit(txn, ctx, req, &user.name, "host_deleted", Some(&node.node_id), "Wrenn host and its token".into())?;
     log::info!("{} deleted Wrenn host {}", user.name, node.node_id);
     Ok(Reply::bytes(204, "application/json", Vec::new()))

@@ -745,4 +745,20 @@ fn deleting_a_node_tells_only_when_something_was_told_of_it() {
     assert!(hits[1].body.contains(r#""kind":"deleted""#) && hits[1].body.contains(&gone), "{}", hits[1].body);
     wait_until_settled(&collector);
     assert_eq!(receiver.hits().len(), 2, "{:#?}", receiver.hits());
+
+    // An outage a maintenance window held was told to nobody: its deletion is not either.
+    let held = new_node_id();
+    collector.post("/api/agent/heartbeat", &[], &beat(&held, "b1", "running"));
+    let window = format!(r#"{{"reason":"rewiring","cron":"* * * * *","duration_secs":3600,"node_ids":["{held}"]}}"#);
+    let made = collector.post("/api/maintenance", &[("Authorization", &auth)], &window);
+    assert_eq!(made.status, 201, "{}", made.body);
+    clock.advance_secs(45);
+    collector.wait_for_sweeps(2);
+    let node = collector.get(&format!("/api/nodes/{held}"), &collector.api_key());
+    assert_eq!(node.field("status"), "offline", "{}", node.body);
+    delete(&held);
+    collector.wait_for_sweeps(2);
+    let alerts = collector.get("/api/alerts?limit=1000", &collector.api_key()).body;
+    assert!(!alerts.contains(&held), "{alerts}");
+    assert_eq!(receiver.hits().len(), 2, "{:#?}", receiver.hits());
 }
