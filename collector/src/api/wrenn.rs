@@ -254,7 +254,10 @@ pub(super) fn regenerate(user: &User, id: &str, req: &Request, txn: &mut Txn<RwT
     if let Some(old) = node.token_hash.take().as_deref().and_then(secret::unhex32) {
         txn.delete_agent_token(&old)?;
     }
-    txn.save_node(&node, node.deadline)?;
+    // Pending again, its heartbeats refused until it registers: it is not watched
+    // meanwhile, as a host never registered is not (an outage declared already stays).
+    let previous = node.deadline.take();
+    txn.save_node(&node, previous)?;
     let detail = "new registration token; the host's token, if any, revoked".to_owned();
     audit(txn, ctx, req, &user.name, "host_token_regenerated", Some(&node.node_id), detail)?;
     log::info!("{} regenerated the registration token of Wrenn host {}", user.name, node.node_id);

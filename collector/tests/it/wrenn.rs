@@ -151,10 +151,17 @@ fn a_registered_host_that_never_beats_goes_offline_and_every_token_is_new() {
     assert_eq!(beat(&c, &id, &jwt).status, 204);
     assert_eq!(status(), "online");
 
-    // Regenerated and registered again within the second: a token unlike the revoked one.
+    // Regenerated: pending again, its JWT refused, and not watched until it registers anew.
     let again = v1(&c, "POST", &format!("/v1/hosts/{id}/token"), Some(&key), "").field("registration_token");
+    assert_eq!(status(), "pending");
+    assert_v1_error(&beat(&c, &id, &jwt), 401, "unauthorized");
+    clock.advance_secs(600);
+    c.wait_for_sweeps(2);
+    assert!(!c.get("/api/alerts", &key).body.contains(&id), "a pending host paged");
+
+    // Registered again, and again within the second: each token unlike the revoked one.
     let renewed = register(&c, &again).field("token");
-    assert_eq!(int(&claims(&renewed), "iat"), int(&claims(&jwt), "iat") + 91, "the test clock stood still");
+    assert_eq!(int(&claims(&renewed), "iat"), int(&claims(&jwt), "iat") + 691, "the test clock stood still");
     let again = v1(&c, "POST", &format!("/v1/hosts/{id}/token"), Some(&key), "").field("registration_token");
     let third = register(&c, &again).field("token");
     assert_ne!(third, renewed);
