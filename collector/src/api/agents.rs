@@ -249,8 +249,13 @@ fn enrol_node(
     if let Some(old) = node.token_hash.as_deref().and_then(secret::unhex32) {
         txn.delete_agent_token(&old)?;
     }
-    let mut tags = given.tags.clone();
-    tags.extend(body.tags.iter().flatten().filter(|t| !given.tags.contains(t)).cloned());
+    // A node enrolled again with a token that gives no tags keeps those it had.
+    let mut tags = if given.tags.is_empty() { std::mem::take(&mut node.tags) } else { given.tags.clone() };
+    for tag in body.tags.iter().flatten() {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
     node = NodeRecord {
         node_id: node_id.clone(),
         name: [body.name, given.name]

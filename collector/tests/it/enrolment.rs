@@ -130,6 +130,25 @@ fn a_node_holding_its_agent_token_enrols_again_as_itself() {
     beat(&old_auth, 2).assert_error(401, "unauthorized", "not valid");
     let nodes = collector.get("/api/nodes", &collector.api_key()).body;
     assert_eq!(nodes.matches(r#""node_id""#).count(), 2, "no node was added: {nodes}");
+
+    // Its tags stay through an enrolment with a token that gives none, and one that gives
+    // some replaces them (restic-manager's forced re-enrolment mints with the hostname alone).
+    let tags = || collector.get(&format!("/api/nodes/{node}"), &collector.api_key()).body;
+    let mut auth = new_auth;
+    for (token_tags, expected) in [
+        (Some("prod,london"), r#""tags":["prod","london"]"#),
+        (None, r#""tags":["prod","london"]"#),
+        (Some("lab"), r#""tags":["lab"]"#),
+    ] {
+        let token = match token_tags {
+            Some(t) => collector.admin(&["token", "create", "--tags", t]),
+            None => collector.enroll_token(),
+        };
+        let r = enrol(&auth, token);
+        assert_eq!(r.status, 200, "{}", r.body);
+        auth = format!("Bearer {}", r.field("agent_token"));
+        assert!(tags().contains(expected), "{token_tags:?}: {}", tags());
+    }
 }
 
 #[test]
