@@ -327,6 +327,9 @@ pub(super) fn register(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Ha
     let fields = Fields::parse(&req.body)?;
     let token = fields.str("token", 256)?;
     let address = fields.str("address", 253)?;
+    if address.trim().is_empty() {
+        return Err(hearth_wire::WireError::field("address", "must be the host's ip:port, not empty").into());
+    }
     let arch = fields.opt_str("arch", 32)?.filter(|a| !a.is_empty());
     let (cpu_cores, memory_mb, disk_gb) =
         (fields.opt_u64("cpu_cores")?, fields.opt_u64("memory_mb")?, fields.opt_u64("disk_gb")?);

@@ -90,6 +90,10 @@ fn a_host_registers_beats_and_shows_online() {
     let c = Collector::start_with_env("127.0.0.1:0", &temp.path().join("db"), &[], &[clock.env()]);
     let key = c.api_key();
     let (id, token) = create(&c, &key);
+    // The address is required, so not empty either; the token is not spent on the refusal.
+    let empty = register_body(&token).replace("10.0.0.5:8080", "");
+    let r = send(c.addr, "POST", "/v1/hosts/register", &[("Content-Type", "application/json")], empty.as_bytes());
+    assert_v1_error(&r, 400, "invalid_field");
 
     let r = register(&c, &token);
     assert_eq!(r.status, 201, "{}", r.body);
