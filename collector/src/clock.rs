@@ -41,30 +41,88 @@ fn system_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Notices, between two readings on the request thread, time the collector did not run:
-/// the process was stopped (the monotonic clock passed with no reading), or the wall clock
-/// moved further than the monotonic one (the host slept, or the clock stepped forward).
-/// A test clock's steps are the test moving time on, not an absence: with one, only a
-/// stopped process counts.
+/// Tells when the collector did not run while it was running: the process was stopped
+/// (the monotonic clock passed with no reading: readings come every second from a ticker
+/// thread), or the wall clock moved further than the monotonic one (the host slept, or the
+/// clock stepped forward). Such an absence is kept until a write records it
+/// (`pending`, `recorded`). A test clock's steps are the test moving time on, not an
+/// absence: with one, only a stopped process counts.
 #[derive(Debug)]
 pub struct Running {
+    state: std::sync::Mutex<RunState>,
+}
+
+#[derive(Debug)]
+struct RunState {
     /// The wall clock (ms) and the monotonic one at the last reading.
-    last: std::sync::Mutex<(i64, std::time::Instant)>,
+    wall_ms: i64,
+    at: std::time::Instant,
+    /// When the collector last ran before an absence no write has recorded yet.
+    away_from: Option<i64>,
+}
+
+/// What a reading found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    Running,
+    /// Not running since this wall-clock time, for this long (ms).
+    Away {
+        from: i64,
+        gap_ms: i64,
+    },
+    /// The wall clock went back this far (ms).
+    WentBack {
+        by_ms: i64,
+    },
 }
 
 impl Running {
     pub fn new(now_ms: i64) -> Running {
-        Running { last: std::sync::Mutex::new((now_ms, std::time::Instant::now())) }
+        Running {
+            state: std::sync::Mutex::new(RunState { wall_ms: now_ms, at: std::time::Instant::now(), away_from: None }),
+        }
     }
 
-    /// Takes a reading at `now_ms` (by `clock`). Returns the wall clock's gap since the
-    /// last reading, and whether the collector did not run for more than `limit_ms` of it.
-    pub fn reading(&self, clock: &Clock, now_ms: i64, limit_ms: i64) -> (i64, bool) {
-        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (wall_before, at) = std::mem::replace(&mut *last, (now_ms, std::time::Instant::now()));
-        let ran_ms = at.elapsed().as_millis().min(i64::MAX as u128) as i64;
-        let wall_ms = now_ms.saturating_sub(wall_before);
-        (wall_ms, away(wall_ms, ran_ms, matches!(clock, Clock::System), limit_ms))
+    fn state(&self) -> std::sync::MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes a reading at `now_ms` (by `clock`): every second from the ticker thread, and
+    /// from a write that finds the last reading older than `limit_ms` (a process just
+    /// resumed, before the ticker has run). An absence longer than `limit_ms` is kept.
+    pub fn read(&self, clock: &Clock, now_ms: i64, limit_ms: i64) -> Reading {
+        let mut state = self.state();
+        let ran_ms = state.at.elapsed().as_millis().min(i64::MAX as u128) as i64;
+        let wall_ms = now_ms.saturating_sub(state.wall_ms);
+        let from = state.wall_ms;
+        (state.wall_ms, state.at) = (now_ms, std::time::Instant::now());
+        let real = matches!(clock, Clock::System);
+        if away(wall_ms, ran_ms, real, limit_ms) {
+            state.away_from = Some(state.away_from.map_or(from, |earlier| earlier.min(from)));
+            return Reading::Away { from, gap_ms: wall_ms.max(ran_ms) };
+        }
+        if real && -wall_ms > limit_ms {
+            return Reading::WentBack { by_ms: -wall_ms };
+        }
+        Reading::Running
+    }
+
+    /// Whether the last reading is older than `limit_ms`: the ticker did not run.
+    pub fn stale(&self, limit_ms: i64) -> bool {
+        self.state().at.elapsed().as_millis() > limit_ms as u128
+    }
+
+    /// When the collector last ran before an absence no write has recorded yet.
+    pub fn pending(&self) -> Option<i64> {
+        self.state().away_from
+    }
+
+    /// A write committed the absence from `from` (`pending`).
+    pub fn recorded(&self, from: i64) {
+        let mut state = self.state();
+        if state.away_from == Some(from) {
+            state.away_from = None;
+        }
     }
 }
 
@@ -76,7 +134,29 @@ fn away(wall_ms: i64, ran_ms: i64, wall_is_real: bool, limit_ms: i64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::away;
+    use super::{away, Clock, Reading, Running};
+
+    #[test]
+    fn an_absence_is_kept_until_a_write_records_it() {
+        let test_clock = Clock::File("/nonexistent".into());
+        let running = Running::new(1_000);
+        // A test moving its clock on an hour is no absence.
+        assert_eq!(running.read(&test_clock, 3_601_000, 10), Reading::Running);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(running.stale(10));
+        // Stopped for longer than the limit: kept, from when it last ran.
+        let reading = running.read(&test_clock, 3_601_000, 10);
+        assert!(matches!(reading, Reading::Away { from: 3_601_000, gap_ms } if gap_ms >= 30), "{reading:?}");
+        assert!(!running.stale(10));
+        assert_eq!(running.pending(), Some(3_601_000));
+        running.recorded(1);
+        assert_eq!(running.pending(), Some(3_601_000), "another absence was recorded");
+        running.recorded(3_601_000);
+        assert_eq!(running.pending(), None);
+        // The real clock going back is said, and is no absence.
+        assert_eq!(running.read(&Clock::System, 0, 10), Reading::WentBack { by_ms: 3_601_000 });
+        assert_eq!(running.pending(), None);
+    }
 
     #[test]
     fn an_absence_is_a_stopped_process_or_a_wall_clock_ahead_of_the_monotonic_one() {

@@ -29,7 +29,7 @@
 use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
 use crate::api::{self, ApiError, Context, LoginLimiter, LoginOutcome, Method, Reply, Work, MAX_BODY, MAX_PING_BODY};
-use crate::clock::Clock;
+use crate::clock::{Clock, Reading};
 use crate::limits::{PasswordChecks, RateLimits};
 use crate::listen::Listener;
 use crate::liveness::Policy;
@@ -38,7 +38,7 @@ use crate::store::{self, Store};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
@@ -84,6 +84,10 @@ const _: () = assert!(MAX_BODY <= tiny_http::BUFFERED_BODY && MAX_PING_BODY <= t
 
 /// How often the loop looks for nodes past their deadline.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often the ticker thread reads whether the collector runs (`clock::Running`).
+const TICK_EVERY: Duration = Duration::from_secs(1);
+/// A write finding the last reading older than this takes one itself (`absence_to_record`).
+const TICK_STALE_MS: i64 = 2_000;
 /// How often old events, expired sessions and spent enrolment tokens are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a used or expired enrolment token stays listed.
@@ -163,6 +167,13 @@ pub fn serve(listener: Listener, store: &Store, config: &ServeConfig, wake: &Syn
         let (logins, to_verify) = std::sync::mpsc::sync_channel::<Job>(LOGIN_QUEUE);
         let (verified, checked) = std::sync::mpsc::sync_channel(LOGIN_QUEUE + 1);
         spawn("login").spawn_scoped(scope, move || verify(&to_verify, shared, &verified))?;
+        // Readings of whether the collector runs, every second, until `accept` returns.
+        let (_ticking, ticks) = std::sync::mpsc::sync_channel::<()>(0);
+        spawn("tick").spawn_scoped(scope, move || {
+            while let Err(RecvTimeoutError::Timeout) = ticks.recv_timeout(TICK_EVERY) {
+                shared.take_reading(shared.config.clock.now_ms());
+            }
+        })?;
         let pools = Pools { reads, logins, checked, logins_in_flight: 0 };
         // Returning drops the senders: the pools and the flusher answer what is left, then the scope ends.
         accept(&server, shared, pools, &committed, wake)
@@ -271,33 +282,41 @@ impl Drop for CommitGuard<'_> {
 }
 
 impl Shared<'_> {
-    /// Whether the collector did not run for a while before `now`, by the clocks at the
-    /// request thread's writes, which come at least every second (the sweep): the process
-    /// was stopped, its host suspended, or the clock stepped forward (`clock::Running`).
-    /// That is the collector's own absence, and as after a restart nobody is blamed for
-    /// it: the write that notices starts watching afresh (`alerts::start_watching`, with
-    /// the returned time it was last running), before it looks at any deadline.
-    fn noticed_absence(&self, now: i64) -> Option<i64> {
-        let (gap, away) = self.running.reading(&self.config.clock, now, alerts::AWAY_NOTED_MS);
-        let last = now.saturating_sub(gap);
-        if away {
-            self.watching_since.store(now, Ordering::Relaxed);
-            log::warn!(
-                "the collector did not run for about {} (since {}: paused, suspended, or its clock stepped \
-                 forward): every node and job gets a fresh grace from now",
-                crate::liveness::duration(gap),
-                hearth_wire::format_rfc3339(last)
-            );
-            return Some(last);
-        }
-        if -gap > alerts::AWAY_NOTED_MS {
-            log::warn!(
+    /// Takes a reading of whether the collector ran (`clock::Running`): every second on
+    /// the ticker thread. An absence (the process was stopped, its host suspended, or the
+    /// clock stepped forward) is the collector's own, and as after a restart nobody is
+    /// blamed for it: views count silence from now at once, and the next write starts
+    /// watching afresh (`absence_to_record`).
+    fn take_reading(&self, now: i64) {
+        match self.running.read(&self.config.clock, now, alerts::AWAY_NOTED_MS) {
+            Reading::Running => {}
+            Reading::Away { from, gap_ms } => {
+                self.watching_since.store(now, Ordering::Relaxed);
+                log::warn!(
+                    "the collector did not run for about {} (since {}: stopped, suspended, or its clock stepped \
+                     forward): every node and job gets a fresh grace from now",
+                    crate::liveness::duration(gap_ms),
+                    hearth_wire::format_rfc3339(from)
+                );
+            }
+            Reading::WentBack { by_ms } => log::warn!(
                 "the clock went back {}: a node last heard from after the time it says now is judged once it \
                  catches up",
-                crate::liveness::duration(-gap)
-            );
+                crate::liveness::duration(by_ms)
+            ),
         }
-        None
+    }
+
+    /// Before a write at `now`: when the collector last ran before an absence no write has
+    /// recorded yet, which this write must record (`alerts::start_watching`) before it looks
+    /// at any deadline, and then report (`Running::recorded`) once committed. A write that
+    /// finds the ticker's last reading stale takes one itself: the process just resumed,
+    /// and this write may come before the ticker runs.
+    fn absence_to_record(&self, now: i64) -> Option<i64> {
+        if self.running.stale(TICK_STALE_MS) {
+            self.take_reading(now);
+        }
+        self.running.pending()
     }
 
     fn context(&self, now_ms: i64) -> Context<'_> {
@@ -399,7 +418,7 @@ fn accept(
             }
             let writing = shared.writing.begin(&config.clock);
             let now = config.clock.now_ms();
-            let away = shared.noticed_absence(now);
+            let away = shared.absence_to_record(now);
             // A pass that only moved deadlines is made durable by the next commit's flush
             // (lost in a crash, it is done again); one that raised alerts is flushed before
             // the worker may send them.
@@ -420,6 +439,9 @@ fn accept(
                     log::error!("the sweep panicked (a bug, described above); it runs again in a second");
                 }
                 Some(Ok(swept)) => {
+                    if let Some(from) = away {
+                        shared.running.recorded(from);
+                    }
                     config.health.store_wrote();
                     sweep_more = swept.more;
                     if !swept.more {
@@ -608,7 +630,7 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
     let started = Instant::now();
     let writing = shared.writing.begin(&shared.config.clock);
     let now = shared.config.clock.now_ms();
-    let away = shared.noticed_absence(now);
+    let away = shared.absence_to_record(now);
     let context = shared.context(now);
     let (jobs, logins): (Vec<Job>, Vec<Option<LoginOutcome>>) =
         batch.into_iter().map(|write| (write.job, write.login)).unzip();
@@ -652,6 +674,9 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
     }
     // Any commit after this count makes this batch durable too (`Store::commits`).
     let commit_no = shared.store.commits();
+    if let (Some(from), Some(Ok(_))) = (away, &outcome) {
+        shared.running.recorded(from);
+    }
     let replies = match outcome {
         Some(Ok(replies)) => replies,
         Some(Err(e)) => jobs.iter().map(|job| ApiError::storage(&e).into_reply_for(&job.parsed.path)).collect(),
