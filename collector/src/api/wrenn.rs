@@ -73,24 +73,22 @@ struct HostView {
 }
 
 /// Wrenn's status for a host: `pending` until it registers, then its node's liveness
-/// (`late` is still `online`, `stopped` is `offline`). Registering is the host's first word:
-/// one not heard from since is `online` for a grace from then (or from the collector's
-/// start), and `offline` after it, like any node that went silent.
+/// (`late` is still `online`, `stopped` is `offline`). Registering is the host's word:
+/// one not heard from since (its first registration, or one after its token was
+/// regenerated) is `online` for a grace from then (or from the collector's start), and
+/// `offline` after it, like any node that went silent.
 fn host_status(host: &HostRecord, node: &NodeRecord, ctx: &Context) -> &'static str {
     if host.state == HostState::Pending {
         return "pending";
     }
     let grace = ctx.status_grace_ms(node);
+    let registered = host.registered_at.unwrap_or(host.updated_at);
+    if node.down_since.is_none() && node.last_seen.is_none_or(|seen| seen < registered) {
+        let since = registered.max(ctx.watching_since);
+        return if ctx.now_ms.saturating_sub(since).max(0) as u64 > grace { "offline" } else { "online" };
+    }
     match node.status(ctx.now_ms, grace) {
-        Status::Pending => {
-            let since = host.registered_at.unwrap_or(host.updated_at).max(ctx.watching_since);
-            if ctx.now_ms.saturating_sub(since).max(0) as u64 > grace {
-                "offline"
-            } else {
-                "online"
-            }
-        }
-        Status::Online | Status::Late => "online",
+        Status::Pending | Status::Online | Status::Late => "online",
         Status::Offline | Status::Stopped => "offline",
     }
 }
@@ -375,6 +373,11 @@ pub(super) fn register(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Ha
     }
     let previous = node.deadline;
     liveness::on_enrolled(&mut node, ctx.now_ms, ctx.policy);
+    // Registering again (after its token was regenerated): watched again from now, with a
+    // fresh grace for its first heartbeat; an outage declared before stays.
+    if node.last_seen.is_some() && node.down_since.is_none() {
+        node.deadline = Some(ctx.policy.offline_at(&node, ctx.now_ms));
+    }
     txn.save_node(&node, previous)?;
     record.used_at = Some(ctx.now_ms);
     record.used_by = Some(node_id.clone());

@@ -171,7 +171,17 @@ fn a_registered_host_that_never_beats_goes_offline_and_every_token_is_new() {
     let third = register(&c, &again).field("token");
     assert_ne!(third, renewed);
     assert_v1_error(&beat(&c, &id, &renewed), 401, "unauthorized");
+
+    // Registered again, it is watched again: silent past a grace from then, it is offline,
+    // and declared so; its heartbeat ends that.
+    assert_eq!(status(), "online", "registered again: a grace for its first heartbeat");
+    clock.advance_secs(121);
+    c.wait_for_sweeps(2);
+    assert_eq!(status(), "offline");
+    let node = c.get(&format!("/api/nodes/{id}"), &key);
+    assert!(!node.body.contains(r#""down_since":null"#), "not watched after registering again: {}", node.body);
     assert_eq!(beat(&c, &id, &third).status, 204);
+    assert_eq!(status(), "online");
 }
 
 #[test]
