@@ -298,19 +298,31 @@ fn told_of(txn: &Txn<RwTxn>, node: &NodeRecord) -> Result<bool, store::Error> {
     if node.down_since.is_some() && !offline_held {
         return Ok(true);
     }
-    let failing = node.heartbeat.iter().flat_map(|hb| hb.checks.iter().flatten()).any(|c| !c.ok);
-    let mut open = Vec::new();
-    if failing {
-        open.push(liveness::Kind::CheckFailed);
-    }
-    if node.flapping_since.is_some() {
-        open.push(liveness::Kind::Flapping);
-    }
-    if open.is_empty() {
+    use liveness::Kind;
+    let failing: Vec<&str> = node
+        .heartbeat
+        .iter()
+        .flat_map(|hb| hb.checks.iter().flatten())
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    if failing.is_empty() && node.flapping_since.is_none() {
         return Ok(false);
     }
     let events = txn.events(Some(&node.node_id), i64::MIN, usize::MAX)?;
-    Ok(open.into_iter().any(|kind| events.iter().rev().find(|e| e.kind == kind).is_some_and(|e| e.held.is_none())))
+    // Since the problem last ended: was any alert of it not held? (An event naming no
+    // check is about every check failing then.)
+    let told = |failed: Kind, ended: Kind, check: Option<&str>| {
+        let about = |e: &&EventRecord| check.is_none() || e.check.is_none() || e.check.as_deref() == check;
+        events
+            .iter()
+            .rev()
+            .filter(|e| (e.kind == failed || e.kind == ended) && about(e))
+            .take_while(|e| e.kind == failed)
+            .any(|e| e.held.is_none())
+    };
+    let flapping_told = node.flapping_since.is_some() && told(Kind::Flapping, Kind::FlappingStopped, None);
+    Ok(flapping_told || failing.into_iter().any(|check| told(Kind::CheckFailed, Kind::CheckRecovered, Some(check))))
 }
 
 /// The `deleted` alert of `delete_node`.
@@ -595,6 +607,69 @@ mod tests {
         let mut alerts = store.read(|txn| txn.alerts(100)).unwrap();
         alerts.reverse();
         alerts.into_iter().map(|a| (a.kind, a.at, a.down_since, a.detail)).collect()
+    }
+
+    /// What deleting a node ends is what was told of it: per check, since it last passed.
+    #[test]
+    fn a_deleted_node_was_told_of_a_check_if_any_alert_of_its_failure_went_out() {
+        use liveness::Kind::{CheckFailed, CheckRecovered};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let failing = |names: &[&str]| NodeRecord {
+            node_id: "n1".into(),
+            heartbeat: Some(Heartbeat {
+                checks: Some(
+                    names
+                        .iter()
+                        .map(|n| hearth_wire::Check { name: (*n).into(), ok: false, detail: String::new() })
+                        .collect(),
+                ),
+                ..beat()
+            }),
+            ..Default::default()
+        };
+        // (what, events: kind, check, held; checks failing now, told)
+        type Events<'a> = &'a [(liveness::Kind, Option<&'a str>, bool)];
+        let cases: [(&str, Events, &[&str], bool); 5] = [
+            (
+                "A told, then B held",
+                &[(CheckFailed, Some("A"), false), (CheckFailed, Some("B"), true)],
+                &["A", "B"],
+                true,
+            ),
+            ("only B, held", &[(CheckFailed, Some("A"), false), (CheckFailed, Some("B"), true)], &["B"], false),
+            (
+                "A told once, passed, failing again held",
+                &[(CheckFailed, Some("A"), false), (CheckRecovered, Some("A"), false), (CheckFailed, Some("A"), true)],
+                &["A"],
+                false,
+            ),
+            ("both in one event, told", &[(CheckFailed, None, false)], &["A", "B"], true),
+            ("nothing failing", &[(CheckFailed, Some("A"), false)], &[], false),
+        ];
+        for (i, (what, events, now_failing, expected)) in cases.into_iter().enumerate() {
+            let told = store
+                .write(|txn| {
+                    let node = NodeRecord { node_id: format!("n{i}"), ..failing(now_failing) };
+                    for (kind, check, held) in events {
+                        let id = txn.next_id()?;
+                        let (check, detail) = (check.map(str::to_owned), String::new());
+                        let held = held.then(|| "silenced: x".to_owned());
+                        txn.put_event(&EventRecord {
+                            id,
+                            node_id: node.node_id.clone(),
+                            at: id as i64,
+                            kind: *kind,
+                            check,
+                            detail,
+                            held,
+                        })?;
+                    }
+                    told_of(txn, &node)
+                })
+                .unwrap();
+            assert_eq!(told, expected, "{what}");
+        }
     }
 
     #[test]
