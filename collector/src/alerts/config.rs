@@ -226,13 +226,15 @@ pub fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
         if authority.is_empty() {
             return Err(format!("the url has no host after {scheme}://"));
         }
-        check_host(scheme, authority)?;
+        // A password holding `/`, `?` or `#` unencoded ends the authority inside itself:
+        // then the error must not say what it took for the host.
+        check_host(scheme, authority, !value.contains('@'))?;
         return Ok((value.to_owned(), None));
     };
     if host.is_empty() {
         return Err(format!("the url has no host after {scheme}://…@"));
     }
-    check_host(scheme, host)?;
+    check_host(scheme, host, true)?;
     let decoded = percent_decode(userinfo).ok_or_else(|| {
         format!("the user:password part of the url for {scheme}://{host} is not valid percent-encoded UTF-8")
     })?;
@@ -242,8 +244,15 @@ pub fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
 /// That `authority` (after any `user:password@`) is a host name or an IP address, with a
 /// port from 1 to 65535 if any: a url that could never be reached is refused now, not
 /// found out when an alert fails for a day.
-fn check_host(scheme: &str, authority: &str) -> Result<(), String> {
-    let bad = |what: &str| Err(format!("the url {scheme}://{authority} has {what}"));
+fn check_host(scheme: &str, authority: &str, say_it: bool) -> Result<(), String> {
+    let bad = |what: &str| {
+        Err(match say_it {
+            true => format!("the url {scheme}://{authority} has {what}"),
+            false => format!(
+                "the url has {what} after {scheme}:// (in a user name or password, percent-encode `/`, `?`, `#` and `@`)"
+            ),
+        })
+    };
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
             Some((address, rest)) if address.parse::<std::net::Ipv6Addr>().is_ok() => match rest {
@@ -338,6 +347,9 @@ mod tests {
     fn a_mistake_in_a_url_never_repeats_it() {
         let err = parse("[channel a]\ntype = slack\nhttps://hooks.slack.com/services/T0/B0/s3cret\n").unwrap_err();
         assert!(!err.reason.contains("s3cret") && err.line == 3, "{err}");
+        // A password with an unencoded `/` cuts the authority inside it: nothing of it is said.
+        let err = parse("[channel a]\ntype = slack\nurl = https://me:s3c/ret@x/hook\n").unwrap_err();
+        assert!(!err.reason.contains("s3c") && !err.reason.contains("me:"), "{err}");
         let err = parse("[channel a]\ntype = slack\nurl = ftp://me:s3cret@x/hook\n").unwrap_err();
         assert!(!err.reason.contains("s3cret"), "{err}");
         let err = parse("[channel a]\ntype = slack\nurl = https://me:%zz@x/hook\n").unwrap_err();
@@ -380,6 +392,7 @@ mod tests {
             ("[channel a]\ntype = slack\nurl = https://[::1/x", 3, "no valid IPv6"),
             ("[channel a]\ntype = slack\nurl = https://[::1]x/h", 3, "not `:port`"),
             ("[channel a]\ntype = slack\nurl = https://me:pw@h:0/x", 3, "no valid port"),
+            ("[channel a]\ntype = slack\nurl = https://me:ab/cd@h/x", 3, "percent-encode"),
             ("[channel a]\nurl = https://x", 1, "has no type"),
             ("[channel a]\njust words", 2, "expected `key = value`"),
             ("[settings]", 1, "write [channel NAME]"),
