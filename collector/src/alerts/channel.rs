@@ -12,6 +12,9 @@ pub struct Outgoing {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// The channel's credentials held apart from the url (its user and password, its
+    /// token), for `redact`.
+    pub secrets: Vec<String>,
 }
 
 impl Outgoing {
@@ -29,14 +32,18 @@ impl Outgoing {
         let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
         let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
         let userinfo = authority.rsplit_once('@').map_or("", |(userinfo, _)| userinfo);
+        // Always: the whole path, the credentials held apart, and what the credential
+        // headers carry after their scheme. Of the url's parts, those that look like
+        // secrets (long, or holding a digit), not words such as `alerts` or `true`.
         let mut secrets: Vec<&str> = vec![path, userinfo];
-        secrets.extend(path.split(['/', '?', '&', '=', '#']));
-        secrets.extend(userinfo.split(':'));
+        secrets.extend(self.secrets.iter().map(String::as_str));
         for (_, value) in self.headers.iter().filter(|(name, _)| matches!(*name, "Authorization" | "X-Gotify-Key")) {
             secrets.push(value);
-            secrets.extend(value.split(' '));
+            secrets.push(value.split_once(' ').map_or(value.as_str(), |(_, credential)| credential));
         }
-        secrets.retain(|secret| secret.len() >= 4);
+        let secret_like = |part: &&str| part.len() >= 8 || part.chars().any(|c| c.is_ascii_digit());
+        secrets.extend(path.split(['/', '?', '&', '=', '#']).chain(userinfo.split(':')).filter(secret_like));
+        secrets.retain(|secret| secret.len() >= 3);
         secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
         secrets.into_iter().fold(text.to_owned(), |text, secret| text.replace(secret, "[hidden]"))
     }
@@ -148,7 +155,10 @@ pub fn build(channel: &Channel, alert: &AlertRecord, sent: i64) -> Outgoing {
 fn authorized(channel: &Channel, mut out: Outgoing) -> Outgoing {
     if let Some(user_password) = &channel.basic_auth {
         out.headers.push(("Authorization", basic_auth(user_password)));
+        out.secrets.push(user_password.clone());
+        out.secrets.extend(user_password.split(':').map(str::to_owned));
     }
+    out.secrets.extend(channel.token.clone());
     out
 }
 
@@ -158,23 +168,28 @@ fn build_for(channel: &Channel, alert: &AlertRecord, sent: i64) -> Outgoing {
     let title = format!("Hearth: {} {}", alert.name, alert.kind.as_str().replace('_', " "));
     let json_headers = || vec![("Content-Type", "application/json".to_owned())];
     match channel.kind {
-        Kind::Webhook => {
-            Outgoing { url: channel.url.clone(), headers: json_headers(), body: json::to_string(&webhook_body(alert)) }
-        }
+        Kind::Webhook => Outgoing {
+            secrets: Vec::new(),
+            url: channel.url.clone(),
+            headers: json_headers(),
+            body: json::to_string(&webhook_body(alert)),
+        },
         Kind::Ntfy => {
             let (priority, tag) = tell.ntfy;
             let mut headers = vec![("Title", title), ("Priority", priority.into()), ("Tags", tag.into())];
             if let Some(token) = &channel.token {
                 headers.push(("Authorization", format!("Bearer {token}")));
             }
-            Outgoing { url: channel.url.clone(), headers, body: text }
+            Outgoing { secrets: Vec::new(), url: channel.url.clone(), headers, body: text }
         }
         Kind::Discord => Outgoing {
+            secrets: Vec::new(),
             url: channel.url.clone(),
             headers: json_headers(),
             body: json::to_string(&object([("username", string("Hearth")), ("content", string(&text))])),
         },
         Kind::Slack => Outgoing {
+            secrets: Vec::new(),
             url: channel.url.clone(),
             headers: json_headers(),
             body: json::to_string(&object([("text", string(&text))])),
@@ -184,9 +199,15 @@ fn build_for(channel: &Channel, alert: &AlertRecord, sent: i64) -> Outgoing {
             let body = object([("title", string(&title)), ("message", string(&text)), ("priority", number(priority))]);
             let mut headers = json_headers();
             headers.push(("X-Gotify-Key", channel.token.clone().unwrap_or_default()));
-            Outgoing { url: format!("{}/message", channel.url), headers, body: json::to_string(&body) }
+            Outgoing {
+                secrets: Vec::new(),
+                url: format!("{}/message", channel.url),
+                headers,
+                body: json::to_string(&body),
+            }
         }
         Kind::Alertmanager => Outgoing {
+            secrets: Vec::new(),
             url: format!("{}/api/v2/alerts", channel.url),
             headers: json_headers(),
             body: json::to_string(&Value::Array(Array::from_iter(alertmanager_alerts(alert, &text, sent)))),
@@ -295,6 +316,7 @@ pub fn watchdog(channel: &Channel, since: &str, now_ms: i64, every: std::time::D
         ("endsAt", string(&format_rfc3339(ends))),
     ]);
     let out = Outgoing {
+        secrets: Vec::new(),
         url: format!("{}/api/v2/alerts", channel.url),
         headers: vec![("Content-Type", "application/json".to_owned())],
         body: json::to_string(&Value::Array(Array::from_iter([alert]))),
@@ -495,18 +517,21 @@ mod tests {
     /// headers on a 401) never shows the url's secrets or the credentials sent.
     #[test]
     fn what_a_channel_answers_is_shown_without_what_it_echoes_of_the_credentials() {
-        let slack = build(
-            &channel(Kind::Slack, "https://u:pa55word@h.lan/services/T0/B0/S3CRETSLACK?k=q1w2", None),
-            &alert(EventKind::Offline),
-            SENT,
-        );
-        let echoed =
-            "Cannot POST /services/T0/B0/S3CRETSLACK?k=q1w2 (\\/services\\/T0\\/B0\\/S3CRETSLACK) as u:pa55word";
+        // As the channels file gives it: the user and password are held apart from the url.
+        let file = "[channel s]\ntype = slack\nurl = https://hearth:pa55word@h.lan/services/T0/B0/S3CRETSLACK?k=q1w2\n\
+                    [channel am]\ntype = alertmanager\nurl = http://am.lan\n";
+        let channels = super::super::config::parse(file).unwrap();
+        let slack = build(&channels.list[0], &alert(EventKind::Offline), SENT);
+        let echoed = "Cannot POST /services/T0/B0/S3CRETSLACK?k=q1w2 (\\/services\\/T0\\/B0\\/S3CRETSLACK) \
+                      for hearth:pa55word; bad password pa55word";
         let shown = slack.redact(echoed);
         for secret in ["S3CRETSLACK", "q1w2", "pa55word"] {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(shown.starts_with("Cannot POST "), "what it said is kept: {shown}");
+        // Words of the url that are no secret are left alone.
+        let am = build(&channels.list[1], &alert(EventKind::Offline), SENT);
+        assert_eq!(am.redact("alerts: invalid, true"), "alerts: invalid, true");
         let gotify =
             build(&channel(Kind::Gotify, "https://g.lan", Some("GOTIFYTOKEN")), &alert(EventKind::Offline), SENT);
         let ntfy =
