@@ -112,6 +112,12 @@ fn a_host_registers_beats_and_shows_online() {
     assert!(!r.head.to_ascii_lowercase().contains("content-length"), "RFC 9110 8.6: {}", r.head);
     let node = c.get(&format!("/api/nodes/{id}"), &key);
     assert_eq!(node.field("status"), "online");
+    // Its heartbeat carries no time of its own: no clock is judged.
+    assert!(
+        node.body.contains(r#""clock_skew_secs":null"#) && node.body.contains(r#""timestamp":null"#),
+        "{}",
+        node.body
+    );
     let shown = v1(&c, "GET", &format!("/v1/hosts/{id}"), Some(&key), "");
     assert_eq!((shown.field("status"), shown.field("type")), ("online".into(), "regular".into()));
     assert!(shown.body.contains(r#""team_id":null"#), "{}", shown.body);
