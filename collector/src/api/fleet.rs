@@ -135,7 +135,8 @@ struct NodeEdit {
 }
 
 pub(super) fn edit_node(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let edit: NodeEdit = parse_body(req, r#"{"name": "…", "tags": ["…"], "interval_secs": 60, "grace_secs": 180}"#)?;
+    let shape = r#"{"name": "…", "tags": ["…"], "interval_secs": 60, "grace_secs": 180}"#;
+    let edit: NodeEdit = parse_known_body(req, shape, &["name", "tags", "interval_secs", "grace_secs"])?;
     let id = node_key(id);
     let Some(mut node) = txn.node(&id)? else { return Err(no_such_node(&id).into()) };
     let previous = node.deadline;
@@ -461,6 +462,27 @@ pub(super) fn parse_body<T: Deserialize + Default>(req: &Request, shape: &str) -
         ),
         None => ApiError::new(400, "invalid_json", format!("the body must be a JSON object like {shape}")),
     })
+}
+
+/// `parse_body`, refusing a field the route does not take (`known`): a misspelt field is
+/// otherwise dropped, and `{"nodes": [ID]}` for `node_ids` makes a maintenance window meant
+/// for one node cover every node. (Routes other systems' clients call, which send fields of
+/// their own, use `parse_body`.)
+pub(super) fn parse_known_body<T: Deserialize + Default>(
+    req: &Request,
+    shape: &str,
+    known: &[&str],
+) -> Result<T, ApiError> {
+    let body = parse_body(req, shape)?;
+    let object: json::Object = json::from_str(&req.body).unwrap_or_default();
+    match object.keys().take(FIELDS_LOOKED_AT + 1).find(|key| !known.contains(&key.as_str())) {
+        Some(key) => {
+            let key: String = key.chars().filter(|c| !c.is_control()).take(64).collect();
+            let message = format!("there is no field `{key}` here; the fields are {}", known.join(", "));
+            Err(ApiError::new(400, "unknown_field", message))
+        }
+        None => Ok(body),
+    }
 }
 
 /// The first field (in key order) of the JSON object `body` that `T` refuses on its own, when `T` takes an

@@ -2,7 +2,7 @@
 //! enrol with one (each node then gets its own agent token), and Beacon agents send
 //! heartbeats with one (`beacon.rs`). Here too is the rule for letting one more node in.
 
-use super::fleet::{check_label, check_tags, parse_body, server_url, sh_quote};
+use super::fleet::{check_label, check_tags, parse_known_body, server_url, sh_quote};
 use super::{audit, internal, too_many, ApiError, Context, Handled, Reply, Request, User};
 use crate::model::{FleetKeyRecord, FleetKeyState};
 use crate::secret::{self, FLEET_PREFIX};
@@ -98,7 +98,8 @@ struct MintedKey {
 }
 
 pub(super) fn mint(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let asked: KeyRequest = parse_body(req, r#"{"name": "…", "tags": ["…"], "max_uses": 50, "ttl_secs": 2592000}"#)?;
+    let shape = r#"{"name": "…", "tags": ["…"], "max_uses": 50, "ttl_secs": 2592000}"#;
+    let asked: KeyRequest = parse_known_body(req, shape, &["name", "tags", "max_uses", "ttl_secs"])?;
     let limit = ctx.limits.mints_per_user;
     if let Err(wait) = ctx.limits.take(&format!("mint:{}", user.name), limit, ctx.now_ms, req.seq) {
         let what = format!("{} may mint at most {} keys and tokens an hour", user.name, limit.count);

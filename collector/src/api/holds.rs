@@ -1,7 +1,7 @@
 //! Holding alerts back, for operators: maintenance windows, silences and acknowledgements
 //! (`maintenance.rs` has the rules, `alerts::record` applies them).
 
-use super::fleet::{no_such_node, parse_body};
+use super::fleet::{no_such_node, parse_known_body};
 use super::{audit, internal, ApiError, Context, Handled, Reply, Request, User};
 use crate::maintenance::{self, HoldKind};
 use crate::model::{node_key, MaintenanceRecord, SilenceRecord};
@@ -19,6 +19,8 @@ struct WindowRequest {
     cron: Option<String>,
     duration_secs: Option<u64>,
     time_zone: Option<String>,
+    /// What jobs call `time_zone`.
+    tz: Option<String>,
     node_ids: Option<Vec<String>>,
     tags: Option<Vec<String>>,
 }
@@ -83,9 +85,10 @@ fn time(field: &str, text: Option<String>) -> Result<Option<i64>, ApiError> {
 }
 
 pub(super) fn add_window(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let asked: WindowRequest = parse_body(
+    let asked: WindowRequest = parse_known_body(
         req,
         r#"{"reason": "…", "start": "RFC 3339", "end": "RFC 3339"} or {"reason": "…", "cron": "0 2 * * 0", "duration_secs": 7200, "time_zone": "Europe/Berlin", "tags": ["…"]}"#,
+        &["reason", "start", "end", "cron", "duration_secs", "time_zone", "tz", "node_ids", "tags"],
     )?;
     let record = MaintenanceRecord {
         id: secret::new_id().map_err(internal)?,
@@ -94,7 +97,7 @@ pub(super) fn add_window(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: 
         end: time("end", asked.end)?,
         cron: asked.cron,
         duration_secs: asked.duration_secs,
-        time_zone: asked.time_zone,
+        time_zone: asked.time_zone.or(asked.tz),
         node_ids: asked.node_ids.unwrap_or_default().iter().map(|id| node_key(id)).collect(),
         tags: asked.tags.unwrap_or_default(),
         created_by: user.name.clone(),
@@ -180,8 +183,11 @@ pub(super) fn silences<T: ReadTxn>(txn: &Txn<T>, ctx: &Context) -> Handled {
 }
 
 pub(super) fn add_silence(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let asked: SilenceRequest =
-        parse_body(req, r#"{"node_id": "…" or "tag": "…", "duration_secs": 3600, "reason": "…"}"#)?;
+    let asked: SilenceRequest = parse_known_body(
+        req,
+        r#"{"node_id": "…" or "tag": "…", "duration_secs": 3600, "reason": "…"}"#,
+        &["node_id", "tag", "duration_secs", "reason"],
+    )?;
     let secs = asked.duration_secs.unwrap_or(0).min(maintenance::MAX_SPAN_MS as u64 / 1000 + 1);
     let silence = SilenceRecord {
         id: secret::new_id().map_err(internal)?,

@@ -1,7 +1,7 @@
 //! Jobs as people manage them: list, read (with recent pings), add, edit, pause, remove,
 //! read a ping's log, and rotate the ping key. Viewers read; operators change.
 
-use super::fleet::{parse_body, server_url};
+use super::fleet::{parse_known_body, server_url};
 use super::{audit, ApiError, Context, Failure, Handled, Reply, Request, User};
 use crate::alerts::{self, Subject};
 use crate::jobs::{self, JobSpec, JobStatus};
@@ -156,9 +156,13 @@ struct JobBody {
     period_secs: Option<u64>,
     cron: Option<String>,
     tz: Option<String>,
+    /// What maintenance windows call `tz`.
+    time_zone: Option<String>,
     grace_secs: Option<u64>,
     paused: Option<bool>,
 }
+
+const FIELDS: &[&str] = &["name", "tags", "period_secs", "cron", "tz", "time_zone", "grace_secs", "paused"];
 
 const SHAPE: &str =
     r#"{"name": "nightly-backup", "cron": "0 3 * * *", "tz": "Europe/Berlin", "grace_secs": 3600, "tags": ["nas"]}"#;
@@ -191,7 +195,8 @@ pub(crate) fn create(
 }
 
 pub(super) fn add(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let body: JobBody = parse_body(req, SHAPE)?;
+    let body: JobBody = parse_known_body(req, SHAPE, FIELDS)?;
+    let body = JobBody { tz: body.tz.or(body.time_zone.clone()), ..body };
     let spec = JobSpec {
         name: body.name.unwrap_or_default(),
         tags: body.tags.unwrap_or_default(),
@@ -207,7 +212,8 @@ pub(super) fn add(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Contex
 }
 
 pub(super) fn edit(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let body: JobBody = parse_body(req, SHAPE)?;
+    let body: JobBody = parse_known_body(req, SHAPE, FIELDS)?;
+    let body = JobBody { tz: body.tz.or(body.time_zone.clone()), ..body };
     let Some(mut job) = txn.job(id)? else { return Err(no_such_job(id).into()) };
     let (previous, previous_slug) = (job.deadline, job.slug.clone());
     // A pause ends what was told under the job's old name and tags, whatever this edit renames.

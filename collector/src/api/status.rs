@@ -4,7 +4,7 @@
 //! Never ids, tags, facts or addresses, and hostnames only if the page allows them.
 //! The rendering is cached for [`CACHE_MS`], so a flood of visitors costs a lookup each.
 
-use super::fleet::parse_body;
+use super::fleet::parse_known_body;
 use super::{audit, ApiError, Context, Handled, Reply, Request, User};
 use crate::alerts::Holds;
 use crate::api::uptime::{ratio_over, spans};
@@ -291,8 +291,11 @@ struct PageRequest {
 
 /// `POST /api/status-pages`: a new page; an existing slug is `409`.
 pub(super) fn create_page(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let asked: PageRequest =
-        parse_body(req, r#"{"slug": "home", "title": "Home lab", "tags": ["public"], "show_hostnames": false}"#)?;
+    let asked: PageRequest = parse_known_body(
+        req,
+        r#"{"slug": "home", "title": "Home lab", "tags": ["public"], "show_hostnames": false}"#,
+        &["slug", "title", "tags", "show_hostnames"],
+    )?;
     let page = StatusPageRecord {
         slug: asked.slug.unwrap_or_default(),
         title: asked.title.unwrap_or_default(),

@@ -84,6 +84,16 @@ fn a_cron_job_not_pinged_pages_once_after_its_grace_then_fails_and_recovers() {
     let job = collector.get(&format!("/api/jobs/{id}"), &key);
     assert_eq!(job.field("status"), "new");
     assert_eq!(job.field("next_expected"), "2027-01-20T02:00:00Z");
+    // Maintenance windows spell it `time_zone`: a job takes that too (and no misspelling).
+    let (copy, _) = add_job(&collector, &key, r#"{"name":"copy","cron":"0 3 * * *","time_zone":"Europe/Berlin"}"#);
+    assert_eq!(collector.get(&format!("/api/jobs/{copy}"), &key).field("next_expected"), "2027-01-20T02:00:00Z");
+    let auth = format!("Bearer {key}");
+    assert_eq!(
+        send(collector.addr, "DELETE", &format!("/api/jobs/{copy}"), &[("Authorization", &auth)], b"").status,
+        200
+    );
+    let r = collector.post("/api/jobs", &[("Authorization", &auth)], r#"{"name":"x","period_secs":60,"grace":60}"#);
+    r.assert_error(400, "unknown_field", "no field `grace`");
 
     clock.set(DAY + 2 * H + 59 * MIN + 30_000);
     let got = wait_webhooks(&receiver, 1);

@@ -138,6 +138,10 @@ fn silences_and_windows_are_kept_checked_and_audited() {
         r#"{"reason":"patch night","cron":"0 2 * * 0","duration_secs":7200,"time_zone":"Europe/Berlin"}"#,
     );
     assert_eq!(recurring.status, 201, "{}", recurring.body);
+    // Jobs spell the time zone `tz`: a window takes that too.
+    let body = r#"{"reason":"backups","cron":"0 3 * * *","duration_secs":3600,"tz":"Asia/Tokyo"}"#;
+    let spelled = post_json(&collector, "/api/maintenance", &key, body);
+    assert!(spelled.status == 201 && spelled.body.contains(r#""time_zone":"Asia/Tokyo""#), "{}", spelled.body);
     for (body, says) in [
         (r#"{"reason":"x","cron":"0 2 * *","duration_secs":7200}"#, "5 cron fields"),
         (r#"{"reason":"x","cron":"0 2 * * 0","duration_secs":7200,"time_zone":"Mars/Base"}"#, "not a time zone"),
@@ -148,6 +152,11 @@ fn silences_and_windows_are_kept_checked_and_audited() {
         (r#"{"reason":"x","cron":"0 0 30 2 *","duration_secs":3600}"#, "names no date that exists"),
         (r#"{"reason":"x","start":"2020-01-01T00:00:00Z","end":"2020-01-02T00:00:00Z"}"#, "ended already"),
         (r#"{"reason":"x","cron":"0 2 * * 0","duration_secs":7200,"node_ids":["not-a-node"]}"#, "no node has the id"),
+        // A misspelt field is refused, not dropped: this window would have covered every node.
+        (
+            r#"{"reason":"x","start":"2030-01-01T00:00:00Z","end":"2030-01-02T00:00:00Z","nodes":["a"]}"#,
+            "no field `nodes`",
+        ),
     ] {
         let refused = post_json(&collector, "/api/maintenance", &key, body);
         assert_eq!(refused.status, 400, "{body}: {}", refused.body);
