@@ -49,12 +49,42 @@ fn raise_file_limit() {
     }
 }
 
+/// Claims the data directory for this `serve` while the returned file is open (an
+/// exclusive `flock` on `serve.lock`, let go when the process ends however it ends): two
+/// collectors on one store would both sweep and send, and each would say that the
+/// channels file is its own.
+fn claim(dir: &std::path::Path) -> Result<std::fs::File, Failure> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("serve.lock");
+    let failed = |why: String| Failure::Failed(format!("cannot claim {}: {why}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| failed(e.to_string()))?;
+    // SAFETY: flock takes the descriptor of a file this function holds open.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(Failure::Failed(format!(
+                "another hearth-collector serve is running on {}: stop it first (two would both watch the \
+                 nodes and send alerts), or give this one its own --data-dir",
+                dir.display()
+            )));
+        }
+        return Err(failed(error.to_string()));
+    }
+    Ok(file)
+}
+
 pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
     raise_file_limit();
     limit_malloc_arenas();
     let (channels, channels_file) = load_channels(serve.alerts.as_deref())?;
     let channels = Arc::new(channels);
     let store = Arc::new(open_store(&serve.data_dir, serve.max_db_mb)?);
+    let _serving = claim(&serve.data_dir)?;
     let clock = Clock::from_env();
     let policy = Policy {
         grace_secs: serve.grace_secs,

@@ -163,3 +163,24 @@ fn a_silent_connection_from_the_backlog_is_cut_off_at_the_read_timeout() {
     assert!(answer.contains(" 408 ") && answer.contains("request_timeout"), "{answer}");
     assert!(waited.elapsed() < Duration::from_secs(10), "cut off after {:?}", waited.elapsed());
 }
+
+/// A second `serve` on the data directory of one running is refused, saying so: two would
+/// both watch the nodes and send alerts. Once the first is gone, the directory is free.
+#[test]
+fn a_second_collector_on_the_same_store_is_refused() {
+    let mut first = Collector::start(&[]);
+    let dir = first.data_dir.clone();
+    let serve = || {
+        std::process::Command::new(collector_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--idle-exit", "1", "--data-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = serve();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("another hearth-collector serve is running on"), "{said}");
+    first.kill9();
+    assert!(serve().status.success(), "the store is free once the first is gone");
+}
