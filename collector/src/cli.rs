@@ -161,8 +161,9 @@ Options of the other commands:
   --grace DURATION   job add: how late a run may be, or how long a started run may take,
                      before the job is down [default 1h]
   --tags a,b         job add: tags for channel filters
-  --public-url URL   job add, ping-key rotate: the base of the printed URL
-                     [env HEARTH_PUBLIC_URL; default http://127.0.0.1:8088]
+  --public-url URL   job add, ping-key rotate: the base of the printed URL [env
+                     HEARTH_PUBLIC_URL; default: the one `serve` on the data directory
+                     runs with (its --public-url, else its address)]
   --json             job list: print the jobs as the API returns them
   --reason TEXT      maintenance add, silence add: why (shown in events and the audit log)
   --start TIME, --end TIME
@@ -255,7 +256,8 @@ pub enum Command {
         tz: Option<String>,
         grace_secs: u64,
         tags: Vec<String>,
-        public_url: String,
+        /// `None`: the one the last `serve` stored.
+        public_url: Option<String>,
     },
     JobList {
         data_dir: PathBuf,
@@ -275,7 +277,8 @@ pub enum Command {
     },
     PingKeyRotate {
         data_dir: PathBuf,
-        public_url: String,
+        /// `None`: the one the last `serve` stored.
+        public_url: Option<String>,
     },
     MaintenanceAdd {
         data_dir: PathBuf,
@@ -500,7 +503,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             idle_exit,
             trust_cloudflare,
             agent_dir,
-            public_url: public_url.filter(|u| !u.is_empty()),
+            public_url: base_url(public_url)?,
             watchdog_url: match watchdog_url.filter(|u| !u.is_empty()) {
                 Some(url) => match crate::alerts::config::split_userinfo(&url) {
                     Ok(_) => Some(url),
@@ -565,7 +568,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
                 tz,
                 grace_secs: grace.unwrap_or(3600),
                 tags,
-                public_url: base_url(public_url),
+                public_url: base_url(public_url)?,
             }
         }
         ["job", "list"] => Command::JobList { data_dir, json },
@@ -573,7 +576,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
             Command::JobPause { data_dir, job: (*job).to_owned(), paused: *verb == "pause", alerts }
         }
         ["job", "remove", job] => Command::JobRemove { data_dir, job: (*job).to_owned(), alerts },
-        ["ping-key", "rotate"] => Command::PingKeyRotate { data_dir, public_url: base_url(public_url) },
+        ["ping-key", "rotate"] => Command::PingKeyRotate { data_dir, public_url: base_url(public_url)? },
         ["maintenance", "add"] => Command::MaintenanceAdd {
             data_dir,
             reason: reason.ok_or_else(|| UsageError("maintenance add needs --reason TEXT".into()))?,
@@ -665,10 +668,20 @@ fn flags_of(words: &[&str]) -> Option<&'static [&'static str]> {
     })
 }
 
-/// The base of a printed ping URL: `--public-url`, else `HEARTH_PUBLIC_URL`, else the default address.
-fn base_url(public_url: Option<String>) -> String {
-    let url = public_url.filter(|u| !u.is_empty()).unwrap_or_else(|| "http://127.0.0.1:8088".into());
-    url.trim_end_matches('/').to_owned()
+/// The base of a printed ping URL: `--public-url`, else `HEARTH_PUBLIC_URL`; without
+/// either, the command uses the one the last `serve` on the data directory stored.
+fn base_url(public_url: Option<String>) -> Result<Option<String>, UsageError> {
+    public_url.filter(|u| !u.is_empty()).map(|u| http_url("--public-url", u)).transpose()
+}
+
+/// `url` if it is an http(s) URL, without a trailing `/`.
+fn http_url(flag: &str, url: String) -> Result<String, UsageError> {
+    if !url.starts_with("https://") && !url.starts_with("http://") {
+        return Err(UsageError(format!(
+            "{flag} must start with https:// or http:// (like https://hearth.example.com), not `{url}`"
+        )));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// A user name: 1 to 64 letters, digits, `.`, `_`, `-` or `@`.

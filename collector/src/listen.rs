@@ -83,6 +83,19 @@ impl AsRawFd for Listener {
     }
 }
 
+impl Listener {
+    /// Its address as a URL other programs on this host can reach (`http://127.0.0.1:8088`,
+    /// the loopback address for one bound to every address); none for a Unix socket.
+    pub fn local_url(&self) -> Option<String> {
+        let Listener::Tcp(l) = self else { return None };
+        let mut addr = l.local_addr().ok()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        Some(format!("http://{addr}"))
+    }
+}
+
 impl fmt::Display for Listener {
     /// `http://127.0.0.1:8088` or `unix:/run/hearth/collector.sock`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

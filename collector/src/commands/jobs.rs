@@ -24,8 +24,18 @@ fn remind_ms<T: store::ReadTxn>(txn: &Txn<T>) -> Result<Option<i64>, store::Erro
     Ok(txn.setting::<Policy>(setting::POLICY)?.unwrap_or_default().remind_ms())
 }
 
-pub(super) fn add(data_dir: &Path, spec: JobSpec, public_url: &str) -> Result<(), Failure> {
+/// Where pings reach the collector: `given` (`--public-url`), else what the last `serve` on
+/// the store stored (its `--public-url`, else its address), else the default address.
+fn public_url<T: store::ReadTxn>(txn: &Txn<T>, given: &Option<String>) -> Result<String, store::Error> {
+    if let Some(url) = given {
+        return Ok(url.clone());
+    }
+    Ok(txn.setting::<String>(setting::PUBLIC_URL)?.unwrap_or_else(|| "http://127.0.0.1:8088".to_owned()))
+}
+
+pub(super) fn add(data_dir: &Path, spec: JobSpec, public_url: &Option<String>) -> Result<(), Failure> {
     let store = open_store(data_dir, None)?;
+    let public_url = store.read(|txn| self::public_url(txn, public_url)).map_err(|e| Failure::store(data_dir, e))?;
     let now = Clock::from_env().now_ms(); // the clock `serve` reads
     let job = store
         .write(|txn| {
@@ -166,8 +176,9 @@ pub(super) fn remove(data_dir: &Path, name: &str, alerts: Option<&Path>) -> Resu
     Ok(())
 }
 
-pub(super) fn rotate_key(data_dir: &Path, public_url: &str) -> Result<(), Failure> {
+pub(super) fn rotate_key(data_dir: &Path, public_url: &Option<String>) -> Result<(), Failure> {
     let store = open_store(data_dir, None)?;
+    let public_url = store.read(|txn| self::public_url(txn, public_url)).map_err(|e| Failure::store(data_dir, e))?;
     let key = new_ping_key().map_err(random_failed)?;
     store
         .write(|txn| {

@@ -110,6 +110,12 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
         Some(listener) => listener,
         None => Listener::bind(&serve.listen)?,
     };
+    if let Some(url) = serve.public_url.clone().or_else(|| listener.local_url()) {
+        let url = url.trim_end_matches('/').to_owned();
+        store
+            .write(|txn| txn.put_setting(setting::PUBLIC_URL, &url))
+            .map_err(|e| Failure::store(&serve.data_dir, e))?;
+    }
     println!("listening on {listener}");
     let _ = std::io::stdout().flush();
     log::info!(

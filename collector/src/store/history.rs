@@ -14,6 +14,9 @@ pub mod setting {
     pub const POLICY: &str = "policy";
     /// The channels file the last `serve` read (an absolute path), for `alert test`.
     pub const CHANNELS_FILE: &str = "channels_file";
+    /// Where the last `serve` is reached (`--public-url`, else its address), for the ping
+    /// URLs the CLI prints.
+    pub const PUBLIC_URL: &str = "public_url";
     /// When the running collector last said it was alive (Unix ms, its clock).
     pub const ALIVE_AT: &str = "alive_at";
     /// Since when this collector has been watching, and how long it was away before (`liveness::Watching`).

@@ -268,3 +268,33 @@ fn pausing_or_removing_a_failed_job_ends_its_alert() {
     assert!(got[3].contains("removed by the command line"), "{}", got[3]);
     assert_eq!(collector.get(&format!("/api/jobs/{id}"), &key).status, 404);
 }
+
+/// `job add` and `ping-key rotate` print ping URLs where the running `serve` is reached:
+/// its `--public-url`, else its address; a `--public-url` that is no URL is refused.
+#[test]
+fn the_command_line_prints_ping_urls_where_the_collector_is() {
+    let collector = Collector::start(&[]);
+    let url = collector.admin(&["job", "add", "nightly", "--period", "1d"]);
+    assert!(url.starts_with(&format!("http://{}/ping/", collector.addr)), "{url}");
+    let temp = tempfile::tempdir().unwrap();
+    let public = Collector::start_with_env(
+        "127.0.0.1:0",
+        &temp.path().join("db"),
+        &["--public-url", "https://hearth.example.com/"],
+        &[],
+    );
+    let url = public.admin(&["job", "add", "nightly", "--period", "1d"]);
+    assert!(url.starts_with("https://hearth.example.com/ping/"), "{url}");
+    let out = public.admin_with_input(&["ping-key", "rotate"], "");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("slug URLs are now https://hearth.example.com/ping/<key>/<slug>"), "{said}");
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0", "--public-url", "hearth.example.com"][..],
+        &["job", "add", "x", "--period", "1d", "--public-url", "hearth.example.com"],
+    ] {
+        let out = public.admin_with_input(args, "");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains("--public-url must start with https:// or http://"), "{said}");
+    }
+}
