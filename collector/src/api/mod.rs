@@ -814,7 +814,7 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             require(Viewer, req, txn, ctx)?;
             let about = About {
                 version: env!("CARGO_PKG_VERSION"),
-                agent_binaries: ctx.agent_dir.is_some(),
+                agent_binaries: ctx.agent_dir.is_some_and(std::path::Path::is_dir),
                 public_url: ctx.public_url.map(str::to_owned),
             };
             Ok(Reply::json(200, &about))

@@ -86,6 +86,13 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
     let store = Arc::new(open_store(&serve.data_dir, serve.max_db_mb)?);
     let _serving = claim(&serve.data_dir)?;
     let clock = Clock::from_env();
+    if let Some(dir) = serve.agent_dir.as_deref().filter(|dir| !dir.is_dir()) {
+        log::warn!(
+            "--agent-dir {} is not a directory: /install.sh cannot hand out the agent until it is (put there the \
+             agent directory `cargo xtask dist` writes, DIR/linux/<uname -m>/hearth-agent), or leave the flag out",
+            dir.display()
+        );
+    }
     let policy = Policy {
         grace_secs: serve.grace_secs,
         min_down_secs: serve.min_down_secs,
