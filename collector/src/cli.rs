@@ -547,6 +547,11 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         ["alert", "test"] => Command::AlertTest { data_dir, alerts, channel },
         ["node", "set", id] => {
             let grace_secs = grace_secs.ok_or_else(|| UsageError("node set needs --grace-secs N".into()))?;
+            if grace_secs != 0 && !(5..=7 * 86_400).contains(&grace_secs) {
+                return Err(UsageError(format!(
+                    "--grace-secs must be 0 (the default) or 5 to 604800 seconds, as the API takes it, not {grace_secs}"
+                )));
+            }
             Command::NodeSet {
                 data_dir,
                 node_id: crate::model::node_key(id),

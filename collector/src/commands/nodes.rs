@@ -62,7 +62,7 @@ pub(super) fn node_set(data_dir: &Path, node_id: &str, grace_secs: Option<u64>) 
     let store = open_existing_store(data_dir)?;
     let found = store
         .write(|txn| {
-            let Some(mut node) = txn.node(node_id)? else { return Ok(false) };
+            let Some(mut node) = txn.node(node_id)? else { return Ok(None) };
             let previous = node.deadline;
             node.grace_secs = grace_secs;
             // The running collector judges the node again at its next sweep, with its own settings.
@@ -70,15 +70,19 @@ pub(super) fn node_set(data_dir: &Path, node_id: &str, grace_secs: Option<u64>) 
                 node.deadline = Some(now_ms());
             }
             txn.save_node(&node, previous)?;
-            Ok(true)
+            // What the grace comes to with the policy `serve` runs with.
+            let policy: Policy = txn.setting(setting::POLICY)?.unwrap_or_default();
+            Ok(Some((policy.grace_ms(&node) / 1000, node.interval_secs())))
         })
         .map_err(|e| Failure::store(data_dir, e))?;
-    if !found {
-        return Err(no_node(node_id));
-    }
+    let Some((used, interval)) = found else { return Err(no_node(node_id)) };
     match grace_secs {
+        Some(secs) if used > secs => println!(
+            "node {node_id} now has {secs} s of grace; it beats every {interval} s, and grace is never under 2 \
+             intervals, so it gets {used} s"
+        ),
         Some(secs) => println!("node {node_id} now has {secs} s of grace"),
-        None => println!("node {node_id} uses the default grace again"),
+        None => println!("node {node_id} uses the default grace again ({used} s)"),
     }
     Ok(())
 }

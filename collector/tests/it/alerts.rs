@@ -382,6 +382,11 @@ fn a_node_with_its_own_grace_pages_later_and_the_running_collector_heeds_it() {
     let Watch { _temp, receiver, clock, collector } = watch(one_webhook, &[]);
     let node = new_node_id();
     collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    // As the API: 0 or 5 s to a week; and what a grace under 2 intervals comes to is said.
+    let out = collector.admin_with_input(&["node", "set", &node, "--grace-secs", "3"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = collector.admin(&["node", "set", &node, "--grace-secs", "5"]);
+    assert!(said.contains("5 s of grace; it beats every 10 s") && said.contains("it gets 20 s"), "{said}");
     let said = collector.admin(&["node", "set", &node, "--grace-secs", "600"]);
     assert!(said.contains("600 s of grace"), "{said}");
     clock.advance_secs(300); // far past the default (30 s + 10 s), well within 600 s
