@@ -16,6 +16,8 @@ pub const SAVED_SETTINGS: &str = "settings.env";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// Said once logging is set up: names in the config file that are no setting (a typo).
+    pub warnings: Vec<String>,
     pub collector_url: String,
     pub name: Option<String>,
     pub state_dir: PathBuf,
@@ -92,11 +94,14 @@ impl Layers<'_> {
 
 /// Loads the configuration. `env` looks up process environment variables.
 pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
-    let explicit = flags.get("HEARTH_CONFIG").cloned().or_else(|| env("HEARTH_CONFIG"));
+    let (explicit, named_by) = match flags.get("HEARTH_CONFIG") {
+        Some(path) => (Some(path.clone()), "--config"),
+        None => (env("HEARTH_CONFIG"), "HEARTH_CONFIG"),
+    };
     let (file, config_file) = match explicit {
         Some(path) => match read_env_file(Path::new(&path))? {
             Some(pairs) => (pairs, Some(PathBuf::from(path))),
-            None => return Err(format!("the config file {path} does not exist; create it or leave out --config")),
+            None => return Err(format!("the config file {path} does not exist; create it or leave out {named_by}")),
         },
         None => {
             let mut found = (Vec::new(), None);
@@ -109,6 +114,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             found
         }
     };
+    let warnings = unknown_names(&file, config_file.as_deref());
     let mut layers = Layers {
         flags,
         env,
@@ -159,6 +165,7 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             .push(crate::units::parse_spec(&spec).map_err(|e| format!("HEARTH_CHECK_UNITS (from {source}): {e}"))?);
     }
     Ok(Config {
+        warnings,
         check_units,
         check_services_defaulted: given_services.is_none(),
         collector_url: layers
@@ -178,6 +185,46 @@ pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         config_file,
         log_filter: layers.string("RUST_LOG", None),
     })
+}
+
+/// Every name the agent reads, with the V1 and Beacon ones it takes for them.
+const NAMES: &[&str] = &[
+    "HEARTH_ALLOW_INSECURE_HTTP",
+    "HEARTH_CHECK_PATHS",
+    "HEARTH_CHECK_SERVICES",
+    "HEARTH_CHECK_UNITS",
+    "HEARTH_COLLECTOR_URL",
+    "HEARTH_CONFIG",
+    "HEARTH_INTERVAL_SECS",
+    "HEARTH_NAME",
+    "HEARTH_NODE_ID",
+    "HEARTH_OS_PROFILE",
+    "HEARTH_ROOT",
+    "HEARTH_STATE_DIR",
+    "HEARTH_TAGS",
+    "HEARTH_TOKEN",
+    "VAULTMESH_CC_URL",
+    "VAULTMESH_HEARTBEAT_SECS",
+    "VAULTMESH_NODE_ID",
+    "VAULTMESH_OS_PROFILE",
+    "VAULTMESH_ROOT",
+    "BEACON_API_KEY",
+    "BEACON_DEVICE_NAME",
+];
+
+/// The agent's own kinds of names (`HEARTH_`, `VAULTMESH_`, `BEACON_`) in the config file
+/// that it does not read: a misspelt `HEARTH_INTERVL_SECS` would otherwise be dropped
+/// without a word. Other names (`RUST_LOG`, proxies) are the environment's.
+fn unknown_names(file: &[(String, String)], path: Option<&Path>) -> Vec<String> {
+    let ours = |name: &str| ["HEARTH_", "VAULTMESH_", "BEACON_"].iter().any(|prefix| name.starts_with(prefix));
+    let path = path.map_or_else(String::new, |p| p.display().to_string());
+    file.iter()
+        .map(|(name, _)| name)
+        .filter(|name| ours(name) && !NAMES.contains(&name.as_str()))
+        .map(|name| {
+            format!("{path}: `{name}` is not a setting of the agent's, and is ignored (see hearth-agent --help)")
+        })
+        .collect()
 }
 
 /// Reads an env file; `Ok(None)` if it does not exist.
@@ -211,6 +258,14 @@ mod tests {
         flags.entry("HEARTH_CONFIG").or_insert_with(|| path.display().to_string());
         let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         load(&flags, &|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn a_misspelt_name_in_the_config_file_is_said() {
+        let c = load_with(&[], &[], Some("HEARTH_INTERVL_SECS=300\nRUST_LOG=info\nHEARTH_NAME=x\nVAULTMESH_ROOT=/srv"))
+            .unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("`HEARTH_INTERVL_SECS` is not a setting"), "{:?}", c.warnings);
     }
 
     #[test]

@@ -98,7 +98,14 @@ impl Daemon {
                         log::info!("heartbeat {seq} refused ({e}), but this node has enrolled again since; sending with its new agent token");
                         delay_ms = 0;
                     } else if e.is_auth() {
-                        log::error!("heartbeat {seq} refused: {e}; re-enrol with `hearth-agent enroll --token TOKEN`");
+                        // The collector's refusal usually says how to enrol; said once is enough.
+                        let text = e.to_string();
+                        let hint = if text.contains("hearth-agent enroll") {
+                            ""
+                        } else {
+                            "; re-enrol with `hearth-agent enroll --token TOKEN`"
+                        };
+                        log::error!("heartbeat {seq} refused: {text}{hint}");
                     } else {
                         log::warn!("heartbeat {seq} failed: {e}; retrying in {:.1} s", delay_ms as f64 / 1000.0);
                     }

@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         Err(message) => return fail(2, &message),
     };
     init_logging(config.log_filter.as_deref());
+    for warning in &config.warnings {
+        log::warn!("{warning}");
+    }
     match commands::run(command, &flags, config, proxies) {
         Ok(()) => ExitCode::SUCCESS,
         Err(commands::Failure { code, message }) => fail(code, &message),
