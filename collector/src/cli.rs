@@ -616,6 +616,9 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Comma
         ["statuspage", "list"] => Command::StatusPageList { data_dir },
         ["statuspage", "remove", slug] => Command::StatusPageRemove { data_dir, slug: (*slug).to_owned() },
         [] => return Err(UsageError("no command given; try `hearth-collector serve` or --help".into())),
+        ["apikey", "create", user] => {
+            return Err(UsageError(format!("apikey create takes the user as a flag: apikey create --user {user}")))
+        }
         other => return Err(UsageError(format!("unknown command `{}`; see --help", other.join(" ")))),
     })
 }

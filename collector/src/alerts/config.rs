@@ -145,7 +145,7 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
         let Some((key, value)) = line.split_once('=') else {
             return Err(fail("expected `key = value` (a url goes after `url =`)".into()));
         };
-        let (key, value) = (key.trim(), value.trim());
+        let (key, value) = (key.trim(), unquoted(value.trim()));
         let Some(channel) = list.last_mut() else {
             return Err(fail(format!("`{key}` comes before any [channel NAME] section")));
         };
@@ -239,6 +239,11 @@ pub fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
         format!("the user:password part of the url for {scheme}://{host} is not valid percent-encoded UTF-8")
     })?;
     Ok((format!("{scheme}://{host}{path}"), Some(decoded)))
+}
+
+/// `value` without one pair of quotes around it (`url = "https://…"`), as many files write.
+fn unquoted(value: &str) -> &str {
+    ['"', '\''].iter().find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q))).unwrap_or(value)
 }
 
 /// That `authority` (after any `user:password@`) is a host name or an IP address, with a
@@ -354,6 +359,12 @@ mod tests {
         assert!(!err.reason.contains("s3cret"), "{err}");
         let err = parse("[channel a]\ntype = slack\nurl = https://me:%zz@x/hook\n").unwrap_err();
         assert!(!err.reason.contains("%zz") && err.reason.contains("https://x"), "{err}");
+    }
+
+    #[test]
+    fn a_quoted_value_is_taken_without_its_quotes() {
+        let channels = parse("[channel a]\ntype = \"slack\"\nurl = 'https://hooks.slack.com/x'\n").unwrap();
+        assert_eq!(channels.list[0].url, "https://hooks.slack.com/x");
     }
 
     #[test]
