@@ -7,13 +7,16 @@ use hearth_wire::format_rfc3339;
 use std::path::Path;
 
 pub(super) fn user_add(data_dir: &Path, name: &str, role: Role) -> Result<(), Failure> {
+    // Into a store not made yet, the password is asked for first: a refused one leaves
+    // nothing behind.
+    let early = if crate::store::Store::exists(data_dir) { None } else { Some(read_password(name)?) };
     let store = open_store(data_dir, None)?;
     let exists = || Failure::Failed(format!("a user named {name} already exists; see `hearth-collector user list`"));
     if store.read(|txn| txn.user(name)).map_err(|e| Failure::store(data_dir, e))?.is_some() {
         return Err(exists());
     }
     let user = UserRecord {
-        password: secret::hash_password(&read_password(name)?)?,
+        password: secret::hash_password(&early.map_or_else(|| read_password(name), Ok)?)?,
         name: name.to_owned(),
         role: role.as_str().into(),
         created_at: now_ms(),

@@ -1,7 +1,7 @@
 //! People: users, sessions, roles, enrolment tokens over HTTP, node administration, the
 //! audit log, and the table of who may call what.
 
-use crate::support::{heartbeat, send, Collector, Response, TestClock};
+use crate::support::{collector_bin, heartbeat, send, Collector, Response, TestClock};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -452,4 +452,23 @@ fn the_audit_log_says_who_did_what_from_where() {
         "login ada 127.0.0.1 -".into(),
     ];
     assert_eq!(entries, expected);
+}
+
+/// A refused password leaves nothing behind, not even a new store in a mistyped directory.
+#[test]
+fn a_user_add_refused_leaves_no_store_behind() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("typo");
+    let mut child = std::process::Command::new(collector_bin())
+        .args(["user", "add", "bob", "--role", "admin", "--data-dir"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"short\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("8 to 1024 characters"));
+    assert!(!dir.exists(), "a store was made for a refused user");
 }
