@@ -110,7 +110,8 @@ fn a_refused_token_is_logged_with_how_to_re_enrol_and_the_agent_keeps_going() {
     assert!(child.try_wait().unwrap().is_none(), "the agent exited on a 401");
     let (status, log) = terminate(&mut child);
     assert!(status.success());
-    assert!(log.contains("re-enrol with `hearth-agent enroll"), "{log}");
+    assert!(log.contains("`hearth-agent enroll --token TOKEN`"), "it says how to enrol again: {log}");
+    assert!(log.lines().all(|l| l.matches("hearth-agent enroll").count() <= 1), "said twice in a line: {log}");
     assert!(!log.contains("hag_revoked"), "the token leaked into the log: {log}");
 }
 
