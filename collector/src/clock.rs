@@ -43,9 +43,9 @@ fn system_ms() -> i64 {
 
 /// Tells when the collector did not run while it was running: the process was stopped
 /// (the monotonic clock passed with no reading: readings come every second from a ticker
-/// thread), or the wall clock moved further than the monotonic one (the host slept, or the
-/// clock stepped forward). Such an absence is kept until a write records it
-/// (`pending`, `recorded`). A test clock's steps are the test moving time on, not an
+/// thread, and at every write), or the wall clock moved further than the monotonic one
+/// (the host slept: the monotonic clock stands still meanwhile; or the clock stepped
+/// forward). Such an absence is kept until a write records it (`pending`, `recorded`). A test clock's steps are the test moving time on, not an
 /// absence: with one, only a stopped process counts.
 #[derive(Debug)]
 pub struct Running {
@@ -59,6 +59,8 @@ struct RunState {
     at: std::time::Instant,
     /// When the collector last ran before an absence no write has recorded yet.
     away_from: Option<i64>,
+    /// Counts absences, so that recording one does not drop another noticed meanwhile.
+    absences: u64,
 }
 
 /// What a reading found.
@@ -79,7 +81,12 @@ pub enum Reading {
 impl Running {
     pub fn new(now_ms: i64) -> Running {
         Running {
-            state: std::sync::Mutex::new(RunState { wall_ms: now_ms, at: std::time::Instant::now(), away_from: None }),
+            state: std::sync::Mutex::new(RunState {
+                wall_ms: now_ms,
+                at: std::time::Instant::now(),
+                away_from: None,
+                absences: 0,
+            }),
         }
     }
 
@@ -88,8 +95,8 @@ impl Running {
     }
 
     /// Takes a reading at `now_ms` (by `clock`): every second from the ticker thread, and
-    /// from a write that finds the last reading older than `limit_ms` (a process just
-    /// resumed, before the ticker has run). An absence longer than `limit_ms` is kept.
+    /// at every write (which may come before the ticker's first reading after a resume).
+    /// An absence longer than `limit_ms` is kept.
     pub fn read(&self, clock: &Clock, now_ms: i64, limit_ms: i64) -> Reading {
         let mut state = self.state();
         let ran_ms = state.at.elapsed().as_millis().min(i64::MAX as u128) as i64;
@@ -99,6 +106,7 @@ impl Running {
         let real = matches!(clock, Clock::System);
         if away(wall_ms, ran_ms, real, limit_ms) {
             state.away_from = Some(state.away_from.map_or(from, |earlier| earlier.min(from)));
+            state.absences += 1;
             return Reading::Away { from, gap_ms: wall_ms.max(ran_ms) };
         }
         if real && -wall_ms > limit_ms {
@@ -107,23 +115,27 @@ impl Running {
         Reading::Running
     }
 
-    /// Whether the last reading is older than `limit_ms`: the ticker did not run.
-    pub fn stale(&self, limit_ms: i64) -> bool {
-        self.state().at.elapsed().as_millis() > limit_ms as u128
+    /// When the collector last ran before an absence no write has recorded yet, with
+    /// which absence that is, for `recorded`.
+    pub fn pending(&self) -> Option<Absence> {
+        let state = self.state();
+        state.away_from.map(|from| Absence { from, seen: state.absences })
     }
 
-    /// When the collector last ran before an absence no write has recorded yet.
-    pub fn pending(&self) -> Option<i64> {
-        self.state().away_from
-    }
-
-    /// A write committed the absence from `from` (`pending`).
-    pub fn recorded(&self, from: i64) {
+    /// A write committed `absence` (`pending`); one noticed since stays pending.
+    pub fn recorded(&self, absence: Absence) {
         let mut state = self.state();
-        if state.away_from == Some(from) {
+        if state.absences == absence.seen {
             state.away_from = None;
         }
     }
+}
+
+/// An absence to record: since when the collector did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Absence {
+    pub from: i64,
+    seen: u64,
 }
 
 /// Whether a gap of `wall_ms` by the wall clock, over which `ran_ms` passed by the
@@ -143,18 +155,20 @@ mod tests {
         // A test moving its clock on an hour is no absence.
         assert_eq!(running.read(&test_clock, 3_601_000, 10), Reading::Running);
         std::thread::sleep(std::time::Duration::from_millis(30));
-        assert!(running.stale(10));
         // Stopped for longer than the limit: kept, from when it last ran.
         let reading = running.read(&test_clock, 3_601_000, 10);
         assert!(matches!(reading, Reading::Away { from: 3_601_000, gap_ms } if gap_ms >= 30), "{reading:?}");
-        assert!(!running.stale(10));
-        assert_eq!(running.pending(), Some(3_601_000));
-        running.recorded(1);
-        assert_eq!(running.pending(), Some(3_601_000), "another absence was recorded");
-        running.recorded(3_601_000);
+        let first = running.pending().unwrap();
+        assert_eq!(first.from, 3_601_000);
+        // Another absence while a write records the first: it stays pending.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(matches!(running.read(&test_clock, 3_602_000, 10), Reading::Away { from: 3_601_000, .. }));
+        running.recorded(first);
+        let second = running.pending().expect("the second absence was dropped");
+        running.recorded(second);
         assert_eq!(running.pending(), None);
         // The real clock going back is said, and is no absence.
-        assert_eq!(running.read(&Clock::System, 0, 10), Reading::WentBack { by_ms: 3_601_000 });
+        assert_eq!(running.read(&Clock::System, 0, 10), Reading::WentBack { by_ms: 3_602_000 });
         assert_eq!(running.pending(), None);
     }
 

@@ -29,7 +29,7 @@
 use crate::alerts::worker::Stats;
 use crate::alerts::{self, config::Channels};
 use crate::api::{self, ApiError, Context, LoginLimiter, LoginOutcome, Method, Reply, Work, MAX_BODY, MAX_PING_BODY};
-use crate::clock::{Clock, Reading};
+use crate::clock::{Absence, Clock, Reading};
 use crate::limits::{PasswordChecks, RateLimits};
 use crate::listen::Listener;
 use crate::liveness::Policy;
@@ -86,8 +86,6 @@ const _: () = assert!(MAX_BODY <= tiny_http::BUFFERED_BODY && MAX_PING_BODY <= t
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How often the ticker thread reads whether the collector runs (`clock::Running`).
 const TICK_EVERY: Duration = Duration::from_secs(1);
-/// A write finding the last reading older than this takes one itself (`absence_to_record`).
-const TICK_STALE_MS: i64 = 2_000;
 /// How often old events, expired sessions and spent enrolment tokens are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a used or expired enrolment token stays listed.
@@ -307,15 +305,13 @@ impl Shared<'_> {
         }
     }
 
-    /// Before a write at `now`: when the collector last ran before an absence no write has
-    /// recorded yet, which this write must record (`alerts::start_watching`) before it looks
-    /// at any deadline, and then report (`Running::recorded`) once committed. A write that
-    /// finds the ticker's last reading stale takes one itself: the process just resumed,
-    /// and this write may come before the ticker runs.
-    fn absence_to_record(&self, now: i64) -> Option<i64> {
-        if self.running.stale(TICK_STALE_MS) {
-            self.take_reading(now);
-        }
+    /// Before a write at `now`: an absence no write has recorded yet, which this write
+    /// must record (`alerts::start_watching`) before it looks at any deadline, and then
+    /// report (`Running::recorded`) once committed. The write takes a reading itself: after
+    /// a resume it may come before the ticker's (and after a suspend, the monotonic clock
+    /// that would tell the ticker's last reading is old stood still).
+    fn absence_to_record(&self, now: i64) -> Option<Absence> {
+        self.take_reading(now);
         self.running.pending()
     }
 
@@ -425,8 +421,8 @@ fn accept(
             let swept = contained(|| {
                 store
                     .write_unsynced(|txn| {
-                        if let Some(from) = away {
-                            alerts::start_watching(txn, now, Some(from))?;
+                        if let Some(absence) = away {
+                            alerts::start_watching(txn, now, Some(absence.from))?;
                         }
                         alerts::sweep(txn, now, &config.policy, &config.channels)
                     })
@@ -439,8 +435,8 @@ fn accept(
                     log::error!("the sweep panicked (a bug, described above); it runs again in a second");
                 }
                 Some(Ok(swept)) => {
-                    if let Some(from) = away {
-                        shared.running.recorded(from);
+                    if let Some(absence) = away {
+                        shared.running.recorded(absence);
                     }
                     config.health.store_wrote();
                     sweep_more = swept.more;
@@ -640,8 +636,8 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
     let in_flight = shared.commit_in_flight.start();
     let outcome = contained(|| {
         shared.store.write_unsynced(|txn| {
-            if let Some(from) = away {
-                alerts::start_watching(txn, now, Some(from))?;
+            if let Some(absence) = away {
+                alerts::start_watching(txn, now, Some(absence.from))?;
             }
             let replies = jobs
                 .iter()
@@ -674,8 +670,8 @@ fn handle_batch(batch: Vec<PendingWrite>, shared: &Shared, flusher: &SyncSender<
     }
     // Any commit after this count makes this batch durable too (`Store::commits`).
     let commit_no = shared.store.commits();
-    if let (Some(from), Some(Ok(_))) = (away, &outcome) {
-        shared.running.recorded(from);
+    if let (Some(absence), Some(Ok(_))) = (away, &outcome) {
+        shared.running.recorded(absence);
     }
     let replies = match outcome {
         Some(Ok(replies)) => replies,
