@@ -81,9 +81,13 @@ fn host_status(host: &HostRecord, node: &NodeRecord, ctx: &Context) -> &'static 
     if host.state == HostState::Pending {
         return "pending";
     }
+    if node.down_since.is_some() {
+        // Declared offline (or, with --pending-alert-secs, never heard from): it is told so.
+        return "offline";
+    }
     let grace = ctx.status_grace_ms(node);
     let registered = host.registered_at.unwrap_or(host.updated_at);
-    if node.down_since.is_none() && node.last_seen.is_none_or(|seen| seen < registered) {
+    if node.last_seen.is_none_or(|seen| seen < registered) {
         let since = registered.max(ctx.watching_since);
         return if ctx.now_ms.saturating_sub(since).max(0) as u64 > grace { "offline" } else { "online" };
     }
