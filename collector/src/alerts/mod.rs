@@ -310,14 +310,15 @@ fn told_of(txn: &Txn<RwTxn>, node: &NodeRecord) -> Result<bool, store::Error> {
         return Ok(false);
     }
     let events = txn.events(Some(&node.node_id), i64::MIN, usize::MAX)?;
-    // Since the problem last ended: was any alert of it not held? (An event naming no
-    // check is about every check failing then.)
+    // Since the problem last ended: was any alert of it not held? A failure naming no
+    // check is about every check failing then; an end naming none is not taken to end
+    // this one, whose names it does not keep (at worst a `deleted` ends nothing).
     let told = |failed: Kind, ended: Kind, check: Option<&str>| {
-        let about = |e: &&EventRecord| check.is_none() || e.check.is_none() || e.check.as_deref() == check;
+        let named = |e: &&EventRecord| check.is_none() || e.check.as_deref() == check;
         events
             .iter()
             .rev()
-            .filter(|e| (e.kind == failed || e.kind == ended) && about(e))
+            .filter(|e| (e.kind == failed && (e.check.is_none() || named(e))) || (e.kind == ended && named(e)))
             .take_while(|e| e.kind == failed)
             .any(|e| e.held.is_none())
     };
@@ -630,7 +631,7 @@ mod tests {
         };
         // (what, events: kind, check, held; checks failing now, told)
         type Events<'a> = &'a [(liveness::Kind, Option<&'a str>, bool)];
-        let cases: [(&str, Events, &[&str], bool); 5] = [
+        let cases: [(&str, Events, &[&str], bool); 6] = [
             (
                 "A told, then B held",
                 &[(CheckFailed, Some("A"), false), (CheckFailed, Some("B"), true)],
@@ -645,6 +646,12 @@ mod tests {
                 false,
             ),
             ("both in one event, told", &[(CheckFailed, None, false)], &["A", "B"], true),
+            (
+                "A told; B and C failed and passed together",
+                &[(CheckFailed, Some("A"), false), (CheckFailed, None, true), (CheckRecovered, None, false)],
+                &["A"],
+                true,
+            ),
             ("nothing failing", &[(CheckFailed, Some("A"), false)], &[], false),
         ];
         for (i, (what, events, now_failing, expected)) in cases.into_iter().enumerate() {
