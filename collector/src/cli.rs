@@ -684,7 +684,8 @@ fn base_url(public_url: Option<String>) -> Result<Option<String>, UsageError> {
 
 /// `url` if it is an http(s) URL, without a trailing `/`.
 fn http_url(flag: &str, url: String) -> Result<String, UsageError> {
-    if !url.starts_with("https://") && !url.starts_with("http://") {
+    let scheme = |s: &str| url.get(..s.len()).is_some_and(|start| start.eq_ignore_ascii_case(s));
+    if !scheme("https://") && !scheme("http://") {
         return Err(UsageError(format!(
             "{flag} must start with https:// or http:// (like https://hearth.example.com), not `{url}`"
         )));

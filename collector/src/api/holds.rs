@@ -97,7 +97,12 @@ pub(super) fn add_window(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: 
         end: time("end", asked.end)?,
         cron: asked.cron,
         duration_secs: asked.duration_secs,
-        time_zone: asked.time_zone.or(asked.tz),
+        time_zone: match (asked.time_zone, asked.tz) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(ApiError::invalid(format!("time_zone `{a}` and tz `{b}` differ: give one")).into())
+            }
+            (a, b) => a.or(b),
+        },
         node_ids: asked.node_ids.unwrap_or_default().iter().map(|id| node_key(id)).collect(),
         tags: asked.tags.unwrap_or_default(),
         created_by: user.name.clone(),

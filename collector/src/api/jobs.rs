@@ -164,6 +164,16 @@ struct JobBody {
 
 const FIELDS: &[&str] = &["name", "tags", "period_secs", "cron", "tz", "time_zone", "grace_secs", "paused"];
 
+/// `body` with its zone as `tz`, however spelt; two that differ are refused.
+fn one_zone(body: JobBody) -> Result<JobBody, ApiError> {
+    match (&body.tz, &body.time_zone) {
+        (Some(a), Some(b)) if a != b => {
+            Err(ApiError::invalid(format!("tz `{a}` and time_zone `{b}` differ: give one")))
+        }
+        _ => Ok(JobBody { tz: body.tz.clone().or(body.time_zone.clone()), ..body }),
+    }
+}
+
 const SHAPE: &str =
     r#"{"name": "nightly-backup", "cron": "0 3 * * *", "tz": "Europe/Berlin", "grace_secs": 3600, "tags": ["nas"]}"#;
 
@@ -195,8 +205,7 @@ pub(crate) fn create(
 }
 
 pub(super) fn add(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let body: JobBody = parse_known_body(req, SHAPE, FIELDS)?;
-    let body = JobBody { tz: body.tz.or(body.time_zone.clone()), ..body };
+    let body = one_zone(parse_known_body(req, SHAPE, FIELDS)?)?;
     let spec = JobSpec {
         name: body.name.unwrap_or_default(),
         tags: body.tags.unwrap_or_default(),
@@ -212,8 +221,7 @@ pub(super) fn add(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Contex
 }
 
 pub(super) fn edit(user: &User, id: &str, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Handled {
-    let body: JobBody = parse_known_body(req, SHAPE, FIELDS)?;
-    let body = JobBody { tz: body.tz.or(body.time_zone.clone()), ..body };
+    let body = one_zone(parse_known_body(req, SHAPE, FIELDS)?)?;
     let Some(mut job) = txn.job(id)? else { return Err(no_such_job(id).into()) };
     let (previous, previous_slug) = (job.deadline, job.slug.clone());
     // A pause ends what was told under the job's old name and tags, whatever this edit renames.

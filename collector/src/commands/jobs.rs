@@ -30,7 +30,8 @@ fn public_url<T: store::ReadTxn>(txn: &Txn<T>, given: &Option<String>) -> Result
     if let Some(url) = given {
         return Ok(url.clone());
     }
-    Ok(txn.setting::<String>(setting::PUBLIC_URL)?.unwrap_or_else(|| "http://127.0.0.1:8088".to_owned()))
+    let stored = txn.setting::<String>(setting::PUBLIC_URL)?.filter(|url| !url.is_empty());
+    Ok(stored.unwrap_or_else(|| "http://127.0.0.1:8088".to_owned()))
 }
 
 pub(super) fn add(data_dir: &Path, spec: JobSpec, public_url: &Option<String>) -> Result<(), Failure> {

@@ -52,17 +52,27 @@ fn raise_file_limit() {
 /// Claims the data directory for this `serve` while the returned file is open (an
 /// exclusive `flock` on `serve.lock`, let go when the process ends however it ends): two
 /// collectors on one store would both sweep and send, and each would say that the
-/// channels file is its own.
-fn claim(dir: &std::path::Path) -> Result<std::fs::File, Failure> {
+/// channels file is its own. The file is only read (one root left behind still serves);
+/// where it cannot be had or locked at all, a warning, and `serve` goes on as before.
+fn claim(dir: &std::path::Path) -> Result<Option<std::fs::File>, Failure> {
     use std::os::fd::AsRawFd;
+    use std::os::unix::fs::DirBuilderExt;
     let path = dir.join("serve.lock");
-    let failed = |why: String| Failure::Failed(format!("cannot claim {}: {why}", path.display()));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| failed(e.to_string()))?;
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+    let opened = std::fs::File::open(&path).or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)
+        }
+        _ => Err(e),
+    });
+    let cannot = |why: std::io::Error| {
+        log::warn!("cannot claim {} ({why}): nothing stops a second serve on this data directory", path.display());
+        Ok(None)
+    };
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => return cannot(e),
+    };
     // SAFETY: flock takes the descriptor of a file this function holds open.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let error = std::io::Error::last_os_error();
@@ -73,9 +83,9 @@ fn claim(dir: &std::path::Path) -> Result<std::fs::File, Failure> {
                 dir.display()
             )));
         }
-        return Err(failed(error.to_string()));
+        return cannot(error);
     }
-    Ok(file)
+    Ok(Some(file))
 }
 
 pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
@@ -83,8 +93,8 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
     limit_malloc_arenas();
     let (channels, channels_file) = load_channels(serve.alerts.as_deref())?;
     let channels = Arc::new(channels);
-    let store = Arc::new(open_store(&serve.data_dir, serve.max_db_mb)?);
     let _serving = claim(&serve.data_dir)?;
+    let store = Arc::new(open_store(&serve.data_dir, serve.max_db_mb)?);
     let clock = Clock::from_env();
     if let Some(dir) = serve.agent_dir.as_deref().filter(|dir| !dir.is_dir()) {
         log::warn!(
@@ -117,12 +127,10 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
         Some(listener) => listener,
         None => Listener::bind(&serve.listen)?,
     };
-    if let Some(url) = serve.public_url.clone().or_else(|| listener.local_url()) {
-        let url = url.trim_end_matches('/').to_owned();
-        store
-            .write(|txn| txn.put_setting(setting::PUBLIC_URL, &url))
-            .map_err(|e| Failure::store(&serve.data_dir, e))?;
-    }
+    // Empty on a Unix socket without --public-url: the CLI then says the default address.
+    let url = serve.public_url.clone().or_else(|| listener.local_url()).unwrap_or_default();
+    let url = url.trim_end_matches('/').to_owned();
+    store.write(|txn| txn.put_setting(setting::PUBLIC_URL, &url)).map_err(|e| Failure::store(&serve.data_dir, e))?;
     println!("listening on {listener}");
     let _ = std::io::stdout().flush();
     log::info!(

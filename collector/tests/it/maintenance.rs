@@ -157,6 +157,7 @@ fn silences_and_windows_are_kept_checked_and_audited() {
             r#"{"reason":"x","start":"2030-01-01T00:00:00Z","end":"2030-01-02T00:00:00Z","nodes":["a"]}"#,
             "no field `nodes`",
         ),
+        (r#"{"reason":"x","cron":"0 2 * * 0","duration_secs":7200,"tz":"UTC","time_zone":"Asia/Tokyo"}"#, "differ"),
     ] {
         let refused = post_json(&collector, "/api/maintenance", &key, body);
         assert_eq!(refused.status, 400, "{body}: {}", refused.body);
