@@ -284,9 +284,13 @@ pub fn delete_node(
 ) -> Result<(), store::Error> {
     let told = told_of(txn, node)?;
     txn.delete_node(node)?;
-    if told {
-        record_deleted(txn, node, by, now, channels)?;
+    if !told {
+        return Ok(());
     }
+    let checks = node.heartbeat.as_ref().and_then(|hb| hb.checks.clone()).unwrap_or_default();
+    let detail = format!("deleted by {by}; what was told of it is over");
+    let change = Change { kind: liveness::Kind::Deleted, check: None, detail, down_since: node.down_since, checks };
+    record_about(txn, &Subject::node(node), &[change], now, channels, |_| None)?;
     Ok(())
 }
 
@@ -324,21 +328,6 @@ fn told_of(txn: &Txn<RwTxn>, node: &NodeRecord) -> Result<bool, store::Error> {
     };
     let flapping_told = node.flapping_since.is_some() && told(Kind::Flapping, Kind::FlappingStopped, None);
     Ok(flapping_told || failing.into_iter().any(|check| told(Kind::CheckFailed, Kind::CheckRecovered, Some(check))))
-}
-
-/// The `deleted` alert of `delete_node`.
-fn record_deleted(
-    txn: &mut Txn<RwTxn>,
-    node: &NodeRecord,
-    by: &str,
-    now: i64,
-    channels: &Channels,
-) -> Result<(), store::Error> {
-    let checks = node.heartbeat.as_ref().and_then(|hb| hb.checks.clone()).unwrap_or_default();
-    let detail = format!("deleted by {by}; what was told of it is over");
-    let change = Change { kind: liveness::Kind::Deleted, check: None, detail, down_since: node.down_since, checks };
-    record_about(txn, &Subject::node(node), &[change], now, channels, |_| None)?;
-    Ok(())
 }
 
 /// [`record`] for any subject: a node or a job. `held` says why an alerting change is
