@@ -11,7 +11,6 @@
 use super::{audit, fleet, internal, too_many, ApiError, Context, Failure, Handled, Reply, Request, User};
 use crate::alerts;
 use crate::jwt::{self, Claims};
-use crate::liveness;
 use crate::model::{EnrollTokenRecord, HostRecord, HostState, NodeRecord, Status};
 use crate::secret::{self, ENROLL_PREFIX};
 use crate::store::{self, setting, ReadTxn, RwTxn, Txn};
@@ -110,7 +109,8 @@ fn view(host: &HostRecord, node: &NodeRecord, ctx: &Context) -> HostView {
         disk_gb: host.disk_gb,
         address: host.address.clone(),
         status: host_status(host, node, ctx),
-        last_heartbeat_at: node.last_seen.map(format_rfc3339),
+        // Registering counts as being heard from (`register`), but is no heartbeat.
+        last_heartbeat_at: node.heartbeat.as_ref().and(node.last_seen).map(format_rfc3339),
         created_by: host.created_by.clone(),
         created_at: format_rfc3339(host.created_at),
         updated_at: format_rfc3339(host.updated_at.max(node.last_seen.unwrap_or(0))),
@@ -257,8 +257,12 @@ pub(super) fn regenerate(user: &User, id: &str, req: &Request, txn: &mut Txn<RwT
         txn.delete_agent_token(&old)?;
     }
     // Pending again, its heartbeats refused until it registers: it is not watched
-    // meanwhile, as a host never registered is not (an outage declared already stays).
+    // meanwhile, and reads as never heard from, as a host never registered does (an outage
+    // declared already stays, and is ended by its next heartbeat).
     let previous = node.deadline.take();
+    if node.down_since.is_none() {
+        (node.last_seen, node.heartbeat) = (None, None);
+    }
     txn.save_node(&node, previous)?;
     let detail = "new registration token; the host's token, if any, revoked".to_owned();
     audit(txn, ctx, req, &user.name, "host_token_regenerated", Some(&node.node_id), detail)?;
@@ -376,10 +380,11 @@ pub(super) fn register(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Ha
         node.hostname = address_host(&address).to_owned();
     }
     let previous = node.deadline;
-    liveness::on_enrolled(&mut node, ctx.now_ms, ctx.policy);
-    // Registering again (after its token was regenerated): watched again from now, with a
-    // fresh grace for its first heartbeat; an outage declared before stays.
-    if node.last_seen.is_some() && node.down_since.is_none() {
+    // The agent that registers is alive: it is watched from now, with a grace for its
+    // first heartbeat, and declared offline if none comes, in every view and channel
+    // alike. (An outage declared before its token was regenerated stays.)
+    if node.down_since.is_none() {
+        node.last_seen = Some(ctx.now_ms);
         node.deadline = Some(ctx.policy.offline_at(&node, ctx.now_ms));
     }
     txn.save_node(&node, previous)?;
