@@ -163,7 +163,8 @@ Options of the other commands:
   --tags a,b         job add: tags for channel filters
   --public-url URL   job add, ping-key rotate: the base of the printed URL [env
                      HEARTH_PUBLIC_URL; default: the one `serve` on the data directory
-                     runs with (its --public-url, else its address)]
+                     runs with (its --public-url, else its TCP address), else
+                     http://127.0.0.1:8088]
   --json             job list: print the jobs as the API returns them
   --reason TEXT      maintenance add, silence add: why (shown in events and the audit log)
   --start TIME, --end TIME

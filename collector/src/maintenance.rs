@@ -208,6 +208,9 @@ pub fn check_silence(silence: &SilenceRecord, now: i64) -> Result<(), String> {
     if silence.node_id.is_some() == silence.tag.is_some() {
         return Err("a silence mutes one node (node_id) or one tag (tag)".into());
     }
+    if silence.tag.as_deref().is_some_and(|tag| tag.trim().is_empty()) {
+        return Err("give the tag to silence: an empty one matches no node".into());
+    }
     if silence.until <= now + 59_999 || silence.until - now > MAX_SPAN_MS {
         return Err("a silence lasts from a minute to a year".into());
     }

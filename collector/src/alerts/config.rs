@@ -222,6 +222,9 @@ pub fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
+    // As sent: no fragment (it never is), and a query after a `/` (`host?q` is `host/?q`).
+    let path = &path[..path.find('#').unwrap_or(path.len())];
+    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
     let Some((userinfo, host)) = authority.rsplit_once('@') else {
         if authority.is_empty() {
             return Err(format!("the url has no host after {scheme}://"));
@@ -229,7 +232,7 @@ pub fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
         // A password holding `/`, `?` or `#` unencoded ends the authority inside itself:
         // then the error must not say what it took for the host.
         check_host(scheme, authority, !value.contains('@'))?;
-        return Ok((value.to_owned(), None));
+        return Ok((format!("{scheme}://{authority}{path}"), None));
     };
     if host.is_empty() {
         return Err(format!("the url has no host after {scheme}://…@"));
@@ -258,28 +261,21 @@ fn check_host(scheme: &str, authority: &str, say_it: bool) -> Result<(), String>
             ),
         })
     };
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((address, rest)) if address.parse::<std::net::Ipv6Addr>().is_ok() => match rest {
-                "" => (address, None),
-                _ => match rest.strip_prefix(':') {
-                    Some(port) => (address, Some(port)),
-                    None => return bad("something after its IPv6 address that is not `:port`"),
-                },
-            },
-            _ => return bad("no valid IPv6 address between [ and ]"),
-        },
-        None => match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        },
+    if authority.starts_with('[') {
+        // minreq looks such a host up as a name, brackets and all, and never reaches it.
+        return bad("an IPv6 address, which cannot be sent to: give a host name (an /etc/hosts line will do)");
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
     };
     let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
-    if !authority.starts_with('[') && (host.is_empty() || !host.chars().all(name_ok)) {
+    if host.is_empty() || !host.chars().all(name_ok) {
         return bad("no valid host name (letters, digits, `-` and `.`)");
     }
-    match port.map(|p| p.parse::<u16>()) {
-        None | Some(Ok(1..)) => Ok(()),
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    match port.map(|p| (digits(p), p.parse::<u16>())) {
+        None | Some((true, Ok(1..))) => Ok(()),
         Some(_) => bad("no valid port (1 to 65535)"),
     }
 }
@@ -362,6 +358,19 @@ mod tests {
     }
 
     #[test]
+    fn a_url_is_kept_as_it_is_sent() {
+        for (given, kept) in [
+            ("http://127.0.0.1:18801#frag", "http://127.0.0.1:18801"),
+            ("http://127.0.0.1:18801?q=1", "http://127.0.0.1:18801/?q=1"),
+            ("https://h.lan/hook?wait=true#x", "https://h.lan/hook?wait=true"),
+            ("https://me:pw@h.lan?x=1", "https://h.lan/?x=1"),
+        ] {
+            let channels = parse(&format!("[channel a]\ntype = webhook\nurl = {given}\n")).unwrap();
+            assert_eq!(channels.list[0].url, kept, "{given}");
+        }
+    }
+
+    #[test]
     fn a_quoted_value_is_taken_without_its_quotes() {
         let channels = parse("[channel a]\ntype = \"slack\"\nurl = 'https://hooks.slack.com/x'\n").unwrap();
         assert_eq!(channels.list[0].url, "https://hooks.slack.com/x");
@@ -370,8 +379,6 @@ mod tests {
     #[test]
     fn urls_that_can_be_reached_are_taken() {
         for url in [
-            "https://[::1]:9093/x",
-            "http://[fe80::1]",
             "http://localhost:8080/x",
             "https://me:pw@ntfy.lan:443/t",
             "https://xn--bcher-kva.example/x?a=b:c",
@@ -400,8 +407,9 @@ mod tests {
             ("[channel a]\ntype = slack\nurl = https://x:abc/h", 3, "no valid port"),
             ("[channel a]\ntype = slack\nurl = https://x:/h", 3, "no valid port"),
             ("[channel a]\ntype = slack\nurl = https://disc ord.com/h", 3, "no valid host name"),
-            ("[channel a]\ntype = slack\nurl = https://[::1/x", 3, "no valid IPv6"),
-            ("[channel a]\ntype = slack\nurl = https://[::1]x/h", 3, "not `:port`"),
+            ("[channel a]\ntype = slack\nurl = https://[::1/x", 3, "an IPv6 address"),
+            ("[channel a]\ntype = slack\nurl = https://[::1]:9093/h", 3, "give a host name"),
+            ("[channel a]\ntype = slack\nurl = http://127.0.0.1:+80/x", 3, "no valid port"),
             ("[channel a]\ntype = slack\nurl = https://me:pw@h:0/x", 3, "no valid port"),
             ("[channel a]\ntype = slack\nurl = https://me:ab/cd@h/x", 3, "percent-encode"),
             ("[channel a]\nurl = https://x", 1, "has no type"),

@@ -168,6 +168,8 @@ fn silences_and_windows_are_kept_checked_and_audited() {
         "invalid_request",
         "one node",
     );
+    let body = r#"{"tag":" ","duration_secs":3600,"reason":"x"}"#;
+    post_json(&collector, "/api/silences", &key, body).assert_error(400, "invalid_request", "matches no node");
     let body = r#"{"node_id":"00000000-0000-4000-8000-000000000000","duration_secs":3600,"reason":"x"}"#;
     post_json(&collector, "/api/silences", &key, body).assert_error(400, "invalid_request", "no node has the id");
     // The command line refuses the same, before anything is stored.
