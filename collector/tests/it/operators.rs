@@ -472,3 +472,14 @@ fn a_user_add_refused_leaves_no_store_behind() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("8 to 1024 characters"));
     assert!(!dir.exists(), "a store was made for a refused user");
 }
+
+/// `/api/collector` says agent binaries are served only when `--agent-dir` is a directory.
+#[test]
+fn agent_binaries_are_claimed_only_from_a_directory_that_exists() {
+    let temp = tempfile::tempdir().unwrap();
+    for (dir, served) in [(temp.path().join("missing"), false), (temp.path().to_owned(), true)] {
+        let c = Collector::start(&["--agent-dir", dir.to_str().unwrap()]);
+        let body = c.get("/api/collector", &c.api_key()).body;
+        assert!(body.contains(&format!(r#""agent_binaries":{served}"#)), "{}: {body}", dir.display());
+    }
+}
