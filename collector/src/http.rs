@@ -57,8 +57,8 @@ pub struct ServeConfig {
     /// How long a client may take to send its request or read its answer.
     pub io_timeout: Duration,
     pub policy: Policy,
-    /// When this collector started watching (`alerts::on_start`); later, when it noticed
-    /// it had not been running (`Shared::watching_since`).
+    /// When this collector started watching (`alerts::on_start`); `Shared::watching_since`
+    /// moves on from it after an absence noticed while running.
     pub watching_since: i64,
     pub channels: std::sync::Arc<Channels>,
     pub clock: Clock,
@@ -196,9 +196,9 @@ struct Shared<'a> {
     writing: Writing,
     status_pages: api::status::Cache,
     /// When the collector started watching, or last came back from not running while
-    /// it ran (`noticed_absence`).
+    /// it ran (`take_reading`).
     watching_since: AtomicI64,
-    /// The clocks at the request thread's last write (a batch or a sweep pass).
+    /// The clocks at the last reading (the ticker's, or a write's).
     running: crate::clock::Running,
 }
 
@@ -281,7 +281,7 @@ impl Drop for CommitGuard<'_> {
 
 impl Shared<'_> {
     /// Takes a reading of whether the collector ran (`clock::Running`): every second on
-    /// the ticker thread. An absence (the process was stopped, its host suspended, or the
+    /// the ticker thread, and before every write (`absence_to_record`). An absence (the process was stopped, its host suspended, or the
     /// clock stepped forward) is the collector's own, and as after a restart nobody is
     /// blamed for it: views count silence from now at once, and the next write starts
     /// watching afresh (`absence_to_record`).

@@ -382,8 +382,6 @@ pub struct HostRecord {
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
-    /// When it registered (none for hosts registered before this was kept).
-    pub registered_at: Option<i64>,
     /// SHA-256 (hex) of the registration token that may register it now, so that a new one
     /// replaces it.
     pub registration_hash: Option<String>,

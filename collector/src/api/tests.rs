@@ -75,7 +75,6 @@ impl Harness {
                     created_by: "admin".into(),
                     created_at: NOW,
                     updated_at: NOW,
-                    registered_at: Some(NOW),
                     registration_hash: None,
                 };
                 txn.put_host(HOST, &record)?;

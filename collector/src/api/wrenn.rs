@@ -72,10 +72,8 @@ struct HostView {
 }
 
 /// Wrenn's status for a host: `pending` until it registers, then its node's liveness
-/// (`late` is still `online`, `stopped` is `offline`). Registering is the host's word:
-/// one not heard from since (its first registration, or one after its token was
-/// regenerated) is `online` for a grace from then (or from the collector's start), and
-/// `offline` after it, like any node that went silent.
+/// (`late` is still `online`, `stopped` is `offline`); registering counts as being heard
+/// from (`register`).
 fn host_status(host: &HostRecord, node: &NodeRecord, ctx: &Context) -> &'static str {
     if host.state == HostState::Pending {
         return "pending";
@@ -85,9 +83,10 @@ fn host_status(host: &HostRecord, node: &NodeRecord, ctx: &Context) -> &'static 
         return "offline";
     }
     let grace = ctx.status_grace_ms(node);
-    let registered = host.registered_at.unwrap_or(host.updated_at);
-    if node.last_seen.is_none_or(|seen| seen < registered) {
-        let since = registered.max(ctx.watching_since);
+    if node.last_seen.is_none() {
+        // Registered by a collector that did not count registering as being heard from:
+        // a grace from its last change, at the earliest from this collector's start.
+        let since = host.updated_at.max(ctx.watching_since);
         return if ctx.now_ms.saturating_sub(since).max(0) as u64 > grace { "offline" } else { "online" };
     }
     match node.status(ctx.now_ms, grace) {
@@ -191,7 +190,6 @@ pub(super) fn create(user: &User, req: &Request, txn: &mut Txn<RwTxn>, ctx: &Con
         created_by: user.name.clone(),
         created_at: ctx.now_ms,
         updated_at: ctx.now_ms,
-        registered_at: None,
         registration_hash: None,
     };
     // The token first: it is what can fail (no random bytes) before anything is written.
@@ -400,7 +398,6 @@ pub(super) fn register(req: &Request, txn: &mut Txn<RwTxn>, ctx: &Context) -> Ha
         disk_gb,
         registration_hash: None,
         updated_at: ctx.now_ms,
-        registered_at: Some(ctx.now_ms),
         ..host
     };
     txn.put_host(&node_id, &host)?;

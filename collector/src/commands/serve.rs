@@ -128,8 +128,8 @@ pub(super) fn run(serve: &Serve) -> Result<(), Failure> {
         None => Listener::bind(&serve.listen)?,
     };
     // Empty on a Unix socket without --public-url: the CLI then says the default address.
+    // (`--public-url` comes without a trailing `/`: `cli::base_url`.)
     let url = serve.public_url.clone().or_else(|| listener.local_url()).unwrap_or_default();
-    let url = url.trim_end_matches('/').to_owned();
     store.write(|txn| txn.put_setting(setting::PUBLIC_URL, &url)).map_err(|e| Failure::store(&serve.data_dir, e))?;
     println!("listening on {listener}");
     let _ = std::io::stdout().flush();
