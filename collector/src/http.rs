@@ -292,7 +292,7 @@ impl Shared<'_> {
                 self.watching_since.store(now, Ordering::Relaxed);
                 log::warn!(
                     "the collector did not run for about {} (since {}: stopped, suspended, or its clock stepped \
-                     forward): every node and job gets a fresh grace from now",
+                     forward): that time counts against no node or job",
                     crate::liveness::duration(gap_ms),
                     hearth_wire::format_rfc3339(from)
                 );

@@ -279,7 +279,8 @@ pub fn on_ping(
 
 /// Looks at a job whose deadline passed: down when late, reminders while down.
 /// `watching_since` is when the collector started: a job whose pings may have been lost
-/// while it was away gets a fresh grace from then, as nodes do.
+/// while it was away gets a fresh grace from then (a refused ping cannot come again before
+/// the job's next run, where a node beats again within its interval).
 pub fn on_deadline(job: &mut JobRecord, now: i64, remind_ms: Option<i64>, watching_since: i64) -> Vec<Change> {
     let mut changes = Vec::new();
     if job.paused {

@@ -76,15 +76,74 @@ impl Policy {
     }
 }
 
-/// Since when this collector has been watching, and whether it was away before that.
-/// Nobody is blamed for the collector's own absence: a node's silence counts from `since`
-/// at the earliest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, miniserde::Serialize, miniserde::Deserialize)]
+/// Since when this collector has been watching, and when it was away before that.
+/// Nobody is blamed for the collector's own absence: a node's silence counts only while
+/// the collector was watching ([`Watching::silence_from`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, miniserde::Serialize, miniserde::Deserialize)]
 pub struct Watching {
     /// When this collector started (Unix ms).
     pub since: i64,
     /// When the previous run was last known alive, if it was away long enough to say so.
     pub away_from: Option<i64>,
+    /// The collector's recent absences, oldest first, at most [`ABSENCES_KEPT`]: restarts,
+    /// pauses and suspends. `None` in a store written before they were kept.
+    pub absences: Option<Vec<Absence>>,
+    /// Since when every absence is in `absences` (when the oldest dropped one ended, or
+    /// when they began to be kept).
+    pub absences_from: Option<i64>,
+}
+
+/// A time the collector did not run: `from` when it was last known to, `to` when it ran again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, miniserde::Serialize, miniserde::Deserialize)]
+pub struct Absence {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// How many of the collector's absences [`Watching`] keeps. A node silent since before the
+/// oldest gets its grace from when that absence ended, as after any restart.
+pub const ABSENCES_KEPT: usize = 64;
+
+impl Watching {
+    /// Watching afresh from `now`, after the absence `away` (if it is known) that
+    /// followed `self`.
+    pub fn restarted(&self, now: i64, away: Option<Absence>, away_noted: bool) -> Watching {
+        let mut absences = self.absences.clone().unwrap_or_default();
+        let mut absences_from = if self.absences.is_some() { self.absences_from } else { None };
+        absences_from.get_or_insert(away.map_or(now, |a| a.from));
+        absences.extend(away.filter(|a| a.to > a.from));
+        if absences.len() > ABSENCES_KEPT {
+            let dropped: Vec<Absence> = absences.drain(..absences.len() - ABSENCES_KEPT).collect();
+            absences_from = absences_from.max(dropped.last().map(|a| a.to));
+        }
+        Watching {
+            since: now,
+            away_from: away.filter(|_| away_noted).map(|a| a.from),
+            absences: Some(absences),
+            absences_from,
+        }
+    }
+
+    /// When the silence of a node last heard from at `seen` began, in the collector's own
+    /// time: `seen`, moved on by every absence of the collector since, so that a collector
+    /// that stops and starts again and again (a crash loop) still declares a dead node
+    /// offline once it has watched it stay silent for its grace. Before the absences are
+    /// known, silence counts from the start: a fresh grace.
+    pub fn silence_from(&self, seen: i64) -> i64 {
+        let (Some(absences), Some(known)) = (&self.absences, self.absences_from) else {
+            return seen.max(self.since);
+        };
+        let start = seen.max(known);
+        absences.iter().fold(start, |at, a| at.saturating_add((a.to - a.from.max(start)).max(0)))
+    }
+
+    /// How long the collector was away after `seen`, in ms.
+    pub fn away_after(&self, seen: i64) -> i64 {
+        match self.absences {
+            Some(_) => self.silence_from(seen) - seen,
+            None => self.away_from.filter(|_| seen < self.since).map_or(0, |from| self.since - from),
+        }
+    }
 }
 
 /// "15 s", "3 min", "2 h 5 min", "3 d 4 h": an honest length of time.
@@ -324,13 +383,13 @@ const MAX_CADENCE_SECS: u64 = 86_400;
 
 /// Looks at a node whose deadline has passed: declares it offline, or reminds that it still is,
 /// or, for a node never heard from, says so once (with `--pending-alert-secs`).
-/// Silence counts from when the collector started watching at the earliest.
+/// Silence counts only while the collector was watching (`Watching::silence_from`).
 /// Sets the node's next deadline.
 pub fn on_deadline(node: &mut NodeRecord, now: i64, policy: &Policy, watching: &Watching) -> Vec<Change> {
     let Some(seen) = node.last_seen else {
         node.deadline = None;
         let Some(after) = policy.pending_alert_secs else { return Vec::new() };
-        let due = node.enrolled_at.max(watching.since).saturating_add(after.saturating_mul(1000) as i64);
+        let due = watching.silence_from(node.enrolled_at).saturating_add(after.saturating_mul(1000) as i64);
         if node.down_since.is_some() {
             return Vec::new();
         }
@@ -351,17 +410,18 @@ pub fn on_deadline(node: &mut NodeRecord, now: i64, policy: &Policy, watching: &
     match node.down_since {
         None => {
             // A heartbeat moved it, or the collector was away: look again then.
-            let offline_at = policy.offline_at(node, seen.max(watching.since));
+            let offline_at = policy.offline_at(node, watching.silence_from(seen));
             if now < offline_at {
                 node.deadline = Some(offline_at);
                 return changes;
             }
             let silent = (now - seen) / 1000;
             let mut detail = format!("no heartbeat for {silent} s");
-            if let Some(from) = watching.away_from.filter(|_| seen < watching.since) {
+            let away = watching.away_after(seen);
+            if away >= crate::alerts::AWAY_NOTED_MS {
                 detail.push_str(&format!(
-                    "; the collector itself was down for {} s of that, and gave the node a fresh grace when it started",
-                    (watching.since - from) / 1000
+                    "; the collector itself was not running for {} s of that, which does not count against the node",
+                    away / 1000
                 ));
             }
             changes.push(change(Kind::Offline, None, detail));
@@ -514,7 +574,7 @@ mod tests {
         on_heartbeat(&mut node, beat(10), 0, &policy);
         assert_eq!(node.deadline, Some(40 * S));
         // The collector stopped at 5 s and started again at 300 s, long past the deadline.
-        let watching = Watching { since: 300 * S, away_from: Some(5 * S) };
+        let watching = Watching { since: 300 * S, away_from: Some(5 * S), ..Watching::default() };
         assert_eq!(
             on_deadline(&mut node, 300 * S, &policy, &watching),
             [],
@@ -524,13 +584,49 @@ mod tests {
         let changes = on_deadline(&mut node, 340 * S, &policy, &watching);
         assert_eq!(changes.iter().map(|c| c.kind).collect::<Vec<_>>(), [Kind::Offline]);
         assert!(
-            changes[0].detail.contains("no heartbeat for 340 s; the collector itself was down for 295 s"),
+            changes[0]
+                .detail
+                .contains("no heartbeat for 340 s; the collector itself was not running for 295 s of that"),
             "{changes:?}"
         );
         // A node heard from after the start owes nothing to the absence.
         let mut fresh: NodeRecord = Default::default();
         on_heartbeat(&mut fresh, beat(10), 310 * S, &policy);
         assert!(!on_deadline(&mut fresh, 350 * S, &policy, &watching)[0].detail.contains("collector"));
+    }
+
+    #[test]
+    fn silence_counts_only_while_the_collector_watched() {
+        let started = Watching::default().restarted(0, None, false);
+        assert_eq!(started.silence_from(-50 * S), 0, "nothing is known from before the first start");
+        // Away from 20 to 30 s and from 50 to 60 s.
+        let watching = started.restarted(30 * S, Some(Absence { from: 20 * S, to: 30 * S }), false).restarted(
+            60 * S,
+            Some(Absence { from: 50 * S, to: 60 * S }),
+            false,
+        );
+        assert_eq!(watching.silence_from(10 * S), 30 * S);
+        assert_eq!(watching.silence_from(25 * S), 40 * S, "heard from during an absence");
+        assert_eq!(watching.silence_from(55 * S), 60 * S);
+        assert_eq!(watching.silence_from(70 * S), 70 * S);
+        assert_eq!(watching.away_after(10 * S), 20 * S);
+        assert_eq!(watching.since, 60 * S);
+        // A store from before absences were kept: the first restart starts them.
+        let old = Watching { since: 100 * S, away_from: None, ..Watching::default() };
+        assert_eq!(old.silence_from(50 * S), 100 * S, "a fresh grace, as before");
+        let upgraded = old.restarted(200 * S, Some(Absence { from: 150 * S, to: 200 * S }), true);
+        assert_eq!(upgraded.silence_from(50 * S), 200 * S, "from before the last known start: a fresh grace");
+        assert_eq!(upgraded.silence_from(160 * S), 200 * S);
+        assert_eq!(upgraded.away_from, Some(150 * S));
+        // Only so many are kept; a node silent since before the oldest kept gets a fresh
+        // grace from its end.
+        let mut many = started;
+        for i in 1..=(ABSENCES_KEPT as i64 + 5) {
+            many = many.restarted(i * 10 * S, Some(Absence { from: i * 10 * S - 2 * S, to: i * 10 * S }), false);
+        }
+        assert_eq!(many.absences.as_ref().map(Vec::len), Some(ABSENCES_KEPT));
+        assert_eq!(many.absences_from, Some(50 * S), "the fifth dropped ended at 50 s");
+        assert_eq!(many.silence_from(0), 50 * S + ABSENCES_KEPT as i64 * 2 * S);
     }
 
     #[test]

@@ -34,10 +34,11 @@ pub const PENDING_PER_NODE: usize = 20;
 pub const AWAY_NOTED_MS: i64 = 3 * ALIVE_EVERY_MS;
 
 /// What `serve` does with the store before its first sweep: it remembers the policy it
-/// runs with (for `hearth-collector nodes`), and starts watching now, so that no node is
-/// blamed for the collector's own absence: every node's silence counts from `now` at the
-/// earliest, a fresh grace. If it was away longer than [`AWAY_NOTED_MS`], it says so, in
-/// the log and in the offline alerts that follow. Returns how long it was away, in ms.
+/// runs with (for `hearth-collector nodes`), and starts watching now, with the time since
+/// it was last alive as an absence that counts against no node
+/// (`liveness::Watching::silence_from`). If it was away longer than [`AWAY_NOTED_MS`], it
+/// says so, in the log and in the offline alerts that follow. Returns how long it was away,
+/// in ms.
 pub fn on_start(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy) -> Result<Option<i64>, store::Error> {
     let alive_at: Option<i64> = txn.setting(setting::ALIVE_AT)?;
     let away = alive_at.map(|at| now - at).filter(|away| *away > AWAY_NOTED_MS);
@@ -46,22 +47,26 @@ pub fn on_start(txn: &mut Txn<RwTxn>, now: i64, policy: &Policy) -> Result<Optio
         let level = if txn.busy()? { log::Level::Warn } else { log::Level::Info };
         log::log!(
             level,
-            "the collector was not running for about {} (last alive at {}): every node gets a fresh grace from now",
+            "the collector was not running for about {} (last alive at {}): that time counts against no node",
             liveness::duration(away),
             hearth_wire::format_rfc3339(now - away)
         );
     }
-    start_watching(txn, now, away.map(|away| now - away))?;
+    start_watching(txn, now, alive_at.filter(|at| *at < now))?;
     txn.put_setting(setting::POLICY, policy)?;
     Ok(away)
 }
 
-/// Starts watching afresh at `now`: every node's and job's silence counts from then at the
-/// earliest. `away_from` is when the collector was last known to run, if it was away long
-/// enough to say so in the alerts that follow: before a restart (`on_start`), or while
-/// it ran, paused or suspended or with its clock stepped forward (`http.rs` notices).
+/// Starts watching afresh at `now`, after an absence from `away_from`, when the collector
+/// was last known to run: before a restart (`on_start`), or while it ran, paused or
+/// suspended or with its clock stepped forward (`http.rs` notices). The absence counts
+/// against no node or job; one longer than [`AWAY_NOTED_MS`] is told in the alerts that
+/// follow.
 pub fn start_watching(txn: &mut Txn<RwTxn>, now: i64, away_from: Option<i64>) -> Result<(), store::Error> {
-    txn.put_setting(setting::WATCHING, &Watching { since: now, away_from })?;
+    let watching: Watching = txn.setting(setting::WATCHING)?.unwrap_or_default();
+    let away = away_from.map(|from| liveness::Absence { from, to: now });
+    let noted = away_from.is_some_and(|from| now - from > AWAY_NOTED_MS);
+    txn.put_setting(setting::WATCHING, &watching.restarted(now, away, noted))?;
     txn.put_setting(setting::ALIVE_AT, &now)
 }
 
@@ -669,7 +674,7 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_counts_silence_from_the_start_and_the_offline_alert_says_why() {
+    fn a_restart_counts_none_of_its_absence_against_a_node_and_the_offline_alert_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
         let (policy, channels) = (Policy { grace_secs: Some(40), ..Policy::default() }, webhook());
@@ -682,15 +687,47 @@ mod tests {
         // starts again at 600 s, long after the node's deadline.
         let away = store.write(|txn| on_start(txn, 600 * S, &policy)).unwrap();
         assert_eq!(away, Some(595 * S));
-        for t in 600..650 {
+        // The node was watched silent for 5 s before: 45 s more of grace and minimum down time.
+        for t in 600..645 {
             assert_eq!(store.write(|txn| sweep(txn, t * S, &policy, &channels)).unwrap().alerts, 0, "paged at {t} s");
         }
-        assert_eq!(store.write(|txn| sweep(txn, 650 * S, &policy, &channels)).unwrap().alerts, 1);
+        assert_eq!(store.write(|txn| sweep(txn, 645 * S, &policy, &channels)).unwrap().alerts, 1);
         let alerts = alert_kinds(&store);
         assert_eq!(alerts.len(), 1);
-        assert!(alerts[0].3.contains("no heartbeat for 650 s; the collector itself was down for 595 s"), "{alerts:?}");
+        assert!(
+            alerts[0].3.contains("no heartbeat for 645 s; the collector itself was not running for 595 s of that"),
+            "{alerts:?}"
+        );
         let kept = store.read(|txn| txn.setting::<Policy>(setting::POLICY)).unwrap();
         assert_eq!(kept, Some(policy), "the policy `nodes` reads");
+    }
+
+    /// A collector that stops and starts again and again (a crash loop, each run shorter
+    /// than a grace) still declares a dead node offline, once it has watched it stay silent
+    /// for its grace and minimum down time, and only once.
+    #[test]
+    fn a_crash_looping_collector_still_declares_a_silent_node_offline_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap();
+        let (policy, channels) = (Policy { grace_secs: Some(40), ..Policy::default() }, webhook());
+        store.write(|txn| on_start(txn, 0, &policy)).unwrap();
+        heartbeat(&store, 0, &channels);
+        let (mut t, mut paged) = (0, Vec::new());
+        for _ in 0..10 {
+            // 20 s of sweeps (the last says it is alive at its end), then 10 s away.
+            for _ in 0..20 {
+                t += 1;
+                if store.write(|txn| sweep(txn, t * S, &policy, &channels)).unwrap().alerts > 0 {
+                    paged.push(t);
+                }
+            }
+            t += 10;
+            store.write(|txn| on_start(txn, t * S, &policy)).unwrap();
+        }
+        // Watched for 0–20, 30–50 and 60–70 s: 50 s of silence at 70 s.
+        assert_eq!(paged, [70], "paged at these times");
+        let alerts = alert_kinds(&store);
+        assert!(alerts[0].3.contains("the collector itself was not running for 20 s of that"), "{alerts:?}");
     }
 
     /// A fleet-wide outage is swept a few nodes at a time, each pass short, until every
