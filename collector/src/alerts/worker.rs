@@ -168,7 +168,8 @@ pub fn send(out: &channel::Outgoing) -> Result<String, Failed> {
     }
     let response =
         request.send().map_err(|e| Failed { status: None, message: format!("cannot reach {}: {e}", out.origin()) })?;
-    let status = format!("{} {}", response.status_code, response.reason_phrase);
+    // The reason phrase is the channel's own text too, and may echo the request.
+    let status = format!("{} {}", response.status_code, out.redact(&response.reason_phrase));
     let code = u16::try_from(response.status_code).ok();
     if (200..300).contains(&response.status_code) {
         Ok(status)
@@ -179,9 +180,9 @@ pub fn send(out: &channel::Outgoing) -> Result<String, Failed> {
         );
         Err(Failed { status: code, message })
     } else {
-        // What it said, without what it may echo of the request's credentials.
-        let body: String = response.as_str().unwrap_or("").chars().take(1000).collect();
-        let body: String = out.redact(&body).chars().take(200).collect();
+        // What it said, without what it may echo of the request's credentials: all of it
+        // redacted before it is cut, so that no secret is cut in two and half shown.
+        let body: String = out.redact(response.as_str().unwrap_or("")).chars().take(200).collect();
         Err(Failed { status: code, message: format!("{} answered {status}: {body}", out.origin()) })
     }
 }

@@ -585,7 +585,9 @@ fn delivery_errors_never_show_a_channel_url() {
     }
 
     // A receiver that echoes the request in its refusal (Express: `Cannot POST /path`, or
-    // the headers back) is shown what it said, without the secrets it echoed.
+    // the headers back), in its body or its status line, is shown what it said, without the
+    // secrets it echoed; and an error page that names the url over and over does not get
+    // half a secret shown where what is shown is cut.
     let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let echo_addr = echo.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -594,9 +596,15 @@ fn delivery_errors_never_show_a_channel_url() {
             let mut head = String::new();
             while std::io::BufRead::read_line(&mut reader, &mut head).unwrap_or(0) > 2 && !head.ends_with("\r\n\r\n") {}
             let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-            let body = format!("Cannot POST {path}\n{head}");
-            let answer =
-                format!("HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let body = if path.contains("long") {
+                format!("{}{path}", format!("{path} ").repeat(999 / (path.len() + 1)))
+            } else {
+                format!("Cannot POST {path}\n{head}")
+            };
+            let answer = format!(
+                "HTTP/1.1 404 Not Found {path}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = std::io::Write::write_all(reader.get_mut(), answer.as_bytes());
         }
     });
@@ -605,16 +613,23 @@ fn delivery_errors_never_show_a_channel_url() {
         &conf,
         format!(
             "[channel echo]\ntype = slack\nurl = http://{echo_addr}/services/T0/B0/slack-s3cret\n\n\
-             [channel phone]\ntype = ntfy\nurl = http://{echo_addr}/topic\ntoken = tk_ntfy-s3cret\n"
+             [channel phone]\ntype = ntfy\nurl = http://{echo_addr}/topic\ntoken = tk_ntfy-s3cret\n\n\
+             [channel long]\ntype = discord\nurl = http://{echo_addr}/api/webhooks/123/long-{LONG_SECRET}\n"
         ),
     )
     .unwrap();
     let out =
         std::process::Command::new(collector_bin()).args(["alert", "test", "--alerts"]).arg(&conf).output().unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(said.contains("answered 404 Not Found: Cannot POST "), "{said}");
+    assert!(said.contains("answered 404 Not Found [hidden]: Cannot POST "), "{said}");
     assert!(!said.contains("s3cret"), "alert test shows what the receiver echoed of a secret: {said}");
+    assert!(said.contains("long: FAILED"), "{said}");
+    assert!(!said.contains(&LONG_SECRET[..8]), "alert test shows part of a secret: {said}");
 }
+
+/// A Discord-style webhook secret, long enough that a page echoing its url 14 times is
+/// 1,000 characters long in the middle of the 15th.
+const LONG_SECRET: &str = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGh";
 
 /// A url with `user:password@` is sent with `Authorization: Basic`, not resolved as a host;
 /// `alert test` reads the channels file the last `serve` on the data directory read.
