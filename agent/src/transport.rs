@@ -124,6 +124,20 @@ impl Collector {
     /// POSTs a JSON body and returns the answer's body if the status is 2xx.
     /// Redirects are not followed, and every part of the answer is bounded.
     pub fn post(&self, path: &str, body: &str, token: Option<&str>, timeout_secs: u64) -> Result<String, SendError> {
+        self.post_hiding(path, body, token, &[], timeout_secs)
+    }
+
+    /// [`Collector::post`], whose error shows the answer without `token` or any of
+    /// `secrets` (an enrolment token in the body): a proxy or a stand-in server that
+    /// echoes the request would otherwise put them in the journal.
+    pub fn post_hiding(
+        &self,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+        secrets: &[&str],
+        timeout_secs: u64,
+    ) -> Result<String, SendError> {
         let proxy = self.route()?;
         let url = format!("{}{path}", self.base);
         let mut request = minreq::post(&url)
@@ -166,6 +180,12 @@ impl Collector {
         if (200..300).contains(&status) {
             return Ok(text);
         }
+        let text = token
+            .into_iter()
+            .chain(secrets.iter().copied())
+            .map(str::trim)
+            .filter(|s| s.len() >= 8)
+            .fold(text, |text, secret| text.replace(secret, "[hidden]"));
         Err(match miniserde::json::from_str::<ErrorBody>(&text) {
             Ok(err) => SendError::Rejected { status, code: err.code, message: err.error },
             Err(_) => SendError::Rejected {
@@ -411,6 +431,39 @@ mod tests {
         ] {
             assert_eq!(proxy_address(value), (expected.0.to_owned(), expected.1), "{value}");
         }
+    }
+
+    /// A stand-in that echoes the request (a misconfigured proxy, say) does not get the
+    /// agent token into the agent's errors, and so into the journal.
+    #[test]
+    fn an_answer_that_echoes_the_token_is_shown_without_it() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let echo = std::thread::spawn(move || {
+            for (status, json) in [(502, false), (401, true)] {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = vec![0; 8192];
+                let n = stream.read(&mut request).unwrap();
+                let request = String::from_utf8_lossy(&request[..n]).into_owned();
+                let auth = request.lines().find(|l| l.starts_with("Authorization")).unwrap_or("").to_owned();
+                let request = format!("{auth}; {}", request.replace(['\r', '\n', '"'], " "));
+                let body = if json {
+                    format!(r#"{{"code":"bad {request}","error":"you sent {request}"}}"#)
+                } else {
+                    format!("bad gateway; the request was {request}")
+                };
+                let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        let collector = Collector::parse(&format!("http://127.0.0.1:{port}"), false).unwrap();
+        let token = "hag_0123456789abcdef0123456789abcdef";
+        for _ in 0..2 {
+            let err = collector.post("/api/agent/heartbeat", "{}", Some(token), 5).unwrap_err().to_string();
+            assert!(err.contains("[hidden]") && !err.contains("0123456789abcdef"), "{err}");
+        }
+        echo.join().unwrap();
     }
 
     #[test]
