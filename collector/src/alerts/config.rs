@@ -154,7 +154,8 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
                 started.last_mut().expect("a channel has started").1 = true;
                 channel.kind = Kind::parse(value).ok_or_else(|| {
                     fail(format!(
-                        "unknown channel type `{value}`; use webhook, ntfy, discord, slack, gotify or alertmanager"
+                        "unknown channel type{}; use webhook, ntfy, discord, slack, gotify or alertmanager",
+                        said_back(value)
                     ))
                 })?;
             }
@@ -169,7 +170,7 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
                 let on = match value {
                     "true" | "yes" => true,
                     "false" | "no" => false,
-                    _ => return Err(fail(format!("{key} takes true or false, not `{value}`"))),
+                    _ => return Err(fail(format!("{key} takes true or false, not{}", said_back(value)))),
                 };
                 if key == "reboot" {
                     channel.reboot = on;
@@ -178,9 +179,7 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
                 }
             }
             _ => {
-                // A name, said back; anything else (`url: https://…?a=b`) may hold a secret.
-                let plain = key.len() <= 32 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                let named = if plain { format!("unknown setting `{key}`") } else { "not a setting".to_owned() };
+                let named = if plain(key) { format!("unknown setting `{key}`") } else { "not a setting".to_owned() };
                 return Err(fail(format!(
                     "{named}; a channel takes type, url, token, tags, reboot and watchdog, each as `key = value`"
                 )));
@@ -231,17 +230,32 @@ pub fn split_userinfo(value: &str) -> Result<(String, Option<String>), String> {
         }
         // A password holding `/`, `?` or `#` unencoded ends the authority inside itself:
         // then the error must not say what it took for the host.
-        check_host(scheme, authority, !value.contains('@'))?;
+        check_host(scheme, authority, !value.contains('@') && plain_host(authority))?;
         return Ok((format!("{scheme}://{authority}{path}"), None));
     };
     if host.is_empty() {
         return Err(format!("the url has no host after {scheme}://…@"));
     }
-    check_host(scheme, host, true)?;
+    check_host(scheme, host, plain_host(host))?;
     let decoded = percent_decode(userinfo).ok_or_else(|| {
         format!("the user:password part of the url for {scheme}://{host} is not valid percent-encoded UTF-8")
     })?;
     Ok((format!("{scheme}://{host}{path}"), Some(decoded)))
+}
+
+/// Whether a value is a plain word (a name, `yes`), which an error may say back; anything
+/// else (`url: https://…?a=b`, a webhook url under the wrong key) may hold a secret.
+fn plain(value: &str) -> bool {
+    value.len() <= 32 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// ` `value`` for a plain word, to follow what was wrong with it; else nothing.
+fn said_back(value: &str) -> String {
+    if plain(value) {
+        format!(" `{value}`")
+    } else {
+        " what was given".to_owned()
+    }
 }
 
 /// `value` without one pair of quotes around it (`url = "https://…"`), as many files write.
@@ -257,7 +271,8 @@ fn check_host(scheme: &str, authority: &str, say_it: bool) -> Result<(), String>
         Err(match say_it {
             true => format!("the url {scheme}://{authority} has {what}"),
             false => format!(
-                "the url has {what} after {scheme}:// (in a user name or password, percent-encode `/`, `?`, `#` and `@`)"
+                "the url has {what} after {scheme}:// (a path starts with `/`; in a user name or password, \
+                 percent-encode `/`, `?`, `#` and `@`)"
             ),
         })
     };
@@ -278,6 +293,14 @@ fn check_host(scheme: &str, authority: &str, say_it: bool) -> Result<(), String>
         None | Some((true, Ok(1..))) => Ok(()),
         Some(_) => bad("no valid port (1 to 65535)"),
     }
+}
+
+/// Whether a host that is not valid may be said back: not when it holds what a path or
+/// a password would (`https://discord.com\\api\\webhooks\\…`, `host/…` written with
+/// backslashes), only a mistyped name or port.
+fn plain_host(authority: &str) -> bool {
+    authority.len() <= 64
+        && authority.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | ' '))
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -355,6 +378,21 @@ mod tests {
         assert!(!err.reason.contains("s3cret"), "{err}");
         let err = parse("[channel a]\ntype = slack\nurl = https://me:%zz@x/hook\n").unwrap_err();
         assert!(!err.reason.contains("%zz") && err.reason.contains("https://x"), "{err}");
+        // Nor is a url under the wrong key, or written with backslashes.
+        for line in [
+            "type = https://discord.com/api/webhooks/1/s3cret",
+            "reboot = https://discord.com/api/webhooks/1/s3cret",
+            "watchdog = s3cret-but-longer-than-a-word-ever-is",
+            "url = https://discord.com\\api\\webhooks\\1\\s3cret",
+        ] {
+            let err = parse(&format!("[channel a]\ntype = discord\n{line}\n")).unwrap_err();
+            assert!(!err.reason.contains("s3cret") && err.line == 3, "{line}: {err}");
+        }
+        // A mistyped name or word is still said back.
+        let err = parse("[channel a]\ntype = slack\nurl = https://hooks slack.com/x\n").unwrap_err();
+        assert!(err.reason.contains("https://hooks slack.com has no valid host name"), "{err}");
+        let err = parse("[channel a]\ntype = slack\nreboot = maybe\n").unwrap_err();
+        assert!(err.reason.contains("not `maybe`"), "{err}");
     }
 
     #[test]
