@@ -955,12 +955,18 @@ fn read_request(
         named("hearth_session=").or_else(|| named("rm_session=")).map(str::to_owned)
     });
     let forwarded_https = header("X-Forwarded-Proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    let forwarded = header("X-Forwarded-For").is_some() || header("CF-Connecting-IP").is_some() || forwarded_https;
+    // Any header a proxy adds to say whom it relays (nginx's usual X-Real-IP, RFC 7239's
+    // Forwarded) makes the request remote, whatever address it came from.
+    let forwarded = ["X-Forwarded-For", "CF-Connecting-IP", "X-Real-IP", "Forwarded"]
+        .into_iter()
+        .any(|name| header(name).is_some())
+        || forwarded_https;
     // A Unix socket has no remote address, and counts as local.
     let local = !forwarded && request.remote_addr().is_none_or(|a| a.ip().is_loopback());
     if forwarded && !trust_cloudflare && !warned.swap(true, Ordering::Relaxed) {
         log::warn!(
-            "requests arrive through a proxy (X-Forwarded-For, CF-Connecting-IP or X-Forwarded-Proto), but \
+            "requests arrive through a proxy (X-Forwarded-For, CF-Connecting-IP, X-Real-IP, Forwarded or \
+             X-Forwarded-Proto), but \
              --trust-proxy is not set: every client looks like the proxy's address, and login limits count them \
              as one. Start with --trust-proxy cloudflare if cloudflared is in front"
         );

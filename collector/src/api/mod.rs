@@ -82,12 +82,13 @@ pub struct Request {
     /// Whether `X-Forwarded-Proto: https` came, trusted or not: enough to mark a cookie
     /// `Secure` or to prefer https in an install command, never to trust the client.
     pub forwarded_https: bool,
-    /// Whether a proxy forwarded it (`X-Forwarded-For`, `CF-Connecting-IP`, `X-Forwarded-Proto`).
+    /// Whether a proxy forwarded it (`X-Forwarded-For`, `CF-Connecting-IP`, `X-Real-IP`,
+    /// `Forwarded`, `X-Forwarded-Proto`).
     pub forwarded: bool,
     /// Whether `client` is the address a trusted proxy named, rather than the peer's.
     pub trusted_client: bool,
     pub body: String,
-    /// From loopback, and not forwarded by a proxy (no `X-Forwarded-For`/`CF-Connecting-IP`).
+    /// From loopback, and not forwarded by a proxy (`forwarded`).
     pub local: bool,
     /// This request's place in the order the server took requests (from 1), so that
     /// work run again after the store's map grew counts it once (`limits.rs`); 0 if unknown.

@@ -61,9 +61,12 @@ fn metrics_pass_promtool_and_describe_the_collector_and_every_node() {
     let later = send(collector.addr, "GET", "/metrics", &[], b"");
     assert!(later.body.contains(r#"hearth_db_used_bytes{database="nodes"} "#), "{}", later.body);
 
-    // Through a proxy (cloudflared connects from loopback too), the metrics need an API key.
-    let proxied = send(collector.addr, "GET", "/metrics", &[("CF-Connecting-IP", "203.0.113.9")], b"");
-    proxied.assert_error(401, "unauthorized", "API key");
+    // Through a proxy (cloudflared connects from loopback too; so does nginx on the same
+    // host), the metrics need an API key.
+    for proxy in [("CF-Connecting-IP", "203.0.113.9"), ("X-Real-IP", "203.0.113.9"), ("Forwarded", "for=203.0.113.9")] {
+        let proxied = send(collector.addr, "GET", "/metrics", &[proxy], b"");
+        proxied.assert_error(401, "unauthorized", "API key");
+    }
     let key = collector.api_key();
     let with_key = send(
         collector.addr,
