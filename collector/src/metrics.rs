@@ -125,6 +125,8 @@ pub struct Fleet {
     last_seen: String,
     /// Only the nodes the collector has declared offline: few, however large the fleet.
     down_since: String,
+    /// Only the nodes whose alerts a maintenance window or silence holds back.
+    held: String,
 }
 
 impl Fleet {
@@ -143,10 +145,16 @@ impl Fleet {
                 Seconds(seen)
             );
         }
-        if let Some(since) = node.down_since {
+        // As its channels are told: not while a window or silence holds the news back.
+        if let Some(since) = node.down_since.filter(|_| !node.offline_alert_held()) {
             self.down_since.push_str("hearth_node_down_since_timestamp_seconds{");
             labels(&mut self.down_since, node);
             let _ = writeln!(self.down_since, "}} {}", Seconds(since));
+        }
+        if node.held_since.is_some() {
+            self.held.push_str("hearth_node_alerts_held{");
+            labels(&mut self.held, node);
+            self.held.push_str("} 1\n");
         }
     }
 }
@@ -212,7 +220,7 @@ pub fn render(s: &Snapshot, fleet: Fleet) -> String {
     let (mut up, last_seen) = (fleet.up, fleet.last_seen);
     up.insert_str(0, &out);
     let mut out = up;
-    out.reserve(last_seen.len() + fleet.down_since.len() + 512);
+    out.reserve(last_seen.len() + fleet.down_since.len() + fleet.held.len() + 1024);
     gauge(
         &mut out,
         "hearth_node_last_seen_timestamp_seconds",
@@ -225,6 +233,12 @@ pub fn render(s: &Snapshot, fleet: Fleet) -> String {
         "When the collector declared the node offline (or never heard from), as its channels are told; only such nodes.",
     );
     out.push_str(&fleet.down_since);
+    gauge(
+        &mut out,
+        "hearth_node_alerts_held",
+        "1 while a maintenance window or silence holds back alerts about the node; only such nodes.",
+    );
+    out.push_str(&fleet.held);
     out
 }
 
@@ -514,6 +528,35 @@ mod tests {
             out.contains("x_bucket{le=\"1\"} 1\nx_bucket{le=\"2\"} 2\nx_bucket{le=\"+Inf\"} 3\nx_sum 5\nx_count 3"),
             "{out}"
         );
+    }
+
+    /// `/metrics` says a node is down only as its channels are told: not while a window or
+    /// silence holds its offline alert back; and it marks the nodes held.
+    #[test]
+    fn a_held_outage_is_not_down_yet_and_held_nodes_are_marked() {
+        let node = |id: &str, down_since, held_since| NodeRecord {
+            node_id: id.into(),
+            down_since,
+            held_since,
+            last_seen: Some(0),
+            ..NodeRecord::default()
+        };
+        let mut fleet = Fleet::default();
+        fleet.add(&node("told", Some(100), None), Status::Offline);
+        fleet.add(&node("held", Some(200), Some(150)), Status::Offline);
+        fleet.add(&node("told-then-held", Some(100), Some(150)), Status::Offline);
+        fleet.add(&node("check-held", None, Some(150)), Status::Online);
+        let text = render(
+            &Snapshot { metrics: &Metrics::default(), alerts: &Stats::default(), alerts_pending: 0, alerts_dropped: 0 },
+            fleet,
+        );
+        let down: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("hearth_node_down_since_timestamp_seconds{")).collect();
+        assert_eq!(down.len(), 2, "{down:?}");
+        assert!(down[0].contains("\"told\"") && down[1].contains("\"told-then-held\""), "{down:?}");
+        let held: Vec<&str> = text.lines().filter(|l| l.starts_with("hearth_node_alerts_held{")).collect();
+        assert_eq!(held.len(), 3, "{held:?}");
+        assert!(!held.iter().any(|l| l.contains("\"told\"")), "{held:?}");
     }
 
     #[test]

@@ -612,6 +612,13 @@ impl NodeRecord {
         }
     }
 
+    /// Whether the node's outage was declared while a maintenance window or silence held
+    /// its alerts, so that no channel has been told of it yet (`alerts::record` tells them
+    /// when the hold ends, if it is still down).
+    pub fn offline_alert_held(&self) -> bool {
+        self.held_since.zip(self.down_since).is_some_and(|(held, down)| down >= held)
+    }
+
     /// Whether the last heartbeat said the agent was shutting down cleanly.
     pub fn is_stopped(&self) -> bool {
         self.heartbeat.as_ref().is_some_and(Heartbeat::is_stopping)
