@@ -3,9 +3,9 @@
 use super::channel;
 use super::config::Channels;
 use crate::clock::Clock;
-use crate::model::{AlertRecord, Delivery, DeliveryState};
+use crate::model::{AlertRecord, Delivery, DeliveryState, EventKind};
 use crate::store::{self, Store};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -51,9 +51,13 @@ impl Worker {
     /// channel (unless the channel refused that one itself: [`holds_back`]), a later one
     /// waits. Otherwise, after a channel's outage, a recovery could reach it before the
     /// offline alert it ends, and Alertmanager would keep a node that is back firing for a week.
+    /// For the same reason, an earlier alert that did not hold the channel back (it refused
+    /// it) is dropped there once an alert that ends its problem has been delivered ([`ends`]).
     pub fn deliver_due(&self) -> Result<(), store::Error> {
         // (subject, channel) pairs with an earlier alert still pending that holds them back.
         let mut behind: HashSet<(String, String)> = HashSet::new();
+        // (subject, channel) pairs, and the earlier alerts still pending for them.
+        let mut earlier: HashMap<(String, String), Vec<u64>> = HashMap::new();
         for id in self.store.read(|txn| txn.outbox())? {
             let Some(mut alert) = self.store.read(|txn| txn.alert(id))? else { continue };
             let now = self.clock.now_ms();
@@ -75,8 +79,15 @@ impl Worker {
                     .filter(|d| d.state == DeliveryState::Pending && holds_back(d) && configured(d));
                 pending.map(|d| (alert.node_id.clone(), d.channel.clone())).collect()
             };
+            let waiting = |alert: &AlertRecord| -> Vec<(String, String)> {
+                let pending = alert.deliveries.iter().filter(|d| d.state == DeliveryState::Pending);
+                pending.map(|d| (alert.node_id.clone(), d.channel.clone())).collect()
+            };
             if due.is_empty() {
                 behind.extend(still_pending(&alert));
+                for key in waiting(&alert) {
+                    earlier.entry(key).or_default().push(alert.id);
+                }
                 continue;
             }
             let outcomes: Vec<Result<String, Failed>> =
@@ -113,9 +124,36 @@ impl Worker {
                 }
             }
             self.store.write(|txn| txn.put_alert(&alert))?;
+            for delivery in alert.deliveries.iter().filter(|d| d.state == DeliveryState::Delivered) {
+                let key = (alert.node_id.clone(), delivery.channel.clone());
+                for id in earlier.get(&key).into_iter().flatten() {
+                    self.drop_ended(*id, &alert, &delivery.channel)?;
+                }
+            }
             behind.extend(still_pending(&alert));
+            for key in waiting(&alert) {
+                earlier.entry(key).or_default().push(alert.id);
+            }
         }
         Ok(())
+    }
+
+    /// Drops alert `id`'s pending delivery to `channel` if `later`, delivered there, ends
+    /// the problem it tells of.
+    fn drop_ended(&self, id: u64, later: &AlertRecord, channel: &str) -> Result<(), store::Error> {
+        self.store.write(|txn| {
+            let Some(mut alert) = txn.alert(id)?.filter(|alert| ends(later, alert)) else { return Ok(()) };
+            let Some(delivery) =
+                alert.deliveries.iter_mut().find(|d| d.channel == channel && d.state == DeliveryState::Pending)
+            else {
+                return Ok(());
+            };
+            log::info!("alert {id} to channel {channel} dropped: alert {} ended what it told of first", later.id);
+            delivery.state = DeliveryState::Dropped;
+            delivery.last_error =
+                Some(format!("not sent: alert {}, which ends what it tells of, was sent first", later.id));
+            txn.put_alert(&alert)
+        })
     }
 
     fn attempt(&self, alert: &AlertRecord, channel_name: &str) -> Result<String, Failed> {
@@ -124,6 +162,27 @@ impl Worker {
             .get(channel_name)
             .ok_or_else(|| Failed { status: None, message: "the channel is no longer configured".into() })?;
         send(&channel::build(channel, alert, self.clock.now_ms()))
+    }
+}
+
+/// Whether `later` ends the problem `earlier` tells of: its recovery, a check passing again,
+/// steady checks, a job's success, pause or removal, or the node's deletion. Sent after it,
+/// `earlier` would leave a channel holding a problem that is over.
+fn ends(later: &AlertRecord, earlier: &AlertRecord) -> bool {
+    use EventKind::*;
+    let checks = |alert: &AlertRecord| -> Vec<String> {
+        let listed = alert.checks.iter().flatten().map(|c| c.name.clone());
+        alert.check.iter().cloned().chain(listed).collect()
+    };
+    match (earlier.kind, later.kind) {
+        (_, Deleted) => !earlier.kind.is_job(),
+        (Offline | Reminder | Pending, Recovered) | (Flapping, FlappingStopped) => true,
+        (CheckFailed, CheckRecovered) => {
+            let (failed, passed) = (checks(earlier), checks(later));
+            !failed.is_empty() && failed.iter().all(|name| passed.contains(name))
+        }
+        (JobDown | JobFailed, JobRecovered | JobPaused | JobRemoved) => true,
+        _ => false,
     }
 }
 
@@ -201,6 +260,40 @@ fn backoff_ms(attempts: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_ends_a_problem_drops_its_alert() {
+        use EventKind::*;
+        let alert = |kind, check: Option<&str>, checks: &[&str]| AlertRecord {
+            id: 1,
+            kind,
+            node_id: "n".into(),
+            name: String::new(),
+            hostname: String::new(),
+            tags: Vec::new(),
+            check: check.map(str::to_owned),
+            checks: (!checks.is_empty()).then(|| {
+                checks
+                    .iter()
+                    .map(|n| hearth_wire::Check { name: (*n).into(), ok: true, detail: String::new() })
+                    .collect()
+            }),
+            detail: String::new(),
+            at: 0,
+            down_since: None,
+            deliveries: Vec::new(),
+        };
+        let offline = alert(Offline, None, &[]);
+        assert!(ends(&alert(Recovered, None, &[]), &offline));
+        assert!(ends(&alert(Deleted, None, &[]), &offline));
+        assert!(!ends(&alert(CheckRecovered, Some("disk"), &[]), &offline));
+        let disk_and_raid = alert(CheckFailed, None, &["disk", "raid"]);
+        assert!(!ends(&alert(CheckRecovered, Some("disk"), &[]), &disk_and_raid), "raid still fails");
+        assert!(ends(&alert(CheckRecovered, None, &["raid", "disk"]), &disk_and_raid));
+        assert!(!ends(&alert(Reboot, None, &[]), &alert(Reboot, None, &[])), "news is not a problem");
+        assert!(ends(&alert(JobRecovered, None, &[]), &alert(JobFailed, None, &[])));
+        assert!(!ends(&alert(Deleted, None, &[]), &alert(JobDown, None, &[])));
+    }
 
     #[test]
     fn only_an_alert_the_channel_refused_for_its_body_holds_nothing_back() {

@@ -289,13 +289,17 @@ fn after_a_channel_outage_the_offline_alert_still_comes_before_the_recovery() {
 }
 
 /// An alert a channel refuses for itself (a 400, say: it will never take it) does not hold
-/// up the node's next alerts on that channel while it is retried.
+/// up the node's next alerts on that channel while it is retried; and once the recovery
+/// that ends it has gone out, it is dropped, not sent after it (Alertmanager would then
+/// keep the node that is back firing for a week).
 #[test]
 fn an_alert_the_channel_refuses_does_not_hold_up_the_next() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap();
     let heard: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
     let record = heard.clone();
+    let mended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let takes_all = mended.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut reader = std::io::BufReader::new(stream);
@@ -310,7 +314,8 @@ fn an_alert_the_channel_refuses_does_not_hold_up_the_next() {
             let mut body = vec![0; length];
             let _ = std::io::Read::read_exact(&mut reader, &mut body);
             let body = String::from_utf8_lossy(&body).into_owned();
-            let answer: &[u8] = if body.contains(r#""kind":"offline""#) {
+            let refused = body.contains(r#""kind":"offline""#) && !takes_all.load(std::sync::atomic::Ordering::SeqCst);
+            let answer: &[u8] = if refused {
                 b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             } else {
                 b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -334,6 +339,28 @@ fn an_alert_the_channel_refuses_does_not_hold_up_the_next() {
         assert!(std::time::Instant::now() < deadline, "the recovery waited behind the refused offline alert");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The channel takes everything now, and the refused offline alert is due again (its
+    // first retries come seconds apart), while the node keeps beating.
+    mended.store(true, std::sync::atomic::Ordering::SeqCst);
+    let offline_tries = || heard.lock().unwrap().iter().filter(|b| b.contains(r#""kind":"offline""#)).count();
+    let tried = offline_tries();
+    for _ in 0..3 {
+        clock.advance_secs(20);
+        collector.post("/api/agent/heartbeat", &[], &beat(&node, "b1", "running"));
+    }
+    let key = collector.api_key();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let alerts = send(collector.addr, "GET", "/api/alerts", &[("Authorization", &format!("Bearer {key}"))], b"");
+        if alerts.body.contains(r#""state":"dropped""#) {
+            assert!(alerts.body.contains("which ends what it tells of, was sent first"), "{}", alerts.body);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the ended offline alert was not dropped: {}", alerts.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(offline_tries(), tried, "the offline alert was sent after its recovery");
 }
 
 #[test]
