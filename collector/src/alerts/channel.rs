@@ -5,6 +5,7 @@ use crate::model::{AlertRecord, EventKind};
 use hearth_wire::format_rfc3339;
 use hearth_wire::Check;
 use miniserde::json::{self, Array, Number, Object, Value};
+use std::collections::HashSet;
 
 /// An HTTP POST to make.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,12 +242,56 @@ pub fn webhook_body(alert: &AlertRecord) -> Value {
     ])
 }
 
-/// An alert in Alertmanager's v2 form (see `alertmanager_alerts`). An ongoing problem is posted with an `endsAt` a week
-/// out (reminders re-post it); its end is posted with `endsAt` now and the same labels, which
-/// resolves it; news ends by itself a few minutes after it is posted ([`Ends`]).
+/// An alert in Alertmanager's v2 form (see `alertmanager_entries`).
 fn alertmanager_alerts(alert: &AlertRecord, text: &str, sent: i64) -> Vec<Value> {
+    alertmanager_entries(alert, text, sent).into_iter().map(|(_, _, value)| value).collect()
+}
+
+/// What is still firing in an Alertmanager channel, to post again: of `alerts`, newest
+/// first, those delivered to it, the latest entry of each label set where that is an
+/// ongoing problem. Alertmanager keeps no alerts across its own restart, and Hearth posts
+/// a problem once (and at reminders): without this, one restart of it would drop every
+/// offline node and failing check until they changed. `None` when nothing fires.
+pub fn alertmanager_firing<'a>(
+    channel: &Channel,
+    alerts: impl IntoIterator<Item = &'a AlertRecord>,
+    now: i64,
+) -> Option<Outgoing> {
+    let (mut seen, mut gone, mut firing) = (HashSet::new(), HashSet::new(), Vec::new());
+    for alert in alerts {
+        if gone.contains(&alert.node_id) {
+            continue;
+        }
+        for (key, ends, value) in alertmanager_entries(alert, &summary(alert), now) {
+            if seen.insert(key) && ends == Ends::Later {
+                firing.push(value);
+            }
+        }
+        // Whatever was told of a deleted node or a removed job before has ended.
+        if matches!(alert.kind, EventKind::Deleted | EventKind::JobRemoved) {
+            gone.insert(alert.node_id.clone());
+        }
+    }
+    if firing.is_empty() {
+        return None;
+    }
+    let out = Outgoing {
+        secrets: Vec::new(),
+        url: format!("{}/api/v2/alerts", channel.url),
+        headers: vec![("Content-Type", "application/json".to_owned())],
+        body: json::to_string(&Value::Array(Array::from_iter(firing))),
+    };
+    Some(authorized(channel, out))
+}
+
+/// An alert's entries in Alertmanager's v2 form, each with what identifies it (its labels)
+/// and how it ends. An ongoing problem is posted with an `endsAt` a week out (reminders and
+/// [`alertmanager_firing`] post it again); its end is posted with `endsAt` now and the same
+/// labels, which resolves it; news ends by itself a few minutes after it is posted ([`Ends`]).
+fn alertmanager_entries(alert: &AlertRecord, text: &str, sent: i64) -> Vec<(String, Ends, Value)> {
     let tell = telling(alert.kind);
     let entry = |(alertname, severity): (&str, &str), check: Option<&str>, ends: Ends| {
+        let key = format!("{alertname}\0{}\0{}", alert.node_id, check.unwrap_or(""));
         let mut labels = vec![("alertname", string(alertname)), ("severity", string(severity))];
         if alert.kind.is_job() {
             labels.extend([("job_id", string(&alert.node_id)), ("job", string(&alert.name))]);
@@ -261,17 +306,18 @@ fn alertmanager_alerts(alert: &AlertRecord, text: &str, sent: i64) -> Vec<Value>
             labels.push(("check", string(check)));
         }
         let starts = alert.down_since.unwrap_or(alert.at);
-        let ends = match ends {
+        let ends_at = match ends {
             Ends::Later => sent.max(alert.at) + 7 * 86_400_000,
             Ends::Now => alert.at,
             Ends::Soon => sent.max(alert.at) + NEWS_LASTS_MS,
         };
-        object([
+        let value = object([
             ("labels", object(labels)),
             ("annotations", object([("summary", string(text)), ("description", string(&alert.detail))])),
             ("startsAt", string(&format_rfc3339(starts))),
-            ("endsAt", string(&format_rfc3339(ends))),
-        ])
+            ("endsAt", string(&format_rfc3339(ends_at))),
+        ]);
+        (key, ends, value)
     };
     let checks = alert.checks.as_deref().unwrap_or_default();
     match alert.kind {

@@ -1,7 +1,7 @@
 //! The delivery worker: a thread that sends outbox alerts to their channels.
 
 use super::channel;
-use super::config::Channels;
+use super::config::{Channels, Kind};
 use crate::clock::Clock;
 use crate::model::{AlertRecord, Delivery, DeliveryState, EventKind};
 use crate::store::{self, Store};
@@ -9,12 +9,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Attempts per channel before an alert is marked failed for it (about a day, at the cap).
 pub const MAX_ATTEMPTS: u64 = 300;
 /// The longest wait between two attempts.
 const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
+/// How often what still fires is posted again to each Alertmanager channel
+/// ([`Worker::resend_firing`]): how long an Alertmanager that restarted lacks it at most.
+const FIRING_RESENT_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// Counts for /metrics.
 #[derive(Debug, Default)]
@@ -32,8 +35,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Delivers what is due whenever woken, and at least twice a second.
+    /// Delivers what is due whenever woken, and at least twice a second; and posts again
+    /// what still fires to Alertmanager channels every [`FIRING_RESENT_EVERY`].
     pub fn run(self, wake: Receiver<()>) {
+        let mut resent = Instant::now();
         loop {
             match wake.recv_timeout(Duration::from_millis(500)) {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
@@ -41,9 +46,38 @@ impl Worker {
                     if let Err(e) = self.deliver_due() {
                         log::error!("alert delivery: {e}");
                     }
+                    if resent.elapsed() >= FIRING_RESENT_EVERY {
+                        resent = Instant::now();
+                        if let Err(e) = self.resend_firing() {
+                            log::error!("posting what still fires to Alertmanager: {e}");
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Posts again to each Alertmanager channel what it was told of and still fires
+    /// (`channel::alertmanager_firing`), after the outbox's own deliveries, so that a
+    /// restarted Alertmanager has it back. A failure waits for the next round.
+    pub fn resend_firing(&self) -> Result<(), store::Error> {
+        let mut channels = self.channels.list.iter().filter(|c| c.kind == Kind::Alertmanager).peekable();
+        if channels.peek().is_none() {
+            return Ok(());
+        }
+        // Every alert kept: at most the settled ones kept and the outbox, newest first.
+        let alerts = self.store.read(|txn| txn.alerts(usize::MAX))?;
+        let now = self.clock.now_ms();
+        for channel in channels {
+            let told = |a: &&AlertRecord| {
+                a.deliveries.iter().any(|d| d.channel == channel.name && d.state == DeliveryState::Delivered)
+            };
+            let Some(out) = channel::alertmanager_firing(channel, alerts.iter().filter(told), now) else { continue };
+            if let Err(e) = send(&out) {
+                log::warn!("posting what still fires to channel {} failed: {e}", channel.name);
+            }
+        }
+        Ok(())
     }
 
     /// One pass over the outbox, oldest alert first. A channel hears of a node (or job) in
@@ -260,6 +294,90 @@ fn backoff_ms(attempts: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an Alertmanager channel was told and still fires is posted again: not what
+    /// ended since, not what never reached it, nothing of a deleted node.
+    #[test]
+    fn what_still_fires_is_posted_again_to_alertmanager() {
+        use crate::store::StoreConfig;
+        use std::io::{BufRead, Read, Write};
+        use EventKind::*;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fake = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(stream);
+            let (mut line, mut length) = (String::new(), 0);
+            while reader.read_line(&mut line).unwrap() > 2 {
+                let last = line.lines().last().unwrap_or("").to_ascii_lowercase();
+                if let Some(v) = last.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+            String::from_utf8(body).unwrap()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&StoreConfig::new(dir.path(), 16 << 20)).unwrap());
+        let text = format!("[channel am]\ntype = alertmanager\nurl = http://{addr}\n");
+        let channels = Arc::new(super::super::config::parse(&text).unwrap());
+        let delivered = |state| Delivery {
+            channel: "am".into(),
+            state,
+            attempts: 1,
+            next_attempt: 0,
+            last_error: None,
+            answered: None,
+            delivered_at: None,
+        };
+        let history = [
+            ("a", Offline, &[][..], DeliveryState::Delivered),
+            ("b", Offline, &[], DeliveryState::Delivered),
+            ("b", Recovered, &[], DeliveryState::Delivered),
+            ("c", CheckFailed, &["disk", "raid"], DeliveryState::Delivered),
+            ("c", CheckRecovered, &["raid"], DeliveryState::Delivered),
+            ("d", Offline, &[], DeliveryState::Delivered),
+            ("d", CheckFailed, &["fan"], DeliveryState::Delivered),
+            ("d", Deleted, &[], DeliveryState::Delivered),
+            ("e", Offline, &[], DeliveryState::Pending),
+        ];
+        store
+            .write(|txn| {
+                for (i, (node, kind, checks, state)) in history.into_iter().enumerate() {
+                    let checks = checks.iter().map(|n| hearth_wire::Check {
+                        name: (*n).into(),
+                        ok: kind != CheckFailed,
+                        detail: String::new(),
+                    });
+                    txn.put_alert(&AlertRecord {
+                        id: i as u64 + 1,
+                        kind,
+                        node_id: node.into(),
+                        name: format!("node-{node}"),
+                        hostname: String::new(),
+                        tags: Vec::new(),
+                        check: None,
+                        checks: Some(checks.collect::<Vec<_>>()).filter(|c| !c.is_empty()),
+                        detail: String::new(),
+                        at: 1_000,
+                        down_since: None,
+                        deliveries: vec![delivered(state)],
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let worker = Worker { store, channels, clock: Clock::System, stats: Arc::default() };
+        worker.resend_firing().unwrap();
+        let body = fake.join().unwrap();
+        let posted: Vec<&str> = body.split(r#""labels":"#).skip(1).collect();
+        assert_eq!(posted.len(), 2, "{body}");
+        assert!(posted.iter().any(|p| p.contains("HearthNodeOffline") && p.contains(r#""node_id":"a""#)), "{body}");
+        assert!(posted.iter().any(|p| p.contains(r#""check":"disk""#) && p.contains(r#""node_id":"c""#)), "{body}");
+        assert!(body.contains(r#""endsAt":"20"#), "{body}");
+    }
 
     #[test]
     fn only_what_ends_a_problem_drops_its_alert() {
