@@ -137,6 +137,15 @@ impl Watching {
         absences.iter().fold(start, |at, a| at.saturating_add((a.to - a.from.max(start)).max(0)))
     }
 
+    /// `at`, or when the collector ran again if it was away then: the earliest it could
+    /// have noticed what happened at `at`.
+    pub fn first_watched(&self, at: i64) -> i64 {
+        match &self.absences {
+            Some(absences) => absences.iter().find(|a| a.from <= at && at < a.to).map_or(at, |a| a.to),
+            None => at.max(self.since),
+        }
+    }
+
     /// How long the collector was away after `seen`, in ms.
     pub fn away_after(&self, seen: i64) -> i64 {
         match self.absences {
@@ -427,9 +436,9 @@ pub fn on_deadline(node: &mut NodeRecord, now: i64, policy: &Policy, watching: &
             changes.push(change(Kind::Offline, None, detail));
             node.down_since = Some(now);
             // The outage began with the first heartbeat that did not come, or when the
-            // collector started watching, if it was away then.
+            // collector ran again, if it was away then.
             let interval = (node.interval_secs() * 1000) as i64;
-            node.down_from = Some(seen.saturating_add(interval).max(watching.since).min(now));
+            node.down_from = Some(watching.first_watched(seen.saturating_add(interval)).min(now));
         }
         Some(since) => {
             let last = node.reminded_at.unwrap_or(since);
@@ -610,6 +619,8 @@ mod tests {
         assert_eq!(watching.silence_from(55 * S), 60 * S);
         assert_eq!(watching.silence_from(70 * S), 70 * S);
         assert_eq!(watching.away_after(10 * S), 20 * S);
+        assert_eq!(watching.first_watched(25 * S), 30 * S, "an outage that began while it was away");
+        assert_eq!(watching.first_watched(40 * S), 40 * S);
         assert_eq!(watching.since, 60 * S);
         // A store from before absences were kept: the first restart starts them.
         let old = Watching { since: 100 * S, away_from: None, ..Watching::default() };
