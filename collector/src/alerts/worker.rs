@@ -86,7 +86,8 @@ impl Worker {
     /// waits. Otherwise, after a channel's outage, a recovery could reach it before the
     /// offline alert it ends, and Alertmanager would keep a node that is back firing for a week.
     /// For the same reason, an earlier alert that did not hold the channel back (it refused
-    /// it) is dropped there once an alert that ends its problem has been delivered ([`ends`]).
+    /// it) is dropped there once a later alert about the same problem has been delivered
+    /// ([`ends`]).
     pub fn deliver_due(&self) -> Result<(), store::Error> {
         // (subject, channel) pairs with an earlier alert still pending that holds them back.
         let mut behind: HashSet<(String, String)> = HashSet::new();
@@ -172,8 +173,8 @@ impl Worker {
         Ok(())
     }
 
-    /// Drops alert `id`'s pending delivery to `channel` if `later`, delivered there, ends
-    /// the problem it tells of.
+    /// Drops alert `id`'s pending delivery to `channel` if `later`, delivered there, tells
+    /// where the same problem stands now.
     fn drop_ended(&self, id: u64, later: &AlertRecord, channel: &str) -> Result<(), store::Error> {
         self.store.write(|txn| {
             let Some(mut alert) = txn.alert(id)?.filter(|alert| ends(later, alert)) else { return Ok(()) };
@@ -182,10 +183,10 @@ impl Worker {
             else {
                 return Ok(());
             };
-            log::info!("alert {id} to channel {channel} dropped: alert {} ended what it told of first", later.id);
+            log::info!("alert {id} to channel {channel} dropped: alert {}, about the same, went first", later.id);
             delivery.state = DeliveryState::Dropped;
             delivery.last_error =
-                Some(format!("not sent: alert {}, which ends what it tells of, was sent first", later.id));
+                Some(format!("not sent: alert {}, a later word on the same, was sent first", later.id));
             txn.put_alert(&alert)
         })
     }
@@ -199,24 +200,32 @@ impl Worker {
     }
 }
 
-/// Whether `later` ends the problem `earlier` tells of: its recovery, a check passing again,
-/// steady checks, a job's success, pause or removal, or the node's deletion. Sent after it,
-/// `earlier` would leave a channel holding a problem that is over.
+/// Whether `later` tells where the problem `earlier` tells of stands now: a later word on
+/// the node's being offline (its recovery, or the next outage), on its flapping, on every
+/// check `earlier` names, or on the job; or the node's deletion. Sent after it, `earlier`
+/// would leave a channel with news that is out of date: Alertmanager would keep firing a
+/// problem that is over, or resolve one that is not.
 fn ends(later: &AlertRecord, earlier: &AlertRecord) -> bool {
     use EventKind::*;
+    let topic = |kind| match kind {
+        Offline | Reminder | Pending | Recovered => 1,
+        Flapping | FlappingStopped => 2,
+        CheckFailed | CheckRecovered => 3,
+        JobDown | JobFailed | JobRecovered | JobPaused | JobRemoved => 4,
+        _ => 0,
+    };
     let checks = |alert: &AlertRecord| -> Vec<String> {
         let listed = alert.checks.iter().flatten().map(|c| c.name.clone());
         alert.check.iter().cloned().chain(listed).collect()
     };
-    match (earlier.kind, later.kind) {
+    match (topic(earlier.kind), later.kind) {
         (_, Deleted) => !earlier.kind.is_job(),
-        (Offline | Reminder | Pending, Recovered) | (Flapping, FlappingStopped) => true,
-        (CheckFailed, CheckRecovered) => {
-            let (failed, passed) = (checks(earlier), checks(later));
-            !failed.is_empty() && failed.iter().all(|name| passed.contains(name))
+        (0, _) => false,
+        (3, CheckFailed | CheckRecovered) => {
+            let (earlier, later) = (checks(earlier), checks(later));
+            !earlier.is_empty() && earlier.iter().all(|name| later.contains(name))
         }
-        (JobDown | JobFailed, JobRecovered | JobPaused | JobRemoved) => true,
-        _ => false,
+        (topic_of_earlier, kind) => topic_of_earlier == topic(kind),
     }
 }
 
@@ -380,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn only_what_ends_a_problem_drops_its_alert() {
+    fn only_a_later_word_on_the_same_problem_drops_an_alert() {
         use EventKind::*;
         let alert = |kind, check: Option<&str>, checks: &[&str]| AlertRecord {
             id: 1,
@@ -401,13 +410,17 @@ mod tests {
             down_since: None,
             deliveries: Vec::new(),
         };
-        let offline = alert(Offline, None, &[]);
-        assert!(ends(&alert(Recovered, None, &[]), &offline));
+        let (offline, recovered) = (alert(Offline, None, &[]), alert(Recovered, None, &[]));
+        assert!(ends(&recovered, &offline));
+        assert!(ends(&offline, &recovered), "the next outage: the old recovery must not resolve it");
+        assert!(ends(&offline, &alert(Reminder, None, &[])));
         assert!(ends(&alert(Deleted, None, &[]), &offline));
         assert!(!ends(&alert(CheckRecovered, Some("disk"), &[]), &offline));
+        assert!(!ends(&offline, &alert(CheckFailed, Some("disk"), &[])));
         let disk_and_raid = alert(CheckFailed, None, &["disk", "raid"]);
         assert!(!ends(&alert(CheckRecovered, Some("disk"), &[]), &disk_and_raid), "raid still fails");
         assert!(ends(&alert(CheckRecovered, None, &["raid", "disk"]), &disk_and_raid));
+        assert!(ends(&alert(CheckFailed, Some("disk"), &[]), &alert(CheckRecovered, Some("disk"), &[])));
         assert!(!ends(&alert(Reboot, None, &[]), &alert(Reboot, None, &[])), "news is not a problem");
         assert!(ends(&alert(JobRecovered, None, &[]), &alert(JobFailed, None, &[])));
         assert!(!ends(&alert(Deleted, None, &[]), &alert(JobDown, None, &[])));

@@ -353,7 +353,7 @@ fn an_alert_the_channel_refuses_does_not_hold_up_the_next() {
     loop {
         let alerts = send(collector.addr, "GET", "/api/alerts", &[("Authorization", &format!("Bearer {key}"))], b"");
         if alerts.body.contains(r#""state":"dropped""#) {
-            assert!(alerts.body.contains("which ends what it tells of, was sent first"), "{}", alerts.body);
+            assert!(alerts.body.contains("a later word on the same, was sent first"), "{}", alerts.body);
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the ended offline alert was not dropped: {}", alerts.body);
