@@ -128,9 +128,11 @@ pub fn decode_node(bytes: &[u8]) -> Option<NodeRecord> {
 /// Decodes only what a node's status needs: its id, name, hostname, times, interval and
 /// grace, and of its heartbeat only `interval_secs` and `state`. For fleet-wide reads
 /// (`/metrics`), a few times faster than `decode_node`; never to be stored back.
-pub fn decode_node_status(bytes: &[u8]) -> Option<NodeRecord> {
+/// With `tags`, its tags and those its heartbeat reported too (for asking whether a window
+/// or silence scoped by tag covers it).
+pub fn decode_node_status(bytes: &[u8], tags: bool) -> Option<NodeRecord> {
     match bytes.split_first()? {
-        (&FORMAT, rest) => node_with(rest, Part::Status),
+        (&FORMAT, rest) => node_with(rest, if tags { Part::StatusAndTags } else { Part::Status }),
         _ => decode_node(bytes),
     }
 }
@@ -140,6 +142,7 @@ pub fn decode_node_status(bytes: &[u8]) -> Option<NodeRecord> {
 enum Part {
     All,
     Status,
+    StatusAndTags,
 }
 
 fn node_with(bytes: &[u8], part: Part) -> Option<NodeRecord> {
@@ -147,7 +150,12 @@ fn node_with(bytes: &[u8], part: Part) -> Option<NodeRecord> {
     let mut tags = Vec::new();
     for field in Reader(bytes) {
         let field = field?;
-        if part == Part::Status && matches!(field.0, 4 | 5 | 9 | 10 | 11 | 23) {
+        let wanted = match part {
+            Part::All => true,
+            Part::Status => !matches!(field.0, 4 | 5 | 9 | 10 | 11 | 23),
+            Part::StatusAndTags => !matches!(field.0, 4 | 9 | 10 | 11 | 23),
+        };
+        if !wanted {
             continue;
         }
         match field {
@@ -212,7 +220,12 @@ fn heartbeat_from(bytes: &[u8], part: Part) -> Option<Heartbeat> {
     };
     for field in Reader(bytes) {
         let field = field?;
-        if part == Part::Status && !matches!(field.0, 28 | 31) {
+        let wanted = match part {
+            Part::All => true,
+            Part::Status => matches!(field.0, 28 | 31),
+            Part::StatusAndTags => matches!(field.0, 13 | 14 | 28 | 31),
+        };
+        if !wanted {
             continue;
         }
         match field {
@@ -529,7 +542,7 @@ mod tests {
     #[test]
     fn the_status_part_holds_what_status_needs() {
         let node = full_node();
-        let part = decode_node_status(&encode_node(&node)).unwrap();
+        let part = decode_node_status(&encode_node(&node), false).unwrap();
         let hb = part.heartbeat.as_ref().unwrap();
         assert_eq!((hb.interval_secs, hb.state, hb.kernel.as_deref()), (Some(30), Some(State::Stopping), None));
         assert_eq!((&part.node_id, &part.name, &part.hostname), (&node.node_id, &node.name, &node.hostname));
@@ -541,6 +554,10 @@ mod tests {
         for now in [node.last_seen.unwrap(), node.last_seen.unwrap() + 3_600_000] {
             assert_eq!(part.status(now, 90_000), node.status(now, 90_000));
         }
+        let tagged = decode_node_status(&encode_node(&node), true).unwrap();
+        assert!(!node.all_tags().is_empty());
+        assert_eq!(tagged.all_tags(), node.all_tags(), "what a window's or silence's tag scope reads");
+        assert_eq!(tagged.heartbeat.as_ref().unwrap().kernel, None);
     }
 
     #[test]

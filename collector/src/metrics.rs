@@ -125,12 +125,13 @@ pub struct Fleet {
     last_seen: String,
     /// Only the nodes the collector has declared offline: few, however large the fleet.
     down_since: String,
-    /// Only the nodes whose alerts a maintenance window or silence holds back.
+    /// Only the nodes a maintenance window or silence covers, or whose alerts one held back.
     held: String,
 }
 
 impl Fleet {
-    pub fn add(&mut self, node: &NodeRecord, status: Status) {
+    /// Adds `node`; `covered` says whether a maintenance window or silence covers it now.
+    pub fn add(&mut self, node: &NodeRecord, status: Status, covered: bool) {
         if let Some(i) = STATUSES.iter().position(|s| *s == status) {
             self.counts[i] += 1;
         }
@@ -151,7 +152,7 @@ impl Fleet {
             labels(&mut self.down_since, node);
             let _ = writeln!(self.down_since, "}} {}", Seconds(since));
         }
-        if node.held_since.is_some() {
+        if covered || node.held_since.is_some() {
             self.held.push_str("hearth_node_alerts_held{");
             labels(&mut self.held, node);
             self.held.push_str("} 1\n");
@@ -236,7 +237,7 @@ pub fn render(s: &Snapshot, fleet: Fleet) -> String {
     gauge(
         &mut out,
         "hearth_node_alerts_held",
-        "1 while a maintenance window or silence holds back alerts about the node; only such nodes.",
+        "1 while a maintenance window or silence covers the node, or holds back alerts about it; only such nodes.",
     );
     out.push_str(&fleet.held);
     out
@@ -542,10 +543,11 @@ mod tests {
             ..NodeRecord::default()
         };
         let mut fleet = Fleet::default();
-        fleet.add(&node("told", Some(100), None), Status::Offline);
-        fleet.add(&node("held", Some(200), Some(150)), Status::Offline);
-        fleet.add(&node("told-then-held", Some(100), Some(150)), Status::Offline);
-        fleet.add(&node("check-held", None, Some(150)), Status::Online);
+        fleet.add(&node("told", Some(100), None), Status::Offline, false);
+        fleet.add(&node("held", Some(200), Some(150)), Status::Offline, true);
+        fleet.add(&node("told-then-held", Some(100), Some(150)), Status::Offline, true);
+        fleet.add(&node("check-held", None, Some(150)), Status::Online, false);
+        fleet.add(&node("covered", None, None), Status::Online, true);
         let text = render(
             &Snapshot { metrics: &Metrics::default(), alerts: &Stats::default(), alerts_pending: 0, alerts_dropped: 0 },
             fleet,
@@ -555,7 +557,7 @@ mod tests {
         assert_eq!(down.len(), 2, "{down:?}");
         assert!(down[0].contains("\"told\"") && down[1].contains("\"told-then-held\""), "{down:?}");
         let held: Vec<&str> = text.lines().filter(|l| l.starts_with("hearth_node_alerts_held{")).collect();
-        assert_eq!(held.len(), 3, "{held:?}");
+        assert_eq!(held.len(), 4, "{held:?}");
         assert!(!held.iter().any(|l| l.contains("\"told\"")), "{held:?}");
     }
 

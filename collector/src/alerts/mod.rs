@@ -137,6 +137,26 @@ impl Holds {
         }) || self.silences.iter().any(|s| inside(s.created_at) || inside(s.until))
     }
 
+    /// Only the windows and silences that hold at `now`, for asking of many nodes whether
+    /// any holds them ([`Holds::covers`]).
+    pub fn at(mut self, now: i64) -> Holds {
+        self.windows.retain(|(_, window)| window.active_at(now).is_some());
+        self.silences.retain(|silence| silence.until > now);
+        self
+    }
+
+    /// Whether none are left.
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty() && self.silences.is_empty()
+    }
+
+    /// Whether a window or silence of these covers `node`, whenever it holds (see
+    /// [`Holds::at`]). A tag scope reads the node's tags.
+    pub fn covers(&self, node: &NodeRecord) -> bool {
+        self.windows.iter().any(|(_, window)| window.scope.covers(node))
+            || self.silences.iter().any(|silence| maintenance::silence_covers(silence, node))
+    }
+
     /// When maintenance windows covered `node` between `from` and `to`.
     pub fn covering(&self, node: &NodeRecord, from: i64, to: i64) -> Vec<(i64, i64)> {
         maintenance::covering(node, &self.windows, from, to)
@@ -419,7 +439,7 @@ pub fn record_about(
 /// operator's removal), so a walk over the nodes is affordable.
 pub fn holds_removed(txn: &mut Txn<RwTxn>, now: i64) -> Result<usize, store::Error> {
     let mut held = Vec::new();
-    txn.each_node_status(|n| {
+    txn.each_node_status(false, |n| {
         if n.held_since.is_some() {
             held.push(n.node_id);
         }

@@ -78,7 +78,7 @@ fn changed_page<T: ReadTxn>(
     limit: usize,
 ) -> Result<(Vec<NodeRecord>, bool), store::Error> {
     let mut ids = Vec::new();
-    txn.each_node_status(|n| {
+    txn.each_node_status(false, |n| {
         if ids.len() <= limit
             && after.is_none_or(|a| n.node_id.as_str() > a)
             && n.changed_between(since, ctx.now_ms, ctx.status_grace_ms(&n))

@@ -743,7 +743,12 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
                 alerts_dropped: txn.setting(store::setting::ALERTS_DROPPED)?.unwrap_or(0),
             };
             let mut fleet = metrics::Fleet::default();
-            txn.each_node_status(|node| fleet.add(&node, node.status(ctx.now_ms, ctx.status_grace_ms(&node))))?;
+            // What holds now, so that a node is marked held from the moment a window or
+            // silence covers it, not only once something about it was held.
+            let holds = crate::alerts::Holds::load(txn)?.at(ctx.now_ms);
+            txn.each_node_status(!holds.is_empty(), |node| {
+                fleet.add(&node, node.status(ctx.now_ms, ctx.status_grace_ms(&node)), holds.covers(&node))
+            })?;
             let mut text = metrics::render(&snapshot, fleet);
             let mut jobs = metrics::Jobs::default();
             for job in txn.jobs()? {

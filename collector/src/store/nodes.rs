@@ -28,13 +28,14 @@ impl<T: ReadTxn> Txn<'_, T> {
         Ok(())
     }
 
-    /// Hands `visit` every node in id order, with only what its status needs
-    /// (`codec::decode_node_status`), one at a time: for reading the whole fleet fast.
+    /// Hands `visit` every node in id order, with only what its status needs (and with
+    /// `tags`, its tags: `codec::decode_node_status`), one at a time: for reading the whole
+    /// fleet fast.
     /// These partial records are never to be saved.
-    pub fn each_node_status(&self, mut visit: impl FnMut(NodeRecord)) -> Result<(), Error> {
+    pub fn each_node_status(&self, tags: bool, mut visit: impl FnMut(NodeRecord)) -> Result<(), Error> {
         for entry in self.dbs.nodes.iter(self.raw.ro())? {
             let (_, value) = entry?;
-            visit(codec::decode_node_status(value).ok_or_else(|| corrupt_node(value))?);
+            visit(codec::decode_node_status(value, tags).ok_or_else(|| corrupt_node(value))?);
         }
         Ok(())
     }

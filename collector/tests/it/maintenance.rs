@@ -75,11 +75,20 @@ fn an_outage_inside_a_window_pages_no_one_and_one_still_going_at_its_end_pages_o
     };
     send(&back, r#""rack""#, "running");
     send(&down, r#""rack""#, "running");
+    // /metrics marks both held from the start, before anything about them was held, so
+    // that Prometheus rules (HearthCheckFailing) hold what the channels hold.
+    let metrics = || collector.get("/metrics", &key).body;
+    let has = |text: &str, family: &str, node: &str| text.contains(&format!("{family}{{node_id=\"{node}\""));
+    let text = metrics();
+    assert!(has(&text, "hearth_node_alerts_held", &back) && has(&text, "hearth_node_alerts_held", &down), "{text}");
 
-    // Both go silent and are declared offline inside the window: events, held, no alert.
+    // Both go silent and are declared offline inside the window: events, held, no alert,
+    // and not down in /metrics, as the channels are not told.
     clock.set(start + 60 * S);
     let events = wait_for_event(&collector, &key, &down, "offline");
     assert!(events.contains(r#""held":"maintenance: rewiring the rack""#), "{events}");
+    let text = metrics();
+    assert!(!has(&text, "hearth_node_down_since_timestamp_seconds", &down), "{text}");
     wait_for_event(&collector, &key, &back, "offline");
     // One comes back inside the window, and then stops cleanly.
     clock.set(start + 100 * S);
@@ -99,6 +108,11 @@ fn an_outage_inside_a_window_pages_no_one_and_one_still_going_at_its_end_pages_o
     let released = hits.iter().find(|h| h.body.contains(&down)).unwrap();
     assert!(released.body.contains("still offline when its maintenance window"), "{}", released.body);
     assert_eq!(offline_of(&sentinel), 1, "{hits:#?}");
+    let text = metrics();
+    for node in [&down, &sentinel] {
+        assert!(has(&text, "hearth_node_down_since_timestamp_seconds", node), "{text}");
+    }
+    assert!(!has(&text, "hearth_node_alerts_held", &down), "{text}");
     assert!(hits.iter().all(|h| !h.body.contains(&back)), "the node back inside the window paged: {hits:#?}");
     let alerts = collector.get("/api/alerts", &key).body;
     assert!(!alerts.contains(&back), "{alerts}");
