@@ -91,8 +91,9 @@ pub(super) fn take_beat(
     let previous = node.deadline;
     let closed = uptime::ongoing(&node, ctx.now_ms);
     if hb.interval_secs.is_none() {
-        let watching: liveness::Watching = txn.setting(store::setting::WATCHING)?.unwrap_or_default();
-        liveness::learn_cadence(&mut node, &hb, ctx.now_ms, watching.since);
+        // The context's start, not the stored `Watching`: that holds the collector's last
+        // absences, too much to parse for each heartbeat.
+        liveness::learn_cadence(&mut node, &hb, ctx.now_ms, ctx.watching_since);
     }
     let changes = liveness::on_heartbeat(&mut node, hb, ctx.now_ms, ctx.policy);
     if let Some(span) = closed {
