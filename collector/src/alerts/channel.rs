@@ -248,22 +248,24 @@ fn alertmanager_alerts(alert: &AlertRecord, text: &str, sent: i64) -> Vec<Value>
 }
 
 /// What is still firing in an Alertmanager channel, to post again: of `alerts`, newest
-/// first, those delivered to it, the latest entry of each label set where that is an
-/// ongoing problem. Alertmanager keeps no alerts across its own restart, and Hearth posts
-/// a problem once (and at reminders): without this, one restart of it would drop every
-/// offline node and failing check until they changed. `None` when nothing fires.
+/// first, those meant for it, each with whether it was delivered there, the latest entry
+/// of each label set where that is an ongoing problem and was delivered (a later word not
+/// yet delivered, a recovery waiting to be retried, say, is never undone by an older one).
+/// Alertmanager keeps no alerts across its own restart, and Hearth posts a problem once
+/// (and at reminders): without this, one restart of it would drop every offline node and
+/// failing check until they changed. `None` when nothing fires.
 pub fn alertmanager_firing<'a>(
     channel: &Channel,
-    alerts: impl IntoIterator<Item = &'a AlertRecord>,
+    alerts: impl IntoIterator<Item = (&'a AlertRecord, bool)>,
     now: i64,
 ) -> Option<Outgoing> {
     let (mut seen, mut gone, mut firing) = (HashSet::new(), HashSet::new(), Vec::new());
-    for alert in alerts {
+    for (alert, delivered) in alerts {
         if gone.contains(&alert.node_id) {
             continue;
         }
         for (key, ends, value) in alertmanager_entries(alert, &summary(alert), now) {
-            if seen.insert(key) && ends == Ends::Later {
+            if seen.insert(key) && ends == Ends::Later && delivered {
                 firing.push(value);
             }
         }
@@ -282,6 +284,12 @@ pub fn alertmanager_firing<'a>(
         body: json::to_string(&Value::Array(Array::from_iter(firing))),
     };
     Some(authorized(channel, out))
+}
+
+/// What identifies each of an alert's entries in Alertmanager (its labels, as one string):
+/// the problems it tells of, or ends.
+pub fn alertmanager_keys(alert: &AlertRecord) -> Vec<String> {
+    alertmanager_entries(alert, "", alert.at).into_iter().map(|(key, _, _)| key).collect()
 }
 
 /// An alert's entries in Alertmanager's v2 form, each with what identifies it (its labels)

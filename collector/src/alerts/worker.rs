@@ -69,10 +69,11 @@ impl Worker {
         let alerts = self.store.read(|txn| txn.alerts(usize::MAX))?;
         let now = self.clock.now_ms();
         for channel in channels {
-            let told = |a: &&AlertRecord| {
-                a.deliveries.iter().any(|d| d.channel == channel.name && d.state == DeliveryState::Delivered)
-            };
-            let Some(out) = channel::alertmanager_firing(channel, alerts.iter().filter(told), now) else { continue };
+            let meant = alerts.iter().filter_map(|a| {
+                let delivery = a.deliveries.iter().find(|d| d.channel == channel.name)?;
+                Some((a, delivery.state == DeliveryState::Delivered))
+            });
+            let Some(out) = channel::alertmanager_firing(channel, meant, now) else { continue };
             if let Err(e) = send(&out) {
                 log::warn!("posting what still fires to channel {} failed: {e}", channel.name);
             }
@@ -200,33 +201,17 @@ impl Worker {
     }
 }
 
-/// Whether `later` tells where the problem `earlier` tells of stands now: a later word on
-/// the node's being offline (its recovery, or the next outage), on its flapping, on every
-/// check `earlier` names, or on the job; or the node's deletion. Sent after it, `earlier`
-/// would leave a channel with news that is out of date: Alertmanager would keep firing a
-/// problem that is over, or resolve one that is not.
+/// Whether `later` tells where every problem `earlier` tells of (or ends) stands now: a
+/// later word on each of them (Alertmanager's label sets: the node's being offline, its
+/// flapping, each check it names, the job's being late or failed), or the node's deletion.
+/// Sent after it, `earlier` would leave a channel with news that is out of date:
+/// Alertmanager would keep firing a problem that is over, or resolve one that is not.
 fn ends(later: &AlertRecord, earlier: &AlertRecord) -> bool {
-    use EventKind::*;
-    let topic = |kind| match kind {
-        Offline | Reminder | Pending | Recovered => 1,
-        Flapping | FlappingStopped => 2,
-        CheckFailed | CheckRecovered => 3,
-        JobDown | JobFailed | JobRecovered | JobPaused | JobRemoved => 4,
-        _ => 0,
-    };
-    let checks = |alert: &AlertRecord| -> Vec<String> {
-        let listed = alert.checks.iter().flatten().map(|c| c.name.clone());
-        alert.check.iter().cloned().chain(listed).collect()
-    };
-    match (topic(earlier.kind), later.kind) {
-        (_, Deleted) => !earlier.kind.is_job(),
-        (0, _) => false,
-        (3, CheckFailed | CheckRecovered) => {
-            let (earlier, later) = (checks(earlier), checks(later));
-            !earlier.is_empty() && earlier.iter().all(|name| later.contains(name))
-        }
-        (topic_of_earlier, kind) => topic_of_earlier == topic(kind),
+    if later.kind == EventKind::Deleted {
+        return !earlier.kind.is_job();
     }
+    let covered = channel::alertmanager_keys(later);
+    channel::alertmanager_keys(earlier).iter().all(|key| covered.contains(key))
 }
 
 /// Whether a pending delivery holds back the later alerts of its node (or job) on its
@@ -305,7 +290,8 @@ mod tests {
     use super::*;
 
     /// What an Alertmanager channel was told and still fires is posted again: not what
-    /// ended since, not what never reached it, nothing of a deleted node.
+    /// ended since (even if that end is still to be delivered), not what never reached it,
+    /// nothing of a deleted node.
     #[test]
     fn what_still_fires_is_posted_again_to_alertmanager() {
         use crate::store::StoreConfig;
@@ -351,6 +337,9 @@ mod tests {
             ("d", CheckFailed, &["fan"], DeliveryState::Delivered),
             ("d", Deleted, &[], DeliveryState::Delivered),
             ("e", Offline, &[], DeliveryState::Pending),
+            // Its recovery waits to be retried: the older offline is not the latest word.
+            ("f", Offline, &[], DeliveryState::Delivered),
+            ("f", Recovered, &[], DeliveryState::Pending),
         ];
         store
             .write(|txn| {
@@ -421,9 +410,13 @@ mod tests {
         assert!(!ends(&alert(CheckRecovered, Some("disk"), &[]), &disk_and_raid), "raid still fails");
         assert!(ends(&alert(CheckRecovered, None, &["raid", "disk"]), &disk_and_raid));
         assert!(ends(&alert(CheckFailed, Some("disk"), &[]), &alert(CheckRecovered, Some("disk"), &[])));
-        assert!(!ends(&alert(Reboot, None, &[]), &alert(Reboot, None, &[])), "news is not a problem");
+        assert!(!ends(&alert(Reboot, None, &[]), &offline));
         assert!(ends(&alert(JobRecovered, None, &[]), &alert(JobFailed, None, &[])));
         assert!(!ends(&alert(Deleted, None, &[]), &alert(JobDown, None, &[])));
+        // A later word on only some of what the earlier one ended leaves it to be sent.
+        assert!(!ends(&alert(JobDown, None, &[]), &alert(JobRecovered, None, &[])), "it ends JobFailed too");
+        assert!(!ends(&alert(Flapping, None, &[]), &alert(FlappingStopped, None, &["disk"])));
+        assert!(!ends(&alert(JobFailed, None, &[]), &alert(JobDown, None, &[])), "two alerts in Alertmanager");
     }
 
     #[test]
