@@ -111,7 +111,22 @@ impl Watching {
         let mut absences = self.absences.clone().unwrap_or_default();
         let mut absences_from = if self.absences.is_some() { self.absences_from } else { None };
         absences_from.get_or_insert(away.map_or(now, |a| a.from));
-        absences.extend(away.filter(|a| a.to > a.from));
+        // None reaches past now (the clock may have stepped back since one was kept).
+        absences.retain(|a| a.from < now);
+        for a in &mut absences {
+            a.to = a.to.min(now);
+        }
+        if let Some(away) = away.filter(|a| a.to > a.from) {
+            // One that overlaps the last (noticed again while the last was being kept)
+            // extends it, so that no time counts twice.
+            match absences.last_mut() {
+                Some(last) if away.from <= last.to => {
+                    last.from = last.from.min(away.from);
+                    last.to = last.to.max(away.to);
+                }
+                _ => absences.push(away),
+            }
+        }
         if absences.len() > ABSENCES_KEPT {
             let dropped: Vec<Absence> = absences.drain(..absences.len() - ABSENCES_KEPT).collect();
             absences_from = absences_from.max(dropped.last().map(|a| a.to));
@@ -621,6 +636,12 @@ mod tests {
         assert_eq!(watching.away_after(10 * S), 20 * S);
         assert_eq!(watching.first_watched(25 * S), 30 * S, "an outage that began while it was away");
         assert_eq!(watching.first_watched(40 * S), 40 * S);
+        // One noticed again while it was being kept counts once; one past a clock that
+        // stepped back is cut at it.
+        let again = watching.clone().restarted(62 * S, Some(Absence { from: 55 * S, to: 62 * S }), false);
+        assert_eq!(again.silence_from(10 * S), 10 * S + 10 * S + 12 * S);
+        let stepped_back = watching.restarted(52 * S, None, false);
+        assert_eq!(stepped_back.silence_from(10 * S), 10 * S + 10 * S + 2 * S);
         assert_eq!(watching.since, 60 * S);
         // A store from before absences were kept: the first restart starts them.
         let old = Watching { since: 100 * S, away_from: None, ..Watching::default() };

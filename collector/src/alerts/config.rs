@@ -123,7 +123,8 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
         if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             let name = header.trim().strip_prefix("channel").map(str::trim).filter(|n| !n.is_empty());
             let Some(name) = name else {
-                return Err(fail(format!("`[{header}]` is not a section; write [channel NAME]")));
+                let said = if plain(header.trim()) { format!("`[{}]`", header.trim()) } else { "this".to_owned() };
+                return Err(fail(format!("{said} is not a section; write [channel NAME]")));
             };
             if list.iter().any(|c| c.name == name) {
                 return Err(fail(format!("channel `{name}` is defined twice")));
@@ -147,7 +148,8 @@ pub fn parse(text: &str) -> Result<Channels, ConfigError> {
         };
         let (key, value) = (key.trim(), unquoted(value.trim()));
         let Some(channel) = list.last_mut() else {
-            return Err(fail(format!("`{key}` comes before any [channel NAME] section")));
+            let said = if plain(key) { format!("`{key}`") } else { "a setting".to_owned() };
+            return Err(fail(format!("{said} comes before any [channel NAME] section")));
         };
         match key {
             "type" => {
@@ -378,7 +380,11 @@ mod tests {
         assert!(!err.reason.contains("s3cret"), "{err}");
         let err = parse("[channel a]\ntype = slack\nurl = https://me:%zz@x/hook\n").unwrap_err();
         assert!(!err.reason.contains("%zz") && err.reason.contains("https://x"), "{err}");
-        // Nor is a url under the wrong key, or written with backslashes.
+        // Nor is a url under the wrong key, or written with backslashes, or before any section.
+        for text in ["https://discord.com/api/webhooks/1/s3cret?wait=true\n", "[https://x/s3cret]\n"] {
+            let err = parse(text).unwrap_err();
+            assert!(!err.reason.contains("s3cret") && err.line == 1, "{text}: {err}");
+        }
         for line in [
             "type = https://discord.com/api/webhooks/1/s3cret",
             "reboot = https://discord.com/api/webhooks/1/s3cret",

@@ -100,6 +100,28 @@ impl<'a> Subject<'a> {
     }
 }
 
+/// Whom the windows and silences in force at one moment cover ([`Holds::in_force`]).
+#[derive(Default)]
+pub struct InForce {
+    all: bool,
+    ids: std::collections::HashSet<String>,
+    tags: std::collections::HashSet<String>,
+}
+
+impl InForce {
+    /// Whether any covers a node by a tag, so that nodes must be read with their tags.
+    pub fn by_tag(&self) -> bool {
+        !self.tags.is_empty()
+    }
+
+    /// Whether one covers `node` (read with its tags if [`InForce::by_tag`]).
+    pub fn covers(&self, node: &NodeRecord) -> bool {
+        self.all
+            || self.ids.contains(&node.node_id)
+            || (self.by_tag() && node.all_tags().iter().any(|t| self.tags.contains(t)))
+    }
+}
+
 /// What holds alerts back now: the maintenance windows (parsed) and silences in the store.
 pub struct Holds {
     windows: Vec<(MaintenanceRecord, maintenance::Window)>,
@@ -137,24 +159,22 @@ impl Holds {
         }) || self.silences.iter().any(|s| inside(s.created_at) || inside(s.until))
     }
 
-    /// Only the windows and silences that hold at `now`, for asking of many nodes whether
-    /// any holds them ([`Holds::covers`]).
-    pub fn at(mut self, now: i64) -> Holds {
-        self.windows.retain(|(_, window)| window.active_at(now).is_some());
-        self.silences.retain(|silence| silence.until > now);
-        self
-    }
-
-    /// Whether none are left.
-    pub fn is_empty(&self) -> bool {
-        self.windows.is_empty() && self.silences.is_empty()
-    }
-
-    /// Whether a window or silence of these covers `node`, whenever it holds (see
-    /// [`Holds::at`]). A tag scope reads the node's tags.
-    pub fn covers(&self, node: &NodeRecord) -> bool {
-        self.windows.iter().any(|(_, window)| window.scope.covers(node))
-            || self.silences.iter().any(|silence| maintenance::silence_covers(silence, node))
+    /// Whom the windows and silences in force at `now` cover, gathered once for asking of
+    /// every node of a fleet (`/metrics`).
+    pub fn in_force(&self, now: i64) -> InForce {
+        let mut covered = InForce::default();
+        for (_, window) in self.windows.iter().filter(|(_, window)| window.active_at(now).is_some()) {
+            match &window.scope {
+                maintenance::Scope::All => covered.all = true,
+                maintenance::Scope::Nodes(ids) => covered.ids.extend(ids.iter().cloned()),
+                maintenance::Scope::Tags(tags) => covered.tags.extend(tags.iter().cloned()),
+            }
+        }
+        for silence in self.silences.iter().filter(|silence| silence.until > now) {
+            covered.ids.extend(silence.node_id.iter().cloned());
+            covered.tags.extend(silence.tag.iter().cloned());
+        }
+        covered
     }
 
     /// When maintenance windows covered `node` between `from` and `to`.

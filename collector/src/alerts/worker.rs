@@ -267,9 +267,12 @@ pub fn send(out: &channel::Outgoing) -> Result<String, Failed> {
         );
         Err(Failed { status: code, message })
     } else {
-        // What it said, without what it may echo of the request's credentials: all of it
-        // redacted before it is cut, so that no secret is cut in two and half shown.
-        let body: String = out.redact(response.as_str().unwrap_or("")).chars().take(200).collect();
+        // What it said, without what it may echo of the request's credentials: redacted
+        // before it is cut to what is shown, so that no secret is cut in two and half shown.
+        // (Only its first 64 KiB are read for that: any secret cut there lies far past what
+        // is shown, as each one before it shrinks to no less than `[hidden]`.)
+        let said: String = response.as_str().unwrap_or("").chars().take(64 * 1024).collect();
+        let body: String = out.redact(&said).chars().take(200).collect();
         Err(Failed { status: code, message: format!("{} answered {status}: {body}", out.origin()) })
     }
 }

@@ -745,9 +745,9 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
             let mut fleet = metrics::Fleet::default();
             // What holds now, so that a node is marked held from the moment a window or
             // silence covers it, not only once something about it was held.
-            let holds = crate::alerts::Holds::load(txn)?.at(ctx.now_ms);
-            txn.each_node_status(!holds.is_empty(), |node| {
-                fleet.add(&node, node.status(ctx.now_ms, ctx.status_grace_ms(&node)), holds.covers(&node))
+            let held = crate::alerts::Holds::load(txn)?.in_force(ctx.now_ms);
+            txn.each_node_status(held.by_tag(), |node| {
+                fleet.add(&node, node.status(ctx.now_ms, ctx.status_grace_ms(&node)), held.covers(&node))
             })?;
             let mut text = metrics::render(&snapshot, fleet);
             let mut jobs = metrics::Jobs::default();
