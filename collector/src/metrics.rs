@@ -234,11 +234,7 @@ pub fn render(s: &Snapshot, fleet: Fleet) -> String {
         "When the collector declared the node offline (or never heard from), as its channels are told; only such nodes.",
     );
     out.push_str(&fleet.down_since);
-    gauge(
-        &mut out,
-        "hearth_node_alerts_held",
-        "1 while a maintenance window or silence covers the node, or holds back alerts about it; only such nodes.",
-    );
+    gauge(&mut out, "hearth_node_alerts_held", HELD_HELP);
     out.push_str(&fleet.held);
     out
 }
@@ -298,6 +294,9 @@ pub struct NodeSeries {
     uptime: [f32; 4],
     /// Each check on a line of its own: `1` if it passed (else `0`), then its escaped name.
     checks: Box<str>,
+    /// Whether a maintenance window or silence covers the node, or holds back what it made
+    /// of it: `hearth_node_alerts_held` here too, in the same scrape as its checks.
+    held: bool,
 }
 
 type Fact = fn(&hearth_wire::Heartbeat) -> Option<f64>;
@@ -323,6 +322,12 @@ impl NodeSeries {
         self
     }
 
+    /// Whether a window or silence covers the node now (see `NodeSeries::held`).
+    pub fn covered(mut self, covered: bool) -> NodeSeries {
+        self.held |= covered;
+        self
+    }
+
     /// About how many bytes this takes in memory.
     pub fn size(&self) -> usize {
         std::mem::size_of::<NodeSeries>() + self.labels.len() + self.checks.len()
@@ -342,6 +347,7 @@ impl NodeSeries {
             facts: FACTS.map(|(_, _, fact)| hb.and_then(fact).unwrap_or(f64::NAN)),
             uptime: [f32::NAN; 4],
             checks: checks.into_boxed_str(),
+            held: node.held_since.is_some(),
         }
     }
 }
@@ -353,11 +359,13 @@ const NODES_PER_PIECE: usize = 500;
 /// at a time: each metric family whole and in turn, as the format requires, a few
 /// hundred nodes a piece, so the answer is never in memory whole.
 pub fn node_pieces(nodes: Vec<NodeSeries>) -> impl Iterator<Item = Vec<u8>> + Send {
-    // Families: 0 status, 1..=8 the facts, 9 uptime, 10 checks.
+    // Families: 0 status, 1..=8 the facts, 9 uptime, 10 checks, 11 held.
     const UPTIME: usize = FACTS.len() + 1;
+    const CHECKS: usize = UPTIME + 1;
+    const HELD: usize = CHECKS + 1;
     let (mut family, mut from) = (0usize, 0usize);
     std::iter::from_fn(move || {
-        if family > UPTIME + 1 {
+        if family > HELD {
             return None;
         }
         let mut out = String::with_capacity(NODES_PER_PIECE * 160);
@@ -370,11 +378,12 @@ pub fn node_pieces(nodes: Vec<NodeSeries>) -> impl Iterator<Item = Vec<u8>> + Se
                     "hearth_node_uptime_ratio",
                     "Share of the window the node was up (stops, maintenance and time before its first heartbeat left out).",
                 ),
-                _ => gauge(
+                CHECKS => gauge(
                     &mut out,
                     "hearth_node_check_ok",
                     "1 if the node's check passed in its last heartbeat, 0 if not.",
                 ),
+                _ => gauge(&mut out, "hearth_node_alerts_held", HELD_HELP),
             }
         }
         let to = (from + NODES_PER_PIECE).min(nodes.len());
@@ -401,12 +410,16 @@ pub fn node_pieces(nodes: Vec<NodeSeries>) -> impl Iterator<Item = Vec<u8>> + Se
                         }
                     }
                 }
-                _ => {
+                CHECKS => {
                     for line in node.checks.split_terminator('\n') {
                         let (ok, check) = line.split_at(1);
                         let _ = writeln!(out, "hearth_node_check_ok{{{l},check=\"{check}\"}} {ok}");
                     }
                 }
+                _ if node.held => {
+                    let _ = writeln!(out, "hearth_node_alerts_held{{{l}}} 1");
+                }
+                _ => {}
             }
         }
         if to == nodes.len() {
@@ -417,6 +430,9 @@ pub fn node_pieces(nodes: Vec<NodeSeries>) -> impl Iterator<Item = Vec<u8>> + Se
         Some(out.into_bytes())
     })
 }
+
+const HELD_HELP: &str =
+    "1 while a maintenance window or silence covers the node, or holds back alerts about it; only such nodes.";
 
 const STATUSES: [Status; 5] = [Status::Pending, Status::Online, Status::Late, Status::Offline, Status::Stopped];
 
@@ -485,7 +501,7 @@ mod tests {
             detail: String::new(),
         });
         odd.heartbeat.as_mut().unwrap().checks = Some(checks.into());
-        series.push(NodeSeries::of(&odd, 0, 90_000).with_uptime([Some(0.5), None, Some(1.0), None]));
+        series.push(NodeSeries::of(&odd, 0, 90_000).with_uptime([Some(0.5), None, Some(1.0), None]).covered(true));
         let pieces: Vec<String> = node_pieces(series).map(|p| String::from_utf8(p).unwrap()).collect();
         assert!(pieces.len() > 10, "{} pieces", pieces.len());
         let text = pieces.concat();
@@ -506,6 +522,8 @@ mod tests {
         assert_eq!(text.matches("hearth_node_load15{").count(), 1201);
         assert_eq!(text.matches("hearth_node_memory_bytes{").count(), 0, "absent facts are left out");
         assert_eq!(text.matches("check=\"disk\"} 1").count(), 600);
+        let held: Vec<&str> = text.lines().filter(|l| l.starts_with("hearth_node_alerts_held{")).collect();
+        assert_eq!(held, [r#"hearth_node_alerts_held{node_id="n1200",name="",hostname=""} 1"#], "only the covered one");
         // A node's checks come out one each, names escaped, whatever they hold.
         let odd: Vec<&str> = text.lines().filter(|l| l.contains("node_id=\"n1200\"")).collect();
         let checks: Vec<&str> = odd.iter().filter(|l| l.starts_with("hearth_node_check_ok")).copied().collect();

@@ -719,8 +719,10 @@ fn dispatch_read<T: ReadTxn>(route: Route, req: &Request, txn: &Txn<T>, ctx: &Co
                 let mut series = Vec::new();
                 let mut failed = None;
                 let holds = crate::alerts::Holds::load(txn)?;
+                let in_force = holds.in_force(ctx.now_ms);
                 txn.each_node(|n| {
-                    let one = metrics::NodeSeries::of(&n, ctx.now_ms, ctx.status_grace_ms(&n));
+                    let one =
+                        metrics::NodeSeries::of(&n, ctx.now_ms, ctx.status_grace_ms(&n)).covered(in_force.covers(&n));
                     match uptime::spans(txn, &n, ctx.now_ms, &holds) {
                         Ok(spans) => series.push(one.with_uptime(
                             crate::uptime::Window::ALL.map(|w| uptime::ratio_over(&n, &spans, w, ctx.now_ms)),

@@ -79,8 +79,10 @@ fn an_outage_inside_a_window_pages_no_one_and_one_still_going_at_its_end_pages_o
     // that Prometheus rules (HearthCheckFailing) hold what the channels hold.
     let metrics = || collector.get("/metrics", &key).body;
     let has = |text: &str, family: &str, node: &str| text.contains(&format!("{family}{{node_id=\"{node}\""));
-    let text = metrics();
-    assert!(has(&text, "hearth_node_alerts_held", &back) && has(&text, "hearth_node_alerts_held", &down), "{text}");
+    // On /metrics/nodes too, in the same scrape as the checks HearthCheckFailing reads.
+    for text in [metrics(), collector.get("/metrics/nodes", &key).body] {
+        assert!(has(&text, "hearth_node_alerts_held", &back) && has(&text, "hearth_node_alerts_held", &down), "{text}");
+    }
 
     // Both go silent and are declared offline inside the window: events, held, no alert,
     // and not down in /metrics, as the channels are not told.
