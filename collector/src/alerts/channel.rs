@@ -19,6 +19,12 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// A POST of `body` to `url` with `headers`, its channel's credentials not yet added
+    /// (`authorized`).
+    fn to(url: String, headers: Vec<(&'static str, String)>, body: String) -> Outgoing {
+        Outgoing { url, headers, body, secrets: Vec::new() }
+    }
+
     /// Scheme, host and port of the url: what errors and logs may show of it, since the
     /// rest of a webhook url (Discord, Slack) is a credential.
     pub fn origin(&self) -> String {
@@ -169,50 +175,30 @@ fn build_for(channel: &Channel, alert: &AlertRecord, sent: i64) -> Outgoing {
     let title = format!("Hearth: {} {}", alert.name, alert.kind.as_str().replace('_', " "));
     let json_headers = || vec![("Content-Type", "application/json".to_owned())];
     match channel.kind {
-        Kind::Webhook => Outgoing {
-            secrets: Vec::new(),
-            url: channel.url.clone(),
-            headers: json_headers(),
-            body: json::to_string(&webhook_body(alert)),
-        },
+        Kind::Webhook => Outgoing::to(channel.url.clone(), json_headers(), json::to_string(&webhook_body(alert))),
         Kind::Ntfy => {
             let (priority, tag) = tell.ntfy;
             let mut headers = vec![("Title", title), ("Priority", priority.into()), ("Tags", tag.into())];
             if let Some(token) = &channel.token {
                 headers.push(("Authorization", format!("Bearer {token}")));
             }
-            Outgoing { secrets: Vec::new(), url: channel.url.clone(), headers, body: text }
+            Outgoing::to(channel.url.clone(), headers, text)
         }
-        Kind::Discord => Outgoing {
-            secrets: Vec::new(),
-            url: channel.url.clone(),
-            headers: json_headers(),
-            body: json::to_string(&object([("username", string("Hearth")), ("content", string(&text))])),
-        },
-        Kind::Slack => Outgoing {
-            secrets: Vec::new(),
-            url: channel.url.clone(),
-            headers: json_headers(),
-            body: json::to_string(&object([("text", string(&text))])),
-        },
+        Kind::Discord => {
+            let body = object([("username", string("Hearth")), ("content", string(&text))]);
+            Outgoing::to(channel.url.clone(), json_headers(), json::to_string(&body))
+        }
+        Kind::Slack => {
+            Outgoing::to(channel.url.clone(), json_headers(), json::to_string(&object([("text", string(&text))])))
+        }
         Kind::Gotify => {
             let priority = if tell.trouble { 8 } else { 4 };
             let body = object([("title", string(&title)), ("message", string(&text)), ("priority", number(priority))]);
             let mut headers = json_headers();
             headers.push(("X-Gotify-Key", channel.token.clone().unwrap_or_default()));
-            Outgoing {
-                secrets: Vec::new(),
-                url: format!("{}/message", channel.url),
-                headers,
-                body: json::to_string(&body),
-            }
+            Outgoing::to(format!("{}/message", channel.url), headers, json::to_string(&body))
         }
-        Kind::Alertmanager => Outgoing {
-            secrets: Vec::new(),
-            url: format!("{}/api/v2/alerts", channel.url),
-            headers: json_headers(),
-            body: json::to_string(&Value::Array(Array::from_iter(alertmanager_alerts(alert, &text, sent)))),
-        },
+        Kind::Alertmanager => alertmanager_post(channel, alertmanager_alerts(alert, &text, sent)),
     }
 }
 
@@ -277,13 +263,15 @@ pub fn alertmanager_firing<'a>(
     if firing.is_empty() {
         return None;
     }
-    let out = Outgoing {
-        secrets: Vec::new(),
-        url: format!("{}/api/v2/alerts", channel.url),
-        headers: vec![("Content-Type", "application/json".to_owned())],
-        body: json::to_string(&Value::Array(Array::from_iter(firing))),
-    };
-    Some(authorized(channel, out))
+    Some(authorized(channel, alertmanager_post(channel, firing)))
+}
+
+/// A POST of `alerts` to an Alertmanager channel's `/api/v2/alerts`, its credentials not
+/// yet added (`authorized`).
+fn alertmanager_post(channel: &Channel, alerts: impl IntoIterator<Item = Value>) -> Outgoing {
+    let headers = vec![("Content-Type", "application/json".to_owned())];
+    let body = json::to_string(&Value::Array(Array::from_iter(alerts)));
+    Outgoing::to(format!("{}/api/v2/alerts", channel.url), headers, body)
 }
 
 /// What identifies each of an alert's entries in Alertmanager (its labels, as one string):
@@ -369,21 +357,15 @@ pub fn watchdog(channel: &Channel, since: &str, now_ms: i64, every: std::time::D
         ("startsAt", string(since)),
         ("endsAt", string(&format_rfc3339(ends))),
     ]);
-    let out = Outgoing {
-        secrets: Vec::new(),
-        url: format!("{}/api/v2/alerts", channel.url),
-        headers: vec![("Content-Type", "application/json".to_owned())],
-        body: json::to_string(&Value::Array(Array::from_iter([alert]))),
-    };
-    authorized(channel, out)
+    authorized(channel, alertmanager_post(channel, [alert]))
 }
 
-/// Standard base64 with padding (RFC 4648), for `Authorization: Basic`.
 /// The `Authorization` value for a url's `user:password`.
 pub fn basic_auth(user_password: &str) -> String {
     format!("Basic {}", base64(user_password.as_bytes()))
 }
 
+/// Standard base64 with padding (RFC 4648), for `Authorization: Basic`.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);

@@ -343,8 +343,7 @@ pub fn delete_node(
 /// the offline alert was held by a window or silence), or a failing check or flapping
 /// whose last alert was not held.
 fn told_of(txn: &Txn<RwTxn>, node: &NodeRecord) -> Result<bool, store::Error> {
-    let offline_held = node.held_since.zip(node.down_since).is_some_and(|(held, down)| down >= held);
-    if node.down_since.is_some() && !offline_held {
+    if node.down_since.is_some() && !node.offline_alert_held() {
         return Ok(true);
     }
     use liveness::Kind;

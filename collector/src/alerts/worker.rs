@@ -115,60 +115,63 @@ impl Worker {
                     .filter(|d| d.state == DeliveryState::Pending && holds_back(d) && configured(d));
                 pending.map(|d| (alert.node_id.clone(), d.channel.clone())).collect()
             };
-            let waiting = |alert: &AlertRecord| -> Vec<(String, String)> {
-                let pending = alert.deliveries.iter().filter(|d| d.state == DeliveryState::Pending);
-                pending.map(|d| (alert.node_id.clone(), d.channel.clone())).collect()
-            };
-            if due.is_empty() {
-                behind.extend(still_pending(&alert));
-                for key in waiting(&alert) {
-                    earlier.entry(key).or_default().push(alert.id);
-                }
-                continue;
-            }
-            let outcomes: Vec<Result<String, Failed>> =
-                due.iter().map(|i| self.attempt(&alert, &alert.deliveries[*i].channel)).collect();
-            let now = self.clock.now_ms();
-            for (i, outcome) in due.into_iter().zip(outcomes) {
-                let delivery = &mut alert.deliveries[i];
-                delivery.attempts += 1;
-                match outcome {
-                    Ok(_) => {
-                        delivery.state = DeliveryState::Delivered;
-                        delivery.delivered_at = Some(now);
-                        delivery.last_error = None;
-                        delivery.answered = None;
-                        self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(failed) => {
-                        log::warn!(
-                            "alert {} to channel {} failed (attempt {}): {failed}",
-                            alert.id,
-                            delivery.channel,
-                            delivery.attempts
-                        );
-                        self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                        delivery.answered = failed.status;
-                        delivery.last_error = Some(failed.message);
-                        if delivery.attempts >= MAX_ATTEMPTS {
-                            delivery.state = DeliveryState::Failed;
-                            self.stats.given_up.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            delivery.next_attempt = now + backoff_ms(delivery.attempts) as i64;
-                        }
-                    }
-                }
-            }
-            self.store.write(|txn| txn.put_alert(&alert))?;
-            for delivery in alert.deliveries.iter().filter(|d| d.state == DeliveryState::Delivered) {
-                let key = (alert.node_id.clone(), delivery.channel.clone());
-                for id in earlier.get(&key).into_iter().flatten() {
-                    self.drop_ended(*id, &alert, &delivery.channel)?;
-                }
+            if !due.is_empty() {
+                self.attempt_due(&mut alert, due, &earlier)?;
             }
             behind.extend(still_pending(&alert));
-            for key in waiting(&alert) {
-                earlier.entry(key).or_default().push(alert.id);
+            for d in alert.deliveries.iter().filter(|d| d.state == DeliveryState::Pending) {
+                earlier.entry((alert.node_id.clone(), d.channel.clone())).or_default().push(alert.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tries `alert`'s deliveries `due`, keeps how each went, and drops on each channel
+    /// that took it the `earlier` alerts it speaks for ([`ends`]).
+    fn attempt_due(
+        &self,
+        alert: &mut AlertRecord,
+        due: Vec<usize>,
+        earlier: &HashMap<(String, String), Vec<u64>>,
+    ) -> Result<(), store::Error> {
+        let outcomes: Vec<Result<String, Failed>> =
+            due.iter().map(|i| self.attempt(alert, &alert.deliveries[*i].channel)).collect();
+        let now = self.clock.now_ms();
+        for (i, outcome) in due.into_iter().zip(outcomes) {
+            let delivery = &mut alert.deliveries[i];
+            delivery.attempts += 1;
+            match outcome {
+                Ok(_) => {
+                    delivery.state = DeliveryState::Delivered;
+                    delivery.delivered_at = Some(now);
+                    delivery.last_error = None;
+                    delivery.answered = None;
+                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(failed) => {
+                    log::warn!(
+                        "alert {} to channel {} failed (attempt {}): {failed}",
+                        alert.id,
+                        delivery.channel,
+                        delivery.attempts
+                    );
+                    self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    delivery.answered = failed.status;
+                    delivery.last_error = Some(failed.message);
+                    if delivery.attempts >= MAX_ATTEMPTS {
+                        delivery.state = DeliveryState::Failed;
+                        self.stats.given_up.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        delivery.next_attempt = now + backoff_ms(delivery.attempts) as i64;
+                    }
+                }
+            }
+        }
+        self.store.write(|txn| txn.put_alert(alert))?;
+        for delivery in alert.deliveries.iter().filter(|d| d.state == DeliveryState::Delivered) {
+            let key = (alert.node_id.clone(), delivery.channel.clone());
+            for id in earlier.get(&key).into_iter().flatten() {
+                self.drop_ended(*id, alert, &delivery.channel)?;
             }
         }
         Ok(())
