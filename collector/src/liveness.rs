@@ -638,7 +638,7 @@ mod tests {
         assert_eq!(watching.first_watched(40 * S), 40 * S);
         // One noticed again while it was being kept counts once; one past a clock that
         // stepped back is cut at it.
-        let again = watching.clone().restarted(62 * S, Some(Absence { from: 55 * S, to: 62 * S }), false);
+        let again = watching.restarted(62 * S, Some(Absence { from: 55 * S, to: 62 * S }), false);
         assert_eq!(again.silence_from(10 * S), 10 * S + 10 * S + 12 * S);
         let stepped_back = watching.restarted(52 * S, None, false);
         assert_eq!(stepped_back.silence_from(10 * S), 10 * S + 10 * S + 2 * S);
